@@ -1,0 +1,163 @@
+"""Data page: choose a data set (demo / upload / path in the data root / hub id) and inspect it."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from alignscope import settings
+from alignscope.app import charts, state
+from alignscope.data import CANONICAL, DEFAULT_MAX_ROW_CHARS, DataError, length_table, parse_column_map, render_text
+from alignscope.files import PathOutsideRootError
+
+st.title("Data")
+st.caption("Load the preference pairs you want to study (prompt, chosen, rejected). The active data "
+           "set is used by every other page. Text is always shown as plain text.")
+
+# ------------------------------------------------------------------------------ choose a source
+SOURCES = ["Demo data", "Upload a file", "Path in the data root", "Hugging Face Hub"]
+kind = st.radio("Source", SOURCES, horizontal=True, key="data_source_kind")
+with st.expander("Loading options"):
+    opt_cols = st.columns(3)
+    drop_invalid = opt_cols[0].checkbox("Drop invalid rows (and report them)", key="data_drop_invalid",
+                                        help="Otherwise loading stops at the first invalid row.")
+    column_map = opt_cols[1].text_input("Column mapping", key="data_column_map",
+                                        placeholder="prompt=question, chosen=good, rejected=bad")
+    split = opt_cols[2].text_input("Split (datasets folders, hub)", key="data_split", placeholder="train")
+
+
+def _attempt(load_fn, *args, **kwargs) -> None:
+    """Run a load and turn every failure into an error box, never a traceback."""
+    try:
+        options = {"drop_invalid": drop_invalid, "columns": parse_column_map(column_map),
+                   "split": split.strip() or None, "max_row_chars": DEFAULT_MAX_ROW_CHARS}
+        with st.spinner("Loading and validating…"):
+            data = load_fn(*args, **options, **kwargs)
+        st.success(f"Loaded {data.n_pairs:,} pairs ({data.format}).")
+    except (DataError, PathOutsideRootError) as err:
+        st.error(str(err), icon="🚫")
+    except Exception as err:  # noqa: BLE001 - the page must keep serving
+        st.error(f"Could not load the data: {type(err).__name__}: {err}", icon="🚫")
+
+
+with st.form("data_source_form", border=True):
+    if kind == "Demo data":
+        cols = st.columns(2)
+        n = cols[0].number_input("Pairs", min_value=100, max_value=50_000, value=3000, step=500)
+        seed = cols[1].number_input("Seed", min_value=0, max_value=2**31 - 1, value=0)
+        if st.form_submit_button("Load demo data", type="primary"):
+            _attempt(state.load, f"demo:{int(n)}:{int(seed)}")
+    elif kind == "Upload a file":
+        upload = st.file_uploader("Preference file", type=["jsonl", "json", "parquet", "csv", "gz"],
+                                  help="jsonl / json / parquet / csv, optionally gzipped")
+        if st.form_submit_button("Load file", type="primary"):
+            if upload is None:
+                st.error("Choose a file first.")
+            else:
+                _attempt(state.load_upload, upload.name, upload.getvalue())
+    elif kind == "Path in the data root":
+        root = settings.data_root()
+        found = state.files_in_data_root()
+        picked = st.selectbox(f"Files found under {root}", [""] + found, key="data_found")
+        typed = st.text_input("…or type a path relative to the data root", key="data_path")
+        if st.form_submit_button("Load path", type="primary"):
+            target = typed.strip() or picked
+            if not target:
+                st.error("Pick or type a path.")
+            else:
+                _attempt(state.load_user_path, target)
+    else:
+        hub_id = st.text_input("Hub id", placeholder="org/name[:split]", key="data_hub_id",
+                               help="Needs internet access to the Hugging Face Hub.")
+        if st.form_submit_button("Load from the Hub", type="primary"):
+            if not hub_id.strip():
+                st.error("Type a hub id such as Anthropic/hh-rlhf:test.")
+            else:
+                _attempt(state.load, hub_id.strip())
+
+# ------------------------------------------------------------------------------------- overview
+data = state.active_data()
+if data is None:
+    st.info("No data set yet. Load the demo data or one of your own files above.")
+    st.stop()
+
+if data.is_demo:
+    st.info("**Demo data.** Synthetic pairs from eight topics and three sources. Planted defects, "
+            "recorded in metadata columns: flipped labels (`is_flipped`), near-duplicates "
+            "(`duplicate_of`), low-quality pairs (`is_low_quality`).", icon="🧪")
+metrics = st.columns(4)
+metrics[0].metric("Pairs", f"{data.n_pairs:,}")
+metrics[1].metric("Format", data.format, help="standard: explicit prompt column; conversational: "
+                  "message lists; implicit_prompt: prompt extracted from the shared dialogue prefix")
+metrics[2].metric("Metadata columns", len(data.metadata_columns))
+metrics[3].metric("Fingerprint", data.fingerprint, help="hash of the canonical rows; keys caches and runs")
+st.caption(f"Source: {data.source}")
+
+report = data.report
+if report.dropped:
+    st.warning(f"Validation: {report.summary()}")
+    st.dataframe(pd.DataFrame(report.dropped), hide_index=True, height=200)
+else:
+    st.success(f"Validation: all {report.n_read:,} rows valid.")
+for what, count in report.warnings.items():
+    st.caption(f"Note: {count:,} {what}.")
+
+tab_pairs, tab_lengths, tab_meta, tab_table = st.tabs(["Pairs", "Lengths", "Metadata", "Table"])
+
+with tab_pairs:
+    st.caption("One pair at a time, chosen beside rejected.")
+    pick = st.number_input("Pair (1-based row)", min_value=1, max_value=data.n_pairs, value=1, key="data_pair")
+    row = data.frame.iloc[int(pick) - 1]
+    with st.container(border=True):
+        st.markdown("**Prompt**")
+        st.text(render_text(row["prompt"]))
+    left, right = st.columns(2)
+    with left.container(border=True):
+        st.markdown("**Chosen** ✅")
+        st.text(render_text(row["chosen"]) or "(empty response)")
+    with right.container(border=True):
+        st.markdown("**Rejected** ❌")
+        st.text(render_text(row["rejected"]) or "(empty response)")
+    if data.metadata_columns:
+        st.dataframe(pd.DataFrame([row[data.metadata_columns].astype(str)]), hide_index=True)
+
+
+@st.cache_data(show_spinner="Counting words…", max_entries=8)
+def _lengths(fingerprint: str, _data) -> pd.DataFrame:
+    return length_table(_data)
+
+
+with tab_lengths:
+    lengths = _lengths(data.fingerprint, data)
+    longer = float((lengths["chosen"] > lengths["rejected"]).mean())
+    cols = st.columns(3)
+    cols[0].metric("Median prompt length", f"{int(lengths['prompt'].median())} words")
+    cols[1].metric("Median chosen / rejected", f"{int(lengths['chosen'].median())} / "
+                   f"{int(lengths['rejected'].median())} words")
+    cols[2].metric("Chosen longer than rejected", f"{longer:.1%}",
+                   help="A share far from 50 % means length alone predicts the label (length bias).")
+    log_x = st.toggle("Log scale", value=True, key="data_log_lengths")
+    st.plotly_chart(charts.length_histogram(lengths, log_x=log_x), key="data_length_chart")
+    st.dataframe(lengths.describe(percentiles=[0.5, 0.95]).T.round(1), key="data_length_stats")
+
+with tab_meta:
+    shown = 0
+    for column in data.metadata_columns:
+        values = data.frame[column]
+        try:
+            distinct = values.nunique(dropna=False)
+        except TypeError:  # unhashable values (lists, dicts): nothing to count
+            continue
+        if 1 <= distinct <= 50:
+            counts = values.astype(str).value_counts()
+            st.plotly_chart(charts.count_bar(counts, column), key=f"data_meta_{column}")
+            shown += 1
+    if not shown:
+        st.caption("No metadata column with 50 or fewer distinct values to count.")
+
+with tab_table:
+    limit = min(data.n_pairs, 2000)
+    st.caption(f"First {limit:,} rows; message lists rendered as role: content.")
+    preview = data.frame.head(limit).copy()
+    for column in CANONICAL:
+        preview[column] = [render_text(v) for v in preview[column]]
+    st.dataframe(preview, hide_index=False, height=420)

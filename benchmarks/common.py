@@ -1,0 +1,66 @@
+"""Shared by every benchmark: what machine ran it, and writing its figures atomically.
+
+Each benchmark is one command (``python -m benchmarks.<name>``) that prints its figures and writes
+``benchmarks/results/<name>.json`` (+ any plots) with the machine it ran on.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU/GPU, core count, memory and library versions, recorded beside every figure."""
+    info: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["gpu"] = None
+    info["device"] = "GPU" if info.get("gpu") else "CPU"
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_result(name: str, figures: dict[str, Any], *, suffix: str = "") -> Path:
+    """Write ``results/<name><suffix>.json`` = {"benchmark", "machine", "figures"} atomically."""
+    from alignscope.files import write_json
+
+    path = RESULTS / f"{name}{suffix}.json"
+    write_json(path, {"benchmark": name, "machine": machine_info(), "figures": figures})
+    print(json.dumps(figures, indent=2, default=str))
+    print(f"wrote {path}")
+    return path

@@ -1,0 +1,207 @@
+"""The ``alignscope`` command: every job the app can start, scriptable.
+
+Exit codes: 0 success; 2 bad input (one line on stderr naming file, row and column); 1 an
+unexpected internal error (one line; set ``ALIGNSCOPE_DEBUG=1`` for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or input; reported as one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2 like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# ------------------------------------------------------------------------------------------ data
+def _add_load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="file (.jsonl/.json/.parquet/.csv, optionally .gz), datasets "
+                                     "folder, hub id org/name[:split], or demo[:N[:SEED]]")
+    parser.add_argument("--split", help="split of a DatasetDict folder or hub data set")
+    parser.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
+                        help="map a differently named column, e.g. --column prompt=question")
+    parser.add_argument("--drop-invalid", action="store_true",
+                        help="drop invalid rows (reported) instead of stopping at the first")
+    parser.add_argument("--max-row-chars", type=int, default=None,
+                        help="rows longer than this (prompt+chosen+rejected) are invalid")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _load(args: argparse.Namespace):
+    from alignscope.data import DEFAULT_MAX_ROW_CHARS, load_preferences, parse_column_map
+
+    max_chars = args.max_row_chars if args.max_row_chars is not None else DEFAULT_MAX_ROW_CHARS
+    if max_chars <= 0:
+        raise UsageError("--max-row-chars must be positive")
+    return load_preferences(args.path, split=args.split, columns=parse_column_map(args.column),
+                            drop_invalid=args.drop_invalid, max_row_chars=max_chars)
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    data = _load(args)
+    info = data.info()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, default=str))
+        return EXIT_OK
+    fmt = info["format"] + (" (prompt extracted from the shared prefix)" if info["prompt_extracted"] else "")
+    rows = [("source", info["source"] + ("  [DEMO DATA]" if info["is_demo"] else "")),
+            ("pairs", f"{info['n_pairs']:,}"), ("format", fmt),
+            ("metadata", ", ".join(info["metadata_columns"]) or "(none)"),
+            ("fingerprint", info["fingerprint"]), ("validation", data.report.summary())]
+    for key, value in rows:
+        print(f"{key:<12} {value}")
+    return EXIT_OK
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from alignscope.data import DataError
+
+    try:
+        data = _load(args)
+    except DataError as err:
+        if args.json:
+            print(json.dumps({"valid": False, **err.to_dict()}, ensure_ascii=False))
+        raise
+    result = {"valid": True, "n_pairs": data.n_pairs, "format": data.format,
+              "summary": data.report.summary(), **data.report.to_dict()}
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        print(f"OK {args.path}: {data.n_pairs:,} pairs ({data.format}); {data.report.summary()}")
+    return EXIT_OK
+
+
+def cmd_data_demo(args: argparse.Namespace) -> int:
+    from alignscope.demo import demo_preferences
+    from alignscope.readers import split_compression
+
+    out = Path(args.out)
+    fmt, gz = split_compression(out)
+    if fmt not in (".jsonl", ".json", ".parquet", ".csv") or (gz and fmt == ".parquet"):
+        raise UsageError(f"{out.name}: cannot write this type; use .jsonl, .json, .csv (optionally .gz) "
+                         "or .parquet")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out}: already exists (pass --force to overwrite)")
+    if args.n < 20:
+        raise UsageError("--n must be at least 20")
+    data = demo_preferences(n=args.n, seed=args.seed)
+    data.save(out)
+    if args.json:
+        print(json.dumps({"out": str(out), "n_pairs": data.n_pairs, "fingerprint": data.fingerprint}))
+    else:
+        print(f"wrote {data.n_pairs:,} demo pairs to {out} (fingerprint {data.fingerprint})")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- app
+def app_command(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """The ``streamlit run`` argument list for the app (no shell: a list, never a string)."""
+    main = Path(__file__).resolve().parent.parent / "app" / "main.py"
+    if not main.exists():  # installed (non-editable) layout: app/ is the alignscope.app package
+        import alignscope.app
+
+        main = Path(alignscope.app.__file__).resolve().parent / "main.py"
+    return [sys.executable, "-m", "streamlit", "run", str(main),
+            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
+            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", *extra]
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    root = Path(args.data_root).expanduser().resolve()
+    if not root.is_dir():
+        raise UsageError(f"--data-root {args.data_root}: not a folder")
+    if not 0 < args.port < 65536:
+        raise UsageError("--port must be between 1 and 65535")
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"alignscope: listening on {args.host}: anyone who can reach this machine can use the app",
+              file=sys.stderr)
+    env = {**os.environ, "ALIGNSCOPE_DATA_ROOT": str(root), "ALIGNSCOPE_INITIAL_DATA": args.data or "demo"}
+    if args.home:
+        env["ALIGNSCOPE_HOME"] = str(Path(args.home).expanduser().resolve())
+    command = app_command(args.host, args.port,
+                          ["--server.maxUploadSize", str(args.max_upload_mb)])
+    print(f"alignscope: serving http://{args.host}:{args.port} (data root {root})", file=sys.stderr)
+    sys.stdout.flush()
+    os.execve(command[0], command, env)  # replaces this process: signals go straight to Streamlit
+    return EXIT_OK  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from alignscope import __version__
+
+    parser = _Parser(prog="alignscope", description="Preference-data selection, training and "
+                                                   "diagnostics for LLM alignment.")
+    parser.add_argument("--version", action="version", version=f"alignscope {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = commands.add_parser("data", help="inspect, validate and generate preference data")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    info = data_commands.add_parser("info", help="summary of a data set (pairs, format, fingerprint)")
+    _add_load_options(info)
+    info.set_defaults(func=cmd_data_info)
+    validate = data_commands.add_parser("validate", help="exit 0 when valid, 2 with the error line")
+    _add_load_options(validate)
+    validate.set_defaults(func=cmd_data_validate)
+    demo = data_commands.add_parser("demo", help="write the seeded synthetic demo set")
+    demo.add_argument("--out", required=True, help="output file (.jsonl/.json/.csv[.gz] or .parquet)")
+    demo.add_argument("--n", type=int, default=3000, help="number of pairs (default 3000)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--force", action="store_true", help="overwrite an existing file")
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(func=cmd_data_demo)
+
+    app = commands.add_parser("app", help="start the web app (Streamlit)")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the app)")
+    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--data-root", default=".", help="the only folder the app opens typed paths in")
+    app.add_argument("--data", help="data set to open first (default: the built-in demo)")
+    app.add_argument("--home", help="folder for caches, jobs and runs (default ~/.cache/alignscope)")
+    app.add_argument("--max-upload-mb", type=int, default=200, help="upload size cap in MB")
+    app.set_defaults(func=cmd_app)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from alignscope.data import DataError
+    from alignscope.files import PathOutsideRootError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except (UsageError, DataError, PathOutsideRootError) as err:
+        print(f"alignscope: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("alignscope: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI's promise is one line, not a traceback
+        if os.environ.get("ALIGNSCOPE_DEBUG"):
+            raise
+        print(f"alignscope: internal error: {type(err).__name__}: {err} "
+              "(set ALIGNSCOPE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

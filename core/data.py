@@ -1,0 +1,517 @@
+"""Preference data in one canonical form: ``prompt, chosen, rejected`` + every metadata column.
+
+Accepted inputs (see :func:`load_preferences`):
+
+* TRL's *standard* explicit-prompt format: string columns ``prompt``, ``chosen``, ``rejected``;
+* TRL's *conversational* format: the same columns as lists of ``{"role", "content"}`` messages
+  (with or without a ``prompt`` column; without one the prompt is the shared message prefix);
+* the *implicit-prompt* format of Anthropic HH: only ``chosen`` and ``rejected``, each a whole
+  dialogue; the prompt is the shared prefix up to and including the last ``"\\n\\nAssistant:"``
+  and the responses are what follows it, so ``prompt + chosen`` equals the original ``chosen``;
+* files ``.jsonl/.json/.parquet/.csv`` (each optionally ``.gz``), a ``datasets.save_to_disk``
+  folder, a pandas DataFrame, a Hugging Face ``datasets.Dataset``, a hub id ``org/name[:split]``,
+  and ``"demo"`` / ``"demo:N"`` for the built-in synthetic set (:mod:`alignscope.demo`).
+
+Every problem raises :class:`DataError`, whose message is one line naming file, row (1-based) and
+column; ``drop_invalid=True`` drops such rows instead and reports how many and why.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from alignscope.files import atomic_path, atomic_write
+from alignscope.readers import DataError, RawTable, from_hf_dataset, is_missing, read_path
+
+__all__ = ["PreferenceData", "ValidationReport", "DataError", "load_preferences", "CANONICAL",
+           "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map"]
+
+CANONICAL = ("prompt", "chosen", "rejected")
+FORMATS = ("standard", "conversational", "implicit_prompt")
+HH_ASSISTANT = "\n\nAssistant:"
+DEFAULT_MAX_ROW_CHARS = 200_000
+# Names people actually use for the three columns; used only to suggest a --column mapping.
+_ALIASES = {
+    "prompt": ["question", "instruction", "input", "query", "context", "history"],
+    "chosen": ["chosen_response", "response_chosen", "preferred", "accepted", "winner", "good",
+               "output_1", "response_a"],
+    "rejected": ["rejected_response", "response_rejected", "dispreferred", "loser", "bad",
+                 "output_2", "response_b"],
+}
+_DEMO_SOURCE = re.compile(r"demo(?::(\d+))?(?::(\d+))?")  # demo, demo:N, demo:N:SEED
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
+
+
+@dataclass
+class ValidationReport:
+    """What loading found: how many rows were read and kept, and each dropped row with why."""
+
+    n_read: int = 0
+    n_kept: int = 0
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # {"row", "column", "reason"}
+    warnings: dict[str, int] = field(default_factory=dict)  # kept rows worth knowing about
+
+    @property
+    def n_dropped(self) -> int:
+        return len(self.dropped)
+
+    def reasons(self) -> dict[str, int]:
+        """Dropped rows counted by reason (the reason text without row-specific numbers)."""
+        return dict(Counter(_reason_kind(d["reason"]) for d in self.dropped).most_common())
+
+    def summary(self) -> str:
+        notes = "".join(f"; note: {n} {what}" for what, n in self.warnings.items())
+        if not self.dropped:
+            return f"all {self.n_read} rows valid{notes}"
+        parts = ", ".join(f"{n} {reason}" for reason, n in self.reasons().items())
+        return f"dropped {self.n_dropped} of {self.n_read} rows: {parts}{notes}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_read": self.n_read, "n_kept": self.n_kept, "n_dropped": self.n_dropped,
+                "reasons": self.reasons(), "warnings": self.warnings, "dropped": self.dropped[:1000]}
+
+
+@dataclass(frozen=True)
+class PreferenceData:
+    """Validated preference pairs.
+
+    ``frame`` has the canonical columns first (strings, or message lists for the conversational
+    format) followed by the metadata columns exactly as they were in the source.
+    """
+
+    frame: pd.DataFrame
+    format: str
+    source: str
+    prompt_extracted: bool = False
+    report: ValidationReport = field(default_factory=ValidationReport)
+    is_demo: bool = False
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.frame)
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in CANONICAL]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) of the canonical rows, in order.
+
+        Only ``prompt, chosen, rejected`` enter the hash: the same pairs read from jsonl, parquet or
+        a DataFrame share one fingerprint, and metadata edits do not invalidate embedding caches.
+        """
+        digest = hashlib.sha256()
+        for prompt, chosen, rejected in zip(self.frame["prompt"], self.frame["chosen"],
+                                            self.frame["rejected"]):
+            digest.update(json.dumps([prompt, chosen, rejected], ensure_ascii=False,
+                                     separators=(",", ":")).encode("utf-8"))
+            digest.update(b"\n")
+        return digest.hexdigest()[:16]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "n_pairs": self.n_pairs,
+            "format": self.format,
+            "prompt_extracted": self.prompt_extracted,
+            "columns": list(self.frame.columns),
+            "metadata_columns": self.metadata_columns,
+            "fingerprint": self.fingerprint,
+            "is_demo": self.is_demo,
+            "validation": self.report.to_dict(),
+        }
+
+    def texts(self, column: str) -> list[str]:
+        """A canonical column as plain strings (message lists rendered ``role: content``)."""
+        return [render_text(v) for v in self.frame[column].tolist()]
+
+    def to_dataset(self, columns: Iterable[str] = CANONICAL):
+        """A ``datasets.Dataset`` in TRL's preference format (prompt/chosen/rejected)."""
+        import datasets
+
+        return datasets.Dataset.from_pandas(self.frame[list(columns)], preserve_index=False)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the canonical table atomically; the format follows the suffix (.gz allowed)."""
+        return write_table(self.frame, path)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a table as .jsonl/.json/.parquet/.csv (optionally .gz), atomically."""
+    import gzip
+
+    from alignscope.readers import split_compression
+
+    path = Path(path)
+    fmt, gz = split_compression(path)
+    if fmt == ".parquet":
+        if gz:
+            raise ValueError("write parquet without .gz: parquet compresses internally")
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        return path
+    if fmt == ".jsonl":
+        text = frame.to_json(orient="records", lines=True, force_ascii=False)
+    elif fmt == ".json":
+        text = frame.to_json(orient="records", force_ascii=False, indent=1)
+    elif fmt == ".csv":
+        text = frame.to_csv(index=False)
+    else:
+        raise ValueError(f"cannot write {path.name}: use .jsonl, .json, .parquet or .csv (optionally .gz)")
+    data = text.encode("utf-8")
+    with atomic_write(path, "wb") as handle:
+        handle.write(gzip.compress(data, mtime=0) if gz else data)
+    return path
+
+
+def render_text(value: Any) -> str:
+    """Plain text of a canonical value: strings as they are, message lists as ``role: content``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in value)
+    return "" if is_missing(value) else str(value)
+
+
+def parse_column_map(items: Iterable[str] | str | None) -> dict[str, str]:
+    """``["prompt=question", "chosen=good"]`` or ``"prompt=question,chosen=good"`` → mapping
+    canonical name → source column."""
+    if not items:
+        return {}
+    if isinstance(items, str):
+        items = [items]
+    mapping: dict[str, str] = {}
+    for item in items:
+        for part in str(item).split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or key not in CANONICAL or not value:
+                raise DataError(f"bad column mapping {part!r}: use prompt=COL, chosen=COL or rejected=COL")
+            mapping[key] = value
+    return mapping
+
+
+# ----------------------------------------------------------------------------------------- loading
+def load_preferences(
+    source: Any,
+    *,
+    split: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    drop_invalid: bool = False,
+    max_row_chars: int = DEFAULT_MAX_ROW_CHARS,
+) -> PreferenceData:
+    """Load preference pairs from a path, folder, DataFrame, ``datasets.Dataset``, hub id or
+    ``"demo[:N]"`` into canonical form.
+
+    Parameters
+    ----------
+    source: what to load (see the module docstring).
+    split: split of a ``DatasetDict`` folder or hub data set (``org/name:split`` works too).
+    columns: canonical name → source column, for data whose columns are named differently.
+    drop_invalid: drop invalid rows (reported in ``.report``) instead of raising on the first.
+    max_row_chars: rows whose prompt+chosen+rejected exceed this many characters are invalid.
+
+    Raises
+    ------
+    DataError: with a one-line message naming file, row (1-based) and column.
+    """
+    if isinstance(source, str) and not Path(source).expanduser().exists():
+        demo = _DEMO_SOURCE.fullmatch(source)
+        if demo:
+            from alignscope.demo import DEFAULT_N, demo_preferences
+
+            return demo_preferences(n=int(demo.group(1) or DEFAULT_N), seed=int(demo.group(2) or 0))
+    raw, label = _read_source(source, split)
+    return canonicalise(raw, source_label=label, columns=columns, drop_invalid=drop_invalid,
+                        max_row_chars=max_row_chars)
+
+
+def _read_source(source: Any, split: str | None) -> tuple[RawTable, str]:
+    import datasets
+
+    if isinstance(source, pd.DataFrame):
+        if source.empty:
+            raise DataError("DataFrame is empty (no rows)", file="DataFrame")
+        frame = source.reset_index(drop=True)
+        return RawTable(frame, list(range(1, len(frame) + 1)), "DataFrame"), "DataFrame"
+    if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
+        return from_hf_dataset(source, split, name="Dataset"), "Dataset"
+    if not isinstance(source, (str, os.PathLike)):
+        raise DataError(f"cannot load preference data from a {type(source).__name__}")
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        return read_path(path, split), str(path)
+    if path.suffix or text.startswith((".", "/", "~")) or not _HUB_ID.match(text):
+        raise DataError("file not found", file=text)
+    return _read_hub(text, split), text
+
+
+def _read_hub(hub_id: str, split: str | None) -> RawTable:
+    """Load ``org/name[:split]`` with ``datasets.load_dataset``; offline gets a clear message."""
+    import datasets
+
+    name, _, id_split = hub_id.partition(":")
+    split = split or id_split or None
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise DataError(f"cannot reach the Hugging Face Hub to load {name!r} ({unreachable})",
+                        file=hub_id,
+                        hint="if you are offline, save it where you are online with "
+                             "datasets.load_dataset(...).save_to_disk(DIR) and load DIR")
+    try:
+        loaded = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # network, auth, missing repo: all become one clear line
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"could not load {name!r} from the Hugging Face Hub ({type(exc).__name__}: {first})",
+            file=hub_id,
+            hint="if you are offline, save it where you are online with "
+                 "datasets.load_dataset(...).save_to_disk(DIR) and load DIR") from None
+    return from_hf_dataset(loaded, None, name=hub_id)
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached, or None. A 3-second socket check up front, because
+    ``datasets`` otherwise retries for ~30 s with a warning per attempt before failing."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None  # offline mode reads the local cache and fails fast by itself
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # behind a proxy a direct socket check says nothing; let datasets try
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"{endpoint.hostname}: {exc.strerror or exc}"
+    return None
+
+
+def canonicalise(
+    raw: RawTable,
+    *,
+    source_label: str,
+    columns: Mapping[str, str] | None = None,
+    drop_invalid: bool = False,
+    max_row_chars: int = DEFAULT_MAX_ROW_CHARS,
+) -> PreferenceData:
+    """Map, detect the format, validate every row, and build the canonical table."""
+    frame = raw.records
+    name = raw.name
+    frame = _apply_column_map(frame, columns or {}, name)
+    for required in ("chosen", "rejected"):
+        if required not in frame.columns:
+            raise DataError(_missing_column_reason(required, list(frame.columns)), file=name,
+                            row=raw.rows[0], column=required,
+                            hint=f"map it with --column {required}=NAME")
+    has_prompt = "prompt" in frame.columns
+    fmt, first_row = _detect_format(frame, raw.rows, has_prompt)
+
+    prompts, chosens, rejecteds, keep = [], [], [], []
+    report = ValidationReport(n_read=len(frame))
+    columns_in = ["prompt", "chosen", "rejected"] if has_prompt else ["chosen", "rejected"]
+    values = {c: frame[c].tolist() for c in columns_in}
+    for i, row in enumerate(raw.rows):
+        try:
+            prompt, chosen, rejected = _validate_row(
+                {c: values[c][i] for c in columns_in}, fmt=fmt, has_prompt=has_prompt,
+                first_row=first_row, max_row_chars=max_row_chars)
+        except _RowProblem as problem:
+            if not drop_invalid:
+                raise DataError(problem.reason, file=name, row=row, column=problem.column,
+                                hint="or drop invalid rows with --drop-invalid") from None
+            report.dropped.append({"row": row, "column": problem.column, "reason": problem.reason})
+            continue
+        prompts.append(prompt)
+        chosens.append(chosen)
+        rejecteds.append(rejected)
+        keep.append(i)
+    if not keep:
+        raise DataError(f"no valid rows ({report.summary()})", file=name)
+    report.n_kept = len(keep)
+    for column, replies in (("chosen", chosens), ("rejected", rejecteds)):
+        n_empty = sum(1 for r in replies if isinstance(r, str) and not r.strip())
+        if n_empty:
+            report.warnings[f"rows with an empty {column} response"] = n_empty
+    metadata = frame.drop(columns=[c for c in CANONICAL if c in frame.columns]).iloc[keep]
+    canonical = pd.DataFrame({"prompt": prompts, "chosen": chosens, "rejected": rejecteds})
+    canonical = pd.concat([canonical, metadata.reset_index(drop=True)], axis=1)
+    return PreferenceData(frame=canonical, format=fmt, source=source_label,
+                          prompt_extracted=not has_prompt, report=report)
+
+
+# -------------------------------------------------------------------------------------- validation
+class _RowProblem(Exception):
+    def __init__(self, column: str | None, reason: str):
+        super().__init__(reason)
+        self.column, self.reason = column, reason
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        return "messages"
+    if is_missing(value):
+        return "missing"
+    return "other"
+
+
+def _detect_format(frame: pd.DataFrame, rows: list[int], has_prompt: bool) -> tuple[str, int]:
+    """Format of the file, from its first row with a usable ``chosen`` value."""
+    for value, row in zip(frame["chosen"].tolist(), rows):
+        kind = _kind(value)
+        if kind == "messages":
+            return "conversational", row
+        if kind == "text" and value.strip():
+            return ("standard" if has_prompt else "implicit_prompt"), row
+    return ("standard" if has_prompt else "implicit_prompt"), rows[0]
+
+
+def _validate_row(values: dict[str, Any], *, fmt: str, has_prompt: bool, first_row: int,
+                  max_row_chars: int) -> tuple[Any, Any, Any]:
+    conversational = fmt == "conversational"
+    for column, value in values.items():
+        kind = _kind(value)
+        if kind == "missing":
+            if column == "prompt" and isinstance(values["chosen"], str) and HH_ASSISTANT in values["chosen"]:
+                raise _RowProblem(column, "no prompt here although other rows have one "
+                                          "(mixed explicit- and implicit-prompt rows in one file)")
+            raise _RowProblem(column, "missing value (null or NaN)")
+        if conversational and kind == "text":
+            raise _RowProblem(column, f"a string, but row {first_row} is a message list "
+                                      "(mixed standard and conversational rows in one file)")
+        if not conversational and kind == "messages":
+            raise _RowProblem(column, f"a message list, but row {first_row} is a string "
+                                      "(mixed standard and conversational rows in one file)")
+        if kind == "other":
+            want = "a list of {role, content} messages" if conversational else "a string"
+            raise _RowProblem(column, f"expected {want}, got {_type_name(value)}")
+        # An empty *response* is data (a model that said nothing lost or won); an empty prompt is
+        # not. Empty responses are kept and counted in the report's warnings.
+        if kind == "text" and not value.strip() and (column == "prompt" or not has_prompt):
+            raise _RowProblem(column, "empty string")
+        if kind == "messages":
+            _check_messages(column, value)
+
+    total = sum(len(render_text(v)) for v in values.values())
+    if total > max_row_chars:
+        largest = max(values, key=lambda c: len(render_text(values[c])))
+        raise _RowProblem(largest, f"row has {total:,} characters, over the limit of "
+                                   f"{max_row_chars:,} (raise it with --max-row-chars)")
+
+    if has_prompt:
+        prompt, chosen, rejected = values["prompt"], values["chosen"], values["rejected"]
+    elif conversational:
+        prompt, chosen, rejected = _split_shared_messages(values["chosen"], values["rejected"])
+    else:
+        prompt, chosen, rejected = _split_hh(values["chosen"], values["rejected"])
+    if chosen == rejected:
+        raise _RowProblem("rejected", "identical to 'chosen'")
+    return prompt, chosen, rejected
+
+
+def _check_messages(column: str, messages: list[dict]) -> None:
+    for j, message in enumerate(messages, start=1):
+        if "role" not in message or "content" not in message:
+            raise _RowProblem(column, f"message {j} needs 'role' and 'content' keys")
+        if not isinstance(message["content"], str) or not message["content"].strip():
+            raise _RowProblem(column, f"message {j} has empty or non-string content")
+
+
+def _split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """Anthropic HH: prompt = shared prefix up to and including the last ``\\n\\nAssistant:``."""
+    shared = os.path.commonprefix([chosen, rejected])
+    cut = shared.rfind(HH_ASSISTANT)
+    if cut < 0:
+        raise _RowProblem("chosen", "cannot extract the prompt: chosen and rejected share no "
+                                    "'\\n\\nAssistant:' prefix (add a prompt column)")
+    end = cut + len(HH_ASSISTANT)
+    # An empty final turn is kept: HH has a few ("Assistant: " with nothing after it), and an
+    # empty reply preferred over a harmful one is a real preference. The report counts them.
+    return chosen[:end], chosen[end:], rejected[end:]
+
+
+def _split_shared_messages(chosen: list, rejected: list) -> tuple[list, list, list]:
+    """Conversational without a prompt column: prompt = the shared leading messages."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if n == 0:
+        raise _RowProblem("chosen", "cannot extract the prompt: chosen and rejected share no "
+                                    "leading messages (add a prompt column)")
+    prompt, chosen_reply, rejected_reply = chosen[:n], chosen[n:], rejected[n:]
+    for column, reply in (("chosen", chosen_reply), ("rejected", rejected_reply)):
+        if not reply:
+            raise _RowProblem(column, "no response messages after the shared prompt")
+    return prompt, chosen_reply, rejected_reply
+
+
+def _apply_column_map(frame: pd.DataFrame, columns: Mapping[str, str], name: str) -> pd.DataFrame:
+    if not columns:
+        return frame
+    for canonical, source in columns.items():
+        if canonical not in CANONICAL:
+            raise DataError(f"cannot map {canonical!r}: only prompt, chosen and rejected can be mapped",
+                            file=name)
+        if source not in frame.columns:
+            raise DataError(_missing_column_reason(source, list(frame.columns)), file=name,
+                            row=1, column=source)
+    renamed = {source: canonical for canonical, source in columns.items()}
+    clashes = [c for c in renamed.values() if c in frame.columns and c not in renamed]
+    frame = frame.drop(columns=clashes) if clashes else frame
+    return frame.rename(columns=renamed)
+
+
+def _missing_column_reason(column: str, available: list[str]) -> str:
+    shown = ", ".join(repr(str(c)) for c in available[:12]) + (" ..." if len(available) > 12 else "")
+    candidates = [str(c) for c in available]
+    guess = difflib.get_close_matches(column, candidates, n=1, cutoff=0.6)
+    if not guess:
+        guess = [c for c in candidates if c.lower() in _ALIASES.get(column, [])][:1]
+    suggestion = f"; did you mean {guess[0]!r}?" if guess else ""
+    return f"column not found (columns are {shown}){suggestion}"
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list"
+    return f"a {type(value).__name__}"
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons that differ only by numbers ("row has 250,001 characters ...")."""
+    return re.sub(r"\d[\d,]*", "N", reason)
+
+
+def length_table(data: PreferenceData) -> pd.DataFrame:
+    """Words per pair for ``prompt``, ``chosen`` and ``rejected`` (whitespace-separated tokens),
+    shape (n_pairs, 3). Used for length distributions and the chosen-is-longer length bias."""
+    return pd.DataFrame({
+        column: pd.Series(data.texts(column), dtype="string").str.count(r"\S+").astype("int64").to_numpy()
+        for column in CANONICAL
+    })

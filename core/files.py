@@ -1,0 +1,89 @@
+"""Small file-system helpers shared by every layer: atomic writes and data-root confinement.
+
+Why atomic: a reader (the app, a resumed job) must never see half a file, and a job killed mid-write
+must never leave a file that looks complete. Every writer in alignscope goes through ``atomic_write``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    The temporary file lives in the same directory so that ``os.replace`` is an atomic rename on
+    POSIX. On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for libraries that insist on writing by file name
+    (``DataFrame.to_parquet``, ``numpy.save``); it is renamed over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as pretty JSON, atomically."""
+    with atomic_write(path, "w") as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False, default=str)
+        handle.write("\n")
+
+
+class PathOutsideRootError(ValueError):
+    """A user-typed path that would leave the configured data root."""
+
+
+def resolve_in_root(root: str | os.PathLike, user_path: str | os.PathLike) -> Path:
+    """Resolve ``user_path`` (relative to ``root``) and refuse anything that escapes ``root``.
+
+    ``..`` components, absolute paths elsewhere and symlinks pointing outside are all refused:
+    the check runs on the fully resolved path, so a symlink inside the root that points outside
+    is caught too.
+    """
+    root_resolved = Path(root).expanduser().resolve()
+    text = str(user_path).strip()
+    if not text:
+        raise PathOutsideRootError("empty path")
+    if "\x00" in text:
+        raise PathOutsideRootError("path contains a NUL byte")
+    candidate = Path(text).expanduser()
+    if not candidate.is_absolute():
+        candidate = root_resolved / candidate
+    resolved = candidate.resolve()
+    if resolved != root_resolved and root_resolved not in resolved.parents:
+        raise PathOutsideRootError(
+            f"{text!r} is outside the data root {str(root_resolved)!r}; "
+            "only files inside the data root can be opened (start the app with --data-root to change it)"
+        )
+    return resolved
