@@ -8,11 +8,11 @@ import streamlit as st
 
 from alignscope.app import state
 
-st.set_page_config(page_title="alignscope", page_icon="🔭", layout="wide")
+st.set_page_config(page_title="alignscope", page_icon=":material/biotech:", layout="wide")
 
 PAGES = Path(__file__).parent / "pages"
 navigation = st.navigation([
-    st.Page(PAGES / "data.py", title="Data", icon="📄", default=True),
+    st.Page(PAGES / "data.py", title="Data", icon=":material/table_view:", default=True),
 ])
 state.ensure_initial_data()
 state.sidebar_summary()

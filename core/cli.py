@@ -107,6 +107,55 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------ jobs
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from alignscope.jobs import JobStore, format_job_table
+
+    jobs = JobStore().list_jobs(status=args.status, kind=args.kind, limit=args.limit)
+    if args.json:
+        print(json.dumps([job.to_dict() for job in jobs], default=str))
+    else:
+        print(format_job_table(jobs))
+    return EXIT_OK
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from alignscope.jobs import JobStore, format_job_details
+
+    job = JobStore().get(args.job_id)
+    print(json.dumps(job.to_dict(), default=str) if args.json else format_job_details(job))
+    return EXIT_OK
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from alignscope.jobs import JobStore
+
+    job = JobStore().cancel(args.job_id)
+    print(f"{job.id}: {job.status}")
+    return EXIT_OK
+
+
+def cmd_jobs_logs(args: argparse.Namespace) -> int:
+    import time
+
+    from alignscope.jobs import JobStore
+
+    store = JobStore()
+    text = store.logs(args.job_id, tail=args.tail)
+    print(text, end="" if text.endswith("\n") or not text else "\n")
+    if args.follow:
+        job = store.get(args.job_id)
+        seen = len(store.logs(args.job_id, tail=None))
+        while job.is_active:
+            time.sleep(1)
+            full = store.logs(args.job_id, tail=None)
+            print(full[seen:], end="", flush=True)
+            seen = len(full)
+            job = store.get(args.job_id)
+        print(f"[{job.id} {job.status}{': ' + job.error if job.error else ''}]")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------- app
 def app_command(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
     """The ``streamlit run`` argument list for the app (no shell: a list, never a string)."""
@@ -170,6 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_data_demo)
 
+    jobs = commands.add_parser("jobs", help="list, inspect, cancel and read the logs of jobs")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
+    jobs_list = jobs_commands.add_parser("list", help="jobs, newest first")
+    jobs_list.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs_list.add_argument("--kind")
+    jobs_list.add_argument("--limit", type=int, default=50)
+    jobs_list.add_argument("--json", action="store_true")
+    jobs_list.set_defaults(func=cmd_jobs_list)
+    jobs_show = jobs_commands.add_parser("show", help="every field of one job")
+    jobs_show.add_argument("job_id")
+    jobs_show.add_argument("--json", action="store_true")
+    jobs_show.set_defaults(func=cmd_jobs_show)
+    jobs_cancel = jobs_commands.add_parser("cancel", help="cancel a job (kills its whole process group)")
+    jobs_cancel.add_argument("job_id")
+    jobs_cancel.set_defaults(func=cmd_jobs_cancel)
+    jobs_logs = jobs_commands.add_parser("logs", help="the job's log.txt")
+    jobs_logs.add_argument("job_id")
+    jobs_logs.add_argument("--tail", type=int, default=200, help="last N lines (default 200)")
+    jobs_logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    jobs_logs.set_defaults(func=cmd_jobs_logs)
+
     app = commands.add_parser("app", help="start the web app (Streamlit)")
     app.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the app)")
@@ -183,15 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from alignscope.data import DataError
     from alignscope.files import PathOutsideRootError
+    from alignscope.jobs import JobError
+    from alignscope.readers import DataError
 
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except (UsageError, DataError, PathOutsideRootError) as err:
+    except (UsageError, DataError, PathOutsideRootError, JobError, ValueError) as err:
+        # ValueError covers the library's own one-line input errors (ModelError, JobError,
+        # selection errors...): they all subclass it.
         print(f"alignscope: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `alignscope ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("alignscope: interrupted", file=sys.stderr)
         return 130

@@ -34,9 +34,9 @@ def _attempt(load_fn, *args, **kwargs) -> None:
             data = load_fn(*args, **options, **kwargs)
         st.success(f"Loaded {data.n_pairs:,} pairs ({data.format}).")
     except (DataError, PathOutsideRootError) as err:
-        st.error(str(err), icon="🚫")
+        st.error(str(err), icon=":material/error:")
     except Exception as err:  # noqa: BLE001 - the page must keep serving
-        st.error(f"Could not load the data: {type(err).__name__}: {err}", icon="🚫")
+        st.error(f"Could not load the data: {type(err).__name__}: {err}", icon=":material/error:")
 
 
 with st.form("data_source_form", border=True):
@@ -83,14 +83,15 @@ if data is None:
 if data.is_demo:
     st.info("**Demo data.** Synthetic pairs from eight topics and three sources. Planted defects, "
             "recorded in metadata columns: flipped labels (`is_flipped`), near-duplicates "
-            "(`duplicate_of`), low-quality pairs (`is_low_quality`).", icon="🧪")
+            "(`duplicate_of`), low-quality pairs (`is_low_quality`).", icon=":material/science:")
 metrics = st.columns(4)
 metrics[0].metric("Pairs", f"{data.n_pairs:,}")
 metrics[1].metric("Format", data.format, help="standard: explicit prompt column; conversational: "
                   "message lists; implicit_prompt: prompt extracted from the shared dialogue prefix")
 metrics[2].metric("Metadata columns", len(data.metadata_columns))
-metrics[3].metric("Fingerprint", data.fingerprint, help="hash of the canonical rows; keys caches and runs")
-st.caption(f"Source: {data.source}")
+metrics[3].metric("Dropped rows", f"{data.report.n_dropped:,}", help="invalid rows dropped while loading")
+st.caption(f"Source: {data.source} · fingerprint {data.fingerprint} (hash of the canonical rows; keys "
+           "caches and runs)")
 
 report = data.report
 if report.dropped:
@@ -112,10 +113,10 @@ with tab_pairs:
         st.text(render_text(row["prompt"]))
     left, right = st.columns(2)
     with left.container(border=True):
-        st.markdown("**Chosen** ✅")
+        st.markdown(":green[**Chosen**]")
         st.text(render_text(row["chosen"]) or "(empty response)")
     with right.container(border=True):
-        st.markdown("**Rejected** ❌")
+        st.markdown(":red[**Rejected**]")
         st.text(render_text(row["rejected"]) or "(empty response)")
     if data.metadata_columns:
         st.dataframe(pd.DataFrame([row[data.metadata_columns].astype(str)]), hide_index=True)
