@@ -28,3 +28,15 @@ def count_bar(counts: pd.Series, column: str) -> go.Figure:
     fig.update_layout(title=f"Pairs per {column}", xaxis_title=column, yaxis_title="pairs",
                       margin=dict(t=50, b=40))
     return fig
+
+
+def metric_curves(curves: dict[str, pd.DataFrame], metric: str, *, title: str | None = None) -> go.Figure:
+    """One line per run of ``metric`` against ``step`` (curves: run label → metrics frame)."""
+    fig = go.Figure()
+    for label, frame in curves.items():
+        if metric in frame.columns and "step" in frame.columns:
+            points = frame[["step", metric]].dropna()
+            fig.add_trace(go.Scatter(x=points["step"], y=points[metric], mode="lines+markers", name=label))
+    fig.update_layout(title=title or metric, xaxis_title="training step", yaxis_title=metric,
+                      legend_title_text="run", margin=dict(t=50, b=40), height=320)
+    return fig

@@ -13,6 +13,7 @@ st.set_page_config(page_title="alignscope", page_icon=":material/biotech:", layo
 PAGES = Path(__file__).parent / "pages"
 navigation = st.navigation([
     st.Page(PAGES / "data.py", title="Data", icon=":material/table_view:", default=True),
+    st.Page(PAGES / "runs.py", title="Runs", icon=":material/list_alt:"),
 ])
 state.ensure_initial_data()
 state.sidebar_summary()

@@ -112,3 +112,33 @@ def files_in_data_root(limit: int = 300) -> list[str]:
         if len(found) >= limit:
             break
     return sorted(found)[:limit]
+
+
+def job_store():
+    """One JobStore per app process and ALIGNSCOPE_HOME (it opens a short connection per call)."""
+    return _job_store(str(settings.home()))
+
+
+@st.cache_resource(show_spinner=False)
+def _job_store(home: str):
+    from alignscope.jobs import JobStore
+
+    return JobStore(Path(home) / "jobs.sqlite")
+
+
+def run_metrics(run_dir: str | Path):
+    """metrics.jsonl of a run as a DataFrame (empty when absent); a half-written line is skipped."""
+    import pandas as pd
+
+    from alignscope.jobs import read_jsonl
+
+    return pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
+
+
+def read_json_file(path: str | Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,123 @@
+"""Runs page: every job (training runs, embeddings, sweeps) with status, progress, logs, cancel,
+re-run, and a comparison of runs' curves and metrics. Jobs live in their own processes and in
+the job store, so reloading or restarting the app loses nothing."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from alignscope.app import charts, state
+from alignscope.jobs import JobError, format_duration, format_time
+
+st.title("Runs")
+st.caption("Every job alignscope has started, newest first. Jobs run in their own processes: reload "
+           "or restart the app and they keep running. Pick one to see its curves, metrics and log.")
+
+store = state.job_store()
+filters = st.columns([2, 2, 1])
+kind_filter = filters[0].multiselect("Kind", ["train", "embed", "map", "sweep", "selftest"], key="runs_kind")
+status_filter = filters[1].multiselect("Status", ["queued", "running", "succeeded", "failed", "cancelled"],
+                                       key="runs_status")
+limit = filters[2].number_input("Show", min_value=10, max_value=1000, value=100, step=10, key="runs_limit")
+
+
+def _jobs():
+    jobs = store.list_jobs(status=status_filter or None, limit=int(limit))
+    return [j for j in jobs if not kind_filter or j.kind in kind_filter]
+
+
+@st.fragment(run_every=2)
+def job_table() -> None:
+    jobs = _jobs()
+    if not jobs:
+        st.info("No runs yet. Start one from the Train page, or with `alignscope train` in a terminal.")
+        return
+    table = pd.DataFrame([{
+        "id": j.id, "kind": j.kind, "status": j.status, "progress": j.progress,
+        "created": format_time(j.created_at), "duration": format_duration(j.duration),
+        "message": (j.error if j.status == "failed" else j.message) or "",
+    } for j in jobs])
+    st.dataframe(table, hide_index=True, key="runs_table", column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+    })
+
+
+job_table()
+jobs = _jobs()
+if not jobs:
+    st.stop()
+
+labels = {j.id: f"{j.id} · {j.kind} · {j.status}" for j in jobs}
+picked = st.selectbox("Run", list(labels), format_func=labels.get, key="runs_pick")
+
+
+@st.fragment(run_every=2)
+def job_detail(job_id: str) -> None:
+    try:
+        job = store.get(job_id)
+    except JobError as err:
+        st.error(str(err))
+        return
+    head = st.columns(4)
+    head[0].metric("Status", job.status)
+    head[1].metric("Progress", f"{job.progress:.0%}")
+    head[2].metric("Duration", format_duration(job.duration))
+    head[3].metric("Kind", job.kind)
+    if job.message and job.is_active:
+        st.caption(job.message)
+    if job.status == "failed":
+        st.error(f"Failed: {job.error}")
+    metrics = state.run_metrics(job.run_dir)
+    if not metrics.empty:
+        shown = [m for m in ("loss", "rewards/margins", "rewards/accuracies") if m in metrics.columns]
+        cols = st.columns(max(len(shown), 1))
+        for col, metric in zip(cols, shown):
+            col.plotly_chart(charts.metric_curves({job.id: metrics}, metric), key=f"runs_curve_{metric}")
+    evaluation = state.read_json_file(job.run_dir / "eval.json")
+    if evaluation:
+        st.subheader("Evaluation")
+        st.json(evaluation, expanded=False)
+    with st.expander("Log (last 200 lines)"):
+        st.code(store.logs(job.id, tail=200) or "(empty)", language=None)
+    with st.expander("Config"):
+        st.json(job.config, expanded=False)
+        st.caption(f"Run directory: {job.run_dir}")
+
+
+job_detail(picked)
+
+actions = st.columns(2)
+current = store.get(picked)
+if current.is_active and actions[0].button("Cancel run", key="runs_cancel", type="secondary"):
+    try:
+        store.cancel(picked)
+        st.toast(f"Cancelled {picked}")
+        st.rerun()
+    except JobError as err:
+        st.error(str(err))
+if current.is_terminal and actions[1].button("Re-run with the same config", key="runs_rerun"):
+    try:
+        new_id = store.submit(current.kind, current.config)
+        st.toast(f"Started {new_id}")
+        st.rerun()
+    except JobError as err:
+        st.error(str(err))
+
+# ------------------------------------------------------------------------------------ compare
+with_metrics = [j for j in jobs if (j.run_dir / "metrics.jsonl").exists()]
+if len(with_metrics) >= 2:
+    st.subheader("Compare runs")
+    chosen = st.multiselect("Runs to compare", [j.id for j in with_metrics], default=[j.id for j in with_metrics[:3]],
+                            format_func=labels.get, key="runs_compare")
+    if chosen:
+        curves = {job_id: state.run_metrics(store.get(job_id, reconcile=False).run_dir) for job_id in chosen}
+        available = sorted({c for frame in curves.values() for c in frame.columns if c not in ("step", "epoch")})
+        metric = st.selectbox("Metric", available, index=available.index("loss") if "loss" in available else 0,
+                              key="runs_compare_metric")
+        st.plotly_chart(charts.metric_curves(curves, metric, title=f"{metric} by run"), key="runs_compare_chart")
+        rows = []
+        for job_id in chosen:
+            evaluation = state.read_json_file(store.get(job_id, reconcile=False).run_dir / "eval.json") or {}
+            flat = {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str))}
+            rows.append({"run": job_id, **flat})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs_compare_table")
