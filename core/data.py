@@ -23,7 +23,7 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -33,7 +33,7 @@ import pandas as pd
 from alignscope.files import atomic_path, atomic_write
 from alignscope.readers import DataError, RawTable, from_hf_dataset, is_missing, read_path
 
-__all__ = ["PreferenceData", "ValidationReport", "DataError", "load_preferences", "CANONICAL",
+__all__ = ["PreferenceData", "ValidationReport", "DataError", "load_preferences", "load_spec", "CANONICAL",
            "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map"]
 
 CANONICAL = ("prompt", "chosen", "rejected")
@@ -95,6 +95,7 @@ class PreferenceData:
     prompt_extracted: bool = False
     report: ValidationReport = field(default_factory=ValidationReport)
     is_demo: bool = False
+    load_options: dict[str, Any] = field(default_factory=dict)  # how to load it again (see spec)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -121,6 +122,11 @@ class PreferenceData:
                                      separators=(",", ":")).encode("utf-8"))
             digest.update(b"\n")
         return digest.hexdigest()[:16]
+
+    def spec(self) -> dict[str, Any]:
+        """Everything another process needs to load exactly this data again (job configs):
+        ``{"source", "fingerprint", **load_options}``; see :func:`load_spec`."""
+        return {"source": self.source, "fingerprint": self.fingerprint, **self.load_options}
 
     def info(self) -> dict[str, Any]:
         return {
@@ -238,8 +244,28 @@ def load_preferences(
 
             return demo_preferences(n=int(demo.group(1) or DEFAULT_N), seed=int(demo.group(2) or 0))
     raw, label = _read_source(source, split)
-    return canonicalise(raw, source_label=label, columns=columns, drop_invalid=drop_invalid,
+    data = canonicalise(raw, source_label=label, columns=columns, drop_invalid=drop_invalid,
                         max_row_chars=max_row_chars)
+    options = {"split": split, "columns": dict(columns or {}), "drop_invalid": drop_invalid,
+               "max_row_chars": max_row_chars}
+    return replace(data, load_options={k: v for k, v in options.items()
+                                       if v != _DEFAULT_LOAD_OPTIONS[k]})
+
+
+_DEFAULT_LOAD_OPTIONS = {"split": None, "columns": {}, "drop_invalid": False,
+                         "max_row_chars": DEFAULT_MAX_ROW_CHARS}
+
+
+def load_spec(spec: Mapping[str, Any]) -> PreferenceData:
+    """Load the data a :meth:`PreferenceData.spec` describes and check it is still the same data
+    (a job submitted yesterday must not silently train on an edited file)."""
+    options = {k: v for k, v in spec.items() if k in _DEFAULT_LOAD_OPTIONS}
+    data = load_preferences(spec["source"], **options)
+    expected = spec.get("fingerprint")
+    if expected and data.fingerprint != expected:
+        raise DataError(f"the data changed since this job was configured (fingerprint {data.fingerprint}, "
+                        f"expected {expected})", file=str(spec["source"]))
+    return data
 
 
 def _read_source(source: Any, split: str | None) -> tuple[RawTable, str]:

@@ -268,4 +268,6 @@ def demo_preferences(n: int = DEFAULT_N, seed: int = 0, **shares: float):
     from alignscope.data import load_preferences
 
     data = load_preferences(demo_frame(n, seed, **shares))
-    return replace(data, source=f"demo (n={n}, seed={seed})", is_demo=True)
+    if shares:  # non-default shares cannot be named by a "demo:N:SEED" source string
+        return replace(data, source=f"demo (n={n}, seed={seed}, {shares})", is_demo=True)
+    return replace(data, source=f"demo:{n}:{seed}", is_demo=True)

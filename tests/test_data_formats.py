@@ -173,3 +173,18 @@ def test_save_round_trips_and_is_atomic(tmp_path):
 def test_to_dataset_is_trl_ready():
     ds = load_preferences(pd.DataFrame(STANDARD_ROWS)).to_dataset()
     assert ds.column_names == ["prompt", "chosen", "rejected"] and len(ds) == 3
+
+
+def test_spec_reloads_the_same_data_and_detects_edits(tmp_path):
+    from alignscope.data import load_spec
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", STANDARD_ROWS + [{"prompt": "", "chosen": "a", "rejected": "b"}])
+    data = load_preferences(path, drop_invalid=True)
+    spec = data.spec()
+    assert spec["drop_invalid"] is True and spec["fingerprint"] == data.fingerprint
+    assert load_spec(spec).fingerprint == data.fingerprint
+    write_jsonl(path, STANDARD_ROWS[:2])
+    with pytest.raises(DataError, match="the data changed"):
+        load_spec(spec)
+    demo = load_preferences("demo:150:1")
+    assert load_spec(demo.spec()).fingerprint == demo.fingerprint
