@@ -107,6 +107,157 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -------------------------------------------------------------------------- embed/select/export
+def _load_options_only(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", help="split of a DatasetDict folder or hub data set")
+    parser.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
+                        help="map a differently named column, e.g. --column prompt=question")
+    parser.add_argument("--drop-invalid", action="store_true", help="drop invalid rows instead of stopping")
+    parser.add_argument("--max-row-chars", type=int, default=None)
+
+
+def _encoder_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", default="minilm",
+                        help="minilm (default) or lm-last-token:MODEL (tiny, smollm2-135m, an HF folder)")
+    parser.add_argument("--unit", default=None, choices=["completion", "pair"],
+                        help="completion (default): chosen and rejected are two points, as in the paper; "
+                             "pair: one point per pair")
+    parser.add_argument("--layer", type=int, default=None, help="hidden layer for lm-last-token (default last)")
+    parser.add_argument("--batch-size", type=int, default=None)
+
+
+def _check_output(out: Path, force: bool, suffixes: tuple[str, ...]) -> None:
+    if not out.name.endswith(suffixes):
+        raise UsageError(f"{out.name}: the output must end with {' or '.join(suffixes)}")
+    if out.exists() and not force:
+        raise UsageError(f"{out}: already exists (pass --force to overwrite)")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import time
+
+    from alignscope.embed import embed, save_embeddings
+    from alignscope.files import write_json
+
+    out = Path(args.out)
+    _check_output(out, args.force, (".npy",))
+    data = _load(args)
+    started = time.perf_counter()
+    embeddings = embed(data, args.encoder, args.unit or "completion", args.layer, batch_size=args.batch_size,
+                       progress=not args.json)
+    save_embeddings(out, embeddings)
+    info = {"out": str(out), **embeddings.info(), "seconds": round(time.perf_counter() - started, 3)}
+    write_json(out.with_name(out.name + ".json"), {**info, "data": data.spec()})
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"wrote {info['n']:,} × {info['dim']} float32 embeddings ({args.unit} unit, {args.encoder}) to {out}"
+              + (" [from cache]" if embeddings.from_cache else ""))
+    return EXIT_OK
+
+
+def _parse_options(items: list[str]) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {item!r}: use NAME=VALUE")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except ValueError:
+            options[key.replace("-", "_")] = value  # a bare string such as diag
+    return options
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from alignscope.select import select, write_selection
+
+    if (args.k is None) == (args.fraction is None):
+        raise UsageError("give exactly one of --k or --fraction")
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        raise UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
+    if args.k is not None and args.k < 1:
+        raise UsageError(f"--k must be at least 1, got {args.k}")
+    out = Path(args.out)
+    _check_output(out, args.force, (".parquet",))
+    options = _parse_options(args.option)
+    if args.method == "isa":
+        options.update({k: v for k, v in (("covariance_type", args.covariance_type), ("pca_dim", args.pca_dim),
+                                          ("n_init", args.n_init), ("variant", args.variant)) if v is not None})
+    elif any(v is not None for v in (args.covariance_type, args.pca_dim, args.n_init, args.variant)):
+        raise UsageError("--covariance-type/--pca-dim/--n-init/--variant apply to --method isa only")
+    common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
+    data = None
+    if args.embeddings:
+        from alignscope.embed import load_embeddings
+
+        if args.data:
+            raise UsageError("give DATA or --embeddings, not both")
+        if args.method == "llm":
+            raise UsageError("--method llm reads the texts: give DATA, not --embeddings")
+        matrix = load_embeddings(args.embeddings)
+        # `alignscope embed` leaves EMB.npy.json beside the matrix: it says what the rows are.
+        meta_path = Path(args.embeddings).with_name(Path(args.embeddings).name + ".json")
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+        table = select(matrix, args.method, unit=args.unit or meta.get("unit"), encoder=meta.get("encoder"),
+                       data_fingerprint=meta.get("fingerprint"), **common, **options)
+    else:
+        if not args.data:
+            raise UsageError("give DATA (or --embeddings EMB.npy)")
+        args.path = args.data
+        args.unit = args.unit or "completion"
+        data = _load(args)
+        if args.method == "llm":
+            from alignscope.select import ask_llm_texts
+
+            texts = ask_llm_texts(data, unit=args.unit)
+            pair_index = np.tile(np.arange(data.n_pairs), 2) if args.unit == "completion" else None
+            label = (np.repeat(np.array([1, 0], np.int8), data.n_pairs) if args.unit == "completion" else None)
+            table = select(texts, "llm", unit=args.unit, pair_index=pair_index, label=label,
+                           data_fingerprint=data.fingerprint, **common, **options)
+        elif args.method == "random":
+            n = 2 * data.n_pairs if args.unit == "completion" else data.n_pairs
+            table = select(np.zeros((n, 1), np.float32), "random", unit=args.unit,
+                           data_fingerprint=data.fingerprint, **common, **options)
+        else:
+            from alignscope.embed import embed
+
+            embeddings = embed(data, args.encoder, args.unit, args.layer, batch_size=args.batch_size,
+                               progress=not args.json)
+            table = select(embeddings, args.method, **common, **options)
+    write_selection(table, out)
+    config = table.attrs.get("alignscope_selection", {})
+    summary = {"out": str(out), "method": args.method, "unit": config.get("unit"),
+               "n_points": int(len(table)), "n_selected": int(table["selected"].sum()),
+               "k": config.get("k"), "seed": args.seed, "data_fingerprint": config.get("data_fingerprint")}
+    if "pair_index" in table.columns:
+        from alignscope.select import pairs_from_completions
+
+        summary["n_pairs_selected"] = int(pairs_from_completions(table)["selected"].sum())
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        extra = (f" ({summary['n_pairs_selected']:,} pairs contain one)" if "n_pairs_selected" in summary else "")
+        print(f"selected {summary['n_selected']:,} of {summary['n_points']:,} {summary['unit'] or 'point'}s "
+              f"with {args.method}{extra} → {out}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from alignscope.export import export_selection
+
+    data = _load(args)
+    out = export_selection(data, args.selection, args.out, format=args.format, kind=args.kind,
+                           pair_rule=args.pair_rule, overwrite=args.force, keep_metadata=args.keep_metadata)
+    if args.json:
+        print(json.dumps({"out": str(out), "format": args.format, "kind": args.kind}))
+    else:
+        print(f"exported the selected {'completions (KTO)' if args.kind == 'kto' else 'pairs'} to {out}")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------ jobs
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from alignscope.jobs import JobStore, format_job_table
@@ -218,6 +369,53 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="overwrite an existing file")
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_data_demo)
+
+    embed_cmd = commands.add_parser("embed", help="embed every completion (or pair) of a data set")
+    embed_cmd.add_argument("path", metavar="DATA", help="data set (as for `data info`)")
+    _load_options_only(embed_cmd)
+    _encoder_options(embed_cmd)
+    embed_cmd.add_argument("--out", required=True, help="output .npy (float32 matrix); meta in OUT.json")
+    embed_cmd.add_argument("--force", action="store_true", help="overwrite an existing file")
+    embed_cmd.add_argument("--json", action="store_true")
+    embed_cmd.set_defaults(func=cmd_embed)
+
+    select_cmd = commands.add_parser("select", help="score every point and keep the best k (ISA or a baseline)")
+    select_cmd.add_argument("data", metavar="DATA", nargs="?", help="data set (or use --embeddings)")
+    select_cmd.add_argument("--embeddings", help="a raw float32 .npy matrix embedded elsewhere (no text)")
+    select_cmd.add_argument("--method", default="isa", choices=["isa", "random", "density", "kcenter", "llm"])
+    size = select_cmd.add_mutually_exclusive_group()
+    size.add_argument("--k", type=int, help="number of points to keep")
+    size.add_argument("--fraction", type=float, help="share of points to keep, in (0, 1]")
+    select_cmd.add_argument("--seed", type=int, default=0)
+    _load_options_only(select_cmd)
+    _encoder_options(select_cmd)
+    select_cmd.add_argument("--covariance-type", choices=["full", "diag", "tied", "spherical"],
+                            help="ISA: GMM covariance (default full)")
+    select_cmd.add_argument("--pca-dim", type=int, help="ISA: PCA dimension before the GMM (default none)")
+    select_cmd.add_argument("--n-init", type=int, help="ISA: GMM initialisations (default 1)")
+    select_cmd.add_argument("--variant", choices=["published", "renormalised"],
+                            help="ISA: published rule (default) or renormalised p (flips the ranking)")
+    select_cmd.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                            help="any other selector option, e.g. --option model=tiny")
+    select_cmd.add_argument("--out", required=True, help="output selection .parquet")
+    select_cmd.add_argument("--force", action="store_true")
+    select_cmd.add_argument("--json", action="store_true")
+    select_cmd.set_defaults(func=cmd_select)
+
+    export_cmd = commands.add_parser("export", help="write the selected rows in TRL's format")
+    export_cmd.add_argument("path", metavar="DATA")
+    export_cmd.add_argument("selection", metavar="SEL.parquet")
+    _load_options_only(export_cmd)
+    export_cmd.add_argument("--format", choices=["hf", "parquet", "jsonl"], default=None,
+                            help="hf (datasets save_to_disk folder), parquet or jsonl (default: from --out)")
+    export_cmd.add_argument("--kind", choices=["pairs", "kto"], default="pairs",
+                            help="pairs (DPO: prompt/chosen/rejected) or kto (prompt/completion/label)")
+    export_cmd.add_argument("--pair-rule", default="any", help="completion → pair rule: any, both, mean, chosen, rejected")
+    export_cmd.add_argument("--keep-metadata", action="store_true")
+    export_cmd.add_argument("--out", required=True)
+    export_cmd.add_argument("--force", action="store_true")
+    export_cmd.add_argument("--json", action="store_true")
+    export_cmd.set_defaults(func=cmd_export)
 
     jobs = commands.add_parser("jobs", help="list, inspect, cancel and read the logs of jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)

@@ -161,6 +161,9 @@ class Job:
 # submitting process still works in the worker (a fresh interpreter).
 _KINDS: dict[str, str] = {
     "selftest": "alignscope.worker:selftest",
+    "embed": "alignscope.tasks:embed_job",
+    "map": "alignscope.tasks:map_job",
+    "train": "alignscope.train:run_job",
 }
 
 

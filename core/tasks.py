@@ -1,0 +1,72 @@
+"""Job functions for the app's long work that is not training: embedding a data set and drawing its
+2-D map. Each runs in a worker process (:mod:`alignscope.jobs`) as ``fn(config, run_dir, report)``
+and leaves its result in the run directory, so the app only reads files.
+
+Run directory of an ``embed`` job: ``embeddings.npy`` (float32, (n, d)), ``pair_index.npy``,
+``label.npy`` (completion unit only) and ``embeddings.json`` (what the rows are). A ``map`` job
+adds ``map.npy`` (float32, (n, 2)) beside the embed job's files it was given.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from alignscope.files import atomic_path, write_json
+
+EMBEDDINGS_FILE = "embeddings.npy"
+EMBEDDINGS_META = "embeddings.json"
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+
+
+def embed_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
+    """config: ``{"data": PreferenceData.spec(), "encoder", "unit", "layer", "batch_size"}``."""
+    from alignscope.data import load_spec
+    from alignscope.embed import embed
+
+    data = load_spec(config["data"])
+    report(0.0, f"embedding {2 * data.n_pairs:,} completions with {config.get('encoder', 'minilm')}")
+    embeddings = embed(data, config.get("encoder", "minilm"), config.get("unit", "completion"),
+                       config.get("layer"), batch_size=config.get("batch_size"),
+                       on_progress=lambda done, total: report(done / max(total, 1), f"{done:,}/{total:,} texts"))
+    _save_array(run_dir / EMBEDDINGS_FILE, embeddings.matrix)
+    _save_array(run_dir / "pair_index.npy", embeddings.pair_index)
+    if embeddings.label is not None:
+        _save_array(run_dir / "label.npy", embeddings.label)
+    info = {**embeddings.info(), "data": config["data"]}
+    write_json(run_dir / EMBEDDINGS_META, info)
+    report(1.0, f"{len(embeddings):,} × {embeddings.dim} embeddings" + (" (from cache)" if embeddings.from_cache else ""))
+    return info
+
+
+def load_embed_result(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+    """(matrix, pair_index, label or None, meta) written by :func:`embed_job`."""
+    import json
+
+    run_dir = Path(run_dir)
+    matrix = np.load(run_dir / EMBEDDINGS_FILE, allow_pickle=False)
+    pair_index = np.load(run_dir / "pair_index.npy", allow_pickle=False)
+    label_path = run_dir / "label.npy"
+    label = np.load(label_path, allow_pickle=False) if label_path.exists() else None
+    meta = json.loads((run_dir / EMBEDDINGS_META).read_text(encoding="utf-8"))
+    return matrix, pair_index, label, meta
+
+
+def map_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
+    """config: ``{"embed_run_dir", "method": "umap"|"pca", "seed"}``; writes ``map.npy``."""
+    from alignscope.projection import matrix_key, project
+
+    matrix, *_ = load_embed_result(config["embed_run_dir"])
+    method, seed = config.get("method", "umap"), int(config.get("seed", 0))
+    report(0.0, f"{method} map of {len(matrix):,} points")
+    coords = project(matrix, method, seed=seed, key=matrix_key(matrix),
+                     on_progress=lambda fraction, message: report(fraction, message))
+    _save_array(run_dir / "map.npy", coords)
+    report(1.0, "map ready")
+    return {"n": int(len(coords)), "method": method}
