@@ -40,3 +40,97 @@ def metric_curves(curves: dict[str, pd.DataFrame], metric: str, *, title: str | 
     fig.update_layout(title=title or metric, xaxis_title="training step", yaxis_title=metric,
                       legend_title_text="run", margin=dict(t=50, b=40), height=320)
     return fig
+
+
+KEPT, DROPPED = "#d62728", "#b0b0b0"
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf"]
+
+
+def scatter_map(coords, colour, colour_name: str, hover: list[str], *, title: str,
+                categorical: bool = True) -> go.Figure:
+    """2-D map as WebGL scatter (fast at 100k points). ``colour``: one value per drawn point."""
+    import numpy as np
+
+    fig = go.Figure()
+    colour = np.asarray(colour)
+    hover = np.asarray(hover, dtype=object)
+    if categorical:
+        values = pd.unique(pd.Series(colour.astype(str)))
+        ordered = sorted(values, key=lambda v: (v in ("dropped", "False"), v))
+        for i, value in enumerate(ordered[:40]):
+            rows = colour.astype(str) == value
+            marker = dict(size=4 if value != "kept" else 6, opacity=0.75,
+                          color=KEPT if value == "kept" else DROPPED if value == "dropped" else _PALETTE[i % 10])
+            fig.add_trace(go.Scattergl(x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=str(value),
+                                       marker=marker, text=hover[rows], hovertemplate="%{text}<extra></extra>"))
+    else:
+        fig.add_trace(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", name=colour_name,
+                                   marker=dict(size=4, color=colour, colorscale="Viridis", showscale=True,
+                                               colorbar=dict(title=colour_name)),
+                                   text=hover, hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="map x", yaxis_title="map y", legend_title_text=colour_name,
+                      height=620, margin=dict(t=50, b=40), dragmode="lasso")
+    return fig
+
+
+def kept_histogram(values, kept, *, name: str, title: str, cutoff: float | None = None) -> go.Figure:
+    """Histogram of one per-point quantity, kept vs dropped, with the current cut-off."""
+    import numpy as np
+
+    values, kept = np.asarray(values), np.asarray(kept, dtype=bool)
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=values[~kept], name="dropped", marker_color=DROPPED, nbinsx=60, opacity=0.8))
+    fig.add_trace(go.Histogram(x=values[kept], name="kept", marker_color=KEPT, nbinsx=60, opacity=0.8))
+    if cutoff is not None:
+        fig.add_vline(x=cutoff, line_dash="dash", annotation_text="cut-off", annotation_position="top")
+    fig.update_layout(barmode="overlay", title=title, xaxis_title=name, yaxis_title="points",
+                      legend_title_text="subset", height=330, margin=dict(t=50, b=40))
+    return fig
+
+
+def isa_curve(loglik_scaled, delta, kept, max_points: int = 20_000) -> go.Figure:
+    """l′ against Δ: with the published p = e^{l′} the curve falls, so the top Δ are the lowest l′."""
+    import numpy as np
+
+    loglik_scaled, delta, kept = np.asarray(loglik_scaled), np.asarray(delta), np.asarray(kept, dtype=bool)
+    rows = np.arange(len(delta))
+    if len(rows) > max_points:
+        rows = np.sort(np.random.default_rng(0).choice(rows, max_points, replace=False))
+    fig = go.Figure()
+    for name, mask, color in (("dropped", ~kept[rows], DROPPED), ("kept", kept[rows], KEPT)):
+        fig.add_trace(go.Scattergl(x=loglik_scaled[rows][mask], y=delta[rows][mask], mode="markers", name=name,
+                                   marker=dict(size=4, color=color)))
+    fig.update_layout(title="Scaled log-likelihood l′ vs entropy contribution Δ", xaxis_title="l′ (min-max scaled GMM log-likelihood)",
+                      yaxis_title="Δ = −p·log p, p = e^{l′}", legend_title_text="subset", height=330, margin=dict(t=50, b=40))
+    return fig
+
+
+def share_bars(shares: pd.DataFrame, column: str) -> go.Figure:
+    """Share of each group in all data vs in the subset."""
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=shares["group"], y=shares["share_of_data"], name="all data", marker_color=DROPPED))
+    fig.add_trace(go.Bar(x=shares["group"], y=shares["share_of_subset"], name="subset", marker_color=KEPT))
+    fig.update_layout(barmode="group", title=f"Share per {column}: all data vs subset", xaxis_title=column,
+                      yaxis_title="share of pairs", yaxis_tickformat=".0%", legend_title_text="set", height=330,
+                      margin=dict(t=50, b=40))
+    return fig
+
+
+def defect_bars(defects: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=defects["defect"], y=defects["rate_in_data"], name="all data", marker_color=DROPPED))
+    fig.add_trace(go.Bar(x=defects["defect"], y=defects["rate_in_subset"], name="subset", marker_color=KEPT))
+    fig.update_layout(barmode="group", title="Planted defects: rate in all data vs in the subset",
+                      xaxis_title="defect", yaxis_title="share of pairs", yaxis_tickformat=".0%",
+                      legend_title_text="set", height=330, margin=dict(t=50, b=40))
+    return fig
+
+
+def overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=matrix.to_numpy(), x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
+                               colorscale="Blues", text=matrix.round(2).to_numpy(), texttemplate="%{text}",
+                               colorbar=dict(title="Jaccard")))
+    fig.update_layout(title="Overlap of the kept pairs between methods (Jaccard)", xaxis_title="method",
+                      yaxis_title="method", height=360, margin=dict(t=50, b=40))
+    return fig

@@ -10,9 +10,12 @@ from alignscope.app import state
 
 st.set_page_config(page_title="alignscope", page_icon=":material/biotech:", layout="wide")
 
-PAGES = Path(__file__).parent / "pages"
+# Not "pages/": Streamlit would auto-list that folder as a second, unmanaged navigation.
+PAGES = Path(__file__).parent / "views"
 navigation = st.navigation([
     st.Page(PAGES / "data.py", title="Data", icon=":material/table_view:", default=True),
+    st.Page(PAGES / "map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page(PAGES / "select.py", title="Select", icon=":material/filter_alt:"),
     st.Page(PAGES / "runs.py", title="Runs", icon=":material/list_alt:"),
 ])
 state.ensure_initial_data()

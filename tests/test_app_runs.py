@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 from alignscope.jobs import JobStore
 from conftest import ROOT
 
-PAGE = str(ROOT / "app" / "pages" / "runs.py")
+PAGE = str(ROOT / "app" / "views" / "runs.py")
 
 
 def test_empty_state_guides_the_user():

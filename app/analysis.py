@@ -1,0 +1,177 @@
+"""The analysis context shared by the Map and Select pages: which encoder and unit, the embedding
+job that computes them, the cached ranking of a selection method, and the active selection that the
+Train page uses. Long work (embedding, UMAP) runs as jobs; this module only submits and reads them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from alignscope import settings
+from alignscope.app import state
+from alignscope.data import PreferenceData
+
+ENCODERS = ["minilm", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
+CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
+SELECTION_KEY = "alignscope_selection"
+
+
+def context() -> dict[str, Any]:
+    return st.session_state.setdefault(CONTEXT_KEY, {"encoder": "minilm", "unit": "completion"})
+
+
+def encoder_controls(prefix: str) -> tuple[str, str]:
+    """Encoder and unit pickers; their values carry across pages."""
+    ctx = context()
+    cols = st.columns([2, 2, 3])
+    encoder = cols[0].selectbox("Encoder", ENCODERS, index=ENCODERS.index(ctx["encoder"])
+                                if ctx["encoder"] in ENCODERS else 0, key=f"{prefix}_encoder",
+                                help="minilm: fast sentence encoder (default). lm-last-token: the ISA paper's "
+                                     "encoder, the last token's hidden state of a causal LM.")
+    unit = cols[1].radio("Unit", ["completion", "pair"], index=0 if ctx["unit"] == "completion" else 1,
+                         horizontal=True, key=f"{prefix}_unit",
+                         help="completion: chosen and rejected are two points (as in the paper); "
+                              "pair: one point per pair.")
+    ctx.update(encoder=encoder, unit=unit)
+    return encoder, unit
+
+
+def _matches(job, data: PreferenceData, encoder: str, unit: str) -> bool:
+    config = job.config
+    return (config.get("data", {}).get("fingerprint") == data.fingerprint and config.get("encoder") == encoder
+            and config.get("unit") == unit)
+
+
+def embed_jobs(data: PreferenceData, encoder: str, unit: str) -> list:
+    return [job for job in state.job_store().list_jobs(kind="embed", limit=500) if _matches(job, data, encoder, unit)]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load_embedding(run_dir: str, stamp: float):
+    from alignscope.tasks import load_embed_result
+
+    return load_embed_result(run_dir)
+
+
+def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str):
+    """The embedding (matrix, pair_index, label, meta, run_dir) of the active data, or — when it is
+    not computed yet — the controls to compute it, and ``st.stop()``."""
+    jobs = embed_jobs(data, encoder, unit)
+    done = next((j for j in jobs if j.status == "succeeded"), None)
+    if done is not None:
+        stamp = (done.run_dir / "embeddings.npy").stat().st_mtime
+        matrix, pair_index, label, meta = _load_embedding(str(done.run_dir), stamp)
+        return matrix, pair_index, label, meta, done.run_dir
+    active = next((j for j in jobs if j.is_active), None)
+    if active is not None:
+        _embedding_progress(active.id)
+        st.stop()
+    failed = next((j for j in jobs if j.status in ("failed", "cancelled")), None)
+    if failed is not None:
+        st.error(f"The last embedding job {failed.status}: {failed.error or 'cancelled'} "
+                 "(its log is on the Runs page).")
+    n_points = 2 * data.n_pairs
+    st.info(f"This page needs the embeddings of the {n_points:,} completions of the active data set "
+            f"({encoder}). On a laptop CPU MiniLM embeds about 100–300 texts/s; the job runs in the "
+            "background and is cached, so this happens once per data set and encoder.")
+    if st.button("Compute embeddings", type="primary", key=f"{prefix}_embed"):
+        state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": unit})
+        st.rerun()
+    st.stop()
+
+
+@st.fragment(run_every=1)
+def _embedding_progress(job_id: str) -> None:
+    job = state.job_store().get(job_id)
+    st.progress(job.progress, text=f"Embedding… {job.progress:.0%} {job.message or ''}".strip())
+    if job.is_terminal:
+        st.rerun()
+
+
+# ------------------------------------------------------------------------------------- ranking
+_THRESHOLDABLE = {"isa", "random"}  # their ranking does not depend on k: rank once, slide a cut-off
+
+
+@st.cache_data(show_spinner="Scoring every point…", max_entries=24)
+def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> pd.DataFrame:
+    """The method's selection table for the embedding in ``run_dir``. For ISA and random the full
+    ranking (``k=None``: every point ranked, cut off later by the slider); else the selection at k."""
+    from alignscope.select import select
+
+    matrix, pair_index, label, meta = _load_embedding(run_dir, stamp)
+    options = json.loads(options_json)
+    n = len(matrix)
+    table = select(matrix, method, k=n if k is None else k, seed=seed, pair_index=pair_index, label=label,
+                   unit=meta.get("unit"), encoder=meta.get("encoder"), data_fingerprint=meta.get("fingerprint"),
+                   **options)
+    return table
+
+
+def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: dict | None = None) -> pd.DataFrame:
+    from alignscope.selection_stats import threshold
+
+    stamp = (run_dir / "embeddings.npy").stat().st_mtime
+    options_json = json.dumps(options or {}, sort_keys=True)
+    if method in _THRESHOLDABLE:
+        ranked = ranking(str(run_dir), stamp, method, seed, options_json, None)
+        table = threshold(ranked, k)
+        table.attrs["alignscope_selection"] = {**ranked.attrs.get("alignscope_selection", {}), "k": k,
+                                               "n_selected": k}
+        return table
+    return ranking(str(run_dir), stamp, method, seed, options_json, k)
+
+
+def pair_level(table: pd.DataFrame) -> pd.DataFrame:
+    """Pair-level view of a selection (completion-level tables keep a pair when either completion
+    is selected: the documented default pair rule ``any``)."""
+    if "pair_index" in table.columns:
+        from alignscope.select import pairs_from_completions
+
+        return pairs_from_completions(table, rule="any")
+    return table
+
+
+def save_active_selection(data: PreferenceData, table: pd.DataFrame, name: str) -> Path:
+    """Write the selection under ALIGNSCOPE_HOME/selections and make it the session's active one
+    (the Train page trains on it)."""
+    from alignscope.select import write_selection
+
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)[:80] or "selection"
+    path = settings.home() / "selections" / f"{data.fingerprint}-{safe}.parquet"
+    config = dict(table.attrs.get("alignscope_selection", {}))
+    config.setdefault("data_fingerprint", data.fingerprint)
+    write_selection(table, path, config=config)
+    st.session_state[SELECTION_KEY] = {"path": str(path), "name": name, "fingerprint": data.fingerprint,
+                                       "n_selected": int(table["selected"].sum())}
+    return path
+
+
+def active_selection(data: PreferenceData) -> dict | None:
+    chosen = st.session_state.get(SELECTION_KEY)
+    if chosen and chosen.get("fingerprint") == data.fingerprint and Path(chosen["path"]).exists():
+        return chosen
+    return None
+
+
+def hover_texts(data: PreferenceData, pair_index: np.ndarray, label: np.ndarray | None, rows: np.ndarray) -> list[str]:
+    """Hover text per drawn point, HTML-escaped: Plotly hover labels accept a few tags, and dataset
+    text must never be interpreted as markup."""
+    import html
+
+    from alignscope.data import render_text
+
+    prompt, chosen, rejected = (data.frame[c].to_numpy(dtype=object) for c in ("prompt", "chosen", "rejected"))
+    out = []
+    for row in rows.tolist():
+        pair = int(pair_index[row])
+        is_chosen = label is None or int(label[row]) == 1
+        which = "pair" if label is None else ("chosen" if is_chosen else "rejected")
+        completion = render_text(chosen[pair] if is_chosen else rejected[pair])
+        text = f"#{pair + 1} ({which})\nPROMPT: {render_text(prompt[pair])[:160]}\n{which.upper()}: {completion[:240]}"
+        out.append(html.escape(text).replace("\n", "<br>"))
+    return out

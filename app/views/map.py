@@ -1,0 +1,137 @@
+"""Map page: every completion (or pair) of the active data set as a point on a 2-D map, coloured by
+metadata, label, GMM component, ISA score or the current selection; a lasso becomes a named subset."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from alignscope.app import analysis, charts, state
+from alignscope.projection import display_sample
+
+st.title("Map")
+st.caption("Each point is one completion (prompt + response) or one pair, placed so that similar texts "
+           "sit close together. Colour it to see where sources, labels and the ISA subset lie; draw a "
+           "lasso to keep a region as a subset. Next: the Select page picks a subset by a method.")
+
+data = state.active_data()
+if data is None:
+    st.info("No data set yet: load one on the Data page.")
+    st.stop()
+
+encoder, unit = analysis.encoder_controls("map")
+matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, unit, "map")
+n_points = len(matrix)
+
+# --------------------------------------------------------------------------------- projection
+controls = st.columns([2, 2, 2])
+method = controls[0].radio("Map", ["PCA", "UMAP"], horizontal=True, key="map_method",
+                           help="PCA is instant. UMAP shows local structure better; it runs as a background "
+                                "job (about a minute per 10k points on a laptop CPU) and is cached.")
+max_points = controls[2].select_slider("Points drawn", options=[5_000, 10_000, 25_000, 50_000, 100_000, 150_000],
+                                       value=50_000, key="map_max_points",
+                                       help="Drawing is downsampled above this; computation never is.")
+
+
+@st.cache_data(show_spinner="Computing the PCA map…", max_entries=8)
+def _pca(run: str, stamp: float) -> np.ndarray:
+    from alignscope.projection import project
+
+    return project(matrix, "pca")
+
+
+coords = None
+if method == "PCA":
+    coords = _pca(str(run_dir), (run_dir / "embeddings.npy").stat().st_mtime)
+else:
+    store = state.job_store()
+    map_jobs = [j for j in store.list_jobs(kind="map", limit=200)
+                if j.config.get("embed_run_dir") == str(run_dir) and j.config.get("method") == "umap"]
+    done = next((j for j in map_jobs if j.status == "succeeded" and (j.run_dir / "map.npy").exists()), None)
+    active = next((j for j in map_jobs if j.is_active), None)
+    if done is not None:
+        coords = np.load(done.run_dir / "map.npy", allow_pickle=False)
+    elif active is not None:
+        @st.fragment(run_every=1)
+        def _umap_progress() -> None:
+            job = store.get(active.id)
+            st.progress(job.progress, text=f"UMAP… {job.progress:.0%} {job.message or ''}")
+            if job.is_terminal:
+                st.rerun()
+        _umap_progress()
+        st.stop()
+    else:
+        failed = next((j for j in map_jobs if j.status == "failed"), None)
+        if failed is not None:
+            st.error(f"The last UMAP job failed: {failed.error}")
+        st.info(f"UMAP of {n_points:,} points runs as a background job.")
+        if st.button("Compute UMAP map", type="primary", key="map_umap"):
+            store.submit("map", {"embed_run_dir": str(run_dir), "method": "umap", "seed": 0})
+            st.rerun()
+        st.stop()
+
+# ------------------------------------------------------------------------------------ colours
+metadata = [c for c in data.metadata_columns
+            if data.frame[c].map(type).isin([str, bool, int, float]).all() and data.frame[c].nunique() <= 50]
+numeric = [c for c in data.metadata_columns if c not in metadata and np.issubdtype(data.frame[c].dtype, np.number)]
+colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
+    ["GMM component", "ISA score (l′)", "current selection"]
+colour_by = controls[1].selectbox("Colour by", colour_options, key="map_colour")
+
+selection_table = None
+if colour_by in ("GMM component", "ISA score (l′)", "current selection"):
+    fraction = st.session_state.get("alignscope_fraction", 0.05)
+    k = max(1, int(round(fraction * n_points)))
+    selection_table = analysis.selection_at(run_dir, "isa", k)
+    if colour_by == "current selection":
+        st.caption(f"Current selection: ISA, {k:,} of {n_points:,} points ({fraction:.1%}); change it on "
+                   "the Select page.")
+kept_rows = None if selection_table is None else np.flatnonzero(selection_table["selected"].to_numpy())
+drawn = display_sample(n_points, max_points, keep=kept_rows)
+
+categorical = True
+if colour_by.startswith("label"):
+    colour = np.where(label[drawn] == 1, "chosen", "rejected")
+elif colour_by == "GMM component":
+    colour = np.char.add("component ", selection_table["component"].to_numpy()[drawn].astype(str))
+elif colour_by == "ISA score (l′)":
+    colour, categorical = selection_table["loglik_scaled"].to_numpy()[drawn], False
+elif colour_by == "current selection":
+    colour = np.where(selection_table["selected"].to_numpy()[drawn], "kept", "dropped")
+elif colour_by in numeric:
+    colour, categorical = data.frame[colour_by].to_numpy()[pair_index[drawn]].astype(float), False
+else:
+    colour = data.frame[colour_by].astype(str).to_numpy()[pair_index[drawn]]
+
+hover = analysis.hover_texts(data, pair_index, label, drawn)
+title = f"{method} map of {n_points:,} {unit}s ({encoder})" + (
+    f" — {len(drawn):,} drawn" if len(drawn) < n_points else "")
+figure = charts.scatter_map(coords[drawn], colour, colour_by, hover, title=title, categorical=categorical)
+event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("lasso", "box"))
+
+# ------------------------------------------------------------------------------ lasso subset
+points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+    getattr(getattr(event, "selection", None), "points", []) or []
+if points:
+    # Point indices are per trace; a categorical map has one trace per colour value.
+    values = np.asarray(colour).astype(str)
+    trace_rows = {i: drawn[values == trace.name] if categorical else drawn for i, trace in enumerate(figure.data)}
+    picked = sorted({int(trace_rows[p["curve_number"]][p["point_index"]]) for p in points})
+    picked_pairs = np.unique(pair_index[picked])
+    st.success(f"Lasso: {len(picked):,} points from {len(picked_pairs):,} pairs.")
+    name = st.text_input("Name this subset", value="lasso-subset", key="map_subset_name")
+    if st.button("Keep as the active selection", key="map_keep"):
+        import pandas as pd
+
+        table = pd.DataFrame({"index": np.arange(data.n_pairs), "score": 0.0,
+                              "selected": np.isin(np.arange(data.n_pairs), picked_pairs),
+                              "rank": 0})
+        table["score"] = table["selected"].astype(float)
+        table["rank"] = (-table["score"]).rank(method="first").astype(int)
+        table.attrs["alignscope_selection"] = {"method": "manual", "unit": "pair", "name": name,
+                                               "k": int(len(picked_pairs)), "data_fingerprint": data.fingerprint,
+                                               "encoder": encoder}
+        path = analysis.save_active_selection(data, table, name)
+        st.success(f"Saved {len(picked_pairs):,} pairs as '{name}'; export it on the Select page or train on "
+                   f"it on the Train page. ({path.name})")
+else:
+    st.caption("Tip: choose the lasso or box tool in the chart's toolbar and draw around points to keep them.")

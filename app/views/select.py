@@ -1,0 +1,176 @@
+"""Select page: the anatomy of an ISA subset (GMM components, l′, Δ, what is kept and dropped), a
+subset-size slider that updates everything at once, other methods side by side, and export."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from alignscope import settings
+from alignscope.app import analysis, charts, state
+from alignscope.data import length_table
+from alignscope.files import PathOutsideRootError, resolve_in_root
+from alignscope.selection_stats import defect_rates, kept_pairs_mask, overlap_matrix, share_by_group
+
+st.title("Select")
+st.caption("Score every point with a selection method and keep the top of the ranking. ISA (Khera et "
+           "al. 2024) fits a 2-component Gaussian mixture to the embeddings and keeps the points with "
+           "the largest entropy contribution Δ. Move the slider to change the subset size. Next: train "
+           "on the subset (Train page) or export it.")
+
+data = state.active_data()
+if data is None:
+    st.info("No data set yet: load one on the Data page.")
+    st.stop()
+
+encoder, unit = analysis.encoder_controls("select")
+matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, unit, "select")
+n_points = len(matrix)
+
+# ----------------------------------------------------------------------------- method and size
+top = st.columns([2, 3])
+method = top[0].selectbox("Method", ["isa", "random", "density", "kcenter"], key="select_method",
+                          format_func={"isa": "ISA (published rule)", "random": "random",
+                                       "density": "density (inverse-propensity, Sachdeva et al.)",
+                                       "kcenter": "k-center greedy (diversity)"}.get)
+percent = top[1].slider("Subset size (% of points)", min_value=0.5, max_value=100.0,
+                        value=float(st.session_state.get("alignscope_fraction", 0.05) * 100), step=0.5,
+                        key="select_percent", help="The ISA paper keeps 3.5 % (HH) to 10 % (OASST1, UltraFeedback).")
+st.session_state["alignscope_fraction"] = percent / 100  # plain key: the Map page reads it too
+k = max(1, int(round(percent / 100 * n_points)))
+options: dict = {}
+with st.expander("Method options"):
+    seed = st.number_input("Seed", min_value=0, value=0, key="select_seed")
+    if method == "isa":
+        opt = st.columns(3)
+        options["covariance_type"] = opt[0].selectbox("GMM covariance", ["full", "diag", "tied", "spherical"],
+                                                      key="select_cov")
+        pca = opt[1].number_input("PCA dimension before the GMM (0 = none)", min_value=0,
+                                  max_value=int(matrix.shape[1]), value=0, key="select_pca")
+        if pca:
+            options["pca_dim"] = int(pca)
+        options["variant"] = opt[2].selectbox("Variant", ["published", "renormalised"], key="select_variant",
+                                              help="renormalised p = p/Σp flips the ranking (keeps typical points); "
+                                                   "the published rule is the default.")
+
+try:
+    table = analysis.selection_at(run_dir, method, k, seed=int(seed), options=options)
+except ValueError as err:  # selection errors are one-line ValueErrors
+    st.error(str(err))
+    st.stop()
+pairs = analysis.pair_level(table)
+kept = kept_pairs_mask(pairs, data.n_pairs)
+
+summary = st.columns(4)
+summary[0].metric("Points kept", f"{k:,} of {n_points:,}", help=f"{unit}-level points")
+summary[1].metric("Pairs touched", f"{int(kept.sum()):,}", help="pairs with at least one kept completion (rule 'any')"
+                  if unit == "completion" else "pairs kept")
+summary[2].metric("Share of pairs", f"{kept.mean():.1%}")
+if method == "isa":
+    weights = table.attrs.get("alignscope_selection", {}).get("gmm", {}).get("weights")
+    if weights:
+        summary[3].metric("GMM weights", " / ".join(f"{w:.2f}" for w in weights))
+
+# ------------------------------------------------------------------------------- ISA anatomy
+is_kept = table["selected"].to_numpy()
+if method == "isa":
+    st.subheader("ISA anatomy")
+    st.caption("With the published rule p = e^{l′}, Δ = −p·log p falls as the scaled likelihood l′ rises, so "
+               "the top of the Δ ranking is the set of LOWEST-likelihood points: the rarest, most atypical "
+               "completions under the mixture (ISA.md §3). The renormalised variant keeps typical points instead.")
+    cutoff_l = float(table.loc[is_kept, "loglik_scaled"].max()) if is_kept.any() else None
+    cutoff_d = float(table.loc[is_kept, "delta"].min()) if is_kept.any() else None
+    cols = st.columns(2)
+    cols[0].plotly_chart(charts.kept_histogram(table["loglik_scaled"], is_kept, name="l′", cutoff=cutoff_l,
+                                               title="Scaled log-likelihood l′"), key="select_hist_l")
+    cols[1].plotly_chart(charts.kept_histogram(table["delta"], is_kept, name="Δ", cutoff=cutoff_d,
+                                               title="Entropy contribution Δ (the ISA score)"), key="select_hist_d")
+    cols = st.columns(2)
+    cols[0].plotly_chart(charts.isa_curve(table["loglik_scaled"], table["delta"], is_kept), key="select_curve")
+    components = table.groupby("component").agg(points=("selected", "size"), kept=("selected", "sum"))
+    components["kept share"] = (components["kept"] / components["points"]).map("{:.1%}".format)
+    with cols[1]:
+        st.markdown("**GMM components**")
+        st.dataframe(components, key="select_components")
+        st.caption("Points per mixture component (argmax responsibility) and how many of each are kept.")
+
+# ------------------------------------------------------------------------- what is kept / dropped
+st.subheader("What the subset keeps")
+groups = [c for c in data.metadata_columns if data.frame[c].map(type).isin([str, bool, int]).all()
+          and 2 <= data.frame[c].nunique() <= 30]
+cols = st.columns(2)
+if groups:
+    default = groups.index("source") if "source" in groups else 0
+    group = cols[0].selectbox("Compare by", groups, index=default, key="select_group")
+    shares = share_by_group(data.frame, group, kept)
+    cols[0].plotly_chart(charts.share_bars(shares, group), key="select_shares")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _lengths(fingerprint: str, _data) -> pd.DataFrame:
+    return length_table(_data)
+
+
+lengths = _lengths(data.fingerprint, data)
+chosen_len = lengths["chosen"].to_numpy()
+cols[1].plotly_chart(charts.kept_histogram(np.log10(chosen_len + 1), kept, name="log10(words in chosen + 1)",
+                                           title="Chosen-response length: kept vs dropped pairs"), key="select_lengths")
+if data.is_demo:
+    st.plotly_chart(charts.defect_bars(defect_rates(data.frame, kept)), key="select_defects")
+    st.caption("Demo data only: the planted defects are known, so you can see whether a method avoids or "
+               "seeks them at this subset size.")
+
+# ---------------------------------------------------------------------------------- compare
+with st.expander("Compare methods at this size"):
+    others = st.multiselect("Methods", ["isa", "random", "density", "kcenter"],
+                            default=["isa", "random", "density"], key="select_compare")
+    if len(others) >= 2:
+        masks = {m: kept_pairs_mask(analysis.pair_level(analysis.selection_at(run_dir, m, k, seed=int(seed))),
+                                    data.n_pairs) for m in others}
+        st.plotly_chart(charts.overlap_heatmap(overlap_matrix(masks)), key="select_overlap")
+        if groups:
+            rows = {m: share_by_group(data.frame, group, mask).set_index("group")["share_of_subset"]
+                    for m, mask in masks.items()}
+            compare = pd.DataFrame(rows)
+            compare.insert(0, "all data", share_by_group(data.frame, group, kept).set_index("group")["share_of_data"])
+            st.dataframe(compare.style.format("{:.1%}"), key="select_compare_table")
+            st.caption(f"Share of each {group} in each method's subset (the same number of points for every method).")
+
+# ----------------------------------------------------------------------------------- export
+st.subheader("Use or export the subset")
+name_default = f"{method}-{percent:g}pct"
+cols = st.columns([2, 1, 1, 1])
+name = cols[0].text_input("Name", value=name_default, key=f"select_name_{name_default}")
+if cols[1].button("Use for training", type="primary", key="select_use"):
+    path = analysis.save_active_selection(data, table, name)
+    st.success(f"'{name}' is the active selection ({int(kept.sum()):,} pairs). The Train page trains on it.")
+buffer = io.BytesIO()
+table.to_parquet(buffer, index=False)
+cols[2].download_button("Selection (.parquet)", buffer.getvalue(), file_name=f"{name}.parquet",
+                        key="select_download_table")
+export_rows = data.frame.loc[kept, ["prompt", "chosen", "rejected"]]
+cols[3].download_button("Pairs (.jsonl)", export_rows.to_json(orient="records", lines=True, force_ascii=False),
+                        file_name=f"{name}.jsonl", key="select_download_pairs")
+with st.form("select_export_form"):
+    st.markdown("**Export into the data root** in TRL's format, with the selection config alongside.")
+    form = st.columns([3, 1, 1])
+    target = form[0].text_input("Path relative to the data root", value=f"exports/{name}.jsonl", key="select_target")
+    fmt = form[1].selectbox("Format", ["jsonl", "parquet", "hf"], key="select_format")
+    kind = form[2].selectbox("Rows", ["pairs", "kto"], key="select_kind",
+                             format_func={"pairs": "pairs (DPO)", "kto": "completions (KTO)"}.get)
+    if st.form_submit_button("Export"):
+        from alignscope.export import export_selection
+
+        try:
+            out = resolve_in_root(settings.data_root(), target)
+            export_selection(data, table, out, format=fmt, kind=kind)
+            st.success(f"Exported to {out}")
+        except (PathOutsideRootError, ValueError) as err:
+            st.error(str(err))
+chosen_selection = analysis.active_selection(data)
+if chosen_selection:
+    st.caption(f"Active selection for training: '{chosen_selection['name']}' "
+               f"({chosen_selection['n_selected']:,} points) — {json.dumps(chosen_selection['path'])}")
