@@ -32,12 +32,18 @@ def _attempt(load_fn, *args, **kwargs) -> None:
                    "split": split.strip() or None, "max_row_chars": DEFAULT_MAX_ROW_CHARS}
         with st.spinner("Loading and validating…"):
             data = load_fn(*args, **options, **kwargs)
-        st.success(f"Loaded {data.n_pairs:,} pairs ({data.format}).")
     except (DataError, PathOutsideRootError) as err:
         st.error(str(err), icon=":material/error:")
     except Exception as err:  # noqa: BLE001 - the page must keep serving
         st.error(f"Could not load the data: {type(err).__name__}: {err}", icon=":material/error:")
+    else:
+        # Rerun so that everything drawn before this point (the sidebar) shows the new data set.
+        st.session_state["data_flash"] = f"Loaded {data.n_pairs:,} pairs ({data.format})."
+        st.rerun()
 
+
+if "data_flash" in st.session_state:
+    st.success(st.session_state.pop("data_flash"))
 
 with st.form("data_source_form", border=True):
     if kind == "Demo data":

@@ -1,0 +1,145 @@
+"""AppTests of the Map and Select pages on demo data, with a real embedding job."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from alignscope.jobs import JobStore
+from alignscope.select import read_selection
+from conftest import ROOT
+
+MAIN = str(ROOT / "app" / "main.py")
+
+
+@pytest.fixture(scope="module")
+def embedded_home(tmp_path_factory):
+    """One ALIGNSCOPE_HOME whose embedding job for demo:120 has run (through the Select page)."""
+    home = tmp_path_factory.mktemp("map-select-home")
+    root = tmp_path_factory.mktemp("map-select-root")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALIGNSCOPE_HOME", str(home))
+        patch.setenv("ALIGNSCOPE_DATA_ROOT", str(root))
+        patch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
+        at = AppTest.from_file(MAIN, default_timeout=120).run()
+        at.switch_page("views/select.py").run()
+        assert any("needs the embeddings" in i.value for i in at.info)
+        at.button(key="select_embed").click().run()
+        store = JobStore()
+        job = store.list_jobs(kind="embed")[0]
+        assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
+    return home, root
+
+
+@pytest.fixture
+def app(embedded_home, monkeypatch):
+    home, root = embedded_home
+    monkeypatch.setenv("ALIGNSCOPE_HOME", str(home))
+    monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(root))
+    monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
+    return AppTest.from_file(MAIN, default_timeout=120).run(), root
+
+
+def _length(values) -> int:
+    """Plotly ≥ 6 sends numpy arrays as typed arrays {"dtype", "bdata" (base64)}."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        import numpy as np
+
+        return len(base64.b64decode(values["bdata"])) // np.dtype(values["dtype"]).itemsize
+    return len(values)
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_select_slider_updates_counts_and_anatomy(app):
+    at, _ = app
+    at.switch_page("views/select.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _metric(at, "Points kept") == "12 of 240"
+    assert any("ISA anatomy" in h.value for h in at.subheader)
+    titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "Scaled log-likelihood" in titles and "Entropy contribution" in titles and "Planted defects" in titles
+    at.slider(key="select_percent").set_value(25.0).run()
+    assert _metric(at, "Points kept") == "60 of 240"
+    touched = int(_metric(at, "Pairs touched"))
+    assert 30 <= touched <= 60
+
+
+def test_other_methods_and_comparison(app):
+    at, _ = app
+    at.switch_page("views/select.py").run()
+    at.selectbox(key="select_method").set_value("kcenter").run()
+    assert not at.exception and _metric(at, "Points kept") == "12 of 240"
+    assert not any("ISA anatomy" in h.value for h in at.subheader)
+    assert any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))
+
+
+def test_use_for_training_and_export_inside_the_data_root(app):
+    at, root = app
+    at.switch_page("views/select.py").run()
+    at.button(key="select_use").click().run()
+    assert any("is the active selection" in s.value for s in at.success)
+    active = at.session_state["alignscope_selection"]
+    table = read_selection(active["path"])
+    assert table["selected"].sum() == 12 and table.attrs["alignscope_selection"]["method"] == "isa"
+
+    at.text_input(key="select_target").set_value("exports/isa.jsonl")
+    next(b for b in at.button if b.label == "Export").click().run()
+    exported = [json.loads(line) for line in (root / "exports" / "isa.jsonl").read_text().splitlines()]
+    assert exported and set(exported[0]) == {"prompt", "chosen", "rejected"}
+    assert (root / "exports" / "isa.jsonl.selection_config.json").exists()
+
+    at.text_input(key="select_target").set_value("../escape.jsonl")
+    next(b for b in at.button if b.label == "Export").click().run()
+    assert any("outside the data root" in e.value for e in at.error)
+    assert not (root.parent / "escape.jsonl").exists()
+
+
+def test_map_draws_every_point_and_colours(app):
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sum(_length(trace["x"]) for trace in spec["data"]) == 240
+    assert {trace["name"] for trace in spec["data"]} == {"chosen", "rejected"}
+    assert all(trace["type"] == "scattergl" for trace in spec["data"])
+    at.selectbox(key="map_colour").set_value("GMM component").run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {trace["name"] for trace in spec["data"]} <= {"component 0", "component 1"}
+    at.selectbox(key="map_colour").set_value("topic").run()
+    assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 8
+
+
+def test_map_hover_text_is_escaped(app):
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    hover = spec["data"][0]["text"][0]
+    assert hover.startswith("#") and "PROMPT:" in hover
+
+
+def test_umap_runs_as_a_background_job(app):
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    at.radio(key="map_method").set_value("UMAP").run()
+    at.button(key="map_umap").click().run()
+    assert not at.exception
+    jobs = JobStore().list_jobs(kind="map")
+    assert jobs and jobs[0].config["method"] == "umap"
+    JobStore().cancel(jobs[0].id)
+
+
+def test_html_in_data_is_escaped_in_map_hover():
+    from alignscope.app.analysis import hover_texts
+    from alignscope.data import load_preferences
+    import numpy as np
+
+    data = load_preferences(pd.DataFrame([{"prompt": "<b>x</b>", "chosen": "<script>alert(1)</script>", "rejected": "no"}]))
+    text = hover_texts(data, np.array([0, 0]), np.array([1, 0]), np.array([0]))[0]
+    assert "<script>" not in text and "&lt;script&gt;" in text and "<b>" not in text
