@@ -258,6 +258,99 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------- train
+def _train_fields(args: argparse.Namespace) -> dict[str, object]:
+    names = ("model", "epochs", "batch_size", "lr", "beta", "max_length", "test_fraction", "seed", "max_steps",
+             "save_model", "eval_max_pairs")
+    fields = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.split_seed is not None:
+        fields["split_seed"] = args.split_seed
+    return fields
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Validate everything here (exit 2 on bad input), then run the training as a job so that it
+    shows on the app's Runs page; follow it until it ends (Ctrl-C cancels it unless --detach)."""
+    import time
+
+    from alignscope.jobs import JobStore
+    from alignscope.train import train_config, training_set
+
+    config = train_config(args.method, **_train_fields(args))
+    config.validate()
+    data = _load(args)
+    selection = str(Path(args.selection).resolve()) if args.selection else None
+    training_set(data, selection, method=args.method, test_fraction=config.test_fraction,
+                 split_seed=config.split_seed)  # raises on an empty/mismatched selection, before any job
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"{out}: exists and is not empty (pass --force to reuse it)")
+    store = JobStore()
+    job_config = {"data": data.spec(), "selection": selection, "method": args.method, **_train_fields(args)}
+    job_id = store.submit("train", job_config, run_dir=out, overwrite=args.force)
+    if not args.json:
+        print(f"job {job_id}: {args.method} on {data.n_pairs:,} pairs"
+              f"{' (selection ' + Path(selection).name + ')' if selection else ''} → {out}", file=sys.stderr)
+    if args.detach:
+        print(json.dumps({"job_id": job_id, "run_dir": str(out)}) if args.json else job_id)
+        return EXIT_OK
+    last = ""
+    try:
+        while True:
+            job = store.get(job_id)
+            line = f"[{job.progress:4.0%}] {job.message or job.status}"
+            if line != last and not args.json:
+                print(line, file=sys.stderr, flush=True)
+                last = line
+            if job.is_terminal:
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        store.cancel(job_id)
+        print(f"cancelled job {job_id}", file=sys.stderr)
+        return 130
+    if job.status != "succeeded":
+        print(f"alignscope: error: training {job.status}: {job.error or ''} (log: {job.log_path})", file=sys.stderr)
+        return EXIT_INTERNAL
+    return _print_eval(out, args.json, job_id=job_id)
+
+
+def _print_eval(run_dir: Path, as_json: bool, job_id: str | None = None) -> int:
+    evaluation = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    if as_json:
+        print(json.dumps({"run_dir": str(run_dir), **({"job_id": job_id} if job_id else {}), **evaluation},
+                         default=str))
+        return EXIT_OK
+    low, high = evaluation["accuracy_ci95"]
+    print(f"held-out preference accuracy {evaluation['accuracy']:.3f} (95 % CI {low:.3f}–{high:.3f}) on "
+          f"{evaluation.get('n_pairs', '?')} pairs; mean margin {evaluation['margin_mean']:.4f}  [{run_dir}]")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from alignscope.evaluate import evaluate_run
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").exists():
+        raise UsageError(f"{run_dir}: not a run directory (no config.json)")
+    evaluate_run(run_dir, recompute=args.recompute, max_pairs=args.max_pairs)
+    return _print_eval(run_dir, args.json)
+
+
+def cmd_eval_probe(args: argparse.Namespace) -> int:
+    from alignscope.evaluate import eval_probe
+
+    data = _load(args)
+    result = eval_probe(data, args.selection, encoder=args.encoder, test_fraction=args.test_fraction, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        low, high = result["accuracy_ci95"]
+        print(f"probe accuracy {result['accuracy']:.3f} (95 % CI {low:.3f}–{high:.3f}) — a Bradley–Terry linear "
+              "reward model on frozen embeddings: a fast proxy, not a trained policy")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------------------ jobs
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from alignscope.jobs import JobStore, format_job_table
@@ -416,6 +509,46 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.add_argument("--force", action="store_true")
     export_cmd.add_argument("--json", action="store_true")
     export_cmd.set_defaults(func=cmd_export)
+
+    train_cmd = commands.add_parser("train", help="DPO or KTO with TRL on a selection (or all data), as a job")
+    train_cmd.add_argument("path", metavar="DATA")
+    _load_options_only(train_cmd)
+    train_cmd.add_argument("--selection", help="selection .parquet from `alignscope select` (default: all pairs)")
+    train_cmd.add_argument("--method", choices=["dpo", "kto"], default="dpo")
+    train_cmd.add_argument("--model", default=None, help="tiny (default), smollm2-135m, or an HF folder / hub id")
+    train_cmd.add_argument("--out", required=True, help="run directory")
+    train_cmd.add_argument("--epochs", type=float)
+    train_cmd.add_argument("--batch-size", type=int)
+    train_cmd.add_argument("--lr", type=float)
+    train_cmd.add_argument("--beta", type=float)
+    train_cmd.add_argument("--max-length", type=int)
+    train_cmd.add_argument("--max-steps", type=int)
+    train_cmd.add_argument("--test-fraction", type=float, help="held-out share of ALL pairs (default 0.2)")
+    train_cmd.add_argument("--seed", type=int, help="training seed")
+    train_cmd.add_argument("--split-seed", type=int, help="seed of the train/test split (default 0)")
+    train_cmd.add_argument("--eval-max-pairs", type=int, help="evaluate on at most this many held-out pairs")
+    train_cmd.add_argument("--save-model", action="store_true", default=None, help="keep model/ (safetensors)")
+    train_cmd.add_argument("--detach", action="store_true", help="submit the job and return")
+    train_cmd.add_argument("--force", action="store_true", help="reuse a non-empty run directory")
+    train_cmd.add_argument("--json", action="store_true")
+    train_cmd.set_defaults(func=cmd_train)
+
+    eval_cmd = commands.add_parser("eval", help="held-out preference accuracy of a training run")
+    eval_cmd.add_argument("run_dir", metavar="RUN_DIR")
+    eval_cmd.add_argument("--recompute", action="store_true", help="evaluate again (needs model/)")
+    eval_cmd.add_argument("--max-pairs", type=int)
+    eval_cmd.add_argument("--json", action="store_true")
+    eval_cmd.set_defaults(func=cmd_eval)
+
+    probe_cmd = commands.add_parser("eval-probe", help="fast proxy: Bradley–Terry probe on frozen embeddings")
+    probe_cmd.add_argument("path", metavar="DATA")
+    _load_options_only(probe_cmd)
+    probe_cmd.add_argument("--selection", help="selection .parquet (default: all training pairs)")
+    probe_cmd.add_argument("--encoder", default="minilm")
+    probe_cmd.add_argument("--test-fraction", type=float, default=0.2)
+    probe_cmd.add_argument("--seed", type=int, default=0)
+    probe_cmd.add_argument("--json", action="store_true")
+    probe_cmd.set_defaults(func=cmd_eval_probe)
 
     jobs = commands.add_parser("jobs", help="list, inspect, cancel and read the logs of jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)

@@ -1,0 +1,971 @@
+"""Alignment training with TRL (DPO and KTO) on a selection or on the whole data set.
+
+This is the ONLY module of alignscope that imports ``trl`` (and the only one that builds a
+``transformers.Trainer``): TRL and transformers change their APIs often, so the whole integration
+lives here, and ``trl`` is imported inside the functions that need it, so importing this module is
+cheap (the app and the CLI can read the config dataclasses without paying for torch).
+
+Entry points
+------------
+* :func:`train` ``(data, *, selection=None, config, run_dir, report=None) -> dict`` from Python.
+* :func:`run_job` ``(config, run_dir, report)``: the ``train`` job kind of :mod:`alignscope.jobs`;
+  ``config`` is plain JSON: ``{"data": SOURCE, "selection": PATH|None, "method": "dpo"|"kto",
+  ...the fields of the method's config dataclass...}``.
+
+What a run writes in ``run_dir`` (atomically, except the append-only metrics file)
+-----------------------------------------------------------------------------------
+* ``config.json``: what the job system wrote (job id, kind, the job config) plus everything needed
+  to re-run and to trust the numbers: ``method``, ``train_config`` (resolved, e.g. the learning
+  rate actually used), ``data`` (source, fingerprint, number of pairs), ``selection`` (path, level,
+  counts, the selection's own recorded config), ``split`` (seed, fraction, sizes, a hash of the test
+  pairs), ``training_set`` (rows and pairs trained on), ``device``, ``versions`` (python, torch,
+  transformers, trl, accelerate, datasets, alignscope, peft when installed).
+* ``metrics.jsonl``: one JSON object per logged step with the keys of :data:`METRIC_KEYS`
+  (``step, epoch, loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
+  lr, elapsed_s``; ``null`` where the method does not log it, e.g. KTO has no reward accuracy) plus
+  whatever else TRL logged (``grad_norm``, ``logps/chosen``, ``kl``...) under TRL's own names.
+* ``selection.parquet``: the selection table used (or one row per pair when training on the whole
+  data set) with two added columns, ``in_test`` and ``trained``.
+* ``eval.json`` (+ ``eval_pairs.parquet``): the held-out preference evaluation of
+  :func:`alignscope.evaluate.preference_eval`, plus a ``training`` block (steps, runtime, s/step,
+  final loss).
+* ``model/``: the trained policy as safetensors + tokenizer, when ``save_model`` is set (a LoRA
+  adapter is merged into the weights first, so the folder loads like any model).
+
+The split
+---------
+The held-out pairs are drawn from the WHOLE data set by :func:`alignscope.evaluate.split_pairs`
+(``test_fraction``, ``split_seed``), independently of the selection: every selection of the same
+data (ISA 3.5 %, random 10 %, all of it) is evaluated on the same pairs, and any selected row
+whose pair is held out is dropped from training (counted in ``config.json``).
+
+CPU
+---
+On CPU, bf16 and gradient checkpointing are forced off (TRL defaults both on; bf16 on a CPU without
+native bf16 made DPO ~10x slower here). On a CUDA GPU, bf16 is used when the GPU supports it.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+import pandas as pd
+
+from alignscope.files import atomic_path, write_json
+
+__all__ = ["METHODS", "METRIC_KEYS", "TrainError", "TrainConfig", "DPOTrainConfig", "KTOTrainConfig",
+           "train_config", "config_from_dict", "read_selection_table", "TrainingSet", "training_set",
+           "normalise_metrics", "train", "run_job", "package_versions"]
+
+METHODS = ("dpo", "kto")
+# The keys every line of metrics.jsonl has (null when the method does not log that quantity).
+METRIC_KEYS = ("step", "epoch", "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
+               "rewards/accuracies", "lr", "elapsed_s")
+PAIR_RULES = ("any", "both", "chosen", "rejected")  # as alignscope.select.pairs_from_completions
+# Learning rate when the config leaves it unset: the random-init `tiny` model needs big steps to
+# move at all in a few dozen updates; real models use a usual DPO/KTO rate.
+DEFAULT_LR = {"tiny": 1e-4}
+DEFAULT_LR_OTHER = 5e-6
+_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet")
+Report = Callable[..., None]
+
+
+class TrainError(ValueError):
+    """Bad training input (config, selection, data); the message is one line for the user."""
+
+
+# ------------------------------------------------------------------------------------ configs
+@dataclass
+class TrainConfig:
+    """Fields shared by every method. Defaults are CPU-safe and fast on a 2-core machine.
+
+    ``lr=None`` picks :data:`DEFAULT_LR` for built-in models (1e-4 for the random-init ``tiny``),
+    else 5e-6. ``epochs`` may be fractional; ``max_steps`` (when set) overrides it.
+    ``test_fraction``/``split_seed`` fix the held-out pairs (see the module docstring); ``seed``
+    seeds training (shuffling, LoRA init). ``device=None``: CUDA when visible, else CPU.
+    ``pair_rule``: how a completion-level selection becomes pairs for DPO, as in
+    :func:`alignscope.select.pairs_from_completions` (``any``: a pair is kept when its chosen or its
+    rejected completion is selected; ``both``: only when both are; ``chosen``/``rejected``: when
+    that one is).
+    """
+
+    method: ClassVar[str] = ""
+
+    model: str = "tiny"
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float | None = None
+    beta: float = 0.1
+    max_length: int = 256
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    seed: int = 0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.0
+    logging_steps: int = 1
+    save_model: bool = False
+    device: str | None = None
+    gradient_checkpointing: bool = False  # honoured on GPU only
+    pair_rule: str = "any"
+    eval_batch_size: int = 8
+    eval_max_pairs: int | None = None
+    n_boot: int = 1000
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return DEFAULT_LR.get(str(self.model), DEFAULT_LR_OTHER)
+
+    def validate(self) -> None:
+        """Raise :class:`TrainError` (one line) for values that cannot work."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise TrainError(f"{self.method} config: {message}")
+
+        need(isinstance(self.model, str) and bool(str(self.model).strip()), "model must be a non-empty string")
+        need(_finite(self.epochs) and self.epochs > 0, f"epochs must be > 0, got {self.epochs!r}")
+        need(_int(self.batch_size) and self.batch_size >= 1, f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        need(_int(self.grad_accum) and self.grad_accum >= 1, f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")
+        need(self.lr is None or (_finite(self.lr) and self.lr > 0), f"lr must be > 0, got {self.lr!r}")
+        need(_finite(self.beta) and self.beta > 0, f"beta must be > 0, got {self.beta!r}")
+        need(_int(self.max_length) and self.max_length >= 8, f"max_length must be an integer >= 8, got {self.max_length!r}")
+        need(_finite(self.test_fraction) and 0 <= self.test_fraction < 1,
+             f"test_fraction must be in [0, 1), got {self.test_fraction!r}")
+        need(_int(self.split_seed) and _int(self.seed), "seed and split_seed must be integers")
+        need(self.max_steps is None or (_int(self.max_steps) and self.max_steps >= 1),
+             f"max_steps must be an integer >= 1 or null, got {self.max_steps!r}")
+        need(_finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        need(_int(self.logging_steps) and self.logging_steps >= 1, f"logging_steps must be an integer >= 1, got {self.logging_steps!r}")
+        need(self.pair_rule in PAIR_RULES, f"pair_rule must be one of {', '.join(PAIR_RULES)}, got {self.pair_rule!r}")
+        need(_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval_batch_size must be an integer >= 1")
+        need(self.eval_max_pairs is None or (_int(self.eval_max_pairs) and self.eval_max_pairs >= 1),
+             "eval_max_pairs must be an integer >= 1 or null")
+        need(_int(self.n_boot) and self.n_boot >= 0, "n_boot must be an integer >= 0")
+        need(_int(self.lora_r) and self.lora_r >= 1, "lora_r must be an integer >= 1")
+        need(self.device is None or str(self.device).split(":")[0] in ("cpu", "cuda", "mps"),
+             f"device must be cpu, cuda[:N] or mps, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+
+@dataclass
+class DPOTrainConfig(TrainConfig):
+    """DPO (TRL ``DPOTrainer``, sigmoid loss) on preference pairs."""
+
+    method: ClassVar[str] = "dpo"
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        if not (_finite(self.label_smoothing) and 0 <= self.label_smoothing < 0.5):
+            raise TrainError(f"dpo config: label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}")
+
+
+@dataclass
+class KTOTrainConfig(TrainConfig):
+    """KTO (TRL ``KTOTrainer``) on single labelled completions (desirable = chosen).
+
+    Consumes completion-level selections directly (the ISA paper's setting); a pair-level selection
+    (or the whole data set) contributes both completions of each pair. ``desirable_weight`` /
+    ``undesirable_weight`` left at None are balanced so that λ_D·n_D = λ_U·n_U (the KTO paper asks
+    for a ratio in [1, 4/3]). KTO needs ``batch_size >= 2`` (its KL estimate mixes completions of a
+    batch).
+    """
+
+    method: ClassVar[str] = "kto"
+    desirable_weight: float | None = None
+    undesirable_weight: float | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.batch_size < 2:
+            raise TrainError(f"kto config: batch_size must be >= 2 (KTO's KL term mixes completions of a batch), got {self.batch_size}")
+        for name in ("desirable_weight", "undesirable_weight"):
+            value = getattr(self, name)
+            if value is not None and not (_finite(value) and value > 0):
+                raise TrainError(f"kto config: {name} must be > 0, got {value!r}")
+
+
+CONFIG_CLASSES: dict[str, type[TrainConfig]] = {"dpo": DPOTrainConfig, "kto": KTOTrainConfig}
+
+
+def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
+    """The config dataclass of ``method`` built from keyword fields; unknown fields are a one-line
+    :class:`TrainError` naming the known ones."""
+    cls = CONFIG_CLASSES.get(str(method).lower())
+    if cls is None:
+        raise TrainError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TrainError(f"unknown {cls.method} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    config = cls(**fields)
+    config.validate()
+    return config
+
+
+def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """Inverse of :meth:`TrainConfig.to_dict` (``method`` picks the class)."""
+    values = dict(values)
+    return train_config(values.pop("method", "dpo"), **values)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------------- selections
+def read_selection_table(selection: Any) -> tuple[pd.DataFrame, dict[str, Any], str | None]:
+    """``(table, config, path)`` from a selection parquet path or a selection table (DataFrame).
+
+    Files are read with :func:`alignscope.select.read_selection` (which validates them; its one-line
+    error becomes a :class:`TrainError`); the selection's own config is the table's
+    ``attrs["alignscope_selection"]`` (for other parquet files: the schema's key-value metadata).
+    """
+    path: str | None = None
+    extra: dict[str, Any] = {}
+    if isinstance(selection, (str, os.PathLike)):
+        file = Path(selection).expanduser()
+        path = str(file)
+        if not file.is_file():
+            raise TrainError(f"selection file {path!r} does not exist")
+        reader = _select_reader()
+        try:
+            table = reader(file) if reader is not None else pd.read_parquet(file)
+        except Exception as exc:  # alignscope.select's SelectionError, or pyarrow on a non-parquet file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainError(first[:300] if path in first else f"cannot read selection {path!r}: {first[:200]}") from None
+        extra = _parquet_meta(file)
+    elif isinstance(selection, pd.DataFrame):
+        table = selection
+    else:
+        raise TrainError(f"cannot use a {type(selection).__name__} as a selection: give a selection parquet path or a DataFrame")
+    config = table.attrs.get("alignscope_selection") if isinstance(table.attrs, Mapping) else None
+    if isinstance(config, Mapping) and config:
+        meta = _jsonable(dict(config))
+    else:
+        meta = _jsonable({**dict(table.attrs), **extra})
+    return table.reset_index(drop=True), meta, path
+
+
+def _select_reader():
+    try:
+        from alignscope.select import read_selection
+    except Exception:  # the selection module may be absent or broken: plain parquet still works
+        return None
+    return read_selection
+
+
+def _parquet_meta(file: Path) -> dict[str, Any]:
+    try:
+        import pyarrow.parquet as pq
+
+        raw = pq.read_schema(file).metadata or {}
+    except Exception:
+        return {}
+    found: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.decode("utf-8", "replace")
+        if name in ("pandas", "ARROW:schema"):
+            continue
+        text = value.decode("utf-8", "replace")
+        try:
+            found[name] = json.loads(text)
+        except ValueError:
+            found[name] = text
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _find_key(obj: Any, name: str, depth: int = 0) -> Any:
+    """The first non-empty string value of ``name`` in nested dicts (this level first)."""
+    if depth > 6 or not isinstance(obj, Mapping):
+        return None
+    if isinstance(obj.get(name), str) and obj[name]:
+        return obj[name]
+    for value in obj.values():
+        found = _find_key(value, name, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def selection_fingerprint(table: pd.DataFrame, meta: Mapping[str, Any]) -> str | None:
+    """The data fingerprint a selection was made on, when it recorded one (alignscope.select keeps
+    it as ``data_fingerprint`` in the table's config)."""
+    found = _find_key(meta, "data_fingerprint") or _find_key(meta, "fingerprint")
+    if found is None:
+        for column in ("data_fingerprint", "fingerprint"):
+            if column in table.columns and table[column].nunique(dropna=True) == 1:
+                found = table[column].dropna().iloc[0]
+                break
+    return None if found is None else str(found)
+
+
+@dataclass
+class TrainingSet:
+    """What a run trains on, after holding out the test pairs.
+
+    ``rows``: for DPO, one row per pair (``pair``); for KTO, one row per completion (``pair``,
+    ``label`` 1 = chosen / desirable, 0 = rejected). ``table`` is the selection table with the
+    columns ``in_test`` and ``trained`` added (written as ``selection.parquet``).
+    """
+
+    method: str
+    rows: pd.DataFrame
+    table: pd.DataFrame
+    level: str                     # "pair" | "completion" | "all"
+    test_pairs: np.ndarray
+    n_selected: int
+    n_selected_in_test: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pairs(self) -> np.ndarray:
+        return np.unique(self.rows["pair"].to_numpy(dtype=np.int64))
+
+
+def training_set(data: Any, selection: Any = None, *, method: str = "dpo", test_fraction: float = 0.2,
+                 split_seed: int = 0, pair_rule: str = "any") -> TrainingSet:
+    """Turn (data, selection, split) into the rows a run trains on; every check of the input
+    happens here and fails with a one-line :class:`TrainError`:
+
+    an empty data set, a selection without ``index``/``selected`` columns, a selection made on other
+    data (fingerprint mismatch, or indices beyond the data), a selection that selects nothing, and
+    one whose selected rows are all held out.
+    """
+    from alignscope.evaluate import split_pairs
+
+    if method not in METHODS:
+        raise TrainError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
+    if pair_rule not in PAIR_RULES:
+        raise TrainError(f"pair_rule must be one of {', '.join(PAIR_RULES)}, got {pair_rule!r}")
+    n = len(data)
+    if n == 0:
+        raise TrainError("the data set has no pairs")
+    _, test_pairs = split_pairs(n, test_fraction, split_seed)
+    is_test = np.zeros(n, dtype=bool)
+    is_test[test_pairs] = True
+    info: dict[str, Any] = {"pair_rule": pair_rule}
+
+    if selection is None:
+        table = pd.DataFrame({"index": np.arange(n, dtype=np.int64), "selected": True})
+        level, meta, path = "all", {}, None
+    else:
+        table, meta, path = read_selection_table(selection)
+        name = repr(path) if path else "the selection"
+        missing = [c for c in ("index", "selected") if c not in table.columns]
+        if missing:
+            raise TrainError(f"{name} has no {' or '.join(repr(c) for c in missing)} column: not an alignscope selection table")
+        recorded = selection_fingerprint(table, meta)
+        if recorded is not None and recorded != data.fingerprint:
+            raise TrainError(f"{name} was made on data with fingerprint {recorded}, but this data has fingerprint "
+                             f"{data.fingerprint}: select again on this data")
+        level = "completion" if {"pair_index", "label"} <= set(table.columns) else "pair"
+        info.update(path=path, fingerprint=recorded, meta=_jsonable(meta))
+    pair_col = "pair_index" if level == "completion" else "index"
+    try:
+        pairs_all = table[pair_col].to_numpy(dtype=np.int64)
+        selected = table["selected"].fillna(False).to_numpy(dtype=bool)
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"selection columns {pair_col!r}/'selected' are not integers/booleans: {exc}") from None
+    if len(pairs_all) and (pairs_all.min() < 0 or pairs_all.max() >= n):
+        bad = int(pairs_all.max() if pairs_all.max() >= n else pairs_all.min())
+        raise TrainError(f"the selection refers to pair {bad}, but the data has {n} pairs: it was made on other data")
+    n_selected = int(selected.sum())
+    if n_selected == 0:
+        raise TrainError("the selection is empty: it selects no rows (choose a larger fraction or k)")
+    in_test = is_test[pairs_all]
+    keep = selected & ~in_test
+    n_selected_in_test = int((selected & in_test).sum())
+    if not keep.any():
+        raise TrainError(f"all {n_selected} selected rows belong to held-out test pairs; nothing is left to train on "
+                         f"(use a larger selection or a smaller test_fraction)")
+
+    if level == "completion":
+        labels = table["label"].to_numpy(dtype=np.int64)
+        if not np.isin(labels, (0, 1)).all():
+            raise TrainError("a completion-level selection's 'label' must be 1 (chosen) or 0 (rejected)")
+        chosen_sel = np.zeros(n, dtype=bool)
+        rejected_sel = np.zeros(n, dtype=bool)
+        chosen_sel[pairs_all[keep & (labels == 1)]] = True
+        rejected_sel[pairs_all[keep & (labels == 0)]] = True
+        if method == "kto":
+            rows = pd.DataFrame({"pair": pairs_all[keep], "label": labels[keep]}).drop_duplicates()
+            trained = keep
+        else:
+            pair_mask = {"any": chosen_sel | rejected_sel, "both": chosen_sel & rejected_sel,
+                         "chosen": chosen_sel, "rejected": rejected_sel}[pair_rule]
+            pair_ids = np.flatnonzero(pair_mask)
+            if len(pair_ids) == 0:
+                raise TrainError(f"no training pair satisfies pair_rule={pair_rule!r} for this completion-level "
+                                 "selection; use pair_rule='any'")
+            rows = pd.DataFrame({"pair": pair_ids})
+            trained = pair_mask[pairs_all] & ~in_test
+    else:
+        pair_ids = np.unique(pairs_all[keep])
+        if method == "kto":
+            rows = pd.DataFrame({"pair": np.concatenate([pair_ids, pair_ids]),
+                                 "label": np.concatenate([np.ones(len(pair_ids), np.int64),
+                                                          np.zeros(len(pair_ids), np.int64)])})
+        else:
+            rows = pd.DataFrame({"pair": pair_ids})
+        trained = keep
+    rows = rows.sort_values(list(rows.columns)).reset_index(drop=True)
+    out = table.copy()
+    out["in_test"] = in_test
+    out["trained"] = trained
+    return TrainingSet(method=method, rows=rows, table=out, level=level, test_pairs=test_pairs,
+                       n_selected=n_selected, n_selected_in_test=n_selected_in_test, info=info)
+
+
+# ------------------------------------------------------------------------------------ metrics
+_ALIASES = {
+    "loss": ("loss",),
+    "lr": ("learning_rate", "lr"),
+    "rewards/chosen": ("rewards/chosen", "train_rewards/chosen"),
+    "rewards/rejected": ("rewards/rejected", "train_rewards/rejected"),
+    "rewards/margins": ("rewards/margins", "train_rewards/margins"),
+    "rewards/accuracies": ("rewards/accuracies", "train_rewards/accuracies"),
+}
+_SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
+
+
+def normalise_metrics(logs: Mapping[str, Any], *, step: int, epoch: float | None, elapsed_s: float) -> dict[str, Any]:
+    """One metrics.jsonl record from a TRL/transformers log dict: the keys of :data:`METRIC_KEYS`
+    first (``null`` when absent), then every other numeric key under its own name.
+
+    Older TRL versions logged KTO rewards as ``rewards/chosen_sum`` with ``count/chosen``; those
+    become means. A missing ``rewards/margins`` is chosen − rejected when both exist.
+    """
+    logs = dict(logs)
+    record: dict[str, Any] = {"step": int(step),
+                              "epoch": _num(logs.get("epoch", epoch)),
+                              "elapsed_s": round(float(elapsed_s), 3)}
+    used = {"epoch"}
+    for key, aliases in _ALIASES.items():
+        value = None
+        for alias in aliases:
+            if alias in logs:
+                value, _ = _num(logs[alias]), used.add(alias)
+                break
+        record[key] = value
+    for side in ("chosen", "rejected"):
+        total, count = logs.get(f"rewards/{side}_sum"), logs.get(f"count/{side}")
+        if record[f"rewards/{side}"] is None and total is not None and count:
+            record[f"rewards/{side}"] = _num(float(total) / float(count))
+            used.update({f"rewards/{side}_sum", f"count/{side}"})
+    if record["rewards/margins"] is None and None not in (record["rewards/chosen"], record["rewards/rejected"]):
+        record["rewards/margins"] = record["rewards/chosen"] - record["rewards/rejected"]
+    ordered = {key: record.get(key) for key in METRIC_KEYS}
+    for key, value in logs.items():
+        if key not in used and key not in ordered:
+            number = _num(value)
+            if number is not None:
+                ordered[key] = number
+    return ordered
+
+
+def _num(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _callbacks(metrics_path: Path, report: Report, *, method: str, show_bar: bool):
+    """Our TrainerCallback (metrics.jsonl + job progress + terminal progress)."""
+    from transformers import TrainerCallback
+
+    class AlignscopeCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.bar = None
+            self.max_steps = 0
+            self.last: dict[str, Any] = {}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.monotonic()
+            self.max_steps = int(state.max_steps or 0)
+            if show_bar:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=self.max_steps, desc=f"{method.upper()} training", unit="step",
+                                dynamic_ncols=True, file=sys.stderr)
+            else:
+                _say(f"{method.upper()} training: {self.max_steps} steps")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+            if self.max_steps:
+                report(progress=_TRAIN_SHARE * state.global_step / self.max_steps)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs or _SUMMARY_KEYS & set(logs):
+                return
+            elapsed = time.monotonic() - self.started
+            record = normalise_metrics(logs, step=state.global_step, epoch=state.epoch, elapsed_s=elapsed)
+            from alignscope.jobs import append_jsonl
+
+            append_jsonl(metrics_path, record)
+            self.last = record
+            message = _step_message(record, self.max_steps)
+            report(progress=_TRAIN_SHARE * state.global_step / max(1, self.max_steps), message=message)
+            if self.bar is not None:
+                postfix = {"loss": record["loss"], "margin": record["rewards/margins"]}
+                self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items() if v is not None}, refresh=False)
+            else:
+                _say(message)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+                self.bar.close()
+                self.bar = None
+
+    return AlignscopeCallback()
+
+
+_TRAIN_SHARE = 0.9  # job progress: training 0..0.9, evaluation 0.9..1
+
+
+def _step_message(record: Mapping[str, Any], max_steps: int) -> str:
+    parts = [f"step {record['step']}/{max_steps}"]
+    for key, label in (("loss", "loss"), ("rewards/margins", "margin"), ("rewards/accuracies", "acc")):
+        if record.get(key) is not None:
+            parts.append(f"{label} {record[key]:.4g}")
+    parts.append(f"{record['elapsed_s']:.1f} s")
+    return " · ".join(parts)
+
+
+def _say(message: str) -> None:
+    print(f"[alignscope train] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------- the run
+def package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("alignscope", "torch", "transformers", "trl", "accelerate", "datasets", "peft", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    if versions.get("alignscope") is None:
+        from alignscope import __version__
+
+        versions["alignscope"] = __version__
+    return versions
+
+
+def _device_info(device: str) -> dict[str, Any]:
+    import torch
+
+    from alignscope.models import supports_bf16
+
+    info: dict[str, Any] = {"device": device, "bf16": supports_bf16(device), "torch_threads": torch.get_num_threads()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _reload_spec(data: Any, given: str | None) -> str | None:
+    """A source string :func:`alignscope.data.load_preferences` can reload, when there is one."""
+    if given:
+        return given
+    source = str(getattr(data, "source", "") or "")
+    if getattr(data, "is_demo", False):
+        if re.fullmatch(r"demo(:\d+){0,2}", source):
+            return source
+        demo = re.fullmatch(r"demo \(n=(\d+), seed=(\d+)\)", source)
+        if demo:
+            return f"demo:{demo.group(1)}:{demo.group(2)}"
+        return None  # a demo built with non-default shares cannot be named by a source string
+    if source and Path(source).expanduser().exists():
+        return str(Path(source).expanduser().resolve())
+    return None
+
+
+def _split_record(n: int, test_pairs: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+    digest = hashlib.sha256(np.asarray(test_pairs, dtype=np.int64).tobytes()).hexdigest()[:16]
+    return {"method": "alignscope.evaluate.split_pairs", "seed": config.split_seed,
+            "test_fraction": config.test_fraction, "n_pairs": n, "n_test": int(len(test_pairs)),
+            "n_train_pool": int(n - len(test_pairs)), "test_pairs_sha256": digest}
+
+
+def _clear_artefacts(run_dir: Path) -> None:
+    for name in _RUN_ARTEFACTS:
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / name).unlink()
+    if (run_dir / "model").is_dir():
+        aside = run_dir / f".model.old.{os.getpid()}"
+        os.rename(run_dir / "model", aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _merge_config_json(run_dir: Path, record: Mapping[str, Any]) -> None:
+    path = run_dir / "config.json"
+    current: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            current = loaded
+    current.update(_jsonable(dict(record)))
+    write_json(path, current)
+
+
+def _build_dataset(data: Any, rows: pd.DataFrame, method: str, seed: int):
+    import datasets
+
+    frame = data.frame
+    if method == "dpo":
+        picked = frame.iloc[rows["pair"].to_numpy()][["prompt", "chosen", "rejected"]]
+        return datasets.Dataset.from_pandas(picked.reset_index(drop=True), preserve_index=False)
+    pairs = rows["pair"].to_numpy()
+    labels = rows["label"].to_numpy().astype(bool)
+    completions = [frame["chosen"].iat[p] if lab else frame["rejected"].iat[p] for p, lab in zip(pairs, labels)]
+    table = pd.DataFrame({"prompt": frame["prompt"].iloc[pairs].tolist(), "completion": completions,
+                          "label": labels.tolist()})
+    # KTOTrainer samples sequentially (its KL term pairs neighbours in a batch), so mix desirable and
+    # undesirable completions here, with the run's seed.
+    order = np.random.default_rng(seed).permutation(len(table))
+    return datasets.Dataset.from_pandas(table.iloc[order].reset_index(drop=True), preserve_index=False)
+
+
+_RENAMED = {"gradient_checkpointing": "activation_checkpointing",  # transformers 5
+            "warmup_ratio": "warmup_steps"}                         # transformers 5: a float < 1 is a ratio
+
+
+def _trl_args(cls: type, **values: Any):
+    """Build a TRL config from option names that may have been renamed across versions: an option
+    this version lacks goes under its new name, or is dropped with a note when it is a no-op."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kept: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in names and _RENAMED.get(name) in names:
+            name = _RENAMED[name]
+        if name in names:
+            kept[name] = value
+        elif value not in (None, 0, 0.0, False):
+            raise TrainError(f"this TRL/transformers version has no {name!r} option for {cls.__name__}")
+    return cls(**kept)
+
+
+def _lora_config(config: TrainConfig):
+    try:
+        import peft
+    except ImportError:
+        raise TrainError("LoRA needs the peft package, which is not installed: pip install peft") from None
+    return peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                           target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str | os.PathLike,
+          report: Report | None = None, data_source: str | None = None, progress_bar: bool | None = None) -> dict[str, Any]:
+    """Train ``config.model`` with ``config.method`` on ``data`` (a PreferenceData, or anything
+    :func:`alignscope.data.load_preferences` reads) restricted to ``selection`` (a selection parquet
+    path or table; None = the whole data set), minus the held-out test pairs; evaluate on those
+    pairs; write the run directory (see the module docstring). Returns a summary dict (also the
+    ``training`` block and evaluation of ``eval.json``).
+
+    ``report(progress=None, message=None)`` receives progress in 0..1 (the job system's reporter);
+    ``data_source`` is the string to reload the data from (recorded in config.json);
+    ``progress_bar`` (default: when stderr is a terminal) shows a tqdm bar, else one line per log.
+    Bad input raises :class:`TrainError` / ``ModelError`` / ``DataError`` with a one-line message.
+    """
+    from alignscope.data import PreferenceData, load_preferences
+    from alignscope.models import ModelError, default_device, resolve_model
+
+    report = report or (lambda progress=None, message=None: None)
+    if not isinstance(config, TrainConfig):
+        raise TrainError(f"config must be a DPOTrainConfig or KTOTrainConfig, got {type(config).__name__}")
+    config.validate()
+    if config.lora:
+        _lora_config(config)  # fail now, not after loading the models, when peft is missing
+    if not isinstance(data, PreferenceData):
+        if data_source is None and isinstance(data, (str, os.PathLike)):
+            data_source = str(data)
+        data = load_preferences(data)
+    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    method = config.method
+    started = time.monotonic()
+
+    report(progress=0.0, message="checking the data and the selection")
+    tset = training_set(data, selection, method=method, test_fraction=config.test_fraction,
+                        split_seed=config.split_seed, pair_rule=config.pair_rule)
+    if len(tset.test_pairs) == 0:
+        _say("test_fraction is 0: no held-out pairs, so no evaluation will be written")
+    if method == "kto" and len(tset.rows) < config.batch_size:
+        raise TrainError(f"KTO needs at least batch_size={config.batch_size} training completions, the selection "
+                         f"leaves {len(tset.rows)}")
+    report(message=f"resolving model {config.model}")
+    model_dir = resolve_model(config.model)  # ModelError (one line) for unknown models
+    device = str(config.device or default_device())
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} was asked for, but no CUDA GPU is visible")
+    lr = config.resolved_lr()
+
+    _clear_artefacts(run_dir)
+    n_desirable = int((tset.rows["label"] == 1).sum()) if "label" in tset.rows else None
+    n_undesirable = int((tset.rows["label"] == 0).sum()) if "label" in tset.rows else None
+    kto_weights = _kto_weights(config, n_desirable, n_undesirable) if method == "kto" else {}
+    resolved = {**config.to_dict(), "lr": lr, **kto_weights}
+    _merge_config_json(run_dir, {
+        "method": method,
+        "train_config": resolved,
+        "data": {"source": data_source or getattr(data, "source", None), "reload": _reload_spec(data, data_source),
+                 "fingerprint": data.fingerprint, "n_pairs": len(data), "format": getattr(data, "format", None)},
+        "model": {"spec": config.model, "folder": str(model_dir)},
+        "selection": {"path": tset.info.get("path"), "level": tset.level, "n_rows": int(len(tset.table)),
+                      "n_selected": tset.n_selected, "n_selected_in_test": tset.n_selected_in_test,
+                      "pair_rule": config.pair_rule, "fingerprint": tset.info.get("fingerprint"),
+                      "config": tset.info.get("meta")},
+        "split": _split_record(len(data), tset.test_pairs, config),
+        "training_set": {"n_rows": int(len(tset.rows)), "n_pairs": int(len(tset.pairs)),
+                         "n_desirable": n_desirable, "n_undesirable": n_undesirable},
+        "device": _device_info(device),
+        "versions": package_versions(),
+    })
+    _write_selection_copy(run_dir / "selection.parquet", tset)
+
+    show_bar = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
+    report(progress=0.01, message=f"loading {config.model}")
+    policy, tokenizer, trainer = _run_trainer(data, tset, config, model_dir=model_dir, device=device, lr=lr,
+                                              kto_weights=kto_weights, run_dir=run_dir, report=report,
+                                              show_bar=show_bar)
+    history = [h for h in trainer.state.log_history if "train_runtime" in h]
+    steps = int(trainer.state.global_step)
+    runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started
+    from alignscope.jobs import read_jsonl
+
+    logged = read_jsonl(run_dir / "metrics.jsonl")
+    training = {"method": method, "model": config.model, "steps": steps, "epochs": float(trainer.state.epoch or 0),
+                "train_runtime_s": round(runtime, 3), "s_per_step": round(runtime / steps, 4) if steps else None,
+                "final_loss": logged[-1]["loss"] if logged else None,
+                "train_loss": float(history[-1]["train_loss"]) if history and "train_loss" in history[-1] else None,
+                "n_train_rows": int(len(tset.rows)), "n_train_pairs": int(len(tset.pairs)), "lr": lr}
+    del trainer
+
+    policy.eval()
+    saved = None
+    if config.save_model:
+        report(progress=_TRAIN_SHARE, message="saving the model")
+        saved = _save_model(policy, tokenizer, run_dir / "model")
+
+    result: dict[str, Any] = {"run_dir": str(run_dir), "method": method, "training": training,
+                              "model_dir": str(saved) if saved else None, "eval": None}
+    if len(tset.test_pairs):
+        report(progress=_TRAIN_SHARE, message=f"evaluating on {len(tset.test_pairs)} held-out pairs")
+        from alignscope.evaluate import EVAL_FILE, evaluate_pairs, write_eval
+        from alignscope.models import load_causal_lm
+
+        reference, _ = load_causal_lm(str(model_dir), device=device)
+        evaluation, per_pair = evaluate_pairs(policy, reference, tokenizer, data, tset.test_pairs, beta=config.beta,
+                                              max_length=config.max_length, batch_size=config.eval_batch_size,
+                                              max_pairs=config.eval_max_pairs, n_boot=config.n_boot,
+                                              seed=config.split_seed, device=device,
+                                              report=lambda p: report(progress=_TRAIN_SHARE + (1 - _TRAIN_SHARE) * p))
+        evaluation["training"] = training
+        write_eval(run_dir, evaluation, per_pair)
+        result["eval"] = evaluation
+        accuracy, (low, high) = evaluation["accuracy"], evaluation["accuracy_ci95"]
+        _say(f"held-out preference accuracy {accuracy:.3f} [{low:.3f}, {high:.3f}] on {evaluation['n_pairs']} pairs "
+             f"({EVAL_FILE})")
+    report(progress=1.0, message="done")
+    result["elapsed_s"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def _write_selection_copy(path: Path, tset: TrainingSet) -> None:
+    """The selection as used (with ``in_test``/``trained``), keeping its config so that it can be
+    read back with :func:`alignscope.select.read_selection` when it is a full selection table."""
+    if tset.level != "all":
+        try:
+            from alignscope.select import write_selection
+
+            write_selection(tset.table, path, config=tset.info.get("meta") or {})
+            return
+        except Exception:  # noqa: BLE001 - not a complete selection table (a hand-made DataFrame)
+            pass
+    with atomic_path(path) as tmp:
+        tset.table.to_parquet(tmp, index=False)
+
+
+def _kto_weights(config: TrainConfig, n_desirable: int | None, n_undesirable: int | None) -> dict[str, float]:
+    desirable = getattr(config, "desirable_weight", None)
+    undesirable = getattr(config, "undesirable_weight", None)
+    if desirable is None and undesirable is None and n_desirable and n_undesirable:
+        if n_desirable >= n_undesirable:
+            desirable, undesirable = 1.0, n_desirable / n_undesirable
+        else:
+            desirable, undesirable = n_undesirable / n_desirable, 1.0
+    return {"desirable_weight": float(desirable or 1.0), "undesirable_weight": float(undesirable or 1.0)}
+
+
+def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Path, device: str, lr: float,
+                 kto_weights: Mapping[str, float], run_dir: Path, report: Report, show_bar: bool):
+    """Build the TRL trainer and train. Returns (policy model, tokenizer, trainer)."""
+    import transformers
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from alignscope.models import load_causal_lm, supports_bf16
+
+    on_cpu = device == "cpu"
+    bf16 = supports_bf16(device)
+    gradient_checkpointing = bool(config.gradient_checkpointing) and not on_cpu
+    if config.gradient_checkpointing and on_cpu:
+        _say("gradient checkpointing is ignored on CPU (it only slows training down here)")
+    transformers.set_seed(config.seed)
+    policy, tokenizer = load_causal_lm(str(model_dir), device="cpu")
+    peft_config = _lora_config(config) if config.lora else None
+    reference = None if peft_config is not None else load_causal_lm(str(model_dir), device="cpu")[0]
+    policy.train()
+
+    common = dict(
+        output_dir=tempfile.mkdtemp(prefix="alignscope-trainer-"),
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=float(config.epochs), max_steps=int(config.max_steps) if config.max_steps else -1,
+        learning_rate=lr, warmup_ratio=config.warmup_ratio, lr_scheduler_type="linear",
+        logging_steps=config.logging_steps, logging_first_step=False, save_strategy="no", eval_strategy="no",
+        report_to="none", seed=config.seed, data_seed=config.seed, bf16=bf16, fp16=False,
+        gradient_checkpointing=gradient_checkpointing, use_cpu=on_cpu, disable_tqdm=True,
+        dataloader_num_workers=0,
+        max_length=config.max_length, beta=config.beta, dataset_num_proc=None,
+    )
+    try:
+        with _quiet_datasets(), warnings.catch_warnings():
+            # transformers 5 renamed gradient checkpointing; TRL still reads the old names and warns
+            warnings.filterwarnings("ignore", message=r".*deprecated and will be removed in v6.*", category=FutureWarning)
+            dataset = _build_dataset(data, tset.rows, config.method, config.seed)
+            if config.method == "dpo":
+                from trl import DPOConfig, DPOTrainer
+
+                args = _trl_args(DPOConfig, **common, loss_type=[config.loss_type] if _loss_is_list() else config.loss_type,
+                                 label_smoothing=config.label_smoothing)
+                trainer_cls = DPOTrainer
+            else:
+                from trl import KTOConfig, KTOTrainer
+
+                args = _trl_args(KTOConfig, **common, **kto_weights)
+                trainer_cls = KTOTrainer
+            callback = _callbacks(run_dir / "metrics.jsonl", report, method=config.method, show_bar=show_bar)
+            trainer = trainer_cls(model=policy, ref_model=reference, args=args, train_dataset=dataset,
+                                  processing_class=tokenizer, callbacks=[callback], peft_config=peft_config)
+            for noisy in (PrinterCallback, ProgressCallback):
+                trainer.remove_callback(noisy)
+            if len(trainer.train_dataset) == 0:
+                raise TrainError(f"every training example's prompt fills max_length={config.max_length} tokens; "
+                                 "raise max_length")
+            report(progress=0.02, message=f"training {config.method.upper()} on {len(tset.rows)} rows")
+            trainer.train()
+        model = trainer.model
+        if peft_config is not None:
+            model = model.merge_and_unload()
+        model = getattr(model, "module", model)
+        return model, tokenizer, trainer
+    finally:
+        shutil.rmtree(common["output_dir"], ignore_errors=True)
+
+
+def _loss_is_list() -> bool:
+    from trl import DPOConfig
+
+    annotation = str({f.name: f.type for f in dataclasses.fields(DPOConfig)}.get("loss_type", ""))
+    return annotation.startswith("list")
+
+
+def _save_model(model, tokenizer, target: Path) -> Path:
+    """save_pretrained (safetensors) into a temporary folder beside ``target``, then rename."""
+    tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=target.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        if target.exists():
+            aside = target.with_name(f".{target.name}.old.{os.getpid()}")
+            os.rename(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------------------------- job kind
+def run_job(config: Mapping[str, Any], run_dir: Path, report: Report) -> dict[str, Any]:
+    """The ``train`` job kind. ``config``: ``{"data": SOURCE or PreferenceData.spec(), "selection":
+    PATH|None, "method": "dpo"|"kto", "data_options": {"split", "columns", "drop_invalid"}?, ...config
+    fields}``. A spec (dict) also pins the data's fingerprint, so edited data is refused.
+    Relative paths are relative to the submitter's working directory (the worker runs there)."""
+    from alignscope.data import load_preferences, load_spec
+
+    values = dict(config)
+    source = values.pop("data", None)
+    if isinstance(source, Mapping):
+        method = values.pop("method", "dpo")
+        selection = values.pop("selection", None)
+        train_cfg = train_config(method, **values)
+        report(progress=0.0, message=f"loading {source.get('source')}")
+        return train(load_spec(source), selection=selection, config=train_cfg, run_dir=run_dir, report=report,
+                     data_source=str(source.get("source")))
+    if not source or not isinstance(source, str):
+        raise TrainError("train job config needs 'data': a data file, folder, hub id or demo[:N]")
+    selection = values.pop("selection", None)
+    method = values.pop("method", "dpo")
+    data_options = values.pop("data_options", None) or {}
+    if not isinstance(data_options, Mapping) or set(data_options) - {"split", "columns", "drop_invalid"}:
+        raise TrainError("data_options may only hold split, columns and drop_invalid")
+    train_cfg = train_config(method, **values)
+    report(progress=0.0, message=f"loading {source}")
+    data = load_preferences(source, **dict(data_options))
+    return train(data, selection=selection, config=train_cfg, run_dir=run_dir, report=report, data_source=source)

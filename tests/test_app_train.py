@@ -1,0 +1,67 @@
+"""AppTest of the Train page: a real tiny DPO run launched from the page, its live curves and its
+held-out evaluation; bad form values give an error box, not a job."""
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from alignscope.jobs import JobStore
+from conftest import ROOT
+
+MAIN = str(ROOT / "app" / "main.py")
+
+
+def _train_page(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
+    at = AppTest.from_file(MAIN, default_timeout=120).run()
+    at.switch_page("views/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_empty_state_then_a_real_dpo_run(monkeypatch, tmp_path):
+    at = _train_page(monkeypatch, tmp_path)
+    assert any("No training run on this data set yet" in i.value for i in at.info)
+    assert at.radio(key="train_on_1").value == "all pairs"
+    at.number_input(key="train_max_steps").set_value(2)
+    at.number_input(key="train_max_length").set_value(32)
+    at.number_input(key="train_eval_max").set_value(8)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = JobStore()
+    job = store.list_jobs(kind="train")[0]
+    assert job.config["method"] == "dpo" and job.config["max_steps"] == 2 and job.config["selection"] is None
+    assert store.wait(job.id, timeout=900).status == "succeeded", store.logs(job.id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "loss (live)" in titles
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Held-out pairs"] == "8"
+    assert labels["Preference accuracy"].endswith("%")
+
+
+def test_trains_on_the_active_selection_and_cancel_from_runs(monkeypatch, tmp_path):
+    import numpy as np
+
+    from alignscope.app.analysis import SELECTION_KEY
+    from alignscope.data import load_preferences
+    from alignscope.select import select, write_selection
+
+    data = load_preferences("demo:120")
+    table = select(np.random.default_rng(0).normal(size=(120, 4)).astype("float32"), "random", k=60,
+                   data_fingerprint=data.fingerprint)
+    path = write_selection(table, tmp_path / "half.parquet")
+    at = _train_page(monkeypatch, tmp_path)
+    at.session_state[SELECTION_KEY] = {"path": str(path), "name": "half", "fingerprint": data.fingerprint,
+                                       "n_selected": 60}
+    at.run()
+    assert at.radio(key="train_on_2").value == "active selection"
+    at.radio(key="train_method").set_value("kto")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = JobStore()
+    job = store.list_jobs(kind="train")[0]
+    assert job.config["selection"] == str(path) and job.config["method"] == "kto"
+    assert job.config["data"]["fingerprint"] == data.fingerprint
+    assert store.cancel(job.id).status == "cancelled"
