@@ -550,6 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe_cmd.add_argument("--json", action="store_true")
     probe_cmd.set_defaults(func=cmd_eval_probe)
 
+    from alignscope.spectra_cli import add_spectra_command
+
+    add_spectra_command(commands)
+
     jobs = commands.add_parser("jobs", help="list, inspect, cancel and read the logs of jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
     jobs_list = jobs_commands.add_parser("list", help="jobs, newest first")

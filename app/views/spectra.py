@@ -1,0 +1,115 @@
+"""Spectra page: spectral imbalance of an encoder across groups of the active data (Kaushik et al.,
+ICML 2024, arXiv:2402.11742) — scree plots with bootstrap bands, the metric table, predicted vs
+observed per-group error of a balanced linear probe, and a comparison of the encoders computed."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from alignscope.app import analysis, state
+from alignscope.spectra import (IMBALANCE_SCORES, SpectraError, compare_encoders, encoder_figure, error_figure,
+                                group_labels, scree_figure, spectral_imbalance)
+
+st.title("Spectra")
+st.caption("How differently an encoder represents groups of your data: per-group covariance spectra, "
+           "their imbalance, and whether a linear probe errs more on the group with the larger spectrum "
+           "(Kaushik et al., ICML 2024). Compute the embeddings of every encoder you consider, then compare "
+           "them below before selecting on the Select page.")
+
+data = state.active_data()
+if data is None:
+    st.info("No data set yet: load one on the Data page.")
+    st.stop()
+
+top = st.columns([2, 2, 3])
+ctx = analysis.context()
+encoder = top[0].selectbox("Encoder", analysis.ENCODERS, key="spectra_encoder",
+                           index=analysis.ENCODERS.index(ctx["encoder"]) if ctx["encoder"] in analysis.ENCODERS else 0,
+                           help="Spectra use completion-level embeddings (chosen and rejected are two points).")
+ctx["encoder"] = encoder
+columns = [c for c in data.metadata_columns if data.frame[c].map(type).isin([str, bool, int]).all()
+           and 2 <= data.frame[c].nunique() <= 30]
+choices = ["label"] + columns + ["component"]
+grouping = top[1].selectbox("Groups", choices, index=choices.index("source") if "source" in choices else 0,
+                            key="spectra_groups",
+                            format_func=lambda c: {"label": "chosen vs rejected",
+                                                   "component": "GMM component (ISA)"}.get(c, c))
+with top[2].expander("Options"):
+    n_boot = st.number_input("Bootstrap replicates", min_value=0, max_value=500, value=100, step=10,
+                             key="spectra_boot")
+    seed = st.number_input("Seed", min_value=0, value=0, key="spectra_seed")
+
+matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, "completion", "spectra")
+
+
+@st.cache_data(show_spinner="Computing spectra…", max_entries=16)
+def _report(run_dir: str, stamp: float, fingerprint: str, grouping: str, n_boot: int, seed: int, _data):
+    from alignscope.tasks import load_embed_result
+
+    X, pidx, lab, _ = load_embed_result(run_dir)
+    groups = group_labels(_data, grouping, pair_index=pidx, label=lab, matrix=X, seed=seed)
+    return spectral_imbalance(X, groups, n_boot=n_boot, seed=seed)
+
+
+def report_for(run_dir, grouping):
+    stamp = (run_dir / "embeddings.npy").stat().st_mtime
+    return _report(str(run_dir), stamp, data.fingerprint, grouping, int(n_boot), int(seed), data)
+
+
+try:
+    report = report_for(run_dir, grouping)
+except SpectraError as err:
+    st.error(f"Cannot compare these groups: {err}")
+    st.stop()
+
+summary = report.summary()
+cols = st.columns(4)
+cols[0].metric("Groups", f"{summary['n_groups']}", help="each subsampled (seeded) to the same size")
+cols[1].metric("Points per group", f"{summary['n_per_group']:,}")
+cols[2].metric("Trace ratio (max/min)", f"{summary['trace_ratio']:.2f}",
+               help="1 = every group spreads equally; interval: "
+                    f"{summary.get('trace_ratio_lo', float('nan')):.2f}–{summary.get('trace_ratio_hi', float('nan')):.2f}")
+cols[3].metric("Probe error gap", f"{summary['probe_gap']:.1%}",
+               help=f"max − min per-group error of a balanced logistic probe; plug-in prediction "
+                    f"{summary['predicted_gap']:.1%}")
+
+cols = st.columns(2)
+cols[0].plotly_chart(scree_figure(report, title=f"Eigen-spectra per group ({encoder}, log-log, "
+                                              f"{report.config['ci']:.0%} bootstrap bands)"), key="spectra_scree")
+cols[1].plotly_chart(error_figure(report), key="spectra_error")
+st.caption("Left: eigenvalues of each group's covariance by rank; a higher or flatter curve means the group "
+           "spreads over more directions. Right: each group's held-out probe error against the Gaussian "
+           "plug-in Φ(−s(wᵀμ+b)/√(wᵀΣw)); points on the diagonal mean the spectra explain the error.")
+
+st.subheader("Metrics per group")
+table = report.table()
+shown = table[["group", "n", "trace", "lambda1", "topk_share", "effective_rank", "participation_ratio", "alpha",
+               "probe_error", "predicted_error"]].copy()
+for key in ("trace", "effective_rank", "alpha"):
+    if f"{key}_lo" in table.columns:
+        shown[f"{key} interval"] = [f"{lo:.3g}–{hi:.3g}" for lo, hi in zip(table[f"{key}_lo"], table[f"{key}_hi"])]
+st.dataframe(shown, key="spectra_table", hide_index=True)
+st.download_button("Metrics (.csv)", table.to_csv(index=False), file_name=f"spectra-{grouping}.csv",
+                   key="spectra_download")
+
+# ------------------------------------------------------------------------------ encoders
+st.subheader("Compare encoders")
+reports = {}
+for name in analysis.ENCODERS:
+    done = next((j for j in analysis.embed_jobs(data, name, "completion") if j.status == "succeeded"), None)
+    if done is not None:
+        try:
+            reports[name] = report_for(done.run_dir, grouping)
+        except SpectraError:
+            pass
+missing = [n for n in analysis.ENCODERS if n not in reports]
+if missing:
+    st.caption("Not computed yet (pick one above and compute its embeddings to add it): " + ", ".join(missing))
+encoders = compare_encoders(reports)
+score = st.selectbox("Imbalance score (x axis)", list(IMBALANCE_SCORES), key="spectra_score")
+st.plotly_chart(encoder_figure(encoders, score), key="spectra_encoders")
+st.dataframe(encoders[["encoder", "dim", *IMBALANCE_SCORES, "probe_gap", "predicted_gap", "probe_accuracy"]],
+             key="spectra_encoder_table", hide_index=True)
+st.caption("One point per encoder: a larger imbalance should go with a larger gap in per-group error. "
+           f"An encoder that represents some {grouping} groups poorly makes ISA's rarity scores about them less reliable.")

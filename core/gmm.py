@@ -1,0 +1,637 @@
+"""Gaussian mixture models by EM in torch: the cost centre of ISA, made fast and kept honest.
+
+:class:`GaussianMixture` mirrors scikit-learn's ``sklearn.mixture.GaussianMixture`` (same
+parameters, same attribute names and shapes, same EM loop, same convergence test on the mean
+log-likelihood, same ``reg_covar`` handling) so that :meth:`GaussianMixture.to_sklearn` hands the
+fitted parameters to scikit-learn as a reference. What differs is how the work is done:
+
+* every pass over the data runs in chunks of rows; the ``(chunk, d) x (d, d)`` products (E-step
+  Mahalanobis terms, M-step scatter matrices) run in ``float32`` BLAS when the problem is large
+  (``dtype="auto"``) and everything ``d x d`` (Cholesky factors, log-determinants, parameters) and
+  every per-row result (log-likelihoods, responsibilities) is ``float64``;
+* the M-step scatter is accumulated about the previous means (a shifted, single-pass estimate) so
+  that ``float32`` accumulation never subtracts two large numbers; one pass does the E-step of
+  iteration ``t`` and the sufficient statistics of its M-step together;
+* rows whose responsibility for a component is below ``skip_responsibility`` (default 1e-7,
+  under float32 resolution) are left out of that component's scatter product;
+* an optional seeded row subsample (``fit_sample``) for the EM iterations, followed by
+  ``refine_steps`` EM iterations on all rows, then one scoring pass over all rows;
+* it runs on a CUDA GPU when one is present (``device="auto"``), on the CPU otherwise.
+
+Initialisation is scikit-learn's default recipe: k-means (k-means++ seeding, Lloyd iterations to a
+fixed point) on the fitting rows, then one M-step from the hard labels.
+
+Shapes (``K`` components, ``d`` features), as in scikit-learn: ``weights_ (K,)``,
+``means_ (K, d)``; ``covariances_`` and ``precisions_cholesky_`` are ``(K, d, d)`` for ``full``,
+``(d, d)`` for ``tied``, ``(K, d)`` for ``diag``, ``(K,)`` for ``spherical``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+# Idle OpenMP workers sleep instead of spinning. On a shared or oversubscribed CPU (the 2-core test
+# machine with other jobs running) spinning workers made every small parallel torch op 10-50x
+# slower; on an idle machine the difference is in the noise. It only takes effect when torch has
+# not been imported yet, and never overrides a value the user set.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+__all__ = ["GaussianMixture", "GMMError", "COVARIANCE_TYPES", "check_matrix"]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_LOG_2PI = math.log(2.0 * math.pi)
+_EPS64 = float(np.finfo(np.float64).eps)
+# Below this many multiply-adds per EM pass, float64 costs nothing noticeable: use it.
+_FLOAT32_MIN_WORK = 5e9
+
+
+class GMMError(ValueError):
+    """A mixture that cannot be fitted or evaluated; the message says what to change."""
+
+
+def check_matrix(X: Any, *, name: str = "X", min_rows: int = 1) -> np.ndarray:
+    """Return ``X`` as a C-contiguous 2-D float32/float64 array, refusing NaN/inf with one line.
+
+    float32 and float64 inputs are kept as they are (no copy of a large float32 matrix); other
+    numeric types become float64. The finiteness check runs in chunks so that it never allocates a
+    boolean array the size of the data.
+    """
+    try:
+        import torch
+
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "fiub":
+        raise GMMError(f"{name} must be a numeric matrix, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise GMMError(f"{name} must be 2-D (n_points, n_features), got shape {arr.shape}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    arr = np.ascontiguousarray(arr)
+    n, d = arr.shape
+    if n < min_rows:
+        raise GMMError(f"{name} has {n} rows; at least {min_rows} are needed")
+    if d < 1:
+        raise GMMError(f"{name} has no columns")
+    step = max(1, 4_000_000 // d)
+    for start in range(0, n, step):
+        block = arr[start:start + step]
+        if not np.isfinite(block).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise GMMError(f"{name} contains NaN or infinite values (first in row {bad})")
+    return arr
+
+
+class GaussianMixture:
+    """A ``K``-component Gaussian mixture fitted by EM in torch (scikit-learn compatible).
+
+    Parameters follow ``sklearn.mixture.GaussianMixture``: ``n_components``, ``covariance_type``
+    (``full`` | ``tied`` | ``diag`` | ``spherical``), ``tol`` (on the change of the mean
+    log-likelihood per EM iteration), ``reg_covar`` (added to the covariance diagonals),
+    ``max_iter``, ``n_init`` (best of that many seeded starts by final mean log-likelihood).
+    Additions:
+
+    ``seed``
+        Seeds the row subsample and the k-means++ start; same seed, same machine → bitwise same
+        parameters.
+    ``fit_sample``
+        Run the EM iterations on this many seeded rows (all rows when ``None`` or when the data is
+        smaller), then ``refine_steps`` full EM iterations on all rows.
+    ``dtype``
+        ``"auto"`` (float32 products when an EM pass exceeds ~5e9 multiply-adds and there are at
+        least 10 rows per feature, float64 otherwise), ``"float32"`` or ``"float64"``.
+    ``device``
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+    ``chunk_size``
+        Rows per chunk of every pass (default: ~16 M matrix entries per chunk).
+
+    After ``fit``: the parameters above, ``n_iter_`` and ``converged_`` (of the EM run on the
+    fitting rows), ``lower_bound_`` (mean log-likelihood of the last E-step, over all rows when
+    ``refine_steps`` ran), ``fit_rows_``, ``compute_dtype_``, ``device_``.
+    """
+
+    def __init__(self, n_components: int = 2, *, covariance_type: str = "full", tol: float = 1e-3,
+                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, seed: int = 0,
+                 fit_sample: int | None = None, refine_steps: int = 0, dtype: str = "auto",
+                 device: str = "auto", chunk_size: int | None = None,
+                 skip_responsibility: float = 1e-7, kmeans_iter: int = 100):
+        if not isinstance(n_components, (int, np.integer)) or n_components < 1:
+            raise GMMError(f"n_components must be a positive integer, got {n_components!r}")
+        if covariance_type not in COVARIANCE_TYPES:
+            raise GMMError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
+                           f"got {covariance_type!r}")
+        if not (isinstance(tol, (int, float)) and tol >= 0):
+            raise GMMError(f"tol must be a number >= 0, got {tol!r}")
+        if not (isinstance(reg_covar, (int, float)) and reg_covar >= 0):
+            raise GMMError(f"reg_covar must be a number >= 0, got {reg_covar!r}")
+        for label, value, low in (("max_iter", max_iter, 1), ("n_init", n_init, 1),
+                                  ("refine_steps", refine_steps, 0), ("kmeans_iter", kmeans_iter, 1)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise GMMError(f"{label} must be an integer >= {low}, got {value!r}")
+        if fit_sample is not None and (not isinstance(fit_sample, (int, np.integer)) or fit_sample < 1):
+            raise GMMError(f"fit_sample must be a positive integer or None, got {fit_sample!r}")
+        if dtype not in ("auto", "float32", "float64"):
+            raise GMMError(f"dtype must be 'auto', 'float32' or 'float64', got {dtype!r}")
+        if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+            raise GMMError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        self.n_components = int(n_components)
+        self.covariance_type = covariance_type
+        self.tol = float(tol)
+        self.reg_covar = float(reg_covar)
+        self.max_iter = int(max_iter)
+        self.n_init = int(n_init)
+        self.seed = int(seed)
+        self.fit_sample = None if fit_sample is None else int(fit_sample)
+        self.refine_steps = int(refine_steps)
+        self.dtype = dtype
+        self.device = device
+        self.chunk_size = chunk_size
+        self.skip_responsibility = float(skip_responsibility)
+        self.kmeans_iter = int(kmeans_iter)
+
+    # ------------------------------------------------------------------------------------ public
+    def fit(self, X: Any) -> "GaussianMixture":
+        """Fit on ``X`` of shape ``(n, d)``; returns ``self``."""
+        import torch
+
+        X = check_matrix(X, min_rows=self.n_components)
+        n, d = X.shape
+        self.n_features_in_ = d
+        self.device_ = _resolve_device(self.device)
+        rng = np.random.default_rng(self.seed)
+        if self.fit_sample is not None and self.fit_sample < n:
+            rows = np.sort(rng.choice(n, size=self.fit_sample, replace=False))
+            X_fit = X[rows]
+        else:
+            X_fit = X
+        self.fit_rows_ = len(X_fit)
+        self.compute_dtype_ = self._pick_dtype(len(X_fit), d)
+        best = None
+        init_seeds = rng.integers(0, 2**32 - 1, size=self.n_init)
+        with torch.inference_mode():
+            for init_seed in init_seeds:
+                params = self._initial_params(X_fit, int(init_seed))
+                params, lower_bound, n_iter, converged = self._em(X_fit, params, self.max_iter,
+                                                                  stop_early=True)
+                if best is None or lower_bound > best[1]:
+                    best = (params, lower_bound, n_iter, converged)
+            params, lower_bound, n_iter, converged = best
+            if self.refine_steps and X_fit is not X:
+                params, lower_bound, _, _ = self._em(X, params, self.refine_steps, stop_early=False)
+        self._workspace = None
+        self._params = params
+        self.lower_bound_ = float(lower_bound)
+        self.n_iter_ = int(n_iter)
+        self.converged_ = bool(converged)
+        self._export_params()
+        return self
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-row log-likelihood ``log sum_k pi_k N(x | mu_k, Sigma_k)``, float64 ``(n,)``."""
+        return self.score_samples_and_labels(X)[0]
+
+    def score_samples_and_labels(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """One pass: log-likelihood ``(n,)`` float64 and argmax-responsibility component ``(n,)``."""
+        import torch
+
+        X = self._check_fitted_input(X)
+        loglik = np.empty(len(X), dtype=np.float64)
+        labels = np.empty(len(X), dtype=np.int64)
+        with torch.inference_mode():
+            for start, chunk in self._chunks(X):
+                weighted = self._weighted_log_prob(chunk, self._params)
+                stop = start + len(chunk)
+                loglik[start:stop] = _log_sum_exp(weighted).cpu().numpy()
+                labels[start:stop] = weighted.argmax(dim=1).cpu().numpy()
+        self._workspace = None
+        return loglik, labels
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Responsibilities ``(n, K)`` float64."""
+        import torch
+
+        X = self._check_fitted_input(X)
+        out = np.empty((len(X), self.n_components), dtype=np.float64)
+        with torch.inference_mode():
+            for start, chunk in self._chunks(X):
+                weighted = self._weighted_log_prob(chunk, self._params)
+                out[start:start + len(chunk)] = torch.softmax(weighted, dim=1).cpu().numpy()
+        self._workspace = None
+        return out
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Component with the largest responsibility ``(n,)``."""
+        return self.score_samples_and_labels(X)[1]
+
+    def score(self, X: Any) -> float:
+        """Mean log-likelihood (scikit-learn's ``score``)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def to_sklearn(self):
+        """A fitted ``sklearn.mixture.GaussianMixture`` carrying exactly these parameters."""
+        from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+        self._require_fitted()
+        sk = SkGaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type,
+                               tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
+                               n_init=self.n_init, random_state=self.seed)
+        sk.weights_ = self.weights_.copy()
+        sk.means_ = self.means_.copy()
+        sk.covariances_ = self.covariances_.copy()
+        sk.precisions_cholesky_ = self.precisions_cholesky_.copy()
+        sk.precisions_ = self.precisions_.copy()
+        sk.converged_ = self.converged_
+        sk.n_iter_ = self.n_iter_
+        sk.lower_bound_ = self.lower_bound_
+        sk.n_features_in_ = self.n_features_in_
+        return sk
+
+    # ---------------------------------------------------------------------------------- internals
+    def _pick_dtype(self, n_fit: int, d: int):
+        import torch
+
+        if self.dtype == "float64":
+            return torch.float64
+        if self.dtype == "float32":
+            return torch.float32
+        per_component = d * d if self.covariance_type in ("full", "tied") else d
+        work = n_fit * per_component * self.n_components
+        return torch.float32 if work >= _FLOAT32_MIN_WORK and n_fit >= 10 * d else torch.float64
+
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "_params"):
+            raise GMMError("this GaussianMixture is not fitted yet: call fit(X) first")
+
+    def _check_fitted_input(self, X: Any) -> np.ndarray:
+        self._require_fitted()
+        X = check_matrix(X)
+        if X.shape[1] != self.n_features_in_:
+            raise GMMError(f"X has {X.shape[1]} features; the mixture was fitted on "
+                           f"{self.n_features_in_}")
+        return X
+
+    def _chunk_rows(self, d: int) -> int:
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
+        # Large chunks: fewer, bigger BLAS calls (each torch op has a fixed threading cost).
+        return max(256, 16_000_000 // max(d, 1))
+
+    def _chunks(self, X: np.ndarray):
+        """Yield ``(start, chunk)`` with ``chunk`` a compute-dtype tensor on the device (a view of
+        ``X`` when dtype and device already match)."""
+        import torch
+
+        step = self._chunk_rows(X.shape[1])
+        for start in range(0, len(X), step):
+            block = torch.from_numpy(X[start:start + step])
+            yield start, block.to(device=self.device_, dtype=self.compute_dtype_)
+
+    def _buffers(self, chunk):
+        """Two reusable ``(rows, d)`` work buffers: allocating (and page-faulting) fresh 64 MB
+        tensors for every chunk cost seconds per pass on the 2-core machine."""
+        import torch
+
+        rows, d = chunk.shape
+        key = (d, chunk.dtype, chunk.device)
+        work = getattr(self, "_workspace", None)
+        if work is None or work[0] != key or work[1].shape[0] < rows:
+            capacity = max(rows, self._chunk_rows(d))
+            work = (key, torch.empty((capacity, d), dtype=chunk.dtype, device=chunk.device),
+                    torch.empty((capacity, d), dtype=chunk.dtype, device=chunk.device))
+            self._workspace = work
+        return work[1][:rows], work[2][:rows]
+
+    def _weighted_log_prob(self, chunk, params):
+        """``log pi_k + log N(x | mu_k, Sigma_k)`` as float64 ``(rows, K)`` for one chunk."""
+        import torch
+
+        cast = self._cast(params, chunk.shape[0])
+        d = chunk.shape[1]
+        maha = []
+        if cast["mode"] == "joint":
+            # One (rows, d) x (d, d) product serves every component (see _joint_transform), and
+            # sum_j s_kj (z_j - o_kj)^2 = (z^2) @ s_k - 2 z @ (s_k o_k) + sum_j s_kj o_kj^2 turns
+            # the per-component work into two skinny (d, K) products.
+            buf_a, buf_b = self._buffers(chunk)
+            centred = torch.sub(chunk, cast["shift"], out=buf_a)
+            z = torch.matmul(centred, cast["transform"], out=buf_b)
+            linear = z @ cast["scaled_offsets"]
+            quadratic = z.square_() @ cast["scales"]
+            maha = (quadratic - 2.0 * linear).to(torch.float64) + cast["offset_terms"][None, :]
+        else:
+            for k in range(self.n_components):
+                diff = chunk - cast["means"][k]
+                if self.covariance_type == "full":
+                    y = diff @ cast["prec_chol"][k]
+                    maha.append((y * y).sum(dim=1))
+                elif self.covariance_type == "diag":
+                    maha.append((diff * diff) @ cast["prec_sq"][k])
+                else:  # spherical
+                    maha.append((diff * diff).sum(dim=1) * cast["prec_sq"][k])
+            maha = torch.stack(maha, dim=1).to(torch.float64)
+        log_prob = -0.5 * (d * _LOG_2PI + maha) + params["log_det"][None, :]
+        return log_prob + torch.log(params["weights"])[None, :]
+
+    def _cast(self, params, n_rows: int):
+        """Compute-dtype copies of the parameters for a pass over ``n_rows`` rows (memoised)."""
+        import torch
+
+        cast = params["cast"]
+        dt = self.compute_dtype_
+        if "means" not in cast:
+            cast["means"] = params["means"].to(dt)
+            if self.covariance_type == "full":
+                cast["prec_chol"] = params["prec_chol"].to(dt)
+            elif self.covariance_type in ("diag", "spherical"):
+                cast["prec_sq"] = (params["prec_chol"] ** 2).to(dt)
+        d = params["means"].shape[1]
+        joint = self.covariance_type == "tied" or (
+            self.covariance_type == "full" and self.n_components == 2 and n_rows >= 32 * d)
+        if not joint:
+            cast["mode"] = "per-component"
+            return cast
+        if "transform" not in cast:
+            transform, scales = _joint_transform(self.covariance_type, params["prec_chol"])
+            # Centre on the mixture mean first so that float32 products never subtract two large
+            # numbers: z - offset_k below equals (x - mu_k) @ transform up to rounding.
+            shift = (params["weights"][:, None] * params["means"]).sum(0)
+            offsets = (params["means"] - shift) @ transform  # (K, d), float64
+            if scales is None:
+                scales = torch.ones_like(offsets)
+            cast["shift"] = shift.to(dt)
+            cast["transform"] = transform.to(dt)
+            cast["scales"] = scales.T.contiguous().to(dt)  # (d, K)
+            cast["scaled_offsets"] = (scales * offsets).T.contiguous().to(dt)  # (d, K)
+            cast["offset_terms"] = (scales * offsets * offsets).sum(1)  # (K,), float64
+        cast["mode"] = "joint"
+        return cast
+
+    def _accumulate(self, stats, chunk, resp, means) -> None:
+        """Add one chunk's M-step sufficient statistics, taken about ``means`` (compute dtype)."""
+        import torch
+
+        resp_c = resp.to(chunk.dtype)
+        n_rows = resp.shape[0]
+        buf_a, buf_b = self._buffers(chunk)
+        for k in range(self.n_components):
+            stats["n"][k] += resp[:, k].sum()
+            r = resp_c[:, k]
+            keep = None
+            if self.skip_responsibility > 0:
+                mask = resp[:, k] > self.skip_responsibility
+                n_keep = int(mask.sum())
+                if n_keep == 0:
+                    continue
+                if n_keep < 0.9 * n_rows:  # worth a gather
+                    keep = mask.nonzero().squeeze(1)
+            if keep is None:
+                diff = torch.sub(chunk, means[k], out=buf_a)
+            else:
+                diff = torch.index_select(chunk, 0, keep, out=buf_a[:len(keep)]).sub_(means[k])
+                r = r.index_select(0, keep)
+            stats["s1"][k] += (r @ diff).to(torch.float64)
+            if self.covariance_type in ("full", "tied"):
+                weighted = torch.mul(diff, r[:, None], out=buf_b[:len(diff)])
+                stats["s2"][k] += _symmetric_product(weighted, diff).to(torch.float64)
+            else:
+                stats["s2"][k] += (r @ (diff * diff)).to(torch.float64)
+
+    def _new_stats(self, d: int):
+        import torch
+
+        kw = dict(dtype=torch.float64, device=self.device_)
+        K = self.n_components
+        s2_shape = (K, d, d) if self.covariance_type in ("full", "tied") else (K, d)
+        return {"n": torch.zeros(K, **kw), "s1": torch.zeros(K, d, **kw),
+                "s2": torch.zeros(s2_shape, **kw)}
+
+    def _em(self, X: np.ndarray, params, n_steps: int, *, stop_early: bool):
+        """``n_steps`` EM iterations (sklearn's loop and stopping rule when ``stop_early``)."""
+        import torch
+
+        lower_bound = -np.inf
+        converged = False
+        n_iter = 0
+        n = len(X)
+        for n_iter in range(1, n_steps + 1):
+            previous = lower_bound
+            stats = self._new_stats(X.shape[1])
+            total = torch.zeros((), dtype=torch.float64, device=self.device_)
+            means = self._cast(params, n)["means"]
+            for _, chunk in self._chunks(X):
+                weighted = self._weighted_log_prob(chunk, params)
+                log_norm = _log_sum_exp(weighted)
+                total += log_norm.sum()
+                resp = torch.exp(weighted - log_norm[:, None])
+                self._accumulate(stats, chunk, resp, means)
+            lower_bound = float(total) / n
+            params = self._params_from_stats(stats, params["means"], n)
+            if stop_early and abs(lower_bound - previous) < self.tol:
+                converged = True
+                break
+        return params, lower_bound, n_iter, converged
+
+    def _initial_params(self, X_fit: np.ndarray, seed: int):
+        """k-means (k-means++ seeding, Lloyd to a fixed point) → hard labels → one M-step."""
+        import torch
+
+        centers, labels = self._kmeans(X_fit, seed)
+        stats = self._new_stats(X_fit.shape[1])
+        center_t = torch.as_tensor(centers, dtype=torch.float64, device=self.device_)
+        cast_means = center_t.to(self.compute_dtype_)
+        step = self._chunk_rows(X_fit.shape[1])
+        for start, chunk in self._chunks(X_fit):
+            lab = torch.as_tensor(labels[start:start + step], device=self.device_)
+            resp = torch.nn.functional.one_hot(lab, self.n_components).to(torch.float64)
+            self._accumulate(stats, chunk, resp, cast_means)
+        return self._params_from_stats(stats, center_t, len(X_fit))
+
+    def _kmeans(self, X_fit: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        K = self.n_components
+        n = len(X_fit)
+        rng = np.random.default_rng(seed)
+        # k-means++ (greedy, 2 + log K candidates per step, as scikit-learn) on at most 20k rows.
+        seed_rows = X_fit if n <= 20_000 else X_fit[np.sort(rng.choice(n, 20_000, replace=False))]
+        pts = torch.as_tensor(seed_rows, dtype=torch.float64, device=self.device_)
+        centers = [pts[int(rng.integers(len(pts)))]]
+        closest = ((pts - centers[0]) ** 2).sum(dim=1)
+        n_trials = 2 + int(math.log(K))
+        for _ in range(1, K):
+            total = float(closest.sum())
+            if total <= 0:
+                centers.append(pts[int(rng.integers(len(pts)))])
+                continue
+            cumulative = torch.cumsum(closest, 0).cpu().numpy()
+            picks = np.searchsorted(cumulative, rng.random(n_trials) * total)
+            picks = np.minimum(picks, len(pts) - 1)
+            candidates = pts[torch.as_tensor(picks, device=self.device_)]
+            dist = torch.cdist(candidates, pts) ** 2
+            potentials = torch.minimum(dist, closest[None, :])
+            best = int(potentials.sum(dim=1).argmin())
+            centers.append(candidates[best])
+            closest = potentials[best]
+        # Lloyd iterations on the same <= 20k rows (float64), stopped as scikit-learn stops:
+        # labels unchanged, or squared center shift <= 1e-4 x the mean feature variance.
+        centers_t = torch.stack(centers)
+        tol = 1e-4 * float(pts.var(dim=0).mean())
+        previous = None
+        for _ in range(self.kmeans_iter):
+            # nearest center by |c|^2 - 2 x.c (|x|^2 is the same for every center)
+            lab = ((centers_t * centers_t).sum(1)[None, :] - 2.0 * pts @ centers_t.T).argmin(dim=1)
+            counts = torch.bincount(lab, minlength=K)
+            sums = torch.zeros_like(centers_t).index_add_(0, lab, pts)
+            new_centers = sums / counts.clamp(min=1)[:, None].to(pts.dtype)
+            for k in torch.nonzero(counts == 0).flatten().tolist():  # empty cluster: farthest row
+                new_centers[k] = pts[int(torch.cdist(pts, centers_t).min(dim=1).values.argmax())]
+            shift = float(((new_centers - centers_t) ** 2).sum())
+            centers_t = new_centers
+            if shift <= tol or (previous is not None and torch.equal(lab, previous)):
+                break
+            previous = lab
+        # Hard labels of every fitting row for the first M-step.
+        labels = np.empty(n, dtype=np.int64)
+        cast = centers_t.to(self.compute_dtype_)
+        cast_sq = (cast * cast).sum(1)[None, :]
+        for start, chunk in self._chunks(X_fit):
+            dist = cast_sq - 2 * chunk @ cast.T  # + |x|^2, the same for every center
+            labels[start:start + len(chunk)] = dist.argmin(dim=1).cpu().numpy()
+        return centers_t.to(torch.float64).cpu().numpy(), labels
+
+    def _params_from_stats(self, stats, shift, n_rows: int):
+        """M-step from statistics accumulated about ``shift`` (the previous means)."""
+        import torch
+
+        K = self.n_components
+        nk = stats["n"] + 10 * _EPS64  # as scikit-learn: keeps empty components finite
+        mean_offset = stats["s1"] / nk[:, None]
+        means = shift + mean_offset
+        d = means.shape[1]
+        eye = torch.eye(d, dtype=torch.float64, device=self.device_)
+        ct = self.covariance_type
+        if ct in ("full", "tied"):
+            scatter = stats["s2"] - nk[:, None, None] * mean_offset[:, :, None] * mean_offset[:, None, :]
+            scatter = 0.5 * (scatter + scatter.transpose(1, 2))
+            if ct == "full":
+                cov = scatter / nk[:, None, None] + self.reg_covar * eye
+            else:
+                cov = scatter.sum(0) / nk.sum() + self.reg_covar * eye
+            chol, info = torch.linalg.cholesky_ex(cov)
+            if bool((info != 0).any()):
+                raise GMMError(
+                    "a covariance matrix is not positive definite (too few rows per component, or "
+                    "duplicated/collinear features); raise reg_covar, use covariance_type='diag' "
+                    "or reduce the dimension with pca_dim")
+            eye_b = eye if ct == "tied" else eye.expand(K, d, d)
+            prec_chol = torch.linalg.solve_triangular(chol, eye_b, upper=False).transpose(-1, -2)
+            diag = torch.diagonal(prec_chol, dim1=-2, dim2=-1)
+            log_det = torch.log(diag).sum(-1)
+            log_det = log_det.expand(K) if ct == "tied" else log_det
+        else:
+            var = stats["s2"] / nk[:, None] - mean_offset * mean_offset + self.reg_covar
+            if ct == "spherical":
+                var = var.mean(dim=1)
+            if bool((var <= 0).any()):
+                raise GMMError("a variance is not positive; raise reg_covar")
+            cov = var
+            prec_chol = 1.0 / torch.sqrt(var)
+            log_det = torch.log(prec_chol).sum(-1) if ct == "diag" else d * torch.log(prec_chol)
+        weights = nk / nk.sum()
+        return {"weights": weights, "means": means, "cov": cov, "prec_chol": prec_chol,
+                "log_det": log_det.clone(), "cast": {}}
+
+    def _export_params(self) -> None:
+        p = self._params
+        self.weights_ = p["weights"].cpu().numpy()
+        self.means_ = p["means"].cpu().numpy()
+        self.covariances_ = p["cov"].cpu().numpy()
+        self.precisions_cholesky_ = p["prec_chol"].cpu().numpy()
+        pc = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            self.precisions_ = np.einsum("kij,klj->kil", pc, pc)
+        elif self.covariance_type == "tied":
+            self.precisions_ = pc @ pc.T
+        else:
+            self.precisions_ = pc ** 2
+
+    def __repr__(self) -> str:
+        return (f"GaussianMixture(n_components={self.n_components}, covariance_type="
+                f"{self.covariance_type!r}, seed={self.seed}, fit_sample={self.fit_sample}, "
+                f"refine_steps={self.refine_steps})")
+
+
+def _symmetric_product(weighted, diff):
+    """``weighted.T @ diff`` for a symmetric result (``weighted = diff * r``), from three blocks:
+    3/4 of the multiply-adds of the full product."""
+    import torch
+
+    d = diff.shape[1]
+    if d < 64:
+        return weighted.T @ diff
+    h = d // 2
+    top = weighted[:, :h].T @ diff  # rows 0..h-1 of the result
+    bottom = weighted[:, h:].T @ diff[:, h:]
+    out = torch.empty((d, d), dtype=diff.dtype, device=diff.device)
+    out[:h] = top
+    out[h:, h:] = bottom
+    out[h:, :h] = top[:, h:].T
+    return out
+
+
+def _log_sum_exp(weighted):
+    """Row-wise log-sum-exp of ``(rows, K)``; ``logaddexp`` for K = 2 (torch's generic
+    ``logsumexp`` over a length-2 axis was ~10x slower on the 2-core CPU)."""
+    import torch
+
+    if weighted.shape[1] == 2:
+        return torch.logaddexp(weighted[:, 0], weighted[:, 1])
+    return torch.logsumexp(weighted, dim=1)
+
+
+def _resolve_device(device: str):
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GMMError(f"device {device!r} requested but no CUDA GPU is available")
+    return dev
+
+
+def _joint_transform(covariance_type: str, prec_chol):
+    """One linear map that yields every component's Mahalanobis distance (float64 algebra).
+
+    ``tied``: the shared precision Cholesky factor ``U`` (``maha_k = ||(x - mu_k) U||^2``).
+    ``full`` with two components: the two precisions ``P1 = U1 U1^T`` and ``P2 = U2 U2^T`` are
+    diagonalised together. With ``G = U1^{-1} U2`` and ``G G^T = V diag(lam) V^T`` (symmetric
+    eigendecomposition), ``T = U1 V`` gives ``maha_1 = ||(x - mu_1) T||^2`` (V is orthogonal) and
+    ``maha_2 = sum_j lam_j ((x - mu_2) T)_j^2``. That halves the dominant ``n d^2`` cost of every
+    E-step and of scoring. Returns ``(transform (d, d), scales (K, d) or None)``.
+    """
+    import torch
+
+    if covariance_type == "tied":
+        return prec_chol, None
+    from threadpoolctl import threadpool_limits
+
+    upper1, upper2 = prec_chol[0], prec_chol[1]
+    g = torch.linalg.solve_triangular(upper1, upper2, upper=True)
+    # numpy's LAPACK eigh on one thread: torch's CPU eigh, and a multi-threaded OpenBLAS competing
+    # with torch's spinning OpenMP workers, were both 50-100x slower on the 2-core test machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        lam, vecs = np.linalg.eigh((g @ g.T).cpu().numpy())
+    lam = torch.as_tensor(lam, dtype=upper1.dtype, device=upper1.device)
+    vecs = torch.as_tensor(vecs, dtype=upper1.dtype, device=upper1.device)
+    transform = upper1 @ vecs
+    scales = torch.stack([torch.ones_like(lam), lam])
+    return transform, scales

@@ -1,0 +1,1224 @@
+"""Selectors: which preference data to keep. ISA as published, and the baselines it was compared with.
+
+Every selector has one scikit-learn-style interface: configuration in the constructor (validated
+there), ``fit(X)`` → ``self``, ``score_samples(X)`` → one float per point where **higher = keep**,
+and ``select(X, k=None, fraction=None)`` → the *selection table* (a ``pandas.DataFrame``, one row
+per point, see :func:`selection_table_columns`). Same seed (same machine, same library versions) →
+bitwise the same scores and the same subset.
+
+Methods (:data:`METHODS`):
+
+``isa``
+    Information Sampling for Alignment, Khera, Ghosh & Dutta, "Efficient Alignment of Large Language
+    Models via Data Sampling", arXiv:2411.10545 (2024). Exactly the published rule: fit a
+    2-component Gaussian mixture, per point log-likelihood ``l``, min-max ``l' in [0, 1]``,
+    ``p = exp(l')`` (not renormalised), ``Delta[x] = H(X) - H(X \\ x)`` with
+    ``H = -sum p log p``, keep the top-k by ``Delta`` descending. Since ``Delta = -e^{l'} l'`` is
+    decreasing in ``l'``, **the published rule keeps the LOWEST-likelihood points** — the rarest,
+    most atypical points under the mixture (ISA.md §3). ``variant="renormalised"`` (``p / sum p``)
+    flips that and keeps the most typical points; it is offered for comparison only.
+``random``
+    A uniformly random subset (the paper's first baseline).
+``density``
+    Density sampling, Sachdeva et al., "How to Train Data-Efficient LLMs", arXiv:2402.09668 (2024):
+    a kernel density estimate per point from a p-stable LSH sketch (RACE-style counts) or a Gaussian
+    KDE against a seeded reference sample, then inverse-propensity sampling: points are drawn
+    without replacement with probability proportional to ``1 / density`` (sparse regions kept).
+``kcenter``
+    k-center greedy (Gonzalez 1985; the core-set selection of Sener & Savarese 2018): repeatedly
+    keep the point farthest from everything kept so far — a diversity baseline.
+``llm``
+    Ask-LLM (Sachdeva et al. 2024): a causal LM is asked whether the example is good training data;
+    the score is its probability of answering "yes". Takes texts, not a matrix.
+
+Units. ISA as published treats every *completion* (prompt + one response) as a point: a preference
+pair gives two rows (``unit="completion"``, labels 1 = chosen, 0 = rejected); ``unit="pair"`` has one
+row per pair. :func:`pairs_from_completions` maps a completion-level selection to pairs for DPO with
+a documented rule (default ``"any"``: keep a pair when its chosen or its rejected completion is kept;
+ranked by the better of its two completion scores).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+
+from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix
+
+__all__ = [
+    "METHODS", "PAIR_RULES", "ISA_VARIANTS", "SelectionError", "Selector", "ISASelector",
+    "RandomSelector", "DensitySelector", "KCenterSelector", "AskLLMSelector", "make_selector",
+    "select", "resolve_k", "pairs_from_completions", "write_selection", "read_selection",
+    "selection_config", "isa_scale", "isa_probability", "isa_delta", "isa_entropy",
+    "isa_delta_leave_one_out", "ask_llm_texts", "selection_table_columns", "SELECTION_META_KEY",
+]
+
+METHODS = ("isa", "random", "density", "kcenter", "llm")
+ISA_VARIANTS = ("published", "renormalised")
+# rule -> how a pair's score is made from its chosen/rejected completion scores
+PAIR_RULES = {
+    "any": "max",          # keep a pair when either completion is kept; rank by the better one
+    "both": "min",         # keep a pair only when both completions are kept; rank by the worse one
+    "mean": "mean",        # rank by the mean of the two scores (needs k or fraction)
+    "chosen": "chosen",    # the chosen completion decides
+    "rejected": "rejected",  # the rejected completion decides
+}
+SELECTION_META_KEY = b"alignscope.selection"
+SELECTION_FORMAT_VERSION = 1
+ISA_COLUMNS = ("loglik", "loglik_scaled", "delta", "component")
+
+
+class SelectionError(ValueError):
+    """Bad selection input or a selection file that does not validate; one line naming what."""
+
+
+# ============================================================================== k and fraction
+def resolve_k(n: int, k: int | None = None, fraction: float | None = None) -> int:
+    """How many of ``n`` points to keep: exactly one of ``k`` (1 ≤ k ≤ n) or ``fraction`` in (0, 1].
+
+    A fraction keeps ``max(1, floor(fraction * n + 0.5))`` points (round half up).
+    """
+    if (k is None) == (fraction is None):
+        raise SelectionError("give exactly one of k (a count) or fraction (in (0, 1])")
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise SelectionError(f"k must be an integer, got {k!r}")
+        if k < 1:
+            raise SelectionError(f"k must be >= 1, got {k}")
+        if k > n:
+            raise SelectionError(f"k={k} is larger than the number of points ({n})")
+        return int(k)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
+        raise SelectionError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    fraction = float(fraction)
+    if not (0.0 < fraction <= 1.0):
+        raise SelectionError(f"fraction must be in (0, 1], got {fraction}")
+    return max(1, min(n, int(math.floor(fraction * n + 0.5))))
+
+
+# ============================================================================== the ISA formulas
+def isa_scale(loglik: np.ndarray) -> np.ndarray:
+    """Min-max scale log-likelihoods to ``l' in [0, 1]`` (float64; all zeros when ``l`` is constant)."""
+    loglik = np.asarray(loglik, dtype=np.float64)
+    low, high = float(loglik.min()), float(loglik.max())
+    if high == low:
+        return np.zeros_like(loglik)
+    return (loglik - low) / (high - low)
+
+
+def isa_probability(loglik_scaled: np.ndarray, variant: str = "published") -> np.ndarray:
+    """``p = exp(l')`` as published (values in [1, e], NOT a probability distribution), or
+    ``exp(l') / sum exp(l')`` for ``variant="renormalised"``."""
+    if variant not in ISA_VARIANTS:
+        raise SelectionError(f"ISA variant must be one of {', '.join(ISA_VARIANTS)}; got {variant!r}")
+    p = np.exp(np.asarray(loglik_scaled, dtype=np.float64))
+    if variant == "renormalised":
+        p = p / math.fsum(p.tolist())
+    return p
+
+
+def isa_delta(p: np.ndarray) -> np.ndarray:
+    """The fast O(N) path: ``Delta[x] = H(X) - H(X \\ x) = -p(x) log p(x)`` (float64).
+
+    The identity holds because ``H`` is a plain sum over points of ``-p log p`` with ``p`` fixed by
+    the whole set. ``+ 0.0`` turns the ``-0.0`` of ``p = 1`` into ``+0.0`` so that this agrees
+    bitwise with :func:`isa_delta_leave_one_out`.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    return -(p * np.log(p)) + 0.0
+
+
+def isa_entropy(p: np.ndarray) -> float:
+    """``H(X) = -sum p log p`` as published (exactly rounded sum). Negative for ``p = e^{l'}``:
+    it is not a true entropy (ISA.md §3)."""
+    terms = isa_delta(p)
+    return math.fsum(terms.tolist())
+
+
+def isa_delta_leave_one_out(p: np.ndarray, *, exact: bool = True) -> np.ndarray:
+    """Reference implementation: literally ``H(X) - H(X \\ x)`` for every ``x``, O(N²).
+
+    Each summand ``-p log p`` is evaluated in float64 exactly as :func:`isa_delta` evaluates it (the
+    only rounding both paths share). With ``exact=True`` (default) the sums ``H(X)`` and, for every
+    ``x``, ``H(X \\ x)`` — recomputed from scratch over the other N−1 points — are formed in exact
+    integer arithmetic (every float64 is an integer multiple of a power of two), and the difference
+    is rounded once back to float64. That is the literal leave-one-out with summation error removed,
+    so equality with the fast path is a test of the algebra and holds bitwise. With ``exact=False``
+    the sums are naive float64 sums, and the result differs from the fast path by rounding of
+    order ``N * eps * |H|`` (the reason the product never computes Delta this way).
+    """
+    terms = isa_delta(p)
+    n = len(terms)
+    if not exact:
+        total = terms.sum()
+        out = np.empty(n)
+        for i in range(n):
+            without = np.concatenate([terms[:i], terms[i + 1:]]).sum()
+            out[i] = total - without
+        return out
+    ratios = [t.as_integer_ratio() for t in terms.tolist()]
+    shift = max(den.bit_length() - 1 for _, den in ratios)  # denominators are powers of two
+    ints = [num << (shift - (den.bit_length() - 1)) for num, den in ratios]
+    scale = 1 << shift
+    entropy_all = sum(ints)
+    out = np.empty(n)
+    for i in range(n):
+        entropy_without = sum(ints[:i]) + sum(ints[i + 1:])  # H(X \ x_i), summed from scratch
+        out[i] = float(Fraction(entropy_all - entropy_without, scale)) + 0.0
+    return out
+
+
+# ============================================================================== base class
+class Selector:
+    """Common interface. Subclasses set ``method`` and implement ``_fit`` / ``_score``.
+
+    ``_score(X)`` returns ``(scores (n,) float64, extra columns dict of (n,) arrays)``.
+    """
+
+    method: ClassVar[str] = ""
+    takes_text: ClassVar[bool] = False
+    score_meaning: ClassVar[str] = ""
+    score_on_fit: ClassVar[bool] = True  # False: scores are computed when first asked for
+
+    def __init__(self, *, seed: int = 0):
+        self.seed = _check_seed(seed)
+
+    # ---------------------------------------------------------------------------- public API
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-friendly), as stored in the selection config."""
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def fit(self, X: Any, *, pair_index: Any = None, label: Any = None) -> "Selector":
+        """Fit on ``X`` (``(n, d)`` matrix; a list of ``n`` texts for ``llm``) and score it."""
+        X = self._check_input(X)
+        self._pair_index, self._label = _check_pair_info(len(X), pair_index, label)
+        self._fitted_X = X
+        self._fit(X)
+        self.n_points_ = len(X)
+        self.scores_ = self.details_ = None
+        if self.score_on_fit:
+            self._ensure_scores()
+        return self
+
+    def _ensure_scores(self) -> None:
+        if self.scores_ is None:
+            self.scores_, self.details_ = self._score(self._fitted_X)
+            self._release()
+
+    def score_samples(self, X: Any = None) -> np.ndarray:
+        """Per-point scores, float64 ``(n,)``, higher = keep. ``X=None`` (or the fitted ``X``) →
+        the scores of the fitted points; another ``X`` is scored with the fitted model."""
+        self._require_fitted()
+        if X is None or X is self._fitted_X:
+            self._ensure_scores()
+            return self.scores_.copy()
+        scores, _ = self._score(self._check_input(X))
+        return scores
+
+    def select(self, X: Any = None, k: int | None = None, fraction: float | None = None, *,
+               pair_index: Any = None, label: Any = None) -> pd.DataFrame:
+        """Fit (unless ``X`` is None and the selector is fitted) and return the selection table
+        with the top ``k`` (or ``fraction``) points marked ``selected``."""
+        if X is not None:
+            self.fit(X, pair_index=pair_index, label=label)
+        self._require_fitted()
+        k_eff = resolve_k(self.n_points_, k, fraction)
+        scores, details, order = self._selection_scores(k_eff)
+        table = _build_table(scores, order, k_eff, details, self._pair_index, self._label)
+        config = {
+            "format_version": SELECTION_FORMAT_VERSION,
+            "method": self.method,
+            "k": k_eff,
+            "k_requested": None if k is None else int(k),
+            "fraction": None if fraction is None else float(fraction),
+            "n_points": int(self.n_points_),
+            "n_selected": int(k_eff),
+            "seed": self.seed,
+            "options": _jsonable({k_: v for k_, v in self.get_params().items() if k_ != "seed"}),
+            "unit": "completion" if self._label is not None else "pair",
+            "score": self.score_meaning,
+            "alignscope_version": _version(),
+        }
+        config.update(self._extra_config())
+        table.attrs["alignscope_selection"] = config
+        return table
+
+    # ---------------------------------------------------------------------------- hooks
+    def _fit(self, X: Any) -> None:
+        pass
+
+    def _score(self, X: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Drop per-fit intermediates that are only needed to score the fitted points."""
+
+    def _selection_scores(self, k: int):
+        """Scores, details and the rank order for a selection of ``k`` (kcenter needs ``k``)."""
+        self._ensure_scores()
+        return self.scores_, self.details_, _order_by_score(self.scores_)
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    def _check_input(self, X: Any):
+        if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
+            X = X.matrix  # an alignscope.embed.Embeddings (duck-typed: no import of embed here)
+        try:
+            return check_matrix(X, min_rows=1)
+        except GMMError as exc:
+            raise SelectionError(str(exc)) from None
+
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "n_points_"):
+            raise SelectionError(f"this {type(self).__name__} is not fitted: call fit(X) or select(X, ...)")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+# ============================================================================== ISA
+class ISASelector(Selector):
+    """ISA (Khera et al. 2024, arXiv:2411.10545, ENLSP-IV @ NeurIPS 2024), the published rule.
+
+    Steps on ``X`` of shape ``(n, d)`` (optionally PCA-reduced to ``pca_dim``):
+    ``l = log p_GMM(x)`` of a 2-component Gaussian mixture → ``l' = (l - min l) / (max l - min l)``
+    → ``p = e^{l'}`` → ``Delta = H(X) - H(X \\ x) = -p log p`` → top-k by ``Delta`` descending.
+    With the published ``p = e^{l'}`` every ``Delta <= 0`` and ``Delta`` falls as ``l'`` rises, so
+    the selection keeps the **lowest-likelihood (rarest) points**. ``variant="renormalised"``
+    uses ``p / sum p`` and therefore keeps the most typical points instead.
+
+    The mixture (:class:`alignscope.gmm.GaussianMixture`) is fitted by EM in torch (GPU when
+    present). By default the EM iterations run on a seeded sample of ``fit_sample=100_000`` rows,
+    followed by ``refine_steps=1`` EM iteration on all rows and a scoring pass over all rows — the
+    paper fits on all rows; ``fit_sample=None`` does exactly that. ``backend="sklearn"`` uses
+    ``sklearn.mixture.GaussianMixture`` instead (the reference; slower).
+
+    Per-point details: ``loglik`` (``l``), ``loglik_scaled`` (``l'``), ``delta`` (``Delta`` = the
+    score), ``component`` (argmax responsibility).
+    """
+
+    method = "isa"
+    score_meaning = ("delta = H(X) - H(X without x) = -p log p, p = exp(l'); published rule: "
+                     "higher delta = lower likelihood")
+
+    def __init__(self, *, covariance_type: str = "full", pca_dim: int | None = None, seed: int = 0,
+                 n_init: int = 1, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
+                 fit_sample: int | None = 100_000, refine_steps: int = 1, variant: str = "published",
+                 backend: str = "torch", device: str = "auto", dtype: str = "auto"):
+        super().__init__(seed=seed)
+        if covariance_type not in COVARIANCE_TYPES:
+            raise SelectionError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
+                                 f"got {covariance_type!r}")
+        if variant not in ISA_VARIANTS:
+            raise SelectionError(f"variant must be one of {', '.join(ISA_VARIANTS)}; got {variant!r}")
+        if backend not in ("torch", "sklearn"):
+            raise SelectionError(f"backend must be 'torch' or 'sklearn', got {backend!r}")
+        if pca_dim is not None and (isinstance(pca_dim, bool) or not isinstance(pca_dim, (int, np.integer))
+                                    or pca_dim < 1):
+            raise SelectionError(f"pca_dim must be a positive integer or None, got {pca_dim!r}")
+        _check_positive_int("n_init", n_init)
+        _check_positive_int("max_iter", max_iter)
+        if fit_sample is not None:
+            _check_positive_int("fit_sample", fit_sample)
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
+            raise SelectionError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
+        if not isinstance(tol, (int, float)) or tol < 0:
+            raise SelectionError(f"tol must be a number >= 0, got {tol!r}")
+        if not isinstance(reg_covar, (int, float)) or reg_covar < 0:
+            raise SelectionError(f"reg_covar must be a number >= 0, got {reg_covar!r}")
+        self.covariance_type = covariance_type
+        self.pca_dim = None if pca_dim is None else int(pca_dim)
+        self.n_init = int(n_init)
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.reg_covar = float(reg_covar)
+        self.fit_sample = None if fit_sample is None else int(fit_sample)
+        self.refine_steps = int(refine_steps)
+        self.variant = variant
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+
+    def _fit(self, X: np.ndarray) -> None:
+        n, d = X.shape
+        if n < 2:
+            raise SelectionError("ISA needs at least 2 points (it fits a 2-component mixture)")
+        if self.pca_dim is not None and self.pca_dim > d:
+            raise SelectionError(f"pca_dim={self.pca_dim} is larger than the dimension ({d})")
+        rng = np.random.default_rng(self.seed)
+        fit_rows = None
+        if self.fit_sample is not None and self.fit_sample < n:
+            fit_rows = np.sort(rng.choice(n, size=self.fit_sample, replace=False))
+        self.pca_ = None
+        if self.pca_dim is not None:
+            self.pca_ = _fit_pca(X if fit_rows is None else X[fit_rows], self.pca_dim)
+        Z = X if self.pca_ is None else _project(X, self.pca_)
+        try:
+            if self.backend == "torch":
+                self.gmm_ = GaussianMixture(
+                    2, covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
+                    max_iter=self.max_iter, n_init=self.n_init, seed=self.seed,
+                    fit_sample=self.fit_sample, refine_steps=self.refine_steps, dtype=self.dtype,
+                    device=self.device).fit(Z)
+            else:
+                from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+                Z_fit = Z if fit_rows is None else Z[fit_rows]
+                self.gmm_ = SkGaussianMixture(
+                    2, covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
+                    max_iter=self.max_iter, n_init=self.n_init, random_state=self.seed).fit(Z_fit)
+        except GMMError as exc:
+            raise SelectionError(str(exc)) from None
+        except ValueError as exc:  # scikit-learn's ill-defined covariance
+            raise SelectionError(f"the Gaussian mixture could not be fitted: {str(exc).splitlines()[0]}") from None
+        self._fit_Z = Z
+
+    def _score(self, X: np.ndarray):
+        if X is self._fitted_X and getattr(self, "_fit_Z", None) is not None:
+            Z = self._fit_Z  # the fitted matrix, already PCA-projected
+        else:
+            if X.shape[1] != self.gmm_.n_features_in_ and self.pca_ is None:
+                raise SelectionError(f"X has {X.shape[1]} features; ISA was fitted on {self.gmm_.n_features_in_}")
+            Z = X if self.pca_ is None else _project(X, self.pca_)
+        if self.backend == "torch":
+            loglik, component = self.gmm_.score_samples_and_labels(Z)
+        else:
+            loglik = self.gmm_.score_samples(Z)
+            component = self.gmm_.predict(Z)
+        scaled = isa_scale(loglik)
+        delta = isa_delta(isa_probability(scaled, self.variant))
+        details = {"loglik": loglik, "loglik_scaled": scaled, "delta": delta,
+                   "component": component.astype(np.int8)}
+        return delta, details
+
+    def _release(self) -> None:
+        self._fit_Z = None
+
+    def _extra_config(self) -> dict[str, Any]:
+        gmm = self.gmm_
+        info = {"weights": np.asarray(gmm.weights_).tolist(), "converged": bool(gmm.converged_),
+                "n_iter": int(gmm.n_iter_), "lower_bound": float(gmm.lower_bound_)}
+        if self.backend == "torch":
+            info.update(fit_rows=int(gmm.fit_rows_), compute_dtype=str(gmm.compute_dtype_).replace("torch.", ""),
+                        device=str(gmm.device_))
+        return {"gmm": info}
+
+
+# ============================================================================== random
+class RandomSelector(Selector):
+    """A uniformly random subset: score = a seeded uniform draw in [0, 1); top-k of those draws is
+    a uniform k-subset. The paper's first baseline (Khera et al. 2024, Table 1)."""
+
+    method = "random"
+    score_meaning = "seeded uniform draw in [0, 1)"
+
+    def __init__(self, *, seed: int = 0):
+        super().__init__(seed=seed)
+
+    def _score(self, X):
+        return np.random.default_rng(self.seed).random(len(X)), {}
+
+
+# ============================================================================== density
+class DensitySelector(Selector):
+    """Density sampling (Sachdeva et al. 2024, "How to Train Data-Efficient LLMs", arXiv:2402.09668).
+
+    1. A kernel density estimate per point:
+
+       * ``kde="lsh"`` (default, as in the paper): ``n_hashes`` independent p-stable LSH functions
+         for the L2 distance (Datar et al. 2004), each the concatenation of ``hash_concat``
+         projections ``floor((a . x + b) / w)`` with ``a ~ N(0, I)``, ``b ~ U[0, w)`` and bucket
+         width ``w = bandwidth * median pairwise distance`` (measured on a seeded sample). The
+         density of ``x`` is the mean, over hash functions, of the share of points in ``x``'s
+         bucket (bucket counts in arrays of ``>= 4 n`` slots, as in a RACE sketch, Coleman &
+         Shrivastava 2020). ``O(n d (n_hashes * hash_concat))``.
+       * ``kde="gaussian"``: ``mean_j exp(-||x - y_j||^2 / (2 h^2))`` over a seeded reference
+         sample of ``sample_size`` points, ``h = bandwidth * median pairwise distance``.
+
+    2. Inverse-propensity sampling: weights ``w = density ** -power`` (default power 1), a weighted
+       sample without replacement drawn by Efraimidis–Spirakis keys: ``score = log(u) / w`` with
+       seeded ``u ~ U(0, 1]``; the top-k keys are exactly such a sample. Sparse points (low
+       density, high weight) are kept more often, dense regions thinned.
+
+    Details: ``density`` (the estimate, in (0, 1]) and ``sampling_weight`` (``w / sum w``).
+    """
+
+    method = "density"
+    score_meaning = "Efraimidis-Spirakis key log(u) * density**power (higher = keep; sparse kept more)"
+
+    def __init__(self, *, seed: int = 0, kde: str = "lsh", n_hashes: int = 32, hash_concat: int = 2,
+                 bandwidth: float = 1.0, sample_size: int = 4096, power: float = 1.0,
+                 distance_sample: int = 2000):
+        super().__init__(seed=seed)
+        if kde not in ("lsh", "gaussian"):
+            raise SelectionError(f"kde must be 'lsh' or 'gaussian', got {kde!r}")
+        for name, value in (("n_hashes", n_hashes), ("hash_concat", hash_concat),
+                            ("sample_size", sample_size), ("distance_sample", distance_sample)):
+            _check_positive_int(name, value)
+        for name, value in (("bandwidth", bandwidth), ("power", power)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise SelectionError(f"{name} must be a positive number, got {value!r}")
+        self.kde = kde
+        self.n_hashes = int(n_hashes)
+        self.hash_concat = int(hash_concat)
+        self.bandwidth = float(bandwidth)
+        self.sample_size = int(sample_size)
+        self.power = float(power)
+        self.distance_sample = int(distance_sample)
+
+    def _fit(self, X: np.ndarray) -> None:
+        n, d = X.shape
+        rng = np.random.default_rng(self.seed)
+        self.scale_ = _median_distance(X, rng, self.distance_sample)
+        width = self.bandwidth * (self.scale_ if self.scale_ > 0 else 1.0)
+        self.width_ = width
+        if self.kde == "lsh":
+            m = self.n_hashes * self.hash_concat
+            self._proj = rng.standard_normal((d, m)).astype(X.dtype)
+            self._offset = (rng.random(m) * width).astype(np.float64)
+            self._mult = rng.integers(1, 2**63 - 1, size=(self.n_hashes, self.hash_concat),
+                                      dtype=np.uint64) | np.uint64(1)
+            self._slots = 1 << max(10, int(math.ceil(math.log2(4 * n))))
+            keys = self._bucket_keys(X)
+            self._counts = [np.bincount(keys[:, r], minlength=self._slots).astype(np.int64)
+                            for r in range(self.n_hashes)]
+            self._n_fit = n
+            self._fit_keys = keys
+        else:
+            size = min(self.sample_size, n)
+            rows = np.sort(rng.choice(n, size=size, replace=False))
+            self._reference = np.asarray(X[rows], dtype=np.float64)
+
+    def _bucket_keys(self, X: np.ndarray) -> np.ndarray:
+        """``(n, n_hashes)`` int64 slot of each point in each hash table."""
+        n = len(X)
+        keys = np.empty((n, self.n_hashes), dtype=np.int64)
+        step = max(1, 2_000_000 // max(self._proj.shape[1], 1))
+        bits = self._slots.bit_length() - 1
+        for start in range(0, n, step):
+            block = X[start:start + step] @ self._proj  # (rows, n_hashes * hash_concat)
+            cells = np.floor((block.astype(np.float64) + self._offset) / self.width_).astype(np.int64)
+            cells = cells.reshape(len(block), self.n_hashes, self.hash_concat).view(np.uint64)
+            mixed = (cells * self._mult[None]).sum(axis=2, dtype=np.uint64)  # wraps mod 2^64
+            keys[start:start + len(block)] = (mixed >> np.uint64(64 - bits)).astype(np.int64)
+        return keys
+
+    def density(self, X: np.ndarray) -> np.ndarray:
+        """Kernel density estimate ``(n,)`` in (0, 1] (fitted points include themselves)."""
+        self._require_fitted_model()
+        if self.kde == "lsh":
+            if X is self._fitted_X and getattr(self, "_fit_keys", None) is not None:
+                keys = self._fit_keys
+            else:
+                keys = self._bucket_keys(X)
+            total = np.zeros(len(X), dtype=np.float64)
+            for r in range(self.n_hashes):
+                total += self._counts[r][keys[:, r]]
+            est = total / (self.n_hashes * self._n_fit)
+            return np.maximum(est, 1.0 / (self.n_hashes * self._n_fit))
+        ref = self._reference
+        h2 = 2.0 * self.width_ ** 2
+        out = np.empty(len(X), dtype=np.float64)
+        ref_sq = (ref * ref).sum(1)
+        step = max(1, 4_000_000 // max(len(ref), 1))
+        for start in range(0, len(X), step):
+            block = np.asarray(X[start:start + step], dtype=np.float64)
+            sq = (block * block).sum(1)[:, None] - 2 * block @ ref.T + ref_sq[None, :]
+            out[start:start + len(block)] = np.exp(-np.maximum(sq, 0) / h2).mean(1)
+        return np.maximum(out, np.finfo(np.float64).tiny)
+
+    def _release(self) -> None:
+        self._fit_keys = None
+
+    def _require_fitted_model(self) -> None:
+        if not hasattr(self, "width_"):
+            raise SelectionError("this DensitySelector is not fitted: call fit(X) first")
+
+    def _score(self, X):
+        dens = self.density(X)
+        weight = dens ** -self.power
+        u = 1.0 - np.random.default_rng([self.seed, 1]).random(len(X))  # in (0, 1]
+        scores = np.log(u) / weight + 0.0
+        return scores, {"density": dens, "sampling_weight": weight / math.fsum(weight.tolist())}
+
+    def _extra_config(self):
+        return {"kde_width": self.width_, "median_distance": self.scale_}
+
+
+# ============================================================================== k-center
+class KCenterSelector(Selector):
+    """k-center greedy (Gonzalez 1985; the core-set selection of Sener & Savarese 2018).
+
+    Starts from a seeded random point, then repeatedly keeps the point farthest (Euclidean) from
+    the kept set; the first ``k`` picks are the greedy 2-approximate k-center solution for every
+    ``k``. Exact greedy, made fast by deferring work (lazy greedy): a pool of the ``pool_size``
+    points with the largest (possibly stale, hence upper-bound) distances is kept up to date
+    against every new center, and the next center is taken from the pool as long as its best
+    exact distance is at least the largest stale distance outside it; the distances of all ``n``
+    points to the new centers are applied in batches of ``flush_every`` as one
+    ``(n, d) x (d, flush_every)`` matrix product (torch; GPU when present). Worst case
+    ``O(k n d)`` multiply-adds, in BLAS-3 form.
+
+    Score: for kept points, the distance at which they were picked (their coverage radius; the
+    first pick has ``inf``); for the rest, the distance to the nearest kept point. Rank = greedy
+    order, then the rest by distance, descending. ``n_centers`` sets the greedy length used by
+    :meth:`score_samples` (default 10 % of the points); :meth:`select` runs exactly ``k`` picks.
+    """
+
+    method = "kcenter"
+    score_meaning = "distance to the kept set when picked (kept points) or at the end (others)"
+    score_on_fit = False
+
+    def __init__(self, *, seed: int = 0, n_centers: int | None = None, pool_size: int = 2048,
+                 flush_every: int = 256, device: str = "auto"):
+        super().__init__(seed=seed)
+        if n_centers is not None:
+            _check_positive_int("n_centers", n_centers)
+        _check_positive_int("pool_size", pool_size)
+        _check_positive_int("flush_every", flush_every)
+        self.n_centers = None if n_centers is None else int(n_centers)
+        self.pool_size = int(pool_size)
+        self.flush_every = int(flush_every)
+        self.device = device
+
+    def _fit(self, X):
+        self._runs = {}
+
+    def _score(self, X):
+        m = min(len(X), self.n_centers or max(1, int(math.ceil(0.1 * len(X)))))
+        scores, order = self._greedy(X, m)
+        if X is self._fitted_X:
+            self._runs[m] = (scores, order)
+        return scores, {}
+
+    def _selection_scores(self, k: int):
+        if k not in self._runs:
+            self._runs = {k: self._greedy(self._fitted_X, k)}
+        scores, order = self._runs[k]
+        return scores, {}, order
+
+    def _greedy(self, X: np.ndarray, m: int):
+        import torch
+
+        from alignscope.gmm import _resolve_device
+
+        device = _resolve_device(self.device)
+        n = len(X)
+        rng = np.random.default_rng(self.seed)
+        first = int(rng.integers(n))
+        with torch.inference_mode():
+            Xt = torch.from_numpy(X).to(device)
+            sq_norms = _row_sq_norms(Xt)
+            mind = _nearest_center_distance(Xt, sq_norms, [first]).cpu().numpy()
+        mind[first] = -1.0  # kept points are marked -1 and never picked again
+        centers, radius, pending = [first], [math.inf], []
+        pool = pool_rows = pool_dist = None
+        threshold = -math.inf
+        while len(centers) < m:
+            if pool is None:
+                size = min(self.pool_size, n)
+                if size < n:
+                    top = np.argpartition(-mind, size)[:size + 1]
+                    top = top[np.argsort(-mind[top], kind="stable")]
+                    threshold = float(mind[top[-1]])
+                    pool = np.sort(top[:-1])
+                else:
+                    threshold = -math.inf
+                    pool = np.arange(n)
+                pool_rows = X[pool].astype(np.float64)
+                pool_dist = mind[pool].copy()
+            best = int(np.argmax(pool_dist))
+            value = float(pool_dist[best])
+            if pending and value <= threshold:  # someone outside the pool may be farther
+                mind = self._flush(Xt, sq_norms, mind, pending)
+                pending, pool = [], None
+                continue
+            nxt = int(pool[best])
+            centers.append(nxt)
+            radius.append(value)
+            pending.append(nxt)
+            diff = pool_rows - pool_rows[best]
+            new_dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            pool_dist = np.where(pool_dist < 0, pool_dist, np.minimum(pool_dist, new_dist))
+            pool_dist[best] = -1.0
+            mind[nxt] = -1.0
+            if len(pending) >= self.flush_every:
+                mind = self._flush(Xt, sq_norms, mind, pending)
+                pending, pool = [], None
+        if pending:
+            mind = self._flush(Xt, sq_norms, mind, pending)
+        is_center = np.zeros(n, dtype=bool)
+        is_center[centers] = True
+        scores = np.maximum(mind, 0.0)
+        scores[centers] = radius
+        rest = np.flatnonzero(~is_center)
+        rest = rest[np.argsort(-scores[rest], kind="stable")]
+        order = np.concatenate([np.asarray(centers, dtype=np.int64), rest])
+        return scores, order
+
+    @staticmethod
+    def _flush(Xt, sq_norms, mind: np.ndarray, pending: list[int]) -> np.ndarray:
+        """Apply the pending centers to every point's distance (one matrix product per chunk)."""
+        import torch
+
+        with torch.inference_mode():
+            dist = _nearest_center_distance(Xt, sq_norms, pending).cpu().numpy()
+        return np.where(mind < 0, mind, np.minimum(mind, dist))
+
+
+def _row_sq_norms(Xt):
+    import torch
+
+    out = torch.empty(len(Xt), dtype=torch.float64, device=Xt.device)
+    step = max(1, 8_000_000 // max(Xt.shape[1], 1))
+    for start in range(0, len(Xt), step):
+        out[start:start + step] = (Xt[start:start + step].double() ** 2).sum(1)
+    return out
+
+
+def _nearest_center_distance(Xt, sq_norms, centers):
+    """Distance (float64, ``(n,)``) from every row to its nearest row among ``centers``, via
+    ``|x|^2 - 2 x.c + |c|^2``: one ``(chunk, d) x (d, len(centers))`` product per chunk."""
+    import torch
+
+    C = Xt[list(centers)]
+    c_sq = (C.double() ** 2).sum(1)
+    out = torch.empty(len(Xt), dtype=torch.float64, device=Xt.device)
+    step = max(1, 4_000_000 // max(Xt.shape[1], len(C), 1))
+    for start in range(0, len(Xt), step):
+        dots = (Xt[start:start + step] @ C.T).double()
+        sq = (sq_norms[start:start + step, None] - 2.0 * dots + c_sq[None, :]).min(dim=1).values
+        out[start:start + step] = torch.sqrt(torch.clamp(sq, min=0.0))
+    return out
+
+
+# ============================================================================== Ask-LLM
+_LM_CACHE: dict[str, Any] = {}
+ASK_LLM_TEMPLATE = (
+    "###\n{example}\n###\n"
+    "Does the previous example, demarcated within ### and ###, show a good response to the user "
+    "that is worth training an AI assistant on? A good example is helpful, correct, clearly "
+    "written and harmless.\n"
+    "OPTIONS:\n- yes\n- no\nANSWER:"
+)
+
+
+class AskLLMSelector(Selector):
+    """Ask-LLM (Sachdeva et al. 2024, "How to Train Data-Efficient LLMs", arXiv:2402.09668).
+
+    Each example text is wrapped in a yes/no question (:data:`ASK_LLM_TEMPLATE`, adapted from the
+    paper's prompt to preference data) and the score is the model's next-token probability of
+    answering "yes" (the sum over the single-token spellings ``yes``, `` yes``, ``Yes``,
+    `` Yes``). ``normalise=True`` returns ``P(yes) / (P(yes) + P(no))`` instead. ``model`` is any
+    spec of :func:`alignscope.models.load_causal_lm` (``"tiny"``, ``"smollm2-135m"``, a local
+    folder). Inputs are sorted by length and batched (right padding, the last real token's logits),
+    under ``torch.inference_mode``, with a progress bar. Long examples are cut to ``max_length``
+    tokens, keeping their start and the whole question.
+    """
+
+    method = "llm"
+    takes_text = True
+    score_meaning = "P('yes') of the causal LM asked whether the example is good training data"
+
+    def __init__(self, *, model: str = "tiny", seed: int = 0, batch_size: int = 16,
+                 max_length: int = 512, template: str = ASK_LLM_TEMPLATE, normalise: bool = False,
+                 device: str | None = None, progress: bool = True):
+        super().__init__(seed=seed)
+        _check_positive_int("batch_size", batch_size)
+        _check_positive_int("max_length", max_length)
+        if "{example}" not in template:
+            raise SelectionError("the Ask-LLM template must contain '{example}'")
+        self.model = str(model)
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.template = template
+        self.normalise = bool(normalise)
+        self.device = device
+        self.progress = bool(progress)
+
+    def _check_input(self, X):
+        if isinstance(X, (str, bytes)) or not hasattr(X, "__iter__"):
+            raise SelectionError("the llm selector takes a list of example texts")
+        texts = list(X)
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise SelectionError(f"the llm selector takes texts; item {bad} is {type(texts[bad]).__name__}")
+        if not texts:
+            raise SelectionError("no texts to score")
+        return texts
+
+    def _fit(self, X):
+        import torch
+
+        from alignscope.models import load_causal_lm
+
+        torch.manual_seed(self.seed)
+        key = (self.model, self.device, os.environ.get("ALIGNSCOPE_HOME"))
+        if _LM_CACHE.get("key") != key:  # keep the last model loaded: re-scoring is common
+            _LM_CACHE.clear()
+            _LM_CACHE.update(key=key, value=load_causal_lm(self.model, device=self.device))
+        self._lm, self._tok = _LM_CACHE["value"]
+        self._yes_ids = _single_token_ids(self._tok, ("yes", " yes", "Yes", " Yes"))
+        self._no_ids = _single_token_ids(self._tok, ("no", " no", "No", " No"))
+        if not self._yes_ids:
+            raise SelectionError(f"the tokenizer of {self.model!r} has no single-token 'yes'")
+
+    def _score(self, texts):
+        import torch
+
+        tok = self._tok
+        head, tail = self.template.split("{example}", 1)
+        head_ids = tok(head, add_special_tokens=False)["input_ids"]
+        tail_ids = tok(tail, add_special_tokens=False)["input_ids"]
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None and getattr(tok, "add_bos_token", False) else []
+        budget = max(1, self.max_length - len(bos) - len(head_ids) - len(tail_ids))
+        sequences = []
+        for text in texts:
+            ids = tok(text, add_special_tokens=False)["input_ids"][:budget]
+            sequences.append(bos + head_ids + ids + tail_ids)
+        order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
+        scores = np.empty(len(texts), dtype=np.float64)
+        p_yes_all = np.empty(len(texts), dtype=np.float64)
+        device = next(self._lm.parameters()).device
+        pad = tok.pad_token_id
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        try:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(batches, desc="ask-llm", unit="batch", disable=not self.progress)
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            iterator = batches
+        with torch.inference_mode():
+            for batch in iterator:
+                width = max(len(sequences[i]) for i in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    seq = sequences[i]
+                    ids[row, :len(seq)] = torch.tensor(seq)
+                    mask[row, :len(seq)] = 1
+                logits = self._lm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                last = mask.sum(1) - 1
+                final = logits[torch.arange(len(batch)), last.to(device)].float()
+                probs = torch.softmax(final, dim=-1)
+                p_yes = probs[:, self._yes_ids].sum(1)
+                if self.normalise:
+                    p_no = probs[:, self._no_ids].sum(1) if self._no_ids else torch.zeros_like(p_yes)
+                    value = p_yes / (p_yes + p_no).clamp(min=torch.finfo(p_yes.dtype).tiny)
+                else:
+                    value = p_yes
+                scores[batch] = value.double().cpu().numpy()
+                p_yes_all[batch] = p_yes.double().cpu().numpy()
+        return np.clip(scores, 0.0, 1.0), {"p_yes": np.clip(p_yes_all, 0.0, 1.0)}
+
+
+def ask_llm_texts(data: Any, unit: str = "completion") -> list[str]:
+    """Example texts for the ``llm`` selector, row-aligned with the embedding units.
+
+    ``unit="completion"``: ``2N`` texts, rows ``0..N-1`` the chosen and ``N..2N-1`` the rejected
+    completion of pairs ``0..N-1`` ("User: <prompt>\\nAssistant: <completion>"). ``unit="pair"``:
+    ``N`` texts showing the prompt and both responses, the preferred one first.
+    """
+    prompts, chosen, rejected = data.texts("prompt"), data.texts("chosen"), data.texts("rejected")
+    if unit == "completion":
+        return ([f"User: {p}\nAssistant: {c}" for p, c in zip(prompts, chosen)]
+                + [f"User: {p}\nAssistant: {r}" for p, r in zip(prompts, rejected)])
+    if unit == "pair":
+        return [f"User: {p}\nPreferred answer: {c}\nWorse answer: {r}"
+                for p, c, r in zip(prompts, chosen, rejected)]
+    raise SelectionError(f"unit must be 'completion' or 'pair', got {unit!r}")
+
+
+# ============================================================================== factory + select
+_SELECTORS: dict[str, type[Selector]] = {
+    "isa": ISASelector, "random": RandomSelector, "density": DensitySelector,
+    "kcenter": KCenterSelector, "llm": AskLLMSelector,
+}
+
+
+def make_selector(method: str, *, seed: int = 0, **options: Any) -> Selector:
+    """The selector for ``method`` with its options (unknown method/option → SelectionError)."""
+    cls = _SELECTORS.get(method)
+    if cls is None:
+        raise SelectionError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
+    try:
+        return cls(seed=seed, **options)
+    except TypeError as exc:
+        import inspect
+
+        allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "seed")]
+        raise SelectionError(f"bad option for method {method!r} ({exc}); options are: "
+                             f"{', '.join(allowed)}") from None
+
+
+def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float | None = None,
+           seed: int = 0, pair_index: Any = None, label: Any = None, unit: str | None = None,
+           data_fingerprint: str | None = None, encoder: str | None = None,
+           **options: Any) -> pd.DataFrame:
+    """Select with ``method`` and return the selection table (config in ``table.attrs``).
+
+    ``X``: an ``(n, d)`` float matrix (e.g. a raw ``.npy``), an ``alignscope.embed.Embeddings``
+    (its ``pair_index``, ``label``, ``unit``, encoder and fingerprint are used), or for
+    ``method="llm"`` a list of ``n`` texts. ``unit="completion"`` without ``pair_index``/``label``
+    assumes alignscope's embedding layout: ``n = 2N`` rows, rows ``0..N-1`` the chosen and
+    ``N..2N-1`` the rejected completions of pairs ``0..N-1``.
+    """
+    if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
+        emb = X
+        pair_index = emb.pair_index if pair_index is None else pair_index
+        label = getattr(emb, "label", None) if label is None else label
+        unit = unit or getattr(emb, "unit", None)
+        encoder = encoder or _first_attr(emb, ("encoder", "encoder_name"))
+        data_fingerprint = data_fingerprint or _first_attr(emb, ("fingerprint", "data_fingerprint"))
+        X = emb.matrix
+    if unit not in (None, "completion", "pair"):
+        raise SelectionError(f"unit must be 'completion' or 'pair', got {unit!r}")
+    if unit == "completion" and label is None and pair_index is None:
+        n = len(X)
+        if n % 2:
+            raise SelectionError(f"unit='completion' needs 2N rows (chosen then rejected), got {n}")
+        pair_index = np.tile(np.arange(n // 2), 2)
+        label = np.concatenate([np.ones(n // 2, np.int8), np.zeros(n // 2, np.int8)])
+    if unit == "pair" and label is not None:
+        raise SelectionError("unit='pair' takes no label column (labels belong to completions)")
+    if unit == "completion" and label is None:
+        raise SelectionError("unit='completion' with pair_index needs label too (1 chosen, 0 rejected)")
+    selector = make_selector(method, seed=seed, **options)
+    table = selector.select(X, k=k, fraction=fraction, pair_index=pair_index, label=label)
+    config = table.attrs["alignscope_selection"]
+    config["data_fingerprint"] = data_fingerprint
+    config["encoder"] = encoder
+    return table
+
+
+# ============================================================================== pair mapping
+def pairs_from_completions(table: pd.DataFrame, rule: str = "any", *, k: int | None = None,
+                           fraction: float | None = None) -> pd.DataFrame:
+    """Map a completion-level selection to pairs (for DPO).
+
+    Each pair's score combines its chosen and rejected completion scores by the rule:
+    ``any`` → max, ``both`` → min, ``mean``, ``chosen`` or ``rejected`` alone (:data:`PAIR_RULES`).
+    Without ``k``/``fraction`` the completion-level ``selected`` flags decide: ``any`` keeps a pair
+    when either completion is selected, ``both`` when both are, ``chosen``/``rejected`` when that
+    one is (``mean`` needs ``k`` or ``fraction``). With ``k``/``fraction`` the top pairs by the
+    combined score are kept. For the published ISA this default keeps every pair that contains one
+    of the rarest completions.
+
+    Returns a pair-level table: ``index`` (pair), ``score``, ``selected``, ``rank``,
+    ``chosen_score``, ``rejected_score``, ``chosen_selected``, ``rejected_selected``.
+    """
+    if rule not in PAIR_RULES:
+        raise SelectionError(f"pair rule must be one of {', '.join(PAIR_RULES)}; got {rule!r}")
+    if "pair_index" not in table.columns or "label" not in table.columns:
+        raise SelectionError("pairs_from_completions needs a completion-level table (pair_index, label)")
+    config = dict(table.attrs.get("alignscope_selection", {}))
+    pair_ids = np.unique(table["pair_index"].to_numpy())
+    pos = np.searchsorted(pair_ids, table["pair_index"].to_numpy())
+    m = len(pair_ids)
+    chosen_score = np.full(m, np.nan)
+    rejected_score = np.full(m, np.nan)
+    chosen_sel = np.zeros(m, dtype=bool)
+    rejected_sel = np.zeros(m, dtype=bool)
+    lab = table["label"].to_numpy().astype(np.int64)
+    score = table["score"].to_numpy(dtype=np.float64)
+    sel = table["selected"].to_numpy(dtype=bool)
+    for value, s_arr, f_arr in ((1, chosen_score, chosen_sel), (0, rejected_score, rejected_sel)):
+        rows = lab == value
+        if np.bincount(pos[rows], minlength=m).max(initial=0) > 1:
+            raise SelectionError("a pair has two completions with the same label")
+        s_arr[pos[rows]] = score[rows]
+        f_arr[pos[rows]] = sel[rows]
+    has_c, has_r = ~np.isnan(chosen_score), ~np.isnan(rejected_score)
+    how = PAIR_RULES[rule]
+    with np.errstate(invalid="ignore"):
+        if how == "max":
+            combined = np.fmax(chosen_score, rejected_score)
+        elif how == "min":
+            combined = np.where(has_c & has_r, np.fmin(chosen_score, rejected_score), -np.inf)
+        elif how == "mean":
+            combined = np.where(has_c & has_r, (chosen_score + rejected_score) / 2, -np.inf)
+        elif how == "chosen":
+            combined = np.where(has_c, chosen_score, -np.inf)
+        else:
+            combined = np.where(has_r, rejected_score, -np.inf)
+    combined = np.where(np.isnan(combined), -np.inf, combined)
+    order = _order_by_score(combined)
+    if k is None and fraction is None:
+        if rule == "mean":
+            raise SelectionError("pair rule 'mean' has no set-based form: give k or fraction")
+        flags = {"any": chosen_sel | rejected_sel, "both": chosen_sel & rejected_sel,
+                 "chosen": chosen_sel, "rejected": rejected_sel}[rule]
+        n_keep = int(flags.sum())
+    else:
+        n_keep = resolve_k(m, k, fraction)
+        flags = np.zeros(m, dtype=bool)
+        flags[order[:n_keep]] = True
+    rank = np.empty(m, dtype=np.int64)
+    rank[order] = np.arange(1, m + 1)
+    out = pd.DataFrame({
+        "index": pair_ids.astype(np.int64), "score": combined, "selected": flags, "rank": rank,
+        "chosen_score": chosen_score, "rejected_score": rejected_score,
+        "chosen_selected": chosen_sel, "rejected_selected": rejected_sel,
+    })
+    config.update(unit="pair", from_unit="completion", pair_rule=rule, n_points=m,
+                  n_selected=n_keep, k=n_keep if (k is not None or fraction is not None) else None,
+                  pair_k_requested=None if k is None else int(k),
+                  pair_fraction=None if fraction is None else float(fraction))
+    out.attrs["alignscope_selection"] = config
+    return out
+
+
+# ============================================================================== parquet I/O
+def selection_config(table: pd.DataFrame) -> dict[str, Any]:
+    """The selection config stored with a table (``{}`` when it has none)."""
+    return dict(table.attrs.get("alignscope_selection", {}))
+
+
+def write_selection(table: pd.DataFrame, path: str | os.PathLike,
+                    config: dict[str, Any] | None = None) -> Path:
+    """Write a selection table to parquet atomically, its config in the schema metadata
+    (key ``alignscope.selection``, JSON)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alignscope.files import atomic_path
+
+    path = Path(path)
+    _validate_table(table, str(path))
+    config = selection_config(table) if config is None else dict(config)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    metadata = dict(arrow.schema.metadata or {})
+    metadata[SELECTION_META_KEY] = json.dumps(_jsonable(config), sort_keys=True).encode("utf-8")
+    arrow = arrow.replace_schema_metadata(metadata)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
+    return path
+
+
+def read_selection(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a selection parquet back (config in ``table.attrs["alignscope_selection"]``),
+    validating required columns and their types; errors are one line naming file and column."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise SelectionError(f"{path}: no such selection file")
+    try:
+        arrow = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for non-parquet input
+        raise SelectionError(f"{path}: not a parquet file ({type(exc).__name__})") from None
+    raw = (arrow.schema.metadata or {}).get(SELECTION_META_KEY)
+    config: dict[str, Any] = {}
+    if raw is not None:
+        try:
+            config = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            raise SelectionError(f"{path}: the stored selection config is not valid JSON") from None
+    table = arrow.to_pandas()
+    table.attrs["alignscope_selection"] = config
+    # ISA's own columns are required of the table ISA produced, not of a derived pair table.
+    method = None if config.get("from_unit") else config.get("method")
+    _validate_table(table, str(path), method=method)
+    return table
+
+
+def selection_table_columns(method: str | None = None, unit: str = "pair") -> list[str]:
+    """Required columns of a selection table for ``method`` and ``unit``."""
+    cols = ["index", "score", "selected", "rank"]
+    if unit == "completion":
+        cols += ["pair_index", "label"]
+    if method == "isa":
+        cols += list(ISA_COLUMNS)
+    return cols
+
+
+def _validate_table(table: pd.DataFrame, where: str, method: str | None = None) -> None:
+    def fail(column: str, what: str):
+        raise SelectionError(f"{where}: column {column!r} {what}")
+
+    for column in ("index", "score", "selected", "rank"):
+        if column not in table.columns:
+            fail(column, "is missing (a selection needs index, score, selected, rank)")
+    kinds = {"index": "iu", "rank": "iu", "selected": "b", "score": "f"}
+    for column, allowed in kinds.items():
+        if table[column].dtype.kind not in allowed:
+            fail(column, f"must be {_kind_name(allowed)}, got {table[column].dtype}")
+    n = len(table)
+    index = table["index"].to_numpy()
+    if n and (index.min() < 0 or len(np.unique(index)) != n):
+        fail("index", "must hold distinct non-negative row numbers")
+    rank = table["rank"].to_numpy()
+    if n and not np.array_equal(np.sort(rank), np.arange(1, n + 1)):
+        fail("rank", "must be a permutation of 1..n")
+    if np.isnan(table["score"].to_numpy(dtype=np.float64)).any():
+        fail("score", "contains NaN")
+    if ("pair_index" in table.columns) != ("label" in table.columns):
+        fail("label" if "pair_index" in table.columns else "pair_index",
+             "is missing (completion-level tables need both pair_index and label)")
+    if "pair_index" in table.columns:
+        if table["pair_index"].dtype.kind not in "iu":
+            fail("pair_index", f"must be integer, got {table['pair_index'].dtype}")
+        if n and table["pair_index"].min() < 0:
+            fail("pair_index", "must be non-negative")
+        if table["label"].dtype.kind not in "iub":
+            fail("label", f"must be integer 0/1, got {table['label'].dtype}")
+        if not np.isin(table["label"].to_numpy().astype(np.int64), (0, 1)).all():
+            fail("label", "must hold only 0 (rejected) and 1 (chosen)")
+    if method == "isa":
+        for column in ISA_COLUMNS:
+            if column not in table.columns:
+                fail(column, "is missing (an ISA selection records loglik, loglik_scaled, delta, component)")
+        for column in ("loglik", "loglik_scaled", "delta"):
+            if table[column].dtype.kind != "f":
+                fail(column, f"must be float, got {table[column].dtype}")
+        if table["component"].dtype.kind not in "iu":
+            fail("component", f"must be integer, got {table['component'].dtype}")
+
+
+def _kind_name(kinds: str) -> str:
+    return {"iu": "integer", "b": "boolean", "f": "float"}.get(kinds, kinds)
+
+
+# ============================================================================== helpers
+def _build_table(scores, order, k, details, pair_index, label) -> pd.DataFrame:
+    n = len(scores)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
+    # index = the row in the canonical data for pair-level rows (their pair ids when given), the
+    # row of X for completion-level rows (whose pair sits in pair_index).
+    own_ids = pair_index is not None and label is None
+    columns: dict[str, Any] = {"index": pair_index if own_ids else np.arange(n, dtype=np.int64)}
+    if label is not None:
+        columns["pair_index"] = pair_index
+        columns["label"] = label
+    columns.update(score=np.asarray(scores, dtype=np.float64), selected=rank <= k, rank=rank)
+    columns.update(details)
+    return pd.DataFrame(columns)
+
+
+def _order_by_score(scores: np.ndarray) -> np.ndarray:
+    """Indices by score descending; ties by index ascending (deterministic)."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+
+
+def _check_pair_info(n: int, pair_index: Any, label: Any):
+    """Validate the row identities. Neither: rows are pairs ``0..n-1``. ``pair_index`` alone: rows
+    are pairs with these ids (distinct). Both: rows are completions (label 1 chosen, 0 rejected)."""
+    if pair_index is None and label is None:
+        return None, None
+    if pair_index is None:
+        raise SelectionError("label needs pair_index too (the pair each completion belongs to)")
+    pair_index = np.asarray(pair_index)
+    if pair_index.shape != (n,):
+        raise SelectionError(f"pair_index must have shape ({n},), got {pair_index.shape}")
+    if pair_index.dtype.kind not in "iu" or (n and pair_index.min() < 0):
+        raise SelectionError("pair_index must hold non-negative integers")
+    if label is None:
+        if len(np.unique(pair_index)) != n:
+            raise SelectionError("pair-level rows need distinct pair_index values (give label for "
+                                 "completion-level rows)")
+        return pair_index.astype(np.int64), None
+    label = np.asarray(label)
+    if label.shape != (n,):
+        raise SelectionError(f"label must have shape ({n},), got {label.shape}")
+    if label.dtype.kind not in "iub" or not np.isin(label.astype(np.int64), (0, 1)).all():
+        raise SelectionError("label must hold 1 (chosen) or 0 (rejected)")
+    return pair_index.astype(np.int64), label.astype(np.int8)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SelectionError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SelectionError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _first_attr(obj: Any, names: Sequence[str]):
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _version() -> str:
+    from alignscope import __version__
+
+    return __version__
+
+
+def _median_distance(X: np.ndarray, rng: np.random.Generator, n_pairs: int) -> float:
+    """Median Euclidean distance between seeded random pairs of distinct rows."""
+    n = len(X)
+    if n < 2:
+        return 0.0
+    a = rng.integers(n, size=n_pairs)
+    b = (a + rng.integers(1, n, size=n_pairs)) % n
+    diff = np.asarray(X[a], dtype=np.float64) - np.asarray(X[b], dtype=np.float64)
+    return float(np.median(np.sqrt((diff * diff).sum(1))))
+
+
+def _fit_pca(X_fit: np.ndarray, dim: int) -> dict[str, np.ndarray]:
+    """PCA basis from the covariance of ``X_fit`` (float64, eigenvector signs fixed)."""
+    mean = X_fit.mean(axis=0, dtype=np.float64)
+    d = X_fit.shape[1]
+    cov = np.zeros((d, d))
+    step = max(1, 4_000_000 // d)
+    for start in range(0, len(X_fit), step):
+        block = np.asarray(X_fit[start:start + step], dtype=np.float64) - mean
+        cov += block.T @ block
+    cov /= max(len(X_fit) - 1, 1)
+    vals, vecs = np.linalg.eigh(cov)
+    top = vecs[:, ::-1][:, :dim]
+    signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(dim)])
+    signs[signs == 0] = 1
+    return {"mean": mean, "components": top * signs, "explained_variance": vals[::-1][:dim]}
+
+
+def _project(X: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
+    out_dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    comp = pca["components"].astype(out_dtype)
+    mean = pca["mean"].astype(out_dtype)
+    out = np.empty((len(X), comp.shape[1]), dtype=out_dtype)
+    step = max(1, 4_000_000 // X.shape[1])
+    for start in range(0, len(X), step):
+        out[start:start + step] = (X[start:start + step] - mean) @ comp
+    return out
+
+
+def _single_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
+    ids = []
+    for word in words:
+        enc = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(enc) == 1 and enc[0] not in ids:
+            ids.append(enc[0])
+    return ids
