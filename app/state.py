@@ -66,6 +66,15 @@ def active_data() -> PreferenceData | None:
     return st.session_state.get(DATA_KEY)
 
 
+def require_data() -> PreferenceData:
+    """The active data set, or an empty-state hint and ``st.stop()`` (pages other than Data)."""
+    data = active_data()
+    if data is None:
+        st.info("No data set yet: load one on the Data page.")
+        st.stop()
+    return data
+
+
 def ensure_initial_data() -> None:
     """First visit: open what ``alignscope app --data`` named, else the built-in demo set."""
     if DATA_KEY in st.session_state:

@@ -13,10 +13,7 @@ st.caption("Each point is one completion (prompt + response) or one pair, placed
            "sit close together. Colour it to see where sources, labels and the ISA subset lie; draw a "
            "lasso to keep a region as a subset. Next: the Select page picks a subset by a method.")
 
-data = state.active_data()
-if data is None:
-    st.info("No data set yet: load one on the Data page.")
-    st.stop()
+data = state.require_data()
 
 encoder, unit = analysis.encoder_controls("map")
 matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, unit, "map")

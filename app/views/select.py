@@ -21,10 +21,7 @@ st.caption("Score every point with a selection method and keep the top of the ra
            "the largest entropy contribution Δ. Move the slider to change the subset size. Next: train "
            "on the subset (Train page) or export it.")
 
-data = state.active_data()
-if data is None:
-    st.info("No data set yet: load one on the Data page.")
-    st.stop()
+data = state.require_data()
 
 encoder, unit = analysis.encoder_controls("select")
 matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, unit, "select")

@@ -17,10 +17,7 @@ st.caption("How differently an encoder represents groups of your data: per-group
            "(Kaushik et al., ICML 2024). Compute the embeddings of every encoder you consider, then compare "
            "them below before selecting on the Select page.")
 
-data = state.active_data()
-if data is None:
-    st.info("No data set yet: load one on the Data page.")
-    st.stop()
+data = state.require_data()
 
 top = st.columns([2, 2, 3])
 ctx = analysis.context()

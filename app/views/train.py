@@ -15,10 +15,7 @@ st.caption("Align a model on the active selection with TRL and see whether the s
            "held-out preference accuracy on pairs that training never sees. The run continues in the "
            "background; all runs are on the Runs page.")
 
-data = state.active_data()
-if data is None:
-    st.info("No data set yet: load one on the Data page.")
-    st.stop()
+data = state.require_data()
 
 store = state.job_store()
 selection = analysis.active_selection(data)
