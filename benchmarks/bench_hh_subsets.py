@@ -154,8 +154,22 @@ def _probe(data, emb, sel: dict) -> dict[str, Any]:
             "n_train": res["n_train"], "n_test": res["n_test"], "wall_s": round(time.perf_counter() - started, 3)}
 
 
+RUN_RECORD = "bench_hh_subsets.json"
+
+
 def _dpo(data, sel: dict, args, run_dir: Path) -> dict[str, Any]:
+    """One DPO run; its figures are also saved in the run directory so that ``--resume`` can reuse a
+    finished run (the directory name encodes model, steps, length, eval size, subset and seed)."""
+    from alignscope.files import write_json
     from alignscope.train import train, train_config
+
+    record = run_dir / RUN_RECORD
+    if args.resume and record.is_file():
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("selection") == {k: sel[k] for k in ("method", "fraction", "seed", "n_pairs_trained")}:
+            print(f"  reusing the finished run in {run_dir}")
+            return {**saved["dpo"], "reused": True}
+    record.unlink(missing_ok=True)
 
     config = train_config("dpo", model=args.model, max_steps=args.max_steps, max_length=args.max_length,
                           eval_max_pairs=args.eval_max_pairs, batch_size=BATCH_SIZE, seed=sel["seed"],
@@ -173,7 +187,7 @@ def _dpo(data, sel: dict, args, run_dir: Path) -> dict[str, Any]:
     dlen = (per_pair["tokens_rejected"] - per_pair["tokens_chosen"]).to_numpy(dtype=float)
     nz = margin != 0
     corr = float(np.corrcoef(margin[nz], dlen[nz])[0, 1]) if nz.sum() > 2 and margin[nz].std() > 0 else None
-    return {
+    result = {
         "accuracy": _r(ev["accuracy"]), "accuracy_ci95": _r(ev["accuracy_ci95"]),
         "margin_mean": _r(ev["margin_mean"], 6), "margin_ci95": _r(ev["margin_ci95"], 6),
         "policy_logp_accuracy": _r(ev["policy_logp"]["accuracy"]),
@@ -196,6 +210,9 @@ def _dpo(data, sel: dict, args, run_dir: Path) -> dict[str, Any]:
         "train_runtime_s": tr["train_runtime_s"], "s_per_step": tr["s_per_step"],
         "eval_s": _r(ev.get("elapsed_s"), 2), "wall_s": round(wall, 2), "run_dir": str(run_dir),
     }
+    write_json(record, {"selection": {k: sel[k] for k in ("method", "fraction", "seed", "n_pairs_trained")},
+                        "dpo": result})
+    return result
 
 
 # ----------------------------------------------------------------------------------- summary
@@ -334,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
                                                      f"quick: {NAME}_quick.json)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 steps, 16 eval pairs, length 64")
     parser.add_argument("--probe-only", action="store_true", help="skip DPO (the probe grid only)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse DPO runs this benchmark already finished with the same caps (their recorded "
+                             "figures and wall times) instead of training them again")
     args = parser.parse_args(argv)
     defaults = dict(max_steps=2, max_length=64, eval_max_pairs=16) if args.quick else \
         dict(max_steps=12, max_length=256, eval_max_pairs=200)
