@@ -260,8 +260,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- train
 def _train_fields(args: argparse.Namespace) -> dict[str, object]:
-    names = ("model", "epochs", "batch_size", "lr", "beta", "max_length", "test_fraction", "seed", "max_steps",
-             "save_model", "eval_max_pairs")
+    names = ("model", "epochs", "batch_size", "grad_accum", "lr", "beta", "max_length", "test_fraction", "seed",
+             "max_steps", "save_model", "eval_max_pairs", "label_noise", "label_noise_seed", "sams_ratio",
+             "sams_exploration", "sams_gamma", "sams_selection", "sams_warmup_steps", "sams_width", "sams_depth")
+    if args.method != "dpo-sams":
+        used = [f"--{n.replace('_', '-')}" for n in names if n.startswith("sams_") and getattr(args, n) is not None]
+        if used:
+            raise UsageError(f"{', '.join(used)} only apply to --method dpo-sams")
     fields = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.split_seed is not None:
         fields["split_seed"] = args.split_seed
@@ -514,11 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("path", metavar="DATA")
     _load_options_only(train_cmd)
     train_cmd.add_argument("--selection", help="selection .parquet from `alignscope select` (default: all pairs)")
-    train_cmd.add_argument("--method", choices=["dpo", "kto"], default="dpo")
+    train_cmd.add_argument("--method", choices=["dpo", "kto", "dpo-sams"], default="dpo",
+                           help="dpo, kto, or dpo-sams (DPO with SamS batch scheduling)")
     train_cmd.add_argument("--model", default=None, help="tiny (default), smollm2-135m, or an HF folder / hub id")
     train_cmd.add_argument("--out", required=True, help="run directory")
     train_cmd.add_argument("--epochs", type=float)
     train_cmd.add_argument("--batch-size", type=int)
+    train_cmd.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
     train_cmd.add_argument("--lr", type=float)
     train_cmd.add_argument("--beta", type=float)
     train_cmd.add_argument("--max-length", type=int)
@@ -528,6 +535,18 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--split-seed", type=int, help="seed of the train/test split (default 0)")
     train_cmd.add_argument("--eval-max-pairs", type=int, help="evaluate on at most this many held-out pairs")
     train_cmd.add_argument("--save-model", action="store_true", default=None, help="keep model/ (safetensors)")
+    train_cmd.add_argument("--label-noise", type=float,
+                           help="swap chosen/rejected of this share of the training pairs (test pairs untouched)")
+    train_cmd.add_argument("--label-noise-seed", type=int)
+    sams = train_cmd.add_argument_group("SamS (--method dpo-sams)")
+    sams.add_argument("--sams-ratio", type=float, help="share of each batch that gets gradient, rho (default 0.5)")
+    sams.add_argument("--sams-selection", choices=["topk", "softmax", "random"],
+                      help="topk (paper, default), softmax sampling, or random (the random-subset baseline)")
+    sams.add_argument("--sams-exploration", type=float, help="lambda, weight of the exploration network (default 0.05)")
+    sams.add_argument("--sams-gamma", type=float, help="weight of the batch reward (default 0.5)")
+    sams.add_argument("--sams-warmup-steps", type=int, help="first steps on full batches (default 0)")
+    sams.add_argument("--sams-width", type=int, help="scheduler MLP width (default 128)")
+    sams.add_argument("--sams-depth", type=int, help="scheduler MLP depth (default 2)")
     train_cmd.add_argument("--detach", action="store_true", help="submit the job and return")
     train_cmd.add_argument("--force", action="store_true", help="reuse a non-empty run directory")
     train_cmd.add_argument("--json", action="store_true")

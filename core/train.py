@@ -69,10 +69,12 @@ import pandas as pd
 from alignscope.files import atomic_path, write_json
 
 __all__ = ["METHODS", "METRIC_KEYS", "TrainError", "TrainConfig", "DPOTrainConfig", "KTOTrainConfig",
-           "train_config", "config_from_dict", "read_selection_table", "TrainingSet", "training_set",
+           "DPOSamsTrainConfig", "SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG", "train_config", "config_from_dict", "read_selection_table", "TrainingSet", "training_set",
            "normalise_metrics", "train", "run_job", "package_versions"]
 
-METHODS = ("dpo", "kto")
+METHODS = ("dpo", "kto", "dpo-sams")
+SAMS_LOG = "sams.jsonl"  # per-step scheduler log of dpo-sams runs
+SAMS_INDEX_COLUMN = "sams_index"  # data index of each training pair, carried through TRL's collator
 # The keys every line of metrics.jsonl has (null when the method does not log that quantity).
 METRIC_KEYS = ("step", "epoch", "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
                "rewards/accuracies", "lr", "elapsed_s")
@@ -81,7 +83,7 @@ PAIR_RULES = ("any", "both", "chosen", "rejected")  # as alignscope.select.pairs
 # move at all in a few dozen updates; real models use a usual DPO/KTO rate.
 DEFAULT_LR = {"tiny": 1e-4}
 DEFAULT_LR_OTHER = 5e-6
-_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet")
+_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet", SAMS_LOG)
 Report = Callable[..., None]
 
 
@@ -102,6 +104,9 @@ class TrainConfig:
     :func:`alignscope.select.pairs_from_completions` (``any``: a pair is kept when its chosen or its
     rejected completion is selected; ``both``: only when both are; ``chosen``/``rejected``: when
     that one is).
+    ``label_noise``: share of the TRAINING pairs whose chosen and rejected are swapped (seeded by
+    ``label_noise_seed``; the held-out pairs are never touched) — the label-noise experiments of
+    SamS; the flipped pairs are marked in ``selection.parquet`` (column ``flipped``).
     """
 
     method: ClassVar[str] = ""
@@ -123,6 +128,8 @@ class TrainConfig:
     device: str | None = None
     gradient_checkpointing: bool = False  # honoured on GPU only
     pair_rule: str = "any"
+    label_noise: float = 0.0
+    label_noise_seed: int = 0
     eval_batch_size: int = 8
     eval_max_pairs: int | None = None
     n_boot: int = 1000
@@ -158,6 +165,8 @@ class TrainConfig:
         need(_finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         need(_int(self.logging_steps) and self.logging_steps >= 1, f"logging_steps must be an integer >= 1, got {self.logging_steps!r}")
         need(self.pair_rule in PAIR_RULES, f"pair_rule must be one of {', '.join(PAIR_RULES)}, got {self.pair_rule!r}")
+        need(_finite(self.label_noise) and 0 <= self.label_noise < 1, f"label_noise must be in [0, 1), got {self.label_noise!r}")
+        need(_int(self.label_noise_seed), "label_noise_seed must be an integer")
         need(_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval_batch_size must be an integer >= 1")
         need(self.eval_max_pairs is None or (_int(self.eval_max_pairs) and self.eval_max_pairs >= 1),
              "eval_max_pairs must be an integer >= 1 or null")
@@ -209,7 +218,52 @@ class KTOTrainConfig(TrainConfig):
                 raise TrainError(f"kto config: {name} must be > 0, got {value!r}")
 
 
-CONFIG_CLASSES: dict[str, type[TrainConfig]] = {"dpo": DPOTrainConfig, "kto": KTOTrainConfig}
+@dataclass
+class DPOSamsTrainConfig(DPOTrainConfig):
+    """DPO with SamS batch scheduling (:class:`SamsDPOTrainer`): the ``sams_*`` fields are those of
+    :class:`alignscope.sams.SamsConfig` (``sams_ratio`` = ρ, ``sams_exploration`` = λ, ...)."""
+
+    method: ClassVar[str] = "dpo-sams"
+    sams_ratio: float = 0.5
+    sams_exploration: float = 0.05
+    sams_gamma: float = 0.5
+    sams_width: int = 128
+    sams_depth: int = 2
+    sams_lr: float = 1e-3
+    sams_scheduler_steps: int = 4
+    sams_replay_size: int = 1024
+    sams_replay_sample: int = 32
+    sams_replay_max_mb: float = 256.0
+    sams_selection: str = "topk"
+    sams_temperature: float = 1.0
+    sams_warmup_steps: int = 0
+    sams_context: str = "flatten"
+
+    def sams_config(self):
+        from alignscope.sams import SamsConfig
+
+        return SamsConfig(**{f.name[len("sams_"):]: getattr(self, f.name) for f in dataclasses.fields(self)
+                             if f.name.startswith("sams_")}, seed=int(self.seed))
+
+    def validate(self) -> None:
+        super().validate()
+        if self.loss_type != "sigmoid":
+            raise TrainError(f"dpo-sams config: SamS schedules the sigmoid DPO loss, got loss_type={self.loss_type!r}")
+        from alignscope.sams import SamsError
+
+        try:
+            self.sams_config().validate()
+        except SamsError as exc:
+            raise TrainError(str(exc).replace("sams config: ", "dpo-sams config: sams_")) from None
+
+
+CONFIG_CLASSES: dict[str, type[TrainConfig]] = {"dpo": DPOTrainConfig, "kto": KTOTrainConfig,
+                                                "dpo-sams": DPOSamsTrainConfig}
+
+
+def base_method(method: str) -> str:
+    """The data layout a method trains on: ``dpo`` (pairs) for ``dpo`` and ``dpo-sams``, else ``kto``."""
+    return "kto" if method == "kto" else "dpo"
 
 
 def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
@@ -647,18 +701,35 @@ def _merge_config_json(run_dir: Path, record: Mapping[str, Any]) -> None:
     write_json(path, current)
 
 
-def _build_dataset(data: Any, rows: pd.DataFrame, method: str, seed: int):
+def flipped_pairs(train_pairs: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The sorted training pairs whose labels ``label_noise`` swaps: round(fraction · n) of them,
+    drawn with ``seed`` (independent of the training seed, so every method sees the same noise)."""
+    pairs = np.unique(np.asarray(train_pairs, dtype=np.int64))
+    count = int(round(float(fraction) * len(pairs)))
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(pairs, size=count, replace=False))
+
+
+def _build_dataset(data: Any, rows: pd.DataFrame, method: str, seed: int, flipped: np.ndarray):
     import datasets
 
     frame = data.frame
-    if method == "dpo":
-        picked = frame.iloc[rows["pair"].to_numpy()][["prompt", "chosen", "rejected"]]
-        return datasets.Dataset.from_pandas(picked.reset_index(drop=True), preserve_index=False)
     pairs = rows["pair"].to_numpy()
+    is_flipped = np.isin(pairs, flipped)
+    if method != "kto":
+        picked = frame.iloc[pairs][["prompt", "chosen", "rejected"]].reset_index(drop=True)
+        if is_flipped.any():
+            swap = picked.loc[is_flipped, "chosen"].copy()
+            picked.loc[is_flipped, "chosen"] = picked.loc[is_flipped, "rejected"]
+            picked.loc[is_flipped, "rejected"] = swap
+        if method == "dpo-sams":
+            picked[SAMS_INDEX_COLUMN] = pairs.astype(np.int64)
+        return datasets.Dataset.from_pandas(picked, preserve_index=False)
     labels = rows["label"].to_numpy().astype(bool)
     completions = [frame["chosen"].iat[p] if lab else frame["rejected"].iat[p] for p, lab in zip(pairs, labels)]
     table = pd.DataFrame({"prompt": frame["prompt"].iloc[pairs].tolist(), "completion": completions,
-                          "label": labels.tolist()})
+                          "label": (labels ^ is_flipped).tolist()})
     # KTOTrainer samples sequentially (its KL term pairs neighbours in a batch), so mix desirable and
     # undesirable completions here, with the run's seed.
     order = np.random.default_rng(seed).permutation(len(table))
@@ -760,6 +831,10 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     n_undesirable = int((tset.rows["label"] == 0).sum()) if "label" in tset.rows else None
     kto_weights = _kto_weights(config, n_desirable, n_undesirable) if method == "kto" else {}
     resolved = {**config.to_dict(), "lr": lr, **kto_weights}
+    flipped = flipped_pairs(tset.pairs, config.label_noise, config.label_noise_seed)
+    if config.label_noise:
+        pair_col = "pair_index" if tset.level == "completion" else "index"
+        tset.table["flipped"] = np.isin(tset.table[pair_col].to_numpy(), flipped) & tset.table["trained"].to_numpy()
     _merge_config_json(run_dir, {
         "method": method,
         "train_config": resolved,
@@ -773,6 +848,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         "split": _split_record(len(data), tset.test_pairs, config),
         "training_set": {"n_rows": int(len(tset.rows)), "n_pairs": int(len(tset.pairs)),
                          "n_desirable": n_desirable, "n_undesirable": n_undesirable},
+        "label_noise": {"fraction": config.label_noise, "seed": config.label_noise_seed, "n_flipped": int(len(flipped))},
         "device": _device_info(device),
         "versions": package_versions(),
     })
@@ -782,7 +858,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     report(progress=0.01, message=f"loading {config.model}")
     policy, tokenizer, trainer = _run_trainer(data, tset, config, model_dir=model_dir, device=device, lr=lr,
                                               kto_weights=kto_weights, run_dir=run_dir, report=report,
-                                              show_bar=show_bar)
+                                              show_bar=show_bar, flipped=flipped)
     history = [h for h in trainer.state.log_history if "train_runtime" in h]
     steps = int(trainer.state.global_step)
     runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started
@@ -853,7 +929,8 @@ def _kto_weights(config: TrainConfig, n_desirable: int | None, n_undesirable: in
 
 
 def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Path, device: str, lr: float,
-                 kto_weights: Mapping[str, float], run_dir: Path, report: Report, show_bar: bool):
+                 kto_weights: Mapping[str, float], run_dir: Path, report: Report, show_bar: bool,
+                 flipped: np.ndarray):
     """Build the TRL trainer and train. Returns (policy model, tokenizer, trainer)."""
     import transformers
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -886,13 +963,17 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
         with _quiet_datasets(), warnings.catch_warnings():
             # transformers 5 renamed gradient checkpointing; TRL still reads the old names and warns
             warnings.filterwarnings("ignore", message=r".*deprecated and will be removed in v6.*", category=FutureWarning)
-            dataset = _build_dataset(data, tset.rows, config.method, config.seed)
-            if config.method == "dpo":
+            dataset = _build_dataset(data, tset.rows, config.method, config.seed, flipped)
+            extra: dict[str, Any] = {}
+            if config.method in ("dpo", "dpo-sams"):
                 from trl import DPOConfig, DPOTrainer
 
                 args = _trl_args(DPOConfig, **common, loss_type=[config.loss_type] if _loss_is_list() else config.loss_type,
                                  label_smoothing=config.label_smoothing)
                 trainer_cls = DPOTrainer
+                if config.method == "dpo-sams":
+                    trainer_cls = sams_trainer_class()
+                    extra = {"sams_config": config.sams_config(), "sams_log_path": run_dir / SAMS_LOG}
             else:
                 from trl import KTOConfig, KTOTrainer
 
@@ -900,7 +981,7 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
                 trainer_cls = KTOTrainer
             callback = _callbacks(run_dir / "metrics.jsonl", report, method=config.method, show_bar=show_bar)
             trainer = trainer_cls(model=policy, ref_model=reference, args=args, train_dataset=dataset,
-                                  processing_class=tokenizer, callbacks=[callback], peft_config=peft_config)
+                                  processing_class=tokenizer, callbacks=[callback], peft_config=peft_config, **extra)
             for noisy in (PrinterCallback, ProgressCallback):
                 trainer.remove_callback(noisy)
             if len(trainer.train_dataset) == 0:
@@ -939,6 +1020,256 @@ def _save_model(model, tokenizer, target: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# ------------------------------------------------------------------------------ SamS trainer
+_SAMS_TRAINER_CLASS: type | None = None
+
+
+def __getattr__(name: str):
+    # ``from alignscope.train import SamsDPOTrainer`` builds the class on first use, so importing
+    # this module stays cheap (no TRL import) for the app and the CLI.
+    if name == "SamsDPOTrainer":
+        return sams_trainer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def sams_trainer_class() -> type:
+    """:class:`SamsDPOTrainer`, a ``trl.DPOTrainer`` subclass (built once, on first use)."""
+    global _SAMS_TRAINER_CLASS
+    if _SAMS_TRAINER_CLASS is None:
+        _SAMS_TRAINER_CLASS = _make_sams_trainer_class()
+    return _SAMS_TRAINER_CLASS
+
+
+def _transformer_blocks(model) -> list:
+    """The decoder blocks of a causal LM: the first ``nn.ModuleList`` as long as the config's
+    ``num_hidden_layers`` (``model.layers`` on Llama/SmolLM2, ``transformer.h`` on GPT-2, ...)."""
+    from torch import nn
+
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_layers = getattr(text_config, "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) and (n_layers is None or len(module) == n_layers):
+            return list(module)
+    raise TrainError(f"SamS cannot find the transformer blocks of {type(model).__name__} (a ModuleList of "
+                     f"{n_layers} layers)")
+
+
+class _IndexCollator:
+    """Wraps TRL's collator: takes :data:`SAMS_INDEX_COLUMN` out of each example (TRL's collator
+    ignores it) and puts it back into the batch as a tensor."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __call__(self, examples):
+        import torch
+
+        if not examples or SAMS_INDEX_COLUMN not in examples[0]:
+            return self.inner(examples)
+        index = [int(example[SAMS_INDEX_COLUMN]) for example in examples]
+        batch = self.inner([{k: v for k, v in example.items() if k != SAMS_INDEX_COLUMN} for example in examples])
+        batch[SAMS_INDEX_COLUMN] = torch.tensor(index, dtype=torch.long)
+        return batch
+
+
+@dataclass
+class _Capture:
+    """What the hooks collect during one training forward of the policy."""
+
+    mask: Any                       # completion mask (2n, T)
+    n_pairs: int
+    full: bool                      # warm-up: every pair gets gradient
+    layer_means: list = field(default_factory=list)
+    contexts: Any = None
+    scores: Any = None
+    selected: Any = None            # positions in the batch
+    policy_logps: Any = None        # (2n,) chosen rows then rejected rows
+    ref_logps: Any = None
+
+
+def _make_sams_trainer_class() -> type:
+    import torch
+    from transformers import TrainerCallback
+    from trl import DPOTrainer
+
+    from alignscope.jobs import append_jsonl
+    from alignscope.sams import (SamsConfig, SamsScheduler, batch_reward, pair_contexts, pair_rewards,
+                                 sample_rewards, layer_mean)
+
+    class SamsDPOTrainer(DPOTrainer):
+        """TRL's ``DPOTrainer`` with SamS batch scheduling (Huang et al., NeurIPS 2025; see
+        :mod:`alignscope.sams`). Use it like ``DPOTrainer``, plus ``sams_config`` (a
+        :class:`~alignscope.sams.SamsConfig`) and ``sams_log_path`` (default
+        ``<output_dir>/sams.jsonl``); pass ``train_dataset`` by keyword.
+
+        Per training batch of n pairs, without a second forward pass: forward hooks on the policy's
+        blocks average each block's hidden states over the completion tokens (chosen and rejected
+        averaged) into per-pair contexts; the scheduler scores them; the ⌈ρ·n⌉ selected pairs keep
+        their gradient, the others' log-probabilities are detached, so the DPO loss value is
+        unchanged but only selected pairs move the policy. After the next optimizer step, the lagged
+        reward trains the scheduler and one line per step is appended to ``sams.jsonl``: ``step``,
+        ``batch`` (data indices: the ``sams_index`` column when the data set has one, else the row
+        number), ``selected``, ``scores``, ``rewards``, ``scheduler_loss``, ``loss``,
+        ``batch_reward``. Gradient accumulation: each micro-batch selects its own ⌈ρ·n⌉; the
+        scheduler steps once per optimizer step. ``precompute_ref_log_probs`` works (the reference
+        log-probabilities then come from the batch). Single process only (each rank would keep its
+        own scheduler).
+        """
+
+        def __init__(self, *args, sams_config: SamsConfig | None = None, sams_log_path: str | os.PathLike | None = None,
+                     **kwargs):
+            self.sams_config = sams_config or SamsConfig()
+            self.sams_config.validate()
+            dataset = kwargs.get("train_dataset")
+            if dataset is not None and hasattr(dataset, "column_names") and SAMS_INDEX_COLUMN not in dataset.column_names:
+                kwargs["train_dataset"] = dataset.add_column(SAMS_INDEX_COLUMN, list(range(len(dataset))))
+            super().__init__(*args, **kwargs)
+            unsupported = {"aot", "aot_unpaired", "sft"} & set(self.loss_types)
+            if unsupported:  # these couple the pairs of a batch: detaching some pairs would change the loss
+                raise TrainError(f"SamS needs a per-pair DPO loss; {', '.join(sorted(unsupported))} couples the batch")
+            self.data_collator = _IndexCollator(self.data_collator)
+            self.sams_log_path = Path(sams_log_path) if sams_log_path else Path(self.args.output_dir) / SAMS_LOG
+            self.scheduler = SamsScheduler(self.sams_config, device=self.accelerator.device)
+            self._capture: _Capture | None = None
+            self._micro: list[dict[str, Any]] = []   # micro-batches of the running optimizer step
+            self._pending: dict[str, Any] | None = None  # last finished step, waiting for its reward
+            policy = self.accelerator.unwrap_model(self.model)
+            for block in _transformer_blocks(policy):
+                block.register_forward_hook(self._on_block)
+            policy.register_forward_hook(self._on_policy)
+            if self.ref_model is not None:
+                self.ref_model.register_forward_hook(self._on_reference)
+            self.add_callback(_SamsStepCallback(self))
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if self._signature_columns is not None and SAMS_INDEX_COLUMN not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, SAMS_INDEX_COLUMN]
+
+        # ---- hooks: only active inside a training forward (self._capture set by compute_loss)
+        def _on_block(self, module, args, output):
+            capture = self._capture
+            if capture is None or capture.contexts is not None or not torch.is_grad_enabled():
+                return None
+            hidden = output[0] if isinstance(output, (tuple, list)) else output
+            capture.layer_means.append(layer_mean(hidden, capture.mask.to(hidden.device)))
+            return None
+
+        def _on_policy(self, module, args, output):
+            capture = self._capture
+            if capture is None or getattr(output, "log_probs", None) is None:
+                return None
+            if not torch.is_grad_enabled():  # PEFT: the reference is the policy with its adapter off
+                if capture.contexts is not None:
+                    capture.ref_logps = output.log_probs.detach().sum(dim=1)
+                return None
+            if capture.contexts is not None:
+                return None
+            capture.contexts = pair_contexts(capture.layer_means, self.sams_config.context)
+            capture.layer_means = []
+            capture.scores = self.scheduler.score(capture.contexts)
+            capture.selected = self.scheduler.select(capture.scores, full=capture.full)
+            log_probs = output.log_probs
+            keep = torch.zeros(2 * capture.n_pairs, dtype=torch.bool, device=log_probs.device)
+            keep[capture.selected.to(log_probs.device)] = True
+            keep[capture.selected.to(log_probs.device) + capture.n_pairs] = True
+            capture.policy_logps = log_probs.detach().sum(dim=1)
+            # Same values, gradient only through the selected pairs: the DPO loss itself is unchanged.
+            output.log_probs = torch.where(keep.unsqueeze(1), log_probs, log_probs.detach())
+            return output
+
+        def _on_reference(self, module, args, output):
+            if self._capture is not None and getattr(output, "log_probs", None) is not None:
+                self._capture.ref_logps = output.log_probs.detach().sum(dim=1)
+            return None
+
+        # ---- one training forward
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            index = inputs.pop(SAMS_INDEX_COLUMN, None)
+            if index is None or not (model.training and torch.is_grad_enabled()):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            n_pairs = int(index.shape[0])
+            self._capture = _Capture(mask=inputs["completion_mask"], n_pairs=n_pairs,
+                                     full=self.state.global_step < self.sams_config.warmup_steps)
+            try:
+                result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                capture = self._capture
+            finally:
+                self._capture = None
+            if capture.contexts is None:
+                raise TrainError("SamS saw no policy forward pass with hidden states in this training step")
+            loss = result[0] if isinstance(result, tuple) else result
+            chosen, rejected = capture.policy_logps.float().cpu().chunk(2)
+            if "ref_chosen_logps" in inputs:
+                ref_chosen = inputs["ref_chosen_logps"].detach().float().cpu()
+                ref_rejected = inputs["ref_rejected_logps"].detach().float().cpu()
+            elif capture.ref_logps is not None:
+                ref_chosen, ref_rejected = capture.ref_logps.float().cpu().chunk(2)
+            else:
+                ref_chosen = ref_rejected = torch.zeros(n_pairs)
+            margins = self.beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
+            index = index.cpu()
+            self._micro.append({"index": index, "contexts": capture.contexts.cpu(), "scores": capture.scores,
+                                "selected": index[capture.selected], "margins": margins, "chosen_logps": chosen,
+                                "loss": float(loss.detach())})
+            return result
+
+        # ---- once per optimizer step (called by _SamsStepCallback)
+        def _sams_step_end(self, step: int) -> None:
+            micro, self._micro = self._micro, []
+            if not micro:
+                return
+            current = {"step": int(step),
+                       "index": torch.cat([m["index"] for m in micro]),
+                       "selected": torch.cat([m["selected"] for m in micro]),
+                       "contexts": torch.cat([m["contexts"] for m in micro]),
+                       "scores": torch.cat([m["scores"] for m in micro]),
+                       "margins": torch.cat([m["margins"] for m in micro]),
+                       "chosen_logps": torch.cat([m["chosen_logps"] for m in micro]),
+                       "loss": sum(m["loss"] for m in micro) / len(micro)}
+            if self._pending is not None:
+                self._sams_reward(self._pending, next_loss=current["loss"])
+            self._pending = current
+
+        def _sams_train_end(self) -> None:
+            self._sams_step_end(int(self.state.global_step))
+            if self._pending is not None:  # the last step's reward would need one more step
+                self._sams_log(self._pending, rewards=None, r_batch=None, scheduler_loss=None)
+                self._pending = None
+
+        def _sams_reward(self, record: dict[str, Any], next_loss: float) -> None:
+            r_batch = batch_reward(record["loss"], next_loss)
+            rewards = pair_rewards(r_batch, sample_rewards(record["margins"], record["chosen_logps"]),
+                                   self.sams_config.gamma)
+            scheduler_loss = self.scheduler.update(record["contexts"], rewards)
+            self._sams_log(record, rewards=rewards, r_batch=r_batch, scheduler_loss=scheduler_loss)
+
+        def _sams_log(self, record, *, rewards, r_batch, scheduler_loss) -> None:
+            append_jsonl(self.sams_log_path, {
+                "step": record["step"], "batch": record["index"].tolist(), "selected": record["selected"].tolist(),
+                "scores": [round(float(x), 6) for x in record["scores"]],
+                "rewards": None if rewards is None else [round(float(x), 6) for x in rewards],
+                "scheduler_loss": None if scheduler_loss is None else round(float(scheduler_loss), 6),
+                "loss": round(float(record["loss"]), 6),
+                "batch_reward": None if r_batch is None else round(float(r_batch), 6),
+                "warmup": record["step"] <= self.sams_config.warmup_steps,
+            })
+
+    class _SamsStepCallback(TrainerCallback):
+        def __init__(self, trainer) -> None:
+            self.trainer = trainer
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.trainer._sams_step_end(state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.trainer._sams_train_end()
+
+    SamsDPOTrainer.__module__ = __name__
+    return SamsDPOTrainer
 
 
 # ---------------------------------------------------------------------------------- job kind

@@ -1,0 +1,321 @@
+"""SamS: adaptive batch-wise sample scheduling for DPO, the trainer-independent part.
+
+Huang, Ban, Fu, Li, Dai, Li, Wang, "Adaptive Batch-Wise Sample Scheduling for Direct Preference
+Optimization", NeurIPS 2025 (arXiv 2506.17252); see ``docs/`` and the shared design ``SAMS.md``.
+
+Every DPO batch of n pairs is a set of bandit arms. A small scheduler scores each pair from the
+policy's own state (its hidden states in the forward pass DPO already makes), the top ⌈ρ·n⌉ pairs
+get gradient, and the scheduler learns online from a reward that says how much the policy learned.
+
+This module is plain torch: the networks, the selection, the rewards and the replay pool. The TRL
+side (hooks on the policy's forward, detaching the unselected pairs, the per-step log) lives in
+:mod:`alignscope.train` (``SamsDPOTrainer``), the only module that imports TRL.
+
+Shapes: ``n`` pairs per batch, ``L`` transformer blocks, ``D`` hidden size.
+
+* context ``c_i``: per block, the mean hidden state over the completion tokens (padding and prompt
+  masked out), averaged over the chosen and rejected sequences → ``(L, D)``; flattened to ``L·D``
+  (``context="flatten"``, the paper) or averaged over blocks to ``D`` (``context="mean"``).
+* score ``s_i = f_S(c_i) + λ·f_S′(h_S(c_i))``: ``f_S`` (exploitation) regresses the reward,
+  ``f_S′`` (exploration) regresses the residual ``r − f_S`` from ``f_S``'s hidden activations.
+* reward of a pair trained at step t, known after step t+1 (the lagged update: no extra forward):
+  ``r_i = γ·σ(r_B) + (1 − γ)·σ(r_S,i)`` with the batch reward
+  ``r_B = exp(L_t − L_{t+1}) − 1`` (the relative change of the exponentiated loss e^{−L}: positive
+  when the step lowered the loss; the reference code's normalisation flipped this sign) and the
+  sample reward ``r_S,i = σ(½·g(m_i) + ½·(1 − g(log πθ(y_w|x)_i)))``, ``g`` = min-max over the batch.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SELECTION_MODES", "CONTEXT_MODES", "SamsConfig", "SamsError", "SchedulerNetworks", "ReplayPool",
+           "SamsScheduler", "n_selected", "layer_mean", "pair_contexts", "batch_reward", "sample_rewards",
+           "pair_rewards"]
+
+SELECTION_MODES = ("topk", "softmax", "random")
+CONTEXT_MODES = ("flatten", "mean")
+
+
+class SamsError(ValueError):
+    """A SamS option that cannot work; one line for the user."""
+
+
+@dataclass
+class SamsConfig:
+    """Options of the SamS scheduler (the paper's symbols in brackets).
+
+    ``ratio`` [ρ]: share of each batch that gets gradient, ⌈ρ·n⌉ pairs. ``exploration`` [λ]: weight
+    of the exploration network. ``gamma`` [γ]: weight of the batch reward against the sample reward.
+    ``width``/``depth``: the scheduler MLPs (paper: 4096 × 16 on 7–9B models; 64–512 × 2–6 suit
+    small ones). ``lr``, ``scheduler_steps``: Adam learning rate and steps per training step.
+    ``replay_size`` batches (and at most ``replay_max_mb`` of contexts) are kept; each update trains
+    on the newest batch plus ``replay_sample − 1`` earlier ones. ``selection``: ``topk`` (paper),
+    ``softmax`` (sampling without replacement, as the reference code; ``temperature``) or ``random``
+    (the "random ⌈ρ·n⌉ of each batch" baseline: the scheduler still learns and logs, but does not
+    choose). ``warmup_steps``: first optimizer steps train on full batches. ``context``: see the
+    module docstring. ``seed``: scheduler init and sampling.
+    """
+
+    ratio: float = 0.5
+    exploration: float = 0.05
+    gamma: float = 0.5
+    width: int = 128
+    depth: int = 2
+    lr: float = 1e-3
+    scheduler_steps: int = 4
+    replay_size: int = 1024
+    replay_sample: int = 32
+    replay_max_mb: float = 256.0
+    selection: str = "topk"
+    temperature: float = 1.0
+    warmup_steps: int = 0
+    context: str = "flatten"
+    seed: int = 0
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise SamsError(f"sams config: {message}")
+
+        need(_number(self.ratio) and 0 < self.ratio <= 1, f"ratio must be in (0, 1], got {self.ratio!r}")
+        need(_number(self.exploration) and self.exploration >= 0, f"exploration must be >= 0, got {self.exploration!r}")
+        need(_number(self.gamma) and 0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma!r}")
+        for name in ("width", "depth", "scheduler_steps", "replay_size", "replay_sample"):
+            value = getattr(self, name)
+            need(_integer(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
+        need(_integer(self.warmup_steps) and self.warmup_steps >= 0, f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        need(_integer(self.seed), f"seed must be an integer, got {self.seed!r}")
+        need(_number(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr!r}")
+        need(_number(self.temperature) and self.temperature > 0, f"temperature must be > 0, got {self.temperature!r}")
+        need(_number(self.replay_max_mb) and self.replay_max_mb > 0, f"replay_max_mb must be > 0, got {self.replay_max_mb!r}")
+        need(self.selection in SELECTION_MODES, f"selection must be one of {', '.join(SELECTION_MODES)}, got {self.selection!r}")
+        need(self.context in CONTEXT_MODES, f"context must be one of {', '.join(CONTEXT_MODES)}, got {self.context!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def n_selected(ratio: float, n: int) -> int:
+    """⌈ρ·n⌉, at least 1 (the tiny epsilon keeps 0.5·8 = 4 from becoming 5 through rounding)."""
+    return max(1, min(n, math.ceil(ratio * n - 1e-9)))
+
+
+# -------------------------------------------------------------------------------- contexts
+def layer_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` ``(rows, T, D)`` over the positions where ``mask`` ``(rows, T)`` is 1 →
+    ``(rows, D)`` float32. A row without masked-in positions gives zeros (not NaN)."""
+    if hidden.shape[:2] != mask.shape:
+        raise SamsError(f"hidden states {tuple(hidden.shape)} and mask {tuple(mask.shape)} do not match")
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    total = (hidden.detach().to(torch.float32) * weights).sum(dim=1)
+    return total / weights.sum(dim=1).clamp(min=1.0)
+
+
+def pair_contexts(layer_means: list[torch.Tensor], mode: str = "flatten") -> torch.Tensor:
+    """Per-pair contexts from per-block means, each ``(2n, D)`` with the n chosen rows first (TRL's
+    batch layout) → ``(n, L·D)`` (``flatten``) or ``(n, D)`` (``mean``): chosen and rejected averaged."""
+    if not layer_means:
+        raise SamsError("no hidden states were captured from the policy's forward pass")
+    stacked = torch.stack(layer_means, dim=1)  # (2n, L, D)
+    if stacked.shape[0] % 2:
+        raise SamsError(f"expected chosen and rejected rows (an even count), got {stacked.shape[0]}")
+    chosen, rejected = stacked.chunk(2, dim=0)
+    per_pair = (chosen + rejected) / 2  # (n, L, D)
+    if mode == "flatten":
+        return per_pair.flatten(1)
+    if mode == "mean":
+        return per_pair.mean(dim=1)
+    raise SamsError(f"context must be one of {', '.join(CONTEXT_MODES)}, got {mode!r}")
+
+
+# --------------------------------------------------------------------------------- rewards
+def batch_reward(previous_loss: float, loss: float) -> float:
+    """r_B for the step that moved the batch loss from ``previous_loss`` to ``loss``:
+    ``exp(previous − loss) − 1`` (relative change of e^{−L}), > 0 exactly when the loss fell; the
+    exponent is clipped to ±20 so one bad step cannot produce inf."""
+    return math.expm1(max(-20.0, min(20.0, float(previous_loss) - float(loss))))
+
+
+def _min_max(values: torch.Tensor) -> torch.Tensor:
+    low, high = values.min(), values.max()
+    if not torch.isfinite(high - low) or float(high - low) <= 0:
+        return torch.full_like(values, 0.5)
+    return (values - low) / (high - low)
+
+
+def sample_rewards(margins: torch.Tensor, chosen_logps: torch.Tensor) -> torch.Tensor:
+    """r_S ``(n,)`` = σ(½·g(m) + ½·(1 − g(log πθ(y_w|x)))), g = min-max over the batch."""
+    margins, chosen_logps = margins.detach().float(), chosen_logps.detach().float()
+    return torch.sigmoid(0.5 * _min_max(margins) + 0.5 * (1 - _min_max(chosen_logps)))
+
+
+def pair_rewards(r_batch: float, r_sample: torch.Tensor, gamma: float) -> torch.Tensor:
+    """r ``(n,)`` = γ·σ(r_B) + (1 − γ)·σ(r_S), as written in the paper (r_S is already a sigmoid)."""
+    return gamma * torch.sigmoid(torch.tensor(float(r_batch))) + (1 - gamma) * torch.sigmoid(r_sample.float())
+
+
+# -------------------------------------------------------------------------------- networks
+class _Residual(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.relu(self.linear(x))
+
+
+class SchedulerNetworks(nn.Module):
+    """f_S (exploitation) and f_S′ (exploration), residual MLPs of ``width`` × ``depth``.
+
+    ``forward(contexts (n, d)) -> (exploit (n,), explore (n,), hidden (n, width))``; the
+    exploration network reads f_S's hidden activations, detached (it must not train f_S).
+    Contexts are layer-normalised first: hidden-state scales differ by orders of magnitude across
+    models and blocks.
+    """
+
+    def __init__(self, context_dim: int, width: int = 128, depth: int = 2) -> None:
+        super().__init__()
+        self.context_dim = int(context_dim)
+        self.exploit_body = nn.Sequential(nn.Linear(context_dim, width), nn.ReLU(),
+                                          *[_Residual(width) for _ in range(depth - 1)])
+        self.exploit_head = nn.Linear(width, 1)
+        self.explore = nn.Sequential(nn.Linear(width, width), nn.ReLU(),
+                                     *[_Residual(width) for _ in range(depth - 1)], nn.Linear(width, 1))
+
+    def forward(self, contexts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = F.layer_norm(contexts.float(), contexts.shape[-1:])
+        hidden = self.exploit_body(x)
+        exploit = self.exploit_head(hidden).squeeze(-1)
+        explore = self.explore(hidden.detach()).squeeze(-1)
+        return exploit, explore, hidden
+
+
+class ReplayPool:
+    """Bounded pool of past batches ``(contexts (n, d), rewards (n,))`` kept on the CPU: at most
+    ``max_batches`` batches and ``max_bytes`` of tensors; the oldest go first."""
+
+    def __init__(self, max_batches: int, max_bytes: int) -> None:
+        self.max_batches = int(max_batches)
+        self.max_bytes = int(max_bytes)
+        self.batches: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def add(self, contexts: torch.Tensor, rewards: torch.Tensor) -> None:
+        item = (contexts.detach().float().cpu(), rewards.detach().float().cpu())
+        self.batches.append(item)
+        self.nbytes += _nbytes(item)
+        while len(self.batches) > self.max_batches or (self.nbytes > self.max_bytes and len(self.batches) > 1):
+            self.nbytes -= _nbytes(self.batches.popleft())
+
+    def sample(self, k: int, rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The newest batch plus up to ``k − 1`` distinct earlier ones, drawn uniformly."""
+        if not self.batches:
+            return []
+        older = list(range(len(self.batches) - 1))
+        picked = rng.sample(older, min(k - 1, len(older)))
+        return [self.batches[-1]] + [self.batches[i] for i in picked]
+
+
+def _nbytes(item: tuple[torch.Tensor, torch.Tensor]) -> int:
+    return sum(t.element_size() * t.nelement() for t in item)
+
+
+# ------------------------------------------------------------------------------- scheduler
+class SamsScheduler:
+    """Score, select, and learn online (fit = :meth:`update`, score = :meth:`score`,
+    select = :meth:`select`), in the scikit-learn spirit of one object per estimator.
+
+    The networks are built on the first :meth:`score` call, when the context size is known.
+    """
+
+    def __init__(self, config: SamsConfig | None = None, device: str | torch.device = "cpu") -> None:
+        self.config = config or SamsConfig()
+        self.config.validate()
+        self.device = torch.device(device)
+        self.networks: SchedulerNetworks | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.pool = ReplayPool(self.config.replay_size, int(self.config.replay_max_mb * 2 ** 20))
+        self.rng = random.Random(self.config.seed)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.updates = 0
+
+    def _build(self, context_dim: int) -> None:
+        with torch.random.fork_rng(devices=[]):  # seed the scheduler without moving the trainer's RNG
+            torch.manual_seed(self.config.seed)
+            self.networks = SchedulerNetworks(context_dim, self.config.width, self.config.depth).to(self.device)
+        self.optimizer = torch.optim.Adam(self.networks.parameters(), lr=self.config.lr)
+
+    @torch.no_grad()
+    def score(self, contexts: torch.Tensor) -> torch.Tensor:
+        """s ``(n,)`` = f_S(c) + λ·f_S′(h_S(c)) for contexts ``(n, d)``."""
+        if contexts.ndim != 2:
+            raise SamsError(f"contexts must be (n, d), got shape {tuple(contexts.shape)}")
+        if self.networks is None:
+            self._build(contexts.shape[1])
+        if contexts.shape[1] != self.networks.context_dim:
+            raise SamsError(f"context size changed from {self.networks.context_dim} to {contexts.shape[1]}")
+        exploit, explore, _ = self.networks(contexts.to(self.device))
+        return (exploit + self.config.exploration * explore).float().cpu()
+
+    def select(self, scores: torch.Tensor, *, full: bool = False) -> torch.Tensor:
+        """Sorted positions ``(k,)`` of the pairs that get gradient, k = ⌈ρ·n⌉ (all when ``full``)."""
+        n = int(scores.shape[0])
+        if full:
+            return torch.arange(n)
+        k = n_selected(self.config.ratio, n)
+        mode = self.config.selection
+        if mode == "topk":
+            order = torch.argsort(scores, descending=True, stable=True)  # ties: lower position first
+        elif mode == "softmax":  # Gumbel top-k = sampling k without replacement from softmax(s / T)
+            uniform = torch.rand(n, generator=self.generator).clamp(1e-12, 1 - 1e-12)
+            order = torch.argsort(scores / self.config.temperature - torch.log(-torch.log(uniform)), descending=True)
+        else:
+            order = torch.randperm(n, generator=self.generator)
+        return torch.sort(order[:k]).values
+
+    def update(self, contexts: torch.Tensor, rewards: torch.Tensor) -> float:
+        """Add one rewarded batch to the replay pool and take ``scheduler_steps`` Adam steps of
+        MSE(f_S(c), r) + MSE(f_S′(h_S(c)), r − f_S(c)) on it plus sampled earlier batches.
+        Returns the mean loss of those steps."""
+        if contexts.ndim != 2 or rewards.shape != (contexts.shape[0],):
+            raise SamsError(f"update needs contexts (n, d) and rewards (n,), got {tuple(contexts.shape)} "
+                            f"and {tuple(rewards.shape)}")
+        if self.networks is None:
+            self._build(contexts.shape[1])
+        self.pool.add(contexts, rewards)
+        losses = []
+        self.networks.train()
+        for _ in range(self.config.scheduler_steps):
+            batches = self.pool.sample(self.config.replay_sample, self.rng)
+            x = torch.cat([b[0] for b in batches]).to(self.device)
+            y = torch.cat([b[1] for b in batches]).to(self.device)
+            exploit, explore, _ = self.networks(x)
+            # Both predictions are (m,), exactly the targets' shape: no broadcasting to (m, m).
+            assert exploit.shape == y.shape and explore.shape == y.shape
+            loss = F.mse_loss(exploit, y) + F.mse_loss(explore, y - exploit.detach())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        self.networks.eval()
+        self.updates += 1
+        return sum(losses) / len(losses)
