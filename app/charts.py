@@ -74,17 +74,18 @@ def scatter_map(coords, colour, colour_name: str, hover: list[str], *, title: st
     return fig
 
 
-def kept_histogram(values, kept, *, name: str, title: str, cutoff: float | None = None) -> go.Figure:
-    """Histogram of one per-point quantity, kept vs dropped, with the current cut-off."""
+def kept_histogram(values, kept, *, name: str, title: str, cutoff: float | None = None,
+                   labels: tuple[str, str] = ("kept", "dropped"), y_title: str = "points") -> go.Figure:
+    """Histogram of one per-point quantity, kept vs dropped (``labels``), with the current cut-off."""
     import numpy as np
 
     values, kept = np.asarray(values), np.asarray(kept, dtype=bool)
     fig = go.Figure()
-    fig.add_trace(go.Histogram(x=values[~kept], name="dropped", marker_color=DROPPED, nbinsx=60, opacity=0.8))
-    fig.add_trace(go.Histogram(x=values[kept], name="kept", marker_color=KEPT, nbinsx=60, opacity=0.8))
+    fig.add_trace(go.Histogram(x=values[~kept], name=labels[1], marker_color=DROPPED, nbinsx=60, opacity=0.8))
+    fig.add_trace(go.Histogram(x=values[kept], name=labels[0], marker_color=KEPT, nbinsx=60, opacity=0.8))
     if cutoff is not None:
         fig.add_vline(x=cutoff, line_dash="dash", annotation_text="cut-off", annotation_position="top")
-    fig.update_layout(barmode="overlay", title=title, xaxis_title=name, yaxis_title="points",
+    fig.update_layout(barmode="overlay", title=title, xaxis_title=name, yaxis_title=y_title,
                       legend_title_text="subset", height=330, margin=dict(t=50, b=40))
     return fig
 
@@ -133,4 +134,40 @@ def overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
                                colorbar=dict(title="Jaccard")))
     fig.update_layout(title="Overlap of the kept pairs between methods (Jaccard)", xaxis_title="method",
                       yaxis_title="method", height=360, margin=dict(t=50, b=40))
+    return fig
+
+
+def schedule_strip(log: pd.DataFrame, max_points: int = 50_000) -> go.Figure:
+    """Every pair of every logged step: score against step, selected vs skipped."""
+    rows = log.tail(max_points)
+    fig = go.Figure()
+    for name, mask, colour in (("skipped", ~rows["selected"], DROPPED), ("selected", rows["selected"], KEPT)):
+        part = rows[mask]
+        fig.add_trace(go.Scattergl(x=part["step"], y=part["score"], mode="markers", name=name,
+                                   marker=dict(size=6, color=colour, opacity=0.8),
+                                   text=[f"pair {i}" for i in part["index"]],
+                                   hovertemplate="step %{x} · %{text} · score %{y:.3f}<extra></extra>"))
+    fig.update_layout(title="Scheduler scores per step: selected vs skipped pairs", xaxis_title="training step",
+                      yaxis_title="score s = f_S + λ·f_S′", legend_title_text="pair", height=360,
+                      margin=dict(t=50, b=40))
+    return fig
+
+
+def rate_bars(rates: pd.DataFrame, *, title: str, x_title: str, baseline: float | None = None) -> go.Figure:
+    """Selection rate per group (``group, seen, selected, rate``) with the expected rate ρ."""
+    fig = go.Figure(go.Bar(x=rates["group"].astype(str), y=rates["rate"], marker_color=KEPT,
+                           text=[f"{s:,}/{n:,}" for s, n in zip(rates["selected"], rates["seen"])],
+                           textposition="auto", name="selected / seen"))
+    if baseline is not None:
+        fig.add_hline(y=baseline, line_dash="dash", annotation_text=f"ρ = {baseline:.0%}", annotation_position="top left")
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="selected when in a batch",
+                      yaxis_tickformat=".0%", yaxis_range=[0, 1], height=330, margin=dict(t=50, b=40))
+    return fig
+
+
+def frequency_histogram(rates: pd.DataFrame) -> go.Figure:
+    """Distribution over pairs of the share of their batches in which they were selected."""
+    fig = go.Figure(go.Histogram(x=rates["rate"], nbinsx=21, marker_color=KEPT))
+    fig.update_layout(title="How often each pair was selected when it was in a batch", xaxis_title="selection rate",
+                      xaxis_tickformat=".0%", yaxis_title="pairs", height=330, margin=dict(t=50, b=40))
     return fig

@@ -38,7 +38,7 @@ from torch import nn
 
 __all__ = ["SELECTION_MODES", "CONTEXT_MODES", "SamsConfig", "SamsError", "SchedulerNetworks", "ReplayPool",
            "SamsScheduler", "n_selected", "layer_mean", "pair_contexts", "batch_reward", "sample_rewards",
-           "pair_rewards"]
+           "pair_rewards", "read_sams_log", "selection_rates"]
 
 SELECTION_MODES = ("topk", "softmax", "random")
 CONTEXT_MODES = ("flatten", "mean")
@@ -73,7 +73,7 @@ class SamsConfig:
     scheduler_steps: int = 4
     replay_size: int = 1024
     replay_sample: int = 32
-    replay_max_mb: float = 256.0
+    replay_max_mb: float = 64.0
     selection: str = "topk"
     temperature: float = 1.0
     warmup_steps: int = 0
@@ -319,3 +319,41 @@ class SamsScheduler:
         self.networks.eval()
         self.updates += 1
         return sum(losses) / len(losses)
+
+
+# ------------------------------------------------------------------------------- reading logs
+def read_sams_log(path) -> "pd.DataFrame":
+    """``sams.jsonl`` (a file or a run directory) as one row per (step, pair in the batch):
+    ``step, index, selected, score, reward`` (NaN until the lagged reward is known), ``loss``,
+    ``batch_reward``, ``scheduler_loss``, ``warmup``. An empty frame when there is no log yet."""
+    import pandas as pd
+    from pathlib import Path
+
+    from alignscope.jobs import read_jsonl
+
+    path = Path(path)
+    records = read_jsonl(path / "sams.jsonl" if path.is_dir() else path)
+    columns = ["step", "index", "selected", "score", "reward", "loss", "batch_reward", "scheduler_loss", "warmup"]
+    rows = []
+    for record in records:
+        chosen = set(record.get("selected") or [])
+        rewards = record.get("rewards") or [None] * len(record["batch"])
+        for index, score, reward in zip(record["batch"], record["scores"], rewards):
+            rows.append((record["step"], index, index in chosen, score, reward, record.get("loss"),
+                         record.get("batch_reward"), record.get("scheduler_loss"), bool(record.get("warmup"))))
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({"reward": float, "batch_reward": float, "scheduler_loss": float})
+
+
+def selection_rates(log: "pd.DataFrame", groups=None) -> "pd.DataFrame":
+    """How often each pair (``groups=None``) or each group of pairs was selected when it was in a
+    batch: ``group, seen, selected, rate``. ``groups`` maps a data index to its group (a Series
+    indexed by data index, e.g. a ``source`` column or a ``flipped`` flag)."""
+    import pandas as pd
+
+    if log.empty:
+        return pd.DataFrame(columns=["group", "seen", "selected", "rate"])
+    keys = log["index"] if groups is None else log["index"].map(groups)
+    table = log.assign(group=keys.astype(str)).groupby("group")["selected"].agg(seen="size", selected="sum")
+    table["rate"] = table["selected"] / table["seen"]
+    return table.reset_index()

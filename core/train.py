@@ -233,7 +233,7 @@ class DPOSamsTrainConfig(DPOTrainConfig):
     sams_scheduler_steps: int = 4
     sams_replay_size: int = 1024
     sams_replay_sample: int = 32
-    sams_replay_max_mb: float = 256.0
+    sams_replay_max_mb: float = 64.0
     sams_selection: str = "topk"
     sams_temperature: float = 1.0
     sams_warmup_steps: int = 0

@@ -26,8 +26,11 @@ with st.form("train_form"):
     cols = st.columns(3)
     train_on = cols[0].radio("Train on", source_options, key=f"train_on_{len(source_options)}",
                              help="Pick a subset on the Select or Map page to make it the active selection.")
-    method = cols[1].radio("Method", ["dpo", "kto"], horizontal=True, key="train_method",
-                           format_func={"dpo": "DPO (pairs)", "kto": "KTO (completions)"}.get)
+    method = cols[1].radio("Method", ["dpo", "kto", "dpo-sams"], horizontal=True, key="train_method",
+                           format_func={"dpo": "DPO (pairs)", "kto": "KTO (completions)",
+                                        "dpo-sams": "DPO + SamS"}.get,
+                           help="DPO + SamS: a learned scheduler picks, inside every batch, the pairs that get "
+                                "gradient (see the Scheduler page).")
     model = cols[2].selectbox("Model", ["tiny", "smollm2-135m"], key="train_model",
                               help="tiny: a 3M-parameter random-init Llama (seconds per step on CPU, for "
                                    "plumbing and quick comparisons); smollm2-135m: SmolLM2-135M-Instruct "
@@ -48,6 +51,17 @@ with st.form("train_form"):
     seed = cols[2].number_input("Seed", min_value=0, value=0, key="train_seed")
     eval_max = cols[3].number_input("Evaluate at most (pairs, 0 = all)", min_value=0, value=200,
                                     key="train_eval_max", help="Evaluation runs two models per pair: cap it on CPU.")
+    with st.expander("SamS and label noise"):
+        cols = st.columns(3)
+        sams_ratio = cols[0].slider("SamS: share of each batch trained on (ρ)", 0.1, 1.0, 0.5, 0.05,
+                                    key="train_sams_ratio", help="DPO + SamS only: ⌈ρ·n⌉ pairs per batch get gradient.")
+        sams_selection = cols[1].selectbox("SamS: selection", ["topk", "softmax", "random"], key="train_sams_selection",
+                                           help="topk: the paper; softmax: sampling; random: the random-subset "
+                                                "baseline (same ρ, no learned choice).")
+        label_noise = cols[2].number_input("Label noise (share of training pairs flipped)", min_value=0.0,
+                                           max_value=0.9, value=0.0, step=0.05, key="train_label_noise",
+                                           help="Swap chosen/rejected of this share of the training pairs (the "
+                                                "held-out pairs are never flipped): tests robustness to noisy labels.")
     submitted = st.form_submit_button("Start training", type="primary")
 
 if selection:
@@ -66,6 +80,10 @@ if submitted:
         config["lr"] = float(lr)
     if eval_max:
         config["eval_max_pairs"] = int(eval_max)
+    if label_noise:
+        config["label_noise"] = float(label_noise)
+    if method == "dpo-sams":
+        config.update(sams_ratio=float(sams_ratio), sams_selection=sams_selection)
     try:
         from alignscope.train import config_from_dict
 

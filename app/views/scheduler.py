@@ -1,0 +1,112 @@
+"""Scheduler page: what SamS did inside a DPO + SamS run — which pairs each step picked and
+skipped, the score and reward distributions, how often each pair was picked, whether flipped-label
+pairs were avoided (when the noise is known) and the picked share by source."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from alignscope.app import charts, state
+from alignscope.sams import read_sams_log, selection_rates
+
+st.title("Scheduler")
+st.caption("SamS scores every pair of every DPO batch from the policy's own hidden states and lets only the "
+           "best ⌈ρ·n⌉ of them move the model. This page shows its decisions for one DPO + SamS run. "
+           "Start such a run on the Train page (method “DPO + SamS”).")
+
+store = state.job_store()
+runs = [j for j in store.list_jobs(kind="train", limit=300) if j.config.get("method") == "dpo-sams"]
+if not runs:
+    st.info("No DPO + SamS run yet: on the Train page pick the method “DPO + SamS” and start one; its "
+            "schedule appears here as it trains.")
+    st.stop()
+labels = {j.id: f"{j.id} · {j.config.get('model')} · ρ={j.config.get('sams_ratio', 0.5)} · {j.status}" for j in runs}
+picked = st.selectbox("Run", list(labels), format_func=labels.get, key="scheduler_run")
+job = store.get(picked)
+
+
+def _flip_groups(run_dir: Path, fingerprint: str | None) -> tuple[pd.Series | None, str]:
+    """Which pairs had wrong labels, when known: the run's own label noise, else the data's
+    ``is_flipped`` column (the demo set plants flips)."""
+    table_path = run_dir / "selection.parquet"
+    if table_path.exists():
+        table = pd.read_parquet(table_path)
+        if "flipped" in table.columns:
+            key = "pair_index" if "pair_index" in table.columns else "index"
+            flags = table.groupby(key)["flipped"].any()
+            return flags.map({True: "flipped", False: "clean"}), "label noise injected by this run"
+    data = state.active_data()
+    if data is not None and data.fingerprint == fingerprint and "is_flipped" in data.frame.columns:
+        flags = data.frame["is_flipped"].astype(bool)
+        return flags.map({True: "flipped", False: "clean"}), "flips marked in the data set (is_flipped)"
+    return None, ""
+
+
+@st.fragment(run_every=3)
+def schedule(job_id: str) -> None:
+    job = store.get(job_id)
+    run_dir = Path(job.run_dir)
+    log = read_sams_log(run_dir)
+    if job.status == "failed":
+        st.error(f"This run failed: {job.error}")
+    if log.empty:
+        st.info("No step logged yet." if job.is_active else "This run logged no scheduler step.")
+        return
+    ratio = float(job.config.get("sams_ratio", 0.5))
+    steps = log.groupby("step").agg(batch=("index", "size"), selected=("selected", "sum"), loss=("loss", "first"),
+                                    batch_reward=("batch_reward", "first"), scheduler_loss=("scheduler_loss", "first"))
+    cols = st.columns(4)
+    cols[0].metric("Steps logged", f"{len(steps):,}", help=f"{job.status}")
+    cols[1].metric("Pairs per batch", f"{steps['batch'].iloc[-1]:,}")
+    cols[2].metric("Selected share", f"{log['selected'].mean():.0%}", help="⌈ρ·n⌉ / n per step; warm-up steps keep all")
+    cols[3].metric("Distinct pairs seen", f"{log['index'].nunique():,}")
+
+    st.plotly_chart(charts.schedule_strip(log), key="scheduler_strip")
+    cols = st.columns(2)
+    cols[0].plotly_chart(charts.kept_histogram(log["score"], log["selected"], name="scheduler score",
+                                               title="Scores: selected vs skipped", labels=("selected", "skipped"),
+                                               y_title="pairs × steps"), key="scheduler_scores")
+    rewarded = log.dropna(subset=["reward"])
+    if rewarded.empty:
+        cols[1].caption("Rewards appear one step later (the scheduler is trained on what the previous step did).")
+    else:
+        cols[1].plotly_chart(charts.kept_histogram(rewarded["reward"], rewarded["selected"], name="reward r",
+                                                   title="Rewards the scheduler learned from", labels=("selected", "skipped"),
+                                                   y_title="pairs × steps"), key="scheduler_rewards")
+    curves = steps.reset_index()
+    cols = st.columns(2)
+    cols[0].plotly_chart(charts.metric_curves({"DPO loss (whole batch)": curves}, "loss",
+                                              title="DPO loss per step"), key="scheduler_loss_curve")
+    cols[1].plotly_chart(charts.metric_curves({"scheduler": curves}, "scheduler_loss",
+                                              title="Scheduler MSE per update"), key="scheduler_mse_curve")
+
+    st.subheader("Which pairs it preferred")
+    per_pair = selection_rates(log)
+    cols = st.columns(2)
+    cols[0].plotly_chart(charts.frequency_histogram(per_pair), key="scheduler_frequency")
+    flips, flip_source = _flip_groups(run_dir, (job.config.get("data") or {}).get("fingerprint"))
+    if flips is not None:
+        rates = selection_rates(log, flips)
+        cols[1].plotly_chart(charts.rate_bars(rates, title="Selection rate: flipped vs clean labels",
+                                              x_title=flip_source, baseline=ratio), key="scheduler_flips")
+    else:
+        cols[1].caption("Whether flipped labels were avoided shows here when the noise is known: train with "
+                        "label noise, or on data with an is_flipped column (the demo set).")
+    data = state.active_data()
+    if data is not None and data.fingerprint == (job.config.get("data") or {}).get("fingerprint") \
+            and "source" in data.frame.columns:
+        rates = selection_rates(log, data.frame["source"])
+        st.plotly_chart(charts.rate_bars(rates, title="Selection rate per source", x_title="source", baseline=ratio),
+                        key="scheduler_sources")
+
+    with st.expander("Per-step decisions"):
+        table = log.groupby("step").apply(lambda g: pd.Series({
+            "selected": ", ".join(map(str, g.loc[g["selected"], "index"])),
+            "skipped": ", ".join(map(str, g.loc[~g["selected"], "index"])),
+            "loss": g["loss"].iloc[0], "batch reward": g["batch_reward"].iloc[0]}), include_groups=False)
+        st.dataframe(table.reset_index(), hide_index=True, key="scheduler_table")
+
+
+schedule(picked)
