@@ -1,0 +1,265 @@
+"""Scaling curves: how alignment quality grows with the share of the data, and how much is enough.
+
+ISA paper (Khera, Ghosh, Dutta, arXiv 2411.10545, §1 of the shared design): quality follows an
+exponential plateau in the data size x,
+
+    R(x) = r − (r − a) · exp(−b · x)
+
+with r the plateau, a the score without alignment data, b the growth rate. Here x is the FRACTION
+of the data in [0, 1] (the paper writes x in percent: b_percent = b / 100).
+
+* :func:`fit_plateau` ``(fractions (n,), scores (n,), q=0.95, n_boot=500, seed=0) -> PlateauFit``:
+  least squares (scipy ``curve_fit``, several starts, b > 0), percentile bootstrap intervals
+  (points resampled within each fraction, so every fraction stays represented), and the
+  recommendation: the smallest x whose predicted R reaches q·r,
+  ``x* = ln((r − a) / ((1 − q)·r)) / b``, with its interval and the saving 1 − x*.
+* :func:`fit_points` fits every method of a points table; :func:`read_points` reads a CSV with
+  ``fraction`` (0–1) or ``percent`` (0–100), ``score``, optional ``method`` and ``seed``, failing
+  with a :class:`~alignscope.readers.DataError` that names the file, row and column.
+
+A fit says when it cannot be trusted: fewer than 3 distinct fractions is an error; a fit that does
+not converge, a growth rate at its bounds (no visible plateau, or a jump before the first point) or
+an unstable bootstrap come back as ``warnings`` and ``converged=False``.
+"""
+from __future__ import annotations
+
+import math
+import warnings as _warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from alignscope.readers import DataError
+
+__all__ = ["ScalingError", "PlateauFit", "plateau", "recommended_fraction", "fit_plateau", "fit_points",
+           "read_points", "B_BOUNDS"]
+
+B_BOUNDS = (1e-3, 1e3)  # growth rate per unit fraction: 0.1 %…99.9 % of the way within the data
+
+
+class ScalingError(ValueError):
+    """A scaling fit that cannot be made; one line for the user."""
+
+
+def plateau(x: Any, r: float, a: float, b: float) -> np.ndarray:
+    """R(x) = r − (r − a)·e^{−b·x}."""
+    return r - (r - a) * np.exp(-b * np.asarray(x, dtype=float))
+
+
+def recommended_fraction(r: float, a: float, b: float, q: float) -> float:
+    """Smallest x ≥ 0 with R(x) ≥ q·r (inf when R never gets there: r ≤ 0 or a falling curve
+    that starts below q·r)."""
+    target = q * r
+    if a >= target:
+        return 0.0
+    if r <= 0 or r <= a or b <= 0:
+        return math.inf
+    return math.log((r - a) / ((1 - q) * r)) / b
+
+
+@dataclass
+class PlateauFit:
+    """One fitted curve. Intervals are 95 % percentile bootstrap intervals (None without bootstrap)."""
+
+    r: float
+    a: float
+    b: float
+    q: float
+    recommended_fraction: float | None   # clipped to [0, 1]; None when R never reaches q·r
+    saving: float | None                 # 1 − recommended_fraction
+    reaches_plateau_within_data: bool    # x* ≤ 1
+    n_points: int
+    fractions: list[float]
+    rmse: float
+    converged: bool
+    r_ci95: list[float] | None = None
+    a_ci95: list[float] | None = None
+    b_ci95: list[float] | None = None
+    recommended_fraction_ci95: list[float] | None = None
+    n_boot: int = 0
+    n_boot_failed: int = 0
+    warnings: list[str] = field(default_factory=list)
+    method: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+    def predict(self, x: Any) -> np.ndarray:
+        return plateau(x, self.r, self.a, self.b)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(value) else round(float(value), 6)
+    return value
+
+
+def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Best (r, a, b) over several starting growth rates; None when no start converges."""
+    from scipy.optimize import curve_fit
+
+    best: tuple[np.ndarray, float] | None = None
+    low_x = y[x == x.min()].mean()
+    high = y[x == x.max()].mean()
+    spread = max(float(np.ptp(y)), 1e-6)
+    for b0 in (1.0, 5.0, 20.0, 100.0):
+        start = [high, low_x, b0]
+        try:
+            with _warnings.catch_warnings():
+                _warnings.simplefilter("ignore")
+                params, _ = curve_fit(plateau, x, y, p0=start, maxfev=5000,
+                                      bounds=([-np.inf, -np.inf, B_BOUNDS[0]], [np.inf, np.inf, B_BOUNDS[1]]))
+        except (RuntimeError, ValueError):
+            continue
+        if not np.all(np.isfinite(params)):
+            continue
+        sse = float(np.sum((plateau(x, *params) - y) ** 2))
+        # Reject fits whose plateau is absurdly far from the data (a degenerate near-linear fit).
+        if abs(params[0] - high) > 100 * spread:
+            continue
+        if best is None or sse < best[1]:
+            best = (params, sse)
+    return best
+
+
+def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float = 0.95, n_boot: int = 500,
+                seed: int = 0, method: str | None = None) -> PlateauFit:
+    """Fit R(x) to points (x = fraction of the data in [0, 1]); see the module docstring."""
+    x = np.asarray(fractions, dtype=float)
+    y = np.asarray(scores, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ScalingError(f"fractions and scores must be two 1-D sequences of one length, got {x.shape} and {y.shape}")
+    if not (0 < q < 1):
+        raise ScalingError(f"q must be in (0, 1), got {q!r}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ScalingError("fractions and scores must be finite numbers")
+    if np.any(x < 0) or np.any(x > 1):
+        raise ScalingError("fractions must be in [0, 1] (give percent as a 'percent' column, 0–100)")
+    levels = np.unique(x)
+    name = f"method {method!r}: " if method else ""
+    if len(levels) < 3:
+        raise ScalingError(f"{name}a plateau has 3 parameters: it needs points at 3 or more distinct fractions, "
+                           f"got {len(levels)}")
+    found = _least_squares(x, y)
+    if found is None:
+        raise ScalingError(f"{name}the fit did not converge to a plateau from any starting point: do the scores "
+                           "level off as the fraction grows? (measure larger fractions)")
+    (r, a, b), sse = found
+    notes: list[str] = []
+    converged = True
+    if b <= B_BOUNDS[0] * 1.01:
+        notes.append("the growth rate hit its lower bound: no plateau is visible in these points (still rising "
+                     "linearly); measure larger fractions")
+        converged = False
+    if b >= B_BOUNDS[1] * 0.99:
+        notes.append("the growth rate hit its upper bound: the curve is flat from the smallest fraction on; "
+                     "measure smaller fractions")
+        converged = False
+    if r < a:
+        notes.append("the fitted curve falls with more data (r < a)")
+    x_star = recommended_fraction(r, a, b, q)
+    within = bool(x_star <= 1.0)
+    if not within:
+        notes.append(f"R reaches {q:.0%} of the plateau only beyond the full data set (x* = {x_star:.3g})")
+
+    boot: list[tuple[float, float, float, float]] = []
+    failed = 0
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        groups = [np.flatnonzero(x == level) for level in levels]
+        for _ in range(int(n_boot)):
+            rows = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+            again = _least_squares(x[rows], y[rows])
+            if again is None:
+                failed += 1
+                continue
+            rb, ab, bb = again[0]
+            boot.append((rb, ab, bb, recommended_fraction(rb, ab, bb, q)))
+        if n_boot and failed > n_boot / 2:
+            notes.append(f"{failed} of {n_boot} bootstrap fits failed: the intervals are unreliable")
+            converged = False
+
+    def interval(column: int, clip: bool = False) -> list[float] | None:
+        if not boot:
+            return None
+        values = np.array([row[column] for row in boot], dtype=float)
+        if clip:
+            values = np.clip(values, 0.0, 1.0)
+        values = values[np.isfinite(values)]
+        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else None
+
+    recommended = None if not math.isfinite(x_star) else float(min(max(x_star, 0.0), 1.0))
+    return PlateauFit(r=float(r), a=float(a), b=float(b), q=float(q), recommended_fraction=recommended,
+                      saving=None if recommended is None else 1.0 - recommended,
+                      reaches_plateau_within_data=within, n_points=int(len(x)),
+                      fractions=[float(v) for v in levels], rmse=math.sqrt(sse / len(x)), converged=converged,
+                      r_ci95=interval(0), a_ci95=interval(1), b_ci95=interval(2),
+                      recommended_fraction_ci95=interval(3, clip=True), n_boot=len(boot) + failed,
+                      n_boot_failed=failed, warnings=notes, method=method)
+
+
+def fit_points(points: pd.DataFrame, *, q: float = 0.95, n_boot: int = 500, seed: int = 0) -> dict[str, PlateauFit | str]:
+    """Fit each method of a points table (``fraction``, ``score``, optional ``method``): method →
+    :class:`PlateauFit`, or → the one-line reason it could not be fitted."""
+    table = points if "method" in points.columns else points.assign(method="all")
+    fits: dict[str, PlateauFit | str] = {}
+    for method, rows in table.groupby("method", sort=True):
+        try:
+            fits[str(method)] = fit_plateau(rows["fraction"], rows["score"], q=q, n_boot=n_boot, seed=seed,
+                                            method=str(method))
+        except ScalingError as exc:
+            fits[str(method)] = str(exc)
+    return fits
+
+
+def read_points(path: str | Path) -> pd.DataFrame:
+    """A points CSV → ``fraction`` (0–1), ``score``, ``method`` (str), ``seed`` (when given).
+    Rows are counted from 1 after the header."""
+    file = Path(path)
+    shown = str(path)
+    if not file.is_file():
+        raise DataError("no such file", file=shown)
+    try:
+        table = pd.read_csv(file)
+    except UnicodeDecodeError:
+        raise DataError("is not UTF-8 text", file=shown) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"is not a readable CSV ({str(exc).splitlines()[0][:120]})", file=shown) from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    if "score" not in table.columns:
+        raise DataError("has no 'score' column", file=shown, hint="columns: fraction or percent, score, optional method, seed")
+    if "fraction" in table.columns:
+        size_col, scale, upper = "fraction", 1.0, 1.0
+    elif "percent" in table.columns:
+        size_col, scale, upper = "percent", 100.0, 100.0
+    else:
+        raise DataError("has neither a 'fraction' (0–1) nor a 'percent' (0–100) column", file=shown)
+    if table.empty:
+        raise DataError("has no data rows", file=shown)
+    out = pd.DataFrame(index=table.index)
+    for column in (size_col, "score"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{table[column].iloc[row]!r} is not a finite number", file=shown, row=row + 1, column=column)
+        out[column] = values.astype(float)
+    outside = (out[size_col] < 0) | (out[size_col] > upper)
+    if outside.any():
+        row = int(np.flatnonzero(outside.to_numpy())[0])
+        raise DataError(f"{out[size_col].iloc[row]:g} is outside [0, {upper:g}]", file=shown, row=row + 1, column=size_col)
+    result = pd.DataFrame({"fraction": out[size_col] / scale, "score": out["score"]})
+    if "method" in table.columns:
+        result["method"] = table["method"].fillna("").astype(str).str.strip().replace("", "all")
+    else:
+        result["method"] = "all"
+    if "seed" in table.columns:
+        result["seed"] = table["seed"]
+    return result.reset_index(drop=True)
