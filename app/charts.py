@@ -171,3 +171,37 @@ def frequency_histogram(rates: pd.DataFrame) -> go.Figure:
     fig.update_layout(title="How often each pair was selected when it was in a batch", xaxis_title="selection rate",
                       xaxis_tickformat=".0%", yaxis_title="pairs", height=330, margin=dict(t=50, b=40))
     return fig
+
+
+def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float) -> go.Figure:
+    """Measured points per method, the fitted plateau R(x) with its bootstrap band, and the
+    recommended fraction (q·r) as a marker."""
+    import numpy as np
+
+    fig = go.Figure()
+    grid = np.linspace(0, 1, 201)
+    for i, method in enumerate(sorted(points["method"].unique())):
+        colour = _PALETTE[i % len(_PALETTE)]
+        rows = points[points["method"] == method]
+        fig.add_trace(go.Scatter(x=rows["fraction"], y=rows["score"], mode="markers", name=f"{method} (points)",
+                                 legendgroup=method, marker=dict(color=colour, size=8, opacity=0.7),
+                                 hovertemplate="x %{x:.1%} · score %{y:.4f}<extra>" + str(method) + "</extra>"))
+        fit = fits.get(method)
+        if fit is None or isinstance(fit, str):
+            continue
+        band = fit.band(grid)
+        if band is not None:
+            fig.add_trace(go.Scatter(x=np.concatenate([grid, grid[::-1]]), y=np.concatenate([band[1], band[0][::-1]]),
+                                     fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
+                                     legendgroup=method, showlegend=False, hoverinfo="skip", name=f"{method} band"))
+        fig.add_trace(go.Scatter(x=grid, y=fit.predict(grid), mode="lines", name=f"{method} fit", legendgroup=method,
+                                 line=dict(color=colour, width=2)))
+        if fit.recommended_fraction is not None:
+            x = fit.recommended_fraction
+            fig.add_trace(go.Scatter(x=[x], y=[float(fit.predict(x))], mode="markers", legendgroup=method,
+                                     name=f"{method}: {q:.0%} of plateau at {x:.1%}",
+                                     marker=dict(color=colour, size=14, symbol="star", line=dict(width=1, color="black"))))
+    fig.update_layout(title="Score against the share of the data, with the fitted plateau R(x) = r − (r − a)·e^(−b·x)",
+                      xaxis_title="fraction of the data used", yaxis_title="score (held-out accuracy)",
+                      xaxis_tickformat=".0%", legend_title_text="method", height=480, margin=dict(t=60, b=40))
+    return fig

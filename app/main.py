@@ -18,6 +18,7 @@ navigation = st.navigation([
     st.Page(PAGES / "select.py", title="Select", icon=":material/filter_alt:"),
     st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
     st.Page(PAGES / "scheduler.py", title="Scheduler", icon=":material/low_priority:"),
+    st.Page(PAGES / "scaling.py", title="Scaling", icon=":material/trending_up:"),
     st.Page(PAGES / "spectra.py", title="Spectra", icon=":material/ssid_chart:"),
     st.Page(PAGES / "runs.py", title="Runs", icon=":material/list_alt:"),
 ])

@@ -572,8 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     from alignscope.spectra_cli import add_spectra_command
 
     add_spectra_command(commands)
-    from alignscope.scaling_cli import add_scaling_command
+    from alignscope.scaling_cli import add_scaling_command, add_sweep_command
 
+    add_sweep_command(commands, _load_options_only)
     add_scaling_command(commands)
 
     jobs = commands.add_parser("jobs", help="list, inspect, cancel and read the logs of jobs")

@@ -164,6 +164,7 @@ _KINDS: dict[str, str] = {
     "embed": "alignscope.tasks:embed_job",
     "map": "alignscope.tasks:map_job",
     "train": "alignscope.train:run_job",
+    "sweep_point": "alignscope.sweep:point_job",
 }
 
 
@@ -846,7 +847,8 @@ class LocalExecutor(Executor):
 
 
 # Executors by name -> "module:Class" import string (a Ray executor must not import ray here).
-_EXECUTOR_TARGETS: dict[str, str] = {"local": "alignscope.jobs:LocalExecutor"}
+_EXECUTOR_TARGETS: dict[str, str] = {"local": "alignscope.jobs:LocalExecutor",
+                                     "ray": "alignscope.ray_executor:RayExecutor"}
 _EXECUTORS: dict[str, Executor] = {}
 
 

@@ -83,9 +83,20 @@ class PlateauFit:
     n_boot_failed: int = 0
     warnings: list[str] = field(default_factory=list)
     method: str | None = None
+    boot_params: np.ndarray | None = field(default=None, repr=False)  # (n_ok, 3): r, a, b per refit
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        values = asdict(self)
+        values.pop("boot_params")
+        return _clean(values)
+
+    def band(self, x: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pointwise bootstrap band of R at ``x`` (None without bootstrap refits)."""
+        if self.boot_params is None or not len(self.boot_params):
+            return None
+        curves = np.stack([plateau(x, *params) for params in self.boot_params])
+        tail = (1 - level) / 2 * 100
+        return np.percentile(curves, tail, axis=0), np.percentile(curves, 100 - tail, axis=0)
 
     def predict(self, x: Any) -> np.ndarray:
         return plateau(x, self.r, self.a, self.b)
@@ -122,7 +133,7 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float] | N
             continue
         sse = float(np.sum((plateau(x, *params) - y) ** 2))
         # Reject fits whose plateau is absurdly far from the data (a degenerate near-linear fit).
-        if abs(params[0] - high) > 100 * spread:
+        if abs(params[0] - high) > 100 * spread or abs(params[1] - low_x) > 100 * spread:
             continue
         if best is None or sse < best[1]:
             best = (params, sse)
@@ -202,7 +213,8 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
                       fractions=[float(v) for v in levels], rmse=math.sqrt(sse / len(x)), converged=converged,
                       r_ci95=interval(0), a_ci95=interval(1), b_ci95=interval(2),
                       recommended_fraction_ci95=interval(3, clip=True), n_boot=len(boot) + failed,
-                      n_boot_failed=failed, warnings=notes, method=method)
+                      n_boot_failed=failed, warnings=notes, method=method,
+                      boot_params=np.array([row[:3] for row in boot], dtype=float) if boot else None)
 
 
 def fit_points(points: pd.DataFrame, *, q: float = 0.95, n_boot: int = 500, seed: int = 0) -> dict[str, PlateauFit | str]:

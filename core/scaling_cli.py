@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["add_scaling_command", "cmd_scaling_fit"]
+__all__ = ["add_scaling_command", "add_sweep_command", "cmd_scaling_fit", "cmd_sweep"]
 
 
 def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
@@ -29,6 +29,103 @@ def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(func=cmd_scaling_fit)
     return parser
+
+
+def add_sweep_command(commands: Any, load_options) -> argparse.ArgumentParser:
+    parser = commands.add_parser("sweep", help="every (method, fraction, seed) as a job; points, then a plateau fit")
+    parser.add_argument("path", metavar="DATA")
+    load_options(parser)
+    parser.add_argument("--methods", default="isa,random", help="comma-separated selectors (default isa,random)")
+    parser.add_argument("--fractions", default="0.01,0.02,0.05,0.1,0.25,0.5,1.0")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--evaluator", choices=["probe", "dpo", "kto"], default="probe",
+                        help="probe: seconds per point, a proxy; dpo/kto: a real TRL run per point")
+    parser.add_argument("--model", default="tiny", help="model for dpo/kto points")
+    parser.add_argument("--max-steps", type=int, default=20, help="training steps per dpo/kto point")
+    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--q", type=float, default=0.95, help="recommend the smallest x with R(x) >= q·r")
+    parser.add_argument("--out", required=True, help="sweep directory")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local")
+    parser.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray instance")
+    parser.add_argument("--workers", type=int, default=1, help="points run in parallel (default 1)")
+    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs each point asks Ray for (default 0)")
+    parser.add_argument("--detach", action="store_true", help="submit and return (local executor only)")
+    parser.add_argument("--force", action="store_true", help="reuse a non-empty sweep directory")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def _list(text: str, kind, name: str) -> list:
+    try:
+        return [kind(part) for part in str(text).replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ValueError(f"--{name}: {text!r} is not a comma-separated list of {kind.__name__}s") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from alignscope.cli import _load
+    from alignscope.jobs import TERMINAL, JobStore
+    from alignscope.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
+
+    config = SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
+                         seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
+                         max_steps=args.max_steps, encoder=args.encoder, q=args.q, gpus=args.gpus)
+    config.validate()
+    if args.detach and args.executor == "ray":
+        raise ValueError("--detach works with the local executor only: Ray stops the tasks of a driver that exits")
+    if args.address:
+        if args.executor != "ray":
+            raise ValueError("--address applies to --executor ray")
+        os.environ["ALIGNSCOPE_RAY_ADDRESS"] = args.address
+    data = _load(args)
+    store = JobStore()
+    say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr, flush=True))
+    started = time.monotonic()
+    jobs = submit_sweep(data, config, args.out, executor=args.executor, workers=args.workers, store=store,
+                        overwrite=args.force, report=say)
+    say(f"sweep: {len(jobs)} points ({args.executor} executor, {args.workers} worker(s)) → {args.out}")
+    if args.detach:
+        print(json.dumps({"jobs": jobs, "out": args.out}) if args.json else args.out)
+        return 0
+    shown = 0
+    try:
+        while True:
+            states = [store.get(job_id) for job_id in jobs]
+            points = read_points_jsonl(args.out)
+            for row in points.iloc[shown:].itertuples():
+                say(f"  {row.method:>8} {row.fraction:7.1%} seed {row.seed}: score {row.score:.4f}")
+            shown = len(points)
+            if all(state.status in TERMINAL for state in states):
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for job_id in jobs:
+            store.cancel(job_id)
+        say("cancelled the sweep's jobs")
+        return 130
+    failed = [state for state in states if state.status != "succeeded"]
+    for state in failed[:5]:
+        say(f"  point {state.config['point']} {state.status}: {state.error or ''}")
+    fit = fit_sweep(args.out, n_boot=200)
+    summary = {"out": str(args.out), "n_jobs": len(jobs), "n_failed": len(failed),
+               "wall_s": round(time.monotonic() - started, 1), "executor": args.executor, "workers": args.workers,
+               "fit": fit}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for method, result in fit["methods"].items():
+            if "error" in result:
+                print(f"{method}: cannot fit: {result['error']}")
+            else:
+                x = result["recommended_fraction"]
+                print(f"{method}: r {result['r']:.4f}, a {result['a']:.4f}, b {result['b']:.2f}; "
+                      f"{fit['q']:.0%} of plateau at {'-' if x is None else format(x, '.1%')}")
+        print(f"{len(jobs)} points in {summary['wall_s']} s ({len(failed)} failed); fit in {args.out}/fit.json")
+    return 0 if not failed else 1
 
 
 def _interval(values: list[float] | None, fmt: str) -> str:

@@ -1,0 +1,52 @@
+"""AppTest of the Scaling page on demo data: empty state, a sweep launched from the page (real
+jobs, probe evaluator), the fitted plateau with the recommendation, and the q slider."""
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from alignscope.data import load_preferences
+from alignscope.jobs import JobStore
+from conftest import ROOT
+
+MAIN = str(ROOT / "app" / "main.py")
+
+
+def test_scaling_page_launches_a_sweep_and_fits_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
+    at = AppTest.from_file(MAIN, default_timeout=180).run()
+    at.switch_page("views/scaling.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No sweep on this data set yet" in i.value for i in at.info)
+
+    store = JobStore()  # the embeddings the launch form needs, as its "Compute embeddings" button does
+    embed_job = store.submit("embed", {"data": load_preferences("demo:120").spec(), "encoder": "minilm",
+                                       "unit": "completion"})
+    assert store.wait(embed_job, timeout=600).status == "succeeded"
+    at.run()
+    at.multiselect(key="sweep_methods").set_value(["isa", "random"])
+    at.text_input(key="sweep_fractions").set_value("0.2,0.4,0.7,1.0")
+    at.text_input(key="sweep_seeds").set_value("0")
+    next(b for b in at.button if b.label == "Launch the sweep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Launched 7 points" in s.value for s in at.success)
+    points = store.list_jobs(kind="sweep_point")
+    assert len(points) == 7
+    for job in points:
+        assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
+
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "fitted plateau" in titles
+    metrics = {m.label: m.value for m in at.metric}
+    label = next(k for k in metrics if k.startswith("Smallest subset reaching 95%"))
+    assert metrics[label].endswith("%")
+    at.slider(key="scaling_q").set_value(0.85).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(k.startswith("Smallest subset reaching 85%") for k in (m.label for m in at.metric))
+
+    at.text_input(key="sweep_fractions").set_value("0,2")
+    next(b for b in at.button if b.label == "Launch the sweep").click().run()
+    assert any("Cannot launch" in e.value for e in at.error)
+    assert len(store.list_jobs(kind="sweep_point")) == 7

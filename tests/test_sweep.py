@@ -1,0 +1,75 @@
+"""Sweeps: ≥ 20 real jobs (probe evaluator, demo data) with the local executor and with Ray on a
+local Ray instance; points stream into points.jsonl, land in the same job store, and get fitted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alignscope.jobs import JobStore
+from alignscope.sweep import SweepConfig, SweepError, read_points_jsonl
+from tests.conftest import run_cli
+
+GRID = ["--methods", "isa,random", "--fractions", "0.1,0.2,0.4,0.6,0.8,1.0", "--seeds", "0,1"]
+N_POINTS = 2 * 5 * 2 + 2  # two methods × five fractions × two seeds, plus all data once per seed
+
+
+def check_sweep(out, executor: str, done) -> dict:
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["n_jobs"] == N_POINTS and summary["n_failed"] == 0 and summary["executor"] == executor
+    points = read_points_jsonl(out)
+    assert len(points) == N_POINTS
+    assert set(points["method"]) == {"isa", "random", "all"} and points["score"].between(0, 1).all()
+    jobs = {j.id: j for j in JobStore().list_jobs(kind="sweep_point", limit=500)}
+    assert set(points["job_id"]) == set(jobs) and all(j.executor == executor for j in jobs.values())
+    assert all(j.status == "succeeded" for j in jobs.values())
+    for job in jobs.values():  # every point has its own run directory with its result
+        assert (job.run_dir / "point.json").exists() and (job.run_dir / "log.txt").exists()
+    fit = json.loads((out / "fit.json").read_text())
+    assert set(fit["methods"]) == {"isa", "random"}
+    for method in ("isa", "random"):
+        result = fit["methods"][method]
+        assert "error" in result or {"r", "a", "b", "recommended_fraction"} <= set(result)
+    csv = (out / "points.csv").read_text().splitlines()
+    assert csv[0] == "method,fraction,seed,score" and len(csv) == 1 + (N_POINTS - 2) + 2 * 2  # "all" joins both curves
+    return summary
+
+
+def test_sweep_with_the_local_executor_runs_every_point_as_a_job(tmp_path):
+    out = tmp_path / "sweep"
+    done = run_cli("sweep", "demo:120", *GRID, "--evaluator", "probe", "--workers", "2", "--out", out, "--json",
+                   timeout=1500)
+    check_sweep(out, "local", done)
+
+
+def test_sweep_with_the_ray_executor_on_a_local_ray_instance(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep"
+    done = run_cli("sweep", "demo:120", *GRID, "--evaluator", "probe", "--executor", "ray", "--workers", "2",
+                   "--out", out, "--json", timeout=1500, env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    check_sweep(out, "ray", done)
+
+
+def test_sweep_refuses_bad_input_before_any_job(tmp_path):
+    for args, needle in [(["--methods", "best"], "unknown method"), (["--fractions", "0,0.5"], "fractions must be"),
+                         (["--fractions", "a,b"], "comma-separated"), (["--evaluator", "ppo"], "invalid choice"),
+                         (["--executor", "ray", "--detach"], "--detach works with the local executor"),
+                         (["--address", "auto"], "--address applies to --executor ray")]:
+        done = run_cli("sweep", "demo:60", *args, "--out", tmp_path / "x")
+        assert done.returncode == 2 and needle in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert JobStore().list_jobs() == []
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    done = run_cli("sweep", "demo:60", "--out", tmp_path / "full")
+    assert done.returncode == 2 and "not empty" in done.stderr
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_sweep_plan_counts_all_data_once_per_seed():
+    config = SweepConfig(methods=["isa", "random", "density"], fractions=[0.1, 1.0], seeds=[0, 1, 2])
+    points = config.points()
+    assert len(points) == 3 * 3 + 3 and sum(p["method"] == "all" for p in points) == 3
+    with pytest.raises(SweepError, match="q must be"):
+        SweepConfig(q=1.5).validate()
