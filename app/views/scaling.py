@@ -3,6 +3,7 @@ job), watch the points arrive, read the fitted plateau per method and the recomm
 for a chosen share q of the plateau; or fit points measured elsewhere (CSV upload)."""
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ SWEEPS = settings.home() / "sweeps"
 
 @st.cache_data(show_spinner="Fitting the plateau…", max_entries=32)
 def _fits(points_json: str, q: float) -> dict:
-    points = pd.read_json(points_json, orient="split")
+    points = pd.read_json(io.StringIO(points_json), orient="split")
     return fit_points(points, q=q, n_boot=200)
 
 
