@@ -33,5 +33,15 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
     || { echo "alignscope: set-up failed (see pip output above)" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
+# The browser tests drive Debian's chromium (Playwright's own browser download is not needed).
+if [[ "$EXTRAS" == *test* ]] && ! command -v chromium >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "alignscope: installing chromium for the browser tests (apt-get)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "alignscope: could not install chromium; the browser tests will skip" >&2
+  else
+    echo "alignscope: chromium is missing (apt-get install chromium); the browser tests will skip" >&2
+  fi
+fi
 export PATH="$VENV/bin:$PATH"
 export HF_HUB_DISABLE_TELEMETRY=1

@@ -109,6 +109,22 @@ with tab_sweep:
 
         live_sweep(picked, recorded["jobs"])
 
+# The upload tab renders before the launch tab: the launch tab may st.stop() (no embeddings yet).
+with tab_upload:
+    st.caption("A CSV with `fraction` (0–1) or `percent` (0–100), `score`, and optionally `method` and `seed`.")
+    upload = st.file_uploader("Points CSV", type=["csv"], key="scaling_upload")
+    if upload is not None:
+        folder = settings.home() / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"points-{int(time.time() * 1000)}.csv"
+        path.write_bytes(upload.getvalue())
+        try:
+            _show_fits(read_points(path), q, key="upload")
+        except (DataError, ScalingError) as err:
+            st.error(str(err).replace(str(path), upload.name))
+        finally:
+            path.unlink(missing_ok=True)
+
 with tab_new:
     from alignscope.select import METHODS
 
@@ -136,21 +152,10 @@ with tab_new:
                                  max_steps=int(max_steps))
             out = SWEEPS / time.strftime("%Y%m%d-%H%M%S")
             jobs = submit_sweep(data, config, out, workers=int(workers), store=store)
-            st.success(f"Launched {len(jobs)} points: see the first tab (and the Runs page).")
+            # Rerun so that the first tab lists the new sweep; the message survives in the session.
+            st.session_state["scaling_launched"] = f"Launched {len(jobs)} points: see the first tab (and the Runs page)."
+            st.rerun()
         except (SweepError, ValueError) as err:
             st.error(f"Cannot launch: {err}")
-
-with tab_upload:
-    st.caption("A CSV with `fraction` (0–1) or `percent` (0–100), `score`, and optionally `method` and `seed`.")
-    upload = st.file_uploader("Points CSV", type=["csv"], key="scaling_upload")
-    if upload is not None:
-        folder = settings.home() / "uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"points-{int(time.time() * 1000)}.csv"
-        path.write_bytes(upload.getvalue())
-        try:
-            _show_fits(read_points(path), q, key="upload")
-        except (DataError, ScalingError) as err:
-            st.error(str(err).replace(str(path), upload.name))
-        finally:
-            path.unlink(missing_ok=True)
+    if "scaling_launched" in st.session_state:
+        st.success(st.session_state.pop("scaling_launched"))

@@ -1,0 +1,175 @@
+"""End-to-end in a real browser: Debian chromium driven by Playwright against `alignscope app` on
+127.0.0.1 with the demo data. Visits every page, moves the subset slider, exports a subset, trains
+a tiny DPO run and a tiny sweep from the pages, and saves a screenshot of each page.
+
+Screenshots go to ``$ALIGNSCOPE_SCREENSHOTS`` (default: ``tests/screenshots/``, not committed; the
+README's copies live in ``assets/``). Skips with a message when chromium or Playwright is missing
+(``scripts/setup.sh test`` installs both where apt is available).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("ALIGNSCOPE_SCREENSHOTS", ROOT / "tests" / "screenshots"))
+LONG = 600_000  # ms: CPU work (embedding, training) on a shared 2-core machine
+PAGES = ["Data", "Map", "Select", "Train", "Scheduler", "Scaling", "Spectra", "Runs"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium; scripts/setup.sh test does it)")
+    pytest.importorskip("playwright.sync_api")
+    home = tmp_path_factory.mktemp("browser-home")
+    root = tmp_path_factory.mktemp("browser-data-root")
+    port = _free_port()
+    env = {**os.environ, "ALIGNSCOPE_HOME": str(home)}
+    log = open(home / "app.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), "--data", "demo:200",
+                             "--data-root", str(root)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"the app did not start: {(home / 'app.log').read_text(errors='replace')[-2000:]}")
+    yield {"url": url, "home": home, "root": root}
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        tab = context.new_page()
+        tab.set_default_timeout(120_000)
+        tab.goto(app_url["url"])
+        tab.wait_for_selector("[data-testid=stAppViewContainer]")
+        yield tab
+        browser.close()
+
+
+def open_page(page, name: str) -> None:
+    page.get_by_role("link", name=name, exact=True).first.click()
+    page.get_by_role("heading", name=name, exact=True).first.wait_for()
+    settle(page)
+
+
+def settle(page, timeout: float = 120) -> None:
+    """Wait until Streamlit has finished the current run (no 'Running…' status widget)."""
+    page.wait_for_timeout(300)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.locator("[data-testid=stStatusWidget]").count() == 0:
+            return
+        page.wait_for_timeout(250)
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def metric_value(page, label: str) -> str:
+    metric = page.locator("[data-testid=stMetric]", has_text=label).first
+    return metric.locator("[data-testid=stMetricValue]").inner_text()
+
+
+def test_every_page_opens_and_says_what_it_shows(page):
+    for name in PAGES:
+        open_page(page, name)
+        assert page.locator("[data-testid=stException]").count() == 0, name
+        assert page.locator("[data-testid=stCaptionContainer]").count() > 0, f"{name} has no caption"
+    open_page(page, "Data")
+    page.get_by_text("200").first.wait_for()
+    shot(page, "data")
+
+
+def test_map_and_select_with_slider_and_export(page, app_url):
+    open_page(page, "Map")
+    page.get_by_role("button", name="Compute embeddings").click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=LONG)
+    settle(page)
+    shot(page, "map")
+    open_page(page, "Select")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=LONG)
+    before = metric_value(page, "Points kept")
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    settle(page)
+    page.wait_for_function("(b) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
+                           ".find(e => e.innerText.includes('Points kept'));"
+                           " return m && !m.innerText.includes(b); }", arg=before, timeout=60_000)
+    after = metric_value(page, "Points kept")
+    assert before != after and int(after.split(" of ")[0].replace(",", "")) > int(before.split(" of ")[0].replace(",", ""))
+    page.get_by_role("button", name="Export").click()
+    page.get_by_text("Exported to").first.wait_for()
+    exported = list((app_url["root"] / "exports").glob("*.jsonl"))
+    assert exported and exported[0].stat().st_size > 0
+    shot(page, "select")
+
+
+def test_a_tiny_dpo_run_from_the_train_page(page):
+    open_page(page, "Train")
+    for label, value in (("Max steps (0 = full epochs)", "2"), ("Max length (tokens)", "32"),
+                         ("Evaluate at most (pairs, 0 = all)", "8")):
+        page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("loss (live)").first.wait_for(timeout=LONG)
+    page.get_by_text("Held-out evaluation").first.wait_for(timeout=LONG)
+    assert re.search(r"\d+(\.\d)?%", metric_value(page, "Preference accuracy"))
+    shot(page, "train")
+
+
+def test_a_tiny_sweep_from_the_scaling_page(page):
+    open_page(page, "Scaling")
+    page.get_by_role("tab", name="Launch a sweep").click()
+    page.get_by_role("textbox", name="Fractions (0–1, comma-separated)", exact=True).fill("0.2,0.4,0.7,1.0")
+    page.get_by_role("textbox", name="Seeds", exact=True).fill("0")
+    page.get_by_role("button", name="Launch the sweep").click()
+    page.get_by_text("Launched").first.wait_for(timeout=LONG)
+    page.get_by_role("tab", name="Sweeps of this data set").click()
+    page.get_by_text("7 of 7 points measured").first.wait_for(timeout=LONG)
+    page.get_by_text("fitted plateau").first.wait_for(timeout=LONG)
+    shot(page, "scaling")
+
+
+def test_runs_and_the_remaining_pages_after_work(page):
+    for name in ("Runs", "Spectra", "Scheduler"):
+        open_page(page, name)
+        assert page.locator("[data-testid=stException]").count() == 0, name
+        shot(page, name.lower())
