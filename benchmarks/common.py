@@ -64,3 +64,37 @@ def write_result(name: str, figures: dict[str, Any], *, suffix: str = "") -> Pat
     print(json.dumps(figures, indent=2, default=str))
     print(f"wrote {path}")
     return path
+
+
+def save_png(figure, path: Path, *, width: int = 1100, height: int = 650) -> str:
+    """Write a Plotly figure as PNG: with kaleido when installed, else by rendering it in Debian's
+    chromium through Playwright (plotly.js inlined, no network). Returns how it was made."""
+    path = Path(path)
+    try:
+        import kaleido  # noqa: F401
+
+        figure.write_image(str(path), width=width, height=height)
+        return "plotly+kaleido"
+    except ImportError:
+        pass
+    import shutil
+    import tempfile
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return "skipped: neither kaleido nor chromium is available"
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as folder:
+        page_file = Path(folder) / "figure.html"
+        figure.write_html(str(page_file), include_plotlyjs=True, full_html=True,
+                          default_width=f"{width}px", default_height=f"{height}px")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox",
+                                                                                 "--disable-gpu"])
+            page = browser.new_page(viewport={"width": width + 40, "height": height + 40})
+            page.goto(page_file.as_uri())
+            page.locator(".js-plotly-plot").first.wait_for()
+            page.locator(".js-plotly-plot").first.screenshot(path=str(path))
+            browser.close()
+    return "plotly rendered in chromium (playwright)"

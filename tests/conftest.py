@@ -32,6 +32,18 @@ def shared_file(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> str:
+    """The tiny model folder, built once per test session in a shared home (the per-test
+    ALIGNSCOPE_HOME would otherwise rebuild it in every test)."""
+    from alignscope.models import resolve_model
+
+    home = tmp_path_factory.getbasetemp() / "shared-model-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALIGNSCOPE_HOME", str(home))
+        return str(resolve_model("tiny"))
+
+
 @pytest.fixture
 def hh_path() -> Path:
     return shared_file(HH)

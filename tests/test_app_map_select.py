@@ -143,3 +143,27 @@ def test_html_in_data_is_escaped_in_map_hover():
     data = load_preferences(pd.DataFrame([{"prompt": "<b>x</b>", "chosen": "<script>alert(1)</script>", "rejected": "no"}]))
     text = hover_texts(data, np.array([0, 0]), np.array([1, 0]), np.array([0]))[0]
     assert "<script>" not in text and "&lt;script&gt;" in text and "<b>" not in text
+
+
+def test_map_page_with_many_valued_string_and_numeric_metadata(tmp_path, monkeypatch):
+    """AlpacaEval's metadata (pandas string dtype with thousands of values, numbers) once crashed
+    the Map page's colour options: a real file with such columns must draw."""
+    from alignscope.data import load_preferences
+    from alignscope.jobs import JobStore
+    from conftest import write_jsonl
+
+    rows = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No.", "instruction_id": f"q{i}",
+             "score": float(i) / 7, "generator": ["gpt", "llama"][i % 2]} for i in range(80)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", str(path))
+    store = JobStore()
+    job = store.submit("embed", {"data": load_preferences(str(path)).spec(), "encoder": "minilm", "unit": "completion"})
+    assert store.wait(job, timeout=600).status == "succeeded", store.logs(job)
+    at = AppTest.from_file(MAIN, default_timeout=120).run()
+    at.switch_page("views/map.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    options = at.selectbox(key="map_colour").options
+    assert "generator" in options and "score" in options and "instruction_id" not in options
+    at.selectbox(key="map_colour").set_value("score").run()
+    assert not at.exception, [e.value for e in at.exception]

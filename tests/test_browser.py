@@ -73,7 +73,7 @@ def page(app_url):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context = browser.new_context(viewport={"width": 1440, "height": 1400})
         tab = context.new_page()
         tab.set_default_timeout(120_000)
         tab.goto(app_url["url"])
@@ -99,7 +99,11 @@ def settle(page, timeout: float = 120) -> None:
 
 
 def shot(page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    """Screenshot from the top of the page (Streamlit scrolls inside its own container)."""
+    page.evaluate("() => { document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer], "
+                  "section.main').forEach(e => e.scrollTo(0, 0)); window.scrollTo(0, 0); }")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 def metric_value(page, label: str) -> str:

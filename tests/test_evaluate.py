@@ -13,18 +13,9 @@ from alignscope.data import load_preferences
 from alignscope.demo import demo_preferences
 from alignscope.evaluate import (EvaluationError, bootstrap_ci, encode_completion, eval_probe, evaluate_pairs,
                                  evaluate_run, probe_accuracy, split_pairs)
-from alignscope.models import load_causal_lm, resolve_model
+from alignscope.models import load_causal_lm
 from alignscope.select import select, write_selection
 from alignscope.train import TrainError
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    """The tiny model folder, built once per session (shared with test_train.py)."""
-    home = tmp_path_factory.getbasetemp() / "shared-model-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ALIGNSCOPE_HOME", str(home))
-        return str(resolve_model("tiny"))
 
 
 # ---------------------------------------------------------------------------- split, bootstrap

@@ -12,19 +12,11 @@ import torch
 
 from alignscope.demo import demo_frame
 from alignscope.jobs import read_jsonl
-from alignscope.models import load_causal_lm, resolve_model
+from alignscope.models import load_causal_lm
 from alignscope.sams import (ReplayPool, SamsConfig, SamsError, SamsScheduler, batch_reward, layer_mean,
                              n_selected, pair_contexts, pair_rewards, sample_rewards)
 from alignscope.train import TrainError, train, train_config
 from tests.conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    home = tmp_path_factory.getbasetemp() / "shared-model-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ALIGNSCOPE_HOME", str(home))
-        return str(resolve_model("tiny"))
 
 
 # ------------------------------------------------------------------------------- selection

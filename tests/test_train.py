@@ -16,21 +16,11 @@ from safetensors.torch import load_file
 from alignscope.data import load_preferences
 from alignscope.evaluate import evaluate_run, split_pairs
 from alignscope.jobs import FAILED, SUCCEEDED, JobStore, read_jsonl
-from alignscope.models import ModelError, resolve_model
+from alignscope.models import ModelError
 from alignscope.select import read_selection, select, selection_config, write_selection
 from alignscope.train import (METRIC_KEYS, TrainError, normalise_metrics, train, train_config, training_set)
 
 FAST = dict(max_length=32, batch_size=8, max_steps=4, lr=1e-4, n_boot=200, eval_max_pairs=24)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    """The tiny model folder, built once per test session (the per-test ALIGNSCOPE_HOME would
-    otherwise rebuild it in every test)."""
-    home = tmp_path_factory.getbasetemp() / "shared-model-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ALIGNSCOPE_HOME", str(home))
-        return str(resolve_model("tiny"))
 
 
 def pair_selection(data, path: Path, k: int = 200, seed: int = 3) -> pd.DataFrame:

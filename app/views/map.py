@@ -3,6 +3,7 @@ metadata, label, GMM component, ISA score or the current selection; a lasso beco
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, charts, state
@@ -69,7 +70,9 @@ else:
 # ------------------------------------------------------------------------------------ colours
 metadata = [c for c in data.metadata_columns
             if data.frame[c].map(type).isin([str, bool, int, float]).all() and data.frame[c].nunique() <= 50]
-numeric = [c for c in data.metadata_columns if c not in metadata and np.issubdtype(data.frame[c].dtype, np.number)]
+# is_numeric_dtype, not np.issubdtype: pandas' string and categorical dtypes are not numpy dtypes.
+numeric = [c for c in data.metadata_columns if c not in metadata and pd.api.types.is_numeric_dtype(data.frame[c])
+           and not pd.api.types.is_bool_dtype(data.frame[c])]
 colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
     ["GMM component", "ISA score (l′)", "current selection"]
 colour_by = controls[1].selectbox("Colour by", colour_options, key="map_colour")
