@@ -232,7 +232,7 @@ def test_a_train_job_with_a_bad_config_fails_with_a_one_line_error(isolated_home
     store = JobStore()
     job = store.wait(store.submit("train", {"data": "demo:20", "method": "ppo"}), timeout=120)
     assert job.status == FAILED
-    assert job.error == "TrainError: unknown training method 'ppo': use one of dpo, kto"
+    assert job.error == "TrainError: unknown training method 'ppo': use one of dpo, kto, dpo-sams"
 
 
 def test_metrics_are_normalised_whatever_trl_calls_them():
