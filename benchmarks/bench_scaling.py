@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fractions", default="0.01,0.02,0.05,0.1,0.25,0.5,1.0")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--runs", default="local:1,local:2,ray:2")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the runs already in results/scaling_alpaca.json that this call does not redo")
     args = parser.parse_args(argv)
     if not DATA.exists():
         print(f"skipped: {DATA} is absent")
@@ -53,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
         runs[entry] = {"wall_s": round(wall, 1), "n_jobs": summary["n_jobs"], "n_failed": summary["n_failed"]}
         print(f"{entry}: {runs[entry]}", flush=True)
         first = first or (out, summary["fit"])
+    previous = RESULTS / "scaling_alpaca.json"
+    if args.merge and previous.exists():
+        earlier = json.loads(previous.read_text(encoding="utf-8"))["figures"]
+        if (earlier["methods"], earlier["fractions"], earlier["seeds"]) == (args.methods, args.fractions, args.seeds):
+            runs = {**earlier["runs"], **runs}
     speedups = {}
     for executor in ("local", "ray"):
         if f"{executor}:1" in runs and f"{executor}:2" in runs:
