@@ -163,20 +163,11 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
 
     if not isinstance(data, PreferenceData):
         data = load_preferences(data)
-    kind, model_spec = parse_encoder(encoder)
     if unit not in UNITS:
         raise EmbeddingError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
-    if kind == "minilm" and layer is not None:
-        raise EmbeddingError("layer applies to lm-last-token encoders only; minilm has one output")
-    _check_positive("batch_size", batch_size)
-    _check_positive("max_length", max_length)
-    device = device or _default_device()
-    use_bf16 = _resolve_precision(precision, device)
-
     # Everything in the cache key comes from small files, so a cache hit never loads the model.
-    info = _encoder_info(kind, model_spec)
-    layer = info.resolve_layer(layer)
-    max_length = info.resolve_max_length(max_length)
+    kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, batch_size, max_length,
+                                                                       device, precision)
     key = {"version": _CACHE_VERSION, "fingerprint": data.fingerprint, "encoder": encoder.strip(),
            "model_id": info.identity, "layer": layer, "max_length": max_length,
            "precision": "bf16" if use_bf16 else "fp32", "n_rows": 2 * data.n_pairs}
@@ -200,6 +191,18 @@ def embed_texts(texts: Sequence[str], encoder: str = DEFAULT_ENCODER, layer: int
                 precision: str = "auto", progress: bool = False,
                 on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Embed plain texts (no cache): float32 ``(len(texts), d)``, rows in the order given."""
+    kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, batch_size, max_length,
+                                                                       device, precision)
+    backend = _get_backend(kind, info.folder, device)
+    return backend.encode(list(texts), layer=layer, max_length=max_length, bf16=use_bf16,
+                          batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress,
+                          on_progress=on_progress)
+
+
+def _resolve_options(encoder: str, layer: int | None, batch_size: int | None, max_length: int | None,
+                     device: str | None, precision: str):
+    """Validate the options shared by :func:`embed` and :func:`embed_texts` and resolve them:
+    ``(kind, info, layer, max_length, device, use_bf16)``, without loading the model."""
     kind, model_spec = parse_encoder(encoder)
     if kind == "minilm" and layer is not None:
         raise EmbeddingError("layer applies to lm-last-token encoders only; minilm has one output")
@@ -208,11 +211,7 @@ def embed_texts(texts: Sequence[str], encoder: str = DEFAULT_ENCODER, layer: int
     device = device or _default_device()
     use_bf16 = _resolve_precision(precision, device)
     info = _encoder_info(kind, model_spec)
-    backend = _get_backend(kind, info.folder, device)
-    return backend.encode(list(texts), layer=info.resolve_layer(layer),
-                          max_length=info.resolve_max_length(max_length), bf16=use_bf16,
-                          batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress,
-                          on_progress=on_progress)
+    return kind, info, info.resolve_layer(layer), info.resolve_max_length(max_length), device, use_bf16
 
 
 def _as_unit(matrix: np.ndarray, unit: str, **info: Any) -> Embeddings:

@@ -33,7 +33,7 @@ from alignscope.files import atomic_path, write_json
 from alignscope.jobs import append_jsonl, read_jsonl
 
 __all__ = ["EVALUATORS", "POINTS_FILE", "SweepConfig", "SweepError", "point_job", "submit_sweep",
-           "read_points_jsonl", "fit_sweep", "point_dir_name"]
+           "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
 
 EVALUATORS = ("probe", "dpo", "kto")
 POINTS_FILE = "points.jsonl"
@@ -220,6 +220,15 @@ def read_points_jsonl(sweep_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 
+def curve_points(points: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Each method's curve: its own points plus the shared all-data points (method ``all``)."""
+    if points.empty:
+        return points
+    full = points[points["method"] == "all"]
+    return pd.concat([pd.concat([points[points["method"] == m], full.assign(method=m)]) for m in methods],
+                     ignore_index=True)
+
+
 def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: int = 500) -> dict[str, Any]:
     """Fit every method's plateau from ``points.jsonl``; the ``all`` points (fraction 1.0) belong
     to every method's curve. Writes ``points.csv`` and ``fit.json``; returns the fit object."""
@@ -229,10 +238,7 @@ def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: i
     recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
     q = float(q if q is not None else recorded["config"].get("q", 0.95))
     points = read_points_jsonl(sweep_dir)
-    methods = [m for m in recorded["config"]["methods"]]
-    full = points[points["method"] == "all"]
-    curves = pd.concat([pd.concat([points[points["method"] == m], full.assign(method=m)]) for m in methods],
-                       ignore_index=True) if len(points) else points
+    curves = curve_points(points, recorded["config"]["methods"])
     with atomic_path(sweep_dir / "points.csv") as tmp:
         curves[["method", "fraction", "seed", "score"]].to_csv(tmp, index=False)
     fits = fit_points(curves, q=q, n_boot=n_boot) if len(curves) else {}

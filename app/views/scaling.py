@@ -15,7 +15,7 @@ from alignscope import settings
 from alignscope.app import analysis, charts, state
 from alignscope.readers import DataError
 from alignscope.scaling import ScalingError, fit_points, read_points
-from alignscope.sweep import SWEEP_FILE, SweepConfig, SweepError, read_points_jsonl, submit_sweep
+from alignscope.sweep import SWEEP_FILE, SweepConfig, SweepError, curve_points, read_points_jsonl, submit_sweep
 
 st.title("Scaling")
 st.caption("Quality follows an exponential plateau in data size (ISA paper): R(x) = r − (r − a)·e^(−b·x). "
@@ -101,11 +101,7 @@ with tab_sweep:
             if points.empty:
                 st.caption("Points appear here as their jobs finish.")
                 return
-            methods = recorded["config"]["methods"]
-            full = points[points["method"] == "all"]
-            curves = pd.concat([pd.concat([points[points["method"] == m], full.assign(method=m)]) for m in methods],
-                               ignore_index=True)
-            _show_fits(curves, q, key="sweep")
+            _show_fits(curve_points(points, recorded["config"]["methods"]), q, key="sweep")
 
         live_sweep(picked, recorded["jobs"])
 
