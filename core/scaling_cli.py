@@ -41,7 +41,13 @@ def add_sweep_command(commands: Any, load_options) -> argparse.ArgumentParser:
     parser.add_argument("--evaluator", choices=["probe", "dpo", "kto"], default="probe",
                         help="probe: seconds per point, a proxy; dpo/kto: a real TRL run per point")
     parser.add_argument("--model", default="tiny", help="model for dpo/kto points")
-    parser.add_argument("--max-steps", type=int, default=20, help="training steps per dpo/kto point")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="training steps per dpo/kto point (default 20; checkpoint mode: one full epoch)")
+    parser.add_argument("--mode", choices=["subsets", "checkpoints"], default="subsets",
+                        help="subsets: one job per method × fraction × seed; checkpoints: one full-data dpo/kto "
+                             "run per seed, evaluated at --checkpoints (the ISA paper's measurement)")
+    parser.add_argument("--checkpoints", default="0.1,0.25,0.5,0.75,1.0",
+                        help="checkpoint mode: fractions of the run at which to evaluate")
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--q", type=float, default=0.95, help="recommend the smallest x with R(x) >= q·r")
     parser.add_argument("--out", required=True, help="sweep directory")
@@ -73,7 +79,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     config = SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
                          seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
-                         max_steps=args.max_steps, encoder=args.encoder, q=args.q, gpus=args.gpus)
+                         max_steps=args.max_steps if args.max_steps is not None or args.mode == "checkpoints" else 20,
+                         encoder=args.encoder, q=args.q, gpus=args.gpus, mode=args.mode,
+                         checkpoints=_list(args.checkpoints, float, "checkpoints"))
     config.validate()
     if args.detach and args.executor == "ray":
         raise ValueError("--detach works with the local executor only: Ray stops the tasks of a driver that exits")
@@ -97,7 +105,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             states = [store.get(job_id) for job_id in jobs]
             points = read_points_jsonl(args.out)
             for row in points.iloc[shown:].itertuples():
-                say(f"  {row.method:>8} {row.fraction:7.1%} seed {row.seed}: score {row.score:.4f}")
+                say(f"  {row.method:>11} {row.fraction:7.1%} seed {row.seed}: score {row.score:.4f}")
             shown = len(points)
             if all(state.status in TERMINAL for state in states):
                 break

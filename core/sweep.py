@@ -12,6 +12,12 @@ A sweep directory holds
 * ``fit.json``: the plateau fits per method, written when the sweep command ends
   (``alignscope scaling fit`` reads ``points.csv``, written beside it).
 
+Checkpoint mode (``mode="checkpoints"``, the ISA paper's own measurement): instead of one run per
+subset, ONE run per seed on all the training pairs for one epoch (or ``max_steps``), evaluated on
+the held-out pairs at ``checkpoints`` (fractions of the run, default 10/25/50/75/100 %); each
+evaluation is a point of method ``checkpoints`` whose ``fraction`` is the share of the training
+pairs seen so far. It needs a training evaluator (``dpo``/``kto``).
+
 Each point is a job of kind ``sweep_point`` in the ordinary job store, so sweeps show on the Runs
 page and run on any executor: ``local`` (``--workers`` parallel processes on this machine) or
 ``ray`` (:mod:`alignscope.ray_executor`). A fraction of 1.0 means all pairs (no selection), the
@@ -32,10 +38,12 @@ import pandas as pd
 from alignscope.files import atomic_path, write_json
 from alignscope.jobs import append_jsonl, read_jsonl
 
-__all__ = ["EVALUATORS", "POINTS_FILE", "SweepConfig", "SweepError", "point_job", "submit_sweep",
+__all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job", "submit_sweep",
            "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
 
 EVALUATORS = ("probe", "dpo", "kto")
+MODES = ("subsets", "checkpoints")
+CHECKPOINT_METHOD = "checkpoints"  # the method name of checkpoint-mode points
 POINTS_FILE = "points.jsonl"
 SWEEP_FILE = "sweep.json"
 FIT_FILE = "fit.json"
@@ -51,7 +59,9 @@ class SweepConfig:
     (0, 1]; ``seeds`` seed the selection and (for DPO/KTO) training. ``evaluator``: ``probe``
     (seconds, a proxy) or ``dpo``/``kto`` (a real TRL run per point with ``model``,
     ``max_steps``…). ``test_fraction``/``split_seed``: one held-out split for every point.
-    ``cpus``/``gpus``: resources each point declares to the Ray executor."""
+    ``cpus``/``gpus``: resources each point declares to the Ray executor. ``mode``: ``subsets``
+    (one job per method × fraction × seed) or ``checkpoints`` (one full-data run per seed, evaluated
+    at the ``checkpoints`` fractions of the run; ``max_steps=None`` means one full epoch)."""
 
     methods: list[str] = field(default_factory=lambda: ["isa", "random"])
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0])
@@ -69,14 +79,25 @@ class SweepConfig:
     q: float = 0.95
     cpus: float = 1.0
     gpus: float = 0.0
+    mode: str = "subsets"
+    checkpoints: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])
 
     def validate(self) -> None:
         from alignscope.select import METHODS
 
-        if not self.methods:
+        if self.mode not in MODES:
+            raise SweepError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode == "checkpoints":
+            if self.evaluator == "probe":
+                raise SweepError("checkpoint mode evaluates one training run as it goes: use --evaluator dpo or kto")
+            if not self.checkpoints or any(not (0 < float(f) <= 1) for f in self.checkpoints):
+                raise SweepError(f"checkpoints must be fractions in (0, 1], got {self.checkpoints}")
+            if len(set(self.checkpoints)) < 3:
+                raise SweepError("give at least 3 checkpoints: a plateau has 3 parameters")
+        elif not self.methods:
             raise SweepError("give at least one method")
         unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
+        if unknown and self.mode == "subsets":
             raise SweepError(f"unknown method(s) {', '.join(unknown)}: use {', '.join(METHODS)}")
         if not self.fractions or any(not (0 < float(f) <= 1) for f in self.fractions):
             raise SweepError(f"fractions must be in (0, 1], got {self.fractions}")
@@ -92,7 +113,10 @@ class SweepConfig:
             raise SweepError("cpus must be > 0 and gpus >= 0")
 
     def points(self) -> list[dict[str, Any]]:
-        """Every (method, fraction, seed); fraction 1.0 (all pairs) once per seed, as method ``all``."""
+        """Every (method, fraction, seed); fraction 1.0 (all pairs) once per seed, as method ``all``.
+        In checkpoint mode: one full-data run per seed."""
+        if self.mode == "checkpoints":
+            return [{"method": CHECKPOINT_METHOD, "fraction": 1.0, "seed": int(seed)} for seed in self.seeds]
         out, seen = [], set()
         for method in self.methods:
             for fraction in sorted({float(f) for f in self.fractions}):
@@ -103,6 +127,10 @@ class SweepConfig:
                         seen.add(key)
                         out.append(point)
         return out
+
+    def curve_methods(self) -> list[str]:
+        """The curves this sweep draws and fits."""
+        return [CHECKPOINT_METHOD] if self.mode == "checkpoints" else list(self.methods)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +152,8 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
     run_dir = Path(run_dir)
     report(progress=0.0, message=f"loading data for {point_dir_name(point)}")
     data = load_spec(config["data"])
+    if sweep.mode == "checkpoints":
+        return _checkpoint_run(data, sweep, point, Path(config["sweep_dir"]), run_dir, report, started)
     selection_path = None
     if point["method"] != "all":
         from alignscope.embed import embed
@@ -164,6 +194,37 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
     return record
 
 
+def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_dir: Path, run_dir: Path, report,
+                    started: float) -> dict[str, Any]:
+    """Checkpoint mode: one run on all the training pairs; every checkpoint evaluation becomes a
+    point the moment it is measured (so the curve fills in while the run trains)."""
+    from alignscope.train import train, train_config
+
+    job_id = _own_job_id(run_dir)
+
+    def record_point(checkpoint: dict) -> None:
+        append_jsonl(sweep_dir / POINTS_FILE, {
+            "method": CHECKPOINT_METHOD, "fraction": checkpoint["fraction"], "seed": int(point["seed"]),
+            "score": checkpoint["accuracy"], "score_ci95": checkpoint["accuracy_ci95"], "evaluator": sweep.evaluator,
+            "n_train_pairs": checkpoint["pairs_seen"], "job_id": job_id, "wall_s": round(time.monotonic() - started, 3),
+            "step": checkpoint["step"]})
+
+    train_cfg = train_config(sweep.evaluator, model=sweep.model, max_steps=sweep.max_steps, epochs=1.0,
+                             batch_size=sweep.batch_size, max_length=sweep.max_length,
+                             eval_max_pairs=sweep.eval_max_pairs, test_fraction=sweep.test_fraction,
+                             split_seed=sweep.split_seed, seed=int(point["seed"]),
+                             eval_checkpoints=sorted({float(f) for f in sweep.checkpoints}))
+    summary = train(data, config=train_cfg, run_dir=run_dir / "train", on_checkpoint=record_point, progress_bar=False,
+                    report=lambda progress=None, message=None: report(progress=progress, message=message))
+    record = {**point, "score": float(summary["eval"]["accuracy"]), "score_ci95": summary["eval"]["accuracy_ci95"],
+              "evaluator": sweep.evaluator, "n_train_pairs": int(summary["training"]["n_train_pairs"]),
+              "job_id": job_id, "wall_s": round(time.monotonic() - started, 3),
+              "checkpoints": sorted({float(f) for f in sweep.checkpoints})}
+    write_json(run_dir / "point.json", record)
+    report(progress=1.0, message=f"final score {record['score']:.3f}")
+    return record
+
+
 def _own_job_id(run_dir: Path) -> str | None:
     from alignscope.jobs import read_run_config
 
@@ -190,7 +251,7 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
     out.mkdir(parents=True, exist_ok=True)
     for stale in (POINTS_FILE, FIT_FILE, "points.csv"):
         (out / stale).unlink(missing_ok=True)
-    if any(p["method"] != "all" for p in config.points()) or config.evaluator == "probe":
+    if config.mode == "subsets" and (any(p["method"] != "all" for p in config.points()) or config.evaluator == "probe"):
         from alignscope.embed import embed
 
         if report:
@@ -238,7 +299,7 @@ def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: i
     recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
     q = float(q if q is not None else recorded["config"].get("q", 0.95))
     points = read_points_jsonl(sweep_dir)
-    curves = curve_points(points, recorded["config"]["methods"])
+    curves = curve_points(points, SweepConfig(**recorded["config"]).curve_methods())
     with atomic_path(sweep_dir / "points.csv") as tmp:
         curves[["method", "fraction", "seed", "score"]].to_csv(tmp, index=False)
     fits = fit_points(curves, q=q, n_boot=n_boot) if len(curves) else {}

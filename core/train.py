@@ -29,6 +29,10 @@ What a run writes in ``run_dir`` (atomically, except the append-only metrics fil
 * ``eval.json`` (+ ``eval_pairs.parquet``): the held-out preference evaluation of
   :func:`alignscope.evaluate.preference_eval`, plus a ``training`` block (steps, runtime, s/step,
   final loss).
+* ``checkpoints.jsonl``: with ``eval_checkpoints``, one line per intermediate evaluation (the ISA
+  paper's own scaling measurement: one run, evaluated as it sees more data): ``step, epoch,
+  fraction, pairs_seen, accuracy, accuracy_ci95, reward_margin, n_pairs``; ``fraction`` is the
+  share of the training rows seen so far (1.0 after one full epoch).
 * ``model/``: the trained policy as safetensors + tokenizer, when ``save_model`` is set (a LoRA
   adapter is merged into the weights first, so the folder loads like any model).
 
@@ -69,7 +73,8 @@ import pandas as pd
 from alignscope.files import atomic_path, write_json
 
 __all__ = ["METHODS", "METRIC_KEYS", "TrainError", "TrainConfig", "DPOTrainConfig", "KTOTrainConfig",
-           "DPOSamsTrainConfig", "SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG", "train_config", "config_from_dict", "read_selection_table", "TrainingSet", "training_set",
+           "DPOSamsTrainConfig", "SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG", "CHECKPOINTS_LOG", "train_config",
+           "config_from_dict", "read_selection_table", "TrainingSet", "training_set", "checkpoint_steps",
            "normalise_metrics", "train", "run_job", "package_versions"]
 
 METHODS = ("dpo", "kto", "dpo-sams")
@@ -83,7 +88,8 @@ PAIR_RULES = ("any", "both", "chosen", "rejected")  # as alignscope.select.pairs
 # move at all in a few dozen updates; real models use a usual DPO/KTO rate.
 DEFAULT_LR = {"tiny": 1e-4}
 DEFAULT_LR_OTHER = 5e-6
-_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet", SAMS_LOG)
+CHECKPOINTS_LOG = "checkpoints.jsonl"  # held-out evaluations at intermediate steps (eval_checkpoints)
+_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet", SAMS_LOG, CHECKPOINTS_LOG)
 Report = Callable[..., None]
 
 
@@ -104,6 +110,9 @@ class TrainConfig:
     :func:`alignscope.select.pairs_from_completions` (``any``: a pair is kept when its chosen or its
     rejected completion is selected; ``both``: only when both are; ``chosen``/``rejected``: when
     that one is).
+    ``eval_checkpoints``: fractions in (0, 1] of the run's optimizer steps after which the policy is
+    evaluated on the held-out pairs (written to ``checkpoints.jsonl``; the last one, 1.0, is the
+    final evaluation), e.g. ``[0.1, 0.25, 0.5, 0.75, 1.0]`` for the ISA paper's checkpoint curve.
     ``label_noise``: share of the TRAINING pairs whose chosen and rejected are swapped (seeded by
     ``label_noise_seed``; the held-out pairs are never touched) — the label-noise experiments of
     SamS; the flipped pairs are marked in ``selection.parquet`` (column ``flipped``).
@@ -132,6 +141,7 @@ class TrainConfig:
     label_noise_seed: int = 0
     eval_batch_size: int = 8
     eval_max_pairs: int | None = None
+    eval_checkpoints: list[float] | None = None
     n_boot: int = 1000
     lora: bool = False
     lora_r: int = 16
@@ -170,6 +180,10 @@ class TrainConfig:
         need(_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval_batch_size must be an integer >= 1")
         need(self.eval_max_pairs is None or (_int(self.eval_max_pairs) and self.eval_max_pairs >= 1),
              "eval_max_pairs must be an integer >= 1 or null")
+        need(self.eval_checkpoints is None or (isinstance(self.eval_checkpoints, (list, tuple)) and
+                                                all(_finite(f) and 0 < f <= 1 for f in self.eval_checkpoints)),
+             f"eval_checkpoints must be a list of fractions in (0, 1], got {self.eval_checkpoints!r}")
+        need(not self.eval_checkpoints or self.test_fraction > 0, "eval_checkpoints need held-out pairs (test_fraction > 0)")
         need(_int(self.n_boot) and self.n_boot >= 0, "n_boot must be an integer >= 0")
         need(_int(self.lora_r) and self.lora_r >= 1, "lora_r must be an integer >= 1")
         need(self.device is None or str(self.device).split(":")[0] in ("cpu", "cuda", "mps"),
@@ -615,6 +629,61 @@ def _callbacks(metrics_path: Path, report: Report, *, method: str, show_bar: boo
 _TRAIN_SHARE = 0.9  # job progress: training 0..0.9, evaluation 0.9..1
 
 
+def checkpoint_steps(fractions: list[float], max_steps: int) -> dict[int, float]:
+    """Optimizer step of each checkpoint fraction (at least step 1; duplicates collapse)."""
+    return {max(1, min(max_steps, int(round(f * max_steps)))): float(f) for f in sorted(fractions)}
+
+
+def checkpoint_record(evaluation: Mapping[str, Any], *, step: int, epoch: float | None, n_rows: int,
+                      rows_per_step: int) -> dict[str, Any]:
+    """One line of ``checkpoints.jsonl``: where the run was and how it scored on the held-out pairs."""
+    seen = min(step * rows_per_step, max(1, n_rows) * max(1.0, float(epoch or 0)))
+    return {"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
+            "fraction": round(seen / max(1, n_rows), 6), "pairs_seen": int(seen),
+            "accuracy": float(evaluation["accuracy"]), "accuracy_ci95": list(evaluation["accuracy_ci95"]),
+            "reward_margin": evaluation.get("margin_mean"), "n_pairs": int(evaluation["n_pairs"])}
+
+
+def _checkpoint_callback(data, tset: "TrainingSet", config: TrainConfig, *, tokenizer, model_dir: Path, device: str,
+                         run_dir: Path, on_checkpoint: Callable[[dict], None] | None):
+    """Evaluate the policy on the held-out pairs at the ``eval_checkpoints`` steps (all but the last:
+    :func:`train` adds the final evaluation itself, so the end of the run is not evaluated twice)."""
+    from transformers import TrainerCallback
+
+    from alignscope.evaluate import evaluate_pairs
+    from alignscope.jobs import append_jsonl
+    from alignscope.models import load_causal_lm
+
+    class CheckpointEvalCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.steps: dict[int, float] = {}
+            self.reference = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.steps = checkpoint_steps(config.eval_checkpoints or [], int(state.max_steps or 1))
+            self.steps.pop(int(state.max_steps or 1), None)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step not in self.steps or model is None:
+                return
+            if self.reference is None:  # a frozen copy: TRL's ref_model is absent with LoRA
+                self.reference, _ = load_causal_lm(str(model_dir), device=device)
+            _say(f"checkpoint at step {state.global_step}: evaluating on the held-out pairs")
+            was_training = model.training
+            model.eval()
+            evaluation, _ = evaluate_pairs(model, self.reference, tokenizer, data, tset.test_pairs, beta=config.beta, max_length=config.max_length,
+                                           batch_size=config.eval_batch_size, max_pairs=config.eval_max_pairs,
+                                           n_boot=config.n_boot, seed=config.split_seed, device=device)
+            model.train(was_training)
+            record = checkpoint_record(evaluation, step=state.global_step, epoch=state.epoch, n_rows=len(tset.rows),
+                                       rows_per_step=config.batch_size * config.grad_accum)
+            append_jsonl(run_dir / CHECKPOINTS_LOG, record)
+            if on_checkpoint is not None:
+                on_checkpoint(record)
+
+    return CheckpointEvalCallback()
+
+
 def _step_message(record: Mapping[str, Any], max_steps: int) -> str:
     parts = [f"step {record['step']}/{max_steps}"]
     for key, label in (("loss", "loss"), ("rewards/margins", "margin"), ("rewards/accuracies", "acc")):
@@ -778,7 +847,8 @@ def _quiet_datasets():
 
 
 def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str | os.PathLike,
-          report: Report | None = None, data_source: str | None = None, progress_bar: bool | None = None) -> dict[str, Any]:
+          report: Report | None = None, data_source: str | None = None, progress_bar: bool | None = None,
+          on_checkpoint: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train ``config.model`` with ``config.method`` on ``data`` (a PreferenceData, or anything
     :func:`alignscope.data.load_preferences` reads) restricted to ``selection`` (a selection parquet
     path or table; None = the whole data set), minus the held-out test pairs; evaluate on those
@@ -788,6 +858,8 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     ``report(progress=None, message=None)`` receives progress in 0..1 (the job system's reporter);
     ``data_source`` is the string to reload the data from (recorded in config.json);
     ``progress_bar`` (default: when stderr is a terminal) shows a tqdm bar, else one line per log.
+    ``on_checkpoint(record)`` is called with each ``checkpoints.jsonl`` line as it is written (with
+    ``config.eval_checkpoints``), e.g. to stream a scaling curve.
     Bad input raises :class:`TrainError` / ``ModelError`` / ``DataError`` with a one-line message.
     """
     from alignscope.data import PreferenceData, load_preferences
@@ -858,7 +930,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     report(progress=0.01, message=f"loading {config.model}")
     policy, tokenizer, trainer = _run_trainer(data, tset, config, model_dir=model_dir, device=device, lr=lr,
                                               kto_weights=kto_weights, run_dir=run_dir, report=report,
-                                              show_bar=show_bar, flipped=flipped)
+                                              show_bar=show_bar, flipped=flipped, on_checkpoint=on_checkpoint)
     history = [h for h in trainer.state.log_history if "train_runtime" in h]
     steps = int(trainer.state.global_step)
     runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started
@@ -894,6 +966,14 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         evaluation["training"] = training
         write_eval(run_dir, evaluation, per_pair)
         result["eval"] = evaluation
+        if config.eval_checkpoints and max(config.eval_checkpoints) == 1.0:
+            from alignscope.jobs import append_jsonl
+
+            record = checkpoint_record(evaluation, step=steps, epoch=training["epochs"], n_rows=len(tset.rows),
+                                       rows_per_step=config.batch_size * config.grad_accum)
+            append_jsonl(run_dir / CHECKPOINTS_LOG, record)
+            if on_checkpoint is not None:
+                on_checkpoint(record)
         accuracy, (low, high) = evaluation["accuracy"], evaluation["accuracy_ci95"]
         _say(f"held-out preference accuracy {accuracy:.3f} [{low:.3f}, {high:.3f}] on {evaluation['n_pairs']} pairs "
              f"({EVAL_FILE})")
@@ -930,7 +1010,7 @@ def _kto_weights(config: TrainConfig, n_desirable: int | None, n_undesirable: in
 
 def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Path, device: str, lr: float,
                  kto_weights: Mapping[str, float], run_dir: Path, report: Report, show_bar: bool,
-                 flipped: np.ndarray):
+                 flipped: np.ndarray, on_checkpoint: Callable[[dict], None] | None = None):
     """Build the TRL trainer and train. Returns (policy model, tokenizer, trainer)."""
     import transformers
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -979,9 +1059,12 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
 
                 args = _trl_args(KTOConfig, **common, **kto_weights)
                 trainer_cls = KTOTrainer
-            callback = _callbacks(run_dir / "metrics.jsonl", report, method=config.method, show_bar=show_bar)
+            callbacks = [_callbacks(run_dir / "metrics.jsonl", report, method=config.method, show_bar=show_bar)]
+            if config.eval_checkpoints and len(tset.test_pairs):
+                callbacks.append(_checkpoint_callback(data, tset, config, tokenizer=tokenizer, model_dir=model_dir,
+                                                      device=device, run_dir=run_dir, on_checkpoint=on_checkpoint))
             trainer = trainer_cls(model=policy, ref_model=reference, args=args, train_dataset=dataset,
-                                  processing_class=tokenizer, callbacks=[callback], peft_config=peft_config, **extra)
+                                  processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config, **extra)
             for noisy in (PrinterCallback, ProgressCallback):
                 trainer.remove_callback(noisy)
             if len(trainer.train_dataset) == 0:

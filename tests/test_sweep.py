@@ -55,7 +55,11 @@ def test_sweep_refuses_bad_input_before_any_job(tmp_path):
     for args, needle in [(["--methods", "best"], "unknown method"), (["--fractions", "0,0.5"], "fractions must be"),
                          (["--fractions", "a,b"], "comma-separated"), (["--evaluator", "ppo"], "invalid choice"),
                          (["--executor", "ray", "--detach"], "--detach works with the local executor"),
-                         (["--address", "auto"], "--address applies to --executor ray")]:
+                         (["--address", "auto"], "--address applies to --executor ray"),
+                         (["--mode", "checkpoints"], "use --evaluator dpo or kto"),
+                         (["--mode", "checkpoints", "--evaluator", "dpo", "--checkpoints", "0.5,1.0"], "at least 3"),
+                         (["--mode", "checkpoints", "--evaluator", "dpo", "--checkpoints", "0.5,1.5,1.0"],
+                          "checkpoints must be fractions")]:
         done = run_cli("sweep", "demo:60", *args, "--out", tmp_path / "x")
         assert done.returncode == 2 and needle in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
@@ -73,3 +77,35 @@ def test_sweep_plan_counts_all_data_once_per_seed():
     assert len(points) == 3 * 3 + 3 and sum(p["method"] == "all" for p in points) == 3
     with pytest.raises(SweepError, match="q must be"):
         SweepConfig(q=1.5).validate()
+
+
+def test_checkpoint_steps_cover_the_run_once():
+    from alignscope.train import checkpoint_steps
+
+    assert checkpoint_steps([0.1, 0.25, 0.5, 0.75, 1.0], 40) == {4: 0.1, 10: 0.25, 20: 0.5, 30: 0.75, 40: 1.0}
+    assert checkpoint_steps([0.01, 1.0], 10) == {1: 0.01, 10: 1.0}  # never step 0
+
+
+def test_checkpoint_mode_evaluates_one_full_data_run_as_it_trains(tmp_path):
+    """The ISA paper's measurement: one tiny DPO run on all training pairs, evaluated at 4 checkpoints;
+    each evaluation is a point (fraction = share of the training pairs seen) and the plateau is fitted."""
+    out = tmp_path / "sweep"
+    done = run_cli("sweep", "demo:120", "--mode", "checkpoints", "--evaluator", "dpo", "--model", "tiny",
+                   "--checkpoints", "0.25,0.5,0.75,1.0", "--max-steps", "8", "--seeds", "0", "--out", out, "--json",
+                   timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["n_jobs"] == 1 and summary["n_failed"] == 0
+    points = read_points_jsonl(out)
+    assert list(points["method"].unique()) == ["checkpoints"] and len(points) == 4
+    # 96 training pairs (20 % of 120 held out), batch 8: steps 2/4/6/8 have seen 16/32/48/64 pairs
+    assert points["n_train_pairs"].tolist() == [16, 32, 48, 64]
+    assert points["fraction"].round(4).tolist() == [round(n / 96, 4) for n in (16, 32, 48, 64)]
+    assert points["score"].between(0, 1).all()
+    job = JobStore().get(points["job_id"].iloc[0])
+    logged = [json.loads(line) for line in (job.run_dir / "train" / "checkpoints.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == [2, 4, 6, 8]
+    final = json.loads((job.run_dir / "train" / "eval.json").read_text())
+    assert logged[-1]["accuracy"] == final["accuracy"]  # the last checkpoint is the final evaluation
+    fit = json.loads((out / "fit.json").read_text())
+    assert set(fit["methods"]) == {"checkpoints"}

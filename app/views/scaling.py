@@ -83,8 +83,8 @@ with tab_sweep:
         st.info("No sweep on this data set yet: launch one in the next tab (the probe evaluator takes seconds "
                 "per point), or fit points you measured elsewhere in the last tab.")
     else:
-        labels = {str(folder): f"{folder.name} · {', '.join(rec['config']['methods'])} · {rec['config']['evaluator']} · "
-                               f"{len(rec['jobs'])} points" for _, folder, rec in sweeps}
+        labels = {str(folder): f"{folder.name} · {', '.join(SweepConfig(**rec['config']).curve_methods())} · "
+                               f"{rec['config']['evaluator']} · {len(rec['jobs'])} jobs" for _, folder, rec in sweeps}
         picked = st.selectbox("Sweep", list(labels), format_func=labels.get, key="scaling_sweep")
         recorded = next(rec for _, folder, rec in sweeps if str(folder) == picked)
 
@@ -101,7 +101,7 @@ with tab_sweep:
             if points.empty:
                 st.caption("Points appear here as their jobs finish.")
                 return
-            _show_fits(curve_points(points, recorded["config"]["methods"]), q, key="sweep")
+            _show_fits(curve_points(points, SweepConfig(**recorded["config"]).curve_methods()), q, key="sweep")
 
         live_sweep(picked, recorded["jobs"])
 
@@ -124,7 +124,9 @@ with tab_upload:
 with tab_new:
     from alignscope.select import METHODS
 
-    st.caption("Every (method, fraction, seed) becomes a job on the Runs page; fraction 1.0 is all pairs. "
+    st.caption("Subsets: every (method, fraction, seed) becomes a job on the Runs page; fraction 1.0 is all pairs. "
+               "Checkpoints (the ISA paper's own measurement): one DPO/KTO run per seed on all the training pairs, "
+               "evaluated at 10/25/50/75/100 % of the run. "
                "Probe: a linear reward model on frozen embeddings, seconds per point, a proxy. DPO/KTO: a real "
                "TRL run per point (the tiny model for plumbing, smollm2-135m on a GPU). For a Ray cluster use "
                "`alignscope sweep … --executor ray`.")
@@ -136,16 +138,19 @@ with tab_new:
         fractions = cols[1].text_input("Fractions (0–1, comma-separated)", "0.01,0.02,0.05,0.1,0.25,0.5,1.0",
                                        key="sweep_fractions")
         seeds = cols[2].text_input("Seeds", "0,1,2", key="sweep_seeds")
-        cols = st.columns(3)
-        evaluator = cols[0].radio("Evaluator", ["probe", "dpo", "kto"], horizontal=True, key="sweep_evaluator")
-        max_steps = cols[1].number_input("Training steps per point (DPO/KTO)", 1, 100_000, 20, key="sweep_steps")
-        workers = cols[2].number_input("Parallel workers", 1, 64, 2, key="sweep_workers")
+        cols = st.columns(4)
+        mode = cols[0].radio("Measurement", ["subsets", "checkpoints"], horizontal=True, key="sweep_mode",
+                             help="checkpoints needs the DPO or KTO evaluator; it ignores methods and fractions")
+        evaluator = cols[1].radio("Evaluator", ["probe", "dpo", "kto"], horizontal=True, key="sweep_evaluator")
+        max_steps = cols[2].number_input("Training steps per run (DPO/KTO; 0 = one epoch)", 0, 100_000, 20,
+                                         key="sweep_steps")
+        workers = cols[3].number_input("Parallel workers", 1, 64, 2, key="sweep_workers")
         launched = st.form_submit_button("Launch the sweep", type="primary")
     if launched:
         try:
             config = SweepConfig(methods=list(methods), fractions=[float(f) for f in fractions.split(",") if f.strip()],
                                  seeds=[int(s) for s in seeds.split(",") if s.strip()], evaluator=evaluator,
-                                 max_steps=int(max_steps))
+                                 max_steps=int(max_steps) or None, mode=mode)
             out = SWEEPS / time.strftime("%Y%m%d-%H%M%S")
             jobs = submit_sweep(data, config, out, workers=int(workers), store=store)
             # Rerun so that the first tab lists the new sweep; the message survives in the session.
