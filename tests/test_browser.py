@@ -1,6 +1,7 @@
 """End-to-end in a real browser: Debian chromium driven by Playwright against `alignscope app` on
 127.0.0.1 with the demo data. Visits every page, moves the subset slider, exports a subset, trains
-a tiny DPO run and a tiny sweep from the pages, and saves a screenshot of each page.
+a tiny DPO run, a tiny DPO + SamS run (shown on the Scheduler page) and a tiny sweep from the
+pages, and saves a screenshot of each page.
 
 Screenshots go to ``$ALIGNSCOPE_SCREENSHOTS`` (default: ``tests/screenshots/``, not committed; the
 README's copies live in ``assets/``). Skips with a message when chromium or Playwright is missing
@@ -159,6 +160,21 @@ def test_a_tiny_dpo_run_from_the_train_page(page):
     shot(page, "train")
 
 
+def test_a_tiny_sams_run_shows_on_the_scheduler_page(page):
+    open_page(page, "Train")
+    page.get_by_text("DPO + SamS", exact=True).click()
+    for label, value in (("Max steps (0 = full epochs)", "3"), ("Max length (tokens)", "32"),
+                         ("Evaluate at most (pairs, 0 = all)", "8")):
+        page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Held-out evaluation").first.wait_for(timeout=LONG)
+    open_page(page, "Scheduler")
+    page.get_by_text("Which pairs it preferred").first.wait_for(timeout=LONG)
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert page.get_by_text("No DPO + SamS run yet").count() == 0
+    shot(page, "scheduler")
+
+
 def test_a_tiny_sweep_from_the_scaling_page(page):
     open_page(page, "Scaling")
     page.get_by_role("tab", name="Launch a sweep").click()
@@ -173,7 +189,7 @@ def test_a_tiny_sweep_from_the_scaling_page(page):
 
 
 def test_runs_and_the_remaining_pages_after_work(page):
-    for name in ("Runs", "Spectra", "Scheduler"):
+    for name in ("Runs", "Spectra"):
         open_page(page, name)
         assert page.locator("[data-testid=stException]").count() == 0, name
         shot(page, name.lower())
