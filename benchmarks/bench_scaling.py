@@ -6,7 +6,7 @@
 Runs ``alignscope sweep`` once per executor:workers entry of ``--runs`` on the same grid (each
 into its own folder under ``$ALIGNSCOPE_HOME/bench_scaling``), records the wall time of each and the
 speed-up of 2 workers over 1, and the fitted plateau per method (r, a, b with intervals, the
-recommended fraction for q = 0.95) from the first run. Needs ../shared/data/alpaca_eval_pairs.jsonl.gz
+recommended fraction for q = 0.95 of the plateau, and of the gain) from the first run. Needs ../shared/data/alpaca_eval_pairs.jsonl.gz
 (skipped when absent) and its cached MiniLM embeddings (computed by the first run otherwise).
 Writes ``results/scaling_alpaca.json`` and ``results/scaling_alpaca.png``.
 """
@@ -78,8 +78,21 @@ def main(argv: list[str] | None = None) -> None:
     png = save_png(figure, RESULTS / "scaling_alpaca.png")
     write_result("scaling_alpaca", {"data": DATA.name, "methods": args.methods, "fractions": args.fractions,
                                     "seeds": args.seeds, "evaluator": "probe (a proxy)", "runs": runs,
-                                    "speedup": speedups, "fit": fit, "png": png,
+                                    "speedup": speedups, "fit": fit, "fit_gain": _gain_recommendations(points),
+                                    "png": png,
                                     "points_csv": str(out / "points.csv")})
+
+
+def _gain_recommendations(points) -> dict:
+    """The same curves under the 'q of the gain' rule: probe accuracy has a high floor, where the
+    q·r rule answers 0 % for flat methods."""
+    from alignscope.scaling import fit_points
+
+    fits = fit_points(points, q=0.95, n_boot=200, target="gain")
+    return {method: ({"error": fit} if isinstance(fit, str) else
+                     {"recommended_fraction": fit.recommended_fraction, "ci95": fit.recommended_fraction_ci95,
+                      "r": fit.r, "a": fit.a, "b": fit.b})
+            for method, fit in fits.items()}
 
 
 if __name__ == "__main__":

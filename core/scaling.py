@@ -13,6 +13,9 @@ of the data in [0, 1] (the paper writes x in percent: b_percent = b / 100).
   (points resampled within each fraction, so every fraction stays represented), and the
   recommendation: the smallest x whose predicted R reaches q·r,
   ``x* = ln((r − a) / ((1 − q)·r)) / b``, with its interval and the saving 1 − x*.
+  ``target="gain"`` asks instead for q of the GAIN, R(x) ≥ a + q·(r − a), so ``x* = −ln(1 − q) / b``:
+  the useful rule for accuracy-like scores with a high floor, where a ≥ q·r makes the q·r rule
+  answer 0 % (a warning says so).
 * :func:`fit_points` fits every method of a points table; :func:`read_points` reads a CSV with
   ``fraction`` (0–1) or ``percent`` (0–100), ``score``, optional ``method`` and ``seed``, failing
   with a :class:`~alignscope.readers.DataError` that names the file, row and column.
@@ -34,7 +37,7 @@ import pandas as pd
 
 from alignscope.readers import DataError
 
-__all__ = ["ScalingError", "PlateauFit", "plateau", "recommended_fraction", "fit_plateau", "fit_points",
+__all__ = ["ScalingError", "PlateauFit", "TARGETS", "plateau", "recommended_fraction", "fit_plateau", "fit_points",
            "read_points", "B_BOUNDS"]
 
 B_BOUNDS = (1e-3, 1e3)  # growth rate per unit fraction: 0.1 %…99.9 % of the way within the data
@@ -49,11 +52,15 @@ def plateau(x: Any, r: float, a: float, b: float) -> np.ndarray:
     return r - (r - a) * np.exp(-b * np.asarray(x, dtype=float))
 
 
-def recommended_fraction(r: float, a: float, b: float, q: float) -> float:
-    """Smallest x ≥ 0 with R(x) ≥ q·r (inf when R never gets there: r ≤ 0 or a falling curve
-    that starts below q·r)."""
-    target = q * r
-    if a >= target:
+TARGETS = ("plateau", "gain")
+
+
+def recommended_fraction(r: float, a: float, b: float, q: float, target: str = "plateau") -> float:
+    """Smallest x ≥ 0 with R(x) ≥ q·r (``target="plateau"``) or R(x) ≥ a + q·(r − a) (``"gain"``);
+    inf when R never gets there (r ≤ 0, or a curve that does not rise to the target)."""
+    if target == "gain":
+        return -math.log(1 - q) / b if r > a and b > 0 else math.inf
+    if a >= q * r:
         return 0.0
     if r <= 0 or r <= a or b <= 0:
         return math.inf
@@ -68,7 +75,7 @@ class PlateauFit:
     a: float
     b: float
     q: float
-    recommended_fraction: float | None   # clipped to [0, 1]; None when R never reaches q·r
+    recommended_fraction: float | None   # clipped to [0, 1]; None when R never reaches the target
     saving: float | None                 # 1 − recommended_fraction
     reaches_plateau_within_data: bool    # x* ≤ 1
     n_points: int
@@ -83,6 +90,7 @@ class PlateauFit:
     n_boot_failed: int = 0
     warnings: list[str] = field(default_factory=list)
     method: str | None = None
+    target: str = "plateau"              # q of the plateau (q·r) or of the gain (a + q·(r − a))
     boot_params: np.ndarray | None = field(default=None, repr=False)  # (n_ok, 3): r, a, b per refit
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,7 +149,7 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float] | N
 
 
 def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float = 0.95, n_boot: int = 500,
-                seed: int = 0, method: str | None = None) -> PlateauFit:
+                seed: int = 0, method: str | None = None, target: str = "plateau") -> PlateauFit:
     """Fit R(x) to points (x = fraction of the data in [0, 1]); see the module docstring."""
     x = np.asarray(fractions, dtype=float)
     y = np.asarray(scores, dtype=float)
@@ -149,6 +157,8 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
         raise ScalingError(f"fractions and scores must be two 1-D sequences of one length, got {x.shape} and {y.shape}")
     if not (0 < q < 1):
         raise ScalingError(f"q must be in (0, 1), got {q!r}")
+    if target not in TARGETS:
+        raise ScalingError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ScalingError("fractions and scores must be finite numbers")
     if np.any(x < 0) or np.any(x > 1):
@@ -175,10 +185,13 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
         converged = False
     if r < a:
         notes.append("the fitted curve falls with more data (r < a)")
-    x_star = recommended_fraction(r, a, b, q)
+    x_star = recommended_fraction(r, a, b, q, target)
     within = bool(x_star <= 1.0)
     if not within:
-        notes.append(f"R reaches {q:.0%} of the plateau only beyond the full data set (x* = {x_star:.3g})")
+        notes.append(f"R reaches {q:.0%} of the {target} only beyond the full data set (x* = {x_star:.3g})")
+    if target == "plateau" and a >= q * r:
+        notes.append(f"the no-data score a = {a:.3g} is already ≥ {q:.0%} of the plateau, so the q·r rule answers 0 %: "
+                     "ask for q of the gain instead (target 'gain')")
 
     boot: list[tuple[float, float, float, float]] = []
     failed = 0
@@ -192,7 +205,7 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
                 failed += 1
                 continue
             rb, ab, bb = again[0]
-            boot.append((rb, ab, bb, recommended_fraction(rb, ab, bb, q)))
+            boot.append((rb, ab, bb, recommended_fraction(rb, ab, bb, q, target)))
         if n_boot and failed > n_boot / 2:
             notes.append(f"{failed} of {n_boot} bootstrap fits failed: the intervals are unreliable")
             converged = False
@@ -213,11 +226,12 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
                       fractions=[float(v) for v in levels], rmse=math.sqrt(sse / len(x)), converged=converged,
                       r_ci95=interval(0), a_ci95=interval(1), b_ci95=interval(2),
                       recommended_fraction_ci95=interval(3, clip=True), n_boot=len(boot) + failed,
-                      n_boot_failed=failed, warnings=notes, method=method,
+                      n_boot_failed=failed, warnings=notes, method=method, target=target,
                       boot_params=np.array([row[:3] for row in boot], dtype=float) if boot else None)
 
 
-def fit_points(points: pd.DataFrame, *, q: float = 0.95, n_boot: int = 500, seed: int = 0) -> dict[str, PlateauFit | str]:
+def fit_points(points: pd.DataFrame, *, q: float = 0.95, n_boot: int = 500, seed: int = 0,
+               target: str = "plateau") -> dict[str, PlateauFit | str]:
     """Fit each method of a points table (``fraction``, ``score``, optional ``method``): method →
     :class:`PlateauFit`, or → the one-line reason it could not be fitted."""
     table = points if "method" in points.columns else points.assign(method="all")
@@ -225,7 +239,7 @@ def fit_points(points: pd.DataFrame, *, q: float = 0.95, n_boot: int = 500, seed
     for method, rows in table.groupby("method", sort=True):
         try:
             fits[str(method)] = fit_plateau(rows["fraction"], rows["score"], q=q, n_boot=n_boot, seed=seed,
-                                            method=str(method))
+                                            method=str(method), target=target)
         except ScalingError as exc:
             fits[str(method)] = str(exc)
     return fits

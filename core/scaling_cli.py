@@ -1,4 +1,4 @@
-"""``alignscope scaling fit POINTS.csv [--q 0.95] [--n-boot 500] [--json]``: fit the exponential
+"""``alignscope scaling fit POINTS.csv [--q 0.95] [--target plateau|gain] [--n-boot 500] [--json]``: fit the exponential
 plateau R(x) = r − (r − a)·e^{−b·x} to one's own measurements (see :mod:`alignscope.scaling`).
 
 The CSV has ``fraction`` (0–1) or ``percent`` (0–100), ``score``, and optionally ``method`` and
@@ -24,11 +24,18 @@ def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
     fit.add_argument("points", metavar="POINTS.csv", help="columns fraction (0–1) or percent (0–100), score, "
                                                           "optional method, seed")
     fit.add_argument("--q", type=float, default=0.95, help="recommend the smallest x with R(x) >= q·r (default 0.95)")
+    _add_target(fit)
     fit.add_argument("--n-boot", type=int, default=500, help="bootstrap refits for the intervals (default 500)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(func=cmd_scaling_fit)
     return parser
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=["plateau", "gain"], default="plateau",
+                        help="plateau: smallest x with R(x) >= q·r (default); gain: R(x) >= a + q·(r − a), "
+                             "for scores with a high floor")
 
 
 def add_sweep_command(commands: Any, load_options) -> argparse.ArgumentParser:
@@ -50,6 +57,7 @@ def add_sweep_command(commands: Any, load_options) -> argparse.ArgumentParser:
                         help="checkpoint mode: fractions of the run at which to evaluate")
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--q", type=float, default=0.95, help="recommend the smallest x with R(x) >= q·r")
+    _add_target(parser)
     parser.add_argument("--out", required=True, help="sweep directory")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray instance")
@@ -80,7 +88,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
                          seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
                          max_steps=args.max_steps if args.max_steps is not None or args.mode == "checkpoints" else 20,
-                         encoder=args.encoder, q=args.q, gpus=args.gpus, mode=args.mode,
+                         encoder=args.encoder, q=args.q, target=args.target, gpus=args.gpus, mode=args.mode,
                          checkpoints=_list(args.checkpoints, float, "checkpoints"))
     config.validate()
     if args.detach and args.executor == "ray":
@@ -131,7 +139,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             else:
                 x = result["recommended_fraction"]
                 print(f"{method}: r {result['r']:.4f}, a {result['a']:.4f}, b {result['b']:.2f}; "
-                      f"{fit['q']:.0%} of plateau at {'-' if x is None else format(x, '.1%')}")
+                      f"{fit['q']:.0%} of the {fit['target']} at {'-' if x is None else format(x, '.1%')}")
         print(f"{len(jobs)} points in {summary['wall_s']} s ({len(failed)} failed); fit in {args.out}/fit.json")
     return 0 if not failed else 1
 
@@ -148,7 +156,7 @@ def cmd_scaling_fit(args: argparse.Namespace) -> int:
     if args.n_boot < 0:
         raise ScalingError(f"--n-boot must be >= 0, got {args.n_boot}")
     points = read_points(args.points)
-    fits = fit_points(points, q=args.q, n_boot=args.n_boot, seed=args.seed)
+    fits = fit_points(points, q=args.q, n_boot=args.n_boot, seed=args.seed, target=args.target)
     objects = {m: (f.to_dict() if not isinstance(f, str) else {"error": f}) for m, f in fits.items()}
     if all(isinstance(f, str) for f in fits.values()):
         raise ScalingError("; ".join(fits.values()))
@@ -164,9 +172,9 @@ def cmd_scaling_fit(args: argparse.Namespace) -> int:
         print(f"  a (no data)       {fit.a:.4f}{_interval(fit.a_ci95, '.4f')}")
         print(f"  b (growth rate)   {fit.b:.3f}{_interval(fit.b_ci95, '.3f')}  per unit fraction")
         if fit.recommended_fraction is None:
-            print(f"  recommendation    none: R never reaches {fit.q:.0%} of the plateau")
+            print(f"  recommendation    none: R never reaches {fit.q:.0%} of the {fit.target}")
         else:
-            print(f"  {fit.q:.0%} of plateau at  x = {fit.recommended_fraction:.1%}"
+            print(f"  {fit.q:.0%} of {fit.target} at  x = {fit.recommended_fraction:.1%}"
                   f"{_interval(fit.recommended_fraction_ci95, '.1%')}  → saving {fit.saving:.1%} of the data")
         for note in fit.warnings:
             print(f"  warning: {note}", file=sys.stderr)

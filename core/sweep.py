@@ -59,6 +59,7 @@ class SweepConfig:
     (0, 1]; ``seeds`` seed the selection and (for DPO/KTO) training. ``evaluator``: ``probe``
     (seconds, a proxy) or ``dpo``/``kto`` (a real TRL run per point with ``model``,
     ``max_steps``…). ``test_fraction``/``split_seed``: one held-out split for every point.
+    ``q``/``target``: the recommendation rule of :func:`alignscope.scaling.fit_plateau`.
     ``cpus``/``gpus``: resources each point declares to the Ray executor. ``mode``: ``subsets``
     (one job per method × fraction × seed) or ``checkpoints`` (one full-data run per seed, evaluated
     at the ``checkpoints`` fractions of the run; ``max_steps=None`` means one full epoch)."""
@@ -77,6 +78,7 @@ class SweepConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     q: float = 0.95
+    target: str = "plateau"
     cpus: float = 1.0
     gpus: float = 0.0
     mode: str = "subsets"
@@ -109,6 +111,8 @@ class SweepConfig:
             raise SweepError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if not (0 < self.q < 1):
             raise SweepError(f"q must be in (0, 1), got {self.q}")
+        if self.target not in ("plateau", "gain"):
+            raise SweepError(f"target must be plateau or gain, got {self.target!r}")
         if self.cpus <= 0 or self.gpus < 0:
             raise SweepError("cpus must be > 0 and gpus >= 0")
 
@@ -297,13 +301,14 @@ def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: i
 
     sweep_dir = Path(sweep_dir)
     recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
-    q = float(q if q is not None else recorded["config"].get("q", 0.95))
+    config = SweepConfig(**recorded["config"])
+    q = float(q if q is not None else config.q)
     points = read_points_jsonl(sweep_dir)
-    curves = curve_points(points, SweepConfig(**recorded["config"]).curve_methods())
+    curves = curve_points(points, config.curve_methods())
     with atomic_path(sweep_dir / "points.csv") as tmp:
         curves[["method", "fraction", "seed", "score"]].to_csv(tmp, index=False)
-    fits = fit_points(curves, q=q, n_boot=n_boot) if len(curves) else {}
-    result = {"q": q, "n_points": int(len(points)),
+    fits = fit_points(curves, q=q, n_boot=n_boot, target=config.target) if len(curves) else {}
+    result = {"q": q, "target": config.target, "n_points": int(len(points)),
               "methods": {m: (f.to_dict() if not isinstance(f, str) else {"error": f}) for m, f in fits.items()}}
     write_json(sweep_dir / FIT_FILE, result)
     return result

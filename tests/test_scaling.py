@@ -49,6 +49,22 @@ def test_recommendation_formula_edges():
     assert x == pytest.approx(math.log(20))
 
 
+def test_gain_target_answers_where_the_plateau_rule_says_zero():
+    """A high floor (accuracy 0.78 without data, plateau 0.80): q·r is met at x = 0, so the plateau
+    rule says 0 % and warns; q of the gain recovers −ln(1 − q)/b from the fit."""
+    r, a, b = 0.80, 0.78, 30.0
+    x, y = synthetic(r, a, b, noise=0.0005, seed=3)
+    floor = fit_plateau(x, y, q=0.95, n_boot=50)
+    assert floor.recommended_fraction == 0.0 and any("target 'gain'" in w for w in floor.warnings)
+    gain = fit_plateau(x, y, q=0.95, n_boot=50, target="gain")
+    assert gain.target == "gain" and not any("target 'gain'" in w for w in gain.warnings)
+    assert gain.recommended_fraction == pytest.approx(-math.log(0.05) / b, rel=0.25)
+    assert recommended_fraction(r, a, b, 0.95, "gain") == pytest.approx(math.log(20) / b)
+    assert math.isinf(recommended_fraction(0.7, 0.8, 10, 0.95, "gain"))  # a falling curve has no gain
+    with pytest.raises(ScalingError, match="target must be"):
+        fit_plateau(x, y, target="half")
+
+
 def test_fits_that_cannot_be_trusted_say_so():
     with pytest.raises(ScalingError, match="3 or more distinct fractions"):
         fit_plateau([0.1, 0.1, 0.5, 0.5], [0.5, 0.51, 0.6, 0.61])
@@ -98,6 +114,8 @@ def test_cli_scaling_fit_json_and_errors(tmp_path):
     assert abs(result["r"] - 0.7) < 0.01 and abs(result["b"] - 12) < 3
     text = run_cli("scaling", "fit", points, "--n-boot", "20", "--q", "0.9")
     assert text.returncode == 0 and "90% of plateau" in text.stdout and "saving" in text.stdout
+    gain = json.loads(run_cli("scaling", "fit", points, "--json", "--n-boot", "0", "--target", "gain").stdout)
+    assert gain["target"] == "gain" and gain["recommended_fraction"] == pytest.approx(math.log(20) / gain["b"])
     two = tmp_path / "two.csv"
     pd.concat([pd.DataFrame({"fraction": x, "score": y, "method": "isa"}),
                pd.DataFrame({"fraction": x, "score": y - 0.02, "method": "random"})]).to_csv(two, index=False)

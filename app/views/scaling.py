@@ -28,15 +28,15 @@ SWEEPS = settings.home() / "sweeps"
 
 
 @st.cache_data(show_spinner="Fitting the plateau…", max_entries=32)
-def _fits(points_json: str, q: float) -> dict:
+def _fits(points_json: str, q: float, target: str) -> dict:
     points = pd.read_json(io.StringIO(points_json), orient="split")
-    return fit_points(points, q=q, n_boot=200)
+    return fit_points(points, q=q, n_boot=200, target=target)
 
 
 def _show_fits(points: pd.DataFrame, q: float, key: str) -> None:
     if points.empty:
         return
-    fits = _fits(points[["method", "fraction", "score"]].to_json(orient="split"), q)
+    fits = _fits(points[["method", "fraction", "score"]].to_json(orient="split"), q, target)
     st.plotly_chart(charts.scaling_chart(points, fits, q=q), key=f"{key}_chart")
     rows = []
     for method, fit in fits.items():
@@ -46,7 +46,7 @@ def _show_fits(points: pd.DataFrame, q: float, key: str) -> None:
         interval = fit.recommended_fraction_ci95
         rows.append({"method": method, "plateau r": round(fit.r, 4), "no-data a": round(fit.a, 4),
                      "growth b": round(fit.b, 2),
-                     f"{q:.0%} of plateau at": None if fit.recommended_fraction is None else f"{fit.recommended_fraction:.1%}",
+                     f"{q:.0%} of {target} at": None if fit.recommended_fraction is None else f"{fit.recommended_fraction:.1%}",
                      "95 % interval": "" if not interval else f"{interval[0]:.1%} – {interval[1]:.1%}",
                      "saving": None if fit.saving is None else f"{fit.saving:.1%} of the data",
                      "note": "; ".join(fit.warnings)})
@@ -54,16 +54,24 @@ def _show_fits(points: pd.DataFrame, q: float, key: str) -> None:
     if best:
         top = min(best, key=lambda f: f.recommended_fraction)
         cols = st.columns(3)
-        cols[0].metric(f"Smallest subset reaching {q:.0%} of its plateau", f"{top.recommended_fraction:.1%}",
-                       help=f"method {top.method}; x* = ln((r − a) / ((1 − q)·r)) / b")
+        cols[0].metric(f"Smallest subset reaching {q:.0%} of its {target}", f"{top.recommended_fraction:.1%}",
+                       help=f"method {top.method}; x* = " + ("−ln(1 − q) / b" if target == "gain"
+                                                            else "ln((r − a) / ((1 − q)·r)) / b"))
         cols[1].metric("Data you can skip", f"{top.saving:.1%}",
                        help=f"≈ {top.saving * data.n_pairs:,.0f} of {data.n_pairs:,} pairs of the active data")
         cols[2].metric("Its plateau", f"{top.r:.4f}")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"{key}_table")
+    counts = points["method"].value_counts(sort=False)
+    st.caption(f"{len(points)} points fitted ({', '.join(f'{m}: {n}' for m, n in counts.items())}).")
 
 
-q = st.slider("Share of the plateau to reach (q)", 0.80, 0.99, 0.95, 0.01, key="scaling_q",
-              help="The recommendation is the smallest fraction whose fitted score reaches q × r.")
+rule = st.columns([3, 2])
+q = rule[0].slider("Share to reach (q)", 0.80, 0.99, 0.95, 0.01, key="scaling_q",
+                   help="The recommendation is the smallest fraction whose fitted score reaches the target.")
+target = rule[1].radio("Target", ["plateau", "gain"], horizontal=True, key="scaling_target",
+                       format_func={"plateau": "q of the plateau: q·r", "gain": "q of the gain: a + q·(r − a)"}.get,
+                       help="With a high no-data score (accuracy near its plateau already), q·r is reached at 0 %; "
+                            "q of the gain asks how much data gets most of the improvement.")
 
 # ------------------------------------------------------------------------------------ a sweep
 sweeps = []
