@@ -175,7 +175,7 @@ def frequency_histogram(rates: pd.DataFrame) -> go.Figure:
 
 def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float) -> go.Figure:
     """Measured points per method, the fitted plateau R(x) with its bootstrap band, and the
-    recommended fraction (q·r) as a marker."""
+    recommended fraction (q of the plateau or of the gain, as fitted) as a marker."""
     import numpy as np
 
     fig = go.Figure()
@@ -199,7 +199,7 @@ def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float) -> go.Figure:
         if fit.recommended_fraction is not None:
             x = fit.recommended_fraction
             fig.add_trace(go.Scatter(x=[x], y=[float(fit.predict(x))], mode="markers", legendgroup=method,
-                                     name=f"{method}: {q:.0%} of plateau at {x:.1%}",
+                                     name=f"{method}: {q:.0%} of {getattr(fit, 'target', 'plateau')} at {x:.1%}",
                                      marker=dict(color=colour, size=14, symbol="star", line=dict(width=1, color="black"))))
     fig.update_layout(title="Score against the share of the data, with the fitted plateau R(x) = r − (r − a)·e^(−b·x)",
                       xaxis_title="fraction of the data used", yaxis_title="score (held-out accuracy)",
