@@ -148,8 +148,10 @@ def schedule_strip(log: pd.DataFrame, max_points: int = 50_000) -> go.Figure:
                                    text=[f"pair {i}" for i in part["index"]],
                                    hovertemplate="step %{x} · %{text} · score %{y:.3f}<extra></extra>"))
     fig.update_layout(title="Scheduler scores per step: selected vs skipped pairs", xaxis_title="training step",
-                      yaxis_title="score s = f_S + λ·f_S′", legend_title_text="pair", height=360,
+                      yaxis_title="scheduler score (exploit + λ·explore)", legend_title_text="pair", height=360,
                       margin=dict(t=50, b=40))
+    if len(rows) and rows["step"].nunique() <= 20:  # steps are integers: no 1.5 ticks on short runs
+        fig.update_xaxes(dtick=1)
     return fig
 
 
