@@ -39,7 +39,15 @@ def metric_curves(curves: dict[str, pd.DataFrame], metric: str, *, title: str | 
             fig.add_trace(go.Scatter(x=points["step"], y=points[metric], mode="lines+markers", name=label))
     fig.update_layout(title=title or metric, xaxis_title="training step", yaxis_title=metric,
                       legend_title_text="run", margin=dict(t=50, b=40), height=320)
+    _integer_steps(fig, pd.concat([frame.get("step", pd.Series(dtype=float)) for frame in curves.values()])
+                   if curves else pd.Series(dtype=float))
     return fig
+
+
+def _integer_steps(fig: go.Figure, steps: pd.Series) -> None:
+    """Steps are integers: on short runs put one tick per step instead of Plotly's 1.5, 2.5…"""
+    if 0 < steps.nunique() <= 20:
+        fig.update_xaxes(dtick=1)
 
 
 KEPT, DROPPED = "#d62728", "#b0b0b0"
@@ -150,8 +158,7 @@ def schedule_strip(log: pd.DataFrame, max_points: int = 50_000) -> go.Figure:
     fig.update_layout(title="Scheduler scores per step: selected vs skipped pairs", xaxis_title="training step",
                       yaxis_title="scheduler score (exploit + λ·explore)", legend_title_text="pair", height=360,
                       margin=dict(t=50, b=40))
-    if len(rows) and rows["step"].nunique() <= 20:  # steps are integers: no 1.5 ticks on short runs
-        fig.update_xaxes(dtick=1)
+    _integer_steps(fig, rows["step"])
     return fig
 
 

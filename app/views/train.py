@@ -100,7 +100,8 @@ runs = [j for j in store.list_jobs(kind="train", limit=200)
 if not runs:
     st.info("No training run on this data set yet: set the options above and start one.")
     st.stop()
-labels = {j.id: f"{j.id} · {j.config.get('method')} · {j.config.get('model')} · {j.status}" for j in runs}
+# No status in the label: it would go stale while the live view below updates.
+labels = {j.id: f"{j.id} · {j.config.get('method')} · {j.config.get('model')}" for j in runs}
 current = st.session_state.get("train_job")
 picked = st.selectbox("Run", list(labels), index=list(labels).index(current) if current in labels else 0,
                       format_func=labels.get, key="train_pick")
