@@ -626,6 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `alignscope ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as err:  # the machine, not the input: disk full, read-only, permissions
+        where = f": {err.filename}" if err.filename else ""
+        print(f"alignscope: error: {err.strerror or err}{where} (nothing was overwritten)", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("alignscope: interrupted", file=sys.stderr)
         return 130
