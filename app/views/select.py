@@ -96,8 +96,14 @@ if method == "isa":
 
 # ------------------------------------------------------------------------- what is kept / dropped
 st.subheader("What the subset keeps")
-groups = [c for c in data.metadata_columns if data.frame[c].map(type).isin([str, bool, int]).all()
-          and 2 <= data.frame[c].nunique() <= 30]
+@st.cache_data(show_spinner=False, max_entries=8)
+def _group_columns(fingerprint: str, _data) -> list[str]:
+    """Metadata columns worth comparing by (scalar values, 2–30 levels); once per data set."""
+    return [c for c in _data.metadata_columns if _data.frame[c].map(type).isin([str, bool, int]).all()
+            and 2 <= _data.frame[c].nunique() <= 30]
+
+
+groups = _group_columns(data.fingerprint, data)
 cols = st.columns(2)
 if groups:
     default = groups.index("source") if "source" in groups else 0
@@ -144,13 +150,23 @@ name = cols[0].text_input("Name", value=name_default, key=f"select_name_{name_de
 if cols[1].button("Use for training", type="primary", key="select_use"):
     path = analysis.save_active_selection(data, table, name)
     st.success(f"'{name}' is the active selection ({int(kept.sum()):,} pairs). The Train page trains on it.")
-buffer = io.BytesIO()
-table.to_parquet(buffer, index=False)
-cols[2].download_button("Selection (.parquet)", buffer.getvalue(), file_name=f"{name}.parquet",
+
+
+def _table_parquet() -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _pairs_jsonl() -> str:
+    return data.frame.loc[kept, ["prompt", "chosen", "rejected"]].to_json(orient="records", lines=True,
+                                                                           force_ascii=False)
+
+
+# Callables: the files are built when clicked, not on every slider move (MBs at 100k+ points).
+cols[2].download_button("Selection (.parquet)", _table_parquet, file_name=f"{name}.parquet",
                         key="select_download_table")
-export_rows = data.frame.loc[kept, ["prompt", "chosen", "rejected"]]
-cols[3].download_button("Pairs (.jsonl)", export_rows.to_json(orient="records", lines=True, force_ascii=False),
-                        file_name=f"{name}.jsonl", key="select_download_pairs")
+cols[3].download_button("Pairs (.jsonl)", _pairs_jsonl, file_name=f"{name}.jsonl", key="select_download_pairs")
 with st.form("select_export_form"):
     st.markdown("**Export into the data root** in TRL's format, with the selection config alongside.")
     form = st.columns([3, 1, 1])
