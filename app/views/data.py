@@ -146,18 +146,26 @@ with tab_lengths:
     st.plotly_chart(charts.length_histogram(lengths, log_x=log_x), key="data_length_chart")
     st.dataframe(lengths.describe(percentiles=[0.5, 0.95]).T.round(1), key="data_length_stats")
 
-with tab_meta:
-    shown = 0
-    for column in data.metadata_columns:
-        values = data.frame[column]
+@st.cache_data(show_spinner=False, max_entries=8)
+def _metadata_counts(fingerprint: str, _data) -> dict[str, pd.Series]:
+    """Value counts of every metadata column with 1–50 distinct values; once per data set."""
+    counted = {}
+    for column in _data.metadata_columns:
+        values = _data.frame[column]
         try:
             distinct = values.nunique(dropna=False)
         except TypeError:  # unhashable values (lists, dicts): nothing to count
             continue
         if 1 <= distinct <= 50:
-            counts = values.astype(str).value_counts()
-            st.plotly_chart(charts.count_bar(counts, column), key=f"data_meta_{column}")
-            shown += 1
+            counted[column] = values.astype(str).value_counts()
+    return counted
+
+
+with tab_meta:
+    shown = 0
+    for column, counts in _metadata_counts(data.fingerprint, data).items():
+        st.plotly_chart(charts.count_bar(counts, column), key=f"data_meta_{column}")
+        shown += 1
     if not shown:
         st.caption("No metadata column with 50 or fewer distinct values to count.")
 
