@@ -166,12 +166,20 @@ def hover_texts(data: PreferenceData, pair_index: np.ndarray, label: np.ndarray 
     from alignscope.data import render_text
 
     prompt, chosen, rejected = (data.frame[c].to_numpy(dtype=object) for c in ("prompt", "chosen", "rejected"))
+    # A text budget for the whole map (~8 MB of hover text): full snippets for a few thousand
+    # points, shorter ones as more are drawn, only the pair number at 100k+ (the browser would
+    # otherwise receive ~50 MB of JSON for 124k points).
+    per_point = int(min(400, max(0, 8_000_000 / max(1, len(rows)) - 30)))
+    prompt_chars, completion_chars = int(per_point * 0.4), int(per_point * 0.6)
     out = []
     for row in rows.tolist():
         pair = int(pair_index[row])
         is_chosen = label is None or int(label[row]) == 1
         which = "pair" if label is None else ("chosen" if is_chosen else "rejected")
-        completion = render_text(chosen[pair] if is_chosen else rejected[pair])
-        text = f"#{pair + 1} ({which})\nPROMPT: {render_text(prompt[pair])[:160]}\n{which.upper()}: {completion[:240]}"
+        text = f"#{pair + 1} ({which})"
+        if prompt_chars >= 20:
+            completion = render_text(chosen[pair] if is_chosen else rejected[pair])
+            text += (f"\nPROMPT: {render_text(prompt[pair])[:prompt_chars]}"
+                     f"\n{which.upper()}: {completion[:completion_chars]}")
         out.append(html.escape(text).replace("\n", "<br>"))
     return out

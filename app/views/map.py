@@ -107,6 +107,9 @@ title = f"{method} map of {n_points:,} {unit}s ({encoder})" + (
     f" — {len(drawn):,} drawn" if len(drawn) < n_points else "")
 figure = charts.scatter_map(coords[drawn], colour, colour_by, hover, title=title, categorical=categorical)
 event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("lasso", "box"))
+if len(drawn) > 20_000:
+    st.caption("Hover text gets shorter as more points are drawn (pair numbers only near 100k+), so the "
+               "map stays responsive; draw fewer points, or lasso some, to read them.")
 
 # ------------------------------------------------------------------------------ lasso subset
 points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
