@@ -243,13 +243,22 @@ def load_preferences(
             from alignscope.demo import DEFAULT_N, demo_preferences
 
             return demo_preferences(n=int(demo.group(1) or DEFAULT_N), seed=int(demo.group(2) or 0))
+    options = {"split": split, "columns": dict(columns or {}), "drop_invalid": drop_invalid,
+               "max_row_chars": max_row_chars}
+    path = Path(source).expanduser() if isinstance(source, (str, os.PathLike)) else None
+    if path is not None:
+        from alignscope import data_cache
+
+        cached = data_cache.read(path, options)
+        if cached is not None:
+            return cached
     raw, label = _read_source(source, split)
     data = canonicalise(raw, source_label=label, columns=columns, drop_invalid=drop_invalid,
                         max_row_chars=max_row_chars)
-    options = {"split": split, "columns": dict(columns or {}), "drop_invalid": drop_invalid,
-               "max_row_chars": max_row_chars}
-    return replace(data, load_options={k: v for k, v in options.items()
-                                       if v != _DEFAULT_LOAD_OPTIONS[k]})
+    data = replace(data, load_options={k: v for k, v in options.items() if v != _DEFAULT_LOAD_OPTIONS[k]})
+    if path is not None:
+        data_cache.write(path, options, data)
+    return data
 
 
 _DEFAULT_LOAD_OPTIONS = {"split": None, "columns": {}, "drop_invalid": False,

@@ -1,0 +1,83 @@
+"""A disk cache of loaded data sets: the canonical table as parquet plus a small JSON of what
+loading found, so that opening a large file a second time (the app's cold start, every job of a
+sweep) reads one parquet file instead of parsing, validating and hashing the source again.
+
+Keyed by the file's resolved path, size and modification time, the load options and the
+alignscope version: an edited file, other options or a new release miss the cache. Entries are
+written atomically; an unreadable entry is ignored (the file is loaded again). Only files of at
+least :data:`MIN_BYTES` are cached (small files load faster than the cache would help).
+No pickle: parquet and JSON only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Mapping
+
+MIN_BYTES = 2 * 1024 * 1024
+
+
+def _key(path: Path, options: Mapping[str, Any]) -> str | None:
+    from alignscope import __version__
+
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    if not path.is_file() or stat.st_size < MIN_BYTES:
+        return None
+    text = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, dict(options), __version__],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _folder() -> Path:
+    from alignscope import settings
+
+    return settings.home() / "cache" / "data"
+
+
+def read(path: Path, options: Mapping[str, Any]):
+    """The cached PreferenceData for ``path`` loaded with ``options``, or None."""
+    import pandas as pd
+
+    from alignscope.data import PreferenceData, ValidationReport
+
+    key = _key(path, options)
+    if key is None:
+        return None
+    table, meta = _folder() / f"{key}.parquet", _folder() / f"{key}.json"
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        frame = pd.read_parquet(table)
+        if len(frame) != info["n_pairs"]:
+            return None
+    except Exception:  # noqa: BLE001 - a missing or damaged entry is a cache miss, never an error
+        return None
+    data = PreferenceData(frame=frame, format=info["format"], source=info["source"],
+                          prompt_extracted=info["prompt_extracted"], report=ValidationReport(**info["report"]),
+                          load_options=info["load_options"])
+    data.__dict__["fingerprint"] = info["fingerprint"]  # the cached_property, as computed at load time
+    return data
+
+
+def write(path: Path, options: Mapping[str, Any], data) -> None:
+    """Store ``data`` (best effort: a full disk or a read-only home only skips the cache)."""
+    from alignscope.files import atomic_path, write_json
+
+    key = _key(path, options)
+    if key is None or data.format != "standard":  # message lists stay out: parquet would reshape them
+        return
+    try:
+        _folder().mkdir(parents=True, exist_ok=True)
+        with atomic_path(_folder() / f"{key}.parquet") as tmp:
+            data.frame.to_parquet(tmp, index=False)
+        write_json(_folder() / f"{key}.json", {
+            "n_pairs": len(data), "format": data.format, "source": data.source,
+            "prompt_extracted": data.prompt_extracted, "report": asdict(data.report),
+            "load_options": data.load_options, "fingerprint": data.fingerprint})
+    except (OSError, ValueError, TypeError):
+        pass
