@@ -114,7 +114,7 @@ def kept_histogram(values, kept, *, name: str, title: str, cutoff: float | None 
     return fig
 
 
-def isa_curve(loglik_scaled, delta, kept, max_points: int = 20_000) -> go.Figure:
+def isa_curve(loglik_scaled, delta, kept, max_points: int = 5_000) -> go.Figure:
     """l′ against Δ: with the published p = e^{l′} the curve falls, so the top Δ are the lowest l′."""
     import numpy as np
 

@@ -77,6 +77,8 @@ def test_other_methods_and_comparison(app):
     at.selectbox(key="select_method").set_value("kcenter").run()
     assert not at.exception and _metric(at, "Points kept") == "12 of 240"
     assert not any("ISA anatomy" in h.value for h in at.subheader)
+    assert not any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))  # off until asked for
+    at.toggle(key="select_compare_on").set_value(True).run()
     assert any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))
 
 

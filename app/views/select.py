@@ -127,7 +127,10 @@ if data.is_demo:
                "seeks them at this subset size.")
 
 # ---------------------------------------------------------------------------------- compare
-with st.expander("Compare methods at this size"):
+# A toggle, not an expander: an expander's body runs on every slider move even when closed, and
+# three more selections at 100k+ points cost seconds.
+if st.toggle("Compare methods at this size", key="select_compare_on",
+             help="overlap (Jaccard) and per-group shares of several methods' subsets of the same size"):
     others = st.multiselect("Methods", ["isa", "random", "density", "kcenter"],
                             default=["isa", "random", "density"], key="select_compare")
     if len(others) >= 2:
