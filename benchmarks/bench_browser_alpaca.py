@@ -7,7 +7,8 @@ Needs ../shared/data/alpaca_eval_pairs.jsonl.gz, chromium, and the MiniLM comple
 cached in ``$ALIGNSCOPE_HOME`` (run ``python -m benchmarks.bench_app_alpaca`` first: it records the
 embed job the pages look for). Measures, in seconds of wall time seen by the browser:
 
-* cold start: from launching ``alignscope app`` to the Data page showing the data set;
+* cold start: from launching ``alignscope app`` to the Data page showing the data set, the first
+  time the file is opened (parsed, then cached) and the next time (read from the data cache);
 * page switches (Data → Map → Select → Train → Runs → Data), each until the page's script finished;
 * the Select page's subset slider: key press until the "Points kept" metric shows the new count;
 * the Map page drawing every completion (its "Points drawn" slider at the maximum) until Plotly has drawn.
@@ -51,6 +52,28 @@ def _switch(page, name: str) -> float:
     return round(time.perf_counter() - started, 3)
 
 
+def _start(browser) -> tuple:
+    """Start ``alignscope app`` on the AlpacaEval pairs; seconds until the Data page shows them."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    app = subprocess.Popen([sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), "--data", str(DATA),
+                            "--data-root", str(SHARED_DATA)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.1)
+    page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+    page.set_default_timeout(600_000)
+    page.goto(url)
+    page.get_by_text("61,952").first.wait_for()
+    _settled(page)
+    return app, url, page, round(time.perf_counter() - started, 3)
+
+
 def main() -> None:
     chromium = shutil.which("chromium")
     if not DATA.exists() or chromium is None:
@@ -58,31 +81,23 @@ def main() -> None:
         return
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    app = subprocess.Popen([sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), "--data", str(DATA),
-                            "--data-root", str(SHARED_DATA)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+    from alignscope import settings
+
+    # The first open of a file parses it and fills the data cache; later starts read the cache.
+    for entry in (settings.home() / "cache" / "data").glob("*"):
+        entry.unlink()
     figures: dict = {"n_pairs": 61_952, "n_completions": 123_904}
-    try:
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.1)
-        figures["server_ready_s"] = round(time.perf_counter() - started, 3)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
-            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
-            page.set_default_timeout(600_000)
-            page.goto(url)
-            page.get_by_text("61,952").first.wait_for()
-            _settled(page)
-            figures["cold_start_to_data_page_s"] = round(time.perf_counter() - started, 3)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        app, url, page, cold = _start(browser)
+        figures["cold_start_first_open_of_the_file_s"] = cold
+        os.killpg(app.pid, 15)
+        app.wait(timeout=30)
+        app, url, page, cold = _start(browser)
+        figures["cold_start_to_data_page_s"] = cold
+        try:
             switches = {}
             for name in ("Map", "Select", "Train", "Runs", "Data", "Select"):
                 switches[f"to {name}" + (" (again)" if f"to {name}" in switches else "")] = _switch(page, name)
@@ -115,10 +130,10 @@ def main() -> None:
             page.mouse.wheel(0, -300)
             page.wait_for_timeout(50)
             figures["map_zoom_event_s"] = round(time.perf_counter() - t0, 3)
-            browser.close()
-    finally:
-        os.killpg(app.pid, 15)
-        app.wait(timeout=30)
+        finally:
+            os.killpg(app.pid, 15)
+            app.wait(timeout=30)
+        browser.close()
     figures["targets"] = {"cold_start_s": 5, "page_switch_s": 1, "slider_s": 1}
     write_result("browser_alpaca", figures)
 
