@@ -1,5 +1,5 @@
-"""Faults, for real: a training job SIGKILLed mid-run (what the out-of-memory killer does), a disk
-that is full or read-only when results are written, two writers racing for one output path, and
+"""Faults, for real: a training job SIGKILLed mid-run (what the out-of-memory killer does), a worker
+whose allocations fail (address space capped), a disk that is full or read-only when results are written, two writers racing for one output path, and
 the app restarted while a job runs. Each time the store and run directories stay consistent, the
 user sees what happened, and a re-run works. (Corrupt cache files: tests/test_embed.py; a dead
 supervisor and reused pids: tests/test_jobs.py.)"""
@@ -61,6 +61,28 @@ def test_training_killed_mid_run_is_failed_with_the_reason_and_reruns(isolated_h
     again = submit_training(run, "--max-steps", "2", "--force")
     assert store.wait(again, timeout=600).status == SUCCEEDED, store.logs(again)
     assert json.loads((run / "eval.json").read_text())["n_pairs"] == 8
+
+
+def test_a_worker_out_of_memory_fails_with_the_reason_and_reruns(isolated_home, tmp_path):
+    """A real allocation failure: once the run trains, its address space is capped just above what
+    it uses (RLIMIT_AS, as a container memory limit would), so torch's next allocation fails."""
+    import resource
+
+    import psutil
+
+    store = JobStore()
+    run = tmp_path / "run"
+    job_id = submit_training(run, "--max-steps", "60")
+    wait_until(lambda: read_jsonl(run / "metrics.jsonl"))
+    for runner in psutil.Process(store.get(job_id).pid).children(recursive=True):
+        used = runner.memory_info().vms
+        runner.rlimit(resource.RLIMIT_AS, (used + 20 * 2**20, used + 20 * 2**20))
+    job = store.wait(job_id, timeout=300)
+    assert job.status == FAILED and "memory" in job.error.lower(), job.error
+    assert "memory" in store.logs(job_id).lower()
+    assert not (run / "eval.json").exists() and leftovers(run) == []
+    again = submit_training(run, "--max-steps", "2", "--force")
+    assert store.wait(again, timeout=600).status == SUCCEEDED, store.logs(again)
 
 
 @pytest.fixture
