@@ -183,3 +183,15 @@ def hover_texts(data: PreferenceData, pair_index: np.ndarray, label: np.ndarray 
                      f"\n{which.upper()}: {completion[:completion_chars]}")
         out.append(html.escape(text).replace("\n", "<br>"))
     return out
+
+
+@st.cache_data(show_spinner="Counting words…", max_entries=8)
+def _length_table(fingerprint: str, _data: PreferenceData) -> pd.DataFrame:
+    from alignscope.data import length_table
+
+    return length_table(_data)
+
+
+def lengths(data: PreferenceData) -> pd.DataFrame:
+    """Words per prompt/chosen/rejected, counted once per data set for every page (shape (n_pairs, 3))."""
+    return _length_table(data.fingerprint, data)

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from alignscope import settings
-from alignscope.app import charts, state
-from alignscope.data import CANONICAL, DEFAULT_MAX_ROW_CHARS, DataError, length_table, parse_column_map, render_text
+from alignscope.app import analysis, charts, state
+from alignscope.data import CANONICAL, DEFAULT_MAX_ROW_CHARS, DataError, parse_column_map, render_text
 from alignscope.files import PathOutsideRootError
 
 st.title("Data")
@@ -128,13 +128,9 @@ with tab_pairs:
         st.dataframe(pd.DataFrame([row[data.metadata_columns].astype(str)]), hide_index=True)
 
 
-@st.cache_data(show_spinner="Counting words…", max_entries=8)
-def _lengths(fingerprint: str, _data) -> pd.DataFrame:
-    return length_table(_data)
-
 
 with tab_lengths:
-    lengths = _lengths(data.fingerprint, data)
+    lengths = analysis.lengths(data)
     longer = float((lengths["chosen"] > lengths["rejected"]).mean())
     cols = st.columns(3)
     cols[0].metric("Median prompt length", f"{int(lengths['prompt'].median())} words")
@@ -169,10 +165,15 @@ with tab_meta:
     if not shown:
         st.caption("No metadata column with 50 or fewer distinct values to count.")
 
+def _cut(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 with tab_table:
-    limit = min(data.n_pairs, 2000)
-    st.caption(f"First {limit:,} rows; message lists rendered as role: content.")
+    limit = min(data.n_pairs, 1000)
+    st.caption(f"First {limit:,} rows; message lists rendered as role: content; texts cut at 500 characters "
+               "(the Pairs tab shows them whole).")
     preview = data.frame.head(limit).copy()
-    for column in CANONICAL:
-        preview[column] = [render_text(v) for v in preview[column]]
+    for column in CANONICAL:  # a table cell shows a line anyway; whole texts would make this page MBs
+        preview[column] = [_cut(render_text(v)) for v in preview[column]]
     st.dataframe(preview, hide_index=False, height=420)

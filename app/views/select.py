@@ -11,7 +11,6 @@ import streamlit as st
 
 from alignscope import settings
 from alignscope.app import analysis, charts, state
-from alignscope.data import length_table
 from alignscope.files import PathOutsideRootError, resolve_in_root
 from alignscope.selection_stats import defect_rates, kept_pairs_mask, overlap_matrix, share_by_group
 
@@ -112,12 +111,8 @@ if groups:
     cols[0].plotly_chart(charts.share_bars(shares, group), key="select_shares")
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _lengths(fingerprint: str, _data) -> pd.DataFrame:
-    return length_table(_data)
 
-
-lengths = _lengths(data.fingerprint, data)
+lengths = analysis.lengths(data)
 chosen_len = lengths["chosen"].to_numpy()
 cols[1].plotly_chart(charts.kept_histogram(np.log10(chosen_len + 1), kept, name="log10(words in chosen + 1)",
                                            title="Chosen-response length: kept vs dropped pairs"), key="select_lengths")
