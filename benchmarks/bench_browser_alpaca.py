@@ -20,21 +20,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
-from benchmarks.common import SHARED_DATA, write_result
+from benchmarks.common import SHARED_DATA, start_app, write_result
 
 DATA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _settled(page, timeout_s: float = 600) -> None:
@@ -54,18 +44,8 @@ def _switch(page, name: str) -> float:
 
 def _start(browser) -> tuple:
     """Start ``alignscope app`` on the AlpacaEval pairs; seconds until the Data page shows them."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    app = subprocess.Popen([sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), "--data", str(DATA),
-                            "--data-root", str(SHARED_DATA)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.1)
+    app, url, _ = start_app("--data", str(DATA), "--data-root", str(SHARED_DATA))
     page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
     page.set_default_timeout(600_000)
     page.goto(url)

@@ -17,40 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
-from benchmarks.common import SHARED_DATA, write_result
+from benchmarks.common import SHARED_DATA, start_app, write_result
 from benchmarks.streamlit_client import load, summary
 
 DATA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(data: str, data_root: str) -> tuple[subprocess.Popen, str, float]:
-    port = _free_port()
-    started = time.perf_counter()
-    app = subprocess.Popen([sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), "--data", data,
-                            "--data-root", data_root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return app, url, time.perf_counter() - started
-        except OSError:
-            time.sleep(0.3)
-    os.killpg(app.pid, 9)
-    raise SystemExit("the app did not start")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"skipped: {DATA} is absent")
         return
     data, root = (args.data, os.getcwd()) if args.data else (str(DATA), str(SHARED_DATA))
-    app, url, start_s = start_app(data, root)
+    app, url, start_s = start_app("--data", data, "--data-root", root)
     try:
         warm = summary(asyncio.run(load(url, 1, 1, seed=999, timeout_s=900)))
         print(f"warm-up session: {warm['all']} errors {warm['errors']}", flush=True)

@@ -98,3 +98,29 @@ def save_png(figure, path: Path, *, width: int = 1100, height: int = 650) -> str
             page.locator(".js-plotly-plot").first.screenshot(path=str(path))
             browser.close()
     return "plotly rendered in chromium (playwright)"
+
+
+def start_app(*args: str, env: dict | None = None, timeout_s: float = 300) -> tuple[Any, str, float]:
+    """Start ``alignscope app ARGS`` on a free loopback port; wait for Streamlit's health check.
+    Returns (process, url, seconds until healthy). Stop it with ``os.killpg(process.pid, 15)``."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.perf_counter()
+    app = subprocess.Popen([sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), *args],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return app, url, time.perf_counter() - started
+        except OSError:
+            time.sleep(0.1)
+    os.killpg(app.pid, 9)
+    raise RuntimeError(f"alignscope app {' '.join(args)} did not become healthy within {timeout_s:.0f} s")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from alignscope.jobs import JobStore
-from benchmarks.bench_load import start_app
+from benchmarks.common import start_app
 from benchmarks.streamlit_client import Session, load, summary
 
 
@@ -22,7 +22,7 @@ async def _compute_embeddings(url: str) -> None:
 def test_twenty_sessions_browse_and_slide_without_errors(isolated_home, tmp_path):
     import os
 
-    app, url, _ = start_app("demo:120", str(tmp_path))
+    app, url, _ = start_app("--data", "demo:120", "--data-root", str(tmp_path))
     try:
         asyncio.run(_compute_embeddings(url))
         store = JobStore()

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from alignscope.cli import app_command, build_parser
 from alignscope.jobs import JobStore
+from benchmarks.common import start_app
 from conftest import ROOT, write_jsonl
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -26,12 +24,6 @@ MARKERS = ("<script", "onerror", "javascript:", "<iframe", "<h1>")
 # Element types Streamlit renders as Markdown (HTML only with unsafe_allow_html).
 MARKDOWN_TYPES = ("markdown", "caption", "info", "warning", "error", "success", "title", "header", "subheader",
                   "toast", "latex")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _outward_address() -> str | None:
@@ -55,22 +47,12 @@ def test_app_defaults_to_loopback_and_caps_uploads():
 
 
 def test_the_running_app_accepts_loopback_only(tmp_path):
-    port = _free_port()
     env = {**os.environ, "ALIGNSCOPE_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), "--data", "demo:50",
-                             "--data-root", str(tmp_path), "--max-upload-mb", "3"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc, url, _ = start_app("--data", "demo:50", "--data-root", str(tmp_path), "--max-upload-mb", "3", env=env,
+                             timeout_s=120)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the app did not start on 127.0.0.1")
-        _uploader_says_its_cap(f"http://127.0.0.1:{port}", "3MB")
+        port = int(url.rsplit(":", 1)[1])
+        _uploader_says_its_cap(url, "3MB")
         outward = _outward_address()
         if outward is None:
             pytest.skip("this machine has no non-loopback address to try")
