@@ -282,14 +282,19 @@ def base_method(method: str) -> str:
 
 def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
     """The config dataclass of ``method`` built from keyword fields; unknown fields are a one-line
-    :class:`TrainError` naming the known ones."""
+    :class:`TrainError` with the closest known name."""
     cls = CONFIG_CLASSES.get(str(method).lower())
     if cls is None:
         raise TrainError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise TrainError(f"unknown {cls.method} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        import difflib
+
+        hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, n=1))
+                 else name for name in unknown]
+        raise TrainError(f"unknown {cls.method} option(s) {', '.join(hints)}; the options are the fields of "
+                         f"{cls.__name__} (alignscope train --help)")
     config = cls(**fields)
     config.validate()
     return config

@@ -219,7 +219,7 @@ def test_bad_inputs_fail_with_one_line_errors_before_anything_is_written(tmp_pat
     assert "unknown model 'no-such-model'" in bad(lambda: train(data, config=train_config("dpo", model="no-such-model"),
                                                                 run_dir=run))
     assert "unknown training method 'ppo'" in bad(lambda: train_config("ppo"))
-    assert "unknown dpo option(s) epoch" in bad(lambda: train_config("dpo", epoch=2))
+    assert "unknown dpo option(s) epoch (did you mean epochs?)" in bad(lambda: train_config("dpo", epoch=2))
     assert "batch_size must be >= 2" in bad(lambda: train_config("kto", batch_size=1))
     assert "test_fraction" in bad(lambda: train_config("dpo", test_fraction=1.0))
     assert "lr must be > 0" in bad(lambda: train_config("dpo", lr=-1.0))
