@@ -1,5 +1,6 @@
-"""``alignscope scaling fit POINTS.csv [--q 0.95] [--target plateau|gain] [--n-boot 500] [--json]``: fit the exponential
-plateau R(x) = r − (r − a)·e^{−b·x} to one's own measurements (see :mod:`alignscope.scaling`).
+"""``alignscope scaling fit POINTS.csv [--q 0.95] [--target plateau|gain] [--n-boot 500] [--json]``:
+fit the exponential plateau R(x) = r − (r − a)·e^{−b·x} to one's own measurements (see
+:mod:`alignscope.scaling`).
 
 The CSV has ``fraction`` (0–1) or ``percent`` (0–100), ``score``, and optionally ``method`` and
 ``seed``. Text output: one block per method (r, a, b with 95 % intervals, the recommended fraction
@@ -33,7 +34,9 @@ def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", choices=["plateau", "gain"], default="plateau",
+    from alignscope.scaling import TARGETS
+
+    parser.add_argument("--target", choices=list(TARGETS), default="plateau",
                         help="plateau: smallest x with R(x) >= q·r (default); gain: R(x) >= a + q·(r − a), "
                              "for scores with a high floor")
 

@@ -38,8 +38,8 @@ import pandas as pd
 from alignscope.files import atomic_path, write_json
 from alignscope.jobs import append_jsonl, read_jsonl
 
-__all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job", "submit_sweep",
-           "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
+__all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
+           "submit_sweep", "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
 
 EVALUATORS = ("probe", "dpo", "kto")
 MODES = ("subsets", "checkpoints")
@@ -111,8 +111,10 @@ class SweepConfig:
             raise SweepError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if not (0 < self.q < 1):
             raise SweepError(f"q must be in (0, 1), got {self.q}")
-        if self.target not in ("plateau", "gain"):
-            raise SweepError(f"target must be plateau or gain, got {self.target!r}")
+        from alignscope.scaling import TARGETS
+
+        if self.target not in TARGETS:
+            raise SweepError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.cpus <= 0 or self.gpus < 0:
             raise SweepError("cpus must be > 0 and gpus >= 0")
 
