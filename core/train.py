@@ -649,6 +649,15 @@ def checkpoint_record(evaluation: Mapping[str, Any], *, step: int, epoch: float 
             "reward_margin": evaluation.get("margin_mean"), "n_pairs": int(evaluation["n_pairs"])}
 
 
+def record_checkpoint(run_dir: Path, record: dict[str, Any], on_checkpoint: Callable[[dict], None] | None) -> None:
+    """Append one checkpoint evaluation to ``checkpoints.jsonl`` and hand it to ``on_checkpoint``."""
+    from alignscope.jobs import append_jsonl
+
+    append_jsonl(run_dir / CHECKPOINTS_LOG, record)
+    if on_checkpoint is not None:
+        on_checkpoint(record)
+
+
 def _checkpoint_callback(data, tset: "TrainingSet", config: TrainConfig, *, tokenizer, model_dir: Path, device: str,
                          run_dir: Path, on_checkpoint: Callable[[dict], None] | None):
     """Evaluate the policy on the held-out pairs at the ``eval_checkpoints`` steps (all but the last:
@@ -656,7 +665,6 @@ def _checkpoint_callback(data, tset: "TrainingSet", config: TrainConfig, *, toke
     from transformers import TrainerCallback
 
     from alignscope.evaluate import evaluate_pairs
-    from alignscope.jobs import append_jsonl
     from alignscope.models import load_causal_lm
 
     class CheckpointEvalCallback(TrainerCallback):
@@ -676,15 +684,15 @@ def _checkpoint_callback(data, tset: "TrainingSet", config: TrainConfig, *, toke
             _say(f"checkpoint at step {state.global_step}: evaluating on the held-out pairs")
             was_training = model.training
             model.eval()
-            evaluation, _ = evaluate_pairs(model, self.reference, tokenizer, data, tset.test_pairs, beta=config.beta, max_length=config.max_length,
-                                           batch_size=config.eval_batch_size, max_pairs=config.eval_max_pairs,
-                                           n_boot=config.n_boot, seed=config.split_seed, device=device)
+            evaluation, _ = evaluate_pairs(model, self.reference, tokenizer, data, tset.test_pairs, beta=config.beta,
+                                           max_length=config.max_length, batch_size=config.eval_batch_size,
+                                           max_pairs=config.eval_max_pairs, n_boot=config.n_boot,
+                                           seed=config.split_seed, device=device)
             model.train(was_training)
-            record = checkpoint_record(evaluation, step=state.global_step, epoch=state.epoch, n_rows=len(tset.rows),
-                                       rows_per_step=config.batch_size * config.grad_accum)
-            append_jsonl(run_dir / CHECKPOINTS_LOG, record)
-            if on_checkpoint is not None:
-                on_checkpoint(record)
+            record_checkpoint(run_dir, checkpoint_record(evaluation, step=state.global_step, epoch=state.epoch,
+                                                         n_rows=len(tset.rows),
+                                                         rows_per_step=config.batch_size * config.grad_accum),
+                              on_checkpoint)
 
     return CheckpointEvalCallback()
 
@@ -971,14 +979,11 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         evaluation["training"] = training
         write_eval(run_dir, evaluation, per_pair)
         result["eval"] = evaluation
-        if config.eval_checkpoints and max(config.eval_checkpoints) == 1.0:
-            from alignscope.jobs import append_jsonl
-
-            record = checkpoint_record(evaluation, step=steps, epoch=training["epochs"], n_rows=len(tset.rows),
-                                       rows_per_step=config.batch_size * config.grad_accum)
-            append_jsonl(run_dir / CHECKPOINTS_LOG, record)
-            if on_checkpoint is not None:
-                on_checkpoint(record)
+        if config.eval_checkpoints and max(config.eval_checkpoints) == 1.0:  # the final evaluation is the last one
+            record_checkpoint(run_dir, checkpoint_record(evaluation, step=steps, epoch=training["epochs"],
+                                                         n_rows=len(tset.rows),
+                                                         rows_per_step=config.batch_size * config.grad_accum),
+                              on_checkpoint)
         accuracy, (low, high) = evaluation["accuracy"], evaluation["accuracy_ci95"]
         _say(f"held-out preference accuracy {accuracy:.3f} [{low:.3f}, {high:.3f}] on {evaluation['n_pairs']} pairs "
              f"({EVAL_FILE})")
