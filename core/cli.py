@@ -326,14 +326,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_eval(run_dir: Path, as_json: bool, job_id: str | None = None) -> int:
+    from alignscope.metrics import describe_scores
+
     evaluation = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), **({"job_id": job_id} if job_id else {}), **evaluation},
                          default=str))
         return EXIT_OK
-    low, high = evaluation["accuracy_ci95"]
-    print(f"held-out preference accuracy {evaluation['accuracy']:.3f} (95 % CI {low:.3f}–{high:.3f}) on "
-          f"{evaluation.get('n_pairs', '?')} pairs; mean margin {evaluation['margin_mean']:.4f}  [{run_dir}]")
+    print(f"held-out {describe_scores(evaluation)}  [{run_dir}]")
+    if "beats_length_baseline" in evaluation and not evaluation["beats_length_baseline"]:
+        print("the accuracy interval does not lie above the length rule: this run does not show it learned more "
+              "than 'which answer is longer'", file=sys.stderr)
     return EXIT_OK
 
 
@@ -349,15 +352,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_eval_probe(args: argparse.Namespace) -> int:
     from alignscope.evaluate import eval_probe
+    from alignscope.metrics import describe_scores
 
     data = _load(args)
-    result = eval_probe(data, args.selection, encoder=args.encoder, test_fraction=args.test_fraction, seed=args.seed)
+    result = eval_probe(data, args.selection, encoder=args.eval_encoder, test_fraction=args.test_fraction,
+                        seed=args.seed)
     if args.json:
         print(json.dumps(result, default=str))
     else:
-        low, high = result["accuracy_ci95"]
-        print(f"probe accuracy {result['accuracy']:.3f} (95 % CI {low:.3f}–{high:.3f}) — a Bradley–Terry linear "
+        print(f"probe ({result['eval_encoder']} features) {describe_scores(result)} — a Bradley–Terry linear "
               "reward model on frozen embeddings: a fast proxy, not a trained policy")
+        if result.get("circular_note"):
+            print(f"note: {result['circular_note']}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -568,7 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe_cmd.add_argument("path", metavar="DATA")
     _load_options_only(probe_cmd)
     probe_cmd.add_argument("--selection", help="selection .parquet (default: all training pairs)")
-    probe_cmd.add_argument("--encoder", default="minilm")
+    probe_cmd.add_argument("--eval-encoder", "--encoder", dest="eval_encoder", default="minilm",
+                           help="the probe's own features (default minilm); choose one the selection did not use, "
+                                "or the score is circular")
     probe_cmd.add_argument("--test-fraction", type=float, default=0.2)
     probe_cmd.add_argument("--seed", type=int, default=0)
     probe_cmd.add_argument("--json", action="store_true")

@@ -41,10 +41,11 @@ import numpy as np
 import pandas as pd
 
 from alignscope.files import atomic_path, write_json
+from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics
 
 __all__ = ["EVAL_FILE", "EVAL_PAIRS_FILE", "EvaluationError", "split_pairs", "bootstrap_ci", "encode_completion",
-           "sequence_logprobs", "evaluate_pairs", "write_eval", "evaluate_run", "probe_accuracy", "eval_probe",
-           "PROBE_NOTE"]
+           "sequence_logprobs", "evaluate_pairs", "write_eval", "evaluate_run", "heldout_length_rule", "probe_margins",
+           "probe_accuracy", "eval_probe", "PROBE_NOTE"]
 
 EVAL_FILE = "eval.json"
 EVAL_PAIRS_FILE = "eval_pairs.parquet"
@@ -262,7 +263,8 @@ def _frame_of(data: Any) -> pd.DataFrame:
 def evaluate_pairs(policy: Any, reference: Any, tokenizer: Any, data: Any, pairs: Sequence[int] | np.ndarray | None = None,
                    *, beta: float = 0.1, max_length: int | None = 256, batch_size: int = 8,
                    max_pairs: int | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                   device: str | None = None, report: Callable[[float], None] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+                   device: str | None = None, report: Callable[[float], None] | None = None,
+                   length_rule: LengthRule | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Held-out preference evaluation of ``policy`` against ``reference`` on ``pairs`` of ``data``.
 
     ``policy``/``reference``: loaded causal LMs, or model specs (``tiny``, a folder...) loaded here;
@@ -270,7 +272,10 @@ def evaluate_pairs(policy: Any, reference: Any, tokenizer: Any, data: Any, pairs
     ``tokenizer``: the policy's (None: loaded with a spec policy). ``pairs``: row indices (None: all);
     ``max_pairs``: a seeded subset of at most that many. Returns ``(summary, per_pair)``: the
     summary dict written to eval.json (see the module docstring) and one row per pair with both
-    models' log-probs and the implicit rewards.
+    models' log-probs and the implicit rewards. ``length_rule``: the length baseline's rule (None:
+    fitted on every pair of ``data`` outside ``pairs``, i.e. the training pool of a held-out split).
+    The summary carries :func:`alignscope.metrics.preference_metrics` of the implicit-reward margin
+    (length baseline, length-controlled accuracy, log loss) at its top level.
     """
     started = time.monotonic()
     frame = _frame_of(data)
@@ -288,6 +293,8 @@ def evaluate_pairs(policy: Any, reference: Any, tokenizer: Any, data: Any, pairs
         raise EvaluationError("no pairs to evaluate")
     if pairs.min() < 0 or pairs.max() >= len(frame):
         raise EvaluationError(f"pair index {int(pairs.max())} is out of range for {len(frame)} pairs")
+    if length_rule is None:
+        length_rule = heldout_length_rule(frame, pairs)
     if max_pairs is not None and pairs.size > max_pairs:
         pairs = np.sort(np.random.default_rng(seed).choice(pairs, size=int(max_pairs), replace=False))
 
@@ -321,8 +328,9 @@ def evaluate_pairs(policy: Any, reference: Any, tokenizer: Any, data: Any, pairs
     margin = reward_c - reward_r
     per_tok = lambda s, t: np.divide(s, np.maximum(t, 1))  # noqa: E731
 
-    accuracy, accuracy_ci = _share(margin, n_boot, seed)
-    margin_mean, margin_ci = _mean(margin, n_boot, seed)
+    metrics = preference_metrics(margin, *pair_word_lengths(frame, pairs), length_rule, n_boot=n_boot, seed=seed)
+    accuracy, accuracy_ci = metrics["accuracy"], metrics["accuracy_ci95"]
+    margin_mean, margin_ci = metrics["mean_margin"], metrics["margin_ci95"]
     pol_acc, pol_ci = _share(pol_c - pol_r, n_boot, seed)
     pol_tok_acc, pol_tok_ci = _share(per_tok(pol_c, tok_c) - per_tok(pol_r, tok_r), n_boot, seed)
     ref_acc, ref_ci = _share(ref_c - ref_r, n_boot, seed)
@@ -332,8 +340,8 @@ def evaluate_pairs(policy: Any, reference: Any, tokenizer: Any, data: Any, pairs
         "pairs_sha256": hashlib.sha256(pairs.tobytes()).hexdigest()[:16],
         "beta": float(beta), "max_length": max_length, "n_boot": int(n_boot), "seed": int(seed),
         "ties": "a tie counts as 0.5",
-        "accuracy": accuracy, "accuracy_ci95": accuracy_ci,
-        "margin_mean": margin_mean, "margin_ci95": margin_ci,
+        **metrics,
+        "margin_mean": margin_mean,
         "implicit_reward": {"accuracy": accuracy, "ci95": accuracy_ci, "margin_mean": margin_mean,
                             "margin_ci95": margin_ci, "chosen_mean": float(reward_c.mean()),
                             "rejected_mean": float(reward_r.mean())},
@@ -467,19 +475,17 @@ def _pair_matrices(embeddings: Any) -> tuple[np.ndarray, np.ndarray]:
     return chosen, rejected
 
 
-def probe_accuracy(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, test_pairs: Sequence[int] | np.ndarray,
-                   seed: int = 0, *, C: float = 1.0, n_boot: int = DEFAULT_N_BOOT) -> dict[str, Any]:
-    """Held-out pairwise accuracy of a Bradley–Terry linear reward model on frozen embeddings.
+def heldout_length_rule(data: Any, heldout_pairs: Sequence[int] | np.ndarray) -> LengthRule:
+    """The length rule learned from the pairs that are NOT held out (the training pool)."""
+    frame = _frame_of(data)
+    train = np.setdiff1d(np.arange(len(frame), dtype=np.int64), np.asarray(heldout_pairs, dtype=np.int64))
+    return LengthRule.fit(*pair_word_lengths(data, train if len(train) else None))
 
-    The reward is r(y) = w·e(y). P(chosen ≻ rejected) = σ(w·(e_c − e_r)); w is fitted by L2
-    logistic regression WITHOUT intercept on the differences of the ``train_pairs`` (each
-    difference also enters negated with the opposite label, which makes the fit symmetric: swapping
-    chosen and rejected flips the prediction). Scored on ``test_pairs``: share with
-    w·(e_c − e_r) > 0 (ties 0.5), with a seeded bootstrap 95 % interval.
 
-    This is a PROXY for training: it says whether the selected pairs carry a preference signal a
-    linear model of the embeddings can learn, in seconds; it is not what DPO/KTO would reach.
-    """
+def probe_margins(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, test_pairs: Sequence[int] | np.ndarray,
+                  seed: int = 0, *, C: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit the Bradley–Terry probe of :func:`probe_accuracy`; returns (held-out margins (n_test,),
+    training margins (n_train,), weights (d,))."""
     from sklearn.linear_model import LogisticRegression
 
     chosen, rejected = _pair_matrices(embeddings)
@@ -496,37 +502,65 @@ def probe_accuracy(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, tes
     overlap = np.intersect1d(train_pairs, test_pairs)
     if overlap.size:
         raise EvaluationError(f"{overlap.size} pairs are both training and held-out pairs")
-    started = time.monotonic()
     diff = chosen[train_pairs] - rejected[train_pairs]
     X = np.vstack([diff, -diff])
     y = np.concatenate([np.ones(len(diff), dtype=np.int64), np.zeros(len(diff), dtype=np.int64)])
     model = LogisticRegression(fit_intercept=False, C=C, max_iter=5000, random_state=seed)
     model.fit(X, y)
     w = model.coef_.ravel()
-    test_scores = (chosen[test_pairs] - rejected[test_pairs]) @ w
-    train_scores = diff @ w
-    accuracy, ci = _share(test_scores, n_boot, seed)
-    return {
-        "accuracy": accuracy, "accuracy_ci95": ci,
+    return (chosen[test_pairs] - rejected[test_pairs]) @ w, diff @ w, w
+
+
+def probe_accuracy(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, test_pairs: Sequence[int] | np.ndarray,
+                   seed: int = 0, *, C: float = 1.0, n_boot: int = DEFAULT_N_BOOT, data: Any = None,
+                   length_rule: LengthRule | None = None) -> dict[str, Any]:
+    """Held-out pairwise accuracy of a Bradley–Terry linear reward model on frozen embeddings.
+
+    The reward is r(y) = w·e(y). P(chosen ≻ rejected) = σ(w·(e_c − e_r)); w is fitted by L2
+    logistic regression WITHOUT intercept on the differences of the ``train_pairs`` (each
+    difference also enters negated with the opposite label, which makes the fit symmetric: swapping
+    chosen and rejected flips the prediction). Scored on ``test_pairs``: share with
+    w·(e_c − e_r) > 0 (ties 0.5), with a seeded bootstrap 95 % interval. With ``data`` (the pairs'
+    texts), the result also carries :func:`alignscope.metrics.preference_metrics` of the held-out
+    margins: the length baseline (rule ``length_rule``, default: learned from every pair that is not
+    held out), length-controlled accuracy and log loss.
+
+    This is a PROXY for training: it says whether the selected pairs carry a preference signal a
+    linear model of the embeddings can learn, in seconds; it is not what DPO/KTO would reach.
+    """
+    started = time.monotonic()
+    test_scores, train_scores, w = probe_margins(embeddings, train_pairs, test_pairs, seed, C=C)
+    test_pairs = np.asarray(test_pairs, dtype=np.int64).ravel()
+    if data is not None:
+        rule = length_rule or heldout_length_rule(data, test_pairs)
+        result = preference_metrics(test_scores, *pair_word_lengths(data, test_pairs), rule, n_boot=n_boot, seed=seed)
+    else:
+        accuracy, ci = _share(test_scores, n_boot, seed)
+        result = {"accuracy": accuracy, "accuracy_ci95": ci, "n_heldout": int(test_pairs.size)}
+    result.update({
         "train_accuracy": float(_success(train_scores).mean()),
         "margin_mean": float(test_scores.mean()),
-        "n_train": int(train_pairs.size), "n_test": int(test_pairs.size), "dim": int(chosen.shape[1]),
+        "n_train": int(len(train_scores)), "n_test": int(test_pairs.size), "dim": int(len(w)),
         "C": float(C), "weight_norm": float(np.linalg.norm(w)), "n_boot": int(n_boot), "seed": int(seed),
         "elapsed_s": round(time.monotonic() - started, 3), "note": PROBE_NOTE,
-    }
+    })
+    return result
 
 
 def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", test_fraction: float = 0.2,
                seed: int = 0, pair_rule: str = "any", embeddings: Any = None, C: float = 1.0,
-               n_boot: int = DEFAULT_N_BOOT, **embed_options: Any) -> dict[str, Any]:
-    """The probe on a selection (``alignscope eval-probe DATA --selection SEL``).
+               n_boot: int = DEFAULT_N_BOOT, with_margins: bool = False, **embed_options: Any) -> dict[str, Any]:
+    """The probe on a selection (``alignscope eval-probe DATA --selection SEL [--eval-encoder E]``).
 
     Held-out pairs come from :func:`split_pairs` (``test_fraction``, ``seed``) over the whole data,
     as in training; the probe is fitted on the SELECTED pairs that are not held out (a
     completion-level selection keeps a pair by ``pair_rule``, as DPO training does) and scored on
-    every held-out pair. ``embeddings``: precomputed completion embeddings, else
-    ``alignscope.embed.embed(data, encoder=encoder, unit="completion", **embed_options)``.
-    A proxy for training (see :func:`probe_accuracy`).
+    every held-out pair, beside the length baseline (see :func:`probe_accuracy`). ``encoder``: the
+    probe's own features (the *evaluation* encoder); ``embeddings``: precomputed completion
+    embeddings, else ``alignscope.embed.embed(data, encoder=encoder, unit="completion", **embed_options)``.
+    When the selection was made with the same encoder, ``circular`` is True: the selector and the
+    judge see the same features. ``with_margins``: also return the held-out pairs and their margins
+    as arrays (``heldout_pairs``, ``heldout_margin``; not JSON). A proxy for training.
     """
     from alignscope.data import PreferenceData, load_preferences
     from alignscope.train import training_set
@@ -543,9 +577,32 @@ def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", tes
 
         embeddings = embed(data, encoder=encoder, unit="completion", **embed_options)
         used_encoder = getattr(embeddings, "encoder", None) or encoder
-    result = probe_accuracy(embeddings, tset.pairs, tset.test_pairs, seed, C=C, n_boot=n_boot)
-    result.update({"encoder": used_encoder, "data_fingerprint": data.fingerprint,
+    result = probe_accuracy(embeddings, tset.pairs, tset.test_pairs, seed, C=C, n_boot=n_boot, data=data)
+    selection_encoder = _selection_encoder(tset.info.get("meta"))
+    result.update({"encoder": used_encoder, "eval_encoder": used_encoder, "selection_encoder": selection_encoder,
+                   "circular": bool(selection_encoder is not None and selection_encoder == used_encoder),
+                   "data_fingerprint": data.fingerprint,
                    "selection": tset.info.get("path"), "selection_level": tset.level,
                    "n_selected": tset.n_selected, "n_selected_in_test": tset.n_selected_in_test,
                    "test_fraction": test_fraction, "pair_rule": pair_rule})
+    if result["circular"]:
+        result["circular_note"] = (f"the selection and the probe both use {used_encoder} features: the probe may "
+                                   "favour what the selector saw; judge with another --eval-encoder")
+    if with_margins:
+        test_scores, _, _ = probe_margins(embeddings, tset.pairs, tset.test_pairs, seed, C=C)
+        result["heldout_pairs"], result["heldout_margin"] = tset.test_pairs, test_scores
     return result
+
+
+def _selection_encoder(meta: Any) -> str | None:
+    """The encoder a selection's recorded config names (None for random or unknown)."""
+    if not isinstance(meta, Mapping) or meta.get("method") == "random":  # random reads no features
+        return None
+    for key in ("encoder",):
+        if isinstance(meta.get(key), str) and meta[key]:
+            return meta[key]
+    for value in meta.values():
+        found = _selection_encoder(value) if isinstance(value, Mapping) else None
+        if found:
+            return found
+    return None

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["METRICS", "LOWER_IS_BETTER", "LengthRule", "word_count", "pair_word_lengths", "success",
-           "bt_log_loss", "length_controlled", "preference_metrics", "metric_values"]
+           "bt_log_loss", "length_controlled", "preference_metrics", "metric_values", "describe_scores"]
 
 # The scores a scaling curve can be drawn with (``--metric``); log_loss falls as quality rises.
 METRICS = ("accuracy", "length_controlled_accuracy", "log_loss")
@@ -226,3 +226,22 @@ def preference_metrics(margin: Sequence[float] | np.ndarray, chosen_words: np.nd
                                         and out["accuracy_ci95"][0] > out["length_baseline"])
     out["content_signal"] = bool(out["length_controlled_ci95"] is not None and out["length_controlled_ci95"][0] > 0.5)
     return out
+
+
+def describe_scores(result: dict[str, Any]) -> str:
+    """One line for a terminal or a status: accuracy beside the length rule, and the two robust
+    metrics, e.g. ``accuracy 0.612 [0.571, 0.650] vs length rule 0.560 (shorter wins) · length-controlled
+    0.553 [0.51, 0.60] · log loss 0.681 on 462 pairs``."""
+    def span(key: str, fmt: str = ".3f") -> str:
+        interval = result.get(key)
+        return f" [{format(interval[0], fmt)}, {format(interval[1], fmt)}]" if interval else ""
+
+    parts = [f"accuracy {result['accuracy']:.3f}{span('accuracy_ci95')}"]
+    if result.get("length_baseline") is not None:
+        parts[0] += f" vs length rule {result['length_baseline']:.3f} ({result['length_baseline_direction']} wins)"
+    if result.get("length_controlled_accuracy") is not None:
+        parts.append(f"length-controlled {result['length_controlled_accuracy']:.3f}{span('length_controlled_ci95')}")
+    if result.get("log_loss") is not None:
+        parts.append(f"log loss {result['log_loss']:.3f}{span('log_loss_ci95')}")
+    n = result.get("n_heldout") or result.get("n_pairs")
+    return " · ".join(parts) + (f" on {n:,} held-out pairs" if n else "")

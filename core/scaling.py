@@ -53,13 +53,22 @@ def plateau(x: Any, r: float, a: float, b: float) -> np.ndarray:
 
 
 TARGETS = ("plateau", "gain")
+# What each target means, in words a reader of the headline understands.
+TARGET_RULES = {"plateau": "the smallest share of the data whose predicted score reaches {q:.0%} of the plateau r",
+                "gain": "the smallest share of the data that brings {q:.0%} of the improvement from no data (a) "
+                        "to the plateau (r)"}
 
 
-def recommended_fraction(r: float, a: float, b: float, q: float, target: str = "plateau") -> float:
+def recommended_fraction(r: float, a: float, b: float, q: float, target: str = "plateau",
+                         higher_is_better: bool = True) -> float:
     """Smallest x ≥ 0 with R(x) ≥ q·r (``target="plateau"``) or R(x) ≥ a + q·(r − a) (``"gain"``);
-    inf when R never gets there (r ≤ 0, or a curve that does not rise to the target)."""
+    inf when R never gets there (r ≤ 0, or a curve that does not rise to the target). For a score
+    that falls as quality rises (a loss), only ``gain`` is defined: q of the fall from a to r."""
     if target == "gain":
-        return -math.log(1 - q) / b if r > a and b > 0 else math.inf
+        improves = r > a if higher_is_better else r < a
+        return -math.log(1 - q) / b if improves and b > 0 else math.inf
+    if not higher_is_better:
+        return math.inf
     if a >= q * r:
         return 0.0
     if r <= 0 or r <= a or b <= 0:
@@ -91,6 +100,11 @@ class PlateauFit:
     warnings: list[str] = field(default_factory=list)
     method: str | None = None
     target: str = "plateau"              # q of the plateau (q·r) or of the gain (a + q·(r − a))
+    interval_method: str | None = None   # how the intervals were drawn (see fit_plateau)
+    higher_is_better: bool = True
+    baseline: float | None = None        # the score a trivial rule reaches (e.g. the length rule)
+    beats_baseline: bool | None = None   # the plateau's interval lies beyond the baseline (None: cannot tell)
+    targets: dict[str, Any] = field(default_factory=dict)  # both rules side by side: target → x*, its interval
     boot_params: np.ndarray | None = field(default=None, repr=False)  # (n_ok, 3): r, a, b per refit
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,8 +163,27 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float] | N
 
 
 def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float = 0.95, n_boot: int = 500,
-                seed: int = 0, method: str | None = None, target: str = "plateau") -> PlateauFit:
-    """Fit R(x) to points (x = fraction of the data in [0, 1]); see the module docstring."""
+                seed: int = 0, method: str | None = None, target: str = "plateau", groups: Sequence[Any] | None = None,
+                resamples: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, higher_is_better: bool = True,
+                baseline: float | None = None) -> PlateauFit:
+    """Fit R(x) to points (x = fraction of the data in [0, 1]); see the module docstring.
+
+    Intervals (95 %, percentile) never pretend to a precision the points do not have:
+
+    * ``resamples``: bootstrap replicates made by the caller, e.g. a sweep's paired bootstrap over
+      seeds and held-out pairs (``(x*, y*)`` arrays per replicate) — used as given;
+    * else, with ``groups`` (e.g. the seed of each point) and every fraction measured by 2+ groups:
+      whole groups are resampled (a seed's curve stays together, so fractions stay paired);
+    * else, every fraction measured 2+ times: points are resampled within each fraction;
+    * else (one score per fraction): a residual bootstrap, y* = R̂(x) + resampled residuals scaled
+      by √(n / (n − 3)) for the three fitted parameters. With exactly 3 fractions the curve passes
+      through every point and nothing is known about the noise: no interval, and a warning says so.
+
+    ``higher_is_better=False`` for losses (only the gain target applies). ``baseline``: the score of a
+    trivial rule on the same pairs; ``beats_baseline`` is True when the plateau's interval lies above
+    it (below it for a loss), False when not, None when there is no interval; a warning says when the
+    curve does not beat it.
+    """
     x = np.asarray(fractions, dtype=float)
     y = np.asarray(scores, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
@@ -159,10 +192,14 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
         raise ScalingError(f"q must be in (0, 1), got {q!r}")
     if target not in TARGETS:
         raise ScalingError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if not higher_is_better and target != "gain":
+        raise ScalingError("for a score where lower is better (a loss) only the target 'gain' is defined")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ScalingError("fractions and scores must be finite numbers")
     if np.any(x < 0) or np.any(x > 1):
         raise ScalingError("fractions must be in [0, 1] (give percent as a 'percent' column, 0–100)")
+    if baseline is not None and not math.isfinite(float(baseline)):
+        raise ScalingError(f"baseline must be a finite number, got {baseline!r}")
     levels = np.unique(x)
     name = f"method {method!r}: " if method else ""
     if len(levels) < 3:
@@ -183,32 +220,32 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
         notes.append("the growth rate hit its upper bound: the curve is flat from the smallest fraction on; "
                      "measure smaller fractions")
         converged = False
-    if r < a:
-        notes.append("the fitted curve falls with more data (r < a)")
-    x_star = recommended_fraction(r, a, b, q, target)
+    if (r < a) if higher_is_better else (r > a):
+        notes.append("the fitted curve gets worse with more data")
+    x_star = recommended_fraction(r, a, b, q, target, higher_is_better)
     within = bool(x_star <= 1.0)
     if not within:
         notes.append(f"R reaches {q:.0%} of the {target} only beyond the full data set (x* = {x_star:.3g})")
     if target == "plateau" and a >= q * r:
         notes.append(f"the no-data score a = {a:.3g} is already ≥ {q:.0%} of the plateau, so the q·r rule answers 0 %: "
-                     "ask for q of the gain instead (target 'gain')")
+                     "ask for q of the gain instead (target 'gain'), the question this curve can answer")
 
+    interval_method, replicates = _replicates(x, y, (r, a, b), groups, resamples, n_boot, seed)
+    if interval_method == "none":
+        notes.append("one score per fraction at exactly 3 fractions: the curve passes through every point, so the "
+                     "noise cannot be estimated and no interval is given; measure more fractions or seeds")
     boot: list[tuple[float, float, float, float]] = []
     failed = 0
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        groups = [np.flatnonzero(x == level) for level in levels]
-        for _ in range(int(n_boot)):
-            rows = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-            again = _least_squares(x[rows], y[rows])
-            if again is None:
-                failed += 1
-                continue
-            rb, ab, bb = again[0]
-            boot.append((rb, ab, bb, recommended_fraction(rb, ab, bb, q, target)))
-        if n_boot and failed > n_boot / 2:
-            notes.append(f"{failed} of {n_boot} bootstrap fits failed: the intervals are unreliable")
-            converged = False
+    for xb, yb in replicates:
+        again = _least_squares(xb, yb)
+        if again is None:
+            failed += 1
+            continue
+        rb, ab, bb = again[0]
+        boot.append((rb, ab, bb, recommended_fraction(rb, ab, bb, q, target, higher_is_better)))
+    if replicates and failed > len(replicates) / 2:
+        notes.append(f"{failed} of {len(replicates)} bootstrap fits failed: the intervals are unreliable")
+        converged = False
 
     def interval(column: int, clip: bool = False) -> list[float] | None:
         if not boot:
@@ -219,27 +256,95 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
         values = values[np.isfinite(values)]
         return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else None
 
+    r_ci = interval(0)
+    beats = None
+    if baseline is not None:
+        baseline = float(baseline)
+        if r_ci is not None:
+            beats = bool(r_ci[0] > baseline) if higher_is_better else bool(r_ci[1] < baseline)
+        if beats is False:
+            notes.append(f"the plateau {r:.4g} [{r_ci[0]:.4g}, {r_ci[1]:.4g}] does not beat the baseline {baseline:.4g}: "
+                         "this evaluator cannot say how much data is enough; do not read the recommendation as advice")
+        elif beats is None:
+            notes.append(f"without an interval it cannot be told whether the plateau {r:.4g} beats the baseline "
+                         f"{baseline:.4g}")
     recommended = None if not math.isfinite(x_star) else float(min(max(x_star, 0.0), 1.0))
+    side_by_side = {}
+    for name in (TARGETS if higher_is_better else ("gain",)):
+        value = recommended_fraction(r, a, b, q, name, higher_is_better)
+        values = np.clip([recommended_fraction(*row[:3], q, name, higher_is_better) for row in boot], 0.0, 1.0)
+        values = values[np.isfinite(values)] if len(boot) else values
+        side_by_side[name] = {
+            "recommended_fraction": None if not math.isfinite(value) else float(min(max(value, 0.0), 1.0)),
+            "recommended_fraction_ci95": ([float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+                                          if len(values) else None),
+            "rule": TARGET_RULES[name].format(q=q)}
     return PlateauFit(r=float(r), a=float(a), b=float(b), q=float(q), recommended_fraction=recommended,
                       saving=None if recommended is None else 1.0 - recommended,
                       reaches_plateau_within_data=within, n_points=int(len(x)),
                       fractions=[float(v) for v in levels], rmse=math.sqrt(sse / len(x)), converged=converged,
-                      r_ci95=interval(0), a_ci95=interval(1), b_ci95=interval(2),
+                      r_ci95=r_ci, a_ci95=interval(1), b_ci95=interval(2),
                       recommended_fraction_ci95=interval(3, clip=True), n_boot=len(boot) + failed,
                       n_boot_failed=failed, warnings=notes, method=method, target=target,
+                      interval_method=interval_method, higher_is_better=bool(higher_is_better), baseline=baseline,
+                      beats_baseline=beats, targets=side_by_side,
                       boot_params=np.array([row[:3] for row in boot], dtype=float) if boot else None)
 
 
+def _replicates(x: np.ndarray, y: np.ndarray, params: tuple[float, float, float], groups: Sequence[Any] | None,
+                resamples: Sequence[tuple[np.ndarray, np.ndarray]] | None, n_boot: int,
+                seed: int) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """(how, bootstrap replicates (x*, y*)) by the rules of :func:`fit_plateau`."""
+    if resamples is not None:
+        return "paired bootstrap over seeds and held-out pairs", [(np.asarray(a, float), np.asarray(b, float))
+                                                                  for a, b in resamples]
+    if not n_boot:
+        return "none", []
+    rng = np.random.default_rng(seed)
+    levels = np.unique(x)
+    if groups is not None:
+        groups = np.asarray(groups)
+        names = np.unique(groups)
+        if len(names) >= 2 and all(len(np.unique(groups[x == level])) >= 2 for level in levels):
+            members = [np.flatnonzero(groups == g) for g in names]
+            out = []
+            for _ in range(int(n_boot)):
+                rows = np.concatenate([members[i] for i in rng.integers(0, len(names), size=len(names))])
+                out.append((x[rows], y[rows]))
+            return "bootstrap over seeds (whole curves)", out
+    per_level = [np.flatnonzero(x == level) for level in levels]
+    if all(len(rows) >= 2 for rows in per_level):
+        out = []
+        for _ in range(int(n_boot)):
+            rows = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in per_level])
+            out.append((x[rows], y[rows]))
+        return "bootstrap of points within each fraction", out
+    fitted = plateau(x, *params)
+    residuals = y - fitted
+    n = len(x)
+    if n <= 3 or not np.any(np.abs(residuals) > 1e-12 * max(1.0, float(np.abs(y).max()))):
+        return "none", []
+    residuals = (residuals - residuals.mean()) * math.sqrt(n / (n - 3))
+    return "residual bootstrap (one score per fraction)", [
+        (x, fitted + rng.choice(residuals, size=n, replace=True)) for _ in range(int(n_boot))]
+
+
 def fit_points(points: pd.DataFrame, *, q: float = 0.95, n_boot: int = 500, seed: int = 0,
-               target: str = "plateau") -> dict[str, PlateauFit | str]:
-    """Fit each method of a points table (``fraction``, ``score``, optional ``method``): method →
-    :class:`PlateauFit`, or → the one-line reason it could not be fitted."""
+               target: str = "plateau", higher_is_better: bool = True,
+               baseline: float | None = None) -> dict[str, PlateauFit | str]:
+    """Fit each method of a points table (``fraction``, ``score``, optional ``method``, ``seed``,
+    ``baseline``): method → :class:`PlateauFit`, or → the one-line reason it could not be fitted.
+    ``baseline`` (else the mean of a ``baseline`` column) is compared with every plateau."""
     table = points if "method" in points.columns else points.assign(method="all")
+    if baseline is None and "baseline" in table.columns and table["baseline"].notna().any():
+        baseline = float(table["baseline"].dropna().mean())
     fits: dict[str, PlateauFit | str] = {}
     for method, rows in table.groupby("method", sort=True):
         try:
             fits[str(method)] = fit_plateau(rows["fraction"], rows["score"], q=q, n_boot=n_boot, seed=seed,
-                                            method=str(method), target=target)
+                                            method=str(method), target=target,
+                                            groups=rows["seed"].to_numpy() if "seed" in rows.columns else None,
+                                            higher_is_better=higher_is_better, baseline=baseline)
         except ScalingError as exc:
             fits[str(method)] = str(exc)
     return fits
@@ -288,4 +393,12 @@ def read_points(path: str | Path) -> pd.DataFrame:
         result["method"] = "all"
     if "seed" in table.columns:
         result["seed"] = table["seed"]
+    if "baseline" in table.columns:
+        values = pd.to_numeric(table["baseline"], errors="coerce")
+        bad = table["baseline"].notna() & (values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=0.0)))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{table['baseline'].iloc[row]!r} is not a finite number", file=shown, row=row + 1,
+                            column="baseline")
+        result["baseline"] = values.astype(float)
     return result.reset_index(drop=True)

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
+
+from alignscope.metrics import LOWER_IS_BETTER, METRICS
+from alignscope.sweep import DEFAULT_METRIC
 
 __all__ = ["add_scaling_command", "add_sweep_command", "cmd_scaling_fit", "cmd_sweep"]
 
@@ -26,6 +30,12 @@ def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
                                                           "optional method, seed")
     fit.add_argument("--q", type=float, default=0.95, help="recommend the smallest x with R(x) >= q·r (default 0.95)")
     _add_target(fit)
+    fit.add_argument("--metric", choices=list(METRICS), default="accuracy",
+                     help="what the scores are: accuracy-like (higher is better, default) or log_loss (lower is "
+                          "better; only --target gain applies)")
+    fit.add_argument("--baseline", type=float, default=None,
+                     help="the score of a trivial rule on the same pairs (e.g. the length rule): each plateau is "
+                          "checked against it (default: a 'baseline' column of the CSV when present)")
     fit.add_argument("--n-boot", type=int, default=500, help="bootstrap refits for the intervals (default 500)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--json", action="store_true")
@@ -58,7 +68,12 @@ def add_sweep_command(commands: Any, load_options) -> argparse.ArgumentParser:
                              "run per seed, evaluated at --checkpoints (the ISA paper's measurement)")
     parser.add_argument("--checkpoints", default="0.1,0.25,0.5,0.75,1.0",
                         help="checkpoint mode: fractions of the run at which to evaluate")
-    parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--encoder", default="minilm", help="the selectors' features (default minilm)")
+    parser.add_argument("--eval-encoder", default=None,
+                        help="the probe's own features (default: the selectors' encoder, flagged as circular)")
+    parser.add_argument("--metric", choices=list(METRICS), default=DEFAULT_METRIC,
+                        help=f"the curve's score (default {DEFAULT_METRIC}: length alone cannot reach it; every "
+                             "point records all of " + ", ".join(METRICS) + ")")
     parser.add_argument("--q", type=float, default=0.95, help="recommend the smallest x with R(x) >= q·r")
     _add_target(parser)
     parser.add_argument("--out", required=True, help="sweep directory")
@@ -92,7 +107,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
                          max_steps=args.max_steps if args.max_steps is not None or args.mode == "checkpoints" else 20,
                          encoder=args.encoder, q=args.q, target=args.target, gpus=args.gpus, mode=args.mode,
-                         checkpoints=_list(args.checkpoints, float, "checkpoints"))
+                         checkpoints=_list(args.checkpoints, float, "checkpoints"), metric=args.metric,
+                         eval_encoder=args.eval_encoder)
     config.validate()
     if args.detach and args.executor == "ray":
         raise ValueError("--detach works with the local executor only: Ray stops the tasks of a driver that exits")
@@ -136,13 +152,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        print(f"{fit['metric']} curves; baseline {fit['baseline']} ({fit['baseline_rule']})")
         for method, result in fit["methods"].items():
             if "error" in result:
                 print(f"{method}: cannot fit: {result['error']}")
-            else:
-                x = result["recommended_fraction"]
-                print(f"{method}: r {result['r']:.4f}, a {result['a']:.4f}, b {result['b']:.2f}; "
-                      f"{fit['q']:.0%} of the {fit['target']} at {'-' if x is None else format(x, '.1%')}")
+                continue
+            x = result["recommended_fraction"]
+            print(f"{method}: plateau {result['r']:.4f}{_interval(result['r_ci95'], '.4f')}, no-data {result['a']:.4f}; "
+                  f"{fit['q']:.0%} of the {fit['target']} at {'-' if x is None else format(x, '.1%')}"
+                  f"{_interval(result['recommended_fraction_ci95'], '.1%')}")
+            for note in result["warnings"]:
+                print(f"  warning: {note}")
+        for line in fit["verdicts"]:
+            print(line)
+        if fit.get("circular"):
+            print(f"note: selectors and probe both use {fit['selection_encoder']}: pass --eval-encoder to judge "
+                  "with other features")
         print(f"{len(jobs)} points in {summary['wall_s']} s ({len(failed)} failed); fit in {args.out}/fit.json")
     return 0 if not failed else 1
 
@@ -158,8 +183,14 @@ def cmd_scaling_fit(args: argparse.Namespace) -> int:
         raise ScalingError(f"--q must be in (0, 1), got {args.q}")
     if args.n_boot < 0:
         raise ScalingError(f"--n-boot must be >= 0, got {args.n_boot}")
+    lower = args.metric in LOWER_IS_BETTER
+    if lower and args.target != "gain":
+        raise ScalingError(f"--metric {args.metric} falls as quality rises: use --target gain")
+    if args.baseline is not None and not math.isfinite(args.baseline):
+        raise ScalingError(f"--baseline must be a finite number, got {args.baseline}")
     points = read_points(args.points)
-    fits = fit_points(points, q=args.q, n_boot=args.n_boot, seed=args.seed, target=args.target)
+    fits = fit_points(points, q=args.q, n_boot=args.n_boot, seed=args.seed, target=args.target,
+                      higher_is_better=not lower, baseline=args.baseline)
     objects = {m: (f.to_dict() if not isinstance(f, str) else {"error": f}) for m, f in fits.items()}
     if all(isinstance(f, str) for f in fits.values()):
         raise ScalingError("; ".join(fits.values()))
@@ -174,7 +205,14 @@ def cmd_scaling_fit(args: argparse.Namespace) -> int:
         print(f"  r (plateau)       {fit.r:.4f}{_interval(fit.r_ci95, '.4f')}")
         print(f"  a (no data)       {fit.a:.4f}{_interval(fit.a_ci95, '.4f')}")
         print(f"  b (growth rate)   {fit.b:.3f}{_interval(fit.b_ci95, '.3f')}  per unit fraction")
-        if fit.recommended_fraction is None:
+        print(f"  intervals         {fit.interval_method}")
+        if fit.baseline is not None:
+            verdict = {True: "beats it", False: "does NOT beat it", None: "cannot tell"}[fit.beats_baseline]
+            print(f"  baseline          {fit.baseline:.4f}: the plateau {verdict}")
+        if fit.beats_baseline is False:
+            print("  recommendation    none: the plateau does not beat the baseline, so these points cannot say how "
+                  "much data is enough")
+        elif fit.recommended_fraction is None:
             print(f"  recommendation    none: R never reaches {fit.q:.0%} of the {fit.target}")
         else:
             print(f"  {fit.q:.0%} of {fit.target} at  x = {fit.recommended_fraction:.1%}"

@@ -27,6 +27,7 @@ before any job starts (the cache makes the jobs' own calls instant).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,8 +36,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+import numpy as np
+
 from alignscope.files import atomic_path, write_json
 from alignscope.jobs import append_jsonl, read_jsonl
+from alignscope.metrics import LOWER_IS_BETTER, METRICS, bt_log_loss, success
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
            "submit_sweep", "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
@@ -47,6 +51,11 @@ CHECKPOINT_METHOD = "checkpoints"  # the method name of checkpoint-mode points
 POINTS_FILE = "points.jsonl"
 SWEEP_FILE = "sweep.json"
 FIT_FILE = "fit.json"
+HELDOUT_FILE = "heldout.npz"      # sweep dir: held-out pairs and their word lengths; point dir: their margins
+# Measured on AlpacaEval and HH (README, "Evaluation you can trust"): accuracy there mostly measures
+# length (the length rule alone scores 0.84 on AlpacaEval), so curves are drawn with the metric
+# length cannot reach by default.
+DEFAULT_METRIC = "length_controlled_accuracy"
 
 
 class SweepError(ValueError):
@@ -83,6 +92,13 @@ class SweepConfig:
     gpus: float = 0.0
     mode: str = "subsets"
     checkpoints: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])
+    metric: str = DEFAULT_METRIC
+    eval_encoder: str | None = None
+
+    @property
+    def probe_encoder(self) -> str:
+        """The probe's own features (``eval_encoder``; the selector's encoder when unset: circular)."""
+        return self.eval_encoder or self.encoder
 
     def validate(self) -> None:
         from alignscope.select import METHODS
@@ -117,6 +133,13 @@ class SweepConfig:
             raise SweepError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.cpus <= 0 or self.gpus < 0:
             raise SweepError("cpus must be > 0 and gpus >= 0")
+        if self.metric not in METRICS:
+            raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.metric in LOWER_IS_BETTER and self.target != "gain":
+            raise SweepError(f"{self.metric} falls as quality rises: use the target 'gain'")
+        if self.mode == "subsets" and len({float(f) for f in self.fractions}) < 3:
+            raise SweepError(f"give at least 3 distinct fractions (got {len(set(self.fractions))}): a plateau has "
+                             "3 parameters and cannot be fitted to fewer")
 
     def points(self) -> list[dict[str, Any]]:
         """Every (method, fraction, seed); fraction 1.0 (all pairs) once per seed, as method ``all``.
@@ -147,10 +170,56 @@ def point_dir_name(point: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------- one point
+def pair_count(fraction: float, n_pool: int) -> int:
+    """Training pairs of a point at ``fraction`` of the ``n_pool`` training pairs (at least 1)."""
+    return max(1, min(n_pool, int(round(float(fraction) * n_pool))))
+
+
+def training_pairs_table(table: pd.DataFrame, test_pairs: np.ndarray, n_pairs: int, k_pairs: int) -> pd.DataFrame:
+    """A pair-level selection table that keeps EXACTLY ``k_pairs`` training pairs: the selector's
+    ranking turned into pairs (a completion-level ranking through the ``any`` rule: a pair ranks by
+    its better completion; pairs the selector selected come first), held-out pairs never selected.
+    So every method of a sweep trains on the same number of pairs at each fraction."""
+    from alignscope.select import pairs_from_completions
+
+    if "pair_index" in table.columns:
+        pairs = pairs_from_completions(table, "any")
+        picked_first = (pairs["chosen_selected"] | pairs["rejected_selected"]).to_numpy()
+    else:
+        pairs = table.copy()
+        picked_first = pairs["selected"].to_numpy(dtype=bool)
+    pairs = pairs.reset_index(drop=True)
+    index = pairs["index"].to_numpy(dtype=np.int64)
+    in_pool = ~np.isin(index, test_pairs)
+    order = np.lexsort((pairs["rank"].to_numpy(), ~picked_first))
+    order = order[in_pool[order]]
+    if len(order) < k_pairs:
+        raise SweepError(f"the selector ranked {len(order)} training pairs, {k_pairs} are needed")
+    selected = np.zeros(len(pairs), dtype=bool)
+    selected[order[:k_pairs]] = True
+    out = pd.DataFrame({"index": index, "score": pairs["score"].to_numpy(dtype=np.float64), "selected": selected,
+                        "rank": pairs["rank"].to_numpy(dtype=np.int64)})
+    config = dict(table.attrs.get("alignscope_selection", {}))
+    config.update(unit="pair", from_unit=config.get("unit"), pair_rule="any", n_points=int(len(out)),
+                  n_selected=int(k_pairs), k=int(k_pairs), sweep_equal_pairs=True)
+    out.attrs["alignscope_selection"] = config
+    return out
+
+
+def _selection_size(fraction: float, n_points: int, n_test: int, unit: str) -> int:
+    """Points a selector is asked for, so that its ranking covers ``fraction`` of the training pairs
+    even when some selected points belong to held-out pairs."""
+    extra = 2 * n_test if unit == "completion" else n_test
+    return max(1, min(n_points, int(math.ceil(float(fraction) * n_points)) + extra))
+
+
 def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any]:
-    """The ``sweep_point`` job kind: select, evaluate, record. ``config``: ``{"data": spec,
-    "sweep_dir": PATH, "point": {method, fraction, seed}, "sweep": SweepConfig fields}``."""
+    """The ``sweep_point`` job kind: select exactly ``pair_count(fraction)`` training pairs, evaluate,
+    record. ``config``: ``{"data": spec, "sweep_dir": PATH, "point": {method, fraction, seed},
+    "sweep": SweepConfig fields}``. Every point keeps its held-out margins (``heldout.npz``) so the
+    fit can bootstrap seeds and held-out pairs together."""
     from alignscope.data import load_spec
+    from alignscope.evaluate import split_pairs
 
     started = time.monotonic()
     sweep = SweepConfig(**config["sweep"])
@@ -160,6 +229,8 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
     data = load_spec(config["data"])
     if sweep.mode == "checkpoints":
         return _checkpoint_run(data, sweep, point, Path(config["sweep_dir"]), run_dir, report, started)
+    _, test_pairs = split_pairs(len(data), sweep.test_fraction, sweep.split_seed)
+    k_pairs = pair_count(point["fraction"], len(data) - len(test_pairs))
     selection_path = None
     if point["method"] != "all":
         from alignscope.embed import embed
@@ -167,17 +238,20 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
 
         report(progress=0.1, message="embedding (cached)")
         embeddings = embed(data, encoder=sweep.encoder, unit=sweep.unit, progress=False)
-        report(progress=0.3, message=f"selecting {point['fraction']:.1%} with {point['method']}")
-        table = select(embeddings, point["method"], fraction=float(point["fraction"]), seed=int(point["seed"]))
+        report(progress=0.3, message=f"selecting {k_pairs:,} training pairs with {point['method']}")
+        table = select(embeddings, point["method"], seed=int(point["seed"]),
+                       k=_selection_size(point["fraction"], len(embeddings), len(test_pairs), sweep.unit))
         selection_path = run_dir / "selection.parquet"
-        write_selection(table, selection_path)
+        write_selection(training_pairs_table(table, test_pairs, len(data), k_pairs), selection_path)
     report(progress=0.5, message=f"evaluating with {sweep.evaluator}")
     if sweep.evaluator == "probe":
         from alignscope.evaluate import eval_probe
 
-        result = eval_probe(data, None if selection_path is None else str(selection_path), encoder=sweep.encoder,
-                            test_fraction=sweep.test_fraction, seed=sweep.split_seed)
-        score, interval, n_train = result["accuracy"], result["accuracy_ci95"], result["n_train"]
+        result = eval_probe(data, None if selection_path is None else str(selection_path),
+                            encoder=sweep.probe_encoder, test_fraction=sweep.test_fraction, seed=sweep.split_seed,
+                            with_margins=True)
+        pairs, margin = result.pop("heldout_pairs"), result.pop("heldout_margin")
+        n_train = result["n_train"]
     else:
         from alignscope.train import train, train_config
 
@@ -189,15 +263,49 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
                         run_dir=run_dir / "train", report=lambda progress=None, message=None: report(
                             progress=None if progress is None else 0.5 + 0.5 * progress, message=message),
                         progress_bar=False)
-        score, interval = summary["eval"]["accuracy"], summary["eval"]["accuracy_ci95"]
+        result = summary["eval"]
+        per_pair = pd.read_parquet(run_dir / "train" / "eval_pairs.parquet")
+        pairs, margin = per_pair["pair"].to_numpy(), per_pair["margin"].to_numpy()
         n_train = summary["training"]["n_train_pairs"]
-    record = {**point, "score": float(score), "score_ci95": [float(x) for x in interval],
-              "evaluator": sweep.evaluator, "n_train_pairs": int(n_train), "job_id": _own_job_id(run_dir),
-              "wall_s": round(time.monotonic() - started, 3)}
+    _save_margins(run_dir / HELDOUT_FILE, pairs, margin)
+    record = {**point, **_scores(result, sweep.metric), "evaluator": sweep.evaluator, "n_train_pairs": int(n_train),
+              "job_id": _own_job_id(run_dir), "wall_s": round(time.monotonic() - started, 3)}
     write_json(run_dir / "point.json", record)
     append_jsonl(Path(config["sweep_dir"]) / POINTS_FILE, record)
-    report(progress=1.0, message=f"score {score:.3f}")
+    report(progress=1.0, message=f"{sweep.metric} {record['score']:.3f} on {k_pairs:,} training pairs")
     return record
+
+
+def metric_baseline(result: Mapping[str, Any], metric: str) -> float | None:
+    """What the length rule scores in ``metric`` on the same held-out pairs (0.5 for the
+    length-controlled accuracy: length alone cannot do better there)."""
+    if metric == "accuracy":
+        return result.get("length_baseline")
+    if metric == "length_controlled_accuracy":
+        return 0.5
+    return result.get("length_baseline_log_loss")
+
+
+_CI_KEYS = {"accuracy": "accuracy_ci95", "length_controlled_accuracy": "length_controlled_ci95",
+            "log_loss": "log_loss_ci95"}
+
+
+def _scores(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    """A point's scores: the curve's ``score`` (= ``metric``) and ``baseline``, then every metric."""
+    out: dict[str, Any] = {"score": float(result[metric]), "score_ci95": result.get(_CI_KEYS[metric]), "metric": metric,
+                           "baseline": metric_baseline(result, metric)}
+    for name in METRICS:
+        out[name] = result.get(name)
+        out[_CI_KEYS[name]] = result.get(_CI_KEYS[name])
+    for name in ("length_baseline", "length_baseline_direction", "length_baseline_log_loss", "n_heldout"):
+        out[name] = result.get(name)
+    return out
+
+
+def _save_margins(path: Path, pairs: np.ndarray, margin: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, pairs=np.asarray(pairs, dtype=np.int64), margin=np.asarray(margin, dtype=np.float64))
 
 
 def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_dir: Path, run_dir: Path, report,
@@ -211,7 +319,7 @@ def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_di
     def record_point(checkpoint: dict) -> None:
         append_jsonl(sweep_dir / POINTS_FILE, {
             "method": CHECKPOINT_METHOD, "fraction": checkpoint["fraction"], "seed": int(point["seed"]),
-            "score": checkpoint["accuracy"], "score_ci95": checkpoint["accuracy_ci95"], "evaluator": sweep.evaluator,
+            **_scores(checkpoint, sweep.metric), "evaluator": sweep.evaluator,
             "n_train_pairs": checkpoint["pairs_seen"], "job_id": job_id, "wall_s": round(time.monotonic() - started, 3),
             "step": checkpoint["step"]})
 
@@ -222,8 +330,7 @@ def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_di
                              eval_checkpoints=sorted({float(f) for f in sweep.checkpoints}))
     summary = train(data, config=train_cfg, run_dir=run_dir / "train", on_checkpoint=record_point, progress_bar=False,
                     report=lambda progress=None, message=None: report(progress=progress, message=message))
-    record = {**point, "score": float(summary["eval"]["accuracy"]), "score_ci95": summary["eval"]["accuracy_ci95"],
-              "evaluator": sweep.evaluator, "n_train_pairs": int(summary["training"]["n_train_pairs"]),
+    record = {**point, **_scores(summary["eval"], sweep.metric), "evaluator": sweep.evaluator, "n_train_pairs": int(summary["training"]["n_train_pairs"]),
               "job_id": job_id, "wall_s": round(time.monotonic() - started, 3),
               "checkpoints": sorted({float(f) for f in sweep.checkpoints})}
     write_json(run_dir / "point.json", record)
@@ -262,7 +369,9 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
 
         if report:
             report("computing the embeddings once for every point (cached)")
-        embed(data, encoder=config.encoder, unit="completion", progress=report is not None)
+        for encoder in dict.fromkeys([config.encoder] + ([config.probe_encoder] if config.evaluator == "probe" else [])):
+            embed(data, encoder=encoder, unit="completion", progress=report is not None)
+    _save_heldout_lengths(out / HELDOUT_FILE, data, config)
     spec = data.spec()
     job_ids = []
     for point in config.points():
@@ -280,11 +389,33 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
     return job_ids
 
 
+def _save_heldout_lengths(path: Path, data, config: SweepConfig) -> None:
+    """The sweep's held-out pairs and their word lengths: what the fit needs to recompute any metric
+    on resampled pairs (the points keep only their margins)."""
+    from alignscope.evaluate import split_pairs
+    from alignscope.metrics import pair_word_lengths
+
+    _, test_pairs = split_pairs(len(data), config.test_fraction, config.split_seed)
+    chosen, rejected = pair_word_lengths(data, test_pairs)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, pairs=test_pairs, chosen_words=chosen, rejected_words=rejected)
+
+
+POINT_COLUMNS = ["method", "fraction", "seed", "score", "score_ci95", "metric", "baseline", "evaluator",
+                 "n_train_pairs", "job_id", "wall_s"]
+
+
 def read_points_jsonl(sweep_dir: str | os.PathLike) -> pd.DataFrame:
     """The finished points of a sweep (empty frame with the columns when none yet)."""
     rows = read_jsonl(Path(sweep_dir) / POINTS_FILE)
-    columns = ["method", "fraction", "seed", "score", "score_ci95", "evaluator", "n_train_pairs", "job_id", "wall_s"]
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    if not rows:
+        return pd.DataFrame(columns=POINT_COLUMNS)
+    frame = pd.DataFrame(rows)
+    for column in POINT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    return frame
 
 
 def curve_points(points: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
@@ -296,21 +427,210 @@ def curve_points(points: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
                      ignore_index=True)
 
 
-def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: int = 500) -> dict[str, Any]:
-    """Fit every method's plateau from ``points.jsonl``; the ``all`` points (fraction 1.0) belong
-    to every method's curve. Writes ``points.csv`` and ``fit.json``; returns the fit object."""
-    from alignscope.scaling import fit_points
+def point_scores(points: pd.DataFrame, metric: str) -> pd.Series:
+    """Each point's score in ``metric`` (a sweep records every metric; older sweeps only ``score``)."""
+    if metric in points.columns and points[metric].notna().all():
+        return points[metric].astype(float)
+    return points["score"].astype(float)
+
+
+class _PairedBootstrap:
+    """Replicates of every point's score that resample the seeds and the held-out pairs TOGETHER
+    (the same pairs and seeds for every method and fraction in a replicate), from the margins each
+    point saved. ``score(replicate, method, fraction)`` is the seed-mean on resampled pairs."""
+
+    def __init__(self, sweep_dir: Path, curves: pd.DataFrame, metric: str, n_boot: int, seed: int):
+        held = np.load(sweep_dir / HELDOUT_FILE, allow_pickle=False)
+        pairs = held["pairs"]
+        diff = held["chosen_words"].astype(np.float64) - held["rejected_words"].astype(np.float64)
+        self.metric, self.seeds = metric, sorted(curves["seed"].unique().tolist())
+        values: dict[tuple, np.ndarray] = {}
+        keep = None
+        for row in curves.drop_duplicates(["method", "fraction", "seed"]).itertuples():
+            folder = "all" if row.fraction == 1.0 else row.method
+            stored = np.load(sweep_dir / "points" / point_dir_name({"method": folder, "fraction": row.fraction,
+                                                                    "seed": row.seed}) / HELDOUT_FILE,
+                             allow_pickle=False)
+            position = np.searchsorted(pairs, stored["pairs"])
+            if keep is None:
+                keep = position
+            elif not np.array_equal(keep, position):
+                raise SweepError("the points were scored on different held-out pairs")
+            values[(row.method, float(row.fraction), int(row.seed))] = stored["margin"]
+        self.diff = diff[keep]
+        rng = np.random.default_rng(seed)
+        n = len(self.diff)
+        # Resampled pairs as counts (n_boot, n): a metric of a replicate is then a weighted mean.
+        self.weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
+        self.seed_draws = [rng.choice(self.seeds, size=len(self.seeds), replace=True) for _ in range(n_boot)]
+        self.table = {key: self._replicates(margin) for key, margin in values.items()}
+
+    def _replicates(self, margin: np.ndarray) -> np.ndarray:
+        """The metric on every replicate's resampled pairs, (n_boot,)."""
+        if self.metric == "log_loss":
+            return self.weights @ bt_log_loss(margin) / self.weights.sum(axis=1)
+        wins = success(margin)
+        if self.metric == "accuracy":
+            return self.weights @ wins / self.weights.sum(axis=1)
+        parts = []
+        for mask in (self.diff > 0, self.diff < 0, self.diff == 0):
+            count = self.weights @ mask
+            parts.append((np.where(count > 0, self.weights @ (wins * mask) / np.maximum(count, 1e-12), 0.5), count))
+        t = parts[2][1] / self.weights.sum(axis=1)
+        return (1 - t) * 0.5 * (parts[0][0] + parts[1][0]) + t * parts[2][0]
+
+    def score(self, b: int, method: str, fraction: float) -> float | None:
+        found = [self.table[(method, fraction, int(s))][b] for s in self.seed_draws[b]
+                 if (method, fraction, int(s)) in self.table]
+        return float(np.mean(found)) if found else None
+
+    def curve(self, b: int, method: str, fractions: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [(f, self.score(b, method, f)) for f in fractions]
+        pairs = [(f, y) for f, y in pairs if y is not None]
+        return np.array([f for f, _ in pairs]), np.array([y for _, y in pairs])
+
+
+def compare_with_random(curves: pd.DataFrame, metric: str, boot: _PairedBootstrap | None,
+                        n_boot: int = 500, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """For every method and every fraction below 1 measured for it and for ``random``: the paired
+    difference method − random (seed means), its 95 % interval (paired bootstrap over seeds and
+    held-out pairs, else over seeds) and a verdict: better / worse than random, or no resolved
+    difference."""
+    if "random" not in set(curves["method"]):
+        return {}
+    lower = metric in LOWER_IS_BETTER
+    scores = curves.assign(value=point_scores(curves, metric))
+    means = scores.groupby(["method", "fraction"])["value"].mean()
+    out: dict[str, list[dict[str, Any]]] = {}
+    rng = np.random.default_rng(seed)
+    for method in sorted(set(curves["method"]) - {"random", "all"}):
+        rows = []
+        for fraction in sorted(set(scores.loc[scores["method"] == method, "fraction"])):
+            if fraction >= 1.0 or (("random", fraction) not in means.index):
+                continue
+            diff = float(means[(method, fraction)] - means[("random", fraction)])
+            if boot is not None:
+                draws = [boot.score(b, method, fraction) - boot.score(b, "random", fraction)
+                         for b in range(len(boot.seed_draws))]
+            else:
+                mine = scores[(scores["method"] == method) & (scores["fraction"] == fraction)].set_index("seed")["value"]
+                theirs = scores[(scores["method"] == "random") & (scores["fraction"] == fraction)].set_index("seed")["value"]
+                paired = (mine - theirs).dropna().to_numpy()
+                draws = ([float(rng.choice(paired, size=len(paired)).mean()) for _ in range(n_boot)]
+                         if len(paired) >= 2 else [])
+            interval = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
+            if interval is None:
+                verdict = "cannot tell (one seed, no per-pair scores)"
+            elif (interval[1] < 0) if lower else (interval[0] > 0):
+                verdict = "better than random"
+            elif (interval[0] > 0) if lower else (interval[1] < 0):
+                verdict = "worse than random"
+            else:
+                verdict = "no resolved difference from random"
+            rows.append({"fraction": float(fraction), "difference": diff, "ci95": interval, "verdict": verdict})
+        out[method] = rows
+    return out
+
+
+def verdict_lines(vs_random: Mapping[str, list[dict[str, Any]]], metric: str) -> list[str]:
+    """One line per method, at the largest fraction where its difference to random is resolved (else
+    the largest fraction measured), e.g. ``isa − random at 10 %: −0.040 [−0.060, −0.020]: worse than random``."""
+    lines = []
+    for method, rows in vs_random.items():
+        if not rows:
+            continue
+        resolved = [r for r in rows if r["verdict"] in ("better than random", "worse than random")]
+        row = (resolved or rows)[-1]
+        interval = "" if row["ci95"] is None else f" [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]"
+        others = sum(r["verdict"] == row["verdict"] for r in rows)
+        lines.append(f"{method} − random at {row['fraction']:.0%} ({metric}): {row['difference']:+.3f}{interval}: "
+                     f"{row['verdict']} ({others} of {len(rows)} fractions say so)")
+    return lines
+
+
+def sweep_fits(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: int = 500, metric: str | None = None,
+               seed: int = 0) -> dict[str, Any]:
+    """The fits of a sweep in ``metric`` (default: the sweep's), without writing anything: ``curves``
+    (the points per curve, ``score`` in that metric, ``baseline``), ``fits`` (method →
+    :class:`~alignscope.scaling.PlateauFit` or the reason it could not be fitted) and ``summary``
+    (what :func:`fit_sweep` writes to fit.json). The ``all`` points (fraction 1.0) belong to every
+    method's curve. Intervals come from a paired bootstrap over seeds and held-out pairs when the
+    points kept their margins (see :func:`alignscope.scaling.fit_plateau` for the other cases)."""
+    from alignscope.scaling import ScalingError, fit_plateau
 
     sweep_dir = Path(sweep_dir)
     recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
     config = SweepConfig(**recorded["config"])
     q = float(q if q is not None else config.q)
+    metric = metric or config.metric
+    if metric not in METRICS:
+        raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    higher = metric not in LOWER_IS_BETTER
+    target = config.target if higher else "gain"
     points = read_points_jsonl(sweep_dir)
     curves = curve_points(points, config.curve_methods())
+    baseline = None
+    if len(curves):
+        curves = curves.assign(score=point_scores(curves, metric))
+        if metric == "length_controlled_accuracy":
+            baseline = 0.5
+        else:
+            column = "length_baseline" if metric == "accuracy" else "length_baseline_log_loss"
+            if column in curves.columns and curves[column].notna().any():
+                baseline = float(curves[column].dropna().mean())
+        curves = curves.assign(baseline=baseline)
+    boot = None
+    if len(curves) and (sweep_dir / HELDOUT_FILE).exists() and config.mode == "subsets" and n_boot:
+        try:
+            boot = _PairedBootstrap(sweep_dir, curves, metric, n_boot, seed)
+        except (OSError, KeyError, ValueError, SweepError):
+            boot = None  # an older sweep without per-point margins: the fit bootstraps the points
+    fits: dict[str, Any] = {}
+    for method, rows in (curves.groupby("method", sort=True) if len(curves) else []):
+        fractions = sorted(set(rows["fraction"].astype(float)))
+        resamples = None if boot is None else [boot.curve(b, method, fractions) for b in range(n_boot)]
+        try:
+            fits[str(method)] = fit_plateau(rows["fraction"], rows["score"], q=q, n_boot=n_boot, seed=seed,
+                                            method=str(method), target=target, groups=rows["seed"].to_numpy(),
+                                            resamples=resamples, higher_is_better=higher, baseline=baseline)
+        except ScalingError as exc:
+            fits[str(method)] = str(exc)
+    vs_random = compare_with_random(curves, metric, boot, n_boot=n_boot, seed=seed) if len(curves) else {}
+    summary = {"q": q, "target": target, "metric": metric, "higher_is_better": higher, "baseline": baseline,
+               "baseline_rule": _baseline_rule(metric), "n_points": int(len(points)),
+               "equal_pairs_per_fraction": _equal_pairs(points),
+               "methods": {m: (f.to_dict() if not isinstance(f, str) else {"error": f}) for m, f in fits.items()},
+               "vs_random": vs_random, "verdicts": verdict_lines(vs_random, metric),
+               "eval_encoder": config.probe_encoder if config.evaluator == "probe" else None,
+               "selection_encoder": config.encoder,
+               "circular": bool(config.evaluator == "probe" and config.probe_encoder == config.encoder)}
+    return {"curves": curves, "fits": fits, "summary": summary}
+
+
+def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: int = 500,
+              metric: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """:func:`sweep_fits`, written down: ``points.csv`` (the curves' points with their baseline and
+    training pairs) and ``fit.json`` (the summary: fits, baseline, ``vs_random``, ``verdicts``)."""
+    sweep_dir = Path(sweep_dir)
+    found = sweep_fits(sweep_dir, q=q, n_boot=n_boot, metric=metric, seed=seed)
+    curves = found["curves"]
+    columns = [c for c in ("method", "fraction", "seed", "score", "baseline", "n_train_pairs") if c in curves.columns]
     with atomic_path(sweep_dir / "points.csv") as tmp:
-        curves[["method", "fraction", "seed", "score"]].to_csv(tmp, index=False)
-    fits = fit_points(curves, q=q, n_boot=n_boot, target=config.target) if len(curves) else {}
-    result = {"q": q, "target": config.target, "n_points": int(len(points)),
-              "methods": {m: (f.to_dict() if not isinstance(f, str) else {"error": f}) for m, f in fits.items()}}
-    write_json(sweep_dir / FIT_FILE, result)
-    return result
+        (curves[columns] if len(curves) else pd.DataFrame(columns=columns)).to_csv(tmp, index=False)
+    write_json(sweep_dir / FIT_FILE, found["summary"])
+    return found["summary"]
+
+
+def _baseline_rule(metric: str) -> str:
+    if metric == "length_controlled_accuracy":
+        return "0.5: what the length rule (and a coin) scores when length is controlled"
+    if metric == "accuracy":
+        return "the length rule (longer or shorter wins, direction from the training pairs) on the same pairs"
+    return "the length rule's log loss (a one-parameter Bradley-Terry fit on the log length ratio)"
+
+
+def _equal_pairs(points: pd.DataFrame) -> bool | None:
+    """True when every method trained on the same number of pairs at each fraction."""
+    if points.empty or "n_train_pairs" not in points.columns:
+        return None
+    return bool((points.groupby("fraction")["n_train_pairs"].nunique() <= 1).all())

@@ -31,7 +31,8 @@ What a run writes in ``run_dir`` (atomically, except the append-only metrics fil
   final loss).
 * ``checkpoints.jsonl``: with ``eval_checkpoints``, one line per intermediate evaluation (the ISA
   paper's own scaling measurement: one run, evaluated as it sees more data): ``step, epoch,
-  fraction, pairs_seen, accuracy, accuracy_ci95, reward_margin, n_pairs``; ``fraction`` is the
+  fraction, pairs_seen, accuracy, accuracy_ci95, length_controlled_accuracy, log_loss, length_baseline
+  (and their intervals), reward_margin, n_pairs``; ``fraction`` is the
   share of the training rows seen so far (1.0 after one full epoch).
 * ``model/``: the trained policy as safetensors + tokenizer, when ``save_model`` is set (a LoRA
   adapter is merged into the weights first, so the folder loads like any model).
@@ -71,6 +72,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.files import atomic_path, write_json
+from alignscope.metrics import describe_scores
 
 __all__ = ["METHODS", "METRIC_KEYS", "TrainError", "TrainConfig", "DPOTrainConfig", "KTOTrainConfig",
            "DPOSamsTrainConfig", "SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG", "CHECKPOINTS_LOG", "train_config",
@@ -643,10 +645,16 @@ def checkpoint_record(evaluation: Mapping[str, Any], *, step: int, epoch: float 
                       rows_per_step: int) -> dict[str, Any]:
     """One line of ``checkpoints.jsonl``: where the run was and how it scored on the held-out pairs."""
     seen = min(step * rows_per_step, max(1, n_rows) * max(1.0, float(epoch or 0)))
+    scores = {key: evaluation.get(key) for key in CHECKPOINT_SCORES}
     return {"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
-            "fraction": round(seen / max(1, n_rows), 6), "pairs_seen": int(seen),
-            "accuracy": float(evaluation["accuracy"]), "accuracy_ci95": list(evaluation["accuracy_ci95"]),
+            "fraction": round(seen / max(1, n_rows), 6), "pairs_seen": int(seen), **scores,
             "reward_margin": evaluation.get("margin_mean"), "n_pairs": int(evaluation["n_pairs"])}
+
+
+# What a checkpoint keeps of its evaluation: every score beside its length baseline.
+CHECKPOINT_SCORES = ("accuracy", "accuracy_ci95", "length_controlled_accuracy", "length_controlled_ci95", "log_loss",
+                     "log_loss_ci95", "length_baseline", "length_baseline_direction", "length_baseline_log_loss",
+                     "beats_length_baseline", "n_heldout")
 
 
 def record_checkpoint(run_dir: Path, record: dict[str, Any], on_checkpoint: Callable[[dict], None] | None) -> None:
@@ -984,9 +992,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
                                                          n_rows=len(tset.rows),
                                                          rows_per_step=config.batch_size * config.grad_accum),
                               on_checkpoint)
-        accuracy, (low, high) = evaluation["accuracy"], evaluation["accuracy_ci95"]
-        _say(f"held-out preference accuracy {accuracy:.3f} [{low:.3f}, {high:.3f}] on {evaluation['n_pairs']} pairs "
-             f"({EVAL_FILE})")
+        _say(f"held-out {describe_scores(evaluation)} ({EVAL_FILE})")
     report(progress=1.0, message="done")
     result["elapsed_s"] = round(time.monotonic() - started, 3)
     return result

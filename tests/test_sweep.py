@@ -32,7 +32,19 @@ def check_sweep(out, executor: str, done) -> dict:
         result = fit["methods"][method]
         assert "error" in result or {"r", "a", "b", "recommended_fraction"} <= set(result)
     csv = (out / "points.csv").read_text().splitlines()
-    assert csv[0] == "method,fraction,seed,score" and len(csv) == 1 + (N_POINTS - 2) + 2 * 2  # "all" joins both curves
+    assert csv[0] == "method,fraction,seed,score,baseline,n_train_pairs"
+    assert len(csv) == 1 + (N_POINTS - 2) + 2 * 2  # "all" joins both curves
+    # Equal sizes: at each fraction every method trained on the same number of pairs, that share of
+    # the 96 training pairs (20 % of 120 held out).
+    sizes = points.groupby("fraction")["n_train_pairs"].agg(["min", "max"])
+    assert (sizes["min"] == sizes["max"]).all() and fit["equal_pairs_per_fraction"] is True
+    assert sizes.loc[0.1, "min"] == round(0.1 * 96) and sizes.loc[1.0, "min"] == 96
+    # Every point sits beside its baseline; the fit says whether a method beats random.
+    assert points["baseline"].notna().all() and {"length_baseline", "log_loss", "accuracy"} <= set(points.columns)
+    assert fit["metric"] == "length_controlled_accuracy" and fit["baseline"] == 0.5
+    assert [row["fraction"] for row in fit["vs_random"]["isa"]] == [0.1, 0.2, 0.4, 0.6, 0.8]
+    assert all(row["ci95"][1] > row["ci95"][0] for row in fit["vs_random"]["isa"])
+    assert fit["verdicts"] and fit["verdicts"][0].startswith("isa − random at")
     return summary
 
 
