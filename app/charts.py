@@ -198,9 +198,10 @@ def frequency_histogram(rates: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float) -> go.Figure:
-    """Measured points per method, the fitted plateau R(x) with its bootstrap band, and the
-    recommended fraction (q of the plateau or of the gain, as fitted) as a marker."""
+def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float, metric: str = "accuracy",
+                  baseline: float | None = None, baseline_label: str = "length rule") -> go.Figure:
+    """Measured points per method, the fitted plateau R(x) with its bootstrap band, the recommended
+    fraction as a marker, and the baseline every score must beat as a dashed line."""
     import numpy as np
 
     fig = go.Figure()
@@ -221,12 +222,42 @@ def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float) -> go.Figure:
                                      legendgroup=method, showlegend=False, hoverinfo="skip", name=f"{method} band"))
         fig.add_trace(go.Scatter(x=grid, y=fit.predict(grid), mode="lines", name=f"{method} fit", legendgroup=method,
                                  line=dict(color=colour, width=2)))
-        if fit.recommended_fraction is not None:
+        if fit.recommended_fraction is not None and fit.beats_baseline is not False:
             x = fit.recommended_fraction
             fig.add_trace(go.Scatter(x=[x], y=[float(fit.predict(x))], mode="markers", legendgroup=method,
                                      name=f"{method}: {q:.0%} of {getattr(fit, 'target', 'plateau')} at {x:.1%}",
                                      marker=dict(color=colour, size=14, symbol="star", line=dict(width=1, color="black"))))
-    fig.update_layout(title="Score against the share of the data, with the fitted plateau R(x) = r − (r − a)·e^(−b·x)",
-                      xaxis_title="fraction of the data used", yaxis_title="score (held-out accuracy)",
-                      xaxis_tickformat=".0%", legend_title_text="method", height=480, margin=dict(t=60, b=40))
+    if baseline is not None:
+        fig.add_trace(go.Scatter(x=[0, 1], y=[baseline, baseline], mode="lines", name=f"{baseline_label} {baseline:.3f}",
+                                 line=dict(color="black", dash="dash", width=2), hoverinfo="name"))
+    fig.update_layout(title="Score against the share of the training pairs, fitted plateau R(x) = r − (r − a)·e^(−b·x)",
+                      xaxis_title="share of the training pairs (every method trains on the same number)",
+                      yaxis_title=METRIC_LABELS.get(metric, metric), xaxis_tickformat=".0%", legend_title_text="method",
+                      height=480, margin=dict(t=60, b=40))
+    return fig
+
+
+METRIC_LABELS = {"accuracy": "held-out accuracy", "length_controlled_accuracy": "length-controlled accuracy",
+                 "log_loss": "log loss (lower is better)"}
+
+
+def vs_random_chart(vs_random: dict, metric: str) -> go.Figure:
+    """Method − random per fraction with its 95 % interval; 0 = no difference."""
+    fig = go.Figure()
+    for i, (method, rows) in enumerate(sorted(vs_random.items())):
+        rows = [r for r in rows if r["ci95"] is not None]
+        if not rows:
+            continue
+        x = [r["fraction"] for r in rows]
+        y = [r["difference"] for r in rows]
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers", name=method, line=dict(color=_PALETTE[(i + 1) % len(_PALETTE)]),
+            error_y=dict(type="data", symmetric=False, array=[r["ci95"][1] - r["difference"] for r in rows],
+                         arrayminus=[r["difference"] - r["ci95"][0] for r in rows]),
+            text=[r["verdict"] for r in rows], hovertemplate="x %{x:.1%} · %{y:+.4f}<br>%{text}<extra>" + method + "</extra>"))
+    fig.add_hline(y=0, line_dash="dash", line_color="black")
+    better = "below" if metric == "log_loss" else "above"
+    fig.update_layout(title=f"Method − random at the same number of training pairs ({better} 0 = better than random)",
+                      xaxis_title="share of the training pairs", yaxis_title=f"difference in {METRIC_LABELS.get(metric, metric)}",
+                      xaxis_tickformat=".0%", xaxis_type="log", height=360, margin=dict(t=60, b=40))
     return fig

@@ -38,15 +38,21 @@ def test_scaling_page_launches_a_sweep_and_fits_it(monkeypatch, tmp_path):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
-    assert "fitted plateau" in titles
-    metrics = {m.label: m.value for m in at.metric}
-    label = next(k for k in metrics if k.startswith("Smallest subset reaching 95%"))
-    assert metrics[label].endswith("%")
+    assert "fitted plateau" in titles and "length rule" in titles  # the baseline line
+    assert "better than random" in titles  # the method − random panel
+    assert any(" − random at " in t.value for t in at.text)  # a verdict line per method
+    warned = any("No recommendation" in w.value for w in at.warning)
+    headline = [m.label for m in at.metric if m.label.startswith("95% of the")]
+    assert warned != bool(headline)  # either a named recommendation or the warning in its place, never both
+    for metric in ("accuracy", "log_loss"):
+        at.selectbox(key="scaling_metric").set_value(metric).run()
+        assert not at.exception, [e.value for e in at.exception]
     at.slider(key="scaling_q").set_value(0.85).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any(k.startswith("Smallest subset reaching 85%") for k in (m.label for m in at.metric))
 
-    at.text_input(key="sweep_fractions").set_value("0,2")
-    next(b for b in at.button if b.label == "Launch the sweep").click().run()
-    assert any("Cannot launch" in e.value for e in at.error)
+    for fractions, needle in [("0,2", "fractions must be"), ("0.1, 0.5, abc", "'abc' is not a number"),
+                              ("0.5", "at least 3 distinct fractions")]:
+        at.text_input(key="sweep_fractions").set_value(fractions)
+        next(b for b in at.button if b.label == "Launch the sweep").click().run()
+        assert any("Cannot launch" in e.value and needle in e.value for e in at.error), (fractions, [e.value for e in at.error])
     assert len(store.list_jobs(kind="sweep_point")) == 7

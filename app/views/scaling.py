@@ -14,8 +14,10 @@ import streamlit as st
 from alignscope import settings
 from alignscope.app import analysis, charts, state
 from alignscope.readers import DataError
+from alignscope.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.scaling import ScalingError, fit_points, read_points
-from alignscope.sweep import SWEEP_FILE, SweepConfig, SweepError, curve_points, read_points_jsonl, submit_sweep
+from alignscope.sweep import (DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, read_points_jsonl, submit_sweep,
+                              sweep_fits)
 
 st.title("Scaling")
 st.caption("Quality follows an exponential plateau in data size (ISA paper): R(x) = r − (r − a)·e^(−b·x). "
@@ -28,50 +30,105 @@ SWEEPS = settings.home() / "sweeps"
 
 
 @st.cache_data(show_spinner="Fitting the plateau…", max_entries=32)
-def _fits(points_json: str, q: float, target: str) -> dict:
+def _fits(points_json: str, q: float, metric: str, baseline: float | None) -> dict:
     points = pd.read_json(io.StringIO(points_json), orient="split")
-    return fit_points(points, q=q, n_boot=200, target=target)
+    lower = metric in LOWER_IS_BETTER
+    return fit_points(points, q=q, n_boot=200, target="gain" if lower else "plateau", higher_is_better=not lower,
+                      baseline=baseline)
 
 
-def _show_fits(points: pd.DataFrame, q: float, key: str) -> None:
-    if points.empty:
+@st.cache_data(show_spinner="Fitting the plateau (paired bootstrap over seeds and held-out pairs)…", max_entries=32)
+def _sweep_fits(folder: str, n_points: int, q: float, metric: str) -> dict:
+    # n_points keys the cache: a new point refits, a rerun without one does not.
+    found = sweep_fits(folder, q=q, n_boot=200, metric=metric)
+    return {"curves": found["curves"], "fits": found["fits"], "summary": found["summary"]}
+
+
+def _interval_text(values, fmt: str = ".1%") -> str:
+    return "" if not values else f" [{format(values[0], fmt)}, {format(values[1], fmt)}]"
+
+
+def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, baseline: float | None,
+               baseline_rule: str, key: str, vs_random: dict | None = None, verdicts: list | None = None) -> None:
+    """The fitted curves beside their baseline, both recommendation rules side by side, and every
+    method against random. Recommends nothing when no plateau beats the baseline."""
+    if curves.empty:
         return
-    fits = _fits(points[["method", "fraction", "score"]].to_json(orient="split"), q, target)
-    st.plotly_chart(charts.scaling_chart(points, fits, q=q), key=f"{key}_chart")
+    st.plotly_chart(charts.scaling_chart(curves, fits, q=q, metric=metric, baseline=baseline,
+                                         baseline_label="length rule" if metric != "length_controlled_accuracy"
+                                         else "length rule / coin"), key=f"{key}_chart")
+    if baseline is not None:
+        st.caption(f"Dashed line: the baseline every score must beat — {baseline_rule}.")
+    fitted = {m: f for m, f in fits.items() if not isinstance(f, str)}
+    beating = {m: f for m, f in fitted.items() if f.beats_baseline}
+    lower = metric in LOWER_IS_BETTER
+    if fitted and not beating:
+        unknown = all(f.beats_baseline is None for f in fitted.values())
+        st.warning("**No recommendation.** " + (
+            "Without intervals it cannot be told whether any plateau beats the baseline." if unknown and baseline is not None
+            else f"No method's plateau beats the baseline ({baseline:.3f}): this evaluator does not measure more than "
+                 "the trivial rule on these pairs, so it cannot say how much data is enough. Try another metric, "
+                 "another evaluation encoder, or a trained evaluator." if baseline is not None
+            else "Give a baseline to compare the plateaus with."), icon=":material/warning:")
+    elif beating:
+        best_method, best = (min if lower else max)(beating.items(), key=lambda item: item[1].r)
+        st.subheader(f"{best_method}: the best plateau that beats the baseline")
+        cols = st.columns(3)
+        cols[0].metric("Plateau r", f"{best.r:.4f}", help=f"95 % interval{_interval_text(best.r_ci95, '.4f')}; "
+                       f"baseline {baseline:.4f}" if baseline is not None else None)
+        for col, (name, target) in zip(cols[1:], best.targets.items()):
+            x = target["recommended_fraction"]
+            col.metric(f"{q:.0%} of the {name}", "—" if x is None else f"{x:.1%}",
+                       help=target["rule"] + _interval_text(target["recommended_fraction_ci95"]))
+        st.caption("; ".join(f"**{q:.0%} of the {name}**: {target['rule']}" for name, target in best.targets.items())
+                   + ". Both rules are shown: they answer different questions and can differ a lot when the score "
+                     "starts high.")
     rows = []
     for method, fit in fits.items():
         if isinstance(fit, str):
             rows.append({"method": method, "note": fit})
             continue
-        interval = fit.recommended_fraction_ci95
-        rows.append({"method": method, "plateau r": round(fit.r, 4), "no-data a": round(fit.a, 4),
-                     "growth b": round(fit.b, 2),
-                     f"{q:.0%} of {target} at": None if fit.recommended_fraction is None else f"{fit.recommended_fraction:.1%}",
-                     "95 % interval": "" if not interval else f"{interval[0]:.1%} – {interval[1]:.1%}",
-                     "saving": None if fit.saving is None else f"{fit.saving:.1%} of the data",
-                     "note": "; ".join(fit.warnings)})
-    best = [f for f in fits.values() if not isinstance(f, str) and f.recommended_fraction is not None]
-    if best:
-        top = min(best, key=lambda f: f.recommended_fraction)
-        cols = st.columns(3)
-        cols[0].metric(f"Smallest subset reaching {q:.0%} of its {target}", f"{top.recommended_fraction:.1%}",
-                       help=f"method {top.method}; x* = " + ("−ln(1 − q) / b" if target == "gain"
-                                                            else "ln((r − a) / ((1 − q)·r)) / b"))
-        cols[1].metric("Data you can skip", f"{top.saving:.1%}",
-                       help=f"≈ {top.saving * data.n_pairs:,.0f} of {data.n_pairs:,} pairs of the active data")
-        cols[2].metric("Its plateau", f"{top.r:.4f}")
+        row = {"method": method, "plateau r": f"{fit.r:.4f}{_interval_text(fit.r_ci95, '.4f')}",
+               "no-data a": round(fit.a, 4),
+               "beats baseline": {True: "yes", False: "no", None: "cannot tell"}[fit.beats_baseline]}
+        for name, target in fit.targets.items():
+            x = target["recommended_fraction"]
+            row[f"{q:.0%} of {name} at"] = ("—" if x is None or fit.beats_baseline is False
+                                           else f"{x:.1%}{_interval_text(target['recommended_fraction_ci95'])}")
+        row["intervals"] = fit.interval_method
+        row["note"] = "; ".join(fit.warnings)
+        rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"{key}_table")
-    counts = points["method"].value_counts(sort=False)
-    st.caption(f"{len(points)} points fitted ({', '.join(f'{m}: {n}' for m, n in counts.items())}).")
+    if vs_random:
+        st.plotly_chart(charts.vs_random_chart(vs_random, metric), key=f"{key}_vs_random")
+        for line in verdicts or []:
+            st.text(line)
+    counts = curves["method"].value_counts(sort=False)
+    st.caption(f"{len(curves)} points on the curves ({', '.join(f'{m}: {n}' for m, n in counts.items())}).")
+
+
+def _numbers(text: str, kind: type, name: str) -> list:
+    """Comma-separated numbers from a text field, or a sentence naming the entry that is not one."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            values.append(kind(part))
+        except ValueError:
+            raise SweepError(f"{name}: {part!r} is not {'a whole number' if kind is int else 'a number'} "
+                             f"(write them separated by commas, e.g. 0.05, 0.1, 0.5, 1.0)") from None
+    return values
 
 
 rule = st.columns([3, 2])
 q = rule[0].slider("Share to reach (q)", 0.80, 0.99, 0.95, 0.01, key="scaling_q",
-                   help="The recommendation is the smallest fraction whose fitted score reaches the target.")
-target = rule[1].radio("Target", ["plateau", "gain"], horizontal=True, key="scaling_target",
-                       format_func={"plateau": "q of the plateau: q·r", "gain": "q of the gain: a + q·(r − a)"}.get,
-                       help="With a high no-data score (accuracy near its plateau already), q·r is reached at 0 %; "
-                            "q of the gain asks how much data gets most of the improvement.")
+                   help="The recommendation is the smallest fraction whose fitted score reaches the target; both "
+                        "targets (q of the plateau, q of the gain) are shown side by side.")
+metric = rule[1].selectbox("Metric", list(METRICS), index=list(METRICS).index(DEFAULT_METRIC), key="scaling_metric",
+                           format_func=charts.METRIC_LABELS.get,
+                           help="Accuracy on these data sets mostly measures length; the length-controlled accuracy "
+                                "is what length alone cannot reach (0.5); log loss resolves what accuracy hides.")
 
 # ------------------------------------------------------------------------------------ a sweep
 sweeps = []
@@ -109,7 +166,14 @@ with tab_sweep:
             if points.empty:
                 st.caption("Points appear here as their jobs finish.")
                 return
-            _show_fits(curve_points(points, SweepConfig(**recorded["config"]).curve_methods()), q, key="sweep")
+            found = _sweep_fits(folder, len(points), q, metric)
+            summary = found["summary"]
+            if summary.get("circular"):
+                st.info(f"The selectors and the probe both use {summary['selection_encoder']} features: the score may "
+                        "favour what the selector saw (launch with another evaluation encoder to judge fairly).")
+            _show_fits(found["curves"], found["fits"], q=q, metric=metric, baseline=summary["baseline"],
+                       baseline_rule=summary["baseline_rule"], key="sweep", vs_random=summary["vs_random"],
+                       verdicts=summary["verdicts"])
 
         live_sweep(picked, recorded["jobs"])
 
@@ -122,8 +186,20 @@ with tab_upload:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"points-{int(time.time() * 1000)}.csv"
         path.write_bytes(upload.getvalue())
+        baseline_text = st.text_input("Baseline to beat (optional)", "", key="scaling_upload_baseline",
+                                      help="e.g. the length rule's accuracy on the same pairs; a 'baseline' column works too")
         try:
-            _show_fits(read_points(path), q, key="upload")
+            baseline = None
+            if baseline_text.strip():
+                try:
+                    baseline = float(baseline_text)
+                except ValueError:
+                    raise ScalingError(f"the baseline {baseline_text.strip()!r} is not a number") from None
+            uploaded = read_points(path)
+            if baseline is None and "baseline" in uploaded.columns and uploaded["baseline"].notna().any():
+                baseline = float(uploaded["baseline"].dropna().mean())
+            _show_fits(uploaded, _fits(uploaded.to_json(orient="split"), q, metric, baseline), q=q, metric=metric,
+                       baseline=baseline, baseline_rule="the baseline you gave", key="upload")
         except (DataError, ScalingError) as err:
             st.error(str(err).replace(str(path), upload.name))
         finally:
@@ -146,6 +222,12 @@ with tab_new:
         fractions = cols[1].text_input("Fractions (0–1, comma-separated)", "0.01,0.02,0.05,0.1,0.25,0.5,1.0",
                                        key="sweep_fractions")
         seeds = cols[2].text_input("Seeds", "0,1,2", key="sweep_seeds")
+        cols = st.columns(2)
+        eval_encoder = cols[0].text_input("Evaluation encoder (probe)", "", key="sweep_eval_encoder",
+                                          help="The probe's own features; empty = the selectors' (minilm), which is "
+                                               "circular: the judge sees what the selector saw")
+        sweep_metric = cols[1].selectbox("Curve metric", list(METRICS), index=list(METRICS).index(DEFAULT_METRIC),
+                                         format_func=charts.METRIC_LABELS.get, key="sweep_metric")
         cols = st.columns(4)
         mode = cols[0].radio("Measurement", ["subsets", "checkpoints"], horizontal=True, key="sweep_mode",
                              help="checkpoints needs the DPO or KTO evaluator; it ignores methods and fractions")
@@ -156,9 +238,11 @@ with tab_new:
         launched = st.form_submit_button("Launch the sweep", type="primary")
     if launched:
         try:
-            config = SweepConfig(methods=list(methods), fractions=[float(f) for f in fractions.split(",") if f.strip()],
-                                 seeds=[int(s) for s in seeds.split(",") if s.strip()], evaluator=evaluator,
-                                 max_steps=int(max_steps) or None, mode=mode)
+            config = SweepConfig(methods=list(methods), fractions=_numbers(fractions, float, "fractions"),
+                                 seeds=_numbers(seeds, int, "seeds"), evaluator=evaluator,
+                                 max_steps=int(max_steps) or None, mode=mode, metric=sweep_metric,
+                                 target="gain" if sweep_metric in LOWER_IS_BETTER else "plateau",
+                                 eval_encoder=eval_encoder.strip() or None)
             out = SWEEPS / time.strftime("%Y%m%d-%H%M%S")
             jobs = submit_sweep(data, config, out, workers=int(workers), store=store)
             # Rerun so that the first tab lists the new sweep; the message survives in the session.
