@@ -1,14 +1,16 @@
-"""Scaling sweep on the AlpacaEval pairs (issue 6's experiment): probe evaluator on CPU.
+"""Scaling sweep on the AlpacaEval pairs with honest evaluation: probe evaluator on CPU.
 
-    python -m benchmarks.bench_scaling [--methods isa,random,density,kcenter]
-        [--fractions 0.01,0.02,0.05,0.1,0.25,0.5,1.0] [--seeds 0,1,2] [--runs local:1,local:2,ray:2]
+    python -m benchmarks.bench_scaling [--sample 10000] [--encoder static] [--eval-encoder minilm]
+        [--methods isa,random,density,kcenter] [--fractions 0.01,0.02,0.05,0.1,0.25,0.5,1.0]
+        [--seeds 0,1,2] [--workers 2]
 
-Runs ``alignscope sweep`` once per executor:workers entry of ``--runs`` on the same grid (each
-into its own folder under ``$ALIGNSCOPE_HOME/bench_scaling``), records the wall time of each and the
-speed-up of 2 workers over 1, and the fitted plateau per method (r, a, b with intervals, the
-recommended fraction for q = 0.95 of the plateau, and of the gain) from the first run. Needs ../shared/data/alpaca_eval_pairs.jsonl.gz
-(skipped when absent) and its cached MiniLM embeddings (computed by the first run otherwise).
-Writes ``results/scaling_alpaca.json`` and ``results/scaling_alpaca.png``.
+One ``alignscope sweep`` on a seeded sample of ../shared/data/alpaca_eval_pairs.jsonl.gz (skipped
+when absent): the selectors rank with ``--encoder``, the probe judges with ``--eval-encoder`` (other
+features, so the score is not circular), every method trains on the same number of pairs at each
+fraction. The sweep is then fitted in each metric (accuracy beside the length rule,
+length-controlled accuracy beside 0.5, log loss beside the length rule's), with intervals from the
+paired bootstrap over seeds and held-out pairs, and every method is compared with random at each
+fraction. Writes ``results/scaling_alpaca.json`` and ``results/scaling_alpaca.png``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 from benchmarks.common import RESULTS, SHARED_DATA, save_png, write_result
 
 DATA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
@@ -25,74 +29,64 @@ DATA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scaling")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--sample", type=int, default=10000, help="pairs drawn (seed 0) from the data; 0 = all")
+    parser.add_argument("--encoder", default="static")
+    parser.add_argument("--eval-encoder", default="minilm")
     parser.add_argument("--methods", default="isa,random,density,kcenter")
     parser.add_argument("--fractions", default="0.01,0.02,0.05,0.1,0.25,0.5,1.0")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--runs", default="local:1,local:2,ray:2")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the runs already in results/scaling_alpaca.json that this call does not redo")
+    parser.add_argument("--workers", default="2")
+    parser.add_argument("--name", default="scaling_alpaca")
     args = parser.parse_args(argv)
-    if not DATA.exists():
-        print(f"skipped: {DATA} is absent")
+    from pathlib import Path
+
+    source = Path(args.data)
+    if not source.exists():
+        print(f"skipped: {source} is absent")
         return
     from alignscope import settings
+    from alignscope.data import load_preferences
+    from alignscope.sweep import fit_sweep, sweep_fits
 
     base = settings.home() / "bench_scaling"
-    runs = {}
-    first = None
-    for entry in args.runs.split(","):
-        executor, workers = entry.split(":")
-        out = base / f"{executor}-{workers}"
-        command = [sys.executable, "-m", "alignscope.cli", "sweep", str(DATA), "--methods", args.methods,
-                   "--fractions", args.fractions, "--seeds", args.seeds, "--evaluator", "probe",
-                   "--executor", executor, "--workers", workers, "--out", str(out), "--force", "--json"]
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{entry} failed:\n{done.stderr[-3000:]}")
-        summary = json.loads(done.stdout)
-        runs[entry] = {"wall_s": round(wall, 1), "n_jobs": summary["n_jobs"], "n_failed": summary["n_failed"]}
-        print(f"{entry}: {runs[entry]}", flush=True)
-        first = first or (out, summary["fit"])
-    previous = RESULTS / "scaling_alpaca.json"
-    if args.merge and previous.exists():
-        earlier = json.loads(previous.read_text(encoding="utf-8"))["figures"]
-        if (earlier["methods"], earlier["fractions"], earlier["seeds"]) == (args.methods, args.fractions, args.seeds):
-            runs = {**earlier["runs"], **runs}
-    speedups = {}
-    for executor in ("local", "ray"):
-        if f"{executor}:1" in runs and f"{executor}:2" in runs:
-            speedups[executor] = round(runs[f"{executor}:1"]["wall_s"] / runs[f"{executor}:2"]["wall_s"], 3)
-    if "local:1" in runs and "ray:2" in runs:
-        speedups["ray:2 over local:1"] = round(runs["local:1"]["wall_s"] / runs["ray:2"]["wall_s"], 3)
-    out, fit = first
-    import pandas as pd
-
+    base.mkdir(parents=True, exist_ok=True)
+    data_path = source
+    if args.sample:
+        data = load_preferences(str(source))
+        rows = np.sort(np.random.default_rng(0).choice(len(data), size=min(args.sample, len(data)), replace=False))
+        data_path = base / f"{source.name.split('.')[0]}_sample{len(rows)}.parquet"
+        if not data_path.exists():
+            data.frame.iloc[rows].reset_index(drop=True).to_parquet(data_path, index=False)
+    out = base / args.name
+    command = [sys.executable, "-m", "alignscope.cli", "sweep", str(data_path), "--methods", args.methods,
+               "--fractions", args.fractions, "--seeds", args.seeds, "--evaluator", "probe", "--encoder", args.encoder,
+               "--eval-encoder", args.eval_encoder, "--workers", args.workers, "--out", str(out), "--force", "--json"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"the sweep failed:\n{done.stderr[-3000:]}")
+    summary = json.loads(done.stdout)
+    fits = {metric: fit_sweep(out, n_boot=300, metric=metric)
+            for metric in ("accuracy", "log_loss", "length_controlled_accuracy")}
     from alignscope.app.charts import scaling_chart
-    from alignscope.scaling import fit_points
 
-    points = pd.read_csv(out / "points.csv")
-    figure = scaling_chart(points, fit_points(points, q=0.95, n_boot=200), q=0.95)
-    figure.update_layout(title="AlpacaEval pairs: probe accuracy vs fraction, fitted plateau per method")
-    png = save_png(figure, RESULTS / "scaling_alpaca.png")
-    write_result("scaling_alpaca", {"data": DATA.name, "methods": args.methods, "fractions": args.fractions,
-                                    "seeds": args.seeds, "evaluator": "probe (a proxy)", "runs": runs,
-                                    "speedup": speedups, "fit": fit, "fit_gain": _gain_recommendations(points),
-                                    "png": png,
-                                    "points_csv": str(out / "points.csv")})
-
-
-def _gain_recommendations(points) -> dict:
-    """The same curves under the 'q of the gain' rule: probe accuracy has a high floor, where the
-    q·r rule answers 0 % for flat methods."""
-    from alignscope.scaling import fit_points
-
-    fits = fit_points(points, q=0.95, n_boot=200, target="gain")
-    return {method: ({"error": fit} if isinstance(fit, str) else
-                     {"recommended_fraction": fit.recommended_fraction, "ci95": fit.recommended_fraction_ci95,
-                      "r": fit.r, "a": fit.a, "b": fit.b})
-            for method, fit in fits.items()}
+    found = sweep_fits(out, n_boot=300)
+    figure = scaling_chart(found["curves"], found["fits"], q=0.95, metric=found["summary"]["metric"],
+                           baseline=found["summary"]["baseline"], baseline_label="length rule / coin")
+    figure.update_layout(title=f"AlpacaEval ({len(load_preferences(str(data_path))):,} pairs): probe on "
+                               f"{args.eval_encoder} features, selectors on {args.encoder}")
+    png = save_png(figure, RESULTS / f"{args.name}.png")
+    write_result(args.name, {"data": source.name, "sample": args.sample, "encoder": args.encoder,
+                             "eval_encoder": args.eval_encoder, "methods": args.methods, "fractions": args.fractions,
+                             "seeds": args.seeds, "evaluator": "probe (a proxy)", "workers": args.workers,
+                             "wall_s": round(wall, 1), "n_jobs": summary["n_jobs"], "n_failed": summary["n_failed"],
+                             "fits": fits, "png": png})
+    for metric, fit in fits.items():
+        print(f"{metric}: baseline {fit['baseline']}")
+        for line in fit["verdicts"]:
+            print("  " + line)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def test_empty_state_then_a_real_dpo_run(monkeypatch, tmp_path):
     titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
     assert "loss (live)" in titles
     labels = {m.label: m.value for m in at.metric}
-    assert labels["Held-out pairs"] == "8"
     assert labels["Preference accuracy"].endswith("%")
+    rule = next(k for k in labels if k.startswith("Length rule ("))  # every score beside the length rule
+    assert labels[rule].endswith("%") and labels["Length-controlled accuracy"].endswith("%")
+    assert any("8 held-out pairs" in c.value for c in at.caption)
 
 
 def test_trains_on_the_active_selection_and_cancel_from_runs(monkeypatch, tmp_path):

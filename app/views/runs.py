@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from alignscope.app import charts, state
+from alignscope.app import charts, scores, state
 from alignscope.jobs import JobError, format_duration, format_time
 
 st.title("Runs")
@@ -76,7 +76,9 @@ def job_detail(job_id: str) -> None:
     evaluation = state.read_json_file(job.run_dir / "eval.json")
     if evaluation:
         st.subheader("Evaluation")
-        st.json(evaluation, expanded=False)
+        scores.show_scores(evaluation)
+        with st.expander("Every evaluation field (eval.json)"):
+            st.json(evaluation, expanded=False)
     with st.expander("Log (last 200 lines)"):
         st.code(store.logs(job.id, tail=200) or "(empty)", language=None)
     with st.expander("Config"):
@@ -105,6 +107,8 @@ if current.is_terminal and actions[1].button("Re-run with the same config", key=
 
 # ------------------------------------------------------------------------------------ compare
 with_metrics = [j for j in jobs if (j.run_dir / "metrics.jsonl").exists()]
+# The scores compared across runs: each beside the length rule measured on the same pairs.
+COMPARED = ("accuracy", "length_baseline", "length_controlled_accuracy", "log_loss", "n_heldout")
 if len(with_metrics) >= 2:
     st.subheader("Compare runs")
     chosen = st.multiselect("Runs to compare", [j.id for j in with_metrics], default=[j.id for j in with_metrics[:3]],
@@ -118,6 +122,5 @@ if len(with_metrics) >= 2:
         rows = []
         for job_id in chosen:
             evaluation = state.read_json_file(store.get(job_id, reconcile=False).run_dir / "eval.json") or {}
-            flat = {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str))}
-            rows.append({"run": job_id, **flat})
+            rows.append({"run": job_id, **{k: evaluation.get(k) for k in COMPARED}})
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs_compare_table")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from alignscope.app import analysis, charts, state
+from alignscope.app import analysis, charts, scores, state
 from alignscope.jobs import JobError
 
 st.title("Train")
@@ -128,13 +128,7 @@ def live_run(job_id: str) -> None:
     evaluation = state.read_json_file(Path(job.run_dir) / "eval.json")
     if job.status == "succeeded" and evaluation:
         st.subheader("Held-out evaluation")
-        low, high = evaluation["accuracy_ci95"]
-        cols = st.columns(4)
-        cols[0].metric("Preference accuracy", f"{evaluation['accuracy']:.1%}",
-                       help="share of held-out pairs where the implicit reward β·log(π/π_ref) ranks chosen above rejected")
-        cols[1].metric("95 % interval", f"{low:.1%} – {high:.1%}")
-        cols[2].metric("Mean margin", f"{evaluation['margin_mean']:.4f}")
-        cols[3].metric("Held-out pairs", f"{evaluation.get('n_pairs', 0):,}")
+        scores.show_scores(evaluation)
         own = evaluation.get("policy_logp") or {}
         if own.get("accuracy") is not None:
             st.caption(f"The policy's own log-prob prefers chosen in {own['accuracy']:.1%} of held-out pairs"
@@ -159,7 +153,8 @@ with st.expander("Quick estimate without training (probe)"):
             with st.spinner("Fitting the probe…"):
                 result = eval_probe(data, selection["path"] if selection and train_on == "active selection" else None,
                                     encoder="minilm", test_fraction=float(test_fraction), seed=0)
-            low, high = result["accuracy_ci95"]
-            st.metric("Probe accuracy (proxy)", f"{result['accuracy']:.1%}", help=f"95 % interval {low:.1%} – {high:.1%}")
+            scores.show_scores(result, label="Probe accuracy (proxy)")
+            if result.get("circular_note"):
+                st.caption(result["circular_note"])
         except ValueError as err:
             st.error(str(err))
