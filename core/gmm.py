@@ -18,6 +18,9 @@ fitted parameters to scikit-learn as a reference. What differs is how the work i
   ``refine_steps`` EM iterations on all rows, then one scoring pass over all rows;
 * it runs on a CUDA GPU when one is present (``device="auto"``), on the CPU otherwise.
 
+It is a scikit-learn estimator (``BaseEstimator`` + ``DensityMixin``: ``get_params``/``set_params``,
+``clone``, ``_parameter_constraints`` checked in ``fit``, ``validate_data`` on every input).
+
 Initialisation is scikit-learn's default recipe: k-means (k-means++ seeding, Lloyd iterations to a
 fixed point) on the fitting rows, then one M-step from the hard labels.
 
@@ -28,20 +31,28 @@ Shapes (``K`` components, ``d`` features), as in scikit-learn: ``weights_ (K,)``
 from __future__ import annotations
 
 import math
-import os
-import sys
+import warnings
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
-# Idle OpenMP workers sleep instead of spinning. On a shared or oversubscribed CPU (the 2-core test
-# machine with other jobs running) spinning workers made every small parallel torch op 10-50x
-# slower; on an idle machine the difference is in the noise. It only takes effect when torch has
-# not been imported yet, and never overrides a value the user set.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError:  # scikit-learn < 1.6: the same check was a method
+    def validate_data(estimator, X, **kwargs):
+        return estimator._validate_data(X, **kwargs)
 
-__all__ = ["GaussianMixture", "GMMError", "COVARIANCE_TYPES", "check_matrix"]
+# No process-wide settings are changed on import. OMP_WAIT_POLICY=PASSIVE (idle OpenMP workers
+# sleep instead of spinning; on an oversubscribed 2-core CPU spinning made small parallel torch ops
+# 10-50x slower) only works when set before torch loads, which a library cannot promise: the
+# entry points set it (scripts/setup.sh exports it for the app and the tests), a user may too.
+
+__all__ = ["GaussianMixture", "GMMError", "GMMNotFittedError", "GMMParameterError", "COVARIANCE_TYPES",
+           "check_matrix"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -52,6 +63,14 @@ _FLOAT32_MIN_WORK = 5e9
 
 class GMMError(ValueError):
     """A mixture that cannot be fitted or evaluated; the message says what to change."""
+
+
+class GMMParameterError(GMMError, InvalidParameterError):
+    """A constructor parameter out of range (raised by ``fit``, as scikit-learn does)."""
+
+
+class GMMNotFittedError(GMMError, NotFittedError):
+    """``score_samples``/``predict``... before ``fit`` (scikit-learn's NotFittedError too)."""
 
 
 def check_matrix(X: Any, *, name: str = "X", min_rows: int = 1) -> np.ndarray:
@@ -90,8 +109,8 @@ def check_matrix(X: Any, *, name: str = "X", min_rows: int = 1) -> np.ndarray:
     return arr
 
 
-class GaussianMixture:
-    """A ``K``-component Gaussian mixture fitted by EM in torch (scikit-learn compatible).
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """A ``K``-component Gaussian mixture fitted by EM in torch (a scikit-learn estimator).
 
     Parameters follow ``sklearn.mixture.GaussianMixture``: ``n_components``, ``covariance_type``
     (``full`` | ``tied`` | ``diag`` | ``spherical``), ``tol`` (on the change of the mean
@@ -101,7 +120,7 @@ class GaussianMixture:
 
     ``seed``
         Seeds the row subsample and the k-means++ start; same seed, same machine → bitwise same
-        parameters.
+        parameters. (scikit-learn's ``random_state``; only integers.)
     ``fit_sample``
         Run the EM iterations on this many seeded rows (all rows when ``None`` or when the data is
         smaller), then ``refine_steps`` full EM iterations on all rows.
@@ -112,80 +131,105 @@ class GaussianMixture:
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
     ``chunk_size``
         Rows per chunk of every pass (default: ~16 M matrix entries per chunk).
+    ``skip_responsibility``, ``kmeans_iter``
+        See the module docstring.
 
-    After ``fit``: the parameters above, ``n_iter_`` and ``converged_`` (of the EM run on the
-    fitting rows), ``lower_bound_`` (mean log-likelihood of the last E-step, over all rows when
-    ``refine_steps`` ran), ``fit_rows_``, ``compute_dtype_``, ``device_``.
+    After ``fit(X)`` with ``X`` of shape ``(n, d)``: ``weights_ (K,)``, ``means_ (K, d)``,
+    ``covariances_``, ``precisions_cholesky_``, ``precisions_`` (shapes as scikit-learn's),
+    ``n_features_in_`` (and ``feature_names_in_`` for a DataFrame), ``n_iter_`` and
+    ``converged_`` (of the EM run on the fitting rows), ``lower_bound_`` (mean log-likelihood of
+    the last E-step, over all rows when ``refine_steps`` ran), ``fit_rows_``, ``compute_dtype_``,
+    ``device_``.
+
+    scikit-learn conventions: ``__init__`` only stores the parameters; ``fit`` validates them
+    (:class:`GMMParameterError`, also scikit-learn's ``InvalidParameterError``) and the input
+    (``sklearn.utils.validation.validate_data``: 2-D, numeric, finite, not sparse; float32 is kept
+    as float32 without a copy, other numbers become float64). Methods called before ``fit`` raise
+    :class:`GMMNotFittedError` (also ``NotFittedError``). Errors about ``X`` are
+    :class:`GMMError` (a ``ValueError``) with scikit-learn's message joined into one line.
+    ``sklearn.utils.estimator_checks.check_estimator`` passes every check it runs on this class,
+    for every covariance type (tests/test_gmm_sklearn.py; scikit-learn 1.9.1: 41 checks, none
+    expected to fail; ``check_array_api_input`` is skipped by scikit-learn itself unless
+    ``SCIPY_ARRAY_API=1``; not tried, array-API input is not supported: the EM runs in torch on
+    numpy input). Not scikit-learn's: the seed is ``seed`` (an integer), not ``random_state``;
+    there is no ``warm_start``, ``init_params``, ``weights_init``/``means_init``/``precisions_init``,
+    ``sample``, ``bic``/``aic`` or ``verbose``.
     """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+        "fit_sample": [Interval(Integral, 1, None, closed="left"), None],
+        "refine_steps": [Interval(Integral, 0, None, closed="left")],
+        "dtype": [StrOptions({"auto", "float32", "float64"})],
+        "device": [str, None],
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        "skip_responsibility": [Interval(Real, 0.0, 1.0, closed="both")],
+        "kmeans_iter": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_components: int = 2, *, covariance_type: str = "full", tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, seed: int = 0,
                  fit_sample: int | None = None, refine_steps: int = 0, dtype: str = "auto",
                  device: str = "auto", chunk_size: int | None = None,
                  skip_responsibility: float = 1e-7, kmeans_iter: int = 100):
-        if not isinstance(n_components, (int, np.integer)) or n_components < 1:
-            raise GMMError(f"n_components must be a positive integer, got {n_components!r}")
-        if covariance_type not in COVARIANCE_TYPES:
-            raise GMMError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
-                           f"got {covariance_type!r}")
-        if not (isinstance(tol, (int, float)) and tol >= 0):
-            raise GMMError(f"tol must be a number >= 0, got {tol!r}")
-        if not (isinstance(reg_covar, (int, float)) and reg_covar >= 0):
-            raise GMMError(f"reg_covar must be a number >= 0, got {reg_covar!r}")
-        for label, value, low in (("max_iter", max_iter, 1), ("n_init", n_init, 1),
-                                  ("refine_steps", refine_steps, 0), ("kmeans_iter", kmeans_iter, 1)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise GMMError(f"{label} must be an integer >= {low}, got {value!r}")
-        if fit_sample is not None and (not isinstance(fit_sample, (int, np.integer)) or fit_sample < 1):
-            raise GMMError(f"fit_sample must be a positive integer or None, got {fit_sample!r}")
-        if dtype not in ("auto", "float32", "float64"):
-            raise GMMError(f"dtype must be 'auto', 'float32' or 'float64', got {dtype!r}")
-        if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
-            raise GMMError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-        self.n_components = int(n_components)
+        # Stored as given (scikit-learn's rule: get_params/set_params/clone round-trip them);
+        # validated in fit.
+        self.n_components = n_components
         self.covariance_type = covariance_type
-        self.tol = float(tol)
-        self.reg_covar = float(reg_covar)
-        self.max_iter = int(max_iter)
-        self.n_init = int(n_init)
-        self.seed = int(seed)
-        self.fit_sample = None if fit_sample is None else int(fit_sample)
-        self.refine_steps = int(refine_steps)
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.seed = seed
+        self.fit_sample = fit_sample
+        self.refine_steps = refine_steps
         self.dtype = dtype
         self.device = device
         self.chunk_size = chunk_size
-        self.skip_responsibility = float(skip_responsibility)
-        self.kmeans_iter = int(kmeans_iter)
+        self.skip_responsibility = skip_responsibility
+        self.kmeans_iter = kmeans_iter
 
     # ------------------------------------------------------------------------------------ public
-    def fit(self, X: Any) -> "GaussianMixture":
-        """Fit on ``X`` of shape ``(n, d)``; returns ``self``."""
+    def fit(self, X: Any, y: Any = None) -> "GaussianMixture":
+        """Fit on ``X`` of shape ``(n, d)`` (``n >= n_components``); ``y`` is ignored. Returns ``self``."""
         import torch
 
-        X = check_matrix(X, min_rows=self.n_components)
+        try:
+            self._validate_params()
+        except InvalidParameterError as exc:
+            raise GMMParameterError(_one_line(exc)) from None
+        X = self._validate_X(X, reset=True)
         n, d = X.shape
-        self.n_features_in_ = d
+        K = int(self.n_components)
+        if n < K:
+            raise GMMError(f"X has n_samples = {n} rows; a mixture of n_components = {K} needs at least {K}")
         self.device_ = _resolve_device(self.device)
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(int(self.seed))
         if self.fit_sample is not None and self.fit_sample < n:
-            rows = np.sort(rng.choice(n, size=self.fit_sample, replace=False))
+            rows = np.sort(rng.choice(n, size=int(self.fit_sample), replace=False))
             X_fit = X[rows]
         else:
             X_fit = X
         self.fit_rows_ = len(X_fit)
         self.compute_dtype_ = self._pick_dtype(len(X_fit), d)
         best = None
-        init_seeds = rng.integers(0, 2**32 - 1, size=self.n_init)
+        init_seeds = rng.integers(0, 2**32 - 1, size=int(self.n_init))
         with torch.inference_mode():
             for init_seed in init_seeds:
                 params = self._initial_params(X_fit, int(init_seed))
-                params, lower_bound, n_iter, converged = self._em(X_fit, params, self.max_iter,
+                params, lower_bound, n_iter, converged = self._em(X_fit, params, int(self.max_iter),
                                                                   stop_early=True)
                 if best is None or lower_bound > best[1]:
                     best = (params, lower_bound, n_iter, converged)
             params, lower_bound, n_iter, converged = best
             if self.refine_steps and X_fit is not X:
-                params, lower_bound, _, _ = self._em(X, params, self.refine_steps, stop_early=False)
+                params, lower_bound, _, _ = self._em(X, params, int(self.refine_steps), stop_early=False)
         self._workspace = None
         self._params = params
         self.lower_bound_ = float(lower_bound)
@@ -231,8 +275,8 @@ class GaussianMixture:
         """Component with the largest responsibility ``(n,)``."""
         return self.score_samples_and_labels(X)[1]
 
-    def score(self, X: Any) -> float:
-        """Mean log-likelihood (scikit-learn's ``score``)."""
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood (scikit-learn's ``score``); ``y`` is ignored."""
         return float(np.mean(self.score_samples(X)))
 
     def to_sklearn(self):
@@ -268,15 +312,25 @@ class GaussianMixture:
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "_params"):
-            raise GMMError("this GaussianMixture is not fitted yet: call fit(X) first")
+            raise GMMNotFittedError("this GaussianMixture is not fitted yet: call fit(X) first")
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        """scikit-learn's input check (n_features_in_, feature names, dtype, finiteness, sparse),
+        its message joined into one line, as a :class:`GMMError`. float32 stays float32 (no copy of a C-contiguous
+        float32 matrix); every other numeric type becomes float64."""
+        if type(X).__module__.startswith("torch"):
+            X = X.detach().cpu().numpy()
+        try:
+            return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+                                 ensure_min_samples=1)
+        except GMMError:
+            raise
+        except ValueError as exc:
+            raise GMMError(_one_line(exc)) from None
 
     def _check_fitted_input(self, X: Any) -> np.ndarray:
         self._require_fitted()
-        X = check_matrix(X)
-        if X.shape[1] != self.n_features_in_:
-            raise GMMError(f"X has {X.shape[1]} features; the mixture was fitted on "
-                           f"{self.n_features_in_}")
-        return X
+        return self._validate_X(X, reset=False)
 
     def _chunk_rows(self, d: int) -> int:
         if self.chunk_size is not None:
@@ -291,7 +345,7 @@ class GaussianMixture:
 
         step = self._chunk_rows(X.shape[1])
         for start in range(0, len(X), step):
-            block = torch.from_numpy(X[start:start + step])
+            block = _from_numpy(X[start:start + step])
             yield start, block.to(device=self.device_, dtype=self.compute_dtype_)
 
     def _buffers(self, chunk):
@@ -462,7 +516,7 @@ class GaussianMixture:
         rng = np.random.default_rng(seed)
         # k-means++ (greedy, 2 + log K candidates per step, as scikit-learn) on at most 20k rows.
         seed_rows = X_fit if n <= 20_000 else X_fit[np.sort(rng.choice(n, 20_000, replace=False))]
-        pts = torch.as_tensor(seed_rows, dtype=torch.float64, device=self.device_)
+        pts = _from_numpy(seed_rows).to(device=self.device_, dtype=torch.float64)
         centers = [pts[int(rng.integers(len(pts)))]]
         closest = ((pts - centers[0]) ** 2).sum(dim=1)
         n_trials = 2 + int(math.log(K))
@@ -563,10 +617,20 @@ class GaussianMixture:
         else:
             self.precisions_ = pc ** 2
 
-    def __repr__(self) -> str:
-        return (f"GaussianMixture(n_components={self.n_components}, covariance_type="
-                f"{self.covariance_type!r}, seed={self.seed}, fit_sample={self.fit_sample}, "
-                f"refine_steps={self.refine_steps})")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+
+
+def _from_numpy(array: np.ndarray):
+    """``torch.from_numpy``, also for read-only arrays (a memory map opened ``"r"``): tensors made
+    from ``X`` are only ever read here, so torch's warning about non-writable arrays does not apply."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def _symmetric_product(weighted, diff):

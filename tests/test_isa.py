@@ -233,7 +233,7 @@ def test_gmm_subsample_then_refine_on_all_rows():
 
 def test_gmm_errors_are_clear():
     with pytest.raises(GMMError, match="covariance_type"):
-        GaussianMixture(2, covariance_type="banded")
+        GaussianMixture(2, covariance_type="banded").fit(np.ones((10, 2)))  # sklearn: checked in fit
     with pytest.raises(GMMError, match="not fitted"):
         GaussianMixture(2).score_samples(np.ones((3, 2)))
     gmm = GaussianMixture(2).fit(planted_mixture(n=300, d=3)[0])

