@@ -23,8 +23,8 @@ Paths, each in its own fresh Python process (so each peak RSS is its own; it inc
   loop would be 10^12 additions at 1M; tests/test_isa.py checks the literal loop exactly),
   ``Delta = H(X) - H(X \\ x)``, top-k by ``Delta`` descending.
 
-Every path runs with the same environment; alignscope sets ``OMP_WAIT_POLICY=PASSIVE`` when it
-is imported before torch (it is imported first in every worker, as in the CLI). Each product path runs ``--repeat`` times
+Every path runs with the same environment: ``OMP_WAIT_POLICY=PASSIVE`` (as the ``alignscope`` command
+and scripts/setup.sh set it) before torch loads in every worker. Each product path runs ``--repeat`` times
 (fresh processes; the median is reported and every run is kept), scikit-learn once. Reported per
 path: wall seconds, CPU seconds (user+sys of that process: less sensitive than wall
 time to other jobs sharing the 2 cores), peak RSS; between paths: wall and CPU speed-up of the
@@ -127,9 +127,9 @@ def _peak_rss_mib() -> float:
 
 
 def worker(args: argparse.Namespace) -> int:
-    # Same process set-up for every path, imported before the clock starts. alignscope.select is
-    # imported first, as the CLI does; that lets alignscope's OMP_WAIT_POLICY=PASSIVE default (see
-    # alignscope.gmm) apply, to the scikit-learn path too (its k-means uses OpenMP).
+    # Same process set-up for every path, imported before the clock starts, with the CLI's
+    # OMP_WAIT_POLICY=PASSIVE default (the scikit-learn path too: its k-means uses OpenMP).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import alignscope.select  # noqa: F401
     import sklearn.mixture  # noqa: F401
     import torch  # noqa: F401

