@@ -157,6 +157,7 @@ def test_a_tiny_dpo_run_from_the_train_page(page):
     page.get_by_text("loss (live)").first.wait_for(timeout=LONG)
     page.get_by_text("Held-out evaluation").first.wait_for(timeout=LONG)
     assert re.search(r"\d+(\.\d)?%", metric_value(page, "Preference accuracy"))
+    assert re.search(r"\d+(\.\d)?%", metric_value(page, "Length rule ("))  # beside its baseline
     shot(page, "train")
 
 
@@ -185,7 +186,12 @@ def test_a_tiny_sweep_from_the_scaling_page(page):
     page.get_by_role("tab", name="Sweeps of this data set").click()
     page.get_by_text("7 of 7 points measured").first.wait_for(timeout=LONG)
     # The caption under the fit table comes last: once it counts every point, the chart above is current.
-    page.get_by_text("8 points fitted (isa: 4, random: 4)").first.wait_for(timeout=LONG)
+    page.get_by_text("8 points on the curves (isa: 4, random: 4)").first.wait_for(timeout=LONG)
+    # On the demo data the probe's length-controlled plateau does not clear 0.5: the page says so in
+    # place of a "data you can skip" answer, and the baseline is drawn.
+    page.get_by_text("No recommendation.").first.wait_for(timeout=LONG)
+    assert page.get_by_text("data you can skip").count() == 0
+    assert page.get_by_text("Dashed line: the baseline every score must beat").count() > 0
     shot(page, "scaling")
 
 
