@@ -1,8 +1,10 @@
 """A seeded synthetic preference data set whose defects are known, so every page works offline.
 
 Pairs come from eight topic clusters and three sources with different prompt styles. A good
-(chosen) answer is several on-topic, specific sentences; a bad (rejected) answer is one of five
-kinds (refusal, off-topic, terse, wrong, rude). Three defects are planted in exact, known numbers
+(chosen) answer is several on-topic, specific sentences; a bad (rejected) answer is one of six
+kinds (refusal, terse, rude: short; wrong: about as long; off-topic: as long, about another topic;
+padded: longer and empty), so the longer answer wins only ~64 % of the time and a scorer that reads
+content beats the length rule. Three defects are planted in exact, known numbers
 and recorded in metadata columns so that later pages can show whether a method finds them:
 
 * ``is_flipped``: chosen and rejected swapped (label noise);
@@ -162,7 +164,16 @@ SOURCES = {
     "demo-synthetic": ["{q}", "Question: {q}", "{q} Answer concisely."],
 }
 
-REJECTED_KINDS = ("refusal", "off_topic", "terse", "wrong", "rude")
+# Rejected answers are not simply shorter: "padded" ones are longer than a good answer and say
+# nothing, "off_topic" ones are as long as a good answer but about another topic. So the length rule
+# is weak on the demo (as on real data it is a trap, not a method) and a scorer must read content.
+REJECTED_KINDS = ("refusal", "off_topic", "terse", "wrong", "rude", "padded")
+REJECTED_SHARES = (0.1, 0.25, 0.1, 0.2, 0.1, 0.25)
+_FILLER = ["There are many different factors to consider here.", "It really depends on your situation and goals.",
+           "Everyone has their own approach, and that is fine.", "It is important to think about it carefully.",
+           "Some people find one way works, others prefer another.", "In general, it is best to keep an open mind.",
+           "This is a common question and there is no single answer.", "Take your time and see what feels right.",
+           "Results can vary a lot from one case to the next.", "It is worth reading more about it before deciding."]
 _REFUSALS = ["I'm sorry, but I can't help with that.", "I am not able to answer this question.",
              "That's not something I can assist with."]
 _TERSE = ["It depends.", "Just look it up online.", "Try harder.", "Not sure, maybe.", "Do whatever works."]
@@ -191,11 +202,16 @@ def _bad_answer(rng: np.random.Generator, kind: str, topic: str, subject: str) -
         return str(rng.choice(_TERSE))
     if kind == "rude":
         return f"{rng.choice(_RUDE)} {rng.choice(_TERSE)}"
-    if kind == "wrong":
-        return f"About {subject}: {rng.choice(_WRONG)}"
-    other = rng.choice([t for t in TOPICS if t != topic])  # off_topic: a fluent answer to another topic
+    if kind == "wrong":  # confidently wrong, at about a good answer's length
+        filler = [_FILLER[i] for i in rng.choice(len(_FILLER), size=int(rng.integers(1, 4)), replace=False)]
+        return f"About {subject}: {rng.choice(_WRONG)} " + " ".join(filler)
+    if kind == "padded":  # longer than a good answer, and empty
+        filler = [_FILLER[i] for i in rng.choice(len(_FILLER), size=int(rng.integers(5, 8)), replace=False)]
+        return f"Let me say a few things about {subject}. " + " ".join(filler)
+    other = rng.choice([t for t in TOPICS if t != topic])  # off_topic: a fluent, full-length answer to another topic
     facts = TOPICS[other]["facts"]
-    return " ".join(facts[i] for i in rng.choice(len(facts), size=2, replace=False))
+    picked = " ".join(facts[i] for i in rng.choice(len(facts), size=int(rng.integers(3, 6)), replace=False))
+    return f"Here is how to approach {subject}. {picked}"
 
 
 def _perturb(rng: np.random.Generator, text: str) -> str:
@@ -227,7 +243,7 @@ def demo_frame(n: int = DEFAULT_N, seed: int = 0, *, flip_share: float = DEFAULT
         subject = str(rng.choice(spec["subjects"]))
         question = str(rng.choice(spec["asks"])).format(s=subject)
         prompt = str(rng.choice(SOURCES[source])).format(q=question)
-        kind = str(rng.choice(REJECTED_KINDS))
+        kind = str(rng.choice(REJECTED_KINDS, p=REJECTED_SHARES))
         rows.append({"prompt": prompt, "chosen": _good_answer(rng, topic, subject),
                      "rejected": _bad_answer(rng, kind, topic, subject), "id": i, "topic": topic,
                      "source": source, "rejected_kind": kind, "subject": subject})

@@ -40,8 +40,13 @@ def test_flipped_pairs_prefer_the_bad_answer():
     words = lambda s: s.str.split().str.len()  # noqa: E731
     clean = frame[~frame["is_flipped"] & ~frame["is_low_quality"]]
     flipped = frame[frame["is_flipped"]]
-    assert (words(clean["chosen"]) > words(clean["rejected"])).mean() > 0.9
-    assert (words(flipped["chosen"]) < words(flipped["rejected"])).mean() > 0.7
+    # Length is a weak rule on the demo: the bad answer is often as long or longer (padded, off-topic).
+    assert 0.5 < (words(clean["chosen"]) > words(clean["rejected"])).mean() < 0.75
+    # A flipped pair's rejected answer is the good one: it states facts of the pair's own topic.
+    from alignscope.demo import TOPICS
+
+    has_fact = [any(fact in row.rejected for fact in TOPICS[row.topic]["facts"]) for row in flipped.itertuples()]
+    assert np.mean(has_fact) > 0.95
 
 
 def test_topics_and_sources_are_all_present_and_topical():
