@@ -139,7 +139,7 @@ def run_metrics(run_dir: str | Path):
     """metrics.jsonl of a run as a DataFrame (empty when absent); a half-written line is skipped."""
     import pandas as pd
 
-    from alignscope.jobs import read_jsonl
+    from alignscope.files import read_jsonl
 
     return pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
 

@@ -1,4 +1,5 @@
-"""Small file-system helpers shared by every layer: atomic writes and data-root confinement.
+"""Small file-system helpers shared by every layer: atomic writes, append-only JSONL and data-root
+confinement.
 
 Why atomic: a reader (the app, a resumed job) must never see half a file, and a job killed mid-write
 must never leave a file that looks complete. Every writer in alignscope goes through ``atomic_write``.
@@ -13,6 +14,20 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A temporary file in ``path``'s folder with the permissions an ordinary ``open`` would give
+    (mkstemp makes it 0600, which the rename would carry over to the user's file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _umask() -> int:
+    current = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(current)
+    return current
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds.
@@ -22,7 +37,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_beside(path)
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
@@ -42,7 +57,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (``DataFrame.to_parquet``, ``numpy.save``); it is renamed over ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_beside(path)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -51,6 +66,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Append one JSON object as a line (metrics.jsonl). Append-only files are not rewritten
+    atomically; readers use :func:`read_jsonl`, which ignores a half-written last line."""
+    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every complete JSON line of ``path`` ([] if absent); a truncated last line is skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line still being written, or one cut short by a kill
+    return records
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -232,31 +232,6 @@ def one_line(text: str, limit: int = _MAX_ERROR_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def append_jsonl(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Append one JSON object as a line (metrics.jsonl). Append-only files are not rewritten
-    atomically; readers use :func:`read_jsonl`, which ignores a half-written last line."""
-    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every complete JSON line of ``path`` ([] if absent); a truncated last line is skipped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in text.splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line still being written, or one cut short by a kill
-    return records
-
-
 def tail_text(path: str | os.PathLike, lines: int | None = None) -> str:
     """The last ``lines`` lines of a text file (all of it when None), read from the end."""
     try:
@@ -927,8 +902,8 @@ def format_job_details(job: Job) -> str:
 __all__ = [
     "ACTIVE", "CANCELLED", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "TERMINAL",
     "Executor", "InvalidTransitionError", "Job", "JobError", "JobNotFoundError", "JobStore",
-    "LocalExecutor", "UnknownKindError", "append_jsonl", "default_workers", "format_duration",
+    "LocalExecutor", "UnknownKindError", "default_workers", "format_duration",
     "format_job_details", "format_job_table", "get_executor", "known_kinds", "load_target",
-    "read_jsonl", "read_run_config", "register_executor", "register_kind", "resolve_kind",
+    "read_run_config", "register_executor", "register_kind", "resolve_kind",
     "terminate_job_processes",
 ]

@@ -329,7 +329,7 @@ def read_sams_log(path) -> "pd.DataFrame":
     import pandas as pd
     from pathlib import Path
 
-    from alignscope.jobs import read_jsonl
+    from alignscope.files import read_jsonl
 
     path = Path(path)
     records = read_jsonl(path / "sams.jsonl" if path.is_dir() else path)

@@ -38,8 +38,7 @@ import pandas as pd
 
 import numpy as np
 
-from alignscope.files import atomic_path, write_json
-from alignscope.jobs import append_jsonl, read_jsonl
+from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
 from alignscope.metrics import LOWER_IS_BETTER, METRICS, bt_log_loss, success
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",

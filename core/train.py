@@ -71,7 +71,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 import pandas as pd
 
-from alignscope.files import atomic_path, write_json
+from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
 from alignscope.metrics import describe_scores
 
 __all__ = ["METHODS", "METRIC_KEYS", "TrainError", "TrainConfig", "DPOTrainConfig", "KTOTrainConfig",
@@ -612,8 +612,6 @@ def _callbacks(metrics_path: Path, report: Report, *, method: str, show_bar: boo
                 return
             elapsed = time.monotonic() - self.started
             record = normalise_metrics(logs, step=state.global_step, epoch=state.epoch, elapsed_s=elapsed)
-            from alignscope.jobs import append_jsonl
-
             append_jsonl(metrics_path, record)
             self.last = record
             message = _step_message(record, self.max_steps)
@@ -659,8 +657,6 @@ CHECKPOINT_SCORES = ("accuracy", "accuracy_ci95", "length_controlled_accuracy", 
 
 def record_checkpoint(run_dir: Path, record: dict[str, Any], on_checkpoint: Callable[[dict], None] | None) -> None:
     """Append one checkpoint evaluation to ``checkpoints.jsonl`` and hand it to ``on_checkpoint``."""
-    from alignscope.jobs import append_jsonl
-
     append_jsonl(run_dir / CHECKPOINTS_LOG, record)
     if on_checkpoint is not None:
         on_checkpoint(record)
@@ -955,8 +951,6 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     history = [h for h in trainer.state.log_history if "train_runtime" in h]
     steps = int(trainer.state.global_step)
     runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started
-    from alignscope.jobs import read_jsonl
-
     logged = read_jsonl(run_dir / "metrics.jsonl")
     training = {"method": method, "model": config.model, "steps": steps, "epochs": float(trainer.state.epoch or 0),
                 "train_runtime_s": round(runtime, 3), "s_per_step": round(runtime / steps, 4) if steps else None,
@@ -1194,7 +1188,7 @@ def _make_sams_trainer_class() -> type:
     from transformers import TrainerCallback
     from trl import DPOTrainer
 
-    from alignscope.jobs import append_jsonl
+    from alignscope.files import append_jsonl
     from alignscope.sams import (SamsConfig, SamsScheduler, batch_reward, pair_contexts, pair_rewards,
                                  sample_rewards, layer_mean)
 

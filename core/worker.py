@@ -30,9 +30,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-from alignscope.files import write_json
+from alignscope.files import append_jsonl, write_json
 from alignscope.jobs import (FAILED, QUEUED, RUNNING, SUCCEEDED, BUSY_TIMEOUT_S, METRICS_FILE,
-                             InvalidTransitionError, Job, JobStore, append_jsonl, get_executor,
+                             InvalidTransitionError, Job, JobStore, get_executor,
                              load_target, one_line, process_start_time, terminate_job_processes)
 
 # How long leftover processes of a finished job get between SIGTERM and SIGKILL.

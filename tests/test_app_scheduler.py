@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs import JobStore, read_jsonl
+from alignscope.files import read_jsonl
+from alignscope.jobs import JobStore
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs import FAILED, SUCCEEDED, JobStore, read_jsonl
+from alignscope.files import read_jsonl
+from alignscope.jobs import FAILED, SUCCEEDED, JobStore
 from conftest import ROOT, run_cli
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -42,3 +42,20 @@ def test_resolve_in_root_allows_inside_and_refuses_escapes(tmp_path):
     for bad in ["../x", "sub/../../x", "/etc/passwd", "escape/other.jsonl", "escape", "", "a\x00b"]:
         with pytest.raises(PathOutsideRootError):
             resolve_in_root(root, bad)
+
+
+def test_atomic_writes_leave_ordinary_permissions(tmp_path):
+    """A file written atomically gets what open() would give it (umask applied), not mkstemp's 0600."""
+    import os
+
+    from alignscope.files import atomic_path, write_json
+
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_path(tmp_path / "b.parquet") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    for name in ("a.json", "b.parquet"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

@@ -17,9 +17,10 @@ import psutil
 import pytest
 
 from alignscope import jobs
+from alignscope.files import read_jsonl
 from alignscope.jobs import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, InvalidTransitionError,
                              JobError, JobNotFoundError, JobStore, UnknownKindError, format_job_details,
-                             format_job_table, read_jsonl, terminate_job_processes)
+                             format_job_table, terminate_job_processes)
 
 LONG = {"steps": 400, "sleep": 0.05}  # ~20 s: only ever ended by the test itself
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from alignscope.demo import demo_frame
-from alignscope.jobs import read_jsonl
+from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
 from alignscope.sams import (ReplayPool, SamsConfig, SamsError, SamsScheduler, batch_reward, layer_mean,
                              n_selected, pair_contexts, pair_rewards, sample_rewards)

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from alignscope.data import load_preferences
 from alignscope.evaluate import evaluate_run, split_pairs
-from alignscope.jobs import FAILED, SUCCEEDED, JobStore, read_jsonl
+from alignscope.files import read_jsonl
+from alignscope.jobs import FAILED, SUCCEEDED, JobStore
 from alignscope.models import ModelError
 from alignscope.select import read_selection, select, selection_config, write_selection
 from alignscope.train import (METRIC_KEYS, TrainError, normalise_metrics, train, train_config, training_set)
