@@ -112,18 +112,22 @@ def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: st
     return table
 
 
-def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: dict | None = None) -> pd.DataFrame:
+def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: dict | None = None,
+                 fraction: float | None = None) -> pd.DataFrame:
+    """The selection of ``k`` points; ``fraction``: what the user asked for, kept in the provenance."""
     from alignscope.selection_stats import threshold
 
     stamp = (run_dir / "embeddings.npy").stat().st_mtime
     options_json = json.dumps(options or {}, sort_keys=True)
+    asked = {"k": k, "n_selected": k, "k_requested": None if fraction is not None else k, "fraction": fraction}
     if method in _THRESHOLDABLE:
         ranked = ranking(str(run_dir), stamp, method, seed, options_json, None)
         table = threshold(ranked, k)
-        table.attrs["alignscope_selection"] = {**ranked.attrs.get("alignscope_selection", {}), "k": k,
-                                               "n_selected": k}
+        table.attrs["alignscope_selection"] = {**ranked.attrs.get("alignscope_selection", {}), **asked}
         return table
-    return ranking(str(run_dir), stamp, method, seed, options_json, k)
+    table = ranking(str(run_dir), stamp, method, seed, options_json, k).copy()
+    table.attrs["alignscope_selection"] = {**table.attrs.get("alignscope_selection", {}), **asked}
+    return table
 
 
 def pair_level(table: pd.DataFrame) -> pd.DataFrame:

@@ -91,13 +91,26 @@ def test_use_for_training_and_export_inside_the_data_root(app):
     table = read_selection(active["path"])
     assert table["selected"].sum() == 12 and table.attrs["alignscope_selection"]["method"] == "isa"
 
-    at.text_input(key="select_target").set_value("exports/isa.jsonl")
+    def target():
+        return next(t for t in at.text_input if t.label == "Path relative to the data root")
+
+    assert target().value == f"exports/{at.text_input(key=target().key.replace('select_target_', 'select_name_')).value}.jsonl"
+    target().set_value("exports/isa.jsonl")
     next(b for b in at.button if b.label == "Export").click().run()
     exported = [json.loads(line) for line in (root / "exports" / "isa.jsonl").read_text().splitlines()]
-    assert exported and set(exported[0]) == {"prompt", "chosen", "rejected"}
-    assert (root / "exports" / "isa.jsonl.selection_config.json").exists()
+    assert exported and {"prompt", "chosen", "rejected", "topic", "source"} <= set(exported[0])  # metadata kept
+    provenance = json.loads((root / "exports" / "isa.jsonl.selection_config.json").read_text())
+    assert provenance["selection"]["fraction"] is not None  # what was asked for, a share of the points
 
-    at.text_input(key="select_target").set_value("../escape.jsonl")
+    target().set_value("exports/isa.jsonl")  # a second export to the same file needs the explicit choice
+    next(b for b in at.button if b.label == "Export").click().run()
+    assert any("tick 'Replace the file if it exists'" in e.value for e in at.error)
+    at.checkbox(key="select_overwrite").check()
+    target().set_value("exports/isa.jsonl")
+    next(b for b in at.button if b.label == "Export").click().run()
+    assert any(s.value.startswith("Exported") for s in at.success)
+
+    target().set_value("../escape.jsonl")
     next(b for b in at.button if b.label == "Export").click().run()
     assert any("outside the data root" in e.value for e in at.error)
     assert not (root.parent / "escape.jsonl").exists()

@@ -53,7 +53,7 @@ with st.expander("Method options"):
                                                    "the published rule is the default.")
 
 try:
-    table = analysis.selection_at(run_dir, method, k, seed=int(seed), options=options)
+    table = analysis.selection_at(run_dir, method, k, seed=int(seed), options=options, fraction=percent / 100)
 except ValueError as err:  # selection errors are one-line ValueErrors
     st.error(str(err))
     st.stop()
@@ -168,19 +168,24 @@ cols[3].download_button("Pairs (.jsonl)", _pairs_jsonl, file_name=f"{name}.jsonl
 with st.form("select_export_form"):
     st.markdown("**Export into the data root** in TRL's format, with the selection config alongside.")
     form = st.columns([3, 1, 1])
-    target = form[0].text_input("Path relative to the data root", value=f"exports/{name}.jsonl", key="select_target")
+    # Keyed by the name: when the slider renames the subset, the path follows (a stale path would
+    # put the new subset in a file named after the old one).
+    target = form[0].text_input("Path relative to the data root", value=f"exports/{name}.jsonl",
+                                key=f"select_target_{name}")
     fmt = form[1].selectbox("Format", ["jsonl", "parquet", "hf"], key="select_format")
     kind = form[2].selectbox("Rows", ["pairs", "kto"], key="select_kind",
                              format_func={"pairs": "pairs (DPO)", "kto": "completions (KTO)"}.get)
+    overwrite = st.checkbox("Replace the file if it exists", value=False, key="select_overwrite")
     if st.form_submit_button("Export"):
         from alignscope.export import export_selection
 
         try:
             out = resolve_in_root(settings.data_root(), target)
-            export_selection(data, table, out, format=fmt, kind=kind)
-            st.success(f"Exported to {out}")
+            export_selection(data, table, out, format=fmt, kind=kind, keep_metadata=True, overwrite=overwrite)
+            st.success(f"Exported {int(kept.sum()):,} pairs ({percent:g} % of the points, {method}) to {out}")
         except (PathOutsideRootError, ValueError) as err:
-            st.error(str(err))
+            st.error(str(err).replace("pass overwrite=True (--force) to replace it",
+                                      "tick 'Replace the file if it exists' to replace it"))
 chosen_selection = analysis.active_selection(data)
 if chosen_selection:
     st.caption(f"Active selection for training: '{chosen_selection['name']}' "
