@@ -1,5 +1,5 @@
 """Map page: every completion (or pair) of the active data set as a point on a 2-D map, coloured by
-metadata, label, GMM component, ISA score or the current selection; a lasso becomes a named subset."""
+metadata, label, GMM component, ISA log-likelihood l′ or the current selection; a lasso becomes a named subset."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,11 +74,11 @@ metadata = [c for c in data.metadata_columns
 numeric = [c for c in data.metadata_columns if c not in metadata and pd.api.types.is_numeric_dtype(data.frame[c])
            and not pd.api.types.is_bool_dtype(data.frame[c])]
 colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
-    ["GMM component", "ISA score (l′)", "current selection"]
+    ["GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"]
 colour_by = controls[1].selectbox("Colour by", colour_options, key="map_colour")
 
 selection_table = None
-if colour_by in ("GMM component", "ISA score (l′)", "current selection"):
+if colour_by in ("GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"):
     fraction = st.session_state.get("alignscope_fraction", 0.05)
     k = max(1, int(round(fraction * n_points)))
     selection_table = analysis.selection_at(run_dir, "isa", k)
@@ -93,7 +93,7 @@ if colour_by.startswith("label"):
     colour = np.where(label[drawn] == 1, "chosen", "rejected")
 elif colour_by == "GMM component":
     colour = np.char.add("component ", selection_table["component"].to_numpy()[drawn].astype(str))
-elif colour_by == "ISA score (l′)":
+elif colour_by == "ISA log-likelihood l′ (high = typical)":
     colour, categorical = selection_table["loglik_scaled"].to_numpy()[drawn], False
 elif colour_by == "current selection":
     colour = np.where(selection_table["selected"].to_numpy()[drawn], "kept", "dropped")

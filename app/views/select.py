@@ -76,14 +76,14 @@ if method == "isa":
     st.subheader("ISA anatomy")
     st.caption("With the published rule p = e^{l′}, Δ = −p·log p falls as the scaled likelihood l′ rises, so "
                "the top of the Δ ranking is the set of LOWEST-likelihood points: the rarest, most atypical "
-               "completions under the mixture (ISA.md §3). The renormalised variant keeps typical points instead.")
+               "completions under the mixture. The renormalised variant keeps typical points instead.")
     cutoff_l = float(table.loc[is_kept, "loglik_scaled"].max()) if is_kept.any() else None
     cutoff_d = float(table.loc[is_kept, "delta"].min()) if is_kept.any() else None
     cols = st.columns(2)
     cols[0].plotly_chart(charts.kept_histogram(table["loglik_scaled"], is_kept, name="l′", cutoff=cutoff_l,
                                                title="Scaled log-likelihood l′"), key="select_hist_l")
     cols[1].plotly_chart(charts.kept_histogram(table["delta"], is_kept, name="Δ", cutoff=cutoff_d,
-                                               title="Entropy contribution Δ (the ISA score)"), key="select_hist_d")
+                                               title="ISA keep-score Δ = −e^{l′}·l′ (highest kept)"), key="select_hist_d")
     cols = st.columns(2)
     cols[0].plotly_chart(charts.isa_curve(table["loglik_scaled"], table["delta"], is_kept), key="select_curve")
     components = table.groupby("component").agg(points=("selected", "size"), kept=("selected", "sum"))
