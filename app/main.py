@@ -8,7 +8,19 @@ import streamlit as st
 
 from alignscope.app import state
 
-st.set_page_config(page_title="alignscope", page_icon=":material/biotech:", layout="wide")
+def _icon():
+    """The tab icon, drawn here: a material-icon or emoji favicon is fetched from the internet by the
+    page, which fails offline (and leaks that the app is open)."""
+    from PIL import Image, ImageDraw
+
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.ellipse((6, 6, 58, 58), outline=(31, 119, 180, 255), width=8)
+    draw.line((44, 44, 60, 60), fill=(31, 119, 180, 255), width=9)
+    return icon
+
+
+st.set_page_config(page_title="alignscope", page_icon=_icon(), layout="wide")
 
 # Not "pages/": Streamlit would auto-list that folder as a second, unmanaged navigation.
 PAGES = Path(__file__).parent / "views"

@@ -76,6 +76,10 @@ def page(app_url):
             "--disable-component-update", "--disable-sync"])
         context = browser.new_context(viewport={"width": 1440, "height": 1400})
         tab = context.new_page()
+        outside = []  # every request the page makes that leaves 127.0.0.1
+        tab.on("request", lambda request: outside.append(request.url)
+               if not request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
+        tab.outside_requests = outside
         tab.set_default_timeout(120_000)
         tab.goto(app_url["url"])
         tab.wait_for_selector("[data-testid=stAppViewContainer]")
@@ -205,3 +209,8 @@ def test_runs_and_the_remaining_pages_after_work(page):
             page.get_by_text("Metrics per group").first.wait_for(timeout=LONG)
         assert page.locator("[data-testid=stException]").count() == 0, name
         shot(page, name.lower())
+
+
+def test_nothing_is_fetched_from_the_internet(page):
+    """Icons and fonts are bundled: the whole walk above made no request beyond 127.0.0.1."""
+    assert page.outside_requests == []
