@@ -31,10 +31,21 @@ def length_histogram(lengths: pd.DataFrame, *, log_x: bool = False) -> go.Figure
 
 
 def count_bar(counts: pd.Series, column: str) -> go.Figure:
-    """Pairs per value of one metadata column."""
-    fig = go.Figure(go.Bar(x=[str(v) for v in counts.index], y=counts.to_numpy(),
-                           text=counts.to_numpy(), textposition="auto"))
-    fig.update_layout(title=f"Pairs per {column}", xaxis_title=column, yaxis_title="pairs",
+    """Pairs per value of one metadata column: horizontal bars, the largest on top, so long labels
+    and 15+ categories stay readable."""
+    labels = [str(v) for v in counts.index][::-1]
+    fig = go.Figure(go.Bar(y=labels, x=counts.to_numpy()[::-1], orientation="h", text=counts.to_numpy()[::-1],
+                           textposition="auto"))
+    fig.update_layout(title=f"Pairs per {column}", xaxis_title="pairs", yaxis_title=None,
+                      height=max(260, 26 * len(labels) + 90), margin=dict(t=50, b=40, l=10))
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def value_histogram(counts: pd.Series, column: str) -> go.Figure:
+    """Pairs per bin of a numeric metadata column (binned server-side: a few numbers per bar)."""
+    fig = go.Figure(go.Bar(x=[str(v) for v in counts.index], y=counts.to_numpy()))
+    fig.update_layout(title=f"Distribution of {column}", xaxis_title=column, yaxis_title="pairs", bargap=0.05,
                       margin=dict(t=50, b=40))
     return fig
 

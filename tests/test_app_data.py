@@ -120,3 +120,20 @@ def test_real_hh_file_through_the_page(monkeypatch, hh_path):
     at = _load_path(_app(), hh_path.name)
     assert _metric(at, "Pairs") == "2,312"
     assert _metric(at, "Format") == "implicit_prompt"
+
+
+def test_metadata_charts_stay_readable(data_root):
+    """36 categories become the top 15 plus 'other' as horizontal bars; a numeric column gets a histogram."""
+    import json
+
+    rows = [{"prompt": f"q{i}?", "chosen": f"good answer {i}", "rejected": f"bad {i}",
+             "chosen_model": f"model-{i % 36:02d}", "strength": (i % 97) / 97} for i in range(400)]
+    write_jsonl(data_root / "meta.jsonl", rows)
+    at = _load_path(_app(), "meta.jsonl")
+    specs = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        specs[spec["layout"]["title"]["text"]] = spec
+    bars = specs["Pairs per chosen_model"]["data"][0]
+    assert bars["orientation"] == "h" and len(bars["y"]) == 16 and bars["y"][0].startswith("other (21 values)")
+    assert "Distribution of strength" in specs and len(specs["Distribution of strength"]["data"][0]["x"]) >= 5

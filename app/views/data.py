@@ -1,6 +1,7 @@
 """Data page: choose a data set (demo / upload / path in the data root / hub id) and inspect it."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -42,9 +43,6 @@ def _attempt(load_fn, *args, **kwargs) -> None:
         st.rerun()
 
 
-if "data_flash" in st.session_state:
-    st.success(st.session_state.pop("data_flash"))
-
 with st.form("data_source_form", border=True):
     if kind == "Demo data":
         cols = st.columns(2)
@@ -79,6 +77,8 @@ with st.form("data_source_form", border=True):
                 st.error("Type a hub id such as Anthropic/hh-rlhf:test.")
             else:
                 _attempt(state.load, hub_id.strip())
+if "data_flash" in st.session_state:  # under the form that loaded it, where the eye is
+    st.success(st.session_state.pop("data_flash"))
 
 # ------------------------------------------------------------------------------------- overview
 data = state.active_data()
@@ -142,28 +142,43 @@ with tab_lengths:
     st.plotly_chart(charts.length_histogram(lengths, log_x=log_x), key="data_length_chart")
     st.dataframe(lengths.describe(percentiles=[0.5, 0.95]).T.round(1), key="data_length_stats")
 
+TOP_CATEGORIES = 15  # more bars than this are unreadable: the rest are summed as "other"
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
-def _metadata_counts(fingerprint: str, _data) -> dict[str, pd.Series]:
-    """Value counts of every metadata column with 1–50 distinct values; once per data set."""
-    counted = {}
+def _metadata_summaries(fingerprint: str, _data) -> dict[str, tuple[str, pd.Series]]:
+    """Per metadata column, once per data set: ("counts", top values + "other") for categories,
+    ("histogram", counts per bin) for numbers with many values; unhashable columns are skipped."""
+    summaries = {}
     for column in _data.metadata_columns:
         values = _data.frame[column]
         try:
             distinct = values.nunique(dropna=False)
         except TypeError:  # unhashable values (lists, dicts): nothing to count
             continue
-        if 1 <= distinct <= 50:
-            counted[column] = values.astype(str).value_counts()
-    return counted
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if numeric and distinct > TOP_CATEGORIES:
+            finite = values.dropna().to_numpy(dtype=float)
+            counts, edges = np.histogram(finite, bins=min(40, max(5, distinct)))
+            labels = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(len(counts))]
+            summaries[column] = ("histogram", pd.Series(counts, index=labels))
+        elif distinct >= 1 and (distinct <= 2000 or not numeric):
+            counts = values.astype(str).value_counts()
+            if len(counts) > TOP_CATEGORIES:
+                rest = counts.iloc[TOP_CATEGORIES:]
+                counts = pd.concat([counts.iloc[:TOP_CATEGORIES],
+                                    pd.Series([rest.sum()], index=[f"other ({len(rest):,} values)"])])
+            summaries[column] = ("counts", counts)
+    return summaries
 
 
 with tab_meta:
-    shown = 0
-    for column, counts in _metadata_counts(data.fingerprint, data).items():
-        st.plotly_chart(charts.count_bar(counts, column), key=f"data_meta_{column}")
-        shown += 1
-    if not shown:
-        st.caption("No metadata column with 50 or fewer distinct values to count.")
+    summaries = _metadata_summaries(data.fingerprint, data)
+    for column, (kind, counts) in summaries.items():
+        chart = charts.value_histogram(counts, column) if kind == "histogram" else charts.count_bar(counts, column)
+        st.plotly_chart(chart, key=f"data_meta_{column}")
+    if not summaries:
+        st.caption("No metadata column to summarise.")
 
 def _cut(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
