@@ -22,6 +22,8 @@ import numpy as np
 
 from benchmarks.common import SHARED_DATA, write_result
 
+LM_MAX_LENGTH = 256
+
 
 def _sample(path, n_pairs: int | None, seed: int = 0):
     from alignscope.data import load_preferences
@@ -62,12 +64,16 @@ def evaluate_encoders(name: str, data, encoders: list[str], seed: int = 0) -> di
            "length_rule": rule.to_dict(), "encoders": {}}
     for encoder in encoders:
         started = time.monotonic()
-        emb = embed(data, encoder, "completion", progress=True)
+        # Causal-LM features read the last 256 tokens (the answer's end, left truncation): a 2-core CPU
+        # cannot afford 1,024-token contexts for thousands of texts.
+        options = {"max_length": LM_MAX_LENGTH} if encoder.startswith("lm-last-token:") else {}
+        emb = embed(data, encoder, "completion", progress=True, **options)
         embed_s = time.monotonic() - started
         chosen, rejected = _pair_matrices(emb)
         heads = {"linear": probe_margins(emb, train, test, seed)[0],
                  "mlp": _mlp_margins(chosen, rejected, train, test, seed)}
-        out["encoders"][encoder] = {"embed_s": round(embed_s, 1), "dim": emb.dim, "heads": {}}
+        out["encoders"][encoder] = {"embed_s": round(embed_s, 1), "dim": emb.dim, "max_length": emb.max_length,
+                                    "heads": {}}
         for head, margin in heads.items():
             metrics = preference_metrics(margin, *lengths, rule, n_boot=1000, seed=seed)
             keep = ("accuracy", "accuracy_ci95", "length_baseline", "length_baseline_direction",
