@@ -79,3 +79,32 @@ def test_report_to_and_lora_validation_in_python():
             train_config("dpo", **bad)
     config = train_config("dpo-sams", lora=True, lora_target_modules=["q_proj", "v_proj"])
     assert config.to_dict()["lora_target_modules"] == ["q_proj", "v_proj"]
+
+
+@needs_tensorboard
+def test_train_page_real_model_options_reach_the_job(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from alignscope.jobs import JobStore
+    from conftest import ROOT
+
+    monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    at.switch_page("views/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Real-model options" in [e.label for e in at.expander]
+    assert at.checkbox(key="train_lora").value is False and at.multiselect(key="train_report_to").value == []
+    at.checkbox(key="train_lora").check()
+    at.number_input(key="train_lora_r").set_value(8)
+    at.text_input(key="train_lora_targets").set_value("q_proj, v_proj")
+    at.multiselect(key="train_report_to").set_value(["tensorboard"])
+    at.number_input(key="train_max_steps").set_value(1)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = JobStore()
+    job = store.list_jobs(kind="train")[0]
+    assert job.config["lora"] is True and job.config["lora_r"] == 8 and job.config["lora_alpha"] == 32
+    assert job.config["lora_target_modules"] == ["q_proj", "v_proj"]
+    assert job.config["report_to"] == ["tensorboard"]
+    store.cancel(job.id)
