@@ -16,7 +16,7 @@ Sections not reached stay ``pending`` in the file.
    baseline); the ``static`` encoder when ``alignscope.embed`` knows it; ``lm-last-token:smollm2-135m``
    (the ISA paper's encoder) on a seeded 20k sample.
 3. ``isa``: 1M × 384 and 1M × 4096 synthetic seeded mixtures (benchmarks/bench_isa.py's recipe,
-   drawn on the GPU): ``select(X, "isa")`` end to end on the GPU, then on a seeded sample (100k
+   drawn with torch on the GPU): ``select(X, "isa")`` end to end on the GPU, then on a seeded sample (100k
    rows at d = 384, 10k at d = 4096) the GPU vs alignscope's CPU path vs scikit-learn's
    GaussianMixture (the ``sklearn`` backend): time ratios and overlap of the selected 5 %.
 4. ``sams_overhead``: DPO vs DPO + SamS on smollm2-135m, HH, batch 16, 100 steps, no evaluation:
@@ -99,7 +99,7 @@ def sizes(dry: bool) -> dict[str, Any]:
     """Every size of the suite, full (an H200) or dry (toy, CPU)."""
     if dry:
         return {"model": "tiny", "embed_texts": 48, "embed_cpu_sample": 16, "lm_sample": 24,
-                "isa": [(10_000, 16), (10_000, 32)], "isa_compare": {16: 3_000, 32: 3_000},
+                "isa": [(5_000, 16), (5_000, 32)], "isa_compare": {16: 2_000, 32: 2_000},
                 "train": {"batch_size": 4, "max_steps": 2, "max_length": 64},
                 "noise_seeds": [0], "noise_eval_max_pairs": 8, "overhead_repeats": 1,
                 "scaling": {"max_steps": 5, "eval_max_pairs": 8}, "hh_pairs": 48, "demo": "demo:120"}
@@ -319,24 +319,26 @@ def section_embed(ctx: Context) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------- 3 isa
-def make_mixture_torch(n: int, d: int, seed: int = 0) -> np.ndarray:
+def make_mixture_torch(n: int, d: int, seed: int = 0, device: str = "cuda") -> np.ndarray:
     """benchmarks/bench_isa.make_mixture's recipe (70/30 anisotropic Gaussians, decaying spectra,
-    random rotations) drawn with a seeded torch generator on the GPU: 1M × 4096 in seconds
-    instead of minutes of CPU BLAS. Same distribution, not the same numbers as the numpy version."""
+    random rotations) drawn with a seeded torch generator on ``device``: 1M × 4096 in seconds on a
+    GPU instead of minutes of CPU BLAS. Same distribution, not the same numbers as the numpy
+    version. Returns float32 ``(n, d)`` on the host."""
     import torch
 
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    X = torch.empty((n, d), dtype=torch.float32, device="cuda")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    X = torch.empty((n, d), dtype=torch.float32, device=device)
     n0 = int(round(0.7 * n))
-    spectrum = torch.exp(-torch.arange(d, device="cuda", dtype=torch.float32) / 60.0) + 0.05
-    offset = 0.3 * torch.randn(d, generator=gen, device="cuda")
-    for start, stop, spec, mean in ((0, n0, spectrum, torch.zeros(d, device="cuda")), (n0, n, 0.7 * spectrum, offset)):
-        rotation, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, device="cuda", dtype=torch.float64))
+    spectrum = torch.exp(-torch.arange(d, device=device, dtype=torch.float32) / 60.0) + 0.05
+    offset = 0.3 * torch.randn(d, generator=gen, device=device)
+    for start, stop, spec, mean in ((0, n0, spectrum, torch.zeros(d, device=device)),
+                                    (n0, n, 0.7 * spectrum, offset)):
+        rotation, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, device=device, dtype=torch.float64))
         mixing = (spec[:, None].double() * rotation.T).float()
         for a in range(start, stop, 100_000):
             b = min(stop, a + 100_000)
-            X[a:b] = torch.randn((b - a, d), generator=gen, device="cuda") @ mixing + mean
-    X = X[torch.randperm(n, generator=gen, device="cuda")]
+            X[a:b] = torch.randn((b - a, d), generator=gen, device=device) @ mixing + mean
+    X = X[torch.randperm(n, generator=gen, device=device)]
     out = X.cpu().numpy()
     del X
     _free_gpu()
@@ -359,8 +361,6 @@ def _isa_run(X: np.ndarray, k: int, **options: Any) -> tuple[dict[str, Any], np.
 
 
 def section_isa(ctx: Context) -> dict[str, Any]:
-    from benchmarks.bench_isa import make_mixture
-
     out: dict[str, Any] = {"fraction": 0.05, "covariance_type": "full",
                            "data": "synthetic 2-component mixture (bench_isa recipe), seed 0",
                            "product": "select(X, 'isa'): torch EM on a 100k-row sample + 1 EM step and scoring on all rows",
@@ -375,7 +375,7 @@ def section_isa(ctx: Context) -> dict[str, Any]:
             out["runs"].append({"n": n, "d": d, "status": "skipped", "reason": f"{ctx.remaining():.0f} s of budget left"})
             continue
         t0 = time.perf_counter()
-        X = make_mixture_torch(n, d) if ctx.cuda else make_mixture(n, d)
+        X = make_mixture_torch(n, d, device=gpu)
         run: dict[str, Any] = {"n": n, "d": d, "generate_s": round(time.perf_counter() - t0, 2),
                                "k": int(round(0.05 * n))}
         run["full"], _ = _isa_run(X, run["k"], device=gpu)

@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--lora", action="store_true", default=None,
                       help="train a LoRA adapter (needs peft: pip install 'alignscope[gpu]'); merged into model/")
     real.add_argument("--lora-r", type=int, help="LoRA rank (default 16)")
-    real.add_argument("--lora-alpha", type=float, help="LoRA scale alpha (default 32)")
+    real.add_argument("--lora-alpha", type=int, help="LoRA scale alpha (default 32)")
     real.add_argument("--lora-dropout", type=float, help="LoRA dropout (default 0.05)")
     real.add_argument("--lora-target-modules", metavar="NAMES",
                       help="all-linear (default) or comma-separated module names, e.g. q_proj,v_proj")
