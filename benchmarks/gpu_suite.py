@@ -58,6 +58,11 @@ install and the transfers):
       "export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 ALIGNSCOPE_HOME=/tmp/ash PYTHONPATH=/tmp/site; python3 -m benchmarks.gpu_data --install /tmp/site && python3 -m benchmarks.gpu_suite --budget-s 480 --data-dir benchmarks/gpu_data --out $OUT/gpu_suite.json 2>&1 | tee $OUT/gpu_suite.log")
 
 then copy the returned ``gpu_suite.json`` to ``benchmarks/results/gpu_suite.json`` and commit it.
+Device time: a machine start (1–2 min) + three staging calls + the run (≤ 590 s) is ~13 of the 15
+minutes a task is lent. If a staging call lands on a fresh machine (the warm one was given back),
+``--install`` says which part is missing and goes on without the wheels: ``environment`` and
+``isa`` still run (they need only the image's torch, numpy and scikit-learn), the other sections
+record a one-line import error.
 ``--install`` joins the bundles, unpacks the data and wheels, installs the wheels into
 ``/tmp/site`` (``pip --no-index --no-deps``) and alignscope itself (``pip -e . --no-deps
 --no-build-isolation``, or a link when that fails). A machine with network access needs none of
@@ -651,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
         os.environ.setdefault(name, "1")  # the device machine has no network: never wait on a hub
     if args.dry_run:
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the dry run is the CPU plumbing, everywhere
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the dry run is the CPU plumbing, everywhere
     out = Path(args.out) if args.out else (RESULTS / "tmp" / "gpu_suite_dry.json" if args.dry_run
                                            else RESULTS / "gpu_suite.json")
     out = out.expanduser().resolve()
