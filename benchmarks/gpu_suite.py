@@ -12,12 +12,13 @@ Sections not reached stay ``pending`` in the file.
 1. ``environment``: device, torch / CUDA versions, bf16 support, free GPU memory, CPU count, the
    versions of transformers / trl / peft.
 2. ``embed``: every unique AlpacaEval completion (53,801 distinct prompt + completion texts of
-   the 61,952 pairs' 123,904 completions) with ``minilm`` on the GPU (texts/s; the CPU on a sample in the same run as the ratio's
-   baseline); the ``static`` encoder when ``alignscope.embed`` knows it; ``lm-last-token:smollm2-135m``
-   (the ISA paper's encoder) on a seeded 20k sample.
+   the 61,952 pairs' 123,904 completions) with ``minilm`` on the GPU (texts/s; this machine's CPU
+   on a sample in the same run is the ratio's baseline); the ``static`` encoder when
+   ``alignscope.embed`` knows it; ``lm-last-token:smollm2-135m`` (the ISA paper's encoder) on a
+   seeded 20k sample.
 3. ``isa``: 1M × 384 and 1M × 4096 synthetic seeded mixtures (benchmarks/bench_isa.py's recipe,
-   drawn with torch on the GPU): ``select(X, "isa")`` end to end on the GPU, then on a seeded sample (100k
-   rows at d = 384, 10k at d = 4096) the GPU vs alignscope's CPU path vs scikit-learn's
+   drawn with torch on the GPU): ``select(X, "isa")`` end to end on the GPU, then on a seeded
+   sample (100k rows at d = 384, 10k at d = 4096) the GPU vs alignscope's CPU path vs scikit-learn's
    GaussianMixture (the ``sklearn`` backend): time ratios and overlap of the selected 5 %.
 4. ``sams_overhead``: DPO vs DPO + SamS on smollm2-135m, HH, batch 16, 100 steps, no evaluation:
    training time ratio and peak GPU memory ratio (``torch.cuda.max_memory_allocated``); the paper
@@ -29,9 +30,10 @@ Sections not reached stay ``pending`` in the file.
    10/25/50/75/100 % of its steps (``alignscope.sweep``, mode ``checkpoints``) and the fitted plateau.
 
 Sections 1–4 are sized to end within ~5 minutes on an H200. ``--dry-run`` runs every section at
-toy sizes on the CPU (the ``tiny`` model, a few HH pairs or demo data, small matrices, a few
-hundred texts): the whole plumbing in about 2 minutes, numbers meaningless, file marked
-``"mode": "dry-run"`` (tests/test_gpu_suite.py runs it).
+toy sizes on the CPU (the ``tiny`` model, 48 HH pairs or demo data, 5k-row matrices, 48
+texts): the whole plumbing in 1–2 minutes of CPU time (about 5 minutes of wall time on our
+2 shared cores under load), numbers meaningless, the file marked ``"mode": "dry-run"``
+(tests/test_gpu_suite.py runs it).
 
 Data (``--data-dir``; recorded in the file): by default ``../shared/data`` when present (the
 developers' machines), else ``benchmarks/gpu_data`` (the git-ignored extract that
@@ -63,6 +65,7 @@ minutes a task is lent. If a staging call lands on a fresh machine (the warm one
 ``--install`` says which part is missing and goes on without the wheels: ``environment`` and
 ``isa`` still run (they need only the image's torch, numpy and scikit-learn), the other sections
 record a one-line import error.
+
 ``--install`` joins the bundles, unpacks the data and wheels, installs the wheels into
 ``/tmp/site`` (``pip --no-index --no-deps``) and alignscope itself (``pip -e . --no-deps
 --no-build-isolation``, or a link when that fails). A machine with network access needs none of
