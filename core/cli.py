@@ -262,12 +262,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _train_fields(args: argparse.Namespace) -> dict[str, object]:
     names = ("model", "epochs", "batch_size", "grad_accum", "lr", "beta", "max_length", "test_fraction", "seed",
              "max_steps", "save_model", "eval_max_pairs", "label_noise", "label_noise_seed", "sams_ratio",
-             "sams_exploration", "sams_gamma", "sams_selection", "sams_warmup_steps", "sams_width", "sams_depth")
+             "sams_exploration", "sams_gamma", "sams_selection", "sams_warmup_steps", "sams_width", "sams_depth",
+             "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "report_to")
+    lora_options = [f"--{n.replace('_', '-')}" for n in names
+                    if n.startswith("lora_") and getattr(args, n, None) is not None]
+    if lora_options and not args.lora:
+        raise UsageError(f"{', '.join(lora_options)} only apply with --lora")
     if args.method != "dpo-sams":
         used = [f"--{n.replace('_', '-')}" for n in names if n.startswith("sams_") and getattr(args, n) is not None]
         if used:
             raise UsageError(f"{', '.join(used)} only apply to --method dpo-sams")
-    fields = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    fields = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if isinstance(fields.get("lora_target_modules"), str) and fields["lora_target_modules"] != "all-linear":
+        fields["lora_target_modules"] = [m.strip() for m in fields["lora_target_modules"].split(",") if m.strip()]
+    if "report_to" in fields:
+        from alignscope.train import report_to_names
+
+        fields["report_to"] = report_to_names(fields["report_to"]) or "none"
     if args.split_seed is not None:
         fields["split_seed"] = args.split_seed
     return fields
@@ -558,6 +569,17 @@ def build_parser() -> argparse.ArgumentParser:
     sams.add_argument("--sams-warmup-steps", type=int, help="first steps on full batches (default 0)")
     sams.add_argument("--sams-width", type=int, help="scheduler MLP width (default 128)")
     sams.add_argument("--sams-depth", type=int, help="scheduler MLP depth (default 2)")
+    real = train_cmd.add_argument_group("real models (LoRA, experiment tracking)")
+    real.add_argument("--lora", action="store_true", default=None,
+                      help="train a LoRA adapter (needs peft: pip install 'alignscope[gpu]'); merged into model/")
+    real.add_argument("--lora-r", type=int, help="LoRA rank (default 16)")
+    real.add_argument("--lora-alpha", type=int, help="LoRA scale alpha (default 32)")
+    real.add_argument("--lora-dropout", type=float, help="LoRA dropout (default 0.05)")
+    real.add_argument("--lora-target-modules", metavar="NAMES",
+                      help="all-linear (default) or comma-separated module names, e.g. q_proj,v_proj")
+    real.add_argument("--report-to", metavar="TRACKERS",
+                      help="none (default) or comma-separated: tensorboard (logs in OUT/tensorboard), trackio, "
+                           "wandb, mlflow (each needs its package)")
     train_cmd.add_argument("--detach", action="store_true", help="submit the job and return")
     train_cmd.add_argument("--force", action="store_true", help="reuse a non-empty run directory")
     train_cmd.add_argument("--json", action="store_true")

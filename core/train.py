@@ -77,7 +77,7 @@ from alignscope.metrics import describe_scores
 __all__ = ["METHODS", "METRIC_KEYS", "TrainError", "TrainConfig", "DPOTrainConfig", "KTOTrainConfig",
            "DPOSamsTrainConfig", "SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG", "CHECKPOINTS_LOG", "train_config",
            "config_from_dict", "read_selection_table", "TrainingSet", "training_set", "checkpoint_steps",
-           "normalise_metrics", "train", "run_job", "package_versions"]
+           "normalise_metrics", "train", "run_job", "package_versions", "REPORT_TO", "report_to_names"]
 
 METHODS = ("dpo", "kto", "dpo-sams")
 SAMS_LOG = "sams.jsonl"  # per-step scheduler log of dpo-sams runs
@@ -118,6 +118,14 @@ class TrainConfig:
     ``label_noise``: share of the TRAINING pairs whose chosen and rejected are swapped (seeded by
     ``label_noise_seed``; the held-out pairs are never touched) — the label-noise experiments of
     SamS; the flipped pairs are marked in ``selection.parquet`` (column ``flipped``).
+    ``lora``: train a LoRA adapter (Hu et al. 2021, through ``peft``: ``pip install peft`` or the
+    ``gpu`` extra) of rank ``lora_r``, scale ``lora_alpha``, dropout ``lora_dropout`` on
+    ``lora_target_modules`` (``"all-linear"`` or module names) instead of every weight; the frozen
+    base model is then DPO's reference (no second copy in memory) and the adapter is merged into the
+    saved model. ``report_to``: experiment tracking through transformers' integrations, ``"none"``
+    (default) or any of :data:`REPORT_TO` (a name or a list); each needs its package installed.
+    TensorBoard logs go to ``RUN_DIR/tensorboard``; wandb, mlflow and trackio read their own
+    environment variables (project, tracking URI) and name the run after the run directory.
     """
 
     method: ClassVar[str] = ""
@@ -150,6 +158,7 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: str | list[str] = "all-linear"
+    report_to: list[str] | str = "none"
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -187,7 +196,17 @@ class TrainConfig:
              f"eval_checkpoints must be a list of fractions in (0, 1], got {self.eval_checkpoints!r}")
         need(not self.eval_checkpoints or self.test_fraction > 0, "eval_checkpoints need held-out pairs (test_fraction > 0)")
         need(_int(self.n_boot) and self.n_boot >= 0, "n_boot must be an integer >= 0")
+        need(isinstance(self.lora, bool), f"lora must be true or false, got {self.lora!r}")
         need(_int(self.lora_r) and self.lora_r >= 1, "lora_r must be an integer >= 1")
+        need(_finite(self.lora_alpha) and self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha!r}")
+        need(_finite(self.lora_dropout) and 0 <= self.lora_dropout < 1,
+             f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        targets = self.lora_target_modules
+        need((isinstance(targets, str) and bool(targets.strip())) or
+             (isinstance(targets, (list, tuple)) and bool(targets) and all(isinstance(t, str) and t for t in targets)),
+             f"lora_target_modules must be 'all-linear' or a list of module names, got {targets!r}")
+        problem = report_to_problem(self.report_to)
+        need(problem is None, problem or "")
         need(self.device is None or str(self.device).split(":")[0] in ("cpu", "cuda", "mps"),
              f"device must be cpu, cuda[:N] or mps, got {self.device!r}")
 
@@ -306,6 +325,50 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
     """Inverse of :meth:`TrainConfig.to_dict` (``method`` picks the class)."""
     values = dict(values)
     return train_config(values.pop("method", "dpo"), **values)
+
+
+REPORT_TO = ("tensorboard", "trackio", "wandb", "mlflow")  # experiment trackers report_to accepts
+_REPORT_TO_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "trackio": ("trackio",), "wandb": ("wandb",),
+                      "mlflow": ("mlflow",)}
+
+
+def report_to_names(value: Any) -> list[str]:
+    """``report_to`` as a list of tracker names (``"none"``, ``""`` or ``[]`` → ``[]``; a
+    comma-separated string is split)."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(item).strip().lower() for item in items if str(item).strip()]
+    return [] if names == ["none"] else names
+
+
+def report_to_problem(value: Any) -> str | None:
+    """Why ``report_to`` cannot work (an unknown name, ``none`` mixed with a tracker, or a tracker
+    whose package is not installed), or None when it can."""
+    import importlib.util
+
+    if value is not None and not isinstance(value, (str, list, tuple)):
+        return f"report_to must be a name or a list of names, got {type(value).__name__}"
+    if not isinstance(value, str) and value is not None and not all(isinstance(v, str) for v in value):
+        return f"report_to must hold names, got {value!r}"
+    names = report_to_names(value)
+    for name in names:
+        if name == "none":
+            return "report_to: 'none' cannot be combined with a tracker"
+        if name not in REPORT_TO:
+            return f"report_to: unknown tracker {name!r}: use none or any of {', '.join(REPORT_TO)}"
+        if not any(importlib.util.find_spec(module) is not None for module in _REPORT_TO_MODULES[name]):
+            return f"report_to {name!r} needs the {name} package, which is not installed: pip install {name}"
+    return None
+
+
+def _report_args(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """The TrainingArguments of experiment tracking: ``report_to`` and a run name; TensorBoard's
+    event files go to ``run_dir/tensorboard`` (transformers reads that folder from the environment)."""
+    names = report_to_names(config.report_to)
+    if "tensorboard" in names:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+    return {"report_to": names or "none", "run_name": run_dir.name}
 
 
 def _finite(value: Any) -> bool:
@@ -845,9 +908,12 @@ def _lora_config(config: TrainConfig):
     try:
         import peft
     except ImportError:
-        raise TrainError("LoRA needs the peft package, which is not installed: pip install peft") from None
-    return peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                           target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
+        raise TrainError("LoRA needs the peft package, which is not installed: pip install peft "
+                         "(or pip install 'alignscope[gpu]')") from None
+    targets = config.lora_target_modules
+    return peft.LoraConfig(r=int(config.lora_r), lora_alpha=config.lora_alpha, lora_dropout=float(config.lora_dropout),
+                           target_modules=targets if isinstance(targets, str) else list(targets),
+                           task_type="CAUSAL_LM")
 
 
 @contextlib.contextmanager
@@ -1044,7 +1110,7 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
         num_train_epochs=float(config.epochs), max_steps=int(config.max_steps) if config.max_steps else -1,
         learning_rate=lr, warmup_ratio=config.warmup_ratio, lr_scheduler_type="linear",
         logging_steps=config.logging_steps, logging_first_step=False, save_strategy="no", eval_strategy="no",
-        report_to="none", seed=config.seed, data_seed=config.seed, bf16=bf16, fp16=False,
+        **_report_args(config, run_dir), seed=config.seed, data_seed=config.seed, bf16=bf16, fp16=False,
         gradient_checkpointing=gradient_checkpointing, use_cpu=on_cpu, disable_tqdm=True,
         dataloader_num_workers=0,
         max_length=config.max_length, beta=config.beta, dataset_num_proc=None,

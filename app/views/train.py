@@ -9,6 +9,7 @@ import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
 from alignscope.jobs import JobError
+from alignscope.train import REPORT_TO
 
 st.title("Train")
 st.caption("Align a model on the active selection with TRL and see whether the subset was worth it: "
@@ -62,6 +63,23 @@ with st.form("train_form"):
                                            max_value=0.9, value=0.0, step=0.05, key="train_label_noise",
                                            help="Swap chosen/rejected of this share of the training pairs (the "
                                                 "held-out pairs are never flipped): tests robustness to noisy labels.")
+    with st.expander("Real-model options"):
+        st.caption("For smollm2-135m or your own model on a GPU: LoRA trains a small adapter instead of every "
+                   "weight (the frozen base model is the DPO reference, so no second copy in memory; the adapter "
+                   "is merged into the saved model). Experiment tracking sends the training logs to a tracker.")
+        cols = st.columns(4)
+        lora = cols[0].checkbox("LoRA adapter", value=False, key="train_lora", help="needs the peft package "
+                                "(pip install 'alignscope[gpu]')")
+        lora_r = cols[1].number_input("LoRA rank r", min_value=1, max_value=512, value=16, key="train_lora_r")
+        lora_alpha = cols[2].number_input("LoRA α", min_value=1, max_value=1024, value=32, key="train_lora_alpha")
+        lora_dropout = cols[3].number_input("LoRA dropout", min_value=0.0, max_value=0.9, value=0.05, step=0.05,
+                                            key="train_lora_dropout")
+        cols = st.columns(2)
+        lora_targets = cols[0].text_input("LoRA target modules", value="all-linear", key="train_lora_targets",
+                                          help="all-linear, or comma-separated module names such as q_proj,v_proj")
+        report_to = cols[1].multiselect("Experiment tracking", list(REPORT_TO), default=[], key="train_report_to",
+                                        help="off by default; each tracker needs its package installed. "
+                                             "TensorBoard logs go to the run folder's tensorboard/.")
     submitted = st.form_submit_button("Start training", type="primary")
 
 if selection:
@@ -84,6 +102,13 @@ if submitted:
         config["label_noise"] = float(label_noise)
     if method == "dpo-sams":
         config.update(sams_ratio=float(sams_ratio), sams_selection=sams_selection)
+    if lora:
+        targets = lora_targets.strip()
+        config.update(lora=True, lora_r=int(lora_r), lora_alpha=int(lora_alpha), lora_dropout=float(lora_dropout),
+                      lora_target_modules=targets if targets in ("", "all-linear")
+                      else [m.strip() for m in targets.split(",") if m.strip()])
+    if report_to:
+        config["report_to"] = list(report_to)
     try:
         from alignscope.train import config_from_dict
 
