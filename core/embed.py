@@ -704,9 +704,19 @@ def _estimate(encoder: str, texts: Sequence[str], *, calibrate_missing: bool, la
               device: str | None, max_length: int | None,
               precision: str) -> tuple[float | None, int, bool, float | None]:
     """``(seconds or None, distinct texts, whether a distillation comes first, its last duration or None)``."""
+    unique, _ = distinct_texts(texts)
+    if parse_encoder(encoder)[0] == "lm" and not calibrate_missing:
+        # Resolving a causal LM may build or download it: not for an estimate. The latest rate
+        # measured with this encoder name on this device stands in.
+        prefix = f"{encoder.strip()}|{str(device or _default_device()).split(':')[0]}|"
+        entries = [v for k, v in _read_rates().items() if k.startswith(prefix) and v.get("chars_per_s")]
+        if not entries:
+            return None, len(unique), False, None
+        entry = max(entries, key=lambda v: str(v.get("measured_at")))
+        chars = _effective_chars(unique, max_length or LM_DEFAULT_MAX_LENGTH)
+        return chars / float(entry["chars_per_s"]), len(unique), False, None
     kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, None, max_length, device,
                                                                        precision)
-    unique, _ = distinct_texts(texts)
     distill_s = None
     needs_distill = kind == STATIC and not (Path(info.folder) / "model.safetensors").is_file()
     if needs_distill:

@@ -187,7 +187,6 @@ def test_two_distillations_give_identical_vectors(static_model, isolated_home, m
 
 
 # --------------------------------------------------------------------------------------------- ray
-@pytest.mark.slow
 def test_ray_embedding_writes_the_same_cache_entry_as_a_local_run(static_home):
     pytest.importorskip("ray")
     import ray
