@@ -1,6 +1,6 @@
 """Encoders side by side: the static encoder vs alignscope's MiniLM path vs sentence-transformers.
 
-    python -m benchmarks.bench_embed [--alpaca-pairs 2000] [--hh-pairs N] [--time-share 0.25] [--st-share 0.1] [--chunks 4] [--skip-all]
+    python -m benchmarks.bench_embed [--alpaca-pairs 2000] [--hh-pairs N] [--time-share 0.1] [--st-share 0.05] [--chunks 4] [--skip-all]
 
 Data (../shared/data, skipped with a message when absent): a seeded sample of ``--alpaca-pairs``
 AlpacaEval pairs (2 completions each) and ALL 2,312 HH-harmless test pairs. Texts are the element
@@ -22,8 +22,9 @@ Measured in one run, on the same texts, model loading excluded:
 
 Methods take turns chunk by chunk (the machine is shared; its load average is recorded). Quality
 of static against MiniLM on each set uses every completion, embedded through ``embed()`` and its
-cache under ``ALIGNSCOPE_HOME`` (so a rerun does not embed the whole sample with MiniLM again): kNN@10 agreement (share of the 10 cosine neighbours of a
-distinct text that both encoders find; chance = 10/(n-1)), overlap of the ISA subsets at 10 %
+cache under ``ALIGNSCOPE_HOME`` (so a rerun does not embed the whole sample with MiniLM again):
+kNN@10 agreement (share of the 10 cosine neighbours of a distinct text that both encoders find;
+chance = 10/(n-1)), overlap of the ISA subsets at 10 %
 (``select(emb, "isa", fraction=0.1)``; chance = 0.10), and a Bradley–Terry linear probe on
 ``e_c - e_r`` (symmetric logistic regression without intercept, C = 1, as
 ``alignscope.evaluate.probe_accuracy``) fitted on a seeded 80/20 split of pairs (the same split for
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alpaca-pairs", type=int, default=2000, help="seeded sample of AlpacaEval pairs")
     parser.add_argument("--hh-pairs", type=int, default=None, help="HH pairs (default all 2,312)")
-    parser.add_argument("--time-share", type=float, default=0.25, help="share of each chunk MiniLM is timed on")
-    parser.add_argument("--st-share", type=float, default=0.1, help="share of each chunk sentence-transformers runs")
+    parser.add_argument("--time-share", type=float, default=0.1, help="share of each chunk MiniLM is timed on")
+    parser.add_argument("--st-share", type=float, default=0.05, help="share of each chunk sentence-transformers runs")
     parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-all", action="store_true", help="skip static on all AlpacaEval completions")
