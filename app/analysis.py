@@ -16,7 +16,7 @@ from alignscope import settings
 from alignscope.app import state
 from alignscope.data import PreferenceData
 
-ENCODERS = ["minilm", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
+ENCODERS = ["minilm", "static", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
 SELECTION_KEY = "alignscope_selection"
 
@@ -31,8 +31,9 @@ def encoder_controls(prefix: str) -> tuple[str, str]:
     cols = st.columns([2, 2, 3])
     encoder = cols[0].selectbox("Encoder", ENCODERS, index=ENCODERS.index(ctx["encoder"])
                                 if ctx["encoder"] in ENCODERS else 0, key=f"{prefix}_encoder",
-                                help="minilm: fast sentence encoder (default). lm-last-token: the ISA paper's "
-                                     "encoder, the last token's hidden state of a causal LM.")
+                                help="minilm: fast sentence encoder (default). static: Model2Vec distilled "
+                                     "from MiniLM, ~30x faster, blind to word order. lm-last-token: the ISA "
+                                     "paper's encoder, the last token's hidden state of a causal LM.")
     unit = cols[1].radio("Unit", ["completion", "pair"], index=0 if ctx["unit"] == "completion" else 1,
                          horizontal=True, key=f"{prefix}_unit",
                          help="completion: chosen and rejected are two points (as in the paper); "
@@ -77,12 +78,20 @@ def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str
                  "(its log is on the Runs page).")
     n_points = 2 * data.n_pairs
     st.info(f"This page needs the embeddings of the {n_points:,} completions of the active data set "
-            f"({encoder}). On a laptop CPU MiniLM embeds about 100–300 texts/s; the job runs in the "
+            f"({encoder}): {_estimate(data.fingerprint, encoder, data)}. The job runs in the "
             "background and is cached, so this happens once per data set and encoder.")
     if st.button("Compute embeddings", type="primary", key=f"{prefix}_embed"):
         state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": unit})
         st.rerun()
     st.stop()
+
+
+@st.cache_data(show_spinner=False, ttl=30, max_entries=16)
+def _estimate(fingerprint: str, encoder: str, _data: PreferenceData) -> str:
+    """"about N s (measured X texts/s on this machine)", from the rate stored by earlier runs."""
+    from alignscope.embed import describe_estimate, element_texts
+
+    return describe_estimate(encoder, element_texts(_data))
 
 
 @st.fragment(run_every=1)

@@ -1,153 +1,243 @@
-"""Encoder throughput on real completions: alignscope's ``minilm`` path vs sentence-transformers.
+"""Encoders side by side: the static encoder vs alignscope's MiniLM path vs sentence-transformers.
 
-    python -m benchmarks.bench_embed [--n 5000] [--chunks 5] [--fp32-chunks 1] [--device cpu]
+    python -m benchmarks.bench_embed [--alpaca-pairs 2000] [--hh-pairs N] [--time-share 0.1] [--st-share 0.05] [--chunks 4] [--skip-all]
 
-Texts: ``n`` element texts (prompt + completion, as :func:`alignscope.embed.element_texts` builds
-them) drawn at random (seed 0) from ../shared/data/alpaca_eval_pairs.jsonl.gz. Skipped with a
-message when that file is absent.
+Data (../shared/data, skipped with a message when absent): a seeded sample of ``--alpaca-pairs``
+AlpacaEval pairs (2 completions each) and ALL 2,312 HH-harmless test pairs. Texts are the element
+texts of :func:`alignscope.embed.element_texts` (prompt + completion); every encoder is timed on
+the same DISTINCT texts of each set (what alignscope encodes since it deduplicates).
 
-Compared on the same texts in the same process:
+Measured in one run, on the same texts, model loading excluded:
 
-* ``st``: ``SentenceTransformer(<packaged all-MiniLM-L6-v2>).encode(texts, batch_size=32,
-  normalize_embeddings=True)``, sentence-transformers' own pipeline at its defaults;
-* ``ours``: ``alignscope.embed.embed_texts(texts, "minilm")`` at its defaults (exact token-length
-  bucketing, batch 64, one tokenizer call, bf16 autocast where the hardware has native bf16 —
-  AMX on CPU — else fp32);
-* ``ours_fp32``: the same path forced to fp32, on the first ``--fp32-chunks`` chunks only (it shows
-  how much of the speed-up is precision and how much is the pipeline);
-* ``lm-last-token:tiny`` on all texts.
+* ``static``: ``embed_texts(texts, "static")`` (Model2Vec distilled once from the packaged
+  all-MiniLM-L6-v2; its one-time distillation time is read from the model folder, or measured now
+  when this machine has not built it yet); ``static_threads``: the same with model2vec's threaded
+  batches (its ``use_multiprocessing`` option) forced on;
+* ``minilm``: the product's MiniLM path, ``embed_texts(texts, "minilm")`` (bf16 on AMX CPUs);
+* ``st_fp32``: ``SentenceTransformer(<packaged MiniLM>).encode(texts, batch_size=32)`` in fp32.
+  The transformer encoders are timed on the first ``--time-share`` (MiniLM) and ``--st-share``
+  (sentence-transformers) of every chunk only: they are 30-100x slower and a rate needs no more;
+* ``static`` on ALL 123,904 AlpacaEval completions through ``embed()`` (dedupe included; the
+  target is 60 s on 2 cores), unless ``--skip-all``.
 
-The machine is shared and its load drifts, so the texts are split into ``--chunks`` chunks and the
-methods take turns chunk by chunk; each method's time is the sum over its chunks. Model loading and
-a 32-text warm-up are excluded. Cosines are per vector against ``st``.
+Methods take turns chunk by chunk (the machine is shared; its load average is recorded). Quality
+of static against MiniLM on each set uses every completion, embedded through ``embed()`` and its
+cache under ``ALIGNSCOPE_HOME`` (so a rerun does not embed the whole sample with MiniLM again):
+kNN@10 agreement (share of the 10 cosine neighbours of a distinct text that both encoders find;
+chance = 10/(n-1)), overlap of the ISA subsets at 10 %
+(``select(emb, "isa", fraction=0.1)``; chance = 0.10), and a Bradley–Terry linear probe on
+``e_c - e_r`` (symmetric logistic regression without intercept, C = 1, as
+``alignscope.evaluate.probe_accuracy``) fitted on a seeded 80/20 split of pairs (the same split for
+both encoders), scored with ``alignscope.metrics.preference_metrics``: accuracy and
+length-controlled accuracy with paired bootstrap intervals, beside the length rule learned from
+the training pairs. Writes ``benchmarks/results/embed_static.json``.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
 import numpy as np
 
 from benchmarks.common import SHARED_DATA, peak_rss_mib, write_result
 
-DATA_FILE = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
+ALPACA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
+HH = SHARED_DATA / "hh_harmless_test.jsonl.gz"
+K = 10
 
 
-def _sample_texts(n: int, seed: int) -> list[str]:
+def _load(path, pairs: int | None, seed: int):
     from alignscope.data import load_preferences
-    from alignscope.embed import element_texts
 
-    texts = element_texts(load_preferences(DATA_FILE))
-    rows = np.random.default_rng(seed).choice(len(texts), size=min(n, len(texts)), replace=False)
-    return [texts[i] for i in rows]
-
-
-def _timed(fn, texts):
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn(texts)
-    return out, time.perf_counter() - wall, time.process_time() - cpu
+    data = load_preferences(path)
+    if pairs is None or pairs >= data.n_pairs:
+        return data
+    rows = np.sort(np.random.default_rng(seed).choice(data.n_pairs, size=pairs, replace=False))
+    return load_preferences(data.frame.iloc[rows].reset_index(drop=True))
 
 
-def _cosine_summary(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    cos = (a * b).sum(axis=1)
-    return {"min": round(float(cos.min()), 6), "p001": round(float(np.quantile(cos, 0.001)), 6),
-            "mean": round(float(cos.mean()), 7), "share_ge_0.999": float((cos >= 0.999).mean())}
+def _knn(matrix: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k nearest rows by cosine, self excluded: int ``(n, k)``."""
+    x = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    out = np.empty((len(x), k), dtype=np.int64)
+    for start in range(0, len(x), 2048):
+        sims = x[start:start + 2048] @ x.T
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
+        part = np.argpartition(-sims, k, axis=1)[:, :k]
+        out[start:start + len(sims)] = part
+    return out
+
+
+def _knn_agreement(a: np.ndarray, b: np.ndarray, k: int = K) -> float:
+    na, nb = _knn(a, k), _knn(b, k)
+    return float(np.mean([len(np.intersect1d(x, y)) / k for x, y in zip(na, nb)]))
+
+
+def _isa_overlap(a, b, fraction: float = 0.1) -> dict:
+    from alignscope.select import select
+
+    sa = np.flatnonzero(select(a, "isa", fraction=fraction, seed=0)["selected"].to_numpy())
+    sb = np.flatnonzero(select(b, "isa", fraction=fraction, seed=0)["selected"].to_numpy())
+    return {"k": int(len(sa)), "overlap": round(len(np.intersect1d(sa, sb)) / max(1, len(sa)), 4),
+            "chance": fraction}
+
+
+def _probe(emb, data, train: np.ndarray, test: np.ndarray) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics
+
+    n = data.n_pairs
+    m = emb.matrix.astype(np.float64)
+    diff = m[:n] - m[n:]
+    x = np.vstack([diff[train], -diff[train]])
+    y = np.concatenate([np.ones(len(train)), np.zeros(len(train))])
+    w = LogisticRegression(fit_intercept=False, C=1.0, max_iter=5000, random_state=0).fit(x, y).coef_.ravel()
+    rule = LengthRule.fit(*pair_word_lengths(data, train))
+    chosen_words, rejected_words = pair_word_lengths(data, test)
+    metrics = preference_metrics(diff[test] @ w, chosen_words, rejected_words, rule, n_boot=1000, seed=0)
+    keep = ("n_heldout", "accuracy", "accuracy_ci95", "length_controlled_accuracy", "length_controlled_ci95",
+            "length_baseline", "length_baseline_direction", "log_loss", "beats_length_baseline", "content_signal")
+    return {key: (round(v, 4) if isinstance(v, float) else [round(t, 4) for t in v] if isinstance(v, list) else v)
+            for key, v in metrics.items() if key in keep}
+
+
+def _bench_set(name: str, data, st_model, args) -> dict:
+    from alignscope import embed as E
+
+    texts = E.element_texts(data)
+    unique, inverse = E.distinct_texts(texts)
+    chunks = np.array_split(np.arange(len(unique)), args.chunks)
+    methods = {
+        "static": lambda t: E.embed_texts(t, "static", dedupe=False),
+        "static_threads": lambda t: _static_threads(t),
+        "minilm": lambda t: E.embed_texts(t, "minilm", dedupe=False),
+        "st_fp32": lambda t: st_model.encode(t, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                             show_progress_bar=False),
+    }
+    share = {"static": 1.0, "static_threads": 1.0, "minilm": args.time_share, "st_fp32": args.st_share}
+    for fn in methods.values():  # warm-up: lazy initialisation, kernel selection
+        fn(unique[:16])
+    seconds = {key: 0.0 for key in methods}
+    counts = {key: 0 for key in methods}
+    for i, rows in enumerate(chunks):
+        for key, fn in methods.items():
+            batch = [unique[j] for j in rows[:max(1, int(round(len(rows) * share[key])))]]
+            started = time.perf_counter()
+            fn(batch)
+            seconds[key] += time.perf_counter() - started
+            counts[key] += len(batch)
+        print(f"{name} chunk {i + 1}/{len(chunks)}: " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()),
+              flush=True)
+    rate = {key: round(counts[key] / seconds[key], 1) for key in methods}
+    # Quality on every completion: both encoders through embed() and its cache (a rerun of this
+    # benchmark does not embed the whole sample with MiniLM again; the rates above are always new).
+    started = time.perf_counter()
+    emb = {key: E.embed(data, key, progress=False) for key in ("static", "minilm")}
+    embed_s = time.perf_counter() - started
+    first = np.unique(inverse, return_index=True)[1]  # the first row of each distinct text
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(data.n_pairs)
+    n_test = int(round(0.2 * data.n_pairs))
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    started = time.perf_counter()
+    quality = {
+        "knn10_agreement_static_vs_minilm": round(_knn_agreement(emb["static"].matrix[first],
+                                                                 emb["minilm"].matrix[first]), 4),
+        "knn10_chance": round(K / (len(unique) - 1), 5),
+        "isa_10pct_static_vs_minilm": _isa_overlap(emb["static"], emb["minilm"]),
+        "probe": {"static": _probe(emb["static"], data, train, test), "minilm": _probe(emb["minilm"], data, train, test),
+                  "split": {"train_pairs": int(len(train)), "test_pairs": int(len(test)), "seed": args.seed}},
+    }
+    print(f"{name}: rates {rate}; quality {json.dumps(quality)[:400]}", flush=True)
+    return {
+        "pairs": data.n_pairs, "completions": len(texts), "distinct_texts": len(unique),
+        "repeat_share": round(1 - len(unique) / len(texts), 4),
+        "mean_chars": round(float(np.mean([len(t) for t in unique])), 1),
+        "texts_per_s": rate, "seconds": {k: round(v, 2) for k, v in seconds.items()}, "texts_timed": counts,
+        "ratio_static_vs_minilm": round(rate["static"] / rate["minilm"], 1),
+        "ratio_static_vs_st_fp32": round(rate["static"] / rate["st_fp32"], 1),
+        "ratio_minilm_vs_st_fp32": round(rate["minilm"] / rate["st_fp32"], 2),
+        "ratio_static_threads_vs_static": round(rate["static_threads"] / rate["static"], 2),
+        "quality_embeddings_from_cache": {key: e.from_cache for key, e in emb.items()},
+        "quality_embed_s": round(embed_s, 1),
+        "quality": quality, "quality_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _static_threads(texts):
+    from alignscope import embed as E
+
+    device = E._default_device()
+    backend = E._get_backend("static", E._encoder_info("static", None, device).folder, device)
+    return backend.model.encode(texts, max_length=E.STATIC_SETTINGS["max_length"], use_multiprocessing=True,
+                                multiprocessing_threshold=1).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=5000, help="number of completions (default 5000)")
-    parser.add_argument("--chunks", type=int, default=5)
-    parser.add_argument("--fp32-chunks", type=int, default=1, help="chunks also run by ours in fp32")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--alpaca-pairs", type=int, default=2000, help="seeded sample of AlpacaEval pairs")
+    parser.add_argument("--hh-pairs", type=int, default=None, help="HH pairs (default all 2,312)")
+    parser.add_argument("--time-share", type=float, default=0.1, help="share of each chunk MiniLM is timed on")
+    parser.add_argument("--st-share", type=float, default=0.05, help="share of each chunk sentence-transformers runs")
+    parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-all", action="store_true", help="skip static on all AlpacaEval completions")
     args = parser.parse_args(argv)
-    if not DATA_FILE.exists():
-        print(f"skipped: {DATA_FILE} is absent (../shared/data is not part of a user's checkout)")
+    if not (ALPACA.exists() and HH.exists()):
+        print(f"skipped: {SHARED_DATA} lacks the AlpacaEval / HH files (not part of a user's checkout)")
         return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started_all = time.perf_counter()
+    load_start = os.getloadavg()
 
-    import torch
     from sentence_transformers import SentenceTransformer
 
     from alignscope import embed as E
-    from alignscope.models import default_device, resolve_model
 
-    device = args.device or default_device()
-    texts = _sample_texts(args.n, args.seed)
-    chunks = np.array_split(np.arange(len(texts)), args.chunks)
-
-    load = time.perf_counter()
+    device = E._default_device()
+    folder = E.static_folder(device, create=False)
+    built_now = not (folder / "model.safetensors").is_file()
+    started = time.perf_counter()
+    E.static_folder(device, create=True)
+    distill = json.loads((folder / "alignscope_static.json").read_text())
+    distill_info = {"seconds": distill.get("distill_s"), "measured_in_this_run": built_now,
+                    "settings": {k: distill[k] for k in ("pca_dims", "sif_coefficient", "quantize_to", "max_length")},
+                    "folder": folder.name}
+    if built_now:
+        distill_info["seconds"] = round(time.perf_counter() - started, 1)
     st_model = SentenceTransformer(str(E.minilm_folder()), device=device)
-    st_load_s = time.perf_counter() - load
-    load = time.perf_counter()
-    backend = E._get_backend("minilm", None, device)
-    ours_load_s = time.perf_counter() - load
-    tiny = f"lm-last-token:{resolve_model('tiny')}"
-    bf16 = E._resolve_precision("auto", device)
 
-    methods = {
-        "st": lambda t: st_model.encode(t, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                                        show_progress_bar=False),
-        "ours": lambda t: E.embed_texts(t, "minilm", device=device),
-        "ours_fp32": lambda t: E.embed_texts(t, "minilm", device=device, precision="fp32"),
-        "tiny": lambda t: E.embed_texts(t, tiny, device=device),
-    }
-    for fn in methods.values():  # warm-up: lazy inits, oneDNN/cuDNN kernel selection
-        fn(texts[:32])
+    sets = {"alpaca_eval_sample": _bench_set("alpaca", _load(ALPACA, args.alpaca_pairs, args.seed), st_model, args),
+            "hh_harmless_test": _bench_set("hh", _load(HH, args.hh_pairs, args.seed), st_model, args)}
 
-    vectors = {name: [] for name in methods}
-    seconds = {name: [0.0, 0.0] for name in methods}  # wall, cpu
-    fp32_rows = np.concatenate(chunks[:args.fp32_chunks])
-    st_wall_on_fp32_rows = st_cpu_on_fp32_rows = 0.0
-    for i, rows in enumerate(chunks):
-        chunk = [texts[j] for j in rows]
-        for name, fn in methods.items():
-            if name == "ours_fp32" and i >= args.fp32_chunks:
-                continue
-            out, wall, cpu = _timed(fn, chunk)
-            vectors[name].append(out)
-            seconds[name][0] += wall
-            seconds[name][1] += cpu
-            if name == "st" and i < args.fp32_chunks:
-                st_wall_on_fp32_rows += wall
-                st_cpu_on_fp32_rows += cpu
-        print(f"chunk {i + 1}/{len(chunks)}: " + ", ".join(f"{k} {v[0]:.1f}s" for k, v in seconds.items()),
-              flush=True)
-    matrices = {name: np.concatenate(v) for name, v in vectors.items()}
+    all_figures = None
+    if not args.skip_all:
+        full = _load(ALPACA, None, args.seed)
+        started = time.perf_counter()
+        emb = E.embed(full, "static", cache=False, progress=False)
+        seconds = time.perf_counter() - started
+        unique, _ = E.distinct_texts(E.element_texts(full))
+        all_figures = {"completions": len(emb), "distinct_texts": len(unique), "seconds": round(seconds, 1),
+                       "completions_per_s": round(len(emb) / seconds, 1),
+                       "distinct_texts_per_s": round(len(unique) / seconds, 1),
+                       "target_s": 60, "target_met": bool(seconds <= 60),
+                       "note": "embed() end to end: element texts, dedupe, encode, scatter (data load and model "
+                               "load excluded)"}
+        print(f"static on all AlpacaEval: {all_figures}", flush=True)
 
-    n = len(texts)
-    token_lengths = np.array([len(ids) for ids in backend._tokenize(texts, 10**6)])
-    rate = {name: round(len(matrices[name]) / seconds[name][0], 2) for name in methods}
     figures = {
-        "data": DATA_FILE.name, "n_texts": n, "device": device, "chunks": args.chunks,
-        "minilm_precision_auto": "bf16" if bf16 else "fp32",
-        "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
-        "minilm_tokens_mean_untruncated": round(float(token_lengths.mean()), 1),
-        "minilm_share_truncated_at_256": round(float((token_lengths > 256).mean()), 3),
-        "texts_per_s": rate,
-        "wall_s": {name: round(v[0], 2) for name, v in seconds.items()},
-        "cpu_s": {name: round(v[1], 2) for name, v in seconds.items()},
-        "speedup_ours_vs_st": round(seconds["st"][0] / seconds["ours"][0], 3),
-        "speedup_ours_vs_st_cpu_time": round(seconds["st"][1] / seconds["ours"][1], 3),
-        "fp32_subset": {
-            "n_texts": int(len(fp32_rows)),
-            "speedup_ours_fp32_vs_st": round(st_wall_on_fp32_rows / seconds["ours_fp32"][0], 3),
-            "speedup_ours_fp32_vs_st_cpu_time": round(st_cpu_on_fp32_rows / seconds["ours_fp32"][1], 3),
-            "cosine_ours_fp32_vs_st": _cosine_summary(matrices["ours_fp32"], matrices["st"][:len(fp32_rows)]),
-        },
-        "cosine_ours_vs_st": _cosine_summary(matrices["ours"], matrices["st"]),
-        "target": "ours >= 1.3x st texts/s, cosine >= 0.999 per vector",
-        "target_met": bool(seconds["st"][0] / seconds["ours"][0] >= 1.3
-                           and _cosine_summary(matrices["ours"], matrices["st"])["min"] >= 0.999),
-        "model_load_s": {"st": round(st_load_s, 2), "ours": round(ours_load_s, 2)},
-        "tiny_max_length": E.LM_DEFAULT_MAX_LENGTH,
-        "torch_threads": torch.get_num_threads(),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "device": device, "distillation": distill_info, "sets": sets, "static_all_alpaca_eval": all_figures,
+        "static_threads_default": E.STATIC_THREADS,
+        "load_average_start": [round(v, 2) for v in load_start],
+        "load_average_end": [round(v, 2) for v in os.getloadavg()],
+        "wall_s": round(time.perf_counter() - started_all, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
+        "args": vars(args),
     }
     suffix = "" if device == "cpu" else f"_{device.split(':')[0]}"
-    write_result("embed_throughput", figures, suffix=suffix)
+    write_result("embed_static", figures, suffix=suffix)
     return 0
 
 

