@@ -1034,7 +1034,9 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     result: dict[str, Any] = {"run_dir": str(run_dir), "method": method, "training": training,
                               "model_dir": str(saved) if saved else None, "eval": None}
     if len(tset.test_pairs):
-        report(progress=_TRAIN_SHARE, message=f"evaluating on {len(tset.test_pairs)} held-out pairs")
+        n_eval = min(len(tset.test_pairs), config.eval_max_pairs or len(tset.test_pairs))
+        report(progress=_TRAIN_SHARE, message=f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
+               if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs")
         from alignscope.evaluate import EVAL_FILE, evaluate_pairs, write_eval
         from alignscope.models import load_causal_lm
 
