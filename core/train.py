@@ -55,6 +55,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -91,7 +92,8 @@ PAIR_RULES = ("any", "both", "chosen", "rejected")  # as alignscope.select.pairs
 DEFAULT_LR = {"tiny": 1e-4}
 DEFAULT_LR_OTHER = 5e-6
 CHECKPOINTS_LOG = "checkpoints.jsonl"  # held-out evaluations at intermediate steps (eval_checkpoints)
-_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet", SAMS_LOG, CHECKPOINTS_LOG)
+_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet", SAMS_LOG, CHECKPOINTS_LOG,
+                  "warnings.json")
 Report = Callable[..., None]
 
 
@@ -778,6 +780,34 @@ def _say(message: str) -> None:
 
 
 # --------------------------------------------------------------------------------- the run
+WARNINGS_FILE = "warnings.json"  # what TRL/transformers warned about while training (the pages show it)
+
+
+class _TrainingWarnings(logging.Handler):
+    """Collects the distinct warnings TRL and transformers log while a run trains (they go to
+    log.txt otherwise, where nobody reads them); ``messages`` keeps each once, shortened."""
+
+    _LOGGERS = ("trl", "transformers")
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = " ".join(record.getMessage().split())[:600]
+        if text and text not in self.messages and len(self.messages) < 20:
+            self.messages.append(text)
+
+    def __enter__(self) -> "_TrainingWarnings":
+        for name in self._LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for name in self._LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
 def package_versions() -> dict[str, str | None]:
     from importlib import metadata
 
@@ -1011,9 +1041,12 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
 
     show_bar = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
     report(progress=0.01, message=f"loading {config.model}")
-    policy, tokenizer, trainer = _run_trainer(data, tset, config, model_dir=model_dir, device=device, lr=lr,
-                                              kto_weights=kto_weights, run_dir=run_dir, report=report,
-                                              show_bar=show_bar, flipped=flipped, on_checkpoint=on_checkpoint)
+    with _TrainingWarnings() as caught:
+        policy, tokenizer, trainer = _run_trainer(data, tset, config, model_dir=model_dir, device=device, lr=lr,
+                                                  kto_weights=kto_weights, run_dir=run_dir, report=report,
+                                                  show_bar=show_bar, flipped=flipped, on_checkpoint=on_checkpoint)
+    if caught.messages:  # e.g. TRL cutting the end of every prompt: it changes what is learned, so it is shown
+        write_json(run_dir / WARNINGS_FILE, {"warnings": caught.messages})
     history = [h for h in trainer.state.log_history if "train_runtime" in h]
     steps = int(trainer.state.global_step)
     runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started

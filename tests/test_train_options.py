@@ -108,3 +108,18 @@ def test_train_page_real_model_options_reach_the_job(monkeypatch, tmp_path):
     assert job.config["lora_target_modules"] == ["q_proj", "v_proj"]
     assert job.config["report_to"] == ["tensorboard"]
     store.cancel(job.id)
+
+
+def test_training_warnings_are_collected_once_each():
+    """What TRL logs while training (e.g. that it cuts the end of every prompt) is kept for the page."""
+    import logging
+
+    from alignscope.train import _TrainingWarnings
+
+    with _TrainingWarnings() as caught:
+        for _ in range(3):
+            logging.getLogger("trl.trainer.dpo_trainer").warning("The tokenized prompt is not a prefix of ...")
+        logging.getLogger("transformers.trainer").warning("another   warning\nover two lines")
+        logging.getLogger("trl.trainer.dpo_trainer").info("not a warning")
+    logging.getLogger("trl.trainer.dpo_trainer").warning("after the run: not collected")
+    assert caught.messages == ["The tokenized prompt is not a prefix of ...", "another warning over two lines"]

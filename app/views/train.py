@@ -150,6 +150,12 @@ def live_run(job_id: str) -> None:
         st.error(f"Training failed: {job.error}")
         with st.expander("Log"):
             st.code(store.logs(job.id, tail=80) or "(empty)", language=None)
+    warned = (state.read_json_file(Path(job.run_dir) / "warnings.json") or {}).get("warnings") or []
+    if warned:
+        st.warning(f"TRL warned {len(warned)} time(s) while training; these can change what the model learns:",
+                   icon=":material/warning:")
+        for message in warned:
+            st.text(message)  # may quote dataset text: plain text, never markdown
     evaluation = state.read_json_file(Path(job.run_dir) / "eval.json")
     if job.status == "succeeded" and evaluation:
         st.subheader("Held-out evaluation")
