@@ -41,6 +41,15 @@ def test_empty_state_then_a_real_dpo_run(monkeypatch, tmp_path):
     rule = next(k for k in labels if k.startswith("Length rule ("))  # every score beside the length rule
     assert labels[rule].endswith("%") and labels["Length-controlled accuracy"].endswith("%")
     assert any("8 held-out pairs" in c.value for c in at.caption)
+    assert any("tiny checks the plumbing only" in c.value for c in at.caption)
+    assert any("s/step" in c.value and "earlier run" in c.value for c in at.caption)  # timed by the first run
+
+    # A second start says so and switches the view to the new run (not the finished one).
+    next(b for b in at.button if b.label == "Start training").click().run()
+    newest = store.list_jobs(kind="train")[0]
+    assert newest.id != job.id and any(f"Started {newest.id}" in s.value for s in at.success)
+    assert at.selectbox(key="train_pick").value == newest.id
+    store.cancel(newest.id)
 
 
 def test_trains_on_the_active_selection_and_cancel_from_runs(monkeypatch, tmp_path):

@@ -20,9 +20,32 @@ data = state.require_data()
 
 store = state.job_store()
 selection = analysis.active_selection(data)
+MAX_STEPS = 100_000
 
-# ------------------------------------------------------------------------------------ the form
-with st.form("train_form"):
+
+def _duration_estimate(model: str, batch_size: int, max_steps: int, epochs: float) -> str:
+    """How long the run will take, from the seconds per step of earlier runs of the same model and
+    batch size on this machine (their eval.json), or a sentence saying there is nothing to go by."""
+    pool = len(data) * (1 - float(st.session_state.get("train_test_fraction", 0.2)))
+    steps = max_steps or max(1, int(epochs * pool / max(1, batch_size)))
+    rates = []
+    for job in store.list_jobs(kind="train", status="succeeded", limit=50):
+        if job.config.get("model") == model and int(job.config.get("batch_size", 8)) == batch_size:
+            training = (state.read_json_file(Path(job.run_dir) / "eval.json") or {}).get("training") or {}
+            if training.get("s_per_step"):
+                rates.append(float(training["s_per_step"]))
+    if not rates:
+        return f"About {steps:,} steps; no earlier run of {model} at batch {batch_size} on this machine to time them by."
+    rate = sorted(rates)[len(rates) // 2]
+    seconds = steps * rate
+    span = f"{seconds / 3600:.1f} h" if seconds > 5400 else f"{seconds / 60:.0f} min" if seconds > 90 else f"{seconds:.0f} s"
+    return (f"About {steps:,} steps ≈ {span} of training at {rate:.2f} s/step (median of {len(rates)} earlier "
+            f"run(s) of {model} at batch {batch_size} here), plus the evaluation.")
+
+
+# ------------------------------------------------------------------------------------ the options
+# Not an st.form: Enter in a number field submits a form, and nobody means "start a job" by Enter.
+with st.container(border=True):
     source_options = (["active selection"] if selection else []) + ["all pairs"]
     cols = st.columns(3)
     train_on = cols[0].radio("Train on", source_options, key=f"train_on_{len(source_options)}",
@@ -43,7 +66,9 @@ with st.form("train_form"):
                                 step=0.05, key="train_beta")
     max_length = cols[3].number_input("Max length (tokens)", min_value=16, max_value=4096, value=128, step=16,
                                       key="train_max_length")
-    max_steps = cols[4].number_input("Max steps (0 = full epochs)", min_value=0, value=0, key="train_max_steps")
+    max_steps = cols[4].number_input("Max steps (0 = full epochs)", min_value=0, max_value=MAX_STEPS, value=0,
+                                     key="train_max_steps", help=f"at most {MAX_STEPS:,}; the estimated duration "
+                                                                 "is shown below before you start")
     cols = st.columns(4)
     lr = cols[0].number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, format="%.1e",
                               key="train_lr", help="default: 1e-4 for tiny, 5e-6 otherwise")
@@ -80,7 +105,11 @@ with st.form("train_form"):
         report_to = cols[1].multiselect("Experiment tracking", list(REPORT_TO), default=[], key="train_report_to",
                                         help="off by default; each tracker needs its package installed. "
                                              "TensorBoard logs go to the run folder's tensorboard/.")
-    submitted = st.form_submit_button("Start training", type="primary")
+    if model == "tiny":
+        st.caption("**tiny checks the plumbing only**: a random-init 2M-parameter model; its scores say whether "
+                   "the pipeline runs, not whether a subset is good. Use smollm2-135m (or your model) for evidence.")
+    st.caption(_duration_estimate(model, int(batch_size), int(max_steps), float(epochs)))
+    submitted = st.button("Start training", type="primary", key="train_start")
 
 if selection:
     st.caption(f"Active selection: '{selection['name']}' ({selection['n_selected']:,} points).")
@@ -115,7 +144,8 @@ if submitted:
         config_from_dict({k: v for k, v in config.items() if k not in ("data", "selection")}).validate()
         job_id = store.submit("train", config)
         st.session_state["train_job"] = job_id
-        st.toast(f"Started {job_id}")
+        st.session_state["train_pick"] = job_id  # the run picker below switches to the new run
+        st.success(f"Started {job_id}: {method} on {model}. Its curves appear below as it trains.")
     except (JobError, ValueError) as err:
         st.error(str(err))
 
