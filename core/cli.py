@@ -262,7 +262,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _train_fields(args: argparse.Namespace) -> dict[str, object]:
     names = ("model", "epochs", "batch_size", "grad_accum", "lr", "beta", "max_length", "test_fraction", "seed",
              "max_steps", "save_model", "eval_max_pairs", "label_noise", "label_noise_seed", "sams_ratio",
-             "sams_exploration", "sams_gamma", "sams_selection", "sams_warmup_steps", "sams_width", "sams_depth")
+             "sams_exploration", "sams_gamma", "sams_selection", "sams_warmup_steps", "sams_width", "sams_depth",
+             "sams_context", "sams_reward")
     if args.method != "dpo-sams":
         used = [f"--{n.replace('_', '-')}" for n in names if n.startswith("sams_") and getattr(args, n) is not None]
         if used:
@@ -552,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     sams.add_argument("--sams-warmup-steps", type=int, help="first steps on full batches (default 0)")
     sams.add_argument("--sams-width", type=int, help="scheduler MLP width (default 128)")
     sams.add_argument("--sams-depth", type=int, help="scheduler MLP depth (default 2)")
+    sams.add_argument("--sams-context", choices=["mean", "pair", "diff"],
+                      help="what the scheduler sees of a pair: pair = chosen and rejected states side by side "
+                           "(default), diff = chosen - rejected, mean = their average (the reference code's; it "
+                           "cannot tell a pair from its flipped copy)")
+    sams.add_argument("--sams-reward", choices=["ranked", "published"],
+                      help="scheduler reward: ranked = sample reward z-scored within the batch plus the batch "
+                           "reward credited to selected pairs (default); published = the paper's formula")
     train_cmd.add_argument("--detach", action="store_true", help="submit the job and return")
     train_cmd.add_argument("--force", action="store_true", help="reuse a non-empty run directory")
     train_cmd.add_argument("--json", action="store_true")
