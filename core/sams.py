@@ -8,8 +8,8 @@ policy's own state (its hidden states in the forward pass DPO already makes), th
 get gradient, and the scheduler learns online from a reward that says how much the policy learned.
 
 This module is plain torch: the networks, the selection, the rewards and the replay pool. The TRL
-side (hooks on the policy's forward, detaching the unselected pairs, the per-step log) lives in
-:mod:`alignscope.train` (``SamsDPOTrainer``), the only module that imports TRL.
+side (hooks on the policy's forward, masking the unselected pairs' gradient, the per-step log)
+lives in :mod:`alignscope.sams_trainer` (``SamsDPOTrainer``).
 
 Shapes: ``n`` pairs per batch, ``L`` transformer blocks, ``D`` hidden size.
 
@@ -33,7 +33,7 @@ Shapes: ``n`` pairs per batch, ``L`` transformer blocks, ``D`` hidden size.
   during step t+1's forward, before it scores step t+1's pairs (the reference code's order).
 * ``reward="published"``: ``r_i = γ·σ(r_B) + (1 − γ)·σ(r_S,i)`` as written in the paper. σ(r_B)
   is ≈ 0.5 ± 0.01 and the same for every pair of the batch (selected or not), and σ(r_S) lies in
-  [0.62, 0.73]: the target hardly varies.
+  [0.62, 0.68]: the target hardly varies.
   ``reward="ranked"``: ``r_i = γ·b·u_i + (1 − γ)·z_i`` with ``z`` the z-scored ``r_S`` within the
   batch (it ranks the pairs of a batch), ``b`` the batch reward standardised by its running mean and
   variance (clipped to ±3: was this step better than usual?) and ``u_i = (sel_i − q)/√(q(1−q))``, q = ⌈ρ·n⌉/n

@@ -1,9 +1,10 @@
 """Alignment training with TRL (DPO and KTO) on a selection or on the whole data set.
 
-This is the ONLY module of alignscope that imports ``trl`` (and the only one that builds a
-``transformers.Trainer``): TRL and transformers change their APIs often, so the whole integration
-lives here, and ``trl`` is imported inside the functions that need it, so importing this module is
-cheap (the app and the CLI can read the config dataclasses without paying for torch).
+With :mod:`alignscope.sams_trainer` (the SamS subclass of TRL's DPOTrainer), this is the only
+module of alignscope that imports ``trl``: TRL and transformers change their APIs often, so the
+integration lives here, and ``trl`` (and ``sams_trainer``) are imported inside the functions that
+need them, so importing this module is cheap (the app and the CLI read the config dataclasses
+without paying for torch).
 
 Entry points
 ------------
