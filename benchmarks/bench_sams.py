@@ -82,6 +82,13 @@ def _wilson(selected: int, seen: int, z: float = 1.96) -> dict[str, Any]:
             "ci95": [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]}
 
 
+def _sams_defaults() -> dict[str, Any]:
+    """The SamS options a method above leaves at the product's defaults."""
+    from alignscope.sams import SamsConfig
+
+    return {k: v for k, v in SamsConfig().to_dict().items() if k != "seed"}
+
+
 def _home() -> Path:
     from alignscope import settings
 
@@ -202,9 +209,10 @@ def run_noise(args) -> None:
             "max_length": args.max_length, "eval_max_pairs": args.eval_max_pairs, "seeds": seeds, "noise": noises,
             "warmup_steps": args.warmup_steps, "complete": final and not skipped, "not_run": skipped,
             "split": "one seeded 80/20 split of all pairs (split_seed 0); held-out labels never flipped",
-            "methods": {m: METHODS[m] for m in methods},
+            "methods": {m: METHODS[m] for m in methods}, "sams_defaults": _sams_defaults(),
             "summary": _summary(runs, noises, methods, seeds), "runs": runs,
             "wall_s_total": round(time.perf_counter() - started_all, 1),
+            "wall_s_of_runs": round(sum(r["wall_s"] for r in runs), 1),  # also when runs were reused
             "paper": "Pythia-2.8B on HH, 20 % flipped: DPO ~58 vs DPO+SamS ~64 (a 2.8B model trained to convergence; "
                      "these runs are small models for a few steps)",
         })

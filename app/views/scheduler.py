@@ -140,7 +140,7 @@ def schedule(job_id: str) -> None:
 def pair_words(fingerprint: str, _frame: pd.DataFrame) -> pd.Series:
     """Mean completion length in words of each pair (chosen and rejected), by data index (cached
     per data fingerprint)."""
-    frame = _frame
+    frame = _frame.reset_index(drop=True)  # the log's data indices are row positions
     return (frame["chosen"].astype(str).str.split().str.len() + frame["rejected"].astype(str).str.split().str.len()) / 2
 
 
