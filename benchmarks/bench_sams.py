@@ -1,30 +1,43 @@
-"""SamS experiments (issue 5): label noise, and the cost of scheduling.
+"""SamS experiments (issues 5 and 21): label noise, and the cost of scheduling.
 
-    python -m benchmarks.bench_sams noise    [--model tiny] [--seeds 0,1,2] [--noise 0,0.2] [--max-steps 16]
-                                             [--max-length 128] [--eval-max-pairs 200]
+    python -m benchmarks.bench_sams noise    [--model tiny] [--seeds 0,1,2] [--noise 0.2] [--max-steps 16]
+                                             [--max-length 64] [--batch-size 8] [--eval-max-pairs 100]
+                                             [--methods dpo,sams-mean,sams-pair,random50] [--warmup-steps 2]
+                                             [--budget-s 1500] [--fresh]
     python -m benchmarks.bench_sams overhead [--model smollm2-135m] [--max-steps 6] [--repeats 2]
 
 ``noise``: the HH harmless pairs of ../shared/data (skipped with a message when absent), one seeded
 80/20 split (the held-out labels are never flipped). For each noise level and seed, the same flipped
-training pairs (``label_noise_seed`` = seed) and the same training seed for three methods: plain DPO,
-DPO + SamS (top-k, ρ = 0.5) and DPO on a random 50 % of each batch (SamS with ``selection=random``:
-same ρ, same code path, no learned choice). Same steps, batch 8, the product's default learning
-rate. Held-out implicit-reward preference accuracy (bootstrap 95 % interval per run; mean ± 95 %
-t-interval over seeds per method; SamS − DPO paired by seed). For SamS runs, how often flipped vs
-clean pairs were selected. Finished runs are reused (``--fresh`` to redo).
-Writes ``results/sams_label_noise.json``.
+training pairs (``label_noise_seed`` = seed) and the same training seed for every method: plain DPO,
+DPO + SamS with the flip-invariant ``mean`` context (the reference code's), DPO + SamS with the
+``pair`` context (and ``diff`` when asked), and DPO on a random 50 % of each batch (SamS with
+``selection=random``: same ρ, same code path, no learned choice). Same steps and batch, the
+product's default learning rate and SamS defaults otherwise (reward ``ranked``, standardised
+contexts), ``--warmup-steps`` full-batch steps first. Reported:
+
+* held-out implicit-reward preference accuracy (bootstrap 95 % interval per run; mean ± 95 %
+  t-interval over seeds per method; each SamS variant − DPO and − random-50 %, paired by seed);
+  when DPO's mean accuracy is ≤ 0.55 the summary says the run cannot answer whether SamS helps;
+* for every SamS run, AFTER warm-up, the selection rate of flipped vs clean pairs (pooled over
+  seeds: Wilson 95 % intervals, and flipped − clean with a bootstrap interval over steps);
+* the ORACLE: in every rewarded step, the top ⌈ρ·n⌉ pairs by the logged sample reward r_S (and by
+  the full reward r): if even the oracle picks flipped pairs as often as clean ones, the reward
+  itself does not separate them and no scheduler trained on it can.
+
+Results are written after every run (``results/sams_label_noise.json``), so a run cut short still
+reports what it finished; ``--budget-s`` stops starting new runs after that many seconds. Finished
+runs are reused (``--fresh`` to redo). Runs live under ``$ALIGNSCOPE_HOME/bench_sams``.
 
 ``overhead``: identical DPO and DPO + SamS runs (same data, seed, steps; no evaluation), each in its
 own process, alternated ``--repeats`` times: training wall time and peak resident memory (VmHWM),
 and their ratios. Writes ``results/sams_overhead.json``.
-
-Runs live under ``$ALIGNSCOPE_HOME/bench_sams`` (set ALIGNSCOPE_HOME to a scratch folder).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import random
 import statistics
 import subprocess
 import sys
@@ -36,8 +49,10 @@ from benchmarks.common import SHARED_DATA, write_result
 
 DATA_FILE = SHARED_DATA / "hh_harmless_test.jsonl.gz"
 METHODS = {"dpo": {"method": "dpo"},
-           "dpo-sams": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "topk"},
-           "dpo-random50": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "random"}}
+           "sams-mean": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "topk", "sams_context": "mean"},
+           "sams-pair": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "topk", "sams_context": "pair"},
+           "sams-diff": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "topk", "sams_context": "diff"},
+           "random50": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "random"}}
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -47,11 +62,31 @@ def _floats(text: str) -> list[float]:
 
 def _mean_ci(values: list[float]) -> dict[str, Any]:
     n = len(values)
+    if n == 0:
+        return {"mean": None, "ci95": None, "n": 0}
     mean = statistics.fmean(values)
     if n < 2:
         return {"mean": round(mean, 4), "ci95": None, "n": n}
     half = T95.get(n - 1, 1.96) * statistics.stdev(values) / math.sqrt(n)
     return {"mean": round(mean, 4), "ci95": [round(mean - half, 4), round(mean + half, 4)], "n": n}
+
+
+def _wilson(selected: int, seen: int, z: float = 1.96) -> dict[str, Any]:
+    """Selection rate with its Wilson 95 % interval (binomial, one draw per pair and step)."""
+    if seen == 0:
+        return {"seen": 0, "selected": 0, "rate": None, "ci95": None}
+    p = selected / seen
+    centre = (p + z * z / (2 * seen)) / (1 + z * z / seen)
+    half = z * math.sqrt(p * (1 - p) / seen + z * z / (4 * seen * seen)) / (1 + z * z / seen)
+    return {"seen": seen, "selected": selected, "rate": round(p, 4),
+            "ci95": [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]}
+
+
+def _sams_defaults() -> dict[str, Any]:
+    """The SamS options a method above leaves at the product's defaults."""
+    from alignscope.sams import SamsConfig
+
+    return {k: v for k, v in SamsConfig().to_dict().items() if k != "seed"}
 
 
 def _home() -> Path:
@@ -61,88 +96,165 @@ def _home() -> Path:
 
 
 # ------------------------------------------------------------------------------------ noise
-def _flip_rates(run_dir: Path) -> dict[str, Any] | None:
+def _step_counts(run_dir: Path) -> list[dict[str, int]] | None:
+    """Per rewarded step after warm-up, counts of flipped/clean pairs in the batch, selected by
+    SamS, and selected by the oracles (top-k by logged sample reward, top-k by full reward)."""
     import pandas as pd
 
-    from alignscope.sams import read_sams_log, selection_rates
+    from alignscope.jobs import read_jsonl
 
-    log = read_sams_log(run_dir)
     table = pd.read_parquet(run_dir / "selection.parquet")
-    if log.empty or "flipped" not in table.columns:
+    if "flipped" not in table.columns:
         return None
-    flags = table.set_index("index")["flipped"].map({True: "flipped", False: "clean"})
-    rates = selection_rates(log, flags).set_index("group")
-    return {group: {"seen": int(row["seen"]), "selected": int(row["selected"]), "rate": round(float(row["rate"]), 4)}
-            for group, row in rates.iterrows()}
+    flipped = set(table.loc[table["flipped"].astype(bool), "index"].tolist())
+    out = []
+    for record in read_jsonl(run_dir / "sams.jsonl"):
+        if record.get("warmup"):
+            continue
+        batch = record["batch"]
+        chosen = set(record["selected"])
+        k = len(record["selected"])
+        row = {"step": record["step"], "n_flipped": 0, "n_clean": 0, "sel_flipped": 0, "sel_clean": 0}
+        for i in batch:
+            group = "flipped" if i in flipped else "clean"
+            row[f"n_{group}"] += 1
+            row[f"sel_{group}"] += i in chosen
+        for name, key in (("oracle_rs", "sample_rewards"), ("oracle_r", "rewards")):
+            values = record.get(key)
+            row[f"{name}_flipped"] = row[f"{name}_clean"] = None
+            if values:
+                top = sorted(range(len(batch)), key=lambda j: -values[j])[:k]
+                row[f"{name}_flipped"] = sum(batch[j] in flipped for j in top)
+                row[f"{name}_clean"] = k - row[f"{name}_flipped"]
+        out.append(row)
+    return out
+
+
+def _rates(steps: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    rows = [s for s in steps if s.get(f"{prefix}_flipped") is not None]
+    flipped = _wilson(sum(s[f"{prefix}_flipped"] for s in rows), sum(s["n_flipped"] for s in rows))
+    clean = _wilson(sum(s[f"{prefix}_clean"] for s in rows), sum(s["n_clean"] for s in rows))
+    result = {"flipped": flipped, "clean": clean, "steps": len(rows)}
+    if flipped["seen"] and clean["seen"]:
+        result["flipped_minus_clean"] = round(flipped["rate"] - clean["rate"], 4)
+        rng = random.Random(0)
+        diffs = []
+        for _ in range(2000):  # bootstrap over steps (the pairs of one batch share a decision)
+            sample = [rows[rng.randrange(len(rows))] for _ in rows]
+            nf, nc = sum(s["n_flipped"] for s in sample), sum(s["n_clean"] for s in sample)
+            if nf and nc:
+                diffs.append(sum(s[f"{prefix}_flipped"] for s in sample) / nf - sum(s[f"{prefix}_clean"] for s in sample) / nc)
+        diffs.sort()
+        if diffs:
+            result["flipped_minus_clean_ci95"] = [round(diffs[int(0.025 * len(diffs))], 4),
+                                                  round(diffs[int(0.975 * len(diffs)) - 1], 4)]
+    return result
+
+
+def _summary(runs: list[dict[str, Any]], noises: list[float], methods: list[str], seeds: list[int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for noise in noises:
+        block: dict[str, Any] = {"accuracy": {}, "paired_differences": {}, "selection_after_warmup": {}}
+        here = [r for r in runs if r["noise"] == noise]
+        for name in methods:
+            block["accuracy"][name] = _mean_ci([r["accuracy"] for r in here if r["method"] == name])
+        by_seed = {(r["method"], r["seed"]): r["accuracy"] for r in here}
+        for name in methods:
+            if not name.startswith("sams"):
+                continue
+            for other in ("dpo", "random50"):
+                diffs = [by_seed[(name, s)] - by_seed[(other, s)] for s in seeds
+                         if (name, s) in by_seed and (other, s) in by_seed]
+                if diffs:
+                    block["paired_differences"][f"{name}_minus_{other}"] = _mean_ci(diffs)
+        for name in methods:
+            steps = [s for r in here if r["method"] == name for s in (r.get("steps_after_warmup") or [])]
+            if steps and noise > 0:
+                block["selection_after_warmup"][name] = {"scheduler": _rates(steps, "sel"),
+                                                         "oracle_top_k_by_sample_reward": _rates(steps, "oracle_rs"),
+                                                         "oracle_top_k_by_reward": _rates(steps, "oracle_r")}
+        dpo = block["accuracy"].get("dpo", {}).get("mean")
+        block["can_answer"] = bool(dpo is not None and dpo > 0.55)
+        if not block["can_answer"]:
+            block["verdict"] = (f"DPO's held-out accuracy is {dpo} (≤ 0.55): the policy barely learned, so this run "
+                                "cannot answer whether SamS helps under label noise; only the selection rates "
+                                "and the oracle say something (whether the reward separates flipped pairs).")
+        summary[f"noise_{noise:g}"] = block
+    return summary
 
 
 def run_noise(args) -> None:
-    if not DATA_FILE.exists():
-        print(f"skipped: {DATA_FILE} is absent (../shared/data is not part of a user's checkout)")
+    data_file = Path(args.data) if args.data else DATA_FILE
+    if not data_file.exists():
+        print(f"skipped: {data_file} is absent (../shared/data is not part of a user's checkout; --data PATH)")
         return
     from alignscope.data import load_preferences
+    from alignscope.files import write_json
     from alignscope.train import train, train_config
 
-    data = load_preferences(str(DATA_FILE))
+    data = load_preferences(str(data_file))
     seeds = [int(s) for s in _floats(args.seeds)]
+    noises = _floats(args.noise)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"bench_sams: error: unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     runs: list[dict[str, Any]] = []
     started_all = time.perf_counter()
-    for noise in _floats(args.noise):
+    skipped: list[str] = []
+
+    def write(final: bool) -> None:
+        write_result("sams_label_noise", {
+            "data": str(data_file.name), "model": args.model, "steps": args.max_steps, "batch_size": args.batch_size,
+            "max_length": args.max_length, "eval_max_pairs": args.eval_max_pairs, "seeds": seeds, "noise": noises,
+            "warmup_steps": args.warmup_steps, "complete": final and not skipped, "not_run": skipped,
+            "split": "one seeded 80/20 split of all pairs (split_seed 0); held-out labels never flipped",
+            "methods": {m: METHODS[m] for m in methods}, "sams_defaults": _sams_defaults(),
+            "summary": _summary(runs, noises, methods, seeds), "runs": runs,
+            "wall_s_total": round(time.perf_counter() - started_all, 1),
+            "wall_s_of_runs": round(sum(r["wall_s"] for r in runs), 1),  # also when runs were reused
+            "paper": "Pythia-2.8B on HH, 20 % flipped: DPO ~58 vs DPO+SamS ~64 (a 2.8B model trained to convergence; "
+                     "these runs are small models for a few steps)",
+        })
+
+    for noise in noises:
         for seed in seeds:
-            for name, fields in METHODS.items():
-                key = f"{args.model}_n{noise:g}_{name}_s{seed}_steps{args.max_steps}_len{args.max_length}"
+            for name in methods:
+                fields = METHODS[name]
+                key = (f"{args.model}_n{noise:g}_{name}_s{seed}_steps{args.max_steps}_len{args.max_length}"
+                       f"_b{args.batch_size}_w{args.warmup_steps}")
+                if args.budget_s and time.perf_counter() - started_all > args.budget_s:
+                    skipped.append(key)
+                    continue
                 run_dir = _home() / key
                 record = run_dir / "bench_record.json"
                 if record.exists() and not args.fresh:
                     runs.append(json.loads(record.read_text()))
-                    print(f"reused {key}: accuracy {runs[-1]['accuracy']:.3f}")
+                    print(f"reused {key}: accuracy {runs[-1]['accuracy']:.3f}", flush=True)
                     continue
+                sams = {k: v for k, v in fields.items() if k != "method"}
+                if fields["method"] == "dpo-sams":
+                    sams["sams_warmup_steps"] = args.warmup_steps
                 config = train_config(fields["method"], model=args.model, max_steps=args.max_steps,
-                                      max_length=args.max_length, batch_size=8, seed=seed, split_seed=0,
+                                      max_length=args.max_length, batch_size=args.batch_size, seed=seed, split_seed=0,
                                       test_fraction=0.2, label_noise=noise, label_noise_seed=seed,
-                                      eval_max_pairs=args.eval_max_pairs,
-                                      **{k: v for k, v in fields.items() if k != "method"})
+                                      eval_max_pairs=args.eval_max_pairs, **sams)
                 started = time.perf_counter()
-                summary = train(data, config=config, run_dir=run_dir, data_source=str(DATA_FILE), progress_bar=False)
+                summary = train(data, config=config, run_dir=run_dir, data_source=str(data_file), progress_bar=False)
                 ev = summary["eval"]
                 result = {"method": name, "noise": noise, "seed": seed, "accuracy": round(ev["accuracy"], 4),
                           "accuracy_ci95": [round(x, 4) for x in ev["accuracy_ci95"]],
                           "margin_mean": round(ev["margin_mean"], 6), "n_eval_pairs": ev["n_pairs"],
-                          "steps": summary["training"]["steps"], "train_runtime_s": summary["training"]["train_runtime_s"],
+                          "steps": summary["training"]["steps"], "s_per_step": summary["training"]["s_per_step"],
+                          "train_runtime_s": summary["training"]["train_runtime_s"],
                           "wall_s": round(time.perf_counter() - started, 1),
-                          "selection_of_flipped_vs_clean": _flip_rates(run_dir) if name != "dpo" else None}
-                from alignscope.files import write_json
-
+                          "steps_after_warmup": _step_counts(run_dir) if fields["method"] == "dpo-sams" else None}
                 write_json(record, result)
                 runs.append(result)
-                print(f"{key}: accuracy {result['accuracy']:.3f} {result['accuracy_ci95']} ({result['wall_s']} s)", flush=True)
-
-    summary: dict[str, Any] = {}
-    for noise in _floats(args.noise):
-        block: dict[str, Any] = {}
-        for name in METHODS:
-            block[name] = _mean_ci([r["accuracy"] for r in runs if r["noise"] == noise and r["method"] == name])
-        by_seed = {(r["method"], r["seed"]): r["accuracy"] for r in runs if r["noise"] == noise}
-        for other in ("dpo", "dpo-random50"):
-            diffs = [by_seed[("dpo-sams", s)] - by_seed[(other, s)] for s in seeds
-                     if ("dpo-sams", s) in by_seed and (other, s) in by_seed]
-            if diffs:
-                block[f"dpo-sams_minus_{other}"] = _mean_ci(diffs)
-        flips = [r["selection_of_flipped_vs_clean"] for r in runs
-                 if r["noise"] == noise and r["method"] == "dpo-sams" and r["selection_of_flipped_vs_clean"]]
-        if flips and all("flipped" in f for f in flips):
-            block["sams_selection_rate_flipped"] = _mean_ci([f["flipped"]["rate"] for f in flips])
-            block["sams_selection_rate_clean"] = _mean_ci([f["clean"]["rate"] for f in flips])
-        summary[f"noise_{noise:g}"] = block
-    write_result("sams_label_noise", {
-        "data": str(DATA_FILE.name), "model": args.model, "steps": args.max_steps, "batch_size": 8,
-        "max_length": args.max_length, "eval_max_pairs": args.eval_max_pairs, "seeds": seeds,
-        "split": "one seeded 80/20 split of all pairs (split_seed 0); held-out labels never flipped",
-        "methods": METHODS, "summary": summary, "runs": runs,
-        "wall_s_total": round(time.perf_counter() - started_all, 1),
-        "paper": "Pythia-2.8B on HH, 20 % flipped: DPO ~58 vs DPO+SamS ~64 (a 2.8B model trained to convergence; "
-                 "these runs are a tiny random-init model for a few steps on CPU)",
-    })
+                print(f"{key}: accuracy {result['accuracy']:.3f} {result['accuracy_ci95']} "
+                      f"({result['wall_s']} s, {result['s_per_step']} s/step)", flush=True)
+                write(final=False)
+    write(final=True)
 
 
 # --------------------------------------------------------------------------------- overhead
@@ -195,11 +307,16 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     noise = sub.add_parser("noise")
     noise.add_argument("--model", default="tiny")
+    noise.add_argument("--data", default=None, help=f"the HH pairs (default {DATA_FILE})")
     noise.add_argument("--seeds", default="0,1,2")
-    noise.add_argument("--noise", default="0,0.2")
+    noise.add_argument("--noise", default="0.2")
     noise.add_argument("--max-steps", type=int, default=16)
-    noise.add_argument("--max-length", type=int, default=128)
-    noise.add_argument("--eval-max-pairs", type=int, default=200)
+    noise.add_argument("--max-length", type=int, default=64)
+    noise.add_argument("--batch-size", type=int, default=8)
+    noise.add_argument("--eval-max-pairs", type=int, default=100)
+    noise.add_argument("--methods", default="dpo,sams-mean,sams-pair,random50")
+    noise.add_argument("--warmup-steps", type=int, default=2)
+    noise.add_argument("--budget-s", type=float, default=0.0, help="start no new run after this many seconds")
     noise.add_argument("--fresh", action="store_true")
     overhead = sub.add_parser("overhead")
     overhead.add_argument("--model", default="smollm2-135m")

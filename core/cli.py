@@ -275,7 +275,8 @@ def _train_fields(args: argparse.Namespace) -> dict[str, object]:
     names = ("model", "epochs", "batch_size", "grad_accum", "lr", "beta", "max_length", "test_fraction", "seed",
              "max_steps", "save_model", "eval_max_pairs", "label_noise", "label_noise_seed", "sams_ratio",
              "sams_exploration", "sams_gamma", "sams_selection", "sams_warmup_steps", "sams_width", "sams_depth",
-             "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "report_to")
+             "sams_context", "sams_reward", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+             "report_to")
     lora_options = [f"--{n.replace('_', '-')}" for n in names
                     if n.startswith("lora_") and getattr(args, n, None) is not None]
     if lora_options and not args.lora:
@@ -587,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
     sams.add_argument("--sams-warmup-steps", type=int, help="first steps on full batches (default 0)")
     sams.add_argument("--sams-width", type=int, help="scheduler MLP width (default 128)")
     sams.add_argument("--sams-depth", type=int, help="scheduler MLP depth (default 2)")
+    sams.add_argument("--sams-context", choices=["mean", "pair", "diff"],
+                      help="what the scheduler sees of a pair: pair = chosen and rejected states side by side "
+                           "(default), diff = chosen - rejected, mean = their average (the reference code's; it "
+                           "cannot tell a pair from its flipped copy)")
+    sams.add_argument("--sams-reward", choices=["ranked", "published"],
+                      help="scheduler reward: ranked = sample reward z-scored within the batch plus the batch "
+                           "reward credited to selected pairs (default); published = the paper's formula")
     real = train_cmd.add_argument_group("real models (LoRA, experiment tracking)")
     real.add_argument("--lora", action="store_true", default=None,
                       help="train a LoRA adapter (needs peft: pip install 'alignscope[gpu]'); merged into model/")

@@ -8,21 +8,37 @@ policy's own state (its hidden states in the forward pass DPO already makes), th
 get gradient, and the scheduler learns online from a reward that says how much the policy learned.
 
 This module is plain torch: the networks, the selection, the rewards and the replay pool. The TRL
-side (hooks on the policy's forward, detaching the unselected pairs, the per-step log) lives in
-:mod:`alignscope.train` (``SamsDPOTrainer``), the only module that imports TRL.
+side (hooks on the policy's forward, masking the unselected pairs' gradient, the per-step log)
+lives in :mod:`alignscope.sams_trainer` (``SamsDPOTrainer``).
 
 Shapes: ``n`` pairs per batch, ``L`` transformer blocks, ``D`` hidden size.
 
-* context ``c_i``: per block, the mean hidden state over the completion tokens (padding and prompt
-  masked out), averaged over the chosen and rejected sequences → ``(L, D)``; flattened to ``L·D``
-  (``context="flatten"``, the paper) or averaged over blocks to ``D`` (``context="mean"``).
+* per block and sequence, the mean hidden state over the completion tokens (padding and prompt
+  masked out); ``pooling`` turns the ``(L, D)`` blocks of one sequence into ``L·D`` (``flatten``,
+  the paper) or ``D`` (``mean`` over blocks) features ``e``.
+* context ``c_i`` of a pair from its chosen and rejected features (``context``): ``mean`` =
+  ``(e_w + e_l)/2`` (the paper's code; the same for a pair and its flipped copy, so it cannot see
+  which answer is labelled the better one), ``pair`` = ``[e_w, e_l]`` (twice the size), ``diff`` =
+  ``e_w − e_l`` (changes sign when the labels are flipped).
+* per-feature running standardisation (``standardize``): a Welford running mean and variance of
+  every context feature, applied before the networks, so a few massive-activation dimensions do not
+  drown the rest (a per-row layer norm over the flattened vector did not prevent that).
 * score ``s_i = f_S(c_i) + λ·f_S′(h_S(c_i))``: ``f_S`` (exploitation) regresses the reward,
   ``f_S′`` (exploration) regresses the residual ``r − f_S`` from ``f_S``'s hidden activations.
-* reward of a pair trained at step t, known after step t+1 (the lagged update: no extra forward):
-  ``r_i = γ·σ(r_B) + (1 − γ)·σ(r_S,i)`` with the batch reward
-  ``r_B = exp(L_t − L_{t+1}) − 1`` (the relative change of the exponentiated loss e^{−L}: positive
-  when the step lowered the loss; the reference code's normalisation flipped this sign) and the
-  sample reward ``r_S,i = σ(½·g(m_i) + ½·(1 − g(log πθ(y_w|x)_i)))``, ``g`` = min-max over the batch.
+* the sample reward ``r_S,i = σ(½·g(m_i) + ½·(1 − g(log πθ(y_w|x)_i)))`` (``g`` = min-max over the
+  batch; ``m`` the DPO margin) and the batch reward ``r_B = exp(L_t − L_{t+1}) − 1`` (the relative
+  change of e^{−L}: positive when the loss of the NEXT batch, after the step, is lower than this
+  batch's loss before it; two different batches, so mostly noise at small batch sizes; the
+  reference code's normalisation flipped its sign). The scheduler is trained on step t's reward
+  during step t+1's forward, before it scores step t+1's pairs (the reference code's order).
+* ``reward="published"``: ``r_i = γ·σ(r_B) + (1 − γ)·σ(r_S,i)`` as written in the paper. σ(r_B)
+  is ≈ 0.5 ± 0.01 and the same for every pair of the batch (selected or not), and σ(r_S) lies in
+  [0.62, 0.68]: the target hardly varies.
+  ``reward="ranked"``: ``r_i = γ·b·u_i + (1 − γ)·z_i`` with ``z`` the z-scored ``r_S`` within the
+  batch (it ranks the pairs of a batch), ``b`` the batch reward standardised by its running mean and
+  variance (clipped to ±3: was this step better than usual?) and ``u_i = (sel_i − q)/√(q(1−q))``, q = ⌈ρ·n⌉/n
+  (+1 for a selected pair, −1 for a skipped one at ρ = ½): a better-than-usual step credits the
+  pairs that got gradient and debits the skipped ones, a worse one the opposite; 0 in warm-up.
 """
 from __future__ import annotations
 
@@ -36,12 +52,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SELECTION_MODES", "CONTEXT_MODES", "SamsConfig", "SamsError", "SchedulerNetworks", "ReplayPool",
-           "SamsScheduler", "n_selected", "layer_mean", "pair_contexts", "batch_reward", "sample_rewards",
-           "pair_rewards", "read_sams_log", "selection_rates"]
+__all__ = ["SELECTION_MODES", "CONTEXT_MODES", "POOLING_MODES", "REWARD_MODES", "SamsConfig", "SamsError",
+           "SchedulerNetworks", "RunningMoments", "ReplayPool", "SamsScheduler", "n_selected", "ratio_warning",
+           "layer_mean", "pair_contexts", "batch_reward", "sample_rewards", "pair_rewards", "ranked_rewards",
+           "read_sams_log", "selection_rates"]
 
 SELECTION_MODES = ("topk", "softmax", "random")
-CONTEXT_MODES = ("flatten", "mean")
+CONTEXT_MODES = ("mean", "pair", "diff")   # how a pair's chosen and rejected features combine
+POOLING_MODES = ("flatten", "mean")        # how the per-block features of one sequence combine
+REWARD_MODES = ("published", "ranked")
 
 
 class SamsError(ValueError):
@@ -60,7 +79,9 @@ class SamsConfig:
     on the newest batch plus ``replay_sample − 1`` earlier ones. ``selection``: ``topk`` (paper),
     ``softmax`` (sampling without replacement, as the reference code; ``temperature``) or ``random``
     (the "random ⌈ρ·n⌉ of each batch" baseline: the scheduler still learns and logs, but does not
-    choose). ``warmup_steps``: first optimizer steps train on full batches. ``context``: see the
+    choose). ``warmup_steps``: first optimizer steps train on full batches. ``context``
+    (``mean``/``pair``/``diff``), ``pooling`` (``flatten``/``mean``), ``standardize`` (running
+    per-feature standardisation of the contexts) and ``reward`` (``published``/``ranked``): see the
     module docstring. ``seed``: scheduler init and sampling.
     """
 
@@ -77,8 +98,15 @@ class SamsConfig:
     selection: str = "topk"
     temperature: float = 1.0
     warmup_steps: int = 0
-    context: str = "flatten"
+    context: str = "pair"
+    pooling: str = "flatten"
+    standardize: bool = True
+    reward: str = "ranked"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.context == "flatten":  # before the pair contexts, ``context`` named the block pooling
+            self.context, self.pooling = "mean", "flatten"
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -98,6 +126,9 @@ class SamsConfig:
         need(_number(self.replay_max_mb) and self.replay_max_mb > 0, f"replay_max_mb must be > 0, got {self.replay_max_mb!r}")
         need(self.selection in SELECTION_MODES, f"selection must be one of {', '.join(SELECTION_MODES)}, got {self.selection!r}")
         need(self.context in CONTEXT_MODES, f"context must be one of {', '.join(CONTEXT_MODES)}, got {self.context!r}")
+        need(self.pooling in POOLING_MODES, f"pooling must be one of {', '.join(POOLING_MODES)}, got {self.pooling!r}")
+        need(self.reward in REWARD_MODES, f"reward must be one of {', '.join(REWARD_MODES)}, got {self.reward!r}")
+        need(isinstance(self.standardize, bool), f"standardize must be true or false, got {self.standardize!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +147,17 @@ def n_selected(ratio: float, n: int) -> int:
     return max(1, min(n, math.ceil(ratio * n - 1e-9)))
 
 
+def ratio_warning(ratio: float, n: int) -> str | None:
+    """A one-line warning when ⌈ρ·n⌉ of a micro-batch of ``n`` pairs is not the share ρ asked for
+    (each micro-batch selects its own pairs: with n = 1, every pair is selected), else None."""
+    k = n_selected(ratio, n)
+    if abs(k / n - ratio) < 1e-9:
+        return None
+    return (f"SamS selects ⌈ρ·n⌉ = {k} of every {n} pairs per micro-batch (per-device batch size {n}): an "
+            f"effective ratio of {k / n:.3g}, not ρ = {ratio:g}; raise the batch size (and lower gradient "
+            "accumulation) for a finer selection")
+
+
 # -------------------------------------------------------------------------------- contexts
 def layer_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``hidden`` ``(rows, T, D)`` over the positions where ``mask`` ``(rows, T)`` is 1 →
@@ -127,21 +169,81 @@ def layer_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / weights.sum(dim=1).clamp(min=1.0)
 
 
-def pair_contexts(layer_means: list[torch.Tensor], mode: str = "flatten") -> torch.Tensor:
+def pair_contexts(layer_means: list[torch.Tensor], context: str = "mean", pooling: str = "flatten") -> torch.Tensor:
     """Per-pair contexts from per-block means, each ``(2n, D)`` with the n chosen rows first (TRL's
-    batch layout) → ``(n, L·D)`` (``flatten``) or ``(n, D)`` (``mean``): chosen and rejected averaged."""
+    batch layout). ``pooling``: each sequence's blocks → ``(2n, L·D)`` (``flatten``) or ``(2n, D)``
+    (``mean``); ``context``: chosen and rejected → their mean ``(n, F)`` (``mean``), their
+    concatenation ``(n, 2F)`` (``pair``) or chosen − rejected ``(n, F)`` (``diff``)."""
     if not layer_means:
         raise SamsError("no hidden states were captured from the policy's forward pass")
     stacked = torch.stack(layer_means, dim=1)  # (2n, L, D)
     if stacked.shape[0] % 2:
         raise SamsError(f"expected chosen and rejected rows (an even count), got {stacked.shape[0]}")
-    chosen, rejected = stacked.chunk(2, dim=0)
-    per_pair = (chosen + rejected) / 2  # (n, L, D)
-    if mode == "flatten":
-        return per_pair.flatten(1)
-    if mode == "mean":
-        return per_pair.mean(dim=1)
-    raise SamsError(f"context must be one of {', '.join(CONTEXT_MODES)}, got {mode!r}")
+    if pooling == "flatten":
+        pooled = stacked.flatten(1)
+    elif pooling == "mean":
+        pooled = stacked.mean(dim=1)
+    else:
+        raise SamsError(f"pooling must be one of {', '.join(POOLING_MODES)}, got {pooling!r}")
+    chosen, rejected = pooled.chunk(2, dim=0)
+    if context == "mean":
+        return (chosen + rejected) / 2
+    if context == "pair":
+        return torch.cat([chosen, rejected], dim=1)
+    if context == "diff":
+        return chosen - rejected
+    raise SamsError(f"context must be one of {', '.join(CONTEXT_MODES)}, got {context!r}")
+
+
+class RunningMoments:
+    """Per-feature running mean and variance (Welford's algorithm, merged batch-wise with Chan et
+    al.'s parallel update) of vectors ``(n, d)``; :meth:`transform` standardises with them.
+
+    Hidden states of transformers carry a few "massive activations" (Sun et al., 2024) orders of
+    magnitude above the rest; standardising every feature by its own running scale keeps the other
+    features visible to the scheduler. Standardised values are clipped to ``±clip``.
+    """
+
+    def __init__(self, eps: float = 1e-8, clip: float = 5.0) -> None:
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+        self.eps = float(eps)
+        self.clip = float(clip)
+
+    def update(self, values: torch.Tensor) -> None:
+        x = values.detach().to(torch.float64).cpu()
+        if x.ndim == 1:
+            x = x.unsqueeze(1)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise SamsError(f"running moments need a non-empty (n, d) tensor, got {tuple(values.shape)}")
+        n = x.shape[0]
+        batch_mean = x.mean(dim=0)
+        batch_m2 = ((x - batch_mean) ** 2).sum(dim=0)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, batch_mean, batch_m2
+            return
+        if x.shape[1] != self.mean.shape[0]:
+            raise SamsError(f"running moments: feature count changed from {self.mean.shape[0]} to {x.shape[1]}")
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + batch_m2 + delta ** 2 * (self.count * n / total)
+        self.count = total
+
+    @property
+    def var(self) -> torch.Tensor:
+        if self.mean is None:
+            raise SamsError("running moments: no values seen yet")
+        return self.m2 / max(self.count - 1, 1)
+
+    def transform(self, values: torch.Tensor) -> torch.Tensor:
+        """``(values − mean) / √(var + eps)``, clipped, float32, on ``values``' device."""
+        if self.mean is None:
+            raise SamsError("running moments: no values seen yet")
+        mean = self.mean.to(values.device, torch.float32)
+        scale = (self.var + self.eps).sqrt().to(values.device, torch.float32)
+        return ((values.float() - mean) / scale).clamp(-self.clip, self.clip)
 
 
 # --------------------------------------------------------------------------------- rewards
@@ -166,8 +268,31 @@ def sample_rewards(margins: torch.Tensor, chosen_logps: torch.Tensor) -> torch.T
 
 
 def pair_rewards(r_batch: float, r_sample: torch.Tensor, gamma: float) -> torch.Tensor:
-    """r ``(n,)`` = γ·σ(r_B) + (1 − γ)·σ(r_S), as written in the paper (r_S is already a sigmoid)."""
+    """``reward="published"``: r ``(n,)`` = γ·σ(r_B) + (1 − γ)·σ(r_S), as written in the paper
+    (r_S is already a sigmoid)."""
     return gamma * torch.sigmoid(torch.tensor(float(r_batch))) + (1 - gamma) * torch.sigmoid(r_sample.float())
+
+
+def ranked_rewards(batch_score: float, r_sample: torch.Tensor, selected: torch.Tensor, ratio: float,
+                   gamma: float) -> torch.Tensor:
+    """``reward="ranked"``: r ``(n,)`` = γ·b·u + (1 − γ)·z(r_S).
+
+    ``z`` z-scores the sample rewards within the batch (0 when they are all equal); ``batch_score``
+    is ``b``, the batch reward already standardised against earlier steps; ``selected`` ``(n,)``
+    bool marks the pairs that got gradient, ``u = (sel − q)/√(q(1−q))`` with ``q`` the batch's selected share
+    (⌈ρ·n⌉/n; zero when every pair or no pair was selected: a warm-up step has nothing to credit)."""
+    r = r_sample.detach().float()
+    if r.ndim != 1 or selected.shape != r.shape:
+        raise SamsError(f"ranked rewards need r_sample (n,) and selected (n,), got {tuple(r.shape)} and "
+                        f"{tuple(selected.shape)}")
+    std = r.std(unbiased=False) if r.numel() > 1 else torch.tensor(0.0)
+    z = (r - r.mean()) / std if float(std) > 1e-12 else torch.zeros_like(r)
+    share = float(selected.float().mean())
+    if 0 < share < 1:
+        u = (selected.float() - share) / math.sqrt(share * (1 - share))
+    else:
+        u = torch.zeros_like(r)
+    return gamma * float(batch_score) * u + (1 - gamma) * z
 
 
 # -------------------------------------------------------------------------------- networks
@@ -185,13 +310,14 @@ class SchedulerNetworks(nn.Module):
 
     ``forward(contexts (n, d)) -> (exploit (n,), explore (n,), hidden (n, width))``; the
     exploration network reads f_S's hidden activations, detached (it must not train f_S).
-    Contexts are layer-normalised first: hidden-state scales differ by orders of magnitude across
-    models and blocks.
+    With ``layer_norm`` (when the scheduler does not standardise the contexts itself) each context
+    is layer-normalised first: hidden-state scales differ by orders of magnitude across models.
     """
 
-    def __init__(self, context_dim: int, width: int = 128, depth: int = 2) -> None:
+    def __init__(self, context_dim: int, width: int = 128, depth: int = 2, layer_norm: bool = True) -> None:
         super().__init__()
         self.context_dim = int(context_dim)
+        self.layer_norm = bool(layer_norm)
         self.exploit_body = nn.Sequential(nn.Linear(context_dim, width), nn.ReLU(),
                                           *[_Residual(width) for _ in range(depth - 1)])
         self.exploit_head = nn.Linear(width, 1)
@@ -199,7 +325,7 @@ class SchedulerNetworks(nn.Module):
                                      *[_Residual(width) for _ in range(depth - 1)], nn.Linear(width, 1))
 
     def forward(self, contexts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = F.layer_norm(contexts.float(), contexts.shape[-1:])
+        x = F.layer_norm(contexts.float(), contexts.shape[-1:]) if self.layer_norm else contexts.float()
         hidden = self.exploit_body(x)
         exploit = self.exploit_head(hidden).squeeze(-1)
         explore = self.explore(hidden.detach()).squeeze(-1)
@@ -257,24 +383,55 @@ class SamsScheduler:
         self.rng = random.Random(self.config.seed)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.updates = 0
+        self.moments = RunningMoments()          # per-feature context statistics (``standardize``)
+        self.batch_moments = RunningMoments()    # of the batch reward r_B (``reward="ranked"``)
 
     def _build(self, context_dim: int) -> None:
         with torch.random.fork_rng(devices=[]):  # seed the scheduler without moving the trainer's RNG
             torch.manual_seed(self.config.seed)
-            self.networks = SchedulerNetworks(context_dim, self.config.width, self.config.depth).to(self.device)
+            self.networks = SchedulerNetworks(context_dim, self.config.width, self.config.depth,
+                                              layer_norm=not self.config.standardize).to(self.device)
         self.optimizer = torch.optim.Adam(self.networks.parameters(), lr=self.config.lr)
+
+    def _inputs(self, contexts: torch.Tensor) -> torch.Tensor:
+        """The networks' input: contexts standardised by the running moments (when ``standardize``)."""
+        x = contexts.to(self.device)
+        return self.moments.transform(x) if self.config.standardize else x.float()
 
     @torch.no_grad()
     def score(self, contexts: torch.Tensor) -> torch.Tensor:
-        """s ``(n,)`` = f_S(c) + λ·f_S′(h_S(c)) for contexts ``(n, d)``."""
+        """s ``(n,)`` = f_S(c) + λ·f_S′(h_S(c)) for contexts ``(n, d)``. The contexts first update
+        the running moments (each batch is scored once, so each is counted once)."""
         if contexts.ndim != 2:
             raise SamsError(f"contexts must be (n, d), got shape {tuple(contexts.shape)}")
         if self.networks is None:
             self._build(contexts.shape[1])
         if contexts.shape[1] != self.networks.context_dim:
             raise SamsError(f"context size changed from {self.networks.context_dim} to {contexts.shape[1]}")
-        exploit, explore, _ = self.networks(contexts.to(self.device))
+        if self.config.standardize:
+            self.moments.update(contexts)
+        exploit, explore, _ = self.networks(self._inputs(contexts))
         return (exploit + self.config.exploration * explore).float().cpu()
+
+    def batch_score(self, r_batch: float) -> float:
+        """The batch reward standardised by the running mean and variance of the EARLIER batch
+        rewards (then clipped to ±3), 0 until two have been seen; then it joins them."""
+        score = 0.0
+        if self.batch_moments.count >= 2:
+            mean = float(self.batch_moments.mean[0])
+            std = math.sqrt(float(self.batch_moments.var[0]))
+            if std > 1e-12:
+                score = max(-3.0, min(3.0, (float(r_batch) - mean) / std))
+        self.batch_moments.update(torch.tensor([[float(r_batch)]]))
+        return score
+
+    def rewards(self, *, r_batch: float | None, r_sample: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """The per-pair reward ``(n,)`` of :attr:`SamsConfig.reward` from the batch reward (None:
+        unknown, counts as 0), the sample rewards ``(n,)`` and the selected mask ``(n,)`` bool."""
+        if self.config.reward == "published":
+            return pair_rewards(0.0 if r_batch is None else r_batch, r_sample, self.config.gamma)
+        b = 0.0 if r_batch is None else self.batch_score(r_batch)
+        return ranked_rewards(b, r_sample, selected, self.config.ratio, self.config.gamma)
 
     def select(self, scores: torch.Tensor, *, full: bool = False) -> torch.Tensor:
         """Sorted positions ``(k,)`` of the pairs that get gradient, k = ⌈ρ·n⌉ (all when ``full``)."""
@@ -301,12 +458,14 @@ class SamsScheduler:
                             f"and {tuple(rewards.shape)}")
         if self.networks is None:
             self._build(contexts.shape[1])
+        if self.config.standardize and self.moments.count == 0:
+            self.moments.update(contexts)
         self.pool.add(contexts, rewards)
         losses = []
         self.networks.train()
         for _ in range(self.config.scheduler_steps):
             batches = self.pool.sample(self.config.replay_sample, self.rng)
-            x = torch.cat([b[0] for b in batches]).to(self.device)
+            x = self._inputs(torch.cat([b[0] for b in batches]))
             y = torch.cat([b[1] for b in batches]).to(self.device)
             exploit, explore, _ = self.networks(x)
             # Both predictions are (m,), exactly the targets' shape: no broadcasting to (m, m).
@@ -345,12 +504,15 @@ def read_sams_log(path) -> "pd.DataFrame":
     return table.astype({"reward": float, "batch_reward": float, "scheduler_loss": float})
 
 
-def selection_rates(log: "pd.DataFrame", groups=None) -> "pd.DataFrame":
+def selection_rates(log: "pd.DataFrame", groups=None, *, include_warmup: bool = False) -> "pd.DataFrame":
     """How often each pair (``groups=None``) or each group of pairs was selected when it was in a
     batch: ``group, seen, selected, rate``. ``groups`` maps a data index to its group (a Series
-    indexed by data index, e.g. a ``source`` column or a ``flipped`` flag)."""
+    indexed by data index, e.g. a ``source`` column or a ``flipped`` flag). Warm-up steps (every
+    pair selected, no choice made) are left out unless ``include_warmup``."""
     import pandas as pd
 
+    if not include_warmup and not log.empty and "warmup" in log.columns:
+        log = log[~log["warmup"].astype(bool)]
     if log.empty:
         return pd.DataFrame(columns=["group", "seen", "selected", "rate"])
     keys = log["index"] if groups is None else log["index"].map(groups)

@@ -1,9 +1,10 @@
 """Alignment training with TRL (DPO and KTO) on a selection or on the whole data set.
 
-This is the ONLY module of alignscope that imports ``trl`` (and the only one that builds a
-``transformers.Trainer``): TRL and transformers change their APIs often, so the whole integration
-lives here, and ``trl`` is imported inside the functions that need it, so importing this module is
-cheap (the app and the CLI can read the config dataclasses without paying for torch).
+With :mod:`alignscope.sams_trainer` (the SamS subclass of TRL's DPOTrainer), this is the only
+module of alignscope that imports ``trl``: TRL and transformers change their APIs often, so the
+integration lives here, and ``trl`` (and ``sams_trainer``) are imported inside the functions that
+need them, so importing this module is cheap (the app and the CLI read the config dataclasses
+without paying for torch).
 
 Entry points
 ------------
@@ -257,8 +258,9 @@ class KTOTrainConfig(TrainConfig):
 
 @dataclass
 class DPOSamsTrainConfig(DPOTrainConfig):
-    """DPO with SamS batch scheduling (:class:`SamsDPOTrainer`): the ``sams_*`` fields are those of
-    :class:`alignscope.sams.SamsConfig` (``sams_ratio`` = ρ, ``sams_exploration`` = λ, ...)."""
+    """DPO with SamS batch scheduling (:class:`alignscope.sams_trainer.SamsDPOTrainer`): the ``sams_*``
+    fields are those of :class:`alignscope.sams.SamsConfig` (``sams_ratio`` = ρ, ``sams_exploration``
+    = λ, ``sams_context`` = mean|pair|diff, ``sams_reward`` = published|ranked, ...)."""
 
     method: ClassVar[str] = "dpo-sams"
     sams_ratio: float = 0.5
@@ -274,7 +276,10 @@ class DPOSamsTrainConfig(DPOTrainConfig):
     sams_selection: str = "topk"
     sams_temperature: float = 1.0
     sams_warmup_steps: int = 0
-    sams_context: str = "flatten"
+    sams_context: str = "pair"
+    sams_pooling: str = "flatten"
+    sams_standardize: bool = True
+    sams_reward: str = "ranked"
 
     def sams_config(self):
         from alignscope.sams import SamsConfig
@@ -1163,7 +1168,10 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
                                  label_smoothing=config.label_smoothing)
                 trainer_cls = DPOTrainer
                 if config.method == "dpo-sams":
-                    trainer_cls = sams_trainer_class()
+                    from alignscope.sams_trainer import SamsDPOTrainer
+
+                    trainer_cls = SamsDPOTrainer
+                    warnings.filterwarnings("ignore", message=r"SamS selects")  # said by _say below instead
                     extra = {"sams_config": config.sams_config(), "sams_log_path": run_dir / SAMS_LOG}
             else:
                 from trl import KTOConfig, KTOTrainer
@@ -1178,6 +1186,10 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
                                   processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config, **extra)
             for noisy in (PrinterCallback, ProgressCallback):
                 trainer.remove_callback(noisy)
+            if getattr(trainer, "sams_warnings", None):  # dpo-sams: e.g. ⌈ρ·n⌉/n ≠ ρ, said once here
+                for note in trainer.sams_warnings:
+                    _say(f"warning: {note}")
+                _merge_config_json(run_dir, {"sams_warnings": list(trainer.sams_warnings)})
             if len(trainer.train_dataset) == 0:
                 raise TrainError(f"every training example's prompt fills max_length={config.max_length} tokens; "
                                  "raise max_length")
@@ -1217,252 +1229,19 @@ def _save_model(model, tokenizer, target: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ SamS trainer
-_SAMS_TRAINER_CLASS: type | None = None
-
-
 def __getattr__(name: str):
-    # ``from alignscope.train import SamsDPOTrainer`` builds the class on first use, so importing
-    # this module stays cheap (no TRL import) for the app and the CLI.
+    # ``from alignscope.train import SamsDPOTrainer`` imports alignscope.sams_trainer (and TRL) on
+    # first use, so importing this module stays cheap for the app and the CLI.
     if name == "SamsDPOTrainer":
         return sams_trainer_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sams_trainer_class() -> type:
-    """:class:`SamsDPOTrainer`, a ``trl.DPOTrainer`` subclass (built once, on first use)."""
-    global _SAMS_TRAINER_CLASS
-    if _SAMS_TRAINER_CLASS is None:
-        _SAMS_TRAINER_CLASS = _make_sams_trainer_class()
-    return _SAMS_TRAINER_CLASS
+    """:class:`alignscope.sams_trainer.SamsDPOTrainer`, a ``trl.DPOTrainer`` subclass (imported on
+    first use; kept for code written against the earlier class factory)."""
+    from alignscope.sams_trainer import SamsDPOTrainer
 
-
-def _transformer_blocks(model) -> list:
-    """The decoder blocks of a causal LM: the first ``nn.ModuleList`` as long as the config's
-    ``num_hidden_layers`` (``model.layers`` on Llama/SmolLM2, ``transformer.h`` on GPT-2, ...)."""
-    from torch import nn
-
-    config = getattr(model, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    n_layers = getattr(text_config, "num_hidden_layers", None)
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList) and len(module) and (n_layers is None or len(module) == n_layers):
-            return list(module)
-    raise TrainError(f"SamS cannot find the transformer blocks of {type(model).__name__} (a ModuleList of "
-                     f"{n_layers} layers)")
-
-
-class _IndexCollator:
-    """Wraps TRL's collator: takes :data:`SAMS_INDEX_COLUMN` out of each example (TRL's collator
-    ignores it) and puts it back into the batch as a tensor."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    def __call__(self, examples):
-        import torch
-
-        if not examples or SAMS_INDEX_COLUMN not in examples[0]:
-            return self.inner(examples)
-        index = [int(example[SAMS_INDEX_COLUMN]) for example in examples]
-        batch = self.inner([{k: v for k, v in example.items() if k != SAMS_INDEX_COLUMN} for example in examples])
-        batch[SAMS_INDEX_COLUMN] = torch.tensor(index, dtype=torch.long)
-        return batch
-
-
-@dataclass
-class _Capture:
-    """What the hooks collect during one training forward of the policy."""
-
-    mask: Any                       # completion mask (2n, T)
-    n_pairs: int
-    full: bool                      # warm-up: every pair gets gradient
-    layer_means: list = field(default_factory=list)
-    contexts: Any = None
-    scores: Any = None
-    selected: Any = None            # positions in the batch
-    policy_logps: Any = None        # (2n,) chosen rows then rejected rows
-    ref_logps: Any = None
-
-
-def _make_sams_trainer_class() -> type:
-    import torch
-    from transformers import TrainerCallback
-    from trl import DPOTrainer
-
-    from alignscope.files import append_jsonl
-    from alignscope.sams import (SamsConfig, SamsScheduler, batch_reward, pair_contexts, pair_rewards,
-                                 sample_rewards, layer_mean)
-
-    class SamsDPOTrainer(DPOTrainer):
-        """TRL's ``DPOTrainer`` with SamS batch scheduling (Huang et al., NeurIPS 2025; see
-        :mod:`alignscope.sams`). Use it like ``DPOTrainer``, plus ``sams_config`` (a
-        :class:`~alignscope.sams.SamsConfig`) and ``sams_log_path`` (default
-        ``<output_dir>/sams.jsonl``); pass ``train_dataset`` by keyword.
-
-        Per training batch of n pairs, without a second forward pass: forward hooks on the policy's
-        blocks average each block's hidden states over the completion tokens (chosen and rejected
-        averaged) into per-pair contexts; the scheduler scores them; the ⌈ρ·n⌉ selected pairs keep
-        their gradient, the others' log-probabilities are detached, so the DPO loss value is
-        unchanged but only selected pairs move the policy. After the next optimizer step, the lagged
-        reward trains the scheduler and one line per step is appended to ``sams.jsonl``: ``step``,
-        ``batch`` (data indices: the ``sams_index`` column when the data set has one, else the row
-        number), ``selected``, ``scores``, ``rewards``, ``scheduler_loss``, ``loss``,
-        ``batch_reward``. Gradient accumulation: each micro-batch selects its own ⌈ρ·n⌉; the
-        scheduler steps once per optimizer step. ``precompute_ref_log_probs`` works (the reference
-        log-probabilities then come from the batch). Single process only (each rank would keep its
-        own scheduler).
-        """
-
-        def __init__(self, *args, sams_config: SamsConfig | None = None, sams_log_path: str | os.PathLike | None = None,
-                     **kwargs):
-            self.sams_config = sams_config or SamsConfig()
-            self.sams_config.validate()
-            dataset = kwargs.get("train_dataset")
-            if dataset is not None and hasattr(dataset, "column_names") and SAMS_INDEX_COLUMN not in dataset.column_names:
-                kwargs["train_dataset"] = dataset.add_column(SAMS_INDEX_COLUMN, list(range(len(dataset))))
-            super().__init__(*args, **kwargs)
-            unsupported = {"aot", "aot_unpaired", "sft"} & set(self.loss_types)
-            if unsupported:  # these couple the pairs of a batch: detaching some pairs would change the loss
-                raise TrainError(f"SamS needs a per-pair DPO loss; {', '.join(sorted(unsupported))} couples the batch")
-            self.data_collator = _IndexCollator(self.data_collator)
-            self.sams_log_path = Path(sams_log_path) if sams_log_path else Path(self.args.output_dir) / SAMS_LOG
-            self.scheduler = SamsScheduler(self.sams_config, device=self.accelerator.device)
-            self._capture: _Capture | None = None
-            self._micro: list[dict[str, Any]] = []   # micro-batches of the running optimizer step
-            self._pending: dict[str, Any] | None = None  # last finished step, waiting for its reward
-            policy = self.accelerator.unwrap_model(self.model)
-            for block in _transformer_blocks(policy):
-                block.register_forward_hook(self._on_block)
-            policy.register_forward_hook(self._on_policy)
-            if self.ref_model is not None:
-                self.ref_model.register_forward_hook(self._on_reference)
-            self.add_callback(_SamsStepCallback(self))
-
-        def _set_signature_columns_if_needed(self):
-            super()._set_signature_columns_if_needed()
-            if self._signature_columns is not None and SAMS_INDEX_COLUMN not in self._signature_columns:
-                self._signature_columns = [*self._signature_columns, SAMS_INDEX_COLUMN]
-
-        # ---- hooks: only active inside a training forward (self._capture set by compute_loss)
-        def _on_block(self, module, args, output):
-            capture = self._capture
-            if capture is None or capture.contexts is not None or not torch.is_grad_enabled():
-                return None
-            hidden = output[0] if isinstance(output, (tuple, list)) else output
-            capture.layer_means.append(layer_mean(hidden, capture.mask.to(hidden.device)))
-            return None
-
-        def _on_policy(self, module, args, output):
-            capture = self._capture
-            if capture is None or getattr(output, "log_probs", None) is None:
-                return None
-            if not torch.is_grad_enabled():  # PEFT: the reference is the policy with its adapter off
-                if capture.contexts is not None:
-                    capture.ref_logps = output.log_probs.detach().sum(dim=1)
-                return None
-            if capture.contexts is not None:
-                return None
-            capture.contexts = pair_contexts(capture.layer_means, self.sams_config.context)
-            capture.layer_means = []
-            capture.scores = self.scheduler.score(capture.contexts)
-            capture.selected = self.scheduler.select(capture.scores, full=capture.full)
-            log_probs = output.log_probs
-            keep = torch.zeros(2 * capture.n_pairs, dtype=torch.bool, device=log_probs.device)
-            keep[capture.selected.to(log_probs.device)] = True
-            keep[capture.selected.to(log_probs.device) + capture.n_pairs] = True
-            capture.policy_logps = log_probs.detach().sum(dim=1)
-            # Same values, gradient only through the selected pairs: the DPO loss itself is unchanged.
-            output.log_probs = torch.where(keep.unsqueeze(1), log_probs, log_probs.detach())
-            return output
-
-        def _on_reference(self, module, args, output):
-            if self._capture is not None and getattr(output, "log_probs", None) is not None:
-                self._capture.ref_logps = output.log_probs.detach().sum(dim=1)
-            return None
-
-        # ---- one training forward
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            index = inputs.pop(SAMS_INDEX_COLUMN, None)
-            if index is None or not (model.training and torch.is_grad_enabled()):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            n_pairs = int(index.shape[0])
-            self._capture = _Capture(mask=inputs["completion_mask"], n_pairs=n_pairs,
-                                     full=self.state.global_step < self.sams_config.warmup_steps)
-            try:
-                result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-                capture = self._capture
-            finally:
-                self._capture = None
-            if capture.contexts is None:
-                raise TrainError("SamS saw no policy forward pass with hidden states in this training step")
-            loss = result[0] if isinstance(result, tuple) else result
-            chosen, rejected = capture.policy_logps.float().cpu().chunk(2)
-            if "ref_chosen_logps" in inputs:
-                ref_chosen = inputs["ref_chosen_logps"].detach().float().cpu()
-                ref_rejected = inputs["ref_rejected_logps"].detach().float().cpu()
-            elif capture.ref_logps is not None:
-                ref_chosen, ref_rejected = capture.ref_logps.float().cpu().chunk(2)
-            else:
-                ref_chosen = ref_rejected = torch.zeros(n_pairs)
-            margins = self.beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
-            index = index.cpu()
-            self._micro.append({"index": index, "contexts": capture.contexts.cpu(), "scores": capture.scores,
-                                "selected": index[capture.selected], "margins": margins, "chosen_logps": chosen,
-                                "loss": float(loss.detach())})
-            return result
-
-        # ---- once per optimizer step (called by _SamsStepCallback)
-        def _sams_step_end(self, step: int) -> None:
-            micro, self._micro = self._micro, []
-            if not micro:
-                return
-            current = {"step": int(step),
-                       "index": torch.cat([m["index"] for m in micro]),
-                       "selected": torch.cat([m["selected"] for m in micro]),
-                       "contexts": torch.cat([m["contexts"] for m in micro]),
-                       "scores": torch.cat([m["scores"] for m in micro]),
-                       "margins": torch.cat([m["margins"] for m in micro]),
-                       "chosen_logps": torch.cat([m["chosen_logps"] for m in micro]),
-                       "loss": sum(m["loss"] for m in micro) / len(micro)}
-            if self._pending is not None:
-                self._sams_reward(self._pending, next_loss=current["loss"])
-            self._pending = current
-
-        def _sams_train_end(self) -> None:
-            self._sams_step_end(int(self.state.global_step))
-            if self._pending is not None:  # the last step's reward would need one more step
-                self._sams_log(self._pending, rewards=None, r_batch=None, scheduler_loss=None)
-                self._pending = None
-
-        def _sams_reward(self, record: dict[str, Any], next_loss: float) -> None:
-            r_batch = batch_reward(record["loss"], next_loss)
-            rewards = pair_rewards(r_batch, sample_rewards(record["margins"], record["chosen_logps"]),
-                                   self.sams_config.gamma)
-            scheduler_loss = self.scheduler.update(record["contexts"], rewards)
-            self._sams_log(record, rewards=rewards, r_batch=r_batch, scheduler_loss=scheduler_loss)
-
-        def _sams_log(self, record, *, rewards, r_batch, scheduler_loss) -> None:
-            append_jsonl(self.sams_log_path, {
-                "step": record["step"], "batch": record["index"].tolist(), "selected": record["selected"].tolist(),
-                "scores": [round(float(x), 6) for x in record["scores"]],
-                "rewards": None if rewards is None else [round(float(x), 6) for x in rewards],
-                "scheduler_loss": None if scheduler_loss is None else round(float(scheduler_loss), 6),
-                "loss": round(float(record["loss"]), 6),
-                "batch_reward": None if r_batch is None else round(float(r_batch), 6),
-                "warmup": record["step"] <= self.sams_config.warmup_steps,
-            })
-
-    class _SamsStepCallback(TrainerCallback):
-        def __init__(self, trainer) -> None:
-            self.trainer = trainer
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.trainer._sams_step_end(state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.trainer._sams_train_end()
-
-    SamsDPOTrainer.__module__ = __name__
     return SamsDPOTrainer
 
 

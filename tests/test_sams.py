@@ -109,9 +109,9 @@ def test_contexts_mask_padding_and_average_chosen_with_rejected():
     mask = torch.tensor([[0, 1, 1], [1, 0, 0]])
     means = layer_mean(hidden + 1000 * (1 - mask).unsqueeze(-1), mask)  # padding values must not leak
     assert torch.equal(means, torch.tensor([[3.0, 4.0], [6.0, 7.0]]))
-    flat = pair_contexts([means, means * 2], "flatten")
+    flat = pair_contexts([means, means * 2], "mean", "flatten")
     assert flat.shape == (1, 4) and torch.equal(flat[0], torch.tensor([4.5, 5.5, 9.0, 11.0]))
-    assert pair_contexts([means, means * 2], "mean").shape == (1, 2)
+    assert pair_contexts([means, means * 2], "mean", "mean").shape == (1, 2)
     assert torch.equal(layer_mean(hidden, torch.zeros(2, 3)), torch.zeros(2, 2))
 
 
@@ -177,7 +177,7 @@ def test_gradient_flows_only_through_the_selected_pairs_and_the_loss_value_is_pl
 
 
 def test_gradient_accumulation_and_precomputed_reference_log_probs(tiny, tmp_path):
-    trainer = _trainer(tiny, tmp_path, sams=SamsConfig(ratio=0.5, warmup_steps=1), batch_size=2,
+    trainer = _trainer(tiny, tmp_path, sams=SamsConfig(ratio=0.5, warmup_steps=1, reward="published"), batch_size=2,
                        gradient_accumulation_steps=2, precompute_ref_log_probs=True)
     trainer.train()
     steps = read_jsonl(tmp_path / "out" / "sams.jsonl")

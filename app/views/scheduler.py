@@ -1,8 +1,10 @@
 """Scheduler page: what SamS did inside a DPO + SamS run — which pairs each step picked and
 skipped, the score and reward distributions, how often each pair was picked, whether flipped-label
-pairs were avoided (when the noise is known) and the picked share by source."""
+pairs were avoided (when the noise is known), the picked share by source and the completion length
+of picked vs skipped pairs. Rates leave the warm-up steps out (every pair is picked there)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +24,8 @@ if not runs:
     st.info("No DPO + SamS run yet: on the Train page pick the method “DPO + SamS” and start one; its "
             "schedule appears here as it trains.")
     st.stop()
-labels = {j.id: f"{j.id} · {j.config.get('model')} · ρ={j.config.get('sams_ratio', 0.5)} · {j.status}" for j in runs}
+labels = {j.id: f"{j.id} · {j.config.get('model')} · ρ={j.config.get('sams_ratio', 0.5)} · "
+                f"context {j.config.get('sams_context', 'default')} · {j.status}" for j in runs}
 picked = st.selectbox("Run", list(labels), format_func=labels.get, key="scheduler_run")
 job = store.get(picked)
 
@@ -54,6 +57,12 @@ def schedule(job_id: str) -> None:
     if log.empty:
         st.info("No step logged yet." if job.is_active else "This run logged no scheduler step.")
         return
+    try:
+        recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    for note in recorded.get("sams_warnings") or []:
+        st.warning(note)
     ratio = float(job.config.get("sams_ratio", 0.5))
     steps = log.groupby("step").agg(batch=("index", "size"), selected=("selected", "sum"), loss=("loss", "first"),
                                     batch_reward=("batch_reward", "first"), scheduler_loss=("scheduler_loss", "first"))
@@ -95,11 +104,29 @@ def schedule(job_id: str) -> None:
         cols[1].caption("Whether flipped labels were avoided shows here when the noise is known: train with "
                         "label noise, or on data with an is_flipped column (the demo set).")
     data = state.active_data()
-    if data is not None and data.fingerprint == (job.config.get("data") or {}).get("fingerprint") \
-            and "source" in data.frame.columns:
+    same_data = data is not None and data.fingerprint == (job.config.get("data") or {}).get("fingerprint")
+    if same_data and "source" in data.frame.columns:
         rates = selection_rates(log, data.frame["source"])
         st.plotly_chart(charts.rate_bars(rates, title="Selection rate per source", x_title="source", baseline=ratio),
                         key="scheduler_sources")
+    chosen_rows = log[~log["warmup"]] if "warmup" in log.columns else log
+    if same_data and not chosen_rows.empty:
+        words = pair_words(data.fingerprint, data.frame)
+        lengths = chosen_rows["index"].map(words)
+        picked_words = lengths[chosen_rows["selected"]].mean()
+        skipped_words = lengths[~chosen_rows["selected"]].mean()
+        cols = st.columns([1, 2])
+        cols[0].metric("Completion words, selected pairs", f"{picked_words:,.1f}",
+                       help="mean of (chosen + rejected words) / 2 over the pairs selected after warm-up")
+        cols[0].metric("Completion words, skipped pairs", f"{skipped_words:,.1f}",
+                       delta=f"{picked_words - skipped_words:+.1f} selected − skipped", delta_color="off")
+        cols[1].plotly_chart(charts.kept_histogram(lengths, chosen_rows["selected"], name="completion words",
+                                                   title="Completion length: selected vs skipped",
+                                                   labels=("selected", "skipped"), y_title="pairs × steps"),
+                             key="scheduler_lengths")
+    else:
+        st.caption("The completion length of selected vs skipped pairs shows here when the run's data set is the "
+                   "active one.")
 
     with st.expander("Per-step decisions"):
         table = log.groupby("step").apply(lambda g: pd.Series({
@@ -107,6 +134,14 @@ def schedule(job_id: str) -> None:
             "skipped": ", ".join(map(str, g.loc[~g["selected"], "index"])),
             "loss": g["loss"].iloc[0], "batch reward": g["batch_reward"].iloc[0]}), include_groups=False)
         st.dataframe(table.reset_index(), hide_index=True, key="scheduler_table")
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def pair_words(fingerprint: str, _frame: pd.DataFrame) -> pd.Series:
+    """Mean completion length in words of each pair (chosen and rejected), by data index (cached
+    per data fingerprint)."""
+    frame = _frame.reset_index(drop=True)  # the log's data indices are row positions
+    return (frame["chosen"].astype(str).str.split().str.len() + frame["rejected"].astype(str).str.split().str.len()) / 2
 
 
 schedule(picked)

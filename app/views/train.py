@@ -84,6 +84,15 @@ with st.container(border=True):
         sams_selection = cols[1].selectbox("SamS: selection", ["topk", "softmax", "random"], key="train_sams_selection",
                                            help="topk: the paper; softmax: sampling; random: the random-subset "
                                                 "baseline (same ρ, no learned choice).")
+        sams_context = cols[0].selectbox("SamS: what the scheduler sees of a pair", ["pair", "diff", "mean"],
+                                         key="train_sams_context",
+                                         help="pair: chosen and rejected hidden states side by side (default); "
+                                              "diff: chosen − rejected; mean: their average (the reference "
+                                              "code's: a pair and its flipped copy look the same).")
+        sams_reward = cols[1].selectbox("SamS: reward", ["ranked", "published"], key="train_sams_reward",
+                                        help="ranked: sample reward ranked within the batch + batch reward "
+                                             "credited to the selected pairs (default); published: the paper's "
+                                             "formula (nearly constant in practice).")
         label_noise = cols[2].number_input("Label noise (share of training pairs flipped)", min_value=0.0,
                                            max_value=0.9, value=0.0, step=0.05, key="train_label_noise",
                                            help="Swap chosen/rejected of this share of the training pairs (the "
@@ -130,7 +139,8 @@ if submitted:
     if label_noise:
         config["label_noise"] = float(label_noise)
     if method == "dpo-sams":
-        config.update(sams_ratio=float(sams_ratio), sams_selection=sams_selection)
+        config.update(sams_ratio=float(sams_ratio), sams_selection=sams_selection, sams_context=sams_context,
+                      sams_reward=sams_reward)
     if lora:
         targets = lora_targets.strip()
         config.update(lora=True, lora_r=int(lora_r), lora_alpha=int(lora_alpha), lora_dropout=float(lora_dropout),
