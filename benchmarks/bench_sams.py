@@ -101,7 +101,7 @@ def _step_counts(run_dir: Path) -> list[dict[str, int]] | None:
     SamS, and selected by the oracles (top-k by logged sample reward, top-k by full reward)."""
     import pandas as pd
 
-    from alignscope.jobs import read_jsonl
+    from alignscope.files import read_jsonl
 
     table = pd.read_parquet(run_dir / "selection.parquet")
     if "flipped" not in table.columns:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from alignscope.demo import demo_frame
-from alignscope.jobs import read_jsonl
+from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
 from alignscope.sams import (RunningMoments, SamsConfig, SamsError, SamsScheduler, pair_contexts, pair_rewards,
                              ranked_rewards, ratio_warning, read_sams_log, selection_rates)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from alignscope.demo import demo_frame
-from alignscope.jobs import read_jsonl
+from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
 from alignscope.sams import SamsConfig
 
