@@ -509,8 +509,10 @@ def compare_with_random(curves: pd.DataFrame, metric: str, boot: _PairedBootstra
                 continue
             diff = float(means[(method, fraction)] - means[("random", fraction)])
             if boot is not None:
-                draws = [boot.score(b, method, fraction) - boot.score(b, "random", fraction)
+                pairs = [(boot.score(b, method, fraction), boot.score(b, "random", fraction))
                          for b in range(len(boot.seed_draws))]
+                # A replicate whose seed draw misses one side (a failed point) says nothing about it.
+                draws = [mine - theirs for mine, theirs in pairs if mine is not None and theirs is not None]
             else:
                 mine = scores[(scores["method"] == method) & (scores["fraction"] == fraction)].set_index("seed")["value"]
                 theirs = scores[(scores["method"] == "random") & (scores["fraction"] == fraction)].set_index("seed")["value"]
