@@ -37,3 +37,17 @@ def test_runs_show_status_curves_errors_and_cancel():
     at.selectbox(key="runs_pick").set_value(long).run()
     at.button(key="runs_cancel").click().run()
     assert store.get(long).status == "cancelled"
+
+
+def test_a_rerun_says_it_started_and_shows_the_new_job():
+    store = JobStore()
+    done = store.submit("selftest", {"steps": 2, "sleep": 0.01})
+    store.wait(done, timeout=60)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert at.selectbox(key="runs_pick").value == done
+    at.button(key="runs_rerun").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    newest = store.list_jobs(kind="selftest")[0].id
+    assert newest != done and at.selectbox(key="runs_pick").value == newest
+    assert any(f"Started {newest}: a re-run of {done}" in s.value for s in at.success)
+    store.wait(newest, timeout=60)

@@ -48,6 +48,10 @@ if not jobs:
     st.stop()
 
 labels = {j.id: f"{j.id} · {j.kind} · {j.status}" for j in jobs}
+if st.session_state.get("runs_next_pick") in labels:  # a job just started here: show it, not the old one
+    st.session_state["runs_pick"] = st.session_state.pop("runs_next_pick")
+if "runs_flash" in st.session_state:
+    st.success(st.session_state.pop("runs_flash"))
 picked = st.selectbox("Run", list(labels), format_func=labels.get, key="runs_pick")
 
 
@@ -100,7 +104,8 @@ if current.is_active and actions[0].button("Cancel run", key="runs_cancel", type
 if current.is_terminal and actions[1].button("Re-run with the same config", key="runs_rerun"):
     try:
         new_id = store.submit(current.kind, current.config)
-        st.toast(f"Started {new_id}")
+        st.session_state["runs_next_pick"] = new_id
+        st.session_state["runs_flash"] = f"Started {new_id}: a re-run of {picked} with the same config."
         st.rerun()
     except JobError as err:
         st.error(str(err))

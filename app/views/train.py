@@ -70,7 +70,7 @@ with st.container(border=True):
                                      key="train_max_steps", help=f"at most {MAX_STEPS:,}; the estimated duration "
                                                                  "is shown below before you start")
     cols = st.columns(4)
-    lr = cols[0].number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, format="%.1e",
+    lr = cols[0].number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, format="%g",
                               key="train_lr", help="default: 1e-4 for tiny, 5e-6 otherwise")
     test_fraction = cols[1].number_input("Held-out share", min_value=0.05, max_value=0.5, value=0.2, step=0.05,
                                          key="train_test_fraction")
