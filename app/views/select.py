@@ -126,8 +126,11 @@ if data.is_demo:
 # three more selections at 100k+ points cost seconds.
 if st.toggle("Compare methods at this size", key="select_compare_on",
              help="overlap (Jaccard) and per-group shares of several methods' subsets of the same size"):
-    others = st.multiselect("Methods", ["isa", "random", "density", "kcenter"],
-                            default=["isa", "random", "density"], key="select_compare")
+    choices = ["isa", "random", "density", "kcenter"]
+    # The method on screen is always among the defaults (the comparison is about it).
+    default = list(dict.fromkeys([method] + ["isa", "random", "density"]))[:3] if method in choices else \
+        ["isa", "random", "density"]
+    others = st.multiselect("Methods", choices, default=default, key=f"select_compare_{method}")
     if len(others) >= 2:
         masks = {m: kept_pairs_mask(analysis.pair_level(analysis.selection_at(run_dir, m, k, seed=int(seed))),
                                     data.n_pairs) for m in others}
