@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    if done.returncode not in (0, 1):
+    if done.returncode not in (0, 1) or not done.stdout.strip():
         raise SystemExit(f"the sweep failed:\n{done.stderr[-3000:]}")
     summary = json.loads(done.stdout)
     fits = {metric: fit_sweep(out, n_boot=300, metric=metric)
