@@ -144,14 +144,14 @@ def fit_bt_probe(diff: np.ndarray, *, C: float = 1.0, seed: int = 0, symmetric: 
     from sklearn.linear_model import LogisticRegression
 
     diff = np.asarray(diff)
+    sign = np.random.default_rng(seed).random(len(diff)) < 0.5
+    if sign.all() or not sign.any():  # one class only (a tiny fold): fit the literal 2N-row form
+        symmetric = True
     if symmetric:
         X = np.vstack([diff, -diff])
         y = np.concatenate([np.ones(len(diff), np.int64), np.zeros(len(diff), np.int64)])
         c_eff = C
     else:
-        sign = np.random.default_rng(seed).random(len(diff)) < 0.5
-        if sign.all() or not sign.any():  # both classes are needed by scikit-learn
-            sign[0] = not sign[0]
         X = np.where(sign[:, None], diff, -diff)
         y = sign.astype(np.int64)
         c_eff = 2.0 * C

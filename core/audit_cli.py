@@ -44,33 +44,42 @@ def add_audit_command(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output(out: Path, force: bool) -> None:
+    from alignscope.audit import AuditError
+
+    if not out.name.endswith(".parquet"):
+        raise AuditError(f"{out.name}: the output must end with .parquet")
+    if out.exists() and not force:
+        raise AuditError(f"{out}: already exists (pass --force to overwrite)")
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Run the ``audit`` subcommand (see the module docstring). Returns the exit code 0."""
-    from alignscope.audit import FLAGS, audit, audit_summary, clean_selection, write_audit
-    from alignscope.cli import UsageError, _check_output, _load
+    from alignscope.audit import FLAGS, AuditError, audit, audit_summary, clean_selection, write_audit
+    from alignscope.cli import _load
 
     if args.folds < 2:
-        raise UsageError(f"--folds must be at least 2, got {args.folds}")
+        raise AuditError(f"--folds must be at least 2, got {args.folds}")
     if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+        raise AuditError(f"--seed must be >= 0, got {args.seed}")
     if args.drop is not None and not args.clean_out:
-        raise UsageError("--drop applies to the clean subset: give --clean-out SEL.parquet too")
+        raise AuditError("--drop applies to the clean subset: give --clean-out SEL.parquet too")
     drop = FLAGS if args.drop is None else tuple(d.strip() for d in args.drop.split(",") if d.strip())
     unknown = [d for d in drop if d not in FLAGS]
     if unknown:
-        raise UsageError(f"--drop: unknown flag {unknown[0]!r}; choose from {', '.join(FLAGS)}")
+        raise AuditError(f"--drop: unknown flag {unknown[0]!r}; choose from {', '.join(FLAGS)}")
     if not drop:
-        raise UsageError("--drop is empty; name at least one of " + ", ".join(FLAGS))
+        raise AuditError("--drop is empty; name at least one of " + ", ".join(FLAGS))
     out = Path(args.out)
-    _check_output(out, args.force, (".parquet",))
+    _check_output(out, args.force)
     clean_out = Path(args.clean_out) if args.clean_out else None
     if clean_out is not None:
-        _check_output(clean_out, args.force, (".parquet",))
+        _check_output(clean_out, args.force)
         if clean_out.resolve() == out.resolve():
-            raise UsageError("--out and --clean-out name the same file")
+            raise AuditError("--out and --clean-out name the same file")
     data = _load(args)
     if data.n_pairs < args.folds:
-        raise UsageError(f"the data has {data.n_pairs} pairs, fewer than --folds {args.folds}")
+        raise AuditError(f"the data has {data.n_pairs} pairs, fewer than --folds {args.folds}")
     embeddings = None
     encoder = args.encoder
     if args.embeddings:
@@ -80,9 +89,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         meta_path = Path(args.embeddings).with_name(Path(args.embeddings).name + ".json")
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
         if meta.get("unit") not in (None, "completion"):
-            raise UsageError(f"{args.embeddings}: {meta['unit']}-unit embeddings; the audit needs unit completion")
+            raise AuditError(f"{args.embeddings}: {meta['unit']}-unit embeddings; the audit needs unit completion")
         if len(embeddings) != 2 * data.n_pairs:
-            raise UsageError(f"{args.embeddings}: {len(embeddings):,} rows, but {data.n_pairs:,} pairs need "
+            raise AuditError(f"{args.embeddings}: {len(embeddings):,} rows, but {data.n_pairs:,} pairs need "
                              f"{2 * data.n_pairs:,} (chosen then rejected completions)")
         encoder = meta.get("encoder") or "precomputed"
     table = audit(data, embeddings, encoder=args.encoder, folds=args.folds, seed=args.seed,
