@@ -336,6 +336,9 @@ def audit(data: Any, embeddings: Any = None, *, encoder: str = "minilm", folds: 
         embeddings = embed(data, encoder, "completion", progress=progress)
     else:
         used_encoder = getattr(embeddings, "encoder", None) or None
+        made_on, this = getattr(embeddings, "fingerprint", None), getattr(data, "fingerprint", None)
+        if isinstance(made_on, str) and isinstance(this, str) and made_on != this:
+            raise AuditError(f"the embeddings were made on data with fingerprint {made_on}, this data has {this}")
     chosen, rejected = pair_matrices(embeddings, n)
     started = time.perf_counter()  # the audit proper, once the embeddings exist
     timings: dict[str, float] = {}
