@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import SHARED_DATA, peak_rss_mib, write_result
+from benchmarks.common import SHARED_DATA as _SHARED, peak_rss_mib, write_result
+
+# ../shared/data beside the checkout; ALIGNSCOPE_SHARED_DATA names it for other layouts (worktrees)
+SHARED_DATA = Path(os.environ.get("ALIGNSCOPE_SHARED_DATA", _SHARED))
 
 RATES = (0.05, 0.10, 0.20)
 
@@ -97,7 +101,7 @@ def _link_scores(truth_groups, found_groups) -> dict:
 def _counts(table: pd.DataFrame, summary: dict) -> dict:
     keys = ("n_pairs", "suspect_flip", "duplicates", "dup_groups", "outliers", "identical", "suspect_flip_rate",
             "duplicate_rate", "outlier_rate", "chosen_longer_share", "length_baseline", "length_baseline_direction",
-            "mean_flip_score")
+            "mean_flip_score", "probe_oof_accuracy")
     out = {k: (round(summary[k], 4) if isinstance(summary[k], float) else summary[k]) for k in keys}
     out["timings"] = table.attrs["alignscope_audit"]["timings"]
     return out
@@ -182,9 +186,6 @@ def real_part(alpaca_n: int) -> tuple[dict, dict]:
                                       for row in summary["by_column"]["source"]]
         tables[name] = (data, table)
     return out, tables
-
-
-_WORD = re.compile(r"\S+")
 
 
 def _edit(text: str, rng: np.random.Generator) -> str:
@@ -298,7 +299,7 @@ def speed_part() -> dict:
             "peak_rss_mib": round(peak_rss_mib(), 1)}
 
 
-def review_candidates(tables: dict, per_set: int = 10) -> list[dict]:
+def review_candidates(tables: dict, per_set: int = 22) -> list[dict]:
     """The top flagged pairs of each real set (for the hand review)."""
     from alignscope.data import render_text
 
@@ -336,7 +337,6 @@ def main() -> None:
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     if args.candidates:
         import json
-        from pathlib import Path
 
         Path(args.candidates).write_text(json.dumps(review_candidates(tables), indent=1, ensure_ascii=False))
     path = write_result("audit", figures)

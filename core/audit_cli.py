@@ -117,6 +117,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"  {label:<18} {summary[key]:>8,}  ({summary[key] / n:.1%})")
     print(f"  {'chosen longer':<18} {summary['chosen_longer_share']:>8.1%}  (length rule accuracy "
           f"{summary['length_baseline']:.1%}, {summary['length_baseline_direction']})")
+    print(f"  the flip probe agrees with {summary['probe_oof_accuracy']:.1%} of the labels out of fold")
     if selection is not None:
         print(f"clean subset: {result['n_clean']:,} of {n:,} pairs (dropping {', '.join(drop)}) → {clean_out}")
     return 0

@@ -63,8 +63,9 @@ cards[4].metric("Chosen is longer", f"{summary['chosen_longer_share']:.1%}",
                 f"length rule {summary['length_baseline']:.1%} ({summary['length_baseline_direction']})",
                 delta_color="off", help="Accuracy of 'the longer (or, if most pairs say so, the shorter) answer "
                                         "wins' on these labels: the baseline every reward model must beat.")
-st.caption(f"{summary['dup_groups']:,} near-duplicate groups (one pair of each is kept). Mean flip score "
-           f"{summary['mean_flip_score']:.3f}; a probe that learned nothing would give 0.5 to every pair.")
+st.caption(f"{summary['dup_groups']:,} near-duplicate groups (one pair of each is kept). The probe behind the flip "
+           f"scores agrees with {summary['probe_oof_accuracy']:.1%} of the labels out of fold (the length rule: "
+           f"{summary['length_baseline']:.1%}); the weaker it is, the more of the suspected flips are its own errors.")
 if data.is_demo and "is_flipped" in data.frame.columns:
     planted = data.frame["is_flipped"].to_numpy(dtype=bool)
     found = table["suspect_flip"].to_numpy()
