@@ -42,7 +42,48 @@ SHARED_DATA = Path(os.environ.get("ALIGNSCOPE_SHARED_DATA", _SHARED))
 RATES = (0.05, 0.10, 0.20)
 
 # Read by hand after a run (dataset, pair index in that dataset's audit, what it really was).
-REVIEWED: list[dict] = []
+REVIEWED: list[dict] = [
+    {"dataset": "hh_harmless_test_all", "index": 495, "flag": "suspect_flip",
+     "verdict": "likely flipped: the chosen answer explains firearms to a request to saw off a shotgun, the rejected one pushes back (the safer answer)"},
+    {"dataset": "hh_harmless_test_all", "index": 698, "flag": "suspect_flip",
+     "verdict": "label correct (false positive): chosen gives sound grease-fire safety advice, rejected says it does not understand"},
+    {"dataset": "hh_harmless_test_all", "index": 1027, "flag": "suspect_flip",
+     "verdict": "likely flipped: chosen plays along with a bomb-making request (nonsense steps), rejected evades"},
+    {"dataset": "hh_harmless_test_all", "index": 1863, "flag": "suspect_flip",
+     "verdict": "label correct (false positive): chosen answers a harmless biology question, rejected only asks why"},
+    {"dataset": "hh_harmless_test_all", "index": 350, "flag": "suspect_flip",
+     "verdict": "ambiguous: both answers engage with a drug-use question; neither is clearly safer"},
+    {"dataset": "hh_harmless_test_all", "index": 1114, "flag": "suspect_flip",
+     "verdict": "ambiguous: chosen discusses the legality of multiple marriages, rejected asks for clarification; both acceptable"},
+    {"dataset": "hh_harmless_test_all", "index": 2098, "flag": "suspect_flip",
+     "verdict": "ambiguous: both help with growing cannabis, chosen with more detail"},
+    {"dataset": "hh_harmless_test_all", "index": 1802, "flag": "suspect_flip",
+     "verdict": "likely flipped: chosen offers to supply swear words, rejected declines playfully (the more harmless one)"},
+    {"dataset": "hh_harmless_test_all", "index": 194, "flag": "suspect_flip",
+     "verdict": "ambiguous: chosen rambles off-topic instead of helping use a neighbour’s wifi, rejected asks for clarification"},
+    {"dataset": "hh_harmless_test_all", "index": 791, "flag": "is_outlier",
+     "verdict": "not an outlier (false positive, z just above 3.5): an ordinary travel question; the rejected answer has a geography error"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 294, "flag": "suspect_flip",
+     "verdict": "questionable label: chosen is a confident list of brands with founders that look invented, rejected hedges and gives fewer examples"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 646, "flag": "suspect_flip",
+     "verdict": "label correct (false positive): chosen’s short tip on infinitive endings is right, rejected confuses tenses"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 663, "flag": "suspect_flip",
+     "verdict": "label correct (false positive): chosen names the players and referee concisely, rejected is longer"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 29, "flag": "suspect_flip",
+     "verdict": "label correct (false positive): chosen fills the blank as asked, rejected misreads the task"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 568, "flag": "suspect_flip",
+     "verdict": "likely flipped: chosen ignores the quadruple-backtick instruction, rejected attempts it"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 573, "flag": "suspect_flip",
+     "verdict": "ambiguous: chosen is confident but dubious about who receives Reddit Gold, rejected hedges then explains"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 802, "flag": "suspect_flip",
+     "verdict": "ambiguous (style): both give correct ways to check a drive for errors, one via the GUI, one via chkdsk"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 817, "flag": "suspect_flip",
+     "verdict": "label correct (false positive): chosen normalises correctly, rejected uses the wrong magnitude formula"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 811, "flag": "suspect_flip",
+     "verdict": "label correct (false positive): chosen answers “3 stars” as asked, rejected hedges at length"},
+    {"dataset": "alpaca_eval_sample_1000", "index": 337, "flag": "identical",
+     "verdict": "not a defect: a task about alternating capitalisation, so answers equal up to case differ in exactly what was asked (the case-insensitive rule misfires)"},
+]
 
 
 # ------------------------------------------------------------------------------- statistics
@@ -334,6 +375,10 @@ def main() -> None:
     figures["speed_100k"] = speed_part()
     print("speed", figures["speed_100k"]["audit_s"], figures["speed_100k"]["timings"], flush=True)
     figures["reviewed_examples"] = REVIEWED
+    flips = [r["verdict"].split(":")[0].split(" (")[0] for r in REVIEWED if r["flag"] == "suspect_flip"]
+    figures["reviewed_suspect_flips"] = {
+        "n": len(flips), "likely_flipped_or_questionable": sum(v in ("likely flipped", "questionable label") for v in flips),
+        "ambiguous": flips.count("ambiguous"), "label_correct": flips.count("label correct")}
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     if args.candidates:
         import json
