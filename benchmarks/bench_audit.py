@@ -192,6 +192,8 @@ def demo_part(n_boot: int) -> dict:
         "duplicate_links_exact_normalised_text": _link_scores(truth_groups, exact_groups),
         "is_outlier_vs_is_low_quality": _flag_report(low, table["is_outlier"].to_numpy(), n_boot),
         "outlier_score_auc_vs_is_low_quality": round(_auc(low, table["outlier_score"].to_numpy()), 4),
+        "outliers_by_rejected_kind": {str(k): int(v) for k, v in
+                                      frame.loc[table["is_outlier"].to_numpy(), "rejected_kind"].value_counts().items()},
         "identical": int(table["identical"].sum()),
         "summary": _counts(table, audit_summary(data, table)),
     }
@@ -220,6 +222,11 @@ def real_part(alpaca_n: int) -> tuple[dict, dict]:
         table = audit(data, emb)
         summary = audit_summary(data, table)
         out[name] = {**_counts(table, summary), "embed_s_or_cache": round(embed_s, 1)}
+        from alignscope.audit import pair_matrices
+
+        chosen, rejected = pair_matrices(emb, data.n_pairs)
+        # MiniLM keeps the first 256 tokens of prompt + answer: long prompts push the answer out
+        out[name]["pairs_with_identical_embeddings"] = int((np.linalg.norm(chosen - rejected, axis=1) < 1e-4).sum())
         if "source" in summary["by_column"]:
             out[name]["by_source"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
                                        if k in ("value", "n_pairs", "suspect_flip_rate", "duplicate_rate",
