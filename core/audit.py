@@ -58,7 +58,7 @@ import pandas as pd
 
 __all__ = ["AuditError", "AUDIT_COLUMNS", "FLAGS", "audit", "audit_summary", "clean_selection",
            "fit_bt_probe", "oof_flip_scores", "pair_matrices", "normalise_prompt", "normalise_text",
-           "duplicate_groups", "knn_outlier_scores", "nearest_pairs", "word_diff", "search_pairs",
+           "duplicate_groups", "knn_outlier_scores", "nearest_pairs", "unit_rows", "word_diff", "search_pairs",
            "write_audit", "read_audit", "AUDIT_META_KEY"]
 
 AUDIT_COLUMNS = ("index", "flip_score", "suspect_flip", "dup_group", "is_duplicate", "outlier_score",
@@ -127,7 +127,8 @@ def pair_matrices(embeddings: Any, n_pairs: int) -> tuple[np.ndarray, np.ndarray
     return chosen, rejected
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, float32 (zero rows stay zero)."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
 
@@ -252,7 +253,7 @@ def duplicate_groups(prompts: Sequence[str], chosen_texts: Sequence[str], reject
                     seen[key] = i
             continue
         if norm_c is None:
-            norm_c, norm_r = _unit_rows(chosen), _unit_rows(rejected)
+            norm_c, norm_r = unit_rows(chosen), unit_rows(rejected)
         bc, br = norm_c[rows], norm_r[rows]
         step = max(1, 4_000_000 // len(rows))
         for start in range(0, len(rows), step):
@@ -284,7 +285,7 @@ def knn_outlier_scores(matrix: np.ndarray, *, k: int = 10, reference: int = 2000
     and AlpacaEval no completion exceeded z = 3.5 after a log).
     """
     n = len(matrix)
-    X = _unit_rows(matrix)
+    X = unit_rows(matrix)
     rng = np.random.default_rng(seed)
     ref_rows = np.sort(rng.choice(n, size=min(n, reference), replace=False))
     R = X[ref_rows]
@@ -563,13 +564,15 @@ def read_audit(path: Any) -> pd.DataFrame:
 
 
 # ============================================================================== page helpers
-def nearest_pairs(chosen: np.ndarray, rejected: np.ndarray, i: int, k: int = 5) -> pd.DataFrame:
+def nearest_pairs(chosen: np.ndarray, rejected: np.ndarray, i: int, k: int = 5, *,
+                  normalised: bool = False) -> pd.DataFrame:
     """The ``k`` pairs nearest to pair ``i`` by cosine similarity of the pair vector
-    ``[ĉ, r̂] / √2`` (unit-normalised completions side by side): ``index``, ``similarity``."""
+    ``[ĉ, r̂] / √2`` (unit-normalised completions side by side): ``index``, ``similarity``.
+    ``normalised=True``: the rows are already unit vectors (no copy is made)."""
     n = len(chosen)
     if not 0 <= i < n:
         raise AuditError(f"pair {i} is out of range (0..{n - 1})")
-    c, r = _unit_rows(chosen), _unit_rows(rejected)
+    c, r = (chosen, rejected) if normalised else (unit_rows(chosen), unit_rows(rejected))
     sim = (c @ c[i] + r @ r[i]) / 2.0
     sim[i] = -np.inf
     k = min(k, n - 1)

@@ -8,7 +8,6 @@ from alignscope.select import read_selection
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")
-PAYLOAD = "<script>alert(1)</script>"
 
 
 def _metric(at, label):
@@ -68,9 +67,30 @@ def test_audit_page_flags_shows_pairs_and_sets_the_clean_selection(tmp_path, mon
     assert any("Active selection: 'clean'" in c.value for c in at.caption)
 
 
-def test_the_word_diff_is_plain_text():
-    """The diff is plain text: a script payload comes back verbatim, prefixed, never interpreted."""
-    from alignscope.audit import word_diff
+def test_payloads_in_pairs_reach_the_audit_page_as_text_only(tmp_path, monkeypatch):
+    """Script/HTML payloads in every field: shown in text, code and tables, never in a markdown body."""
+    from test_security import MARKDOWN_TYPES, MARKERS, PAYLOADS
 
-    diff = word_diff(f"safe {PAYLOAD}", "safe")
-    assert f"- {PAYLOAD}" in diff.splitlines()
+    from conftest import write_jsonl
+
+    rows = [{"prompt": f"{PAYLOADS[i % 5]} question {i}", "chosen": f"{PAYLOADS[(i + 1) % 5]} good {i}",
+             "rejected": f"{PAYLOADS[(i + 2) % 5]} bad {i}", "source": PAYLOADS[i % 3]} for i in range(40)]
+    write_jsonl(tmp_path / "payloads.jsonl", rows)
+    monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "payloads.jsonl")
+    at = AppTest.from_file(MAIN, default_timeout=180).run()
+    at.switch_page("views/audit.py").run()
+    at.button(key="audit_embed").click().run()
+    store = JobStore()
+    job = store.list_jobs(kind="embed")[0]
+    assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    for kind in MARKDOWN_TYPES:
+        for element in at.get(kind):
+            assert not getattr(element.proto, "allow_html", False)
+            body = str(getattr(element, "value", "") or getattr(element.proto, "body", ""))
+            assert not any(marker in body for marker in MARKERS), body
+    shown = " ".join(str(t.value) for t in at.text) + " ".join(str(c.value) for c in at.code) + \
+        " ".join(str(d.value) for d in at.dataframe)
+    assert any(marker in shown for marker in MARKERS)

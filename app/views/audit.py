@@ -10,7 +10,7 @@ import streamlit as st
 
 from alignscope.app import analysis, state
 from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_selection, nearest_pairs,
-                              pair_matrices, search_pairs, word_diff)
+                              pair_matrices, search_pairs, unit_rows, word_diff)
 from alignscope.data import render_text
 
 FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",
@@ -43,6 +43,13 @@ def _embeddings():
 def _audit(fingerprint: str, run: str, stamp: float, folds: int, seed: int, _data, _embeddings) -> pd.DataFrame:
     """The audit table of one data set and embedding (keyed by fingerprint, embedding run, options)."""
     return audit(_data, _embeddings, folds=folds, seed=seed)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _unit_pairs(run: str, stamp: float, n_pairs: int, _embeddings):
+    """Unit-length chosen and rejected matrices, once per embedding (300 MB at 100k pairs)."""
+    chosen, rejected = pair_matrices(_embeddings, n_pairs)
+    return unit_rows(chosen), unit_rows(rejected)
 
 
 stamp = (run_dir / "embeddings.npy").stat().st_mtime
@@ -114,8 +121,8 @@ sides[0].text("CHOSEN\n" + chosen_text)
 sides[1].text("REJECTED\n" + rejected_text)
 st.markdown("**Word diff** (`-` only in chosen, `+` only in rejected)")
 st.code(word_diff(chosen_text, rejected_text), language=None)
-chosen_m, rejected_m = pair_matrices(_embeddings(), n)
-near = nearest_pairs(chosen_m, rejected_m, pair, k=5)
+chosen_m, rejected_m = _unit_pairs(str(run_dir), stamp, n, _embeddings())
+near = nearest_pairs(chosen_m, rejected_m, pair, k=5, normalised=True)
 near["prompt"] = [render_text(data.frame.at[i, "prompt"])[:100] for i in near["index"]]
 near["flags"] = [table.at[i, "reasons"] for i in near["index"]]
 st.markdown("**Nearest pairs** (cosine of the chosen and rejected embeddings, averaged)")
