@@ -62,6 +62,11 @@ def test_audit_page_flags_shows_pairs_and_sets_the_clean_selection(tmp_path, mon
     assert selection.attrs["alignscope_selection"]["method"] == "clean"
     assert int(selection["selected"].sum()) == active["n_selected"] == 120 - int(
         (selection[["suspect_flip", "is_duplicate", "is_outlier", "identical"]].any(axis=1)).sum())
+    at.switch_page("views/map.py").run()
+    at.selectbox(key="map_colour").set_value("audit flag").run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "near-duplicate" in spec and "no flag" in spec
     at.switch_page("views/train.py").run()
     assert not at.exception
     assert any("Active selection: 'clean'" in c.value for c in at.caption)

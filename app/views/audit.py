@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -13,6 +14,7 @@ from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_sel
                               pair_matrices, search_pairs, unit_rows, word_diff)
 from alignscope.data import render_text
 
+AUDIT_FLAGS_KEY = "alignscope_audit_flags"
 FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",
                "identical": "chosen = rejected"}
 
@@ -60,6 +62,11 @@ except AuditError as err:
     st.stop()
 summary = audit_summary(data, table)
 n = summary["n_pairs"]
+# Each pair's first flag, for the Map page's "audit flag" colouring (a plain key survives page switches).
+issue = np.full(n, "no flag", dtype=object)
+for flag in reversed(FLAGS):
+    issue[table[flag].to_numpy(dtype=bool)] = FLAG_LABELS[flag]
+st.session_state[AUDIT_FLAGS_KEY] = {"fingerprint": data.fingerprint, "issue": issue}
 
 # ------------------------------------------------------------------------------------ cards
 cards = st.columns(5)
