@@ -338,8 +338,11 @@ def audit(data: Any, embeddings: Any = None, *, encoder: str = "minilm", folds: 
             raise AuditError(f"{name} must be in [0, 1], got {value}")
     used_encoder = encoder
     if embeddings is None:
+        from alignscope.data import PreferenceData, load_preferences
         from alignscope.embed import embed
 
+        if not isinstance(data, PreferenceData):
+            data = load_preferences(frame)
         embeddings = embed(data, encoder, "completion", progress=progress)
     else:
         used_encoder = getattr(embeddings, "encoder", None) or None

@@ -90,6 +90,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
         if meta.get("unit") not in (None, "completion"):
             raise AuditError(f"{args.embeddings}: {meta['unit']}-unit embeddings; the audit needs unit completion")
+        if meta.get("fingerprint") and meta["fingerprint"] != data.fingerprint:
+            raise AuditError(f"{args.embeddings}: made on data with fingerprint {meta['fingerprint']}, but this data "
+                             f"has {data.fingerprint}")
         if len(embeddings) != 2 * data.n_pairs:
             raise AuditError(f"{args.embeddings}: {len(embeddings):,} rows, but {data.n_pairs:,} pairs need "
                              f"{2 * data.n_pairs:,} (chosen then rejected completions)")
