@@ -28,6 +28,7 @@ navigation = st.navigation([
     st.Page(PAGES / "data.py", title="Data", icon=":material/table_view:", default=True),
     st.Page(PAGES / "map.py", title="Map", icon=":material/scatter_plot:"),
     st.Page(PAGES / "select.py", title="Select", icon=":material/filter_alt:"),
+    st.Page(PAGES / "audit.py", title="Audit", icon=":material/rule:"),
     st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
     st.Page(PAGES / "scheduler.py", title="Scheduler", icon=":material/low_priority:"),
     st.Page(PAGES / "scaling.py", title="Scaling", icon=":material/trending_up:"),

@@ -633,6 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     from alignscope.spectra_cli import add_spectra_command
 
     add_spectra_command(commands)
+    from alignscope.audit_cli import add_audit_command
+    add_audit_command(commands)
     from alignscope.scaling_cli import add_scaling_command, add_sweep_command
 
     add_sweep_command(commands, _load_options_only)

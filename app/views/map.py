@@ -75,6 +75,9 @@ numeric = [c for c in data.metadata_columns if c not in metadata and pd.api.type
            and not pd.api.types.is_bool_dtype(data.frame[c])]
 colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
     ["GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"]
+audit_flags = st.session_state.get("alignscope_audit_flags")  # set by the Audit page
+if audit_flags and audit_flags["fingerprint"] == data.fingerprint:
+    colour_options.append("audit flag")
 colour_by = controls[1].selectbox("Colour by", colour_options, key="map_colour")
 
 selection_table = None
@@ -97,6 +100,9 @@ elif colour_by == "ISA log-likelihood l′ (high = typical)":
     colour, categorical = selection_table["loglik_scaled"].to_numpy()[drawn], False
 elif colour_by == "current selection":
     colour = np.where(selection_table["selected"].to_numpy()[drawn], "kept", "dropped")
+elif colour_by == "audit flag":
+    colour = audit_flags["issue"][pair_index[drawn]].astype(str)
+    st.caption("Each point's pair, by its first audit flag (computed on the Audit page).")
 elif colour_by in numeric:
     colour, categorical = data.frame[colour_by].to_numpy()[pair_index[drawn]].astype(float), False
 else:
