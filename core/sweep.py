@@ -50,6 +50,8 @@ CHECKPOINT_METHOD = "checkpoints"  # the method name of checkpoint-mode points
 POINTS_FILE = "points.jsonl"
 SWEEP_FILE = "sweep.json"
 FIT_FILE = "fit.json"
+CLEAN_METHOD = "clean"            # drop the pairs the audit flags, then a random share of the rest
+AUDIT_FILE = "audit.parquet"      # sweep dir: the audit of the training pool, for the clean method
 HELDOUT_FILE = "heldout.npz"      # sweep dir: held-out pairs and their word lengths; point dir: their margins
 # Measured on AlpacaEval and HH (README, "Evaluation you can trust"): accuracy there mostly measures
 # length (the length rule alone scores 0.84 on AlpacaEval), so curves are drawn with the metric
@@ -113,9 +115,10 @@ class SweepConfig:
                 raise SweepError("give at least 3 checkpoints: a plateau has 3 parameters")
         elif not self.methods:
             raise SweepError("give at least one method")
-        unknown = [m for m in self.methods if m not in METHODS]
+        known = (*METHODS, CLEAN_METHOD)
+        unknown = [m for m in self.methods if m not in known]
         if unknown and self.mode == "subsets":
-            raise SweepError(f"unknown method(s) {', '.join(unknown)}: use {', '.join(METHODS)}")
+            raise SweepError(f"unknown method(s) {', '.join(unknown)}: use {', '.join(known)}")
         if not self.fractions or any(not (0 < float(f) <= 1) for f in self.fractions):
             raise SweepError(f"fractions must be in (0, 1], got {self.fractions}")
         if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
@@ -231,7 +234,14 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
     _, test_pairs = split_pairs(len(data), sweep.test_fraction, sweep.split_seed)
     k_pairs = pair_count(point["fraction"], len(data) - len(test_pairs))
     selection_path = None
-    if point["method"] != "all":
+    if point["method"] == CLEAN_METHOD:
+        from alignscope.select import write_selection
+
+        report(progress=0.3, message=f"the audit's clean pairs first, {k_pairs:,} training pairs")
+        selection_path = run_dir / "selection.parquet"
+        table = clean_ranking(Path(config["sweep_dir"]) / AUDIT_FILE, int(point["seed"]), data.fingerprint)
+        write_selection(training_pairs_table(table, test_pairs, len(data), k_pairs), selection_path)
+    elif point["method"] != "all":
         from alignscope.embed import embed
         from alignscope.select import select, write_selection
 
@@ -273,6 +283,43 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
     append_jsonl(Path(config["sweep_dir"]) / POINTS_FILE, record)
     report(progress=1.0, message=f"{sweep.metric} {record['score']:.3f} on {k_pairs:,} training pairs")
     return record
+
+
+def audit_training_pool(data, config: SweepConfig, path: Path) -> None:
+    """Audit the training pool only (the held-out pairs' labels must not steer what is dropped) and
+    keep the table, indexed by the data's pair numbers, for the ``clean`` points."""
+    from alignscope.audit import audit, pair_matrices
+    from alignscope.embed import embed
+    from alignscope.evaluate import split_pairs
+
+    _, test_pairs = split_pairs(len(data), config.test_fraction, config.split_seed)
+    pool = np.setdiff1d(np.arange(len(data), dtype=np.int64), test_pairs)
+    chosen, rejected = pair_matrices(embed(data, encoder=config.encoder, unit="completion", progress=False), len(data))
+    table = audit(data.frame.iloc[pool].reset_index(drop=True), (chosen[pool], rejected[pool]),
+                  encoder=config.encoder, seed=config.split_seed)
+    table["index"] = pool[table["index"].to_numpy(dtype=np.int64)]
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def clean_ranking(audit_path: Path, seed: int, fingerprint: str) -> pd.DataFrame:
+    """A pair ranking for the ``clean`` method: the pairs without an audit flag in a seeded random
+    order, then the flagged ones (used only when the fraction asks for more than the clean pairs)."""
+    from alignscope.audit import FLAGS
+
+    table = pd.read_parquet(audit_path)
+    flagged = np.zeros(len(table), dtype=bool)
+    for name in FLAGS:
+        flagged |= table[name].to_numpy(dtype=bool)
+    order = np.random.default_rng(seed).permutation(len(table))
+    rank = np.empty(len(table), dtype=np.int64)
+    rank[np.lexsort((order, flagged))] = np.arange(1, len(table) + 1)
+    out = pd.DataFrame({"index": table["index"].to_numpy(dtype=np.int64), "score": (~flagged).astype(float),
+                        "selected": ~flagged, "rank": rank})
+    out.attrs["alignscope_selection"] = {"method": CLEAN_METHOD, "unit": "pair", "seed": int(seed),
+                                         "data_fingerprint": fingerprint, "n_flagged": int(flagged.sum()),
+                                         "options": {"drop": list(FLAGS)}}
+    return out
 
 
 def metric_baseline(result: Mapping[str, Any], metric: str) -> float | None:
@@ -361,7 +408,7 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
         raise SweepError(f"workers must be >= 1, got {workers}")
     store = store or JobStore()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (POINTS_FILE, FIT_FILE, "points.csv"):
+    for stale in (POINTS_FILE, FIT_FILE, "points.csv", AUDIT_FILE):
         (out / stale).unlink(missing_ok=True)
     if config.mode == "subsets" and (any(p["method"] != "all" for p in config.points()) or config.evaluator == "probe"):
         from alignscope.embed import embed
@@ -371,6 +418,10 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
         for encoder in dict.fromkeys([config.encoder] + ([config.probe_encoder] if config.evaluator == "probe" else [])):
             embed(data, encoder=encoder, unit="completion", progress=report is not None)
     _save_heldout_lengths(out / HELDOUT_FILE, data, config)
+    if config.mode == "subsets" and CLEAN_METHOD in config.methods:
+        if report:
+            report("auditing the training pool once for the clean method")
+        audit_training_pool(data, config, out / AUDIT_FILE)
     spec = data.spec()
     job_ids = []
     for point in config.points():

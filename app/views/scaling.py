@@ -16,7 +16,7 @@ from alignscope.app import analysis, charts, state
 from alignscope.readers import DataError
 from alignscope.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.scaling import ScalingError, fit_points, read_points
-from alignscope.sweep import (DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, read_points_jsonl, submit_sweep,
+from alignscope.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, read_points_jsonl, submit_sweep,
                               sweep_fits)
 
 st.title("Scaling")
@@ -217,8 +217,10 @@ with tab_new:
     analysis.require_embedding(data, "minilm", "completion", "scaling")
     with st.form("sweep_form"):
         cols = st.columns(3)
-        methods = cols[0].multiselect("Methods", [m for m in METHODS if m != "llm"], default=["isa", "random"],
-                                      key="sweep_methods")
+        methods = cols[0].multiselect("Methods", [m for m in METHODS if m != "llm"] + [CLEAN_METHOD],
+                                      default=["isa", "random"], key="sweep_methods",
+                                      help="clean: drop the pairs the audit flags (suspected flips, near-duplicates, "
+                                           "outliers, identical answers), then a random share of the rest")
         fractions = cols[1].text_input("Fractions (0–1, comma-separated)", "0.01,0.02,0.05,0.1,0.25,0.5,1.0",
                                        key="sweep_fractions")
         seeds = cols[2].text_input("Seeds", "0,1,2", key="sweep_seeds")
