@@ -80,9 +80,9 @@ DEFAULT_BATCH_SIZE = {"minilm": 64, "lm": 16, "static": 1024}
 STATIC_SETTINGS = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float32", "pooling": "mean",
                    "token_remove_pattern": r"\[unused\d+\]", "max_length": 512}
 STATIC_CHUNK = 8192  # texts per model2vec call: the progress bar (and its ETA) moves this often
-# model2vec's threaded batches (its "multiprocessing" option): slower than one thread on our shared
-# 2-core machine (bench_embed measures both); worth it with free cores.
-STATIC_THREADS = (os.cpu_count() or 1) > 4
+# model2vec's threaded batches (its "multiprocessing" option; the tokenizer releases the GIL):
+# 1.02-1.12x one thread on our shared 2-core machine (bench_embed measures both).
+STATIC_THREADS = (os.cpu_count() or 1) > 1
 _CACHE_VERSION = 1  # bump when the numbers an encoder produces change
 
 
