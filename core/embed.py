@@ -205,8 +205,9 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
         backend = _get_backend(kind, info.folder, device)
         unique, inverse = distinct_texts(element_texts(data))
         if progress:
+            # A 64-text calibration is worth it before a long run only; a short one measures itself.
             line = describe_estimate(encoder, unique, device=device, precision=precision, layer=layer,
-                                     max_length=max_length, calibrate=True)
+                                     max_length=max_length, calibrate=len(unique) >= 16 * CALIBRATION_TEXTS)
             print(f"embedding {len(unique):,} distinct texts of {len(inverse):,} with {encoder.strip()}: {line}",
                   file=sys.stderr, flush=True)
         matrix = _encode_recording_rate(backend, unique, encoder=encoder.strip(), identity=info.identity,
