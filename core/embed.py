@@ -80,9 +80,9 @@ DEFAULT_BATCH_SIZE = {"minilm": 64, "lm": 16, "static": 1024}
 STATIC_SETTINGS = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float32", "pooling": "mean",
                    "token_remove_pattern": r"\[unused\d+\]", "max_length": 512}
 STATIC_CHUNK = 8192  # texts per model2vec call: the progress bar (and its ETA) moves this often
-# model2vec's threaded batches (its "multiprocessing" option): slower than one thread on our shared
-# 2-core machine (bench_embed measures both); worth it with free cores.
-STATIC_THREADS = (os.cpu_count() or 1) > 4
+# model2vec's threaded batches (its "multiprocessing" option; the tokenizer releases the GIL):
+# 1.02-1.12x one thread on our shared 2-core machine (bench_embed measures both).
+STATIC_THREADS = (os.cpu_count() or 1) > 1
 _CACHE_VERSION = 1  # bump when the numbers an encoder produces change
 
 
@@ -205,8 +205,9 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
         backend = _get_backend(kind, info.folder, device)
         unique, inverse = distinct_texts(element_texts(data))
         if progress:
+            # A 64-text calibration is worth it before a long run only; a short one measures itself.
             line = describe_estimate(encoder, unique, device=device, precision=precision, layer=layer,
-                                     max_length=max_length, calibrate=True)
+                                     max_length=max_length, calibrate=len(unique) >= 16 * CALIBRATION_TEXTS)
             print(f"embedding {len(unique):,} distinct texts of {len(inverse):,} with {encoder.strip()}: {line}",
                   file=sys.stderr, flush=True)
         matrix = _encode_recording_rate(backend, unique, encoder=encoder.strip(), identity=info.identity,

@@ -157,10 +157,15 @@ def test_estimate_is_measured_here_and_counts_distinct_texts(static_home):
     assert E.estimate_seconds("static", texts, calibrate=False) is None
 
 
-def test_estimate_for_an_undistilled_static_model_does_not_distill(isolated_home):
+def test_estimates_never_build_a_model(isolated_home):
     line = E.describe_estimate("static", ["a text", "another text"], calibrate=True)
     assert "one-time distillation" in line
     assert not E.static_folder("cpu", create=False).exists()
+    # A causal LM is not built or downloaded for an estimate either (the app asks on every page view).
+    assert "no rate measured" in E.describe_estimate("lm-last-token:smollm2-135m", ["a text"])
+    from alignscope.models import models_dir
+
+    assert not models_dir().exists()
 
 
 def test_estimate_calibrates_a_missing_rate_on_request(static_home):
