@@ -99,7 +99,7 @@ def _make_selections(data, emb, fractions_seeds: list[tuple[str, float, int]], f
                      fits: np.ndarray | None = None) -> dict[str, dict]:
     """Write one completion-level selection parquet per (method, fraction, seed); describe each."""
     from alignscope.select import pairs_from_completions, select, write_selection
-    from alignscope.train import training_set
+    from alignscope.trainset import training_set
 
     folder.mkdir(parents=True, exist_ok=True)
     frame = data.frame if hasattr(data, "frame") else None
@@ -161,7 +161,8 @@ def _dpo(data, sel: dict, args, run_dir: Path) -> dict[str, Any]:
     """One DPO run; its figures are also saved in the run directory so that ``--resume`` can reuse a
     finished run (the directory name encodes model, steps, length, eval size, subset and seed)."""
     from alignscope.files import write_json
-    from alignscope.train import train, train_config
+    from alignscope.train_config import train_config
+    from alignscope.train import train
 
     record = run_dir / RUN_RECORD
     if args.resume and record.is_file():

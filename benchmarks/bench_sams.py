@@ -190,7 +190,8 @@ def run_noise(args) -> None:
         return
     from alignscope.data import load_preferences
     from alignscope.files import write_json
-    from alignscope.train import train, train_config
+    from alignscope.train_config import train_config
+    from alignscope.train import train
 
     data = load_preferences(str(data_file))
     seeds = [int(s) for s in _floats(args.seeds)]
@@ -260,7 +261,8 @@ def run_noise(args) -> None:
 # --------------------------------------------------------------------------------- overhead
 _CHILD = """
 import json, sys, time
-from alignscope.train import train, train_config
+from alignscope.train_config import train_config
+from alignscope.train import train
 fields = json.loads(sys.argv[1])
 method = fields.pop("method")
 config = train_config(method, **fields)

@@ -422,7 +422,8 @@ def section_isa(ctx: Context) -> dict[str, Any]:
 def _train_once(ctx: Context, method: str, run_dir: Path, **fields: Any) -> dict[str, Any]:
     import torch
 
-    from alignscope.train import train, train_config
+    from alignscope.train_config import train_config
+    from alignscope.train import train
 
     config = train_config(method, **fields)
     _free_gpu()

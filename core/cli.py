@@ -289,7 +289,7 @@ def _train_fields(args: argparse.Namespace) -> dict[str, object]:
     if isinstance(fields.get("lora_target_modules"), str) and fields["lora_target_modules"] != "all-linear":
         fields["lora_target_modules"] = [m.strip() for m in fields["lora_target_modules"].split(",") if m.strip()]
     if "report_to" in fields:
-        from alignscope.train import report_to_names
+        from alignscope.train_config import report_to_names
 
         fields["report_to"] = report_to_names(fields["report_to"]) or "none"
     if args.split_seed is not None:
@@ -303,7 +303,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     import time
 
     from alignscope.jobs import JobStore
-    from alignscope.train import train_config, training_set
+    from alignscope.train_config import train_config
+    from alignscope.trainset import training_set
 
     from alignscope.models import check_model_spec
 

@@ -42,6 +42,7 @@ import pandas as pd
 
 from alignscope.files import atomic_path, write_json
 from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics
+from alignscope.trainset import EvaluationError, split_pairs, training_set
 
 __all__ = ["EVAL_FILE", "EVAL_PAIRS_FILE", "EvaluationError", "split_pairs", "bootstrap_ci", "encode_completion",
            "sequence_logprobs", "evaluate_pairs", "write_eval", "evaluate_run", "heldout_length_rule", "probe_margins",
@@ -54,32 +55,7 @@ PROBE_NOTE = ("proxy: a linear Bradley-Terry reward model on frozen sentence emb
               "it predicts which subsets carry a learnable preference signal, it is not the accuracy of a trained policy")
 
 
-class EvaluationError(ValueError):
-    """Evaluation input that cannot be used; the message is one line for the user."""
-
-
 # ------------------------------------------------------------------------------ split, bootstrap
-def split_pairs(n_pairs: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of pair indices ``0..n_pairs-1`` into sorted ``(train, test)`` arrays.
-
-    ``n_test = round(test_fraction · n_pairs)`` (at least 1 when the fraction is > 0 and there are
-    two or more pairs); the permutation comes from ``numpy.random.default_rng(seed)``, so the same
-    (n, fraction, seed) always gives the same pairs on every machine.
-    """
-    n = int(n_pairs)
-    if n < 0:
-        raise EvaluationError(f"n_pairs must be >= 0, got {n_pairs}")
-    if not (isinstance(test_fraction, (int, float)) and 0 <= test_fraction < 1):
-        raise EvaluationError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
-    n_test = int(round(test_fraction * n))
-    if test_fraction > 0 and n >= 2:
-        n_test = min(max(n_test, 1), n - 1)
-    else:
-        n_test = 0 if n < 2 else min(n_test, n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_test:]).astype(np.int64), np.sort(order[:n_test]).astype(np.int64)
-
-
 def bootstrap_ci(values: Sequence[float] | np.ndarray, *, n_boot: int = DEFAULT_N_BOOT, confidence: float = 0.95,
                  seed: int = 0, statistic: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (or of ``statistic(samples, axis=1)``).
@@ -563,7 +539,6 @@ def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", tes
     as arrays (``heldout_pairs``, ``heldout_margin``; not JSON). A proxy for training.
     """
     from alignscope.data import PreferenceData, load_preferences
-    from alignscope.train import training_set
 
     if not isinstance(data, PreferenceData):
         data = load_preferences(data)

@@ -35,7 +35,7 @@ import trl
 from alignscope.files import append_jsonl
 from alignscope.sams import (SamsConfig, SamsScheduler, batch_reward, layer_mean, pair_contexts, ratio_warning,
                              sample_rewards)
-from alignscope.train import SAMS_INDEX_COLUMN, SAMS_LOG, TrainError  # train imports this module lazily
+from alignscope.train_config import SAMS_INDEX_COLUMN, SAMS_LOG, TrainError  # train imports this module lazily
 
 __all__ = ["SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG"]
 

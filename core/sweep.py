@@ -262,7 +262,8 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
         pairs, margin = result.pop("heldout_pairs"), result.pop("heldout_margin")
         n_train = result["n_train"]
     else:
-        from alignscope.train import train, train_config
+        from alignscope.train_config import train_config
+        from alignscope.train import train
 
         train_cfg = train_config(sweep.evaluator, model=sweep.model, max_steps=sweep.max_steps,
                                  batch_size=sweep.batch_size, max_length=sweep.max_length,
@@ -358,7 +359,8 @@ def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_di
                     started: float) -> dict[str, Any]:
     """Checkpoint mode: one run on all the training pairs; every checkpoint evaluation becomes a
     point the moment it is measured (so the curve fills in while the run trains)."""
-    from alignscope.train import train, train_config
+    from alignscope.train_config import train_config
+    from alignscope.train import train
 
     job_id = _own_job_id(run_dir)
 

@@ -15,7 +15,7 @@ from alignscope.evaluate import (EvaluationError, bootstrap_ci, encode_completio
                                  evaluate_run, probe_accuracy, split_pairs)
 from alignscope.models import load_causal_lm
 from alignscope.select import select, write_selection
-from alignscope.train import TrainError
+from alignscope.train_config import TrainError
 
 
 # ---------------------------------------------------------------------------- split, bootstrap

@@ -15,7 +15,8 @@ from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
 from alignscope.sams import (ReplayPool, SamsConfig, SamsError, SamsScheduler, batch_reward, layer_mean,
                              n_selected, pair_contexts, pair_rewards, sample_rewards)
-from alignscope.train import TrainError, train, train_config
+from alignscope.train_config import TrainError, train_config
+from alignscope.train import train
 from tests.conftest import run_cli
 
 

@@ -16,7 +16,8 @@ from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
 from alignscope.sams import (RunningMoments, SamsConfig, SamsError, SamsScheduler, pair_contexts, pair_rewards,
                              ranked_rewards, ratio_warning, read_sams_log, selection_rates)
-from alignscope.train import TrainError, train, train_config
+from alignscope.train_config import TrainError, train_config
+from alignscope.train import train
 
 
 # -------------------------------------------------------------------------------- contexts

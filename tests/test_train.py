@@ -19,7 +19,9 @@ from alignscope.files import read_jsonl
 from alignscope.jobs import FAILED, SUCCEEDED, JobStore
 from alignscope.models import ModelError
 from alignscope.select import read_selection, select, selection_config, write_selection
-from alignscope.train import (METRIC_KEYS, TrainError, normalise_metrics, train, train_config, training_set)
+from alignscope.train_config import TrainError, train_config
+from alignscope.trainset import training_set
+from alignscope.train import METRIC_KEYS, normalise_metrics, train
 
 FAST = dict(max_length=32, batch_size=8, max_steps=4, lr=1e-4, n_boot=200, eval_max_pairs=24)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alignscope.train import REPORT_TO, TrainError, report_to_names, train_config
+from alignscope.train_config import REPORT_TO, TrainError, report_to_names, train_config
 from conftest import run_cli
 
 needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed")

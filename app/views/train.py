@@ -9,7 +9,7 @@ import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
 from alignscope.jobs import JobError
-from alignscope.train import REPORT_TO
+from alignscope.train_config import REPORT_TO
 
 st.title("Train")
 st.caption("Align a model on the active selection with TRL and see whether the subset was worth it: "
@@ -149,7 +149,7 @@ if submitted:
     if report_to:
         config["report_to"] = list(report_to)
     try:
-        from alignscope.train import config_from_dict
+        from alignscope.train_config import config_from_dict
 
         config_from_dict({k: v for k, v in config.items() if k not in ("data", "selection")}).validate()
         job_id = store.submit("train", config)
