@@ -18,17 +18,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alignscope.cli_common import add_source_options, load_data
+
 __all__ = ["add_audit_command", "cmd_audit"]
 
 
 def add_audit_command(commands: Any) -> argparse.ArgumentParser:
     """Add the ``audit`` subcommand to an argparse subparsers object; returns its parser."""
     from alignscope.audit import FLAGS
-    from alignscope.cli import _load_options_only
 
     parser = commands.add_parser("audit", help="suspected flipped labels, near-duplicates, outliers, length bias")
     parser.add_argument("path", metavar="DATA", help="data: file, datasets folder, hub id or demo[:N[:SEED]]")
-    _load_options_only(parser)
+    add_source_options(parser)
     parser.add_argument("--encoder", default="minilm", help="encoder of the completion embeddings (default minilm)")
     parser.add_argument("--embeddings", metavar="EMB.npy",
                         help="precomputed completion embeddings (2N rows: chosen then rejected) instead of --encoder")
@@ -56,7 +57,6 @@ def _check_output(out: Path, force: bool) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     """Run the ``audit`` subcommand (see the module docstring). Returns the exit code 0."""
     from alignscope.audit import FLAGS, AuditError, audit, audit_summary, clean_selection, write_audit
-    from alignscope.cli import _load
 
     if args.folds < 2:
         raise AuditError(f"--folds must be at least 2, got {args.folds}")
@@ -77,7 +77,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         _check_output(clean_out, args.force)
         if clean_out.resolve() == out.resolve():
             raise AuditError("--out and --clean-out name the same file")
-    data = _load(args)
+    data = load_data(args)
     if data.n_pairs < args.folds:
         raise AuditError(f"the data has {data.n_pairs} pairs, fewer than --folds {args.folds}")
     embeddings = None

@@ -13,46 +13,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad arguments or input; reported as one line with exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2 like every other bad input."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+from alignscope.cli_common import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, Parser, UsageError, add_load_options,
+                                   add_source_options, check_output, load_data)
 
 
 # ------------------------------------------------------------------------------------------ data
-def _add_load_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="file (.jsonl/.json/.parquet/.csv, optionally .gz), datasets "
-                                     "folder, hub id org/name[:split], or demo[:N[:SEED]]")
-    parser.add_argument("--split", help="split of a DatasetDict folder or hub data set")
-    parser.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
-                        help="map a differently named column, e.g. --column prompt=question")
-    parser.add_argument("--drop-invalid", action="store_true",
-                        help="drop invalid rows (reported) instead of stopping at the first")
-    parser.add_argument("--max-row-chars", type=int, default=None,
-                        help="rows longer than this (prompt+chosen+rejected) are invalid")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def _load(args: argparse.Namespace):
-    from alignscope.data import DEFAULT_MAX_ROW_CHARS, load_preferences, parse_column_map
-
-    max_chars = args.max_row_chars if args.max_row_chars is not None else DEFAULT_MAX_ROW_CHARS
-    if max_chars <= 0:
-        raise UsageError("--max-row-chars must be positive")
-    return load_preferences(args.path, split=args.split, columns=parse_column_map(args.column),
-                            drop_invalid=args.drop_invalid, max_row_chars=max_chars)
-
-
 def cmd_data_info(args: argparse.Namespace) -> int:
-    data = _load(args)
+    data = load_data(args)
     info = data.info()
     if args.json:
         print(json.dumps(info, ensure_ascii=False, default=str))
@@ -71,7 +38,7 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     from alignscope.data import DataError
 
     try:
-        data = _load(args)
+        data = load_data(args)
     except DataError as err:
         if args.json:
             print(json.dumps({"valid": False, **err.to_dict()}, ensure_ascii=False))
@@ -86,7 +53,7 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:
-    from alignscope.demo import demo_preferences
+    from alignscope.data import demo_preferences
     from alignscope.readers import split_compression
 
     out = Path(args.out)
@@ -108,14 +75,6 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------- embed/select/export
-def _load_options_only(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--split", help="split of a DatasetDict folder or hub data set")
-    parser.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
-                        help="map a differently named column, e.g. --column prompt=question")
-    parser.add_argument("--drop-invalid", action="store_true", help="drop invalid rows instead of stopping")
-    parser.add_argument("--max-row-chars", type=int, default=None)
-
-
 def _encoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default="minilm",
                         help="minilm (default), static (Model2Vec distilled from MiniLM: ~30x faster, "
@@ -127,13 +86,6 @@ def _encoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
 
 
-def _check_output(out: Path, force: bool, suffixes: tuple[str, ...]) -> None:
-    if not out.name.endswith(suffixes):
-        raise UsageError(f"{out.name}: the output must end with {' or '.join(suffixes)}")
-    if out.exists() and not force:
-        raise UsageError(f"{out}: already exists (pass --force to overwrite)")
-
-
 def cmd_embed(args: argparse.Namespace) -> int:
     import time
 
@@ -141,12 +93,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from alignscope.files import write_json
 
     out = Path(args.out)
-    _check_output(out, args.force, (".npy",))
+    check_output(out, args.force, (".npy",))
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.executor != "ray" and (args.address or args.workers is not None):
         raise UsageError("--address and --workers apply to --executor ray")
-    data = _load(args)
+    data = load_data(args)
     started = time.perf_counter()
     unit = args.unit or "completion"
     if args.executor == "ray":
@@ -193,7 +145,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     if args.k is not None and args.k < 1:
         raise UsageError(f"--k must be at least 1, got {args.k}")
     out = Path(args.out)
-    _check_output(out, args.force, (".parquet",))
+    check_output(out, args.force, (".parquet",))
     options = _parse_options(args.option)
     if args.method == "isa":
         options.update({k: v for k, v in (("covariance_type", args.covariance_type), ("pca_dim", args.pca_dim),
@@ -220,7 +172,7 @@ def cmd_select(args: argparse.Namespace) -> int:
             raise UsageError("give DATA (or --embeddings EMB.npy)")
         args.path = args.data
         args.unit = args.unit or "completion"
-        data = _load(args)
+        data = load_data(args)
         if args.method == "llm":
             from alignscope.select import ask_llm_texts
 
@@ -260,7 +212,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from alignscope.export import export_selection
 
-    data = _load(args)
+    data = load_data(args)
     out = export_selection(data, args.selection, args.out, format=args.format, kind=args.kind,
                            pair_rule=args.pair_rule, overwrite=args.force, keep_metadata=args.keep_metadata)
     if args.json:
@@ -314,7 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file; give a run folder")
-    data = _load(args)
+    data = load_data(args)
     selection = str(Path(args.selection).resolve()) if args.selection else None
     training_set(data, selection, method=args.method, test_fraction=config.test_fraction,
                  split_seed=config.split_seed)  # raises on an empty/mismatched selection, before any job
@@ -379,7 +331,7 @@ def cmd_eval_probe(args: argparse.Namespace) -> int:
     from alignscope.evaluate import eval_probe
     from alignscope.metrics import describe_scores
 
-    data = _load(args)
+    data = load_data(args)
     result = eval_probe(data, args.selection, encoder=args.eval_encoder, test_fraction=args.test_fraction,
                         seed=args.seed)
     if args.json:
@@ -483,18 +435,18 @@ def cmd_app(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from alignscope import __version__
 
-    parser = _Parser(prog="alignscope", description="Preference-data selection, training and "
+    parser = Parser(prog="alignscope", description="Preference-data selection, training and "
                                                    "diagnostics for LLM alignment.")
     parser.add_argument("--version", action="version", version=f"alignscope {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     data = commands.add_parser("data", help="inspect, validate and generate preference data")
-    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
     info = data_commands.add_parser("info", help="summary of a data set (pairs, format, fingerprint)")
-    _add_load_options(info)
+    add_load_options(info)
     info.set_defaults(func=cmd_data_info)
     validate = data_commands.add_parser("validate", help="exit 0 when valid, 2 with the error line")
-    _add_load_options(validate)
+    add_load_options(validate)
     validate.set_defaults(func=cmd_data_validate)
     demo = data_commands.add_parser("demo", help="write the seeded synthetic demo set")
     demo.add_argument("--out", required=True, help="output file (.jsonl/.json/.csv[.gz] or .parquet)")
@@ -506,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed_cmd = commands.add_parser("embed", help="embed every completion (or pair) of a data set")
     embed_cmd.add_argument("path", metavar="DATA", help="data set (as for `data info`)")
-    _load_options_only(embed_cmd)
+    add_source_options(embed_cmd)
     _encoder_options(embed_cmd)
     embed_cmd.add_argument("--out", required=True, help="output .npy (float32 matrix); meta in OUT.json")
     embed_cmd.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -527,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--k", type=int, help="number of points to keep")
     size.add_argument("--fraction", type=float, help="share of points to keep, in (0, 1]")
     select_cmd.add_argument("--seed", type=int, default=0)
-    _load_options_only(select_cmd)
+    add_source_options(select_cmd)
     _encoder_options(select_cmd)
     select_cmd.add_argument("--covariance-type", choices=["full", "diag", "tied", "spherical"],
                             help="ISA: GMM covariance (default full)")
@@ -545,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd = commands.add_parser("export", help="write the selected rows in TRL's format")
     export_cmd.add_argument("path", metavar="DATA")
     export_cmd.add_argument("selection", metavar="SEL.parquet")
-    _load_options_only(export_cmd)
+    add_source_options(export_cmd)
     export_cmd.add_argument("--format", choices=["hf", "parquet", "jsonl"], default=None,
                             help="hf (datasets save_to_disk folder), parquet or jsonl (default: from --out)")
     export_cmd.add_argument("--kind", choices=["pairs", "kto"], default="pairs",
@@ -559,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_cmd = commands.add_parser("train", help="DPO or KTO with TRL on a selection (or all data), as a job")
     train_cmd.add_argument("path", metavar="DATA")
-    _load_options_only(train_cmd)
+    add_source_options(train_cmd)
     train_cmd.add_argument("--selection", help="selection .parquet from `alignscope select` (default: all pairs)")
     train_cmd.add_argument("--method", choices=["dpo", "kto", "dpo-sams"], default="dpo",
                            help="dpo, kto, or dpo-sams (DPO with SamS batch scheduling)")
@@ -621,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe_cmd = commands.add_parser("eval-probe", help="fast proxy: Bradley–Terry probe on frozen embeddings")
     probe_cmd.add_argument("path", metavar="DATA")
-    _load_options_only(probe_cmd)
+    add_source_options(probe_cmd)
     probe_cmd.add_argument("--selection", help="selection .parquet (default: all training pairs)")
     probe_cmd.add_argument("--eval-encoder", "--encoder", dest="eval_encoder", default="minilm",
                            help="the probe's own features (default minilm); choose one the selection did not use, "
@@ -638,11 +590,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_command(commands)
     from alignscope.scaling_cli import add_scaling_command, add_sweep_command
 
-    add_sweep_command(commands, _load_options_only)
+    add_sweep_command(commands)
     add_scaling_command(commands)
 
     jobs = commands.add_parser("jobs", help="list, inspect, cancel and read the logs of jobs")
-    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=Parser)
     jobs_list = jobs_commands.add_parser("list", help="jobs, newest first")
     jobs_list.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs_list.add_argument("--kind")

@@ -32,10 +32,12 @@ import numpy as np
 import pandas as pd
 
 from alignscope.files import atomic_path, atomic_write
+from alignscope import data_cache
+from alignscope.demo import DEFAULT_N, demo_frame
 from alignscope.readers import DataError, RawTable, from_hf_dataset, is_missing, read_path
 
 __all__ = ["PreferenceData", "ValidationReport", "DataError", "load_preferences", "load_spec", "CANONICAL",
-           "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map"]
+           "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map", "demo_preferences"]
 
 CANONICAL = ("prompt", "chosen", "rejected")
 FORMATS = ("standard", "conversational", "implicit_prompt")
@@ -241,18 +243,19 @@ def load_preferences(
     if isinstance(source, str) and not Path(source).expanduser().exists():
         demo = _DEMO_SOURCE.fullmatch(source)
         if demo:
-            from alignscope.demo import DEFAULT_N, demo_preferences
-
             return demo_preferences(n=int(demo.group(1) or DEFAULT_N), seed=int(demo.group(2) or 0))
     options = {"split": split, "columns": dict(columns or {}), "drop_invalid": drop_invalid,
                "max_row_chars": max_row_chars}
     path = Path(source).expanduser() if isinstance(source, (str, os.PathLike)) else None
     if path is not None:
-        from alignscope import data_cache
-
         cached = data_cache.read(path, options)
         if cached is not None:
-            return cached
+            frame, info = cached
+            data = PreferenceData(frame=frame, format=info["format"], source=info["source"],
+                                  prompt_extracted=info["prompt_extracted"], report=ValidationReport(**info["report"]),
+                                  load_options=info["load_options"])
+            data.__dict__["fingerprint"] = info["fingerprint"]  # the cached_property, as computed at load time
+            return data
     raw, label = _read_source(source, split)
     data = canonicalise(raw, source_label=label, columns=columns, drop_invalid=drop_invalid,
                         max_row_chars=max_row_chars)
@@ -264,6 +267,15 @@ def load_preferences(
 
 _DEFAULT_LOAD_OPTIONS = {"split": None, "columns": {}, "drop_invalid": False,
                          "max_row_chars": DEFAULT_MAX_ROW_CHARS}
+
+
+def demo_preferences(n: int = DEFAULT_N, seed: int = 0, **shares: float) -> PreferenceData:
+    """The synthetic demo set (:func:`alignscope.demo.demo_frame`) as validated
+    :class:`PreferenceData` with ``is_demo=True``."""
+    data = load_preferences(demo_frame(n, seed, **shares))
+    if shares:  # non-default shares cannot be named by a "demo:N:SEED" source string
+        return replace(data, source=f"demo (n={n}, seed={seed}, {shares})", is_demo=True)
+    return replace(data, source=f"demo:{n}:{seed}", is_demo=True)
 
 
 def load_spec(spec: Mapping[str, Any]) -> PreferenceData:

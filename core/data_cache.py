@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
@@ -40,11 +39,11 @@ def _folder() -> Path:
     return settings.home() / "cache" / "data"
 
 
-def read(path: Path, options: Mapping[str, Any]):
-    """The cached PreferenceData for ``path`` loaded with ``options``, or None."""
+def read(path: Path, options: Mapping[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    """``(frame, info)`` cached for ``path`` loaded with ``options`` (info: format, source,
+    prompt_extracted, report, load_options, fingerprint), or None. :mod:`alignscope.data` builds
+    the PreferenceData from them, so this module does not depend on it."""
     import pandas as pd
-
-    from alignscope.data import PreferenceData, ValidationReport
 
     key = _key(path, options)
     if key is None:
@@ -57,11 +56,7 @@ def read(path: Path, options: Mapping[str, Any]):
             return None
     except Exception:  # noqa: BLE001 - a missing or damaged entry is a cache miss, never an error
         return None
-    data = PreferenceData(frame=frame, format=info["format"], source=info["source"],
-                          prompt_extracted=info["prompt_extracted"], report=ValidationReport(**info["report"]),
-                          load_options=info["load_options"])
-    data.__dict__["fingerprint"] = info["fingerprint"]  # the cached_property, as computed at load time
-    return data
+    return frame, info
 
 
 def write(path: Path, options: Mapping[str, Any], data) -> None:

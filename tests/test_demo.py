@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignscope.demo import TOPICS, demo_frame, demo_preferences
+from alignscope.demo import TOPICS, demo_frame
+from alignscope.data import demo_preferences
 
 
 def test_same_seed_same_rows_other_seed_other_rows():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from alignscope import embed as E
-from alignscope.demo import demo_preferences
+from alignscope.data import demo_preferences
 from alignscope.embed import EmbeddingError, embed, embed_texts, load_embeddings, save_embeddings
 
 N = 50

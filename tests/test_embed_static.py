@@ -19,7 +19,7 @@ import pytest
 from alignscope import embed as E
 from alignscope.cli import main
 from alignscope.data import load_preferences
-from alignscope.demo import demo_preferences
+from alignscope.data import demo_preferences
 
 
 @pytest.fixture(scope="session")

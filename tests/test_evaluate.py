@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from alignscope.data import load_preferences
-from alignscope.demo import demo_preferences
+from alignscope.data import demo_preferences
 from alignscope.evaluate import (EvaluationError, bootstrap_ci, encode_completion, eval_probe, evaluate_pairs,
                                  evaluate_run, probe_accuracy, split_pairs)
 from alignscope.models import load_causal_lm

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from alignscope.data import load_preferences
-from alignscope.demo import demo_preferences
+from alignscope.data import demo_preferences
 from alignscope.export import ExportError, config_path_for, export_selection, selected_completions
 from alignscope.select import pairs_from_completions, select, write_selection
 

@@ -321,7 +321,7 @@ def test_kcenter_score_samples_uses_n_centers():
 
 
 def test_ask_llm_texts_follow_the_unit_layout():
-    from alignscope.demo import demo_preferences
+    from alignscope.data import demo_preferences
     from alignscope.select import ask_llm_texts
 
     data = demo_preferences(30, seed=0)

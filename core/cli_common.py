@@ -1,0 +1,61 @@
+"""What every ``alignscope`` subcommand shares: exit codes, the one-line usage error, the options
+that load a data set, and the output-file check. The command modules (``cli``, ``scaling_cli``,
+``audit_cli``, ``spectra_cli``) import from here, never from each other."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from alignscope.data import DEFAULT_MAX_ROW_CHARS, load_preferences, parse_column_map
+
+__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_BAD_INPUT", "UsageError", "Parser", "add_load_options",
+           "add_source_options", "load_data", "check_output"]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or input; reported as one line with exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2 like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="file (.jsonl/.json/.parquet/.csv, optionally .gz), datasets "
+                                     "folder, hub id org/name[:split], or demo[:N[:SEED]]")
+    parser.add_argument("--split", help="split of a DatasetDict folder or hub data set")
+    parser.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
+                        help="map a differently named column, e.g. --column prompt=question")
+    parser.add_argument("--drop-invalid", action="store_true",
+                        help="drop invalid rows (reported) instead of stopping at the first")
+    parser.add_argument("--max-row-chars", type=int, default=None,
+                        help="rows longer than this (prompt+chosen+rejected) are invalid")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def load_data(args: argparse.Namespace):
+    max_chars = args.max_row_chars if args.max_row_chars is not None else DEFAULT_MAX_ROW_CHARS
+    if max_chars <= 0:
+        raise UsageError("--max-row-chars must be positive")
+    return load_preferences(args.path, split=args.split, columns=parse_column_map(args.column),
+                            drop_invalid=args.drop_invalid, max_row_chars=max_chars)
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", help="split of a DatasetDict folder or hub data set")
+    parser.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
+                        help="map a differently named column, e.g. --column prompt=question")
+    parser.add_argument("--drop-invalid", action="store_true", help="drop invalid rows instead of stopping")
+    parser.add_argument("--max-row-chars", type=int, default=None)
+
+
+def check_output(out: Path, force: bool, suffixes: tuple[str, ...]) -> None:
+    if not out.name.endswith(suffixes):
+        raise UsageError(f"{out.name}: the output must end with {' or '.join(suffixes)}")
+    if out.exists() and not force:
+        raise UsageError(f"{out}: already exists (pass --force to overwrite)")
