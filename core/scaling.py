@@ -40,7 +40,10 @@ from alignscope.readers import DataError
 __all__ = ["ScalingError", "PlateauFit", "TARGETS", "plateau", "recommended_fraction", "fit_plateau", "fit_points",
            "read_points", "B_BOUNDS"]
 
-B_BOUNDS = (1e-3, 1e3)  # growth rate per unit fraction: 0.1 %…99.9 % of the way within the data
+B_BOUNDS = (1e-3, 1e3)
+# A recommendation whose 95 % interval is wider than this share of the data is not one: the page and
+# the CLI say the points cannot tell instead of naming a size.
+MAX_DECISIVE_WIDTH = 0.5  # growth rate per unit fraction: 0.1 %…99.9 % of the way within the data
 
 
 class ScalingError(ValueError):
@@ -105,6 +108,7 @@ class PlateauFit:
     baseline: float | None = None        # the score a trivial rule reaches (e.g. the length rule)
     beats_baseline: bool | None = None   # the plateau's interval lies beyond the baseline (None: cannot tell)
     targets: dict[str, Any] = field(default_factory=dict)  # both rules side by side: target → x*, its interval
+    decisive: bool = False               # the recommendation's interval is narrow enough to act on
     boot_params: np.ndarray | None = field(default=None, repr=False)  # (n_ok, 3): r, a, b per refit
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,6 +273,11 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
             notes.append(f"without an interval it cannot be told whether the plateau {r:.4g} beats the baseline "
                          f"{baseline:.4g}")
     recommended = None if not math.isfinite(x_star) else float(min(max(x_star, 0.0), 1.0))
+    x_ci = interval(3, clip=True)
+    decisive = x_ci is not None and x_ci[1] - x_ci[0] <= MAX_DECISIVE_WIDTH
+    if x_ci is not None and not decisive:
+        notes.append(f"the recommended share's interval spans {x_ci[0]:.0%}–{x_ci[1]:.0%}: these points cannot tell "
+                     "how much data is enough; measure more seeds or more held-out pairs")
     side_by_side = {}
     for name in (TARGETS if higher_is_better else ("gain",)):
         value = recommended_fraction(r, a, b, q, name, higher_is_better)
@@ -284,7 +293,7 @@ def fit_plateau(fractions: Sequence[float], scores: Sequence[float], *, q: float
                       reaches_plateau_within_data=within, n_points=int(len(x)),
                       fractions=[float(v) for v in levels], rmse=math.sqrt(sse / len(x)), converged=converged,
                       r_ci95=r_ci, a_ci95=interval(1), b_ci95=interval(2),
-                      recommended_fraction_ci95=interval(3, clip=True), n_boot=len(boot) + failed,
+                      recommended_fraction_ci95=x_ci, decisive=decisive, n_boot=len(boot) + failed,
                       n_boot_failed=failed, warnings=notes, method=method, target=target,
                       interval_method=interval_method, higher_is_better=bool(higher_is_better), baseline=baseline,
                       beats_baseline=beats, targets=side_by_side,

@@ -209,7 +209,10 @@ def cmd_scaling_fit(args: argparse.Namespace) -> int:
         if fit.baseline is not None:
             verdict = {True: "beats it", False: "does NOT beat it", None: "cannot tell"}[fit.beats_baseline]
             print(f"  baseline          {fit.baseline:.4f}: the plateau {verdict}")
-        if fit.beats_baseline is False:
+        if fit.beats_baseline is not False and fit.recommended_fraction_ci95 and not fit.decisive:
+            low, high = fit.recommended_fraction_ci95
+            print(f"  recommendation    none: the interval {low:.0%}–{high:.0%} cannot tell how much data is enough")
+        elif fit.beats_baseline is False:
             print("  recommendation    none: the plateau does not beat the baseline, so these points cannot say how "
                   "much data is enough")
         elif fit.recommended_fraction is None:

@@ -61,6 +61,8 @@ def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, basel
         st.caption(f"Dashed line: the baseline every score must beat — {baseline_rule}.")
     fitted = {m: f for m, f in fits.items() if not isinstance(f, str)}
     beating = {m: f for m, f in fitted.items() if f.beats_baseline}
+    undecided = {m: f for m, f in beating.items() if not f.decisive}
+    beating = {m: f for m, f in beating.items() if f.decisive}
     lower = metric in LOWER_IS_BETTER
     if fitted and not beating:
         unknown = all(f.beats_baseline is None for f in fitted.values())
@@ -70,6 +72,12 @@ def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, basel
                  "the trivial rule on these pairs, so it cannot say how much data is enough. Try another metric, "
                  "another evaluation encoder, or a trained evaluator." if baseline is not None
             else "Give a baseline to compare the plateaus with."), icon=":material/warning:")
+    elif undecided and not beating:
+        st.warning("**No recommendation.** " + "; ".join(
+            f"{m}: the plateau beats the baseline, but its recommended share's interval is "
+            f"{f.recommended_fraction_ci95[0]:.0%}–{f.recommended_fraction_ci95[1]:.0%}" for m, f in undecided.items())
+            + ". These points cannot tell how much data is enough: measure more seeds or more held-out pairs.",
+            icon=":material/warning:")
     elif beating:
         best_method, best = (min if lower else max)(beating.items(), key=lambda item: item[1].r)
         st.subheader(f"{best_method}: the best plateau that beats the baseline")
