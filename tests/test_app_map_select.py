@@ -64,7 +64,7 @@ def test_select_slider_updates_counts_and_anatomy(app):
     assert _metric(at, "Points kept") == "12 of 240"
     assert any("ISA anatomy" in h.value for h in at.subheader)
     titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
-    assert "Scaled log-likelihood" in titles and "Entropy contribution" in titles and "Planted defects" in titles
+    assert "Scaled log-likelihood" in titles and "ISA keep-score" in titles and "Planted defects" in titles
     at.slider(key="select_percent").set_value(25.0).run()
     assert _metric(at, "Points kept") == "60 of 240"
     touched = int(_metric(at, "Pairs touched"))
