@@ -233,7 +233,7 @@ def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float, metric: str = "
                                      legendgroup=method, showlegend=False, hoverinfo="skip", name=f"{method} band"))
         fig.add_trace(go.Scatter(x=grid, y=fit.predict(grid), mode="lines", name=f"{method} fit", legendgroup=method,
                                  line=dict(color=colour, width=2)))
-        if fit.recommended_fraction is not None and fit.beats_baseline is not False:
+        if fit.recommended_fraction is not None and fit.beats_baseline is not False and fit.decisive:
             x = fit.recommended_fraction
             fig.add_trace(go.Scatter(x=[x], y=[float(fit.predict(x))], mode="markers", legendgroup=method,
                                      name=f"{method}: {q:.0%} of {getattr(fit, 'target', 'plateau')} at {x:.1%}",

@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     found = sweep_fits(out, n_boot=300)
     figure = scaling_chart(found["curves"], found["fits"], q=0.95, metric=found["summary"]["metric"],
                            baseline=found["summary"]["baseline"], baseline_label="length rule / coin")
-    figure.update_layout(title=f"AlpacaEval ({len(load_preferences(str(data_path))):,} pairs): probe on "
-                               f"{args.eval_encoder} features, selectors on {args.encoder}")
+    figure.update_layout(title=f"{source.name.split('.')[0]} ({len(load_preferences(str(data_path))):,} pairs): "
+                               f"probe on {args.eval_encoder} features, selectors on {args.encoder}")
     png = save_png(figure, RESULTS / f"{args.name}.png")
     write_result(args.name, {"data": source.name, "sample": args.sample, "encoder": args.encoder,
                              "eval_encoder": args.eval_encoder, "methods": args.methods, "fractions": args.fractions,
