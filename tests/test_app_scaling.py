@@ -29,7 +29,7 @@ def test_scaling_page_launches_a_sweep_and_fits_it(monkeypatch, tmp_path):
     at.text_input(key="sweep_seeds").set_value("0")
     next(b for b in at.button if b.label == "Launch the sweep").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Launched 7 points" in s.value for s in at.success)
+    assert any("Started sweep" in s.value and "launched 7 points" in s.value for s in at.success)
     points = store.list_jobs(kind="sweep_point")
     assert len(points) == 7
     for job in points:

@@ -193,7 +193,7 @@ def test_a_tiny_sweep_from_the_scaling_page(page):
     fractions.fill("0.2,0.4,0.7,1.0")
     page.get_by_role("textbox", name="Seeds", exact=True).fill("0")
     page.get_by_role("button", name="Launch the sweep").click()
-    page.get_by_text("Launched").first.wait_for(timeout=LONG)
+    page.get_by_text("Started sweep").first.wait_for(timeout=LONG)
     page.get_by_role("tab", name="Sweeps of this data set").click()
     page.get_by_text("7 of 7 points measured").first.wait_for(timeout=LONG)
     # The caption under the fit table comes last: once it counts every point, the chart above is current.

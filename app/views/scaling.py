@@ -158,6 +158,8 @@ with tab_sweep:
     else:
         labels = {str(folder): f"{folder.name} · {', '.join(SweepConfig(**rec['config']).curve_methods())} · "
                                f"{rec['config']['evaluator']} · {len(rec['jobs'])} jobs" for _, folder, rec in sweeps}
+        if st.session_state.get("scaling_next_sweep") in labels:  # just launched: show it, not the last one
+            st.session_state["scaling_sweep"] = st.session_state.pop("scaling_next_sweep")
         picked = st.selectbox("Sweep", list(labels), format_func=labels.get, key="scaling_sweep")
         recorded = next(rec for _, folder, rec in sweeps if str(folder) == picked)
 
@@ -223,7 +225,8 @@ with tab_new:
                "TRL run per point (the tiny model for plumbing, smollm2-135m on a GPU). For a Ray cluster use "
                "`alignscope sweep … --executor ray`.")
     analysis.require_embedding(data, "minilm", "completion", "scaling")
-    with st.form("sweep_form"):
+    # Not an st.form: Enter in a text field submits a form, and nobody means "launch 50 jobs" by Enter.
+    with st.container(border=True):
         cols = st.columns(3)
         methods = cols[0].multiselect("Methods", [m for m in METHODS if m != "llm"] + [CLEAN_METHOD],
                                       default=["isa", "random"], key="sweep_methods",
@@ -245,7 +248,7 @@ with tab_new:
         max_steps = cols[2].number_input("Training steps per run (DPO/KTO; 0 = one epoch)", 0, 100_000, 20,
                                          key="sweep_steps")
         workers = cols[3].number_input("Parallel workers", 1, 64, 2, key="sweep_workers")
-        launched = st.form_submit_button("Launch the sweep", type="primary")
+        launched = st.button("Launch the sweep", type="primary", key="sweep_launch")
     if launched:
         try:
             config = SweepConfig(methods=list(methods), fractions=_numbers(fractions, float, "fractions"),
@@ -256,7 +259,10 @@ with tab_new:
             out = SWEEPS / time.strftime("%Y%m%d-%H%M%S")
             jobs = submit_sweep(data, config, out, workers=int(workers), store=store)
             # Rerun so that the first tab lists the new sweep; the message survives in the session.
-            st.session_state["scaling_launched"] = f"Launched {len(jobs)} points: see the first tab (and the Runs page)."
+            st.session_state["scaling_next_sweep"] = str(out)
+            st.session_state["scaling_launched"] = (f"Started sweep {out.name}: launched {len(jobs)} points "
+                                                    f"(jobs {jobs[0]} … {jobs[-1]}); the first tab shows it, "
+                                                    "the Runs page every job.")
             st.rerun()
         except (SweepError, ValueError) as err:
             st.error(f"Cannot launch: {err}")
