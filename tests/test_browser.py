@@ -160,7 +160,10 @@ def test_a_tiny_dpo_run_from_the_train_page(page):
     for label, value in (("Max steps (0 = full epochs)", "2"), ("Max length (tokens)", "32"),
                          ("Evaluate at most (pairs, 0 = all)", "8")):
         page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+    page.keyboard.press("Tab")
+    settle(page)
     page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"Started \S+: dpo on tiny")).first.wait_for(timeout=LONG)
     page.get_by_text("loss (live)").first.wait_for(timeout=LONG)
     page.get_by_text("Held-out evaluation").first.wait_for(timeout=LONG)
     assert re.search(r"\d+(\.\d)?%", metric_value(page, "Preference accuracy"))
@@ -174,7 +177,13 @@ def test_a_tiny_sams_run_shows_on_the_scheduler_page(page):
     for label, value in (("Max steps (0 = full epochs)", "3"), ("Max length (tokens)", "32"),
                          ("Evaluate at most (pairs, 0 = all)", "8")):
         page.get_by_role("spinbutton", name=label, exact=True).fill(value)
+    page.keyboard.press("Tab")  # commit the last field; Enter alone never starts a job
+    settle(page)
     page.get_by_role("button", name="Start training").click()
+    # A second start says so and the view switches to the new run (not the finished DPO run).
+    page.get_by_text(re.compile(r"Started \S+: dpo-sams on tiny")).first.wait_for(timeout=LONG)
+    started = page.get_by_text(re.compile(r"Started \S+: dpo-sams")).first.inner_text().split()[1].rstrip(":")
+    page.get_by_text(re.compile(f"{started} · dpo-sams")).first.wait_for(timeout=LONG)
     page.get_by_text("Held-out evaluation").first.wait_for(timeout=LONG)
     open_page(page, "Scheduler")
     page.get_by_text("Which pairs it preferred").first.wait_for(timeout=LONG)
