@@ -26,7 +26,7 @@ from conftest import ROOT
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("ALIGNSCOPE_SCREENSHOTS", ROOT / "tests" / "screenshots"))
 LONG = 600_000  # ms: CPU work (embedding, training) on a shared 2-core machine
-PAGES = ["Data", "Map", "Select", "Train", "Scheduler", "Scaling", "Spectra", "Runs"]
+PAGES = ["Data", "Map", "Select", "Audit", "Train", "Scheduler", "Scaling", "Spectra", "Runs"]
 
 
 def _free_port() -> int:
@@ -153,6 +153,18 @@ def test_map_and_select_with_slider_and_export(page, app_url):
     assert [p.name for p in exported] == [f"{name}.jsonl"] and exported[0].stat().st_size > 0
     assert exported[0].stat().st_mode & 0o077 == 0o044  # ordinary permissions, readable by others
     shot(page, "select")
+
+
+def test_the_audit_finds_and_drops_suspicious_pairs(page):
+    """On the demo data (planted flips and near-copies): the cards count them, the clean subset
+    becomes the active selection in one click."""
+    open_page(page, "Audit")
+    page.get_by_text("Flagged pairs").first.wait_for(timeout=LONG)
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert int(metric_value(page, "Suspected flips").replace(",", "")) > 0
+    page.get_by_role("button", name="Use the clean subset").click()
+    page.get_by_text("is the active selection").first.wait_for(timeout=LONG)
+    shot(page, "audit")
 
 
 def test_a_tiny_dpo_run_from_the_train_page(page):
