@@ -145,12 +145,15 @@ def test_map_and_select_with_slider_and_export(page, app_url):
                            " return m && !m.innerText.includes(b); }", arg=before, timeout=60_000)
     after = metric_value(page, "Points kept")
     assert before != after and int(after.split(" of ")[0].replace(",", "")) > int(before.split(" of ")[0].replace(",", ""))
-    name = page.get_by_role("textbox", name="Name", exact=True).input_value()
+    settle(page)
     page.get_by_role("button", name="Export").click()
     page.get_by_text(re.compile(r"Exported [\d,]+ pairs")).first.wait_for()
     exported = list((app_url["root"] / "exports").glob("*.jsonl"))
-    # The file is named after the subset the slider now shows, not the one it showed first.
-    assert [p.name for p in exported] == [f"{name}.jsonl"] and exported[0].stat().st_size > 0
+    # The file is named after the subset the slider now shows (10 key presses from 5 %), not the
+    # one it showed first.
+    percent = float(page.get_by_role("slider").first.get_attribute("aria-valuenow"))
+    assert percent > 5 and [p.name for p in exported] == [f"isa-{percent:g}pct.jsonl"]
+    assert exported[0].stat().st_size > 0
     assert exported[0].stat().st_mode & 0o077 == 0o044  # ordinary permissions, readable by others
     shot(page, "select")
 
