@@ -43,7 +43,9 @@ def check_sweep(out, executor: str, done) -> dict:
     assert points["baseline"].notna().all() and {"length_baseline", "log_loss", "accuracy"} <= set(points.columns)
     assert fit["metric"] == "length_controlled_accuracy" and fit["baseline"] == 0.5
     assert [row["fraction"] for row in fit["vs_random"]["isa"]] == [0.1, 0.2, 0.4, 0.6, 0.8]
-    assert all(row["ci95"][1] > row["ci95"][0] for row in fit["vs_random"]["isa"])
+    # (on 24 held-out demo pairs two methods can rank every pair alike: then the difference is 0 on
+    # every resample, an honest [0, 0])
+    assert all(row["ci95"][0] <= row["difference"] <= row["ci95"][1] for row in fit["vs_random"]["isa"])
     assert fit["verdicts"] and fit["verdicts"][0].startswith("isa − random at")
     return summary
 
