@@ -124,3 +124,26 @@ def test_checkpoint_mode_evaluates_one_full_data_run_as_it_trains(tmp_path):
     assert logged[-1]["accuracy"] == final["accuracy"]  # the last checkpoint is the final evaluation
     fit = json.loads((out / "fit.json").read_text())
     assert set(fit["methods"]) == {"checkpoints"}
+
+
+def test_clean_points_train_on_unflagged_pairs_first_and_on_as_many_pairs_as_the_others(tmp_path):
+    """The clean method's ranking: unflagged pairs in a seeded random order, flagged ones last; turned
+    into exactly k training pairs, held-out pairs never among them."""
+    import numpy as np
+    import pandas as pd
+
+    from alignscope.audit import FLAGS
+    from alignscope.sweep import clean_ranking, training_pairs_table
+
+    pool = np.arange(0, 40, dtype=np.int64)  # pairs 40..49 are held out
+    audit = pd.DataFrame({"index": pool, **{flag: np.zeros(40, dtype=bool) for flag in FLAGS}})
+    audit.loc[:9, "suspect_flip"] = True      # pairs 0..9 flagged
+    audit.to_parquet(tmp_path / "audit.parquet")
+    ranking = clean_ranking(tmp_path / "audit.parquet", seed=3, fingerprint="f")
+    table = training_pairs_table(ranking, np.arange(40, 50), 50, 25)
+    kept = table.loc[table["selected"], "index"].to_numpy()
+    assert len(kept) == 25 and not np.isin(kept, np.arange(10)).any() and not np.isin(kept, np.arange(40, 50)).any()
+    everything = training_pairs_table(ranking, np.arange(40, 50), 50, 35)  # more than the 30 clean pairs
+    assert everything["selected"].sum() == 35 and np.isin(np.arange(10, 40), everything.loc[everything["selected"], "index"]).all()
+    again = training_pairs_table(clean_ranking(tmp_path / "audit.parquet", seed=3, fingerprint="f"), np.arange(40, 50), 50, 25)
+    assert (again["selected"] == table["selected"]).all()  # same seed, same pairs
