@@ -241,6 +241,13 @@ def scaling_chart(points: pd.DataFrame, fits: dict, *, q: float, metric: str = "
     if baseline is not None:
         fig.add_trace(go.Scatter(x=[0, 1], y=[baseline, baseline], mode="lines", name=f"{baseline_label} {baseline:.3f}",
                                  line=dict(color="black", dash="dash", width=2), hoverinfo="name"))
+    # The axis follows the measured points and the baseline; a wide bootstrap band near x = 0 is
+    # clipped rather than allowed to squash the curves into a line.
+    shown = [float(v) for v in points["score"]] + ([baseline] if baseline is not None else [])
+    if shown:
+        low, high = min(shown), max(shown)
+        pad = max(0.15 * (high - low), 0.02)
+        fig.update_yaxes(range=[low - pad, high + pad])
     fig.update_layout(title="Score against the share of the training pairs, fitted plateau R(x) = r − (r − a)·e^(−b·x)",
                       xaxis_title="share of the training pairs (every method trains on the same number)",
                       yaxis_title=METRIC_LABELS.get(metric, metric), xaxis_tickformat=".0%", legend_title_text="method",

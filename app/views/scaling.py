@@ -64,7 +64,7 @@ def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, basel
     undecided = {m: f for m, f in beating.items() if not f.decisive}
     beating = {m: f for m, f in beating.items() if f.decisive}
     lower = metric in LOWER_IS_BETTER
-    if fitted and not beating:
+    if fitted and not beating and not undecided:
         unknown = all(f.beats_baseline is None for f in fitted.values())
         st.warning("**No recommendation.** " + (
             "Without intervals it cannot be told whether any plateau beats the baseline." if unknown and baseline is not None
