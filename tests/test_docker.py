@@ -63,7 +63,7 @@ def test_image_rules():
     assert ("EXPOSE", "8501") in rows
     args = {arg.split("=")[0]: arg.split("=", 1)[1] for word, arg in rows if word == "ARG" and "=" in arg}
     assert args["TORCH_INDEX"].endswith("/cpu"), "CPU torch by default"
-    setup_pin = re.search(r'TORCH_SPEC="\$\{ALIGNSCOPE_TORCH:-(torch==[\d.]+)\}"',
+    setup_pin = re.search(r'\$\{ALIGNSCOPE_TORCH:-(torch==[\d.]+)\}',
                           (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")).group(1)
     assert args["TORCH_SPEC"] == setup_pin, "the image and scripts/setup.sh must pin the same torch"
     assert "GPU" in DOCKERFILE.read_text(encoding="utf-8") and "TORCH_INDEX" in (ROOT / "README.md").read_text(encoding="utf-8")
