@@ -492,8 +492,26 @@ def eval_fields(evaluation: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+# DPO vs DPO + SamS (the default "pair" context) vs the random half of every batch.
+NOISE_METHODS = {"dpo": {"method": "dpo"},
+                 "dpo-sams": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "topk", "sams_context": "pair"},
+                 "dpo-random50": {"method": "dpo-sams", "sams_ratio": 0.5, "sams_selection": "random"}}
+
+
+def _flip_rates(run_dir: Path) -> dict[str, Any] | None:
+    """After warm-up: how often SamS (and the reward oracle) selected flipped vs clean pairs."""
+    from benchmarks.bench_sams import _rates, _step_counts
+
+    steps = _step_counts(run_dir)
+    if not steps:
+        return None
+    return {"sams": _rates(steps, "sel"), "oracle_sample_reward": _rates(steps, "oracle_rs")}
+
+
 def section_label_noise(ctx: Context) -> dict[str, Any]:
-    from benchmarks.bench_sams import METHODS, _flip_rates, _mean_ci
+    from benchmarks.bench_sams import _mean_ci
+
+    METHODS = NOISE_METHODS
 
     base = dict(model=ctx.size["model"], test_fraction=0.2, split_seed=0, label_noise=0.2,
                 eval_max_pairs=ctx.size["noise_eval_max_pairs"], eval_batch_size=32 if ctx.cuda else 8,
