@@ -57,6 +57,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from alignscope.errors import AlignscopeError
+
 __all__ = ["AuditError", "AUDIT_COLUMNS", "FLAGS", "audit", "audit_summary", "clean_selection",
            "fit_bt_probe", "oof_flip_scores", "pair_matrices", "normalise_prompt", "normalise_text",
            "duplicate_groups", "knn_outlier_scores", "nearest_pairs", "unit_rows", "word_diff", "search_pairs",
@@ -69,7 +71,7 @@ AUDIT_META_KEY = b"alignscope.audit"
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
 
-class AuditError(ValueError):
+class AuditError(AlignscopeError):
     """Bad audit input (too few pairs, embeddings of the wrong shape, unknown flag); one line."""
 
 

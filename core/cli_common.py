@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from alignscope.data import DEFAULT_MAX_ROW_CHARS, load_preferences, parse_column_map
+from alignscope.errors import AlignscopeError
 
 __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_BAD_INPUT", "UsageError", "Parser", "add_load_options",
            "add_source_options", "load_data", "check_output"]
@@ -14,7 +15,7 @@ __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_BAD_INPUT", "UsageError", "Parser",
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
 
-class UsageError(Exception):
+class UsageError(AlignscopeError):
     """Bad arguments or input; reported as one line with exit code 2."""
 
 

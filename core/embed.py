@@ -57,6 +57,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope import settings
+from alignscope.errors import AlignscopeError
 from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
 from alignscope.files import atomic_path, write_json
 
@@ -87,7 +88,7 @@ STATIC_THREADS = (os.cpu_count() or 1) > 1
 _CACHE_VERSION = 1  # bump when the numbers an encoder produces change
 
 
-class EmbeddingError(ValueError):
+class EmbeddingError(AlignscopeError):
     """Bad encoder name, unit, layer or embedding file; the message is one line."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alignscope.errors import AlignscopeError
 from alignscope.select import (PAIR_RULES, SelectionError, pairs_from_completions, read_selection,
                                selection_config)
 
@@ -43,7 +44,7 @@ EXPORT_KINDS = ("pairs", "kto")
 CONFIG_NAME = "selection_config.json"
 
 
-class ExportError(ValueError):
+class ExportError(AlignscopeError):
     """An export that cannot be done as asked; the message is one line saying why."""
 
 

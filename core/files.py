@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from alignscope.errors import AlignscopeError
+
 
 def _temporary_beside(path: Path) -> tuple[int, str]:
     """A temporary file in ``path``'s folder with the permissions an ordinary ``open`` would give
@@ -100,7 +102,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         handle.write("\n")
 
 
-class PathOutsideRootError(ValueError):
+class PathOutsideRootError(AlignscopeError):
     """A user-typed path that would leave the configured data root."""
 
 

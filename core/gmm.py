@@ -40,6 +40,8 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
+from alignscope.errors import AlignscopeError
+
 try:
     from sklearn.utils.validation import validate_data
 except ImportError:  # scikit-learn < 1.6: the same check was a method
@@ -61,7 +63,7 @@ _EPS64 = float(np.finfo(np.float64).eps)
 _FLOAT32_MIN_WORK = 5e9
 
 
-class GMMError(ValueError):
+class GMMError(AlignscopeError):
     """A mixture that cannot be fitted or evaluated; the message says what to change."""
 
 

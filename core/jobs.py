@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import psutil
 
+from alignscope.errors import AlignscopeError
 from alignscope.files import write_json
 from alignscope.settings import home
 
@@ -80,7 +81,7 @@ _MAX_ERROR_CHARS = 500
 
 
 # -------------------------------------------------------------------------------------- errors
-class JobError(Exception):
+class JobError(AlignscopeError):
     """A job request that cannot be honoured (unknown kind, bad config, run directory in use...).
     The message is one line meant for the user."""
 

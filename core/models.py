@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from alignscope import settings
+from alignscope.errors import AlignscopeError
 
 __all__ = ["ModelError", "BUILTIN_MODELS", "resolve_model", "load_causal_lm", "default_device",
            "supports_bf16", "smollm2_gguf_path", "models_dir", "minilm_folder"]
@@ -60,7 +61,7 @@ _HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 _BUILD_LOCK = threading.RLock()
 
 
-class ModelError(ValueError):
+class ModelError(AlignscopeError):
     """A model spec that cannot be resolved or loaded; the message is one line saying what to do."""
 
 

@@ -17,10 +17,12 @@ from typing import Any
 
 import pandas as pd
 
+from alignscope.errors import AlignscopeError
+
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 
 
-class DataError(ValueError):
+class DataError(AlignscopeError):
     """Invalid preference data. ``str(err)`` is one line naming file, row (1-based) and column."""
 
     def __init__(self, reason: str, *, file: str | None = None, row: int | None = None,
@@ -30,7 +32,7 @@ class DataError(ValueError):
         self.row = row
         self.column = column
         self.hint = hint
-        super().__init__(self.line())
+        super().__init__(self.line(), field=column or file)
 
     def line(self) -> str:
         where = []

@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alignscope.errors import AlignscopeError
+
 __all__ = ["SELECTION_MODES", "CONTEXT_MODES", "POOLING_MODES", "REWARD_MODES", "SamsConfig", "SamsError",
            "SchedulerNetworks", "RunningMoments", "ReplayPool", "SamsScheduler", "n_selected", "ratio_warning",
            "layer_mean", "pair_contexts", "batch_reward", "sample_rewards", "pair_rewards", "ranked_rewards",
@@ -63,7 +65,7 @@ POOLING_MODES = ("flatten", "mean")        # how the per-block features of one s
 REWARD_MODES = ("published", "ranked")
 
 
-class SamsError(ValueError):
+class SamsError(AlignscopeError):
     """A SamS option that cannot work; one line for the user."""
 
 

@@ -28,7 +28,6 @@ an unstable bootstrap come back as ``warnings`` and ``converged=False``.
 from __future__ import annotations
 
 import math
-import warnings as _warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from alignscope.errors import AlignscopeError
 from alignscope.readers import DataError
 
 __all__ = ["ScalingError", "PlateauFit", "TARGETS", "plateau", "recommended_fraction", "fit_plateau", "fit_points",
@@ -47,7 +47,7 @@ B_BOUNDS = (1e-3, 1e3)  # growth rate per unit fraction: 0.1 %…99.9 % of the w
 MAX_DECISIVE_WIDTH = 0.5
 
 
-class ScalingError(ValueError):
+class ScalingError(AlignscopeError):
     """A scaling fit that cannot be made; one line for the user."""
 
 

@@ -49,6 +49,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import pandas as pd
 
+from alignscope.errors import AlignscopeError
 from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix
 
 __all__ = [
@@ -74,7 +75,7 @@ SELECTION_FORMAT_VERSION = 1
 ISA_COLUMNS = ("loglik", "loglik_scaled", "delta", "component")
 
 
-class SelectionError(ValueError):
+class SelectionError(AlignscopeError):
     """Bad selection input or a selection file that does not validate; one line naming what."""
 
 

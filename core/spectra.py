@@ -40,6 +40,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from alignscope.errors import AlignscopeError
+
 __all__ = ["SpectraError", "GroupSpectrum", "ProbeResult", "SpectralReport", "balanced_indices",
            "group_spectrum", "spectral_metrics", "imbalance_scores", "plugin_error", "linear_probe",
            "spectral_imbalance", "spectrum_band", "compare_encoders", "group_labels", "sample_pairs", "GROUPINGS", "METRICS",
@@ -53,7 +55,7 @@ MIN_PER_GROUP = 10
 MAX_GROUPS = 50
 
 
-class SpectraError(ValueError):
+class SpectraError(AlignscopeError):
     """Bad input to the spectral diagnostics; the message is one line."""
 
 

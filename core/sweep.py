@@ -38,6 +38,7 @@ import pandas as pd
 
 import numpy as np
 
+from alignscope.errors import AlignscopeError
 from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
 from alignscope.metrics import LOWER_IS_BETTER, METRICS, bt_log_loss, success
 
@@ -59,7 +60,7 @@ HELDOUT_FILE = "heldout.npz"      # sweep dir: held-out pairs and their word len
 DEFAULT_METRIC = "length_controlled_accuracy"
 
 
-class SweepError(ValueError):
+class SweepError(AlignscopeError):
     """A sweep that cannot be run; one line for the user."""
 
 

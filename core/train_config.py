@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from alignscope.errors import AlignscopeError
+
 __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR", "DEFAULT_LR_OTHER", "TrainError",
            "TrainConfig", "DPOTrainConfig", "KTOTrainConfig", "DPOSamsTrainConfig", "CONFIG_CLASSES", "base_method",
            "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem"]
@@ -28,7 +30,7 @@ DEFAULT_LR = {"tiny": 1e-4}
 DEFAULT_LR_OTHER = 5e-6
 
 
-class TrainError(ValueError):
+class TrainError(AlignscopeError):
     """Bad training input (config, selection, data); the message is one line for the user."""
 
 

@@ -19,13 +19,14 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from alignscope.errors import AlignscopeError
 from alignscope.train_config import METHODS, PAIR_RULES, TrainError
 
 __all__ = ["EvaluationError", "split_pairs", "read_selection_table", "selection_fingerprint", "TrainingSet",
            "training_set", "flipped_pairs"]
 
 
-class EvaluationError(ValueError):
+class EvaluationError(AlignscopeError):
     """Evaluation input that cannot be used (a split, held-out pairs); one line for the user."""
 
 

@@ -121,3 +121,21 @@ def test_the_library_does_not_import_the_job_store_for_files():
     offenders = [p.name for p in (ROOT / "core").glob("*.py") if p.name not in allowed
                  and "alignscope.jobs" in _imports(p)]
     assert offenders == []
+
+
+def test_every_input_error_has_one_base():
+    """Each subsystem's error class derives from AlignscopeError (a ValueError with the field it is
+    about), so callers can catch one type; found by reading the source, then checked on the class."""
+    import importlib
+
+    from alignscope.errors import AlignscopeError
+
+    found = []
+    for path in (ROOT / "core").glob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error") and not node.name.startswith("_"):
+                found.append((f"alignscope.{path.stem}", node.name))
+    assert len(found) >= 15
+    strays = [f"{module}.{name}" for module, name in found
+              if not issubclass(getattr(importlib.import_module(module), name), AlignscopeError)]
+    assert strays == []
