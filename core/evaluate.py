@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.files import atomic_path, write_json
-from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics
+from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics, success
 from alignscope.trainset import EvaluationError, split_pairs, training_set
 
 __all__ = ["EVAL_FILE", "EVAL_PAIRS_FILE", "EvaluationError", "split_pairs", "bootstrap_ci", "encode_completion",
@@ -81,13 +81,8 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, n_boot: int = DEFAULT_
     return (float(low), float(high))
 
 
-def _success(diff: np.ndarray) -> np.ndarray:
-    """1 where diff > 0, 0.5 on ties, 0 where diff < 0."""
-    return np.where(diff > 0, 1.0, np.where(diff == 0, 0.5, 0.0))
-
-
 def _share(diff: np.ndarray, n_boot: int, seed: int) -> tuple[float, list[float]]:
-    wins = _success(np.asarray(diff, dtype=np.float64))
+    wins = success(diff)
     return float(wins.mean()), list(bootstrap_ci(wins, n_boot=n_boot, seed=seed))
 
 
@@ -514,7 +509,7 @@ def probe_accuracy(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, tes
         accuracy, ci = _share(test_scores, n_boot, seed)
         result = {"accuracy": accuracy, "accuracy_ci95": ci, "n_heldout": int(test_pairs.size)}
     result.update({
-        "train_accuracy": float(_success(train_scores).mean()),
+        "train_accuracy": float(success(train_scores).mean()),
         "margin_mean": float(test_scores.mean()),
         "n_train": int(len(train_scores)), "n_test": int(test_pairs.size), "dim": int(len(w)),
         "C": float(C), "weight_norm": float(np.linalg.norm(w)), "n_boot": int(n_boot), "seed": int(seed),
