@@ -195,7 +195,11 @@ def rate_bars(rates: pd.DataFrame, *, title: str, x_title: str, baseline: float 
                            text=[f"{s:,}/{n:,}" for s, n in zip(rates["selected"], rates["seen"])],
                            textposition="auto", name="selected / seen"))
     if baseline is not None:
-        fig.add_hline(y=baseline, line_dash="dash", annotation_text=f"ρ = {baseline:.0%}", annotation_position="top left")
+        # Named in the legend, not annotated on the plot: an annotation collides with the bar labels
+        # whenever a group's rate is near ρ.
+        fig.add_hline(y=baseline, line_dash="dash", line_color="#555")
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color="#555"),
+                                 name=f"expected rate ρ = {baseline:.0%}"))
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="selected when in a batch",
                       yaxis_tickformat=".0%", yaxis_range=[0, 1], height=330, margin=dict(t=50, b=40))
     return fig

@@ -131,6 +131,22 @@ def test_map_draws_every_point_and_colours(app):
     assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 8
 
 
+def test_the_colour_choice_survives_a_visit_to_the_unfinished_umap_map(app):
+    """Choosing UMAP before it is computed stops the page before the "Colour by" box is drawn, which
+    drops the box's state; back on a drawn map, box and chart still show the same, chosen colouring."""
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    at.selectbox(key="map_colour").set_value("GMM component").run()
+    at.radio(key="map_method").set_value("UMAP").run()
+    assert any("Compute UMAP map" == b.label for b in at.button)
+    assert not at.get("plotly_chart")
+    at.radio(key="map_method").set_value("PCA").run()
+    assert at.selectbox(key="map_colour").value == "GMM component"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["title"]["text"].endswith("coloured by GMM component")
+    assert {trace["name"] for trace in spec["data"]} <= {"component 0", "component 1"}
+
+
 def test_map_hover_text_is_escaped(app):
     at, _ = app
     at.switch_page("views/map.py").run()

@@ -111,6 +111,14 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
+def selectbox_value(page, label: str) -> str:
+    """The value a Streamlit selectbox shows (its text, or its search input's value)."""
+    box = page.locator("[data-testid=stSelectbox]", has_text=label).first
+    inputs = box.locator("input")
+    shown = " ".join(inputs.nth(i).input_value() for i in range(inputs.count()))
+    return f"{box.inner_text()} {shown}"
+
+
 def metric_value(page, label: str) -> str:
     metric = page.locator("[data-testid=stMetric]", has_text=label).first
     return metric.locator("[data-testid=stMetricValue]").inner_text()
@@ -132,6 +140,21 @@ def test_map_and_select_with_slider_and_export(page, app_url):
     page.locator(".js-plotly-plot").first.wait_for(timeout=LONG)
     settle(page)
     shot(page, "map")
+    # Colour by the GMM component, then compute the UMAP map: the box and the chart still agree after
+    # the UMAP job (the page stops while it runs, which used to reset the box but not the chart).
+    page.locator("[data-testid=stSelectbox]", has_text="Colour by").click()
+    page.get_by_role("option", name="GMM component", exact=True).click()
+    settle(page)
+    page.get_by_text("UMAP", exact=True).click()
+    page.get_by_role("button", name="Compute UMAP map").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+                           ".some(t => t.textContent.startsWith('UMAP map'))", timeout=LONG)
+    settle(page)
+    box = selectbox_value(page, "Colour by")
+    title = page.locator(".js-plotly-plot .gtitle").first.text_content()
+    assert "GMM component" in box and title.endswith("coloured by GMM component"), (box, title)
+    page.get_by_text("PCA", exact=True).click()
+    settle(page)
     open_page(page, "Select")
     page.locator(".js-plotly-plot").first.wait_for(timeout=LONG)
     before = metric_value(page, "Points kept")
@@ -172,6 +195,15 @@ def test_the_audit_finds_and_drops_suspicious_pairs(page):
 
 def test_a_tiny_dpo_run_from_the_train_page(page):
     open_page(page, "Train")
+    # 1e12 steps cannot work: the field refuses it (capped, with the cap in its help) and the estimate
+    # below never counts more steps than the cap; nothing starts.
+    steps = page.get_by_role("spinbutton", name="Max steps (0 = full epochs)", exact=True)
+    steps.fill("1000000000000")
+    page.keyboard.press("Tab")
+    settle(page)
+    estimate = page.get_by_text(re.compile(r"^About [\d,]+ steps")).first.inner_text()
+    assert int(re.search(r"About ([\d,]+) steps", estimate).group(1).replace(",", "")) <= 100_000, estimate
+    assert page.get_by_text(re.compile(r"Started \S+")).count() == 0
     for label, value in (("Max steps (0 = full epochs)", "2"), ("Max length (tokens)", "32"),
                          ("Evaluate at most (pairs, 0 = all)", "8")):
         page.get_by_role("spinbutton", name=label, exact=True).fill(value)
@@ -226,6 +258,21 @@ def test_a_tiny_sweep_from_the_scaling_page(page):
     assert page.get_by_text("data you can skip").count() == 0
     assert page.get_by_text("Dashed line: the baseline every score must beat").count() > 0
     shot(page, "scaling")
+
+
+def test_a_re_run_from_the_runs_page_is_shown_at_once(page):
+    open_page(page, "Runs")
+    run_box = page.locator("[data-testid=stSelectbox]", has_text="Run")
+    run_box.click()  # the tiny DPO run of the Train page: seconds to re-run
+    page.get_by_role("option", name=re.compile(r"· train · succeeded")).last.click()
+    settle(page)
+    before = selectbox_value(page, "Run")
+    page.get_by_role("button", name="Re-run with the same config").click()
+    started = page.get_by_text(re.compile(r"Started \S+: a re-run of")).first
+    started.wait_for(timeout=LONG)
+    new_id = re.search(r"Started (\S+):", started.inner_text()).group(1)
+    settle(page)
+    assert new_id in selectbox_value(page, "Run") and new_id not in before
 
 
 def test_runs_and_the_remaining_pages_after_work(page):

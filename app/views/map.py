@@ -37,6 +37,27 @@ def _pca(run: str, stamp: float) -> np.ndarray:
     return project(matrix, "pca")
 
 
+# ------------------------------------------------------------------------------------ colours
+metadata = [c for c in data.metadata_columns
+            if data.frame[c].map(type).isin([str, bool, int, float]).all() and data.frame[c].nunique() <= 50]
+# is_numeric_dtype, not np.issubdtype: pandas' string and categorical dtypes are not numpy dtypes.
+numeric = [c for c in data.metadata_columns if c not in metadata and pd.api.types.is_numeric_dtype(data.frame[c])
+           and not pd.api.types.is_bool_dtype(data.frame[c])]
+colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
+    ["GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"]
+audit_flags = st.session_state.get("alignscope_audit_flags")  # set by the Audit page
+if audit_flags and audit_flags["fingerprint"] == data.fingerprint:
+    colour_options.append("audit flag")
+# Drawn before the projection, so that the box exists in every run, also while UMAP computes and
+# the page stops early: a box that disappears and comes back shows its first option in the browser
+# while the server keeps the old choice (the chart then disagreed with it). Its options change with
+# the audit; the remembered choice re-seeds it.
+remembered = st.session_state.get("map_colour_choice")
+if st.session_state.get("map_colour") not in colour_options:
+    st.session_state["map_colour"] = remembered if remembered in colour_options else colour_options[0]
+colour_by = controls[1].selectbox("Colour by", colour_options, key="map_colour")
+st.session_state["map_colour_choice"] = colour_by
+
 coords = None
 if method == "PCA":
     coords = _pca(str(run_dir), (run_dir / "embeddings.npy").stat().st_mtime)
@@ -67,19 +88,6 @@ else:
             st.rerun()
         st.stop()
 
-# ------------------------------------------------------------------------------------ colours
-metadata = [c for c in data.metadata_columns
-            if data.frame[c].map(type).isin([str, bool, int, float]).all() and data.frame[c].nunique() <= 50]
-# is_numeric_dtype, not np.issubdtype: pandas' string and categorical dtypes are not numpy dtypes.
-numeric = [c for c in data.metadata_columns if c not in metadata and pd.api.types.is_numeric_dtype(data.frame[c])
-           and not pd.api.types.is_bool_dtype(data.frame[c])]
-colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
-    ["GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"]
-audit_flags = st.session_state.get("alignscope_audit_flags")  # set by the Audit page
-if audit_flags and audit_flags["fingerprint"] == data.fingerprint:
-    colour_options.append("audit flag")
-colour_by = controls[1].selectbox("Colour by", colour_options, key="map_colour")
-
 selection_table = None
 if colour_by in ("GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"):
     fraction = st.session_state.get("alignscope_fraction", 0.05)
@@ -109,7 +117,7 @@ else:
     colour = data.frame[colour_by].astype(str).to_numpy()[pair_index[drawn]]
 
 hover = analysis.hover_texts(data, pair_index, label, drawn)
-title = f"{method} map of {n_points:,} {unit}s ({encoder})" + (
+title = f"{method} map of {n_points:,} {unit}s ({encoder}), coloured by {colour_by}" + (
     f" — {len(drawn):,} drawn" if len(drawn) < n_points else "")
 figure = charts.scatter_map(coords[drawn], colour, colour_by, hover, title=title, categorical=categorical)
 event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("lasso", "box"))
