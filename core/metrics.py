@@ -141,14 +141,29 @@ def length_controlled(wins: np.ndarray, length_diff: np.ndarray) -> tuple[float,
     return (1 - t) * 0.5 * (acc[0] + acc[1]) + t * acc[2], acc[0], acc[1], acc[2]
 
 
-def _length_controlled_rows(wins: np.ndarray, diff: np.ndarray) -> np.ndarray:
-    """:func:`length_controlled` for each row of (replicates, n) matrices at once."""
+def resampled_metric(margin: np.ndarray, length_diff: np.ndarray, metric: str, weights: np.ndarray) -> np.ndarray:
+    """One metric of :data:`METRICS` on many bootstrap resamples of the same pairs at once.
+
+    ``margin``, ``length_diff``: (n,); ``weights``: (B, n), how often each pair is drawn in each
+    resample. Returns (B,): the metric's value per resample, so that resamples shared between
+    scorers give paired differences.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    total = weights.sum(axis=1)
+    if metric == "log_loss":
+        return weights @ bt_log_loss(margin) / total
+    wins = success(margin)
+    if metric == "accuracy":
+        return weights @ wins / total
+    if metric != "length_controlled_accuracy":
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    length_diff = np.asarray(length_diff)
     parts = []
-    for mask in (diff > 0, diff < 0, diff == 0):
-        count = mask.sum(axis=1)
-        parts.append((np.where(count > 0, (wins * mask).sum(axis=1) / np.maximum(count, 1), 0.5), count))
-    t = parts[2][1] / diff.shape[1]
-    return (1 - t) * 0.5 * (parts[0][0] + parts[1][0]) + t * parts[2][0]
+    for mask in (length_diff > 0, length_diff < 0, length_diff == 0):
+        count = weights @ mask
+        parts.append((np.where(count > 0, weights @ (wins * mask) / np.maximum(count, 1e-12), 0.5), count))
+    ties_share = parts[2][1] / total
+    return (1 - ties_share) * 0.5 * (parts[0][0] + parts[1][0]) + ties_share * parts[2][0]
 
 
 def metric_values(margin: np.ndarray, length_diff: np.ndarray, metric: str) -> float:
@@ -216,7 +231,8 @@ def preference_metrics(margin: Sequence[float] | np.ndarray, chosen_words: np.nd
             boot["margin"][start:stop] = margin[rows].mean(axis=1)
             boot["length"][start:stop] = length_wins[rows].mean(axis=1)
             boot["vs"][start:stop] = boot["acc"][start:stop] - boot["length"][start:stop]
-            boot["lc"][start:stop] = _length_controlled_rows(wins[rows], diff[rows])
+            counts = np.stack([np.bincount(row, minlength=n) for row in rows])
+            boot["lc"][start:stop] = resampled_metric(margin, diff, "length_controlled_accuracy", counts)
         intervals = {"accuracy_ci95": _interval(boot["acc"]), "log_loss_ci95": _interval(boot["loss"]),
                      "margin_ci95": _interval(boot["margin"]), "length_baseline_ci95": _interval(boot["length"]),
                      "length_controlled_ci95": _interval(boot["lc"]), "vs_length_baseline_ci95": _interval(boot["vs"])}

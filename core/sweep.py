@@ -40,7 +40,7 @@ import numpy as np
 
 from alignscope.errors import AlignscopeError
 from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
-from alignscope.metrics import LOWER_IS_BETTER, METRICS, bt_log_loss, success
+from alignscope.metrics import LOWER_IS_BETTER, METRICS, resampled_metric
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
            "submit_sweep", "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
@@ -520,17 +520,7 @@ class _PairedBootstrap:
 
     def _replicates(self, margin: np.ndarray) -> np.ndarray:
         """The metric on every replicate's resampled pairs, (n_boot,)."""
-        if self.metric == "log_loss":
-            return self.weights @ bt_log_loss(margin) / self.weights.sum(axis=1)
-        wins = success(margin)
-        if self.metric == "accuracy":
-            return self.weights @ wins / self.weights.sum(axis=1)
-        parts = []
-        for mask in (self.diff > 0, self.diff < 0, self.diff == 0):
-            count = self.weights @ mask
-            parts.append((np.where(count > 0, self.weights @ (wins * mask) / np.maximum(count, 1e-12), 0.5), count))
-        t = parts[2][1] / self.weights.sum(axis=1)
-        return (1 - t) * 0.5 * (parts[0][0] + parts[1][0]) + t * parts[2][0]
+        return resampled_metric(margin, self.diff, self.metric, self.weights)
 
     def score(self, b: int, method: str, fraction: float) -> float | None:
         found = [self.table[(method, fraction, int(s))][b] for s in self.seed_draws[b]
@@ -627,12 +617,10 @@ def sweep_fits(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: 
     baseline = None
     if len(curves):
         curves = curves.assign(score=point_scores(curves, metric))
-        if metric == "length_controlled_accuracy":
-            baseline = 0.5
-        else:
-            column = "length_baseline" if metric == "accuracy" else "length_baseline_log_loss"
-            if column in curves.columns and curves[column].notna().any():
-                baseline = float(curves[column].dropna().mean())
+        # The length rule's score averaged over the points (they share the held-out pairs).
+        baseline = metric_baseline({column: float(curves[column].dropna().mean())
+                                    for column in ("length_baseline", "length_baseline_log_loss")
+                                    if column in curves.columns and curves[column].notna().any()}, metric)
         curves = curves.assign(baseline=baseline)
     boot = None
     if len(curves) and (sweep_dir / HELDOUT_FILE).exists() and config.mode == "subsets" and n_boot:
