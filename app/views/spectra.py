@@ -37,21 +37,19 @@ with top[2].expander("Options"):
                              key="spectra_boot")
     seed = st.number_input("Seed", min_value=0, value=0, key="spectra_seed")
 
-matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, "completion", "spectra")
+run_dir = analysis.require_embeddings(data, encoder, "completion", "spectra").path.parent
 
 
 @st.cache_data(show_spinner="Computing spectra…", max_entries=16)
 def _report(run_dir: str, stamp: float, fingerprint: str, grouping: str, n_boot: int, seed: int, _data):
-    from alignscope.tasks import load_embed_result
-
-    X, pidx, lab, _ = load_embed_result(run_dir)
-    groups = group_labels(_data, grouping, pair_index=pidx, label=lab, matrix=X, seed=seed)
-    return spectral_imbalance(X, groups, n_boot=n_boot, seed=seed)
+    emb = analysis.load_embeddings(run_dir)
+    groups = group_labels(_data, grouping, pair_index=emb.pair_index, label=emb.label, matrix=emb.matrix, seed=seed)
+    return spectral_imbalance(emb.matrix, groups, n_boot=n_boot, seed=seed)
 
 
 def report_for(run_dir, grouping):
-    stamp = (run_dir / "embeddings.npy").stat().st_mtime
-    return _report(str(run_dir), stamp, data.fingerprint, grouping, int(n_boot), int(seed), data)
+    return _report(str(run_dir), analysis.embedding_stamp(run_dir), data.fingerprint, grouping, int(n_boot),
+                   int(seed), data)
 
 
 try:
