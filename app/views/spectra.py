@@ -3,13 +3,11 @@ ICML 2024, arXiv:2402.11742) — scree plots with bootstrap bands, the metric ta
 observed per-group error of a balanced linear probe, and a comparison of the encoders computed."""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, state
-from alignscope.spectra import (IMBALANCE_SCORES, SpectraError, compare_encoders, encoder_figure, error_figure,
-                                group_labels, scree_figure, spectral_imbalance)
+from alignscope.app.charts import encoder_figure, error_figure, scree_figure
+from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, group_labels, spectral_imbalance
 
 st.title("Spectra")
 st.caption("How differently an encoder represents groups of your data: per-group covariance spectra, "
