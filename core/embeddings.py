@@ -71,6 +71,8 @@ def pair_vectors(completion_matrix: np.ndarray) -> np.ndarray:
 
 def _standard_layout(unit: str | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     if unit == "completion":
+        if n % 2:
+            raise EmbeddingError(f"unit 'completion' needs 2N rows (chosen then rejected), got {n}")
         return completion_layout(n // 2)
     if unit == "pair":
         return np.arange(n, dtype=np.int64), None
@@ -118,8 +120,6 @@ class Embeddings:
         if self.unit not in (None, *UNITS):
             raise EmbeddingError(f"unit must be one of {', '.join(UNITS)}, got {self.unit!r}")
         n = len(self.matrix)
-        if self.unit == "completion" and n % 2:
-            raise EmbeddingError(f"unit 'completion' needs 2N rows (chosen then rejected), got {n}")
         if self.unit == "pair" and self.label is not None:
             raise EmbeddingError("unit 'pair' takes no label (labels belong to completions)")
         if self.unit is not None and self.pair_index is None:
@@ -139,8 +139,6 @@ class Embeddings:
         matrix = np.asarray(matrix)
         if matrix.dtype.kind == "f" and matrix.dtype != np.float32:
             matrix = matrix.astype(np.float32)
-        if unit == "completion" and matrix.ndim == 2 and len(matrix) % 2:
-            raise EmbeddingError(f"unit 'completion' needs 2N rows (chosen then rejected), got {len(matrix)}")
         pair_index, label = _standard_layout(unit, len(matrix))
         fields = {"encoder": None, "layer": None, "fingerprint": None, **info}
         return cls(matrix, pair_index, label, unit=unit, **fields)
@@ -179,6 +177,8 @@ class Embeddings:
 
     def has_standard_layout(self) -> bool:
         """True when ``pair_index``/``label`` are alignscope's layout for the unit (what the sidecar omits)."""
+        if self.unit == "completion" and len(self) % 2:
+            return False
         pair_index, label = _standard_layout(self.unit, len(self))
         return _same(self.pair_index, pair_index) and _same(self.label, label)
 
@@ -237,11 +237,11 @@ class Embeddings:
             raise EmbeddingError(f"{path}: holds {stored_unit}-unit embeddings (per {Path(name).name}), not {unit}")
         stored_unit = stored_unit or unit
         try:
-            pair_index, label = _standard_layout(stored_unit, len(matrix))
-            if "pair_index" in meta:
-                pair_index = None if meta["pair_index"] is None else np.asarray(meta["pair_index"], dtype=np.int64)
-            if "label" in meta:
-                label = None if meta["label"] is None else np.asarray(meta["label"], dtype=np.int8)
+            if "pair_index" in meta or "label" in meta:  # a layout of its own, spelled out
+                pair_index, label = (None if meta.get(k) is None else np.asarray(meta[k], dtype=t)
+                                     for k, t in (("pair_index", np.int64), ("label", np.int8)))
+            else:
+                pair_index, label = _standard_layout(stored_unit, len(matrix))
             extra = {k: v for k, v in meta.items() if k not in _RESERVED}
             return cls(matrix, pair_index, label, encoder=_str_or_none(meta.get("encoder")), unit=stored_unit,
                        layer=_int_or_none(meta.get("layer")), fingerprint=_str_or_none(meta.get("fingerprint")),
