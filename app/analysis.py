@@ -15,6 +15,7 @@ import streamlit as st
 from alignscope import settings
 from alignscope.app import state
 from alignscope.data import PreferenceData
+from alignscope.embeddings import Embeddings
 
 ENCODERS = ["minilm", "static", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
@@ -65,22 +66,33 @@ def embed_jobs(data: PreferenceData, encoder: str, unit: str) -> list:
     return [job for job in state.job_store().list_jobs(kind="embed", limit=500) if _matches(job, data, encoder, unit)]
 
 
+def embedding_stamp(run_dir: str | Path) -> float:
+    """When the embed job in ``run_dir`` last wrote its embeddings (part of every cache key below)."""
+    from alignscope.tasks import EMBEDDINGS_FILE
+
+    return (Path(run_dir) / EMBEDDINGS_FILE).stat().st_mtime
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _load_embedding(run_dir: str, stamp: float):
+def _load_embedding(run_dir: str, stamp: float) -> Embeddings:
     from alignscope.tasks import load_embed_result
 
     return load_embed_result(run_dir)
 
 
-def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str):
-    """The embedding (matrix, pair_index, label, meta, run_dir) of the active data, or — when it is
-    not computed yet — the controls to compute it, and ``st.stop()``."""
+def load_embeddings(run_dir: str | Path) -> Embeddings:
+    """The :class:`~alignscope.embeddings.Embeddings` of the embed job in ``run_dir`` (shared, read once)."""
+    return _load_embedding(str(run_dir), embedding_stamp(run_dir))
+
+
+def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: str) -> Embeddings:
+    """The :class:`~alignscope.embeddings.Embeddings` of the active data (``.path.parent`` is the
+    embed job's run directory), or — when they are not computed yet — the controls to compute
+    them, and ``st.stop()``."""
     jobs = embed_jobs(data, encoder, unit)
     done = next((j for j in jobs if j.status == "succeeded"), None)
     if done is not None:
-        stamp = (done.run_dir / "embeddings.npy").stat().st_mtime
-        matrix, pair_index, label, meta = _load_embedding(str(done.run_dir), stamp)
-        return matrix, pair_index, label, meta, done.run_dir
+        return load_embeddings(done.run_dir)
     active = next((j for j in jobs if j.is_active), None)
     if active is not None:
         _embedding_progress(active.id)
@@ -97,6 +109,13 @@ def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str
         state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": unit})
         st.rerun()
     st.stop()
+
+
+def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str):
+    """:func:`require_embeddings` as the tuple ``(matrix, pair_index, label, meta, run_dir)`` that
+    pages written before :class:`~alignscope.embeddings.Embeddings` unpack."""
+    emb = require_embeddings(data, encoder, unit, prefix)
+    return emb.matrix, emb.pair_index, emb.label, {**emb.info(), **emb.extra}, emb.path.parent
 
 
 @st.cache_data(show_spinner=False, ttl=30, max_entries=16)
@@ -125,13 +144,9 @@ def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: st
     ranking (``k=None``: every point ranked, cut off later by the slider); else the selection at k."""
     from alignscope.select import select
 
-    matrix, pair_index, label, meta = _load_embedding(run_dir, stamp)
-    options = json.loads(options_json)
-    n = len(matrix)
-    table = select(matrix, method, k=n if k is None else k, seed=seed, pair_index=pair_index, label=label,
-                   unit=meta.get("unit"), encoder=meta.get("encoder"), data_fingerprint=meta.get("fingerprint"),
-                   **options)
-    return table
+    embeddings = _load_embedding(run_dir, stamp)
+    n = len(embeddings)
+    return select(embeddings, method, k=n if k is None else k, seed=seed, **json.loads(options_json))
 
 
 def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: dict | None = None,
@@ -139,7 +154,7 @@ def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: 
     """The selection of ``k`` points; ``fraction``: what the user asked for, kept in the provenance."""
     from alignscope.selection_stats import threshold
 
-    stamp = (run_dir / "embeddings.npy").stat().st_mtime
+    stamp = embedding_stamp(run_dir)
     options_json = json.dumps(options or {}, sort_keys=True)
     asked = {"k": k, "n_selected": k, "k_requested": None if fraction is not None else k, "fraction": fraction}
     if method in _THRESHOLDABLE:

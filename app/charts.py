@@ -1,8 +1,11 @@
 """Plotly figure builders for the pages. No Streamlit here: pages decide where figures go."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
+from alignscope.spectra import IMBALANCE_SCORES, SpectraError, SpectralReport, spectrum_band
 
 COLOURS = {"prompt": "#7f7f7f", "chosen": "#2ca02c", "rejected": "#d62728"}
 
@@ -282,4 +285,67 @@ def vs_random_chart(vs_random: dict, metric: str) -> go.Figure:
     fig.update_layout(title=f"Method − random at the same number of training pairs ({better} 0 = better than random)",
                       xaxis_title="share of the training pairs", yaxis_title=f"difference in {METRIC_LABELS.get(metric, metric)}",
                       xaxis_tickformat=".0%", xaxis_type="log", height=360, margin=dict(t=60, b=40))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ spectra
+# The Spectra page and `alignscope spectra` (which imports these lazily, without Streamlit) draw the
+# numbers of alignscope.spectra (Kaushik et al., ICML 2024) with these three.
+def scree_figure(report: SpectralReport, *, title: str = "Eigen-spectra per group",
+                 max_rank: int | None = None) -> go.Figure:
+    """Overlaid log-log scree plots, one line per group with its bootstrap band (central ``ci``)."""
+    fig = go.Figure()
+    ci = report.config.get("ci", 0.95)
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    for i, (g, spec) in enumerate(report.spectra.items()):
+        colour = palette[i % len(palette)]
+        lam = spec.eigenvalues[:max_rank]
+        keep = lam > 0
+        rank = np.arange(1, len(lam) + 1)[keep]
+        if spec.bootstrap.size:
+            lo, hi = spectrum_band(spec, ci)
+            lo, hi = lo[:len(lam)][keep], hi[:len(lam)][keep]
+            fig.add_trace(go.Scatter(x=np.concatenate([rank, rank[::-1]]),
+                                     y=np.concatenate([np.clip(hi, 1e-12, None), np.clip(lo, 1e-12, None)[::-1]]),
+                                     fill="toself", line=dict(width=0), fillcolor=colour, opacity=0.2,
+                                     hoverinfo="skip", showlegend=False, name=f"{g} band"))
+        fig.add_trace(go.Scatter(x=rank, y=lam[keep], mode="lines", name=str(g), line=dict(color=colour)))
+    fig.update_xaxes(type="log", title="rank i")
+    fig.update_yaxes(type="log", title="eigenvalue λ_i")
+    fig.update_layout(title=title, legend_title_text="group", margin=dict(t=50, b=40))
+    return fig
+
+
+def error_figure(report: SpectralReport, *, title: str = "Predicted vs observed per-group error") -> go.Figure:
+    """Gaussian plug-in prediction against the probe's observed per-group (one-vs-rest) error."""
+    if report.probe is None:
+        raise SpectraError("the report has no probe (spectral_imbalance(..., probe=False))")
+    names = list(report.spectra)
+    obs = [report.probe.ovr_error[g] for g in names]
+    pred = [report.probe.predicted[g] for g in names]
+    top = max(obs + pred + [0.05]) * 1.1
+    fig = go.Figure([go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(dash="dash", color="#999"),
+                                name="prediction = observation"),
+                     go.Scatter(x=pred, y=obs, mode="markers+text", text=names, textposition="top center",
+                                marker=dict(size=11), name="group")])
+    fig.update_layout(title=title, xaxis_title="predicted error (Gaussian plug-in)",
+                      yaxis_title="observed error (held-out)", legend_title_text="", margin=dict(t=50, b=40))
+    return fig
+
+
+def encoder_figure(table: pd.DataFrame, score: str = "trace_ratio", *,
+                   title: str | None = None) -> go.Figure:
+    """Encoder map: one point per encoder, imbalance ``score`` (with interval) vs observed probe gap."""
+    if score not in table.columns:
+        raise SpectraError(f"unknown imbalance score {score!r}; use one of {', '.join(IMBALANCE_SCORES)}")
+    error_x = None
+    if f"{score}_lo" in table.columns:
+        error_x = dict(type="data", symmetric=False, array=(table[f"{score}_hi"] - table[score]).tolist(),
+                       arrayminus=(table[score] - table[f"{score}_lo"]).tolist())
+    fig = go.Figure(go.Scatter(x=table[score].tolist(), y=table["probe_gap"].tolist(), mode="markers+text",
+                               text=table["encoder"].tolist(), textposition="top center", error_x=error_x,
+                               marker=dict(size=12), name="encoder"))
+    fig.update_layout(title=title or f"Encoders: spectral imbalance ({score}) vs observed error gap",
+                      xaxis_title=score, yaxis_title="probe error gap (max − min over groups)",
+                      showlegend=True, legend_title_text="", margin=dict(t=50, b=40))
     return fig

@@ -89,8 +89,7 @@ def _encoder_options(parser: argparse.ArgumentParser) -> None:
 def cmd_embed(args: argparse.Namespace) -> int:
     import time
 
-    from alignscope.embed import embed, save_embeddings
-    from alignscope.files import write_json
+    from alignscope.embed import embed
 
     out = Path(args.out)
     check_output(out, args.force, (".npy",))
@@ -108,10 +107,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
                                address=args.address, workers=args.workers, progress=not args.json)
     else:
         embeddings = embed(data, args.encoder, unit, args.layer, batch_size=args.batch_size, progress=not args.json)
-    save_embeddings(out, embeddings)
-    info = {"out": str(out), **embeddings.info(), "seconds": round(time.perf_counter() - started, 3),
-            "executor": args.executor}
-    write_json(out.with_name(out.name + ".json"), {**info, "data": data.spec()})
+    run = {"out": str(out), "seconds": round(time.perf_counter() - started, 3), "executor": args.executor}
+    embeddings.save(out, extra={**run, "data": data.spec()})  # OUT.npy + OUT.npy.json, atomically
+    info = {"out": run["out"], **embeddings.info(), "seconds": run["seconds"], "executor": args.executor}
     if args.json:
         print(json.dumps(info))
     else:
@@ -155,18 +153,16 @@ def cmd_select(args: argparse.Namespace) -> int:
     common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
     data = None
     if args.embeddings:
-        from alignscope.embed import load_embeddings
+        from alignscope.embeddings import Embeddings
 
         if args.data:
             raise UsageError("give DATA or --embeddings, not both")
         if args.method == "llm":
             raise UsageError("--method llm reads the texts: give DATA, not --embeddings")
-        matrix = load_embeddings(args.embeddings)
-        # `alignscope embed` leaves EMB.npy.json beside the matrix: it says what the rows are.
-        meta_path = Path(args.embeddings).with_name(Path(args.embeddings).name + ".json")
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-        table = select(matrix, args.method, unit=args.unit or meta.get("unit"), encoder=meta.get("encoder"),
-                       data_fingerprint=meta.get("fingerprint"), **common, **options)
+        # `alignscope embed` leaves EMB.npy.json beside the matrix: it says what the rows are; a
+        # .npy made elsewhere has rows of the unit --unit says (or plain points without it).
+        embeddings = Embeddings.load(args.embeddings, unit=args.unit)
+        table = select(embeddings, args.method, **common, **options)
     else:
         if not args.data:
             raise UsageError("give DATA (or --embeddings EMB.npy)")

@@ -38,9 +38,11 @@ vectors scattered back (every encoder maps a text to one vector independently of
 
 Every call is reproducible (fixed batching order, eval mode, no sampling) and is cached under
 ``settings.home()/cache/embeddings/`` keyed by (data fingerprint, encoder, layer, max_length,
-precision); a second call with the same arguments reads the cache in milliseconds. Cache files are
-written atomically and read with ``allow_pickle=False``; a corrupt or mismatching entry is
-recomputed, never trusted.
+precision); a second call with the same arguments reads the cache in milliseconds. An entry is an
+:class:`~alignscope.embeddings.Embeddings` file like any other (``.npy`` + ``.npy.json``, its key in
+the sidecar), written atomically and read with ``allow_pickle=False``; a corrupt or mismatching
+entry is recomputed, never trusted. The result type and its one file format live in
+:mod:`alignscope.embeddings` (re-exported here).
 """
 from __future__ import annotations
 
@@ -57,9 +59,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope import settings
-from alignscope.errors import AlignscopeError
+from alignscope.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors, validated_matrix
 from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
-from alignscope.files import atomic_path, write_json
+from alignscope.files import write_json
 
 __all__ = ["Embeddings", "EmbeddingError", "embed", "embed_texts", "element_texts", "join_prompt_completion",
            "parse_encoder", "save_embeddings", "load_embeddings", "pair_vectors", "DEFAULT_ENCODER",
@@ -72,7 +74,6 @@ DEFAULT_ENCODER = "minilm"
 STATIC = "static"
 LM_PREFIX = "lm-last-token:"
 ENCODER_NAMES = ("minilm", STATIC, "lm-last-token:<model>")
-UNITS = ("completion", "pair")
 PRECISIONS = ("auto", "fp32", "bf16")
 MINILM_DIM = 384
 LM_DEFAULT_MAX_LENGTH = 1024  # tokens; prompt + completion longer than this keeps its end
@@ -86,46 +87,6 @@ STATIC_CHUNK = 8192  # texts per model2vec call: the progress bar (and its ETA) 
 # 1.02-1.12x one thread on our shared 2-core machine (bench_embed measures both).
 STATIC_THREADS = (os.cpu_count() or 1) > 1
 _CACHE_VERSION = 1  # bump when the numbers an encoder produces change
-
-
-class EmbeddingError(AlignscopeError):
-    """Bad encoder name, unit, layer or embedding file; the message is one line."""
-
-
-# ------------------------------------------------------------------------------------------ result
-@dataclass(frozen=True)
-class Embeddings:
-    """Embedding matrix with what each row is.
-
-    ``matrix``: float32, shape ``(n, d)``; ``n = 2N`` for ``unit="completion"``, ``N`` for ``"pair"``.
-    ``pair_index``: int64, shape ``(n,)``, the pair (row of the canonical data) each row belongs to.
-    ``label``: int8, shape ``(n,)``, 1 chosen / 0 rejected, or ``None`` for ``unit="pair"``.
-    ``layer``: hidden-state index for ``lm-last-token`` encoders (resolved, non-negative), else None.
-    ``fingerprint``: the data's fingerprint (:attr:`PreferenceData.fingerprint`).
-    """
-
-    matrix: np.ndarray
-    pair_index: np.ndarray
-    label: np.ndarray | None
-    encoder: str
-    unit: str
-    layer: int | None
-    fingerprint: str
-    precision: str = "fp32"
-    max_length: int | None = None
-    from_cache: bool = False
-
-    def __len__(self) -> int:
-        return len(self.matrix)
-
-    @property
-    def dim(self) -> int:
-        return int(self.matrix.shape[1])
-
-    def info(self) -> dict[str, Any]:
-        return {"n": len(self), "dim": self.dim, "encoder": self.encoder, "unit": self.unit,
-                "layer": self.layer, "fingerprint": self.fingerprint, "precision": self.precision,
-                "max_length": self.max_length, "from_cache": self.from_cache}
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -168,14 +129,6 @@ def distinct_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return list(first), inverse
 
 
-def pair_vectors(completion_matrix: np.ndarray) -> np.ndarray:
-    """``(2N, d)`` completion embeddings (chosen rows then rejected rows) → ``(N, 2d)`` pair rows
-    ``[(c + r) / 2, c - r]`` (see the module docstring for why)."""
-    n = len(completion_matrix) // 2
-    chosen, rejected = completion_matrix[:n], completion_matrix[n:]
-    return np.concatenate([(chosen + rejected) / 2, chosen - rejected], axis=1).astype(np.float32)
-
-
 # -------------------------------------------------------------------------------------------- embed
 def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", layer: int | None = None, *,
           batch_size: int | None = None, device: str | None = None, max_length: int | None = None,
@@ -201,9 +154,8 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
     kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, batch_size, max_length,
                                                                        device, precision)
     key = cache_key(data, encoder, info, layer, max_length, use_bf16)
-    matrix = _read_cache(key) if cache else None
-    from_cache = matrix is not None
-    if matrix is None:
+    cached = _read_cache(key) if cache else None
+    if cached is None:
         backend = _get_backend(kind, info.folder, device)
         unique, inverse = distinct_texts(element_texts(data))
         if progress:
@@ -216,12 +168,14 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
                                         device=device, bf16=use_bf16, layer=layer, max_length=max_length,
                                         batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress,
                                         on_progress=on_progress)[inverse]
+        result = _as_unit(matrix, "completion", key)
         if cache:
-            _write_cache(key, matrix)
-    elif on_progress is not None:
-        on_progress(len(matrix), len(matrix))
-    return _as_unit(matrix, unit, encoder=encoder.strip(), layer=layer, fingerprint=data.fingerprint,
-                    precision=key["precision"], max_length=max_length, from_cache=from_cache)
+            _write_cache(key, result)
+    else:
+        result = _as_unit(cached.matrix, "completion", key, from_cache=True)
+        if on_progress is not None:
+            on_progress(len(result), len(result))
+    return result.to_unit(unit)
 
 
 def cache_key(data: Any, encoder: str, info: "_EncoderInfo", layer: int | None, max_length: int,
@@ -267,13 +221,13 @@ def _resolve_options(encoder: str, layer: int | None, batch_size: int | None, ma
     return kind, info, info.resolve_layer(layer), info.resolve_max_length(max_length), device, use_bf16
 
 
-def _as_unit(matrix: np.ndarray, unit: str, **info: Any) -> Embeddings:
-    n = len(matrix) // 2
-    if unit == "pair":
-        return Embeddings(pair_vectors(matrix), np.arange(n, dtype=np.int64), None, unit="pair", **info)
-    pair_index = np.tile(np.arange(n, dtype=np.int64), 2)
-    label = np.concatenate([np.ones(n, np.int8), np.zeros(n, np.int8)])
-    return Embeddings(matrix, pair_index, label, unit="completion", **info)
+def _as_unit(matrix: np.ndarray, unit: str, key: dict[str, Any], *, from_cache: bool = False) -> Embeddings:
+    """Completion rows (``2N``, alignscope's layout) as :class:`Embeddings` in ``unit``, described by
+    the cache ``key`` (shared with ``embed_ray``)."""
+    completion = Embeddings.from_matrix(matrix, "completion", encoder=key["encoder"], layer=key["layer"],
+                                        fingerprint=key["fingerprint"], precision=key["precision"],
+                                        max_length=key["max_length"], from_cache=from_cache)
+    return completion.to_unit(unit)
 
 
 def _check_positive(name: str, value: int | None) -> None:
@@ -787,92 +741,50 @@ def cache_dir() -> Path:
     return settings.home() / "cache" / "embeddings"
 
 
-def _cache_paths(key: dict[str, Any]) -> tuple[Path, Path]:
+def _cache_path(key: dict[str, Any]) -> Path:
+    """``<fingerprint>-<hash of key>.npy`` (its sidecar ``….npy.json`` holds the key)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    stem = cache_dir() / f"{key['fingerprint']}-{digest}"
-    return stem.with_suffix(".npy"), stem.with_suffix(".json")
+    return cache_dir() / f"{key['fingerprint']}-{digest}.npy"
 
 
-def _read_cache(key: dict[str, Any]) -> np.ndarray | None:
-    """The cached matrix for ``key``, or None when absent, mismatching or unreadable."""
-    npy, meta_path = _cache_paths(key)
-    if not (npy.is_file() and meta_path.is_file()):
+def _read_cache(key: dict[str, Any]) -> Embeddings | None:
+    """The cached completion embeddings for ``key``, or None when absent, mismatching or unreadable.
+    Entries of earlier versions (``<key>.npy`` + ``<key>.json``) are read by :meth:`Embeddings.load`."""
+    npy = _cache_path(key)
+    if not npy.is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        matrix = np.load(npy, allow_pickle=False)
-        ok = (meta.get("key") == key and isinstance(matrix, np.ndarray) and matrix.dtype == np.float32
-              and matrix.ndim == 2 and list(matrix.shape) == meta.get("shape")
-              and matrix.shape[0] == key["n_rows"] and np.isfinite(matrix).all())
-    except (OSError, ValueError, EOFError) as exc:
+        cached = Embeddings.load(npy)
+    except (OSError, EmbeddingError) as exc:
         logger.warning("embedding cache %s unreadable (%s); recomputing", npy.name, exc)
         return None
-    if not ok:
+    if cached.extra.get("key") != key or cached.unit != "completion" or len(cached) != key["n_rows"]:
         logger.warning("embedding cache %s does not match its metadata; recomputing", npy.name)
         return None
-    return matrix
+    return cached
 
 
-def _write_cache(key: dict[str, Any], matrix: np.ndarray) -> None:
-    npy, meta_path = _cache_paths(key)
+def _write_cache(key: dict[str, Any], embeddings: Embeddings) -> None:
+    npy = _cache_path(key)
     try:
-        # Matrix first, metadata last: a reader only trusts a pair whose metadata matches the matrix.
-        with atomic_path(npy) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, matrix, allow_pickle=False)
-        write_json(meta_path, {"key": key, "shape": list(matrix.shape), "dtype": "float32"})
-    except OSError as exc:  # a read-only or full disk must not lose the computed result
+        embeddings.save(npy, extra={"key": key})
+        npy.with_suffix(".json").unlink(missing_ok=True)  # an earlier version's sidecar of this entry
+    except (OSError, EmbeddingError) as exc:  # a read-only or full disk (or NaN rows, which a read
+        # would refuse anyway) must not lose the computed result
         logger.warning("could not write embedding cache %s: %s", npy, exc)
 
 
 # ---------------------------------------------------------------------------------- raw .npy files
 def save_embeddings(path: str | os.PathLike, emb: Embeddings | np.ndarray) -> Path:
-    """Write the float32 matrix of ``emb`` to ``path`` as a plain ``.npy`` (no pickle), atomically."""
-    matrix = emb.matrix if isinstance(emb, Embeddings) else np.asarray(emb)
-    matrix = _validated_matrix(matrix, str(path))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, matrix, allow_pickle=False)
-    return path
+    """Write ``emb`` with :meth:`Embeddings.save` (``PATH`` + ``PATH.json``, atomically); a bare
+    matrix is saved as rows of unknown unit."""
+    if not isinstance(emb, Embeddings):
+        emb = Embeddings.from_matrix(validated_matrix(emb, str(path)), None, precision=None)
+    return emb.save(path)
 
 
 def load_embeddings(path: str | os.PathLike) -> np.ndarray:
-    """Read a raw embedding matrix (``.npy``, 2-D, floating point, finite) as float32 ``(n, d)``.
-
-    For users who embed elsewhere. Pickled/object arrays are refused (``allow_pickle=False``);
-    every problem raises :class:`EmbeddingError` naming the file (and the first bad row).
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise EmbeddingError(f"{path}: no such embedding file")
-    try:
-        matrix = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise EmbeddingError(f"{path}: holds Python objects (pickle); save a plain float array with "
-                                 "numpy.save(path, array.astype('float32'))") from None
-        raise EmbeddingError(f"{path}: not a readable .npy file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise EmbeddingError(f"{path}: not a readable .npy file ({exc})") from None
-    if not isinstance(matrix, np.ndarray):  # .npz archives load as NpzFile
-        raise EmbeddingError(f"{path}: expected one .npy array, got a .npz archive")
-    return _validated_matrix(matrix, str(path))
-
-
-def _validated_matrix(matrix: np.ndarray, name: str) -> np.ndarray:
-    if matrix.dtype.kind != "f":
-        raise EmbeddingError(f"{name}: embeddings must be floating point, got dtype {matrix.dtype}")
-    if matrix.ndim != 2:
-        raise EmbeddingError(f"{name}: embeddings must be 2-D (rows x dims), got shape {matrix.shape}")
-    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
-        raise EmbeddingError(f"{name}: embeddings are empty (shape {matrix.shape})")
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    finite_rows = np.isfinite(matrix).all(axis=1)
-    if not finite_rows.all():
-        bad = int(np.flatnonzero(~finite_rows)[0])
-        kind = "NaN" if np.isnan(matrix[bad]).any() else "inf"
-        raise EmbeddingError(f"{name}: row {bad} (0-based) contains {kind}; "
-                             f"{int((~finite_rows).sum())} of {len(matrix)} rows are not finite")
-    return matrix
+    """The float32 ``(n, d)`` matrix of an embedding file (:meth:`Embeddings.load`; a plain ``.npy``
+    made elsewhere is fine). Pickled/object arrays are refused (``allow_pickle=False``); every
+    problem raises :class:`EmbeddingError` naming the file (and the first bad row)."""
+    return Embeddings.load(path).matrix

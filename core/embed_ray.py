@@ -79,34 +79,34 @@ def embed_ray(data: Any, encoder: str = E.DEFAULT_ENCODER, unit: str = "completi
     kind, info, layer, max_length, device, use_bf16 = E._resolve_options(encoder, layer, batch_size, max_length,
                                                                          None, precision)
     key = E.cache_key(data, encoder, info, layer, max_length, use_bf16)
-    matrix = E._read_cache(key) if cache else None
-    from_cache = matrix is not None
-    if matrix is None:
-        if kind == E.STATIC:
-            E.static_folder(device, create=True)  # distill once here, not once per task
-        unique, inverse = E.distinct_texts(E.element_texts(data))
-        ray = _connect(address, workers)
-        n_shards = shards or SHARDS_PER_WORKER * max(1, int(ray.cluster_resources().get("CPU", 1)))
-        bounds = np.array_split(np.arange(len(unique)), max(1, min(n_shards, len(unique))))
-        task = ray.remote(num_cpus=1, max_retries=1)(_embed_shard)
-        home = str(settings.home())
-        shard_device = device if kind == E.STATIC else None  # static: the distillation folder's device
-        refs = [task.remote([unique[i] for i in rows], encoder.strip(), layer, max_length,
-                            "bf16" if use_bf16 else "fp32", batch_size, shard_device, home)
-                for rows in bounds if len(rows)]
-        bar = E._progress_bar(len(unique), progress, f"{encoder.strip()} on ray, {len(refs)} shards")
-        sizes = {ref: len(rows) for ref, rows in zip(refs, [b for b in bounds if len(b)])}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            bar.update(sum(sizes[r] for r in ready))
-        bar.close()
-        parts = ray.get(refs)  # in submission order: shard i holds unique[bounds[i]]
-        if parts:
-            matrix = np.concatenate(parts).astype(np.float32, copy=False)[inverse]
-        else:
-            matrix = np.zeros((0, 0), np.float32)
-        if cache:
-            E._write_cache(key, matrix)
-    return E._as_unit(matrix, unit, encoder=encoder.strip(), layer=layer, fingerprint=data.fingerprint,
-                      precision=key["precision"], max_length=max_length, from_cache=from_cache)
+    cached = E._read_cache(key) if cache else None
+    if cached is not None:
+        return E._as_unit(cached.matrix, unit, key, from_cache=True)
+    if kind == E.STATIC:
+        E.static_folder(device, create=True)  # distill once here, not once per task
+    unique, inverse = E.distinct_texts(E.element_texts(data))
+    ray = _connect(address, workers)
+    n_shards = shards or SHARDS_PER_WORKER * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    bounds = np.array_split(np.arange(len(unique)), max(1, min(n_shards, len(unique))))
+    task = ray.remote(num_cpus=1, max_retries=1)(_embed_shard)
+    home = str(settings.home())
+    shard_device = device if kind == E.STATIC else None  # static: the distillation folder's device
+    refs = [task.remote([unique[i] for i in rows], encoder.strip(), layer, max_length,
+                        "bf16" if use_bf16 else "fp32", batch_size, shard_device, home)
+            for rows in bounds if len(rows)]
+    bar = E._progress_bar(len(unique), progress, f"{encoder.strip()} on ray, {len(refs)} shards")
+    sizes = {ref: len(rows) for ref, rows in zip(refs, [b for b in bounds if len(b)])}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        bar.update(sum(sizes[r] for r in ready))
+    bar.close()
+    parts = ray.get(refs)  # in submission order: shard i holds unique[bounds[i]]
+    if parts:
+        matrix = np.concatenate(parts).astype(np.float32, copy=False)[inverse]
+    else:
+        matrix = np.zeros((0, 0), np.float32)
+    result = E._as_unit(matrix, "completion", key)
+    if cache:
+        E._write_cache(key, result)
+    return result.to_unit(unit)

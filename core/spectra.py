@@ -45,7 +45,7 @@ from alignscope.errors import AlignscopeError
 __all__ = ["SpectraError", "GroupSpectrum", "ProbeResult", "SpectralReport", "balanced_indices",
            "group_spectrum", "spectral_metrics", "imbalance_scores", "plugin_error", "linear_probe",
            "spectral_imbalance", "spectrum_band", "compare_encoders", "group_labels", "sample_pairs", "GROUPINGS", "METRICS",
-           "IMBALANCE_SCORES", "scree_figure", "error_figure", "encoder_figure"]
+           "IMBALANCE_SCORES"]
 
 GROUPINGS = ("label", "component")  # plus any metadata column
 METRICS = ("trace", "lambda1", "topk_share", "effective_rank", "participation_ratio", "alpha")
@@ -585,69 +585,3 @@ def sample_pairs(data: Any, grouping: str, n: int, *, seed: int = 0) -> Any:
                                        for idx in (np.flatnonzero(values == v) for v in np.unique(values))]))
     sub = frame.iloc[rows].reset_index(drop=True)
     return dataclasses.replace(data, frame=sub)  # same source: a job spec of it fails its fingerprint check
-
-
-# ---------------------------------------------------------------------------------------- figures
-def scree_figure(report: SpectralReport, *, title: str = "Eigen-spectra per group", max_rank: int | None = None):
-    """Overlaid log-log scree plots, one line per group with its bootstrap band (central ``ci``)."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    ci = report.config.get("ci", 0.95)
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-    for i, (g, spec) in enumerate(report.spectra.items()):
-        colour = palette[i % len(palette)]
-        lam = spec.eigenvalues[:max_rank]
-        keep = lam > 0
-        rank = np.arange(1, len(lam) + 1)[keep]
-        if spec.bootstrap.size:
-            lo, hi = spectrum_band(spec, ci)
-            lo, hi = lo[:len(lam)][keep], hi[:len(lam)][keep]
-            fig.add_trace(go.Scatter(x=np.concatenate([rank, rank[::-1]]),
-                                     y=np.concatenate([np.clip(hi, 1e-12, None), np.clip(lo, 1e-12, None)[::-1]]),
-                                     fill="toself", line=dict(width=0), fillcolor=colour, opacity=0.2,
-                                     hoverinfo="skip", showlegend=False, name=f"{g} band"))
-        fig.add_trace(go.Scatter(x=rank, y=lam[keep], mode="lines", name=str(g), line=dict(color=colour)))
-    fig.update_xaxes(type="log", title="rank i")
-    fig.update_yaxes(type="log", title="eigenvalue λ_i")
-    fig.update_layout(title=title, legend_title_text="group", margin=dict(t=50, b=40))
-    return fig
-
-
-def error_figure(report: SpectralReport, *, title: str = "Predicted vs observed per-group error"):
-    """Gaussian plug-in prediction against the probe's observed per-group (one-vs-rest) error."""
-    import plotly.graph_objects as go
-
-    if report.probe is None:
-        raise SpectraError("the report has no probe (spectral_imbalance(..., probe=False))")
-    names = list(report.spectra)
-    obs = [report.probe.ovr_error[g] for g in names]
-    pred = [report.probe.predicted[g] for g in names]
-    top = max(obs + pred + [0.05]) * 1.1
-    fig = go.Figure([go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(dash="dash", color="#999"),
-                                name="prediction = observation"),
-                     go.Scatter(x=pred, y=obs, mode="markers+text", text=names, textposition="top center",
-                                marker=dict(size=11), name="group")])
-    fig.update_layout(title=title, xaxis_title="predicted error (Gaussian plug-in)",
-                      yaxis_title="observed error (held-out)", legend_title_text="", margin=dict(t=50, b=40))
-    return fig
-
-
-def encoder_figure(table: pd.DataFrame, score: str = "trace_ratio", *,
-                   title: str | None = None):
-    """Encoder map: one point per encoder, imbalance ``score`` (with interval) vs observed probe gap."""
-    import plotly.graph_objects as go
-
-    if score not in table.columns:
-        raise SpectraError(f"unknown imbalance score {score!r}; use one of {', '.join(IMBALANCE_SCORES)}")
-    error_x = None
-    if f"{score}_lo" in table.columns:
-        error_x = dict(type="data", symmetric=False, array=(table[f"{score}_hi"] - table[score]).tolist(),
-                       arrayminus=(table[score] - table[f"{score}_lo"]).tolist())
-    fig = go.Figure(go.Scatter(x=table[score].tolist(), y=table["probe_gap"].tolist(), mode="markers+text",
-                               text=table["encoder"].tolist(), textposition="top center", error_x=error_x,
-                               marker=dict(size=12), name="encoder"))
-    fig.update_layout(title=title or f"Encoders: spectral imbalance ({score}) vs observed error gap",
-                      xaxis_title=score, yaxis_title="probe error gap (max − min over groups)",
-                      showlegend=True, legend_title_text="", margin=dict(t=50, b=40))
-    return fig

@@ -10,7 +10,11 @@
   band (``…/band_low``, ``…/band_high``);
 * plots: ``scree-<encoder>.*``, ``error-<encoder>.*``, ``encoders.*`` — PNG when ``kaleido`` is
   importable, else the Plotly figure JSON (``.plotly.json``; open with ``plotly.io.read_json``),
-  which needs no network (an HTML page would fetch plotly.js from a CDN).
+  which needs no network (an HTML page would fetch plotly.js from a CDN). The figures are the
+  Spectra page's own (:mod:`alignscope.app.charts`, plotly only, no Streamlit), imported when the
+  plots are drawn; :mod:`alignscope.spectra` computes numbers only.
+
+Every file is written atomically (:mod:`alignscope.files`).
 
 Bad input (unknown grouping, one group, too few rows, NaN embeddings) raises :class:`SpectraError`
 (a ``ValueError``) with a one-line message; the CLI's ``main()`` prints it and exits 2.
@@ -62,9 +66,9 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
     import pandas as pd
 
     from alignscope.embed import embed, parse_encoder
-    from alignscope.files import write_json
-    from alignscope.spectra import (IMBALANCE_SCORES, SpectraError, compare_encoders, encoder_figure,
-                                    error_figure, group_labels, scree_figure, spectral_imbalance, spectrum_band)
+    from alignscope.files import atomic_write, write_json
+    from alignscope.spectra import (IMBALANCE_SCORES, SpectraError, compare_encoders, group_labels,
+                                    spectral_imbalance, spectrum_band)
 
     if score not in IMBALANCE_SCORES:
         raise SpectraError(f"--score must be one of {', '.join(IMBALANCE_SCORES)}; got {score!r}")
@@ -75,6 +79,9 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
     if grouping not in ("label", "component") and grouping not in data.metadata_columns:
         raise SpectraError(f"unknown grouping {grouping!r}; use label, component or a metadata column "
                            f"({', '.join(data.metadata_columns) or 'none'})")
+    # The figures are presentation, kept with the app's other charts (plotly only, no Streamlit).
+    from alignscope.app.charts import encoder_figure, error_figure, scree_figure
+
     out.mkdir(parents=True, exist_ok=True)
     reports, rows, arrays, plots = {}, [], {}, []
     for name in encoders:
@@ -96,11 +103,13 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
     metrics = pd.concat(rows, ignore_index=True)
     encoders_table = compare_encoders(reports)
     plots.append(("encoders", encoder_figure(encoders_table, score)))
-    metrics.to_csv(out / "metrics.csv", index=False)
-    encoders_table.to_csv(out / "encoders.csv", index=False)
+    for name, table in (("metrics.csv", metrics), ("encoders.csv", encoders_table)):
+        with atomic_write(out / name, "w") as handle:
+            table.to_csv(handle, index=False)
     write_json(out / "metrics.json", json.loads(metrics.to_json(orient="records")))
     write_json(out / "encoders.json", json.loads(encoders_table.to_json(orient="records")))
-    np.savez_compressed(out / "spectra.npz", **arrays)
+    with atomic_write(out / "spectra.npz") as handle:
+        np.savez_compressed(handle, **arrays)
     written = [str(out / f) for f in ("metrics.csv", "metrics.json", "encoders.csv", "encoders.json", "spectra.npz")]
     try:
         import kaleido  # noqa: F401
@@ -110,10 +119,8 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
         png = False
     for stem, fig in plots:
         path = out / (f"{stem}.png" if png else f"{stem}.plotly.json")
-        if png:
-            fig.write_image(str(path))
-        else:
-            path.write_text(fig.to_json(), encoding="utf-8")
+        with atomic_write(path, "wb" if png else "w") as handle:
+            handle.write(fig.to_image(format="png") if png else fig.to_json())
         written.append(str(path))
     return {"out": str(out), "grouping": grouping, "encoders": encoders, "n_pairs": data.n_pairs,
             "summary": json.loads(encoders_table.to_json(orient="records")), "files": written}

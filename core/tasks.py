@@ -2,9 +2,10 @@
 2-D map. Each runs in a worker process (:mod:`alignscope.jobs`) as ``fn(config, run_dir, report)``
 and leaves its result in the run directory, so the app only reads files.
 
-Run directory of an ``embed`` job: ``embeddings.npy`` (float32, (n, d)), ``pair_index.npy``,
-``label.npy`` (completion unit only) and ``embeddings.json`` (what the rows are). A ``map`` job
-adds ``map.npy`` (float32, (n, 2)) beside the embed job's files it was given.
+Run directory of an ``embed`` job: ``embeddings.npy`` + ``embeddings.npy.json``, one
+:class:`~alignscope.embeddings.Embeddings` file (float32 ``(n, d)`` and what the rows are, with the
+data spec); run directories of earlier versions (``embeddings.json``, ``pair_index.npy``,
+``label.npy``) still load. A ``map`` job adds ``map.npy`` (float32, (n, 2)) of the embed job it was given.
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from alignscope.files import atomic_path, write_json
+from alignscope.embeddings import Embeddings
+from alignscope.files import atomic_path
 
 EMBEDDINGS_FILE = "embeddings.npy"
-EMBEDDINGS_META = "embeddings.json"
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -35,34 +36,23 @@ def embed_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]
     embeddings = embed(data, config.get("encoder", "minilm"), config.get("unit", "completion"),
                        config.get("layer"), batch_size=config.get("batch_size"),
                        on_progress=lambda done, total: report(done / max(total, 1), f"{done:,}/{total:,} texts"))
-    _save_array(run_dir / EMBEDDINGS_FILE, embeddings.matrix)
-    _save_array(run_dir / "pair_index.npy", embeddings.pair_index)
-    if embeddings.label is not None:
-        _save_array(run_dir / "label.npy", embeddings.label)
+    embeddings.save(run_dir / EMBEDDINGS_FILE, extra={"data": config["data"]})
     info = {**embeddings.info(), "data": config["data"]}
-    write_json(run_dir / EMBEDDINGS_META, info)
     report(1.0, f"{len(embeddings):,} × {embeddings.dim} embeddings" + (" (from cache)" if embeddings.from_cache else ""))
     return info
 
 
-def load_embed_result(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
-    """(matrix, pair_index, label or None, meta) written by :func:`embed_job`."""
-    import json
-
-    run_dir = Path(run_dir)
-    matrix = np.load(run_dir / EMBEDDINGS_FILE, allow_pickle=False)
-    pair_index = np.load(run_dir / "pair_index.npy", allow_pickle=False)
-    label_path = run_dir / "label.npy"
-    label = np.load(label_path, allow_pickle=False) if label_path.exists() else None
-    meta = json.loads((run_dir / EMBEDDINGS_META).read_text(encoding="utf-8"))
-    return matrix, pair_index, label, meta
+def load_embed_result(run_dir: str | Path) -> Embeddings:
+    """The :class:`~alignscope.embeddings.Embeddings` an ``embed`` job left in ``run_dir``
+    (``.path`` is its ``embeddings.npy``; ``.extra["data"]`` the data spec)."""
+    return Embeddings.load(Path(run_dir) / EMBEDDINGS_FILE)
 
 
 def map_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
     """config: ``{"embed_run_dir", "method": "umap"|"pca", "seed"}``; writes ``map.npy``."""
     from alignscope.projection import matrix_key, project
 
-    matrix, *_ = load_embed_result(config["embed_run_dir"])
+    matrix = load_embed_result(config["embed_run_dir"]).matrix
     method, seed = config.get("method", "umap"), int(config.get("seed", 0))
     report(0.0, f"{method} map of {len(matrix):,} points")
     coords = project(matrix, method, seed=seed, key=matrix_key(matrix),

@@ -139,3 +139,98 @@ def test_every_input_error_has_one_base():
     strays = [f"{module}.{name}" for module, name in found
               if not issubclass(getattr(importlib.import_module(module), name), AlignscopeError)]
     assert strays == []
+
+
+# Modules that are Streamlit scripts (they draw when imported) rather than importable modules.
+_SCRIPTS = ("alignscope.app.main", "alignscope.app.views")
+
+
+def _importable_modules() -> list[str]:
+    return sorted(name for name in _package_modules() if not name.startswith(_SCRIPTS))
+
+
+def _third_party_top_level_imports(modules: list[str]) -> list[str]:
+    """The top-level import statements of ``modules`` that import other packages, as source lines."""
+    paths = _package_modules()
+    lines = set()
+    for name in modules:
+        for node in ast.parse(paths[name].read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                root = node.module.split(".")[0]
+            elif isinstance(node, ast.Import):
+                root = node.names[0].name.split(".")[0]
+            else:
+                continue
+            if root not in ("alignscope", "__future__"):
+                lines.add(ast.unparse(node))
+    return sorted(lines)
+
+
+def test_importing_any_module_leaves_the_environment_unchanged():
+    """Environment changes belong at run time (``cli.main`` sets OMP_WAIT_POLICY), never at import
+    time: importing alignscope must not change what the user's other code sees. One fresh
+    interpreter first runs every third-party import the modules make at their top (some libraries
+    do set variables when imported: streamlit sets MPLBACKEND, torch's inductor its cache folder;
+    that is theirs), then imports each alignscope module and compares the environment after each,
+    so the module that changes it is named."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib, json, os, sys\n"
+        "modules, third_party = json.loads(sys.argv[1]), json.loads(sys.argv[2])\n"
+        "for line in third_party:\n"
+        "    exec(line, {})\n"
+        "changed = {}\n"
+        "for name in modules:\n"
+        "    before = dict(os.environ)\n"
+        "    importlib.import_module(name)\n"
+        "    after = dict(os.environ)\n"
+        "    diff = {k: after.get(k) for k in set(before) | set(after) if before.get(k) != after.get(k)}\n"
+        "    if diff:\n"
+        "        changed[name] = diff\n"
+        "print(json.dumps(changed))\n")
+    modules = _importable_modules()
+    assert len(modules) >= 40 and "alignscope.cli" in modules and "alignscope.app.analysis" in modules
+    third_party = _third_party_top_level_imports(modules)
+    assert "import streamlit as st" in third_party
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(modules), json.dumps(third_party)],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    changed = json.loads(result.stdout.strip().splitlines()[-1])
+    # The one exception is torch's: subclassing trl.DPOTrainer loads TRL's trainer module, whose
+    # import makes torch's inductor write its own default cache folder into the environment.
+    inductor = changed.get("alignscope.sams_trainer", {}).pop("TORCHINDUCTOR_CACHE_DIR", None)
+    if inductor is not None:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        assert inductor == default_cache_dir()
+    assert {name: diff for name, diff in changed.items() if diff} == {}
+
+
+def test_core_uses_the_app_only_for_its_figures_lazily_and_the_figures_need_no_streamlit():
+    """One home for figures: app/charts.py. The library computes numbers only (no plotly); a command
+    that writes a figure file (``alignscope spectra``) imports ``alignscope.app.charts`` inside the
+    function that draws, and that module pulls in no Streamlit, even indirectly."""
+    import subprocess
+    import sys
+
+    allowed = {"cli.py": {"alignscope.app"}}  # `alignscope app` locates the app's main.py to launch it
+    for path in (ROOT / "core").glob("*.py"):
+        uses = {n for n in _imports(path) if n == "alignscope.app" or n.startswith("alignscope.app.")}
+        if uses:
+            assert uses <= allowed.get(path.name, {"alignscope.app.charts"} if path.name.endswith("_cli.py") else set()), \
+                (path.name, uses)
+            assert not uses & _top_level_imports(path), path.name
+    plotting = sorted(p.name for p in (ROOT / "core").glob("*.py")
+                      if any(n.split(".")[0] == "plotly" for n in _imports(p)))
+    assert plotting == []
+    check = ("import sys, alignscope.app.charts as c, alignscope.spectra_cli\n"
+             "assert callable(c.scree_figure) and callable(c.encoder_figure)\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'streamlit'))\n")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

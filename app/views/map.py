@@ -17,8 +17,9 @@ st.caption("Each point is one completion (prompt + response) or one pair, placed
 data = state.require_data()
 
 encoder, unit = analysis.encoder_controls("map")
-matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, unit, "map")
-n_points = len(matrix)
+embeddings = analysis.require_embeddings(data, encoder, unit, "map")
+pair_index, label, run_dir = embeddings.pair_index, embeddings.label, embeddings.path.parent
+n_points = len(embeddings)
 
 # --------------------------------------------------------------------------------- projection
 controls = st.columns([2, 2, 2])
@@ -34,7 +35,7 @@ max_points = controls[2].select_slider("Points drawn", options=[5_000, 10_000, 2
 def _pca(run: str, stamp: float) -> np.ndarray:
     from alignscope.projection import project
 
-    return project(matrix, "pca")
+    return project(analysis.load_embeddings(run).matrix, "pca")
 
 
 # ------------------------------------------------------------------------------------ colours
@@ -60,7 +61,7 @@ st.session_state["map_colour_choice"] = colour_by
 
 coords = None
 if method == "PCA":
-    coords = _pca(str(run_dir), (run_dir / "embeddings.npy").stat().st_mtime)
+    coords = _pca(str(run_dir), analysis.embedding_stamp(run_dir))
 else:
     store = state.job_store()
     map_jobs = [j for j in store.list_jobs(kind="map", limit=200)

@@ -3,13 +3,11 @@ ICML 2024, arXiv:2402.11742) — scree plots with bootstrap bands, the metric ta
 observed per-group error of a balanced linear probe, and a comparison of the encoders computed."""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, state
-from alignscope.spectra import (IMBALANCE_SCORES, SpectraError, compare_encoders, encoder_figure, error_figure,
-                                group_labels, scree_figure, spectral_imbalance)
+from alignscope.app.charts import encoder_figure, error_figure, scree_figure
+from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, group_labels, spectral_imbalance
 
 st.title("Spectra")
 st.caption("How differently an encoder represents groups of your data: per-group covariance spectra, "
@@ -37,21 +35,19 @@ with top[2].expander("Options"):
                              key="spectra_boot")
     seed = st.number_input("Seed", min_value=0, value=0, key="spectra_seed")
 
-matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, "completion", "spectra")
+run_dir = analysis.require_embeddings(data, encoder, "completion", "spectra").path.parent
 
 
 @st.cache_data(show_spinner="Computing spectra…", max_entries=16)
 def _report(run_dir: str, stamp: float, fingerprint: str, grouping: str, n_boot: int, seed: int, _data):
-    from alignscope.tasks import load_embed_result
-
-    X, pidx, lab, _ = load_embed_result(run_dir)
-    groups = group_labels(_data, grouping, pair_index=pidx, label=lab, matrix=X, seed=seed)
-    return spectral_imbalance(X, groups, n_boot=n_boot, seed=seed)
+    emb = analysis.load_embeddings(run_dir)
+    groups = group_labels(_data, grouping, pair_index=emb.pair_index, label=emb.label, matrix=emb.matrix, seed=seed)
+    return spectral_imbalance(emb.matrix, groups, n_boot=n_boot, seed=seed)
 
 
 def report_for(run_dir, grouping):
-    stamp = (run_dir / "embeddings.npy").stat().st_mtime
-    return _report(str(run_dir), stamp, data.fingerprint, grouping, int(n_boot), int(seed), data)
+    return _report(str(run_dir), analysis.embedding_stamp(run_dir), data.fingerprint, grouping, int(n_boot),
+                   int(seed), data)
 
 
 try:
