@@ -83,20 +83,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     embeddings = None
     encoder = args.encoder
     if args.embeddings:
-        from alignscope.embed import load_embeddings
-
-        embeddings = load_embeddings(args.embeddings)
-        meta_path = Path(args.embeddings).with_name(Path(args.embeddings).name + ".json")
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-        if meta.get("unit") not in (None, "completion"):
-            raise AuditError(f"{args.embeddings}: {meta['unit']}-unit embeddings; the audit needs unit completion")
-        if meta.get("fingerprint") and meta["fingerprint"] != data.fingerprint:
-            raise AuditError(f"{args.embeddings}: made on data with fingerprint {meta['fingerprint']}, but this data "
+        loaded = Embeddings.load(args.embeddings, unit="completion")  # refuses pair-unit files
+        if loaded.fingerprint and loaded.fingerprint != data.fingerprint:
+            raise AuditError(f"{args.embeddings}: made on data with fingerprint {loaded.fingerprint}, but this data "
                              f"has {data.fingerprint}")
+        embeddings = loaded.matrix
         if len(embeddings) != 2 * data.n_pairs:
             raise AuditError(f"{args.embeddings}: {len(embeddings):,} rows, but {data.n_pairs:,} pairs need "
                              f"{2 * data.n_pairs:,} (chosen then rejected completions)")
-        encoder = meta.get("encoder") or "precomputed"
+        encoder = loaded.encoder or "precomputed"
     table = audit(data, embeddings, encoder=args.encoder, folds=args.folds, seed=args.seed,
                   progress=not args.json)
     table.attrs["alignscope_audit"]["encoder"] = encoder
