@@ -339,9 +339,7 @@ def base_method(method: str) -> str:
 def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
     """The config dataclass of ``method`` built from keyword fields; unknown fields are a one-line
     :class:`TrainError` with the closest known name."""
-    cls = CONFIG_CLASSES.get(str(method).lower())
-    if cls is None:
-        raise TrainError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
+    cls = config_class(method)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
