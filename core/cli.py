@@ -220,29 +220,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- train
 def _train_fields(args: argparse.Namespace) -> dict[str, object]:
-    names = ("model", "epochs", "batch_size", "grad_accum", "lr", "beta", "max_length", "test_fraction", "seed",
-             "max_steps", "save_model", "eval_max_pairs", "label_noise", "label_noise_seed", "sams_ratio",
-             "sams_exploration", "sams_gamma", "sams_selection", "sams_warmup_steps", "sams_width", "sams_depth",
-             "sams_context", "sams_reward", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-             "report_to")
-    lora_options = [f"--{n.replace('_', '-')}" for n in names
-                    if n.startswith("lora_") and getattr(args, n, None) is not None]
-    if lora_options and not args.lora:
-        raise UsageError(f"{', '.join(lora_options)} only apply with --lora")
-    if args.method != "dpo-sams":
-        used = [f"--{n.replace('_', '-')}" for n in names if n.startswith("sams_") and getattr(args, n) is not None]
-        if used:
-            raise UsageError(f"{', '.join(used)} only apply to --method dpo-sams")
-    fields = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if isinstance(fields.get("lora_target_modules"), str) and fields["lora_target_modules"] != "all-linear":
-        fields["lora_target_modules"] = [m.strip() for m in fields["lora_target_modules"].split(",") if m.strip()]
-    if "report_to" in fields:
-        from alignscope.train_config import report_to_names
+    """The config fields set on the command line (the flags are generated from the config
+    dataclasses: alignscope.config_cli); unset flags keep the config's defaults."""
+    from alignscope.config_cli import config_fields_from_args
+    from alignscope.train_config import TrainError
 
-        fields["report_to"] = report_to_names(fields["report_to"]) or "none"
-    if args.split_seed is not None:
-        fields["split_seed"] = args.split_seed
-    return fields
+    try:
+        return config_fields_from_args(args, args.method)
+    except TrainError as err:
+        raise UsageError(str(err)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -252,25 +238,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from alignscope.jobs import JobStore
     from alignscope.train_config import train_config
-    from alignscope.trainset import training_set
+    from alignscope.train_submit import submit_training
 
-    from alignscope.models import check_model_spec
-
-    config = train_config(args.method, **_train_fields(args))
-    config.validate()
-    check_model_spec(config.model)
+    config = train_config(args.method, **_train_fields(args))  # a bad value fails before the data loads
     out = Path(args.out).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; give a run folder")
     data = load_data(args)
-    selection = str(Path(args.selection).resolve()) if args.selection else None
-    training_set(data, selection, method=args.method, test_fraction=config.test_fraction,
-                 split_seed=config.split_seed)  # raises on an empty/mismatched selection, before any job
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise UsageError(f"{out}: exists and is not empty (pass --force to reuse it)")
     store = JobStore()
-    job_config = {"data": data.spec(), "selection": selection, "method": args.method, **_train_fields(args)}
-    job_id = store.submit("train", job_config, run_dir=out, overwrite=args.force)
+    job_id = submit_training(data, config, selection=args.selection, out=out, store=store, overwrite=args.force)
+    selection = args.selection
     if not args.json:
         print(f"job {job_id}: {args.method} on {data.n_pairs:,} pairs"
               f"{' (selection ' + Path(selection).name + ')' if selection else ''} → {out}", file=sys.stderr)
@@ -509,52 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("path", metavar="DATA")
     add_source_options(train_cmd)
     train_cmd.add_argument("--selection", help="selection .parquet from `alignscope select` (default: all pairs)")
-    train_cmd.add_argument("--method", choices=["dpo", "kto", "dpo-sams"], default="dpo",
+    from alignscope.config_cli import add_config_arguments
+    from alignscope.train_config import CONFIG_CLASSES, METHODS, TrainConfig
+
+    train_cmd.add_argument("--method", choices=list(METHODS), default="dpo",
                            help="dpo, kto, or dpo-sams (DPO with SamS batch scheduling)")
-    train_cmd.add_argument("--model", default=None, help="tiny (default), smollm2-135m, or an HF folder / hub id")
     train_cmd.add_argument("--out", required=True, help="run directory")
-    train_cmd.add_argument("--epochs", type=float)
-    train_cmd.add_argument("--batch-size", type=int)
-    train_cmd.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
-    train_cmd.add_argument("--lr", type=float)
-    train_cmd.add_argument("--beta", type=float)
-    train_cmd.add_argument("--max-length", type=int)
-    train_cmd.add_argument("--max-steps", type=int)
-    train_cmd.add_argument("--test-fraction", type=float, help="held-out share of ALL pairs (default 0.2)")
-    train_cmd.add_argument("--seed", type=int, help="training seed")
-    train_cmd.add_argument("--split-seed", type=int, help="seed of the train/test split (default 0)")
-    train_cmd.add_argument("--eval-max-pairs", type=int, help="evaluate on at most this many held-out pairs")
-    train_cmd.add_argument("--save-model", action="store_true", default=None, help="keep model/ (safetensors)")
-    train_cmd.add_argument("--label-noise", type=float,
-                           help="swap chosen/rejected of this share of the training pairs (test pairs untouched)")
-    train_cmd.add_argument("--label-noise-seed", type=int)
-    sams = train_cmd.add_argument_group("SamS (--method dpo-sams)")
-    sams.add_argument("--sams-ratio", type=float, help="share of each batch that gets gradient, rho (default 0.5)")
-    sams.add_argument("--sams-selection", choices=["topk", "softmax", "random"],
-                      help="topk (paper, default), softmax sampling, or random (the random-subset baseline)")
-    sams.add_argument("--sams-exploration", type=float, help="lambda, weight of the exploration network (default 0.05)")
-    sams.add_argument("--sams-gamma", type=float, help="weight of the batch reward (default 0.5)")
-    sams.add_argument("--sams-warmup-steps", type=int, help="first steps on full batches (default 0)")
-    sams.add_argument("--sams-width", type=int, help="scheduler MLP width (default 128)")
-    sams.add_argument("--sams-depth", type=int, help="scheduler MLP depth (default 2)")
-    sams.add_argument("--sams-context", choices=["mean", "pair", "diff"],
-                      help="what the scheduler sees of a pair: pair = chosen and rejected states side by side "
-                           "(default), diff = chosen - rejected, mean = their average (the reference code's; it "
-                           "cannot tell a pair from its flipped copy)")
-    sams.add_argument("--sams-reward", choices=["ranked", "published"],
-                      help="scheduler reward: ranked = sample reward z-scored within the batch plus the batch "
-                           "reward credited to selected pairs (default); published = the paper's formula")
-    real = train_cmd.add_argument_group("real models (LoRA, experiment tracking)")
-    real.add_argument("--lora", action="store_true", default=None,
-                      help="train a LoRA adapter (needs peft: pip install 'alignscope[gpu]'); merged into model/")
-    real.add_argument("--lora-r", type=int, help="LoRA rank (default 16)")
-    real.add_argument("--lora-alpha", type=int, help="LoRA scale alpha (default 32)")
-    real.add_argument("--lora-dropout", type=float, help="LoRA dropout (default 0.05)")
-    real.add_argument("--lora-target-modules", metavar="NAMES",
-                      help="all-linear (default) or comma-separated module names, e.g. q_proj,v_proj")
-    real.add_argument("--report-to", metavar="TRACKERS",
-                      help="none (default) or comma-separated: tensorboard (logs in OUT/tensorboard), trackio, "
-                           "wandb, mlflow (each needs its package)")
+    # Every training option, generated from the config dataclasses (help, type, choices, default).
+    add_config_arguments(train_cmd, [TrainConfig, *CONFIG_CLASSES.values()])
     train_cmd.add_argument("--detach", action="store_true", help="submit the job and return")
     train_cmd.add_argument("--force", action="store_true", help="reuse a non-empty run directory")
     train_cmd.add_argument("--json", action="store_true")

@@ -41,6 +41,7 @@ import numpy as np
 from alignscope.errors import AlignscopeError
 from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
 from alignscope.metrics import LOWER_IS_BETTER, METRICS, resampled_metric
+from alignscope.train_config import TrainConfig, TrainError, train_config
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
            "submit_sweep", "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
@@ -73,7 +74,13 @@ class SweepConfig:
     ``q``/``target``: the recommendation rule of :func:`alignscope.scaling.fit_plateau`.
     ``cpus``/``gpus``: resources each point declares to the Ray executor. ``mode``: ``subsets``
     (one job per method × fraction × seed) or ``checkpoints`` (one full-data run per seed, evaluated
-    at the ``checkpoints`` fractions of the run; ``max_steps=None`` means one full epoch)."""
+    at the ``checkpoints`` fractions of the run; ``max_steps=None`` means one full epoch).
+
+    ``batch_size``/``max_length`` default to the training config's own defaults (one declaration:
+    :class:`alignscope.train_config.TrainConfig`); ``max_steps=20`` and ``eval_max_pairs=200`` are
+    the sweep's per-point budget (many runs), deliberately smaller than a single run's. Every DPO/KTO
+    point builds its config with :meth:`point_train_config`, which :meth:`validate` also calls, so
+    a training option that cannot work fails when the sweep is submitted, not in every point."""
 
     methods: list[str] = field(default_factory=lambda: ["isa", "random"])
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0])
@@ -83,8 +90,8 @@ class SweepConfig:
     unit: str = "completion"
     model: str = "tiny"
     max_steps: int | None = 20
-    batch_size: int = 8
-    max_length: int = 128
+    batch_size: int = TrainConfig.batch_size
+    max_length: int = TrainConfig.max_length
     eval_max_pairs: int | None = 200
     test_fraction: float = 0.2
     split_seed: int = 0
@@ -101,6 +108,15 @@ class SweepConfig:
     def probe_encoder(self) -> str:
         """The probe's own features (``eval_encoder``; the selector's encoder when unset: circular)."""
         return self.eval_encoder or self.encoder
+
+    def point_train_config(self, seed: int, **fields: Any) -> TrainConfig:
+        """The training config of one DPO/KTO point (``evaluator`` is the method): the sweep's
+        model and budget, its split, the point's ``seed``; ``fields`` adds e.g. ``eval_checkpoints``.
+        Built and validated by :func:`alignscope.train_config.train_config`, as the CLI and the Train
+        page build theirs; every other option keeps the config default."""
+        return train_config(self.evaluator, model=self.model, max_steps=self.max_steps, batch_size=self.batch_size,
+                            max_length=self.max_length, eval_max_pairs=self.eval_max_pairs,
+                            test_fraction=self.test_fraction, split_seed=self.split_seed, seed=int(seed), **fields)
 
     def validate(self) -> None:
         from alignscope.select import METHODS
@@ -143,6 +159,18 @@ class SweepConfig:
         if self.mode == "subsets" and len({float(f) for f in self.fractions}) < 3:
             raise SweepError(f"give at least 3 distinct fractions (got {len(set(self.fractions))}): a plateau has "
                              "3 parameters and cannot be fitted to fewer")
+        if self.evaluator != "probe":
+            try:
+                self.point_train_config(self.seeds[0], **self._mode_fields())
+            except TrainError as err:
+                raise SweepError(f"sweep training options: {err}") from None
+
+    def _mode_fields(self) -> dict[str, Any]:
+        """Fields a point's training config adds in this mode (checkpoint mode: one epoch, evaluated
+        at the checkpoints)."""
+        if self.mode == "checkpoints":
+            return {"epochs": 1.0, "eval_checkpoints": sorted({float(f) for f in self.checkpoints})}
+        return {}
 
     def points(self) -> list[dict[str, Any]]:
         """Every (method, fraction, seed); fraction 1.0 (all pairs) once per seed, as method ``all``.
@@ -263,13 +291,9 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
         pairs, margin = result.pop("heldout_pairs"), result.pop("heldout_margin")
         n_train = result["n_train"]
     else:
-        from alignscope.train_config import train_config
         from alignscope.train import train
 
-        train_cfg = train_config(sweep.evaluator, model=sweep.model, max_steps=sweep.max_steps,
-                                 batch_size=sweep.batch_size, max_length=sweep.max_length,
-                                 eval_max_pairs=sweep.eval_max_pairs, test_fraction=sweep.test_fraction,
-                                 split_seed=sweep.split_seed, seed=int(point["seed"]))
+        train_cfg = sweep.point_train_config(point["seed"], **sweep._mode_fields())
         summary = train(data, selection=None if selection_path is None else str(selection_path), config=train_cfg,
                         run_dir=run_dir / "train", report=lambda progress=None, message=None: report(
                             progress=None if progress is None else 0.5 + 0.5 * progress, message=message),
@@ -360,7 +384,6 @@ def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_di
                     started: float) -> dict[str, Any]:
     """Checkpoint mode: one run on all the training pairs; every checkpoint evaluation becomes a
     point the moment it is measured (so the curve fills in while the run trains)."""
-    from alignscope.train_config import train_config
     from alignscope.train import train
 
     job_id = _own_job_id(run_dir)
@@ -372,11 +395,7 @@ def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_di
             "n_train_pairs": checkpoint["pairs_seen"], "job_id": job_id, "wall_s": round(time.monotonic() - started, 3),
             "step": checkpoint["step"]})
 
-    train_cfg = train_config(sweep.evaluator, model=sweep.model, max_steps=sweep.max_steps, epochs=1.0,
-                             batch_size=sweep.batch_size, max_length=sweep.max_length,
-                             eval_max_pairs=sweep.eval_max_pairs, test_fraction=sweep.test_fraction,
-                             split_seed=sweep.split_seed, seed=int(point["seed"]),
-                             eval_checkpoints=sorted({float(f) for f in sweep.checkpoints}))
+    train_cfg = sweep.point_train_config(point["seed"], **sweep._mode_fields())
     summary = train(data, config=train_cfg, run_dir=run_dir / "train", on_checkpoint=record_point, progress_bar=False,
                     report=lambda progress=None, message=None: report(progress=progress, message=message))
     record = {**point, **_scores(summary["eval"], sweep.metric), "evaluator": sweep.evaluator, "n_train_pairs": int(summary["training"]["n_train_pairs"]),

@@ -18,7 +18,9 @@ from alignscope.errors import AlignscopeError
 
 __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR", "DEFAULT_LR_OTHER", "TrainError",
            "TrainConfig", "DPOTrainConfig", "KTOTrainConfig", "DPOSamsTrainConfig", "CONFIG_CLASSES", "base_method",
-           "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem"]
+           "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem", "option",
+           "flag_name", "field_kind", "range_text", "config_class", "option_fields", "option_defaults", "option_meta",
+           "SAMS_SELECTIONS", "SAMS_CONTEXTS", "SAMS_POOLINGS", "SAMS_REWARDS"]
 
 METHODS = ("dpo", "kto", "dpo-sams")
 SAMS_LOG = "sams.jsonl"  # per-step scheduler log of dpo-sams runs
@@ -32,6 +34,84 @@ DEFAULT_LR_OTHER = 5e-6
 
 class TrainError(AlignscopeError):
     """Bad training input (config, selection, data); the message is one line for the user."""
+
+
+# ------------------------------------------------------------------------------- option metadata
+# Every training option is declared ONCE, as a field of the config dataclasses below, with its
+# metadata: ``help`` (one line for ``alignscope train --help`` and the page's tooltips), ``choices``,
+# ``min``/``max`` (``min_open``/``max_open``: the bound itself is excluded), ``default_text`` (what an
+# unset None means, e.g. lr), ``requires`` (another option that must be on, e.g. lora_r needs lora).
+# :func:`TrainConfig.validate` checks types, bounds and choices from it; alignscope.config_cli turns
+# it into the CLI's flags (``--`` + the field name with dashes); the Train page reads its widget
+# defaults from :func:`option_defaults` and its choices from :func:`option_meta`.
+def option(default: Any = dataclasses.MISSING, *, help: str, choices: tuple | None = None, min: float | None = None,
+           max: float | None = None, min_open: bool = False, max_open: bool = False, default_text: str | None = None,
+           requires: str | None = None) -> Any:
+    """A config field with its metadata (see above); ``default`` is the dataclass default."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_open": min_open, "max_open": max_open,
+            "default_text": default_text, "requires": requires}
+    return dataclasses.field(default=default, metadata={k: v for k, v in meta.items() if v is not None and v is not False})
+
+
+def flag_name(name: str) -> str:
+    """The CLI flag of a config field: ``max_steps`` → ``--max-steps``."""
+    return "--" + name.replace("_", "-")
+
+
+def field_kind(f: dataclasses.Field) -> tuple[str, bool]:
+    """``(kind, nullable)`` of a config field from its annotation: kind is ``int``, ``float``,
+    ``bool``, ``str``, ``floats`` (a list of numbers) or ``names`` (a name or a list of names)."""
+    parts = [p.strip() for p in str(f.type).split("|")]
+    nullable = "None" in parts
+    parts = [p for p in parts if p != "None"]
+    if len(parts) == 1 and parts[0] in ("int", "float", "bool", "str"):
+        return parts[0], nullable
+    if parts == ["list[float]"]:
+        return "floats", nullable
+    if sorted(parts) == ["list[str]", "str"]:
+        return "names", nullable
+    raise TypeError(f"config field {f.name}: unsupported annotation {f.type!r}")  # pragma: no cover - a new field
+
+
+def range_text(meta: Mapping[str, Any]) -> str:
+    """The bounds of a field in words: ``> 0``, ``>= 1``, ``in [0, 1)``."""
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and high is not None:
+        return f"in {'(' if meta.get('min_open') else '['}{low:g}, {high:g}{')' if meta.get('max_open') else ']'}"
+    if low is not None:
+        return f"{'>' if meta.get('min_open') else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if meta.get('max_open') else '<='} {high:g}"
+    return ""
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` breaks the declared type, bounds or choices of field ``f``, or None."""
+    kind, nullable = field_kind(f)
+    if value is None and nullable:
+        return None
+    meta = f.metadata
+    bounds = range_text(meta)
+    null = " or null" if nullable else ""
+    if "choices" in meta:
+        if value not in meta["choices"]:
+            return f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}"
+        return None
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{f.name} must be true or false, got {value!r}"
+    if kind == "int":
+        ok = _int(value)
+        what = f"an integer {bounds}".rstrip()
+    elif kind == "float":
+        ok = _finite(value)
+        what = bounds or "a finite number"
+    else:
+        return None  # strings and lists: checked by validate() itself
+    if ok:
+        low, high = meta.get("min"), meta.get("max")
+        ok = ((low is None or (value > low if meta.get("min_open") else value >= low)) and
+              (high is None or (value < high if meta.get("max_open") else value <= high)))
+    return None if ok else f"{f.name} must be {what}{null}, got {value!r}"
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -61,39 +141,60 @@ class TrainConfig:
     (default) or any of :data:`REPORT_TO` (a name or a list); each needs its package installed.
     TensorBoard logs go to ``RUN_DIR/tensorboard``; wandb, mlflow and trackio read their own
     environment variables (project, tracking URI) and name the run after the run directory.
+
+    ``max_length`` defaults to 128 tokens (prompt + completion): CPU-friendly, and what sweeps use;
+    raise it for real models on a GPU. Every field's help, bounds and choices are its metadata
+    (:func:`option`): the CLI flags and the Train page are generated from them.
     """
 
     method: ClassVar[str] = ""
+    cli_group: ClassVar[str] = "training (every method)"
 
-    model: str = "tiny"
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float | None = None
-    beta: float = 0.1
-    max_length: int = 256
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    seed: int = 0
-    max_steps: int | None = None
-    warmup_ratio: float = 0.0
-    logging_steps: int = 1
-    save_model: bool = False
-    device: str | None = None
-    gradient_checkpointing: bool = False  # honoured on GPU only
-    pair_rule: str = "any"
-    label_noise: float = 0.0
-    label_noise_seed: int = 0
-    eval_batch_size: int = 8
-    eval_max_pairs: int | None = None
-    eval_checkpoints: list[float] | None = None
-    n_boot: int = 1000
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str | list[str] = "all-linear"
-    report_to: list[str] | str = "none"
+    model: str = option("tiny", help="tiny (random-init, plumbing only), smollm2-135m, a model folder or a hub id "
+                                     "org/name", default_text=None)
+    epochs: float = option(1.0, help="passes over the training pairs (fractional allowed; --max-steps overrides it)",
+                           min=0, min_open=True)
+    batch_size: int = option(8, help="pairs per device batch", min=1)
+    grad_accum: int = option(1, help="gradient accumulation steps", min=1)
+    lr: float | None = option(None, help="learning rate", min=0, min_open=True,
+                              default_text=f"{DEFAULT_LR['tiny']:g} for tiny, {DEFAULT_LR_OTHER:g} otherwise")
+    beta: float = option(0.1, help="DPO/KTO temperature beta", min=0, min_open=True)
+    max_length: int = option(128, help="tokens of prompt + completion kept (longer ones are cut)", min=8)
+    test_fraction: float = option(0.2, help="held-out share of ALL pairs (the same pairs for every subset)",
+                                  min=0, max=1, max_open=True)
+    split_seed: int = option(0, help="seed of the train/test split")
+    seed: int = option(0, help="training seed (shuffling, LoRA init)")
+    max_steps: int | None = option(None, help="stop after this many optimizer steps", min=1,
+                                   default_text="full epochs")
+    warmup_ratio: float = option(0.0, help="share of the steps with a linear learning-rate warm-up", min=0, max=1,
+                                 max_open=True)
+    logging_steps: int = option(1, help="log the training metrics every N steps", min=1)
+    save_model: bool = option(False, help="keep the trained model in RUN_DIR/model (safetensors)")
+    device: str | None = option(None, help="cpu, cuda[:N] or mps", default_text="cuda when visible, else cpu")
+    gradient_checkpointing: bool = option(False, help="trade compute for memory (honoured on GPU only)")
+    pair_rule: str = option("any", choices=PAIR_RULES,
+                            help="how a completion-level selection becomes pairs: any, both, chosen or rejected "
+                                 "completion selected")
+    label_noise: float = option(0.0, help="swap chosen/rejected of this share of the training pairs (held-out pairs "
+                                          "untouched)", min=0, max=1, max_open=True)
+    label_noise_seed: int = option(0, help="seed of the label-noise flips")
+    eval_batch_size: int = option(8, help="pairs per evaluation batch", min=1)
+    eval_max_pairs: int | None = option(None, help="evaluate on at most this many held-out pairs", min=1,
+                                        default_text="all")
+    eval_checkpoints: list[float] | None = option(None, help="comma-separated fractions in (0, 1] of the run after "
+                                                             "which to evaluate, e.g. 0.1,0.25,0.5,1",
+                                                  default_text="the end only")
+    n_boot: int = option(1000, help="bootstrap resamples of the held-out scores' 95 % intervals", min=0)
+    lora: bool = option(False, help="train a LoRA adapter (needs peft: pip install 'alignscope[gpu]'); merged into "
+                                    "model/")
+    lora_r: int = option(16, help="LoRA rank", min=1, requires="lora")
+    lora_alpha: int = option(32, help="LoRA scale alpha", min=1, requires="lora")
+    lora_dropout: float = option(0.05, help="LoRA dropout", min=0, max=1, max_open=True, requires="lora")
+    lora_target_modules: str | list[str] = option("all-linear", help="all-linear or comma-separated module names, "
+                                                                      "e.g. q_proj,v_proj", requires="lora")
+    report_to: list[str] | str = option("none", help="none or comma-separated trackers: tensorboard (logs in "
+                                                     "RUN_DIR/tensorboard), trackio, wandb, mlflow (each needs its "
+                                                     "package)")
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -101,41 +202,20 @@ class TrainConfig:
         return DEFAULT_LR.get(str(self.model), DEFAULT_LR_OTHER)
 
     def validate(self) -> None:
-        """Raise :class:`TrainError` (one line) for values that cannot work."""
+        """Raise :class:`TrainError` (one line) for values that cannot work: the type, bounds and
+        choices every field declares in its metadata, then the rules that span fields."""
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise TrainError(f"{self.method} config: {message}")
 
         need(isinstance(self.model, str) and bool(str(self.model).strip()), "model must be a non-empty string")
-        need(_finite(self.epochs) and self.epochs > 0, f"epochs must be > 0, got {self.epochs!r}")
-        need(_int(self.batch_size) and self.batch_size >= 1, f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        need(_int(self.grad_accum) and self.grad_accum >= 1, f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")
-        need(self.lr is None or (_finite(self.lr) and self.lr > 0), f"lr must be > 0, got {self.lr!r}")
-        need(_finite(self.beta) and self.beta > 0, f"beta must be > 0, got {self.beta!r}")
-        need(_int(self.max_length) and self.max_length >= 8, f"max_length must be an integer >= 8, got {self.max_length!r}")
-        need(_finite(self.test_fraction) and 0 <= self.test_fraction < 1,
-             f"test_fraction must be in [0, 1), got {self.test_fraction!r}")
-        need(_int(self.split_seed) and _int(self.seed), "seed and split_seed must be integers")
-        need(self.max_steps is None or (_int(self.max_steps) and self.max_steps >= 1),
-             f"max_steps must be an integer >= 1 or null, got {self.max_steps!r}")
-        need(_finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
-        need(_int(self.logging_steps) and self.logging_steps >= 1, f"logging_steps must be an integer >= 1, got {self.logging_steps!r}")
-        need(self.pair_rule in PAIR_RULES, f"pair_rule must be one of {', '.join(PAIR_RULES)}, got {self.pair_rule!r}")
-        need(_finite(self.label_noise) and 0 <= self.label_noise < 1, f"label_noise must be in [0, 1), got {self.label_noise!r}")
-        need(_int(self.label_noise_seed), "label_noise_seed must be an integer")
-        need(_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval_batch_size must be an integer >= 1")
-        need(self.eval_max_pairs is None or (_int(self.eval_max_pairs) and self.eval_max_pairs >= 1),
-             "eval_max_pairs must be an integer >= 1 or null")
+        for f in dataclasses.fields(self):
+            problem = _check_field(f, getattr(self, f.name))
+            need(problem is None, problem or "")
         need(self.eval_checkpoints is None or (isinstance(self.eval_checkpoints, (list, tuple)) and
                                                 all(_finite(f) and 0 < f <= 1 for f in self.eval_checkpoints)),
              f"eval_checkpoints must be a list of fractions in (0, 1], got {self.eval_checkpoints!r}")
         need(not self.eval_checkpoints or self.test_fraction > 0, "eval_checkpoints need held-out pairs (test_fraction > 0)")
-        need(_int(self.n_boot) and self.n_boot >= 0, "n_boot must be an integer >= 0")
-        need(isinstance(self.lora, bool), f"lora must be true or false, got {self.lora!r}")
-        need(_int(self.lora_r) and self.lora_r >= 1, "lora_r must be an integer >= 1")
-        need(_finite(self.lora_alpha) and self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha!r}")
-        need(_finite(self.lora_dropout) and 0 <= self.lora_dropout < 1,
-             f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         targets = self.lora_target_modules
         need((isinstance(targets, str) and bool(targets.strip())) or
              (isinstance(targets, (list, tuple)) and bool(targets) and all(isinstance(t, str) and t for t in targets)),
@@ -154,13 +234,9 @@ class DPOTrainConfig(TrainConfig):
     """DPO (TRL ``DPOTrainer``, sigmoid loss) on preference pairs."""
 
     method: ClassVar[str] = "dpo"
-    loss_type: str = "sigmoid"
-    label_smoothing: float = 0.0
-
-    def validate(self) -> None:
-        super().validate()
-        if not (_finite(self.label_smoothing) and 0 <= self.label_smoothing < 0.5):
-            raise TrainError(f"dpo config: label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}")
+    cli_group: ClassVar[str] = "DPO (--method dpo, dpo-sams)"
+    loss_type: str = option("sigmoid", help="TRL's DPO loss_type (dpo-sams needs sigmoid)")
+    label_smoothing: float = option(0.0, help="conservative DPO label smoothing", min=0, max=0.5, max_open=True)
 
 
 @dataclass
@@ -175,17 +251,23 @@ class KTOTrainConfig(TrainConfig):
     """
 
     method: ClassVar[str] = "kto"
-    desirable_weight: float | None = None
-    undesirable_weight: float | None = None
+    cli_group: ClassVar[str] = "KTO (--method kto)"
+    desirable_weight: float | None = option(None, help="KTO weight of the desirable (chosen) completions", min=0,
+                                            min_open=True, default_text="balanced against the undesirable ones")
+    undesirable_weight: float | None = option(None, help="KTO weight of the undesirable (rejected) completions",
+                                              min=0, min_open=True, default_text="balanced against the desirable ones")
 
     def validate(self) -> None:
         super().validate()
         if self.batch_size < 2:
             raise TrainError(f"kto config: batch_size must be >= 2 (KTO's KL term mixes completions of a batch), got {self.batch_size}")
-        for name in ("desirable_weight", "undesirable_weight"):
-            value = getattr(self, name)
-            if value is not None and not (_finite(value) and value > 0):
-                raise TrainError(f"kto config: {name} must be > 0, got {value!r}")
+
+
+# The SamS choices, as alignscope.sams declares them (that module imports torch; a test checks both agree).
+SAMS_SELECTIONS = ("topk", "softmax", "random")
+SAMS_CONTEXTS = ("mean", "pair", "diff")
+SAMS_POOLINGS = ("flatten", "mean")
+SAMS_REWARDS = ("published", "ranked")
 
 
 @dataclass
@@ -195,23 +277,37 @@ class DPOSamsTrainConfig(DPOTrainConfig):
     = λ, ``sams_context`` = mean|pair|diff, ``sams_reward`` = published|ranked, ...)."""
 
     method: ClassVar[str] = "dpo-sams"
-    sams_ratio: float = 0.5
-    sams_exploration: float = 0.05
-    sams_gamma: float = 0.5
-    sams_width: int = 128
-    sams_depth: int = 2
-    sams_lr: float = 1e-3
-    sams_scheduler_steps: int = 4
-    sams_replay_size: int = 1024
-    sams_replay_sample: int = 32
-    sams_replay_max_mb: float = 64.0
-    sams_selection: str = "topk"
-    sams_temperature: float = 1.0
-    sams_warmup_steps: int = 0
-    sams_context: str = "pair"
-    sams_pooling: str = "flatten"
-    sams_standardize: bool = True
-    sams_reward: str = "ranked"
+    cli_group: ClassVar[str] = "SamS (--method dpo-sams)"
+    sams_ratio: float = option(0.5, help="share of each batch that gets gradient, rho (ceil(rho*n) pairs)", min=0,
+                               max=1, min_open=True)
+    sams_exploration: float = option(0.05, help="lambda, weight of the exploration network", min=0)
+    sams_gamma: float = option(0.5, help="weight of the batch reward against the sample reward", min=0, max=1)
+    sams_width: int = option(128, help="scheduler MLP width", min=1)
+    sams_depth: int = option(2, help="scheduler MLP depth", min=1)
+    sams_lr: float = option(1e-3, help="scheduler Adam learning rate", min=0, min_open=True)
+    sams_scheduler_steps: int = option(4, help="scheduler updates per training step", min=1)
+    sams_replay_size: int = option(1024, help="batches kept in the scheduler's replay buffer", min=1)
+    sams_replay_sample: int = option(32, help="batches per scheduler update (the newest + earlier ones)", min=1)
+    sams_replay_max_mb: float = option(64.0, help="memory cap of the replay buffer's contexts (MB)", min=0,
+                                       min_open=True)
+    sams_selection: str = option("topk", choices=SAMS_SELECTIONS,
+                                 help="topk (the paper), softmax sampling, or random (the random-subset baseline)")
+    sams_temperature: float = option(1.0, help="softmax selection temperature", min=0, min_open=True)
+    sams_warmup_steps: int = option(0, help="first optimizer steps on full batches", min=0)
+    sams_context: str = option("pair", choices=SAMS_CONTEXTS,
+                               help="what the scheduler sees of a pair: pair = chosen and rejected states side by "
+                                    "side, diff = chosen - rejected, mean = their average (the reference code's; it "
+                                    "cannot tell a pair from its flipped copy)")
+    sams_pooling: str = option("flatten", choices=SAMS_POOLINGS,
+                               help="how the per-block features of one sequence combine")
+    sams_standardize: bool = option(True, help="running per-feature standardisation of the contexts")
+    sams_reward: str = option("ranked", choices=SAMS_REWARDS,
+                              help="scheduler reward: ranked = sample reward z-scored within the batch plus the batch "
+                                   "reward credited to selected pairs; published = the paper's formula")
+
+    def __post_init__(self) -> None:
+        if self.sams_context == "flatten":  # the old name, as alignscope.sams.SamsConfig reads it
+            self.sams_context, self.sams_pooling = "mean", "flatten"
 
     def sams_config(self):
         from alignscope.sams import SamsConfig
@@ -243,9 +339,7 @@ def base_method(method: str) -> str:
 def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
     """The config dataclass of ``method`` built from keyword fields; unknown fields are a one-line
     :class:`TrainError` with the closest known name."""
-    cls = CONFIG_CLASSES.get(str(method).lower())
-    if cls is None:
-        raise TrainError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
+    cls = config_class(method)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -258,6 +352,39 @@ def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
     config = cls(**fields)
     config.validate()
     return config
+
+
+def config_class(method: str) -> type[TrainConfig]:
+    """The config dataclass of ``method`` (a one-line :class:`TrainError` for an unknown one)."""
+    cls = CONFIG_CLASSES.get(str(method).lower())
+    if cls is None:
+        raise TrainError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
+    return cls
+
+
+def option_fields(method: str | None = None) -> dict[str, dataclasses.Field]:
+    """The declared options (dataclass fields, with their metadata) of ``method``, or of every
+    method (shared ones first, then DPO's, KTO's and SamS's) when None."""
+    classes = [config_class(method)] if method is not None else list(CONFIG_CLASSES.values())
+    out: dict[str, dataclasses.Field] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            out.setdefault(f.name, f)
+    return out
+
+
+def option_defaults(method: str | None = None) -> dict[str, Any]:
+    """``{field: dataclass default}`` of ``method`` (or of every method): what an unset CLI flag,
+    an untouched Train page widget and a sweep point all train with."""
+    return {name: f.default for name, f in option_fields(method).items()}
+
+
+def option_meta(name: str) -> Mapping[str, Any]:
+    """The metadata (help, choices, min, max, ...) of the option ``name``."""
+    fields = option_fields()
+    if name not in fields:
+        raise TrainError(f"unknown training option {name!r}")
+    return fields[name].metadata
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:

@@ -9,7 +9,10 @@ import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
 from alignscope.jobs import JobError
-from alignscope.train_config import REPORT_TO
+from alignscope.models import BUILTIN_MODELS
+from alignscope.train_config import (METHODS, REPORT_TO, option_defaults, option_fields, option_meta,
+                                     report_to_names, train_config)
+from alignscope.train_submit import submit_training
 
 st.title("Train")
 st.caption("Align a model on the active selection with TRL and see whether the subset was worth it: "
@@ -21,16 +24,20 @@ data = state.require_data()
 store = state.job_store()
 selection = analysis.active_selection(data)
 MAX_STEPS = 100_000
+# Every default, choice list and tooltip below comes from the config dataclasses
+# (alignscope.train_config): the page, `alignscope train` and sweeps train with the same defaults.
+# Widgets for "None = the config decides" options (lr, max_steps, eval_max_pairs) show 0.
+DEFAULTS = option_defaults()
 
 
 def _duration_estimate(model: str, batch_size: int, max_steps: int, epochs: float) -> str:
     """How long the run will take, from the seconds per step of earlier runs of the same model and
     batch size on this machine (their eval.json), or a sentence saying there is nothing to go by."""
-    pool = len(data) * (1 - float(st.session_state.get("train_test_fraction", 0.2)))
+    pool = len(data) * (1 - float(st.session_state.get("train_test_fraction", DEFAULTS["test_fraction"])))
     steps = max_steps or max(1, int(epochs * pool / max(1, batch_size)))
     rates = []
     for job in store.list_jobs(kind="train", status="succeeded", limit=50):
-        if job.config.get("model") == model and int(job.config.get("batch_size", 8)) == batch_size:
+        if job.config.get("model") == model and int(job.config.get("batch_size", DEFAULTS["batch_size"])) == batch_size:
             training = (state.read_json_file(Path(job.run_dir) / "eval.json") or {}).get("training") or {}
             if training.get("s_per_step"):
                 rates.append(float(training["s_per_step"]))
@@ -44,74 +51,94 @@ def _duration_estimate(model: str, batch_size: int, max_steps: int, epochs: floa
 
 
 # ------------------------------------------------------------------------------------ the options
+def _help(name: str) -> str:
+    return option_meta(name)["help"]
+
+
+def _choices(name: str) -> list:
+    return list(option_meta(name)["choices"])
+
+
 # Not an st.form: Enter in a number field submits a form, and nobody means "start a job" by Enter.
 with st.container(border=True):
     source_options = (["active selection"] if selection else []) + ["all pairs"]
     cols = st.columns(3)
     train_on = cols[0].radio("Train on", source_options, key=f"train_on_{len(source_options)}",
                              help="Pick a subset on the Select or Map page to make it the active selection.")
-    method = cols[1].radio("Method", ["dpo", "kto", "dpo-sams"], horizontal=True, key="train_method",
+    method = cols[1].radio("Method", list(METHODS), horizontal=True, key="train_method",
                            format_func={"dpo": "DPO (pairs)", "kto": "KTO (completions)",
                                         "dpo-sams": "DPO + SamS"}.get,
                            help="DPO + SamS: a learned scheduler picks, inside every batch, the pairs that get "
                                 "gradient (see the Scheduler page).")
-    model = cols[2].selectbox("Model", ["tiny", "smollm2-135m"], key="train_model",
+    models = list(dict.fromkeys([DEFAULTS["model"], *BUILTIN_MODELS]))
+    model = cols[2].selectbox("Model", models, key="train_model",
                               help="tiny: a 3M-parameter random-init Llama (seconds per step on CPU, for "
                                    "plumbing and quick comparisons); smollm2-135m: SmolLM2-135M-Instruct "
                                    "(a GPU is recommended).")
     cols = st.columns(5)
-    epochs = cols[0].number_input("Epochs", min_value=0.1, max_value=20.0, value=1.0, step=0.5, key="train_epochs")
-    batch_size = cols[1].number_input("Batch size", min_value=2, max_value=256, value=8, key="train_batch")
-    beta = cols[2].number_input("β (DPO/KTO temperature)", min_value=0.01, max_value=5.0, value=0.1,
+    epochs = cols[0].number_input("Epochs", min_value=0.1, max_value=20.0, value=float(DEFAULTS["epochs"]), step=0.5,
+                                  key="train_epochs", help=_help("epochs"))
+    batch_size = cols[1].number_input("Batch size", min_value=2, max_value=256, value=int(DEFAULTS["batch_size"]),
+                                      key="train_batch", help=_help("batch_size") + " (KTO needs at least 2)")
+    beta = cols[2].number_input("β (DPO/KTO temperature)", min_value=0.01, max_value=5.0, value=float(DEFAULTS["beta"]),
                                 step=0.05, key="train_beta")
-    max_length = cols[3].number_input("Max length (tokens)", min_value=16, max_value=4096, value=128, step=16,
-                                      key="train_max_length")
-    max_steps = cols[4].number_input("Max steps (0 = full epochs)", min_value=0, max_value=MAX_STEPS, value=0,
-                                     key="train_max_steps", help=f"at most {MAX_STEPS:,}; the estimated duration "
-                                                                 "is shown below before you start")
+    max_length = cols[3].number_input("Max length (tokens)", min_value=int(option_meta("max_length")["min"]),
+                                      max_value=4096, value=int(DEFAULTS["max_length"]), step=16,
+                                      key="train_max_length", help=_help("max_length"))
+    max_steps = cols[4].number_input("Max steps (0 = full epochs)", min_value=0, max_value=MAX_STEPS,
+                                     value=int(DEFAULTS["max_steps"] or 0), key="train_max_steps",
+                                     help=f"at most {MAX_STEPS:,}; the estimated duration is shown below before you "
+                                          "start")
     cols = st.columns(4)
-    lr = cols[0].number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, format="%g",
-                              key="train_lr", help="default: 1e-4 for tiny, 5e-6 otherwise")
-    test_fraction = cols[1].number_input("Held-out share", min_value=0.05, max_value=0.5, value=0.2, step=0.05,
-                                         key="train_test_fraction")
-    seed = cols[2].number_input("Seed", min_value=0, value=0, key="train_seed")
-    eval_max = cols[3].number_input("Evaluate at most (pairs, 0 = all)", min_value=0, value=200,
-                                    key="train_eval_max", help="Evaluation runs two models per pair: cap it on CPU.")
+    lr = cols[0].number_input("Learning rate (0 = default)", min_value=0.0, value=float(DEFAULTS["lr"] or 0.0),
+                              format="%g", key="train_lr", help="default: " + option_meta("lr")["default_text"])
+    test_fraction = cols[1].number_input("Held-out share", min_value=0.05, max_value=0.5,
+                                         value=float(DEFAULTS["test_fraction"]), step=0.05,
+                                         key="train_test_fraction", help=_help("test_fraction"))
+    seed = cols[2].number_input("Seed", min_value=0, value=int(DEFAULTS["seed"]), key="train_seed")
+    eval_max = cols[3].number_input("Evaluate at most (pairs, 0 = all)", min_value=0,
+                                    value=int(DEFAULTS["eval_max_pairs"] or 0), key="train_eval_max",
+                                    help="Evaluation runs two models per pair: cap it on CPU for big models.")
     with st.expander("SamS and label noise"):
         cols = st.columns(3)
-        sams_ratio = cols[0].slider("SamS: share of each batch trained on (ρ)", 0.1, 1.0, 0.5, 0.05,
-                                    key="train_sams_ratio", help="DPO + SamS only: ⌈ρ·n⌉ pairs per batch get gradient.")
-        sams_selection = cols[1].selectbox("SamS: selection", ["topk", "softmax", "random"], key="train_sams_selection",
-                                           help="topk: the paper; softmax: sampling; random: the random-subset "
-                                                "baseline (same ρ, no learned choice).")
-        sams_context = cols[0].selectbox("SamS: what the scheduler sees of a pair", ["pair", "diff", "mean"],
-                                         key="train_sams_context",
-                                         help="pair: chosen and rejected hidden states side by side (default); "
-                                              "diff: chosen − rejected; mean: their average (the reference "
-                                              "code's: a pair and its flipped copy look the same).")
-        sams_reward = cols[1].selectbox("SamS: reward", ["ranked", "published"], key="train_sams_reward",
-                                        help="ranked: sample reward ranked within the batch + batch reward "
-                                             "credited to the selected pairs (default); published: the paper's "
-                                             "formula (nearly constant in practice).")
+        sams_ratio = cols[0].slider("SamS: share of each batch trained on (ρ)", 0.1, 1.0, float(DEFAULTS["sams_ratio"]),
+                                    0.05, key="train_sams_ratio",
+                                    help="DPO + SamS only: ⌈ρ·n⌉ pairs per batch get gradient.")
+        selections = _choices("sams_selection")
+        sams_selection = cols[1].selectbox("SamS: selection", selections,
+                                           index=selections.index(DEFAULTS["sams_selection"]),
+                                           key="train_sams_selection", help=_help("sams_selection"))
+        contexts = _choices("sams_context")
+        sams_context = cols[0].selectbox("SamS: what the scheduler sees of a pair", contexts,
+                                         index=contexts.index(DEFAULTS["sams_context"]), key="train_sams_context",
+                                         help=_help("sams_context"))
+        rewards = _choices("sams_reward")
+        sams_reward = cols[1].selectbox("SamS: reward", rewards, index=rewards.index(DEFAULTS["sams_reward"]),
+                                        key="train_sams_reward", help=_help("sams_reward"))
         label_noise = cols[2].number_input("Label noise (share of training pairs flipped)", min_value=0.0,
-                                           max_value=0.9, value=0.0, step=0.05, key="train_label_noise",
-                                           help="Swap chosen/rejected of this share of the training pairs (the "
-                                                "held-out pairs are never flipped): tests robustness to noisy labels.")
+                                           max_value=0.9, value=float(DEFAULTS["label_noise"]), step=0.05,
+                                           key="train_label_noise",
+                                           help=_help("label_noise") + ": tests robustness to noisy labels.")
     with st.expander("Real-model options"):
         st.caption("For smollm2-135m or your own model on a GPU: LoRA trains a small adapter instead of every "
                    "weight (the frozen base model is the DPO reference, so no second copy in memory; the adapter "
                    "is merged into the saved model). Experiment tracking sends the training logs to a tracker.")
         cols = st.columns(4)
-        lora = cols[0].checkbox("LoRA adapter", value=False, key="train_lora", help="needs the peft package "
-                                "(pip install 'alignscope[gpu]')")
-        lora_r = cols[1].number_input("LoRA rank r", min_value=1, max_value=512, value=16, key="train_lora_r")
-        lora_alpha = cols[2].number_input("LoRA α", min_value=1, max_value=1024, value=32, key="train_lora_alpha")
-        lora_dropout = cols[3].number_input("LoRA dropout", min_value=0.0, max_value=0.9, value=0.05, step=0.05,
-                                            key="train_lora_dropout")
+        lora = cols[0].checkbox("LoRA adapter", value=bool(DEFAULTS["lora"]), key="train_lora",
+                                help="needs the peft package (pip install 'alignscope[gpu]')")
+        lora_r = cols[1].number_input("LoRA rank r", min_value=1, max_value=512, value=int(DEFAULTS["lora_r"]),
+                                      key="train_lora_r")
+        lora_alpha = cols[2].number_input("LoRA α", min_value=1, max_value=1024, value=int(DEFAULTS["lora_alpha"]),
+                                          key="train_lora_alpha")
+        lora_dropout = cols[3].number_input("LoRA dropout", min_value=0.0, max_value=0.9,
+                                            value=float(DEFAULTS["lora_dropout"]), step=0.05, key="train_lora_dropout")
         cols = st.columns(2)
-        lora_targets = cols[0].text_input("LoRA target modules", value="all-linear", key="train_lora_targets",
-                                          help="all-linear, or comma-separated module names such as q_proj,v_proj")
-        report_to = cols[1].multiselect("Experiment tracking", list(REPORT_TO), default=[], key="train_report_to",
+        default_targets = DEFAULTS["lora_target_modules"]
+        lora_targets = cols[0].text_input("LoRA target modules", key="train_lora_targets", help=_help("lora_target_modules"),
+                                          value=default_targets if isinstance(default_targets, str)
+                                          else ",".join(default_targets))
+        report_to = cols[1].multiselect("Experiment tracking", list(REPORT_TO), default=report_to_names(DEFAULTS["report_to"]),
+                                        key="train_report_to",
                                         help="off by default; each tracker needs its package installed. "
                                              "TensorBoard logs go to the run folder's tensorboard/.")
     if model == "tiny":
@@ -126,33 +153,21 @@ else:
     st.caption("No active selection: training uses all pairs (minus the held-out share).")
 
 if submitted:
-    config = {"data": data.spec(), "selection": selection["path"] if train_on == "active selection" else None,
-              "method": method, "model": model, "epochs": float(epochs), "batch_size": int(batch_size),
-              "beta": float(beta), "max_length": int(max_length), "test_fraction": float(test_fraction),
-              "seed": int(seed)}
-    if max_steps:
-        config["max_steps"] = int(max_steps)
-    if lr:
-        config["lr"] = float(lr)
-    if eval_max:
-        config["eval_max_pairs"] = int(eval_max)
-    if label_noise:
-        config["label_noise"] = float(label_noise)
-    if method == "dpo-sams":
-        config.update(sams_ratio=float(sams_ratio), sams_selection=sams_selection, sams_context=sams_context,
-                      sams_reward=sams_reward)
+    targets = lora_targets.strip()
+    values = {"model": model, "epochs": float(epochs), "batch_size": int(batch_size), "beta": float(beta),
+              "max_length": int(max_length), "test_fraction": float(test_fraction), "seed": int(seed),
+              "max_steps": int(max_steps) or None, "lr": float(lr) or None, "eval_max_pairs": int(eval_max) or None,
+              "label_noise": float(label_noise), "sams_ratio": float(sams_ratio), "sams_selection": sams_selection,
+              "sams_context": sams_context, "sams_reward": sams_reward, "lora": bool(lora), "report_to": list(report_to) or "none"}
     if lora:
-        targets = lora_targets.strip()
-        config.update(lora=True, lora_r=int(lora_r), lora_alpha=int(lora_alpha), lora_dropout=float(lora_dropout),
+        values.update(lora_r=int(lora_r), lora_alpha=int(lora_alpha), lora_dropout=float(lora_dropout),
                       lora_target_modules=targets if targets in ("", "all-linear")
                       else [m.strip() for m in targets.split(",") if m.strip()])
-    if report_to:
-        config["report_to"] = list(report_to)
+    own = option_fields(method)  # the SamS widgets apply to dpo-sams only
     try:
-        from alignscope.train_config import config_from_dict
-
-        config_from_dict({k: v for k, v in config.items() if k not in ("data", "selection")}).validate()
-        job_id = store.submit("train", config)
+        config = train_config(method, **{k: v for k, v in values.items() if k in own})
+        job_id = submit_training(data, config, selection=selection["path"] if train_on == "active selection" else None,
+                                 store=store)
         st.session_state["train_job"] = job_id
         st.session_state["train_pick"] = job_id  # the run picker below switches to the new run
         st.success(f"Started {job_id}: {method} on {model}. Its curves appear below as it trains.")
