@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.cli_common import add_source_options, load_data
+from alignscope.embeddings import Embeddings
 
 __all__ = ["add_audit_command", "cmd_audit"]
 
