@@ -54,7 +54,7 @@ def main() -> None:
         return
     from alignscope.data import load_preferences
     from alignscope.spectra import sample_pairs
-    from alignscope.spectra_cli import run_spectra
+    from alignscope.cli.spectra import run_spectra
 
     data = load_preferences(str(path))
     sample = sample_pairs(data, "source", args.per_source, seed=0)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ from alignscope.errors import AlignscopeError
 
 __all__ = ["SpectraError", "GroupSpectrum", "ProbeResult", "SpectralReport", "balanced_indices",
            "group_spectrum", "spectral_metrics", "imbalance_scores", "plugin_error", "linear_probe",
-           "spectral_imbalance", "spectrum_band", "compare_encoders", "group_labels", "sample_pairs", "GROUPINGS", "METRICS",
+           "spectral_imbalance", "spectrum_band", "compare_encoders", "group_labels", "embeddings_report", "sample_pairs", "GROUPINGS", "METRICS",
            "IMBALANCE_SCORES"]
 
 GROUPINGS = ("label", "component")  # plus any metadata column
@@ -536,6 +536,16 @@ def compare_encoders(reports: Mapping[str, SpectralReport]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------- groups
+def embeddings_report(embeddings: Any, data: Any, grouping: str, *, n_per_group: int | None = None,
+                      n_boot: int = 100, seed: int = 0) -> SpectralReport:
+    """:func:`spectral_imbalance` of one encoder's completion embeddings (an
+    :class:`alignscope.embeddings.Embeddings` of ``data``) over ``grouping`` (see :func:`group_labels`):
+    what the Spectra page and ``alignscope spectra`` compute per encoder."""
+    groups = group_labels(data, grouping, pair_index=embeddings.pair_index, label=embeddings.label,
+                          matrix=embeddings.matrix, seed=seed)
+    return spectral_imbalance(embeddings.matrix, groups, n_per_group=n_per_group, n_boot=n_boot, seed=seed)
+
+
 def group_labels(data: Any, grouping: str, *, pair_index: Any, label: Any = None, matrix: Any = None,
                  seed: int = 0) -> np.ndarray:
     """Group name per embedding row (shape ``(n,)``, str). ``grouping``: ``"label"`` (chosen /

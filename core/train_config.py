@@ -41,7 +41,7 @@ class TrainError(AlignscopeError):
 # metadata: ``help`` (one line for ``alignscope train --help`` and the page's tooltips), ``choices``,
 # ``min``/``max`` (``min_open``/``max_open``: the bound itself is excluded), ``default_text`` (what an
 # unset None means, e.g. lr), ``requires`` (another option that must be on, e.g. lora_r needs lora).
-# :func:`TrainConfig.validate` checks types, bounds and choices from it; alignscope.config_cli turns
+# :func:`TrainConfig.validate` checks types, bounds and choices from it; alignscope.cli.config_flags turns
 # it into the CLI's flags (``--`` + the field name with dashes); the Train page reads its widget
 # defaults from :func:`option_defaults` and its choices from :func:`option_meta`.
 def option(default: Any = dataclasses.MISSING, *, help: str, choices: tuple | None = None, min: float | None = None,

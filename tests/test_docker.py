@@ -94,4 +94,4 @@ def test_the_build_context_builds_the_package(tmp_path):
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
-    assert "alignscope/cli.py" in names and "alignscope/app/main.py" in names and "alignscope/app/views/select.py" in names
+    assert "alignscope/cli/parser.py" in names and "alignscope/app/main.py" in names and "alignscope/app/views/select.py" in names

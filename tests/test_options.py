@@ -8,8 +8,9 @@ import importlib.util
 
 import pytest
 
-from alignscope.cli import _train_fields, build_parser
-from alignscope.cli_common import UsageError
+from alignscope.cli import build_parser
+from alignscope.cli.train import train_fields
+from alignscope.cli.common import UsageError
 from alignscope.train_config import (CONFIG_CLASSES, METHODS, TrainConfig, TrainError, field_kind, flag_name,
                                      option_defaults, option_fields, train_config)
 from conftest import ROOT
@@ -43,8 +44,8 @@ def test_every_config_field_has_a_flag_with_help_and_its_default():
 @pytest.mark.parametrize("method", METHODS)
 def test_no_flags_give_the_dataclass_defaults(method):
     args = _parse("--method", method)
-    assert _train_fields(args) == {}
-    config = train_config(method, **_train_fields(args))
+    assert train_fields(args) == {}
+    config = train_config(method, **train_fields(args))
     assert config == CONFIG_CLASSES[method]()
     assert dataclasses.asdict(config) == option_defaults(method)
     assert config.resolved_lr() == 1e-4  # method-independent lr default of the tiny model, through resolved_lr
@@ -97,20 +98,20 @@ def test_each_flag_reaches_its_config_field(name):
         flags = [flag_name(name), text]
     if f.metadata.get("requires"):
         flags.append(flag_name(f.metadata["requires"]))
-    config = train_config(method, **_train_fields(_parse("--method", method, *flags)))
+    config = train_config(method, **train_fields(_parse("--method", method, *flags)))
     assert getattr(config, name) == expected != f.default
 
 
 def test_flags_of_another_method_or_without_their_switch_are_refused():
     with pytest.raises(UsageError, match="--sams-temperature only apply to --method dpo-sams"):
-        _train_fields(_parse("--method", "dpo", "--sams-temperature", "2"))
+        train_fields(_parse("--method", "dpo", "--sams-temperature", "2"))
     with pytest.raises(UsageError, match="--label-smoothing only apply to --method dpo, dpo-sams"):
-        _train_fields(_parse("--method", "kto", "--label-smoothing", "0.1"))
+        train_fields(_parse("--method", "kto", "--label-smoothing", "0.1"))
     with pytest.raises(UsageError, match="--lora-dropout only apply with --lora"):
-        _train_fields(_parse("--lora-dropout", "0.1"))
+        train_fields(_parse("--lora-dropout", "0.1"))
     with pytest.raises(UsageError, match="invalid choice"):  # argparse's own choices check
         _parse("--method", "dpo-sams", "--sams-pooling", "max")
-    assert _train_fields(_parse("--no-lora")) == {"lora": False}
+    assert train_fields(_parse("--no-lora")) == {"lora": False}
 
 
 def test_the_sams_options_agree_with_the_sams_module():
@@ -196,5 +197,5 @@ def test_the_train_page_widgets_start_at_the_config_defaults(monkeypatch, tmp_pa
     store = JobStore()
     job = store.list_jobs(kind="train")[0]
     store.cancel(job.id)
-    cli_config = train_config(_parse().method, **_train_fields(_parse()))
+    cli_config = train_config(_parse().method, **train_fields(_parse()))
     assert job.config == train_job_config(load_preferences("demo:120"), cli_config)

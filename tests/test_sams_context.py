@@ -229,11 +229,12 @@ def test_a_ratio_the_micro_batch_cannot_hold_is_said_once_and_recorded(tmp_path,
 
 
 def test_cli_passes_the_context_and_reward_options_to_the_sams_config():
-    from alignscope.cli import _train_fields, build_parser
+    from alignscope.cli import build_parser
+    from alignscope.cli.train import train_fields
 
     args = build_parser().parse_args(["train", "demo:20", "--method", "dpo-sams", "--sams-context", "diff",
                                       "--sams-reward", "published", "--out", "run"])
-    config = train_config("dpo-sams", **_train_fields(args)).sams_config()
+    config = train_config("dpo-sams", **train_fields(args)).sams_config()
     assert (config.context, config.reward) == ("diff", "published")
     defaults = train_config("dpo-sams").sams_config()
     assert (defaults.context, defaults.reward, defaults.standardize) == ("pair", "ranked", True)

@@ -12,7 +12,8 @@ import sys
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alignscope.cli import app_command, build_parser
+from alignscope.cli import build_parser
+from alignscope.cli.app import app_command
 from alignscope.jobs import JobStore
 from benchmarks.common import start_app
 from conftest import ROOT, write_jsonl

@@ -156,7 +156,7 @@ def test_more_bad_input():
 
 # --------------------------------------------------------------------------------------------- CLI
 def _parse(*argv):
-    from alignscope.spectra_cli import add_spectra_command
+    from alignscope.cli.spectra import add_spectra_command
 
     parser = argparse.ArgumentParser()
     add_spectra_command(parser.add_subparsers())

@@ -7,7 +7,7 @@ import streamlit as st
 
 from alignscope.app import analysis, state
 from alignscope.app.charts import encoder_figure, error_figure, scree_figure
-from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, group_labels, spectral_imbalance
+from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, embeddings_report
 
 st.title("Spectra")
 st.caption("How differently an encoder represents groups of your data: per-group covariance spectra, "
@@ -41,8 +41,7 @@ run_dir = analysis.require_embeddings(data, encoder, "completion", "spectra").pa
 @st.cache_data(show_spinner="Computing spectra…", max_entries=16)
 def _report(run_dir: str, stamp: float, fingerprint: str, grouping: str, n_boot: int, seed: int, _data):
     emb = analysis.load_embeddings(run_dir)
-    groups = group_labels(_data, grouping, pair_index=emb.pair_index, label=emb.label, matrix=emb.matrix, seed=seed)
-    return spectral_imbalance(emb.matrix, groups, n_boot=n_boot, seed=seed)
+    return embeddings_report(emb, _data, grouping, n_boot=n_boot, seed=seed)
 
 
 def report_for(run_dir, grouping):

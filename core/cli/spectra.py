@@ -67,8 +67,7 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
 
     from alignscope.embed import embed, parse_encoder
     from alignscope.files import atomic_write, write_json
-    from alignscope.spectra import (IMBALANCE_SCORES, SpectraError, compare_encoders, group_labels,
-                                    spectral_imbalance, spectrum_band)
+    from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, embeddings_report, spectrum_band
 
     if score not in IMBALANCE_SCORES:
         raise SpectraError(f"--score must be one of {', '.join(IMBALANCE_SCORES)}; got {score!r}")
@@ -86,9 +85,7 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
     reports, rows, arrays, plots = {}, [], {}, []
     for name in encoders:
         emb = embed(data, name, "completion", progress=progress)
-        groups = group_labels(data, grouping, pair_index=emb.pair_index, label=emb.label, matrix=emb.matrix,
-                              seed=seed)
-        report = spectral_imbalance(emb.matrix, groups, n_per_group=n_per_group, n_boot=n_boot, seed=seed)
+        report = embeddings_report(emb, data, grouping, n_per_group=n_per_group, n_boot=n_boot, seed=seed)
         reports[name] = report
         table = report.table()
         table.insert(0, "encoder", name)

@@ -1,18 +1,21 @@
 """What every ``alignscope`` subcommand shares: exit codes, the one-line usage error, the options
-that load a data set, and the output-file check. The command modules (``cli``, ``scaling_cli``,
-``audit_cli``, ``spectra_cli``) import from here, never from each other."""
+that load a data set, the output-file check, and following jobs until they end. The command modules
+of this package import from here (and ``select`` the encoder options of ``embed``)."""
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from alignscope.data import DEFAULT_MAX_ROW_CHARS, load_preferences, parse_column_map
 from alignscope.errors import AlignscopeError
 
 __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_BAD_INPUT", "UsageError", "Parser", "add_load_options",
-           "add_source_options", "load_data", "check_output"]
+           "add_source_options", "load_data", "check_output", "follow_jobs", "EXIT_CANCELLED"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_CANCELLED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 class UsageError(AlignscopeError):
@@ -60,3 +63,21 @@ def check_output(out: Path, force: bool, suffixes: tuple[str, ...]) -> None:
         raise UsageError(f"{out.name}: the output must end with {' or '.join(suffixes)}")
     if out.exists() and not force:
         raise UsageError(f"{out}: already exists (pass --force to overwrite)")
+
+
+def follow_jobs(store: Any, job_ids: Sequence[str], on_poll: Callable[[list[Any]], None],
+                poll_seconds: float = 1.0) -> list[Any] | None:
+    """Poll ``job_ids`` on ``store`` until every one has ended, calling ``on_poll(jobs)`` each time
+    (to print progress); returns the final jobs. Ctrl-C cancels every job that is still running
+    and returns None: the command then exits with :data:`EXIT_CANCELLED`."""
+    try:
+        while True:
+            jobs = [store.get(job_id) for job_id in job_ids]
+            on_poll(jobs)
+            if all(job.is_terminal for job in jobs):
+                return jobs
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        for job_id in job_ids:
+            store.cancel(job_id)
+        return None

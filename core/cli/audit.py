@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from alignscope.cli_common import add_source_options, load_data
+from alignscope.cli.common import add_source_options, load_data
 from alignscope.embeddings import Embeddings
 
 __all__ = ["add_audit_command", "cmd_audit"]

@@ -16,7 +16,7 @@ import math
 import sys
 from typing import Any
 
-from alignscope.cli_common import add_source_options, load_data
+from alignscope.cli.common import EXIT_CANCELLED, add_source_options, follow_jobs, load_data
 from alignscope.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.sweep import DEFAULT_METRIC
 
@@ -100,7 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from alignscope.jobs import TERMINAL, JobStore
+    from alignscope.jobs import JobStore
     from alignscope.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
 
     config = SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
@@ -126,22 +126,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.detach:
         print(json.dumps({"jobs": jobs, "out": args.out}) if args.json else args.out)
         return 0
-    shown = 0
-    try:
-        while True:
-            states = [store.get(job_id) for job_id in jobs]
-            points = read_points_jsonl(args.out)
-            for row in points.iloc[shown:].itertuples():
-                say(f"  {row.method:>11} {row.fraction:7.1%} seed {row.seed}: score {row.score:.4f}")
-            shown = len(points)
-            if all(state.status in TERMINAL for state in states):
-                break
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        for job_id in jobs:
-            store.cancel(job_id)
+    shown = [0]
+
+    def show(states: list) -> None:
+        points = read_points_jsonl(args.out)
+        for row in points.iloc[shown[0]:].itertuples():
+            say(f"  {row.method:>11} {row.fraction:7.1%} seed {row.seed}: score {row.score:.4f}")
+        shown[0] = len(points)
+
+    states = follow_jobs(store, jobs, show)
+    if states is None:
         say("cancelled the sweep's jobs")
-        return 130
+        return EXIT_CANCELLED
     failed = [state for state in states if state.status != "succeeded"]
     for state in failed[:5]:
         say(f"  point {state.config['point']} {state.status}: {state.error or ''}")

@@ -1,0 +1,153 @@
+"""``alignscope select`` (score every point, keep the best k) and ``alignscope export`` (the kept rows in TRL's format)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
+from alignscope.cli.embed import add_encoder_options
+
+__all__ = ["add_select_commands", "cmd_select", "cmd_export"]
+
+
+def add_select_commands(commands: Any) -> None:
+    select_cmd = commands.add_parser("select", help="score every point and keep the best k (ISA or a baseline)")
+    select_cmd.add_argument("data", metavar="DATA", nargs="?", help="data set (or use --embeddings)")
+    select_cmd.add_argument("--embeddings", help="a raw float32 .npy matrix embedded elsewhere (no text)")
+    select_cmd.add_argument("--method", default="isa", choices=["isa", "random", "density", "kcenter", "llm"])
+    size = select_cmd.add_mutually_exclusive_group()
+    size.add_argument("--k", type=int, help="number of points to keep")
+    size.add_argument("--fraction", type=float, help="share of points to keep, in (0, 1]")
+    select_cmd.add_argument("--seed", type=int, default=0)
+    add_source_options(select_cmd)
+    add_encoder_options(select_cmd)
+    select_cmd.add_argument("--covariance-type", choices=["full", "diag", "tied", "spherical"],
+                            help="ISA: GMM covariance (default full)")
+    select_cmd.add_argument("--pca-dim", type=int, help="ISA: PCA dimension before the GMM (default none)")
+    select_cmd.add_argument("--n-init", type=int, help="ISA: GMM initialisations (default 1)")
+    select_cmd.add_argument("--variant", choices=["published", "renormalised"],
+                            help="ISA: published rule (default) or renormalised p (flips the ranking)")
+    select_cmd.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                            help="any other selector option, e.g. --option model=tiny")
+    select_cmd.add_argument("--out", required=True, help="output selection .parquet")
+    select_cmd.add_argument("--force", action="store_true")
+    select_cmd.add_argument("--json", action="store_true")
+    select_cmd.set_defaults(func=cmd_select)
+
+    export_cmd = commands.add_parser("export", help="write the selected rows in TRL's format")
+    export_cmd.add_argument("path", metavar="DATA")
+    export_cmd.add_argument("selection", metavar="SEL.parquet")
+    add_source_options(export_cmd)
+    export_cmd.add_argument("--format", choices=["hf", "parquet", "jsonl"], default=None,
+                            help="hf (datasets save_to_disk folder), parquet or jsonl (default: from --out)")
+    export_cmd.add_argument("--kind", choices=["pairs", "kto"], default="pairs",
+                            help="pairs (DPO: prompt/chosen/rejected) or kto (prompt/completion/label)")
+    export_cmd.add_argument("--pair-rule", default="any", help="completion → pair rule: any, both, mean, chosen, rejected")
+    export_cmd.add_argument("--keep-metadata", action="store_true")
+    export_cmd.add_argument("--out", required=True)
+    export_cmd.add_argument("--force", action="store_true")
+    export_cmd.add_argument("--json", action="store_true")
+    export_cmd.set_defaults(func=cmd_export)
+
+
+
+def _parse_options(items: list[str]) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {item!r}: use NAME=VALUE")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except ValueError:
+            options[key.replace("-", "_")] = value  # a bare string such as diag
+    return options
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from alignscope.select import select, write_selection
+
+    if (args.k is None) == (args.fraction is None):
+        raise UsageError("give exactly one of --k or --fraction")
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        raise UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
+    if args.k is not None and args.k < 1:
+        raise UsageError(f"--k must be at least 1, got {args.k}")
+    out = Path(args.out)
+    check_output(out, args.force, (".parquet",))
+    options = _parse_options(args.option)
+    if args.method == "isa":
+        options.update({k: v for k, v in (("covariance_type", args.covariance_type), ("pca_dim", args.pca_dim),
+                                          ("n_init", args.n_init), ("variant", args.variant)) if v is not None})
+    elif any(v is not None for v in (args.covariance_type, args.pca_dim, args.n_init, args.variant)):
+        raise UsageError("--covariance-type/--pca-dim/--n-init/--variant apply to --method isa only")
+    common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
+    data = None
+    if args.embeddings:
+        from alignscope.embeddings import Embeddings
+
+        if args.data:
+            raise UsageError("give DATA or --embeddings, not both")
+        if args.method == "llm":
+            raise UsageError("--method llm reads the texts: give DATA, not --embeddings")
+        # `alignscope embed` leaves EMB.npy.json beside the matrix: it says what the rows are; a
+        # .npy made elsewhere has rows of the unit --unit says (or plain points without it).
+        embeddings = Embeddings.load(args.embeddings, unit=args.unit)
+        table = select(embeddings, args.method, **common, **options)
+    else:
+        if not args.data:
+            raise UsageError("give DATA (or --embeddings EMB.npy)")
+        args.path = args.data
+        args.unit = args.unit or "completion"
+        data = load_data(args)
+        if args.method == "llm":
+            from alignscope.select import ask_llm_texts
+
+            texts = ask_llm_texts(data, unit=args.unit)
+            pair_index = np.tile(np.arange(data.n_pairs), 2) if args.unit == "completion" else None
+            label = (np.repeat(np.array([1, 0], np.int8), data.n_pairs) if args.unit == "completion" else None)
+            table = select(texts, "llm", unit=args.unit, pair_index=pair_index, label=label,
+                           data_fingerprint=data.fingerprint, **common, **options)
+        elif args.method == "random":
+            n = 2 * data.n_pairs if args.unit == "completion" else data.n_pairs
+            table = select(np.zeros((n, 1), np.float32), "random", unit=args.unit,
+                           data_fingerprint=data.fingerprint, **common, **options)
+        else:
+            from alignscope.embed import embed
+
+            embeddings = embed(data, args.encoder, args.unit, args.layer, batch_size=args.batch_size,
+                               progress=not args.json)
+            table = select(embeddings, args.method, **common, **options)
+    write_selection(table, out)
+    config = table.attrs.get("alignscope_selection", {})
+    summary = {"out": str(out), "method": args.method, "unit": config.get("unit"),
+               "n_points": int(len(table)), "n_selected": int(table["selected"].sum()),
+               "k": config.get("k"), "seed": args.seed, "data_fingerprint": config.get("data_fingerprint")}
+    if "pair_index" in table.columns:
+        from alignscope.select import pairs_from_completions
+
+        summary["n_pairs_selected"] = int(pairs_from_completions(table)["selected"].sum())
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        extra = (f" ({summary['n_pairs_selected']:,} pairs contain one)" if "n_pairs_selected" in summary else "")
+        print(f"selected {summary['n_selected']:,} of {summary['n_points']:,} {summary['unit'] or 'point'}s "
+              f"with {args.method}{extra} → {out}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from alignscope.export import export_selection
+
+    data = load_data(args)
+    out = export_selection(data, args.selection, args.out, format=args.format, kind=args.kind,
+                           pair_rule=args.pair_rule, overwrite=args.force, keep_metadata=args.keep_metadata)
+    if args.json:
+        print(json.dumps({"out": str(out), "format": args.format, "kind": args.kind}))
+    else:
+        print(f"exported the selected {'completions (KTO)' if args.kind == 'kto' else 'pairs'} to {out}")
+    return EXIT_OK
