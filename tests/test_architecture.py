@@ -147,7 +147,8 @@ _SCRIPTS = ("alignscope.app.main", "alignscope.app.views")
 
 
 def _importable_modules() -> list[str]:
-    return sorted(name for name in _package_modules() if not name.startswith(_SCRIPTS))
+    return sorted(name for name in _package_modules()
+                  if not name.startswith(_SCRIPTS) and not name.endswith(".__main__"))
 
 
 def _third_party_top_level_imports(modules: list[str]) -> list[str]:
