@@ -151,7 +151,7 @@ if cols[2].button("Use the clean subset", type="primary", key="audit_use", disab
         st.error(str(err))
     else:
         analysis.save_active_selection(data, selection, name)
-        st.success(f"'{name}' is the active selection ({int(selection['selected'].sum()):,} pairs): the Train page "
+        st.success(f"'{name}' is the active selection ({selection.n_selected:,} pairs): the Train page "
                    "trains on it; `alignscope export DATA SEL.parquet` exports it.")
 active = analysis.active_selection(data)
 if active:
