@@ -154,6 +154,15 @@ class Selection:
     def __getitem__(self, column: str) -> pd.Series:
         return self.table[column]
 
+    def __repr__(self) -> str:
+        return (f"Selection(method={self.method!r}, unit={self.unit!r}, n={len(self):,}, "
+                f"selected={self.n_selected:,}, fingerprint={self.fingerprint!r})")
+
+    def equals(self, other: Any) -> bool:
+        """Same table (values and dtypes), config and fingerprint."""
+        return (isinstance(other, Selection) and self.table.equals(other.table) and self.config == other.config
+                and self.fingerprint == other.fingerprint)
+
     def replace(self, **changes: Any) -> "Selection":
         """A copy with ``table``, ``config`` or ``fingerprint`` replaced (validated again)."""
         return dataclasses.replace(self, **changes)

@@ -18,7 +18,8 @@ from alignscope.evaluate import evaluate_run, split_pairs
 from alignscope.files import read_jsonl
 from alignscope.jobs import FAILED, SUCCEEDED, JobStore
 from alignscope.models import ModelError
-from alignscope.select import read_selection, select, selection_config, write_selection
+from alignscope.select import select
+from alignscope.selection import Selection
 from alignscope.train_config import TrainError, train_config
 from alignscope.trainset import training_set
 from alignscope.train import METRIC_KEYS, normalise_metrics, train
@@ -28,14 +29,14 @@ FAST = dict(max_length=32, batch_size=8, max_steps=4, lr=1e-4, n_boot=200, eval_
 
 def pair_selection(data, path: Path, k: int = 200, seed: int = 3) -> pd.DataFrame:
     table = select(np.zeros((len(data), 1), np.float32), "random", k=k, seed=seed, data_fingerprint=data.fingerprint)
-    write_selection(table, path)
+    table.write(path)
     return table
 
 
 def completion_selection(data, path: Path, k: int = 200, seed: int = 4) -> pd.DataFrame:
     table = select(np.zeros((2 * len(data), 1), np.float32), "random", k=k, seed=seed, unit="completion",
                    data_fingerprint=data.fingerprint)
-    write_selection(table, path)
+    table.write(path)
     return table
 
 
@@ -112,8 +113,8 @@ def test_dpo_on_a_200_pair_selection_trains_logs_evaluates_and_never_sees_test_p
     assert recorded["selection"]["config"]["method"] == "random"
 
     # the training rows are exactly the selected pairs minus the held-out ones
-    used = read_selection(run / "selection.parquet")  # a valid selection file, its config kept
-    assert selection_config(used)["data_fingerprint"] == data.fingerprint
+    used = Selection.read(run / "selection.parquet")  # a valid selection file, its config kept
+    assert used.fingerprint == data.fingerprint
     trained = set(used.loc[used["trained"], "index"])
     assert trained == selected - set(test) and not trained & set(test)
     assert recorded["training_set"]["n_pairs"] == len(trained) == result["training"]["n_train_pairs"]
