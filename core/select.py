@@ -40,6 +40,7 @@ completion scores).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from fractions import Fraction
@@ -49,8 +50,9 @@ import numpy as np
 import pandas as pd
 
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_array
 
-from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix
+from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix, validate_data
 from alignscope.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable,
                                   order_by_score, resolve_k)
 
@@ -62,6 +64,9 @@ __all__ = [
 ]
 
 METHODS = ("isa", "random", "density", "kcenter", "llm")
+# scikit-learn 1.6 renamed check_array's force_all_finite to ensure_all_finite
+_FINITE_KEYWORD = ("ensure_all_finite" if "ensure_all_finite" in inspect.signature(check_array).parameters
+                   else "force_all_finite")
 ISA_VARIANTS = ("published", "renormalised")
 
 
@@ -150,23 +155,26 @@ class Selector(BaseEstimator):
 
     Selectors are *rankers*, not predictors: ``fit(X)`` learns on the pool it will rank,
     ``score_samples(X)`` gives one float per point (higher = keep, like a density's
-    ``score_samples``), ``select`` returns a :class:`~alignscope.selection.Selection`. scikit-learn's
-    estimator checks (``check_estimator``) do not apply as a whole, for these reasons:
+    ``score_samples``), ``select`` returns a :class:`~alignscope.selection.Selection`. Input goes
+    through scikit-learn's ``validate_data`` (2-D numeric, no sparse or complex input,
+    ``n_features_in_``), then alignscope's finiteness check that names the bad row.
 
-    * there is no ``predict``/``transform``/``score``: the checks that compare predictions (sample
-      order invariance, subset invariance, idempotent ``fit_predict``...) have nothing to compare;
-    * ``random`` ignores the features (its scores depend on ``n`` and the seed only) and
-      ``kcenter``/``density`` scores of the fitted pool are relative to that pool (coverage radius,
-      share of points in one's bucket), so "score the same row alone and in a batch" does not hold
-      by design;
-    * ``llm`` takes a list of texts, not a numeric ``X``, and loads a causal LM;
-    * ``n_features_in_``/feature-name checks: selectors take ``alignscope.embed.Embeddings`` or
-      plain arrays and keep no feature names.
+    scikit-learn's estimator checks (``check_estimator``) pass for ``isa``, ``random``,
+    ``density`` and ``kcenter`` (tests/test_selectors_sklearn.py runs them all), except two that
+    cannot apply to a ranker whose score is relative to the batch it scores:
 
-    What does hold, and is tested (tests/test_selectors_sklearn.py): ``clone``, ``get_params``/
-    ``set_params`` round trips, ``fit`` returning ``self``, parameters checked in ``fit`` only, and
-    ``GridSearchCV`` running a selector with a parameter grid and a scoring callable. The mixture ISA
-    fits is :class:`alignscope.gmm.GaussianMixture`, which passes scikit-learn's checks in full.
+    * ``check_methods_subset_invariance`` (scoring rows in a batch must equal scoring them alone):
+      ISA min-max scales the log-likelihood over the batch (``l'``, as published), k-center scores
+      are distances to the centres greedily picked from that batch, density and random scores are
+      seeded draws taken in row order;
+    * ``check_methods_sample_order_invariance`` (permuting the rows permutes the scores): the
+      seeded draws of ``random``/``density`` and k-center's seeded first centre follow row
+      positions, which is what makes a selection reproducible bitwise (ISA's scores are per point
+      given the batch, so it passes).
+
+    ``llm`` (Ask-LLM) takes a list of texts, not a numeric ``X``, so the checks do not apply; it
+    supports ``clone``/``get_params``/``set_params`` like the others. The mixture ISA fits is
+    :class:`alignscope.gmm.GaussianMixture`, which passes scikit-learn's checks in full.
     """
 
     method: ClassVar[str] = ""
@@ -208,7 +216,7 @@ class Selector(BaseEstimator):
         if X is None or X is self._fitted_X:
             self._ensure_scores()
             return self.scores_.copy()
-        scores, _ = self._score(self._check_input(X))
+        scores, _ = self._score(self._check_input(X, reset=False))
         return scores
 
     def select(self, X: Any = None, k: int | None = None, fraction: float | None = None, *,
@@ -257,13 +265,21 @@ class Selector(BaseEstimator):
     def _extra_config(self) -> dict[str, Any]:
         return {}
 
-    def _check_input(self, X: Any):
+    def _check_input(self, X: Any, *, reset: bool = True):
+        """scikit-learn's input check (``validate_data``: 2-D, numeric, not sparse or complex, at
+        least one row, ``n_features_in_`` set on fit and compared after), then alignscope's
+        finiteness check that names the first bad row; every message one line, as a SelectionError.
+        float32 stays float32 (no copy of a C-contiguous float32 matrix)."""
         if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
             X = X.matrix  # an alignscope.embed.Embeddings (duck-typed: no import of embed here)
-        try:
+        if type(X).__module__.startswith("torch"):
+            X = X.detach().cpu().numpy()
+        try:  # a TypeError (sparse input, an object that is no number) stays one, as scikit-learn has it
+            X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+                              **{_FINITE_KEYWORD: False})
             return check_matrix(X, min_rows=1)
-        except GMMError as exc:
-            raise SelectionError(str(exc)) from None
+        except ValueError as exc:  # scikit-learn's messages and GMMError
+            raise SelectionError(" ".join(part.strip() for part in str(exc).splitlines() if part.strip())) from None
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "n_points_"):
@@ -343,7 +359,7 @@ class ISASelector(Selector):
     def _fit(self, X: np.ndarray) -> None:
         n, d = X.shape
         if n < 2:
-            raise SelectionError("ISA needs at least 2 points (it fits a 2-component mixture)")
+            raise SelectionError(f"ISA needs at least 2 points (it fits a 2-component mixture), got n_samples = {n}")
         if self.pca_dim is not None and self.pca_dim > d:
             raise SelectionError(f"pca_dim={self.pca_dim} is larger than the dimension ({d})")
         rng = np.random.default_rng(self.seed)
@@ -750,7 +766,7 @@ class AskLLMSelector(Selector):
         if not isinstance(self.template, str) or "{example}" not in self.template:
             raise SelectionError("the Ask-LLM template must contain '{example}'")
 
-    def _check_input(self, X):
+    def _check_input(self, X, *, reset: bool = True):
         if isinstance(X, (str, bytes)) or not hasattr(X, "__iter__"):
             raise SelectionError("the llm selector takes a list of example texts")
         texts = list(X)

@@ -174,7 +174,7 @@ def test_isa_input_validation():
         select(X, "isa", k=2)
     with pytest.raises(SelectionError, match="at least 2"):
         select(np.ones((1, 3)), "isa", k=1)
-    with pytest.raises(SelectionError, match="2-D"):
+    with pytest.raises(SelectionError, match="2D array"):
         select(np.ones(10), "isa", k=1)
     # scikit-learn's rule: the constructor only stores; fit (and make_selector) validate
     banded = ISASelector(covariance_type="banded")
