@@ -162,7 +162,7 @@ def test_eval_probe_trains_on_the_selected_pairs_only(tmp_path):
     table.write(tmp_path / "sel.parquet")
     result = eval_probe(data, tmp_path / "sel.parquet", embeddings=(chosen, rejected), test_fraction=0.2, seed=0)
     _, test = split_pairs(200, 0.2, 0)
-    kept = set(table.loc[table["selected"], "index"]) - set(test)
+    kept = set(table.table.loc[table["selected"], "index"]) - set(test)
     assert result["n_train"] == len(kept) and result["n_test"] == 40
     assert result["n_selected"] == 60 and result["data_fingerprint"] == data.fingerprint
     assert result["accuracy"] > 0.85
