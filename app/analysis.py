@@ -16,6 +16,7 @@ from alignscope import settings
 from alignscope.app import state
 from alignscope.data import PreferenceData
 from alignscope.embeddings import Embeddings
+from alignscope.selection import Selection
 
 ENCODERS = ["minilm", "static", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
@@ -111,13 +112,6 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
     st.stop()
 
 
-def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str):
-    """:func:`require_embeddings` as the tuple ``(matrix, pair_index, label, meta, run_dir)`` that
-    pages written before :class:`~alignscope.embeddings.Embeddings` unpack."""
-    emb = require_embeddings(data, encoder, unit, prefix)
-    return emb.matrix, emb.pair_index, emb.label, {**emb.info(), **emb.extra}, emb.path.parent
-
-
 @st.cache_data(show_spinner=False, ttl=30, max_entries=16)
 def _estimate(fingerprint: str, encoder: str, _data: PreferenceData) -> str:
     """"about N s (measured X texts/s on this machine)", from the rate stored by earlier runs."""
@@ -139,8 +133,8 @@ _THRESHOLDABLE = {"isa", "random"}  # their ranking does not depend on k: rank o
 
 
 @st.cache_data(show_spinner="Scoring every point…", max_entries=24)
-def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> pd.DataFrame:
-    """The method's selection table for the embedding in ``run_dir``. For ISA and random the full
+def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> Selection:
+    """The method's selection for the embedding in ``run_dir``. For ISA and random the full
     ranking (``k=None``: every point ranked, cut off later by the slider); else the selection at k."""
     from alignscope.select import select
 
@@ -150,45 +144,33 @@ def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: st
 
 
 def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: dict | None = None,
-                 fraction: float | None = None) -> pd.DataFrame:
+                 fraction: float | None = None) -> Selection:
     """The selection of ``k`` points; ``fraction``: what the user asked for, kept in the provenance."""
-    from alignscope.selection_stats import threshold
-
     stamp = embedding_stamp(run_dir)
     options_json = json.dumps(options or {}, sort_keys=True)
     asked = {"k": k, "n_selected": k, "k_requested": None if fraction is not None else k, "fraction": fraction}
     if method in _THRESHOLDABLE:
         ranked = ranking(str(run_dir), stamp, method, seed, options_json, None)
-        table = threshold(ranked, k)
-        table.attrs["alignscope_selection"] = {**ranked.attrs.get("alignscope_selection", {}), **asked}
-        return table
-    table = ranking(str(run_dir), stamp, method, seed, options_json, k).copy()
-    table.attrs["alignscope_selection"] = {**table.attrs.get("alignscope_selection", {}), **asked}
-    return table
+        return ranked.top(k).replace(config={**ranked.config, **asked})
+    ranked = ranking(str(run_dir), stamp, method, seed, options_json, k)
+    return ranked.replace(config={**ranked.config, **asked})
 
 
-def pair_level(table: pd.DataFrame) -> pd.DataFrame:
-    """Pair-level view of a selection (completion-level tables keep a pair when either completion
+def pair_level(selection: Selection) -> Selection:
+    """Pair-level view of a selection (completion-level ones keep a pair when either completion
     is selected: the documented default pair rule ``any``)."""
-    if "pair_index" in table.columns:
-        from alignscope.select import pairs_from_completions
-
-        return pairs_from_completions(table, rule="any")
-    return table
+    return selection.pair_selection("any")
 
 
-def save_active_selection(data: PreferenceData, table: pd.DataFrame, name: str) -> Path:
+def save_active_selection(data: PreferenceData, selection: Selection, name: str) -> Path:
     """Write the selection under ALIGNSCOPE_HOME/selections and make it the session's active one
     (the Train page trains on it)."""
-    from alignscope.select import write_selection
-
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)[:80] or "selection"
     path = settings.home() / "selections" / f"{data.fingerprint}-{safe}.parquet"
-    config = dict(table.attrs.get("alignscope_selection", {}))
-    config.setdefault("data_fingerprint", data.fingerprint)
-    write_selection(table, path, config=config)
+    selection.check_against(data)
+    selection.replace(fingerprint=selection.fingerprint or data.fingerprint).write(path)
     st.session_state[SELECTION_KEY] = {"path": str(path), "name": name, "fingerprint": data.fingerprint,
-                                       "n_selected": int(table["selected"].sum())}
+                                       "n_selected": selection.n_selected}
     return path
 
 

@@ -98,7 +98,7 @@ def _shorter_rule(tokens_chosen, tokens_rejected) -> float:
 def _make_selections(data, emb, fractions_seeds: list[tuple[str, float, int]], folder: Path,
                      fits: np.ndarray | None = None) -> dict[str, dict]:
     """Write one completion-level selection parquet per (method, fraction, seed); describe each."""
-    from alignscope.select import pairs_from_completions, select, write_selection
+    from alignscope.select import select
     from alignscope.trainset import training_set
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,9 +113,9 @@ def _make_selections(data, emb, fractions_seeds: list[tuple[str, float, int]], f
             started = time.perf_counter()
             table = select(emb, method, fraction=fraction, seed=seed)
             path = folder / f"{key}.parquet"
-            write_selection(table, path)
-            n_completions = int(table["selected"].sum())
-            pairs = pairs_from_completions(table, "any")
+            table.write(path)
+            n_completions = table.n_selected
+            pairs = table.pair_selection("any")
         select_s = time.perf_counter() - started
         tset = training_set(data, None if path is None else str(path), method="dpo", test_fraction=TEST_FRACTION,
                             split_seed=SPLIT_SEED, pair_rule="any")

@@ -104,7 +104,7 @@ def run_path(path: str, X: np.ndarray, k: int, covariance_type: str, seed: int,
         options = {"fit_sample": None} if path == "product_fit_all" else {}
         table = select(X, "isa", k=k, seed=seed, covariance_type=covariance_type, **options)
         selected = table["index"].to_numpy()[table["selected"].to_numpy()]
-        return selected, table["loglik"].to_numpy(), {"gmm": table.attrs["alignscope_selection"]["gmm"]}
+        return selected, table["loglik"].to_numpy(), {"gmm": table.config["gmm"]}
     from sklearn.mixture import GaussianMixture
 
     gmm = GaussianMixture(2, covariance_type=covariance_type, random_state=seed,

@@ -362,7 +362,7 @@ def _isa_run(X: np.ndarray, k: int, **options: Any) -> tuple[dict[str, Any], np.
     _sync()
     seconds = time.perf_counter() - t0
     chosen = np.sort(table["index"].to_numpy()[table["selected"].to_numpy()])
-    gmm = table.attrs["alignscope_selection"].get("gmm", {})
+    gmm = table.config.get("gmm", {})
     return {"seconds": round(seconds, 3), "n_iter": gmm.get("n_iter"), "converged": gmm.get("converged"),
             "device": gmm.get("device", "sklearn" if options.get("backend") == "sklearn" else None),
             "compute_dtype": gmm.get("compute_dtype")}, chosen

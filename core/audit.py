@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
+from alignscope.selection import SELECTION_FORMAT_VERSION, Selection, order_by_score
 
 __all__ = ["AuditError", "AUDIT_COLUMNS", "FLAGS", "audit", "audit_summary", "clean_selection",
            "fit_bt_probe", "oof_flip_scores", "pair_matrices", "normalise_prompt", "normalise_text",
@@ -486,17 +487,15 @@ def _check_table(table: pd.DataFrame, data: Any) -> None:
 
 
 # ============================================================================== clean selection
-def clean_selection(data: Any, table: pd.DataFrame, drop: Sequence[str] = FLAGS) -> pd.DataFrame:
-    """The pairs that carry none of the ``drop`` flags, as a pair-level selection table
-    (method ``"clean"``; columns ``index, score, selected, rank`` + the flags) in the format of
-    :func:`alignscope.select.write_selection`.
+def clean_selection(data: Any, table: pd.DataFrame, drop: Sequence[str] = FLAGS) -> Selection:
+    """The pairs that carry none of the ``drop`` flags, as a pair-level
+    :class:`~alignscope.selection.Selection` (method ``"clean"``; columns ``index, score, selected,
+    rank`` + the flags), the same type ``select`` returns.
 
     ``score`` = 1 for kept and 0 for dropped pairs, minus ½·``flip_score`` to order pairs within
     each, so ``selected`` is exactly the top of the ranking. Raises :class:`AuditError` for an
     unknown flag or when nothing is left.
     """
-    from alignscope.select import SELECTION_FORMAT_VERSION, _order_by_score
-
     drop = tuple(drop)
     unknown = [name for name in drop if name not in FLAGS]
     if unknown:
@@ -509,7 +508,7 @@ def clean_selection(data: Any, table: pd.DataFrame, drop: Sequence[str] = FLAGS)
     if not kept.any():
         raise AuditError(f"every pair carries one of the flags {', '.join(drop)}: nothing is left to keep")
     score = kept.astype(np.float64) - 0.5 * table["flip_score"].to_numpy(dtype=np.float64)
-    order = _order_by_score(score)
+    order = order_by_score(score)
     rank = np.empty(len(score), dtype=np.int64)
     rank[order] = np.arange(1, len(score) + 1)
     out = pd.DataFrame({"index": table["index"].to_numpy(dtype=np.int64), "score": score, "selected": kept,
@@ -518,16 +517,15 @@ def clean_selection(data: Any, table: pd.DataFrame, drop: Sequence[str] = FLAGS)
         out[name] = table[name].to_numpy(dtype=bool)
     audit_config = dict(table.attrs.get("alignscope_audit", {}))
     n_kept = int(kept.sum())
-    out.attrs["alignscope_selection"] = {
+    config = {
         "format_version": SELECTION_FORMAT_VERSION, "method": "clean", "unit": "pair", "k": n_kept,
         "k_requested": None, "fraction": None, "n_points": int(len(out)), "n_selected": n_kept,
         "seed": audit_config.get("seed"), "options": {"drop": list(drop)},
         "dropped": {name: int(table[name].sum()) for name in drop},
         "score": "1 for pairs without the dropped flags, 0 otherwise, minus flip_score/2",
-        "data_fingerprint": getattr(data, "fingerprint", None) or audit_config.get("data_fingerprint"),
         "encoder": audit_config.get("encoder"), "audit": audit_config, "alignscope_version": _version(),
     }
-    return out
+    return Selection(out, config, getattr(data, "fingerprint", None) or audit_config.get("data_fingerprint"))
 
 
 # ============================================================================== I/O

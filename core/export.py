@@ -6,8 +6,8 @@ Two shapes of output (``kind``):
     TRL's preference format: one row per selected pair with ``prompt, chosen, rejected`` (strings,
     or message lists for conversational data, exactly as in the canonical data). A completion-level
     selection is first mapped to pairs with a documented rule
-    (:func:`alignscope.select.pairs_from_completions`; default ``"any"``: keep a pair when its chosen
-    or rejected completion was selected).
+    (:meth:`alignscope.selection.Selection.pairs`, one of ``PAIR_RULES``; default ``"any"``: keep a
+    pair when its chosen or rejected completion was selected).
 ``"kto"``
     TRL's unpaired preference format: one row per selected completion with ``prompt, completion,
     label`` (``label`` True for a chosen, False for a rejected completion). A pair-level selection
@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
-from alignscope.select import (PAIR_RULES, SelectionError, pairs_from_completions, read_selection,
-                               selection_config)
+from alignscope.selection import PAIR_RULES, Selection, SelectionError
 
 __all__ = ["ExportError", "EXPORT_FORMATS", "EXPORT_KINDS", "export_selection", "selected_pairs",
            "selected_completions", "config_path_for", "infer_format"]
@@ -64,18 +63,18 @@ def config_path_for(out: str | os.PathLike, fmt: str) -> Path:
     return out / CONFIG_NAME if fmt == "hf" else out.with_name(out.name + "." + CONFIG_NAME)
 
 
-def selected_pairs(data: Any, selection: pd.DataFrame | str | os.PathLike, *, pair_rule: str = "any",
+def selected_pairs(data: Any, selection: Selection | pd.DataFrame | str | os.PathLike, *, pair_rule: str = "any",
                    keep_metadata: bool = False, check_fingerprint: bool = True) -> pd.DataFrame:
     """The selected pairs of ``data`` (a ``PreferenceData``) in TRL's preference format.
 
     ``(n_selected, 3)`` columns ``prompt, chosen, rejected`` (+ the metadata columns and
     ``pair_index`` when ``keep_metadata``), in canonical-data order.
     """
-    table = _load(selection)
-    _check_against(data, table, check_fingerprint)
-    if "pair_index" in table.columns:
-        table = pairs_from_completions(table, rule=pair_rule)
-    rows = np.sort(table.loc[table["selected"].to_numpy(dtype=bool), "index"].to_numpy())
+    sel = _load(selection, data, check_fingerprint)
+    try:
+        rows = sel.pairs(pair_rule)
+    except SelectionError as exc:
+        raise ExportError(str(exc), field="pair_rule") from None
     frame = data.frame.iloc[rows]
     columns = ["prompt", "chosen", "rejected"]
     if keep_metadata:
@@ -86,7 +85,7 @@ def selected_pairs(data: Any, selection: pd.DataFrame | str | os.PathLike, *, pa
     return out
 
 
-def selected_completions(data: Any, selection: pd.DataFrame | str | os.PathLike, *,
+def selected_completions(data: Any, selection: Selection | pd.DataFrame | str | os.PathLike, *,
                          keep_metadata: bool = False, check_fingerprint: bool = True) -> pd.DataFrame:
     """The selected completions of ``data`` in TRL's unpaired (KTO) format.
 
@@ -95,10 +94,9 @@ def selected_completions(data: Any, selection: pd.DataFrame | str | os.PathLike,
     one row per selected completion; pair-level selections give both completions of each selected
     pair (chosen first). Rows are in canonical-data order.
     """
-    table = _load(selection)
-    _check_against(data, table, check_fingerprint)
-    sel = table.loc[table["selected"].to_numpy(dtype=bool)]
-    if "pair_index" in table.columns:
+    selection = _load(selection, data, check_fingerprint)
+    sel = selection.table.loc[selection.selected]
+    if selection.unit == "completion":
         pair_idx = sel["pair_index"].to_numpy().astype(np.int64)
         labels = sel["label"].to_numpy().astype(np.int64) == 1
     else:
@@ -120,7 +118,7 @@ def selected_completions(data: Any, selection: pd.DataFrame | str | os.PathLike,
     return out
 
 
-def export_selection(data: Any, selection: pd.DataFrame | str | os.PathLike,
+def export_selection(data: Any, selection: Selection | pd.DataFrame | str | os.PathLike,
                      out: str | os.PathLike, *, format: str | None = None, kind: str = "pairs",
                      pair_rule: str = "any", overwrite: bool = False, keep_metadata: bool = False,
                      check_fingerprint: bool = True) -> Path:
@@ -129,7 +127,7 @@ def export_selection(data: Any, selection: pd.DataFrame | str | os.PathLike,
     ``format``: ``hf`` | ``parquet`` | ``jsonl`` (default: from the suffix of ``out``);
     ``kind``: ``pairs`` (TRL preference format, for DPO) or ``kto`` (TRL unpaired format);
     ``pair_rule``: how a completion-level selection becomes pairs (see
-    :func:`alignscope.select.pairs_from_completions`). Returns the output path.
+    :data:`alignscope.selection.PAIR_RULES`). Returns the output path.
     """
     fmt = format or infer_format(out)
     if fmt not in EXPORT_FORMATS:
@@ -143,20 +141,20 @@ def export_selection(data: Any, selection: pd.DataFrame | str | os.PathLike,
     for existing in (out, config_file):
         if (existing.exists() or existing.is_symlink()) and not overwrite:
             raise ExportError(f"{existing} already exists; pass overwrite=True (--force) to replace it")
-    table = _load(selection)
-    source = None if isinstance(selection, pd.DataFrame) else str(selection)
+    sel = _load(selection, data, check_fingerprint)
+    source = str(selection) if isinstance(selection, (str, os.PathLike)) else None
     if kind == "pairs":
-        frame = selected_pairs(data, table, pair_rule=pair_rule, keep_metadata=keep_metadata,
+        frame = selected_pairs(data, sel, pair_rule=pair_rule, keep_metadata=keep_metadata,
                                check_fingerprint=check_fingerprint)
     else:
-        frame = selected_completions(data, table, keep_metadata=keep_metadata,
+        frame = selected_completions(data, sel, keep_metadata=keep_metadata,
                                      check_fingerprint=check_fingerprint)
     config = {
-        "selection": selection_config(table),
+        "selection": {**sel.config, "data_fingerprint": sel.fingerprint},
         "selection_file": source,
         "export": {"format": fmt, "kind": kind, "n_rows": int(len(frame)),
                    "columns": list(frame.columns),
-                   "pair_rule": pair_rule if kind == "pairs" and "pair_index" in table.columns else None,
+                   "pair_rule": pair_rule if kind == "pairs" and sel.unit == "completion" else None,
                    "data_fingerprint": getattr(data, "fingerprint", None),
                    "data_source": getattr(data, "source", None),
                    "data_format": getattr(data, "format", None)},
@@ -177,26 +175,14 @@ def export_selection(data: Any, selection: pd.DataFrame | str | os.PathLike,
 
 
 # ------------------------------------------------------------------------------------ internals
-def _load(selection: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
-    if isinstance(selection, pd.DataFrame):
-        return selection
+def _load(selection: Selection | pd.DataFrame | str | os.PathLike, data: Any, check_fingerprint: bool) -> Selection:
+    """The selection, read and checked against ``data`` (one-line ExportError)."""
     try:
-        return read_selection(selection)
+        sel = Selection.coerce(selection)
+        sel.check_against(data, check_fingerprint=check_fingerprint, error=ExportError)
     except SelectionError as exc:
-        raise ExportError(str(exc)) from None
-
-
-def _check_against(data: Any, table: pd.DataFrame, check_fingerprint: bool) -> None:
-    config = selection_config(table)
-    stored = config.get("data_fingerprint")
-    if check_fingerprint and stored and stored != data.fingerprint:
-        raise ExportError(f"the selection was made on data with fingerprint {stored}, but this data has "
-                          f"fingerprint {data.fingerprint}; export the data the selection was made on")
-    n = data.n_pairs
-    column = "pair_index" if "pair_index" in table.columns else "index"
-    if len(table) and int(table[column].max()) >= n:
-        raise ExportError(f"the selection refers to pair {int(table[column].max())} but the data has "
-                          f"only {n} pairs (column {column!r})")
+        raise ExportError(str(exc), field="selection") from None
+    return sel
 
 
 def _write_file(frame: pd.DataFrame, out: Path, fmt: str, config_file: Path, config_text: str) -> None:

@@ -1,9 +1,9 @@
 """Selectors: which preference data to keep. ISA as published, and the baselines it was compared with.
 
-Every selector has one scikit-learn-style interface: configuration in the constructor (validated
-there), ``fit(X)`` → ``self``, ``score_samples(X)`` → one float per point where **higher = keep**,
-and ``select(X, k=None, fraction=None)`` → the *selection table* (a ``pandas.DataFrame``, one row
-per point, see :func:`selection_table_columns`). Same seed (same machine, same library versions) →
+Every selector is a scikit-learn estimator (``BaseEstimator``): configuration in the constructor
+(stored there, validated in ``fit``), ``fit(X)`` → ``self``, ``score_samples(X)`` → one float per point where **higher = keep**,
+and ``select(X, k=None, fraction=None)`` → a :class:`~alignscope.selection.Selection` (the table, one
+row per point, its config and the data fingerprint). Same seed (same machine, same library versions) →
 bitwise the same scores and the same subset.
 
 Methods (:data:`METHODS`):
@@ -33,74 +33,41 @@ Methods (:data:`METHODS`):
 
 Units. ISA as published treats every *completion* (prompt + one response) as a point: a preference
 pair gives two rows (``unit="completion"``, labels 1 = chosen, 0 = rejected); ``unit="pair"`` has one
-row per pair. :func:`pairs_from_completions` maps a completion-level selection to pairs for DPO with
-a documented rule (default ``"any"``: keep a pair when its chosen or its rejected completion is kept;
-ranked by the better of its two completion scores).
+row per pair. :meth:`Selection.pairs` / :meth:`Selection.pair_selection` map a completion-level
+selection to pairs for DPO with one of :data:`~alignscope.selection.PAIR_RULES` (default ``"any"``:
+keep a pair when its chosen or its rejected completion is kept; ranked by the better of its two
+completion scores).
 """
 from __future__ import annotations
 
-import json
+import inspect
 import math
 import os
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
 
-from alignscope.errors import AlignscopeError
-from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_array
+
+from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix, validate_data
+from alignscope.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable,
+                                  order_by_score, resolve_k)
 
 __all__ = [
-    "METHODS", "PAIR_RULES", "ISA_VARIANTS", "SelectionError", "Selector", "ISASelector",
+    "METHODS", "PAIR_RULES", "ISA_VARIANTS", "SelectionError", "Selection", "Selector", "ISASelector",
     "RandomSelector", "DensitySelector", "KCenterSelector", "AskLLMSelector", "make_selector",
-    "select", "resolve_k", "pairs_from_completions", "write_selection", "read_selection",
-    "selection_config", "isa_scale", "isa_probability", "isa_delta", "isa_entropy",
-    "isa_delta_leave_one_out", "ask_llm_texts", "selection_table_columns", "SELECTION_META_KEY",
+    "select", "resolve_k", "isa_scale", "isa_probability", "isa_delta", "isa_entropy",
+    "isa_delta_leave_one_out", "ask_llm_texts",
 ]
 
 METHODS = ("isa", "random", "density", "kcenter", "llm")
+# scikit-learn 1.6 renamed check_array's force_all_finite to ensure_all_finite
+_FINITE_KEYWORD = ("ensure_all_finite" if "ensure_all_finite" in inspect.signature(check_array).parameters
+                   else "force_all_finite")
 ISA_VARIANTS = ("published", "renormalised")
-# rule -> how a pair's score is made from its chosen/rejected completion scores
-PAIR_RULES = {
-    "any": "max",          # keep a pair when either completion is kept; rank by the better one
-    "both": "min",         # keep a pair only when both completions are kept; rank by the worse one
-    "mean": "mean",        # rank by the mean of the two scores (needs k or fraction)
-    "chosen": "chosen",    # the chosen completion decides
-    "rejected": "rejected",  # the rejected completion decides
-}
-SELECTION_META_KEY = b"alignscope.selection"
-SELECTION_FORMAT_VERSION = 1
-ISA_COLUMNS = ("loglik", "loglik_scaled", "delta", "component")
-
-
-class SelectionError(AlignscopeError):
-    """Bad selection input or a selection file that does not validate; one line naming what."""
-
-
-# ============================================================================== k and fraction
-def resolve_k(n: int, k: int | None = None, fraction: float | None = None) -> int:
-    """How many of ``n`` points to keep: exactly one of ``k`` (1 ≤ k ≤ n) or ``fraction`` in (0, 1].
-
-    A fraction keeps ``max(1, floor(fraction * n + 0.5))`` points (round half up).
-    """
-    if (k is None) == (fraction is None):
-        raise SelectionError("give exactly one of k (a count) or fraction (in (0, 1])")
-    if k is not None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise SelectionError(f"k must be an integer, got {k!r}")
-        if k < 1:
-            raise SelectionError(f"k must be >= 1, got {k}")
-        if k > n:
-            raise SelectionError(f"k={k} is larger than the number of points ({n})")
-        return int(k)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
-        raise SelectionError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    fraction = float(fraction)
-    if not (0.0 < fraction <= 1.0):
-        raise SelectionError(f"fraction must be in (0, 1], got {fraction}")
-    return max(1, min(n, int(math.floor(fraction * n + 0.5))))
 
 
 # ============================================================================== the ISA formulas
@@ -176,10 +143,38 @@ def isa_delta_leave_one_out(p: np.ndarray, *, exact: bool = True) -> np.ndarray:
 
 
 # ============================================================================== base class
-class Selector:
-    """Common interface. Subclasses set ``method`` and implement ``_fit`` / ``_score``.
+class Selector(BaseEstimator):
+    """Common interface, a scikit-learn estimator (``sklearn.base.BaseEstimator``).
 
-    ``_score(X)`` returns ``(scores (n,) float64, extra columns dict of (n,) arrays)``.
+    As scikit-learn requires, ``__init__`` only stores its keyword arguments (so ``get_params``,
+    ``set_params``, ``clone`` and parameter grids work); they are validated when ``fit`` runs (and by
+    :func:`make_selector`, so the CLI fails before any work), with a one-line
+    :class:`SelectionError`. Fitted state ends with ``_``. Subclasses set ``method`` and implement
+    ``_fit`` / ``_score``; ``_score(X)`` returns ``(scores (n,) float64, extra columns dict of (n,)
+    arrays)``.
+
+    Selectors are *rankers*, not predictors: ``fit(X)`` learns on the pool it will rank,
+    ``score_samples(X)`` gives one float per point (higher = keep, like a density's
+    ``score_samples``), ``select`` returns a :class:`~alignscope.selection.Selection`. Input goes
+    through scikit-learn's ``validate_data`` (2-D numeric, no sparse or complex input,
+    ``n_features_in_``), then alignscope's finiteness check that names the bad row.
+
+    scikit-learn's estimator checks (``check_estimator``) pass for ``isa``, ``random``,
+    ``density`` and ``kcenter`` (tests/test_selectors_sklearn.py runs them all), except two that
+    cannot apply to a ranker whose score is relative to the batch it scores:
+
+    * ``check_methods_subset_invariance`` (scoring rows in a batch must equal scoring them alone):
+      ISA min-max scales the log-likelihood over the batch (``l'``, as published), k-center scores
+      are distances to the centres greedily picked from that batch, density and random scores are
+      seeded draws taken in row order;
+    * ``check_methods_sample_order_invariance`` (permuting the rows permutes the scores): the
+      seeded draws of ``random``/``density`` and k-center's seeded first centre follow row
+      positions, which is what makes a selection reproducible bitwise (ISA's scores are per point
+      given the batch, so it passes).
+
+    ``llm`` (Ask-LLM) takes a list of texts, not a numeric ``X``, so the checks do not apply; it
+    supports ``clone``/``get_params``/``set_params`` like the others. The mixture ISA fits is
+    :class:`alignscope.gmm.GaussianMixture`, which passes scikit-learn's checks in full.
     """
 
     method: ClassVar[str] = ""
@@ -188,18 +183,17 @@ class Selector:
     score_on_fit: ClassVar[bool] = True  # False: scores are computed when first asked for
 
     def __init__(self, *, seed: int = 0):
-        self.seed = _check_seed(seed)
+        self.seed = seed
 
     # ---------------------------------------------------------------------------- public API
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-friendly), as stored in the selection config."""
-        import inspect
+    def _check_params(self) -> None:
+        """Validate the stored parameters (SelectionError naming the parameter)."""
+        _check_seed(self.seed)
 
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
-    def fit(self, X: Any, *, pair_index: Any = None, label: Any = None) -> "Selector":
-        """Fit on ``X`` (``(n, d)`` matrix; a list of ``n`` texts for ``llm``) and score it."""
+    def fit(self, X: Any, y: Any = None, *, pair_index: Any = None, label: Any = None) -> "Selector":
+        """Fit on ``X`` (``(n, d)`` matrix; a list of ``n`` texts for ``llm``) and score it.
+        ``y`` is ignored (scikit-learn's convention for unsupervised estimators)."""
+        self._check_params()
         X = self._check_input(X)
         self._pair_index, self._label = _check_pair_info(len(X), pair_index, label)
         self._fitted_X = X
@@ -222,13 +216,14 @@ class Selector:
         if X is None or X is self._fitted_X:
             self._ensure_scores()
             return self.scores_.copy()
-        scores, _ = self._score(self._check_input(X))
+        scores, _ = self._score(self._check_input(X, reset=False))
         return scores
 
     def select(self, X: Any = None, k: int | None = None, fraction: float | None = None, *,
-               pair_index: Any = None, label: Any = None) -> pd.DataFrame:
-        """Fit (unless ``X`` is None and the selector is fitted) and return the selection table
-        with the top ``k`` (or ``fraction``) points marked ``selected``."""
+               pair_index: Any = None, label: Any = None) -> Selection:
+        """Fit (unless ``X`` is None and the selector is fitted) and return the
+        :class:`~alignscope.selection.Selection` with the top ``k`` (or ``fraction``) points
+        marked ``selected``."""
         if X is not None:
             self.fit(X, pair_index=pair_index, label=label)
         self._require_fitted()
@@ -243,15 +238,14 @@ class Selector:
             "fraction": None if fraction is None else float(fraction),
             "n_points": int(self.n_points_),
             "n_selected": int(k_eff),
-            "seed": self.seed,
-            "options": _jsonable({k_: v for k_, v in self.get_params().items() if k_ != "seed"}),
+            "seed": int(self.seed),
+            "options": jsonable({k_: v for k_, v in self.get_params().items() if k_ != "seed"}),
             "unit": "completion" if self._label is not None else "pair",
             "score": self.score_meaning,
             "alignscope_version": _version(),
         }
         config.update(self._extra_config())
-        table.attrs["alignscope_selection"] = config
-        return table
+        return Selection(table, config)
 
     # ---------------------------------------------------------------------------- hooks
     def _fit(self, X: Any) -> None:
@@ -266,26 +260,31 @@ class Selector:
     def _selection_scores(self, k: int):
         """Scores, details and the rank order for a selection of ``k`` (kcenter needs ``k``)."""
         self._ensure_scores()
-        return self.scores_, self.details_, _order_by_score(self.scores_)
+        return self.scores_, self.details_, order_by_score(self.scores_)
 
     def _extra_config(self) -> dict[str, Any]:
         return {}
 
-    def _check_input(self, X: Any):
+    def _check_input(self, X: Any, *, reset: bool = True):
+        """scikit-learn's input check (``validate_data``: 2-D, numeric, not sparse or complex, at
+        least one row, ``n_features_in_`` set on fit and compared after), then alignscope's
+        finiteness check that names the first bad row; every message one line, as a SelectionError.
+        float32 stays float32 (no copy of a C-contiguous float32 matrix)."""
         if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
             X = X.matrix  # an alignscope.embed.Embeddings (duck-typed: no import of embed here)
-        try:
+        if type(X).__module__.startswith("torch"):
+            X = X.detach().cpu().numpy()
+        try:  # a TypeError (sparse input, an object that is no number) stays one, as scikit-learn has it
+            X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+                              **{_FINITE_KEYWORD: False})
             return check_matrix(X, min_rows=1)
-        except GMMError as exc:
-            raise SelectionError(str(exc)) from None
+        except ValueError as exc:  # scikit-learn's messages and GMMError
+            raise SelectionError(" ".join(part.strip() for part in str(exc).splitlines() if part.strip())) from None
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "n_points_"):
             raise SelectionError(f"this {type(self).__name__} is not fitted: call fit(X) or select(X, ...)")
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
 
 # ============================================================================== ISA
@@ -317,7 +316,25 @@ class ISASelector(Selector):
                  n_init: int = 1, max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
                  fit_sample: int | None = 100_000, refine_steps: int = 1, variant: str = "published",
                  backend: str = "torch", device: str = "auto", dtype: str = "auto"):
-        super().__init__(seed=seed)
+        self.covariance_type = covariance_type
+        self.pca_dim = pca_dim
+        self.seed = seed
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.fit_sample = fit_sample
+        self.refine_steps = refine_steps
+        self.variant = variant
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        covariance_type, variant, backend, pca_dim = self.covariance_type, self.variant, self.backend, self.pca_dim
+        n_init, max_iter, fit_sample, refine_steps = self.n_init, self.max_iter, self.fit_sample, self.refine_steps
+        tol, reg_covar = self.tol, self.reg_covar
         if covariance_type not in COVARIANCE_TYPES:
             raise SelectionError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
                                  f"got {covariance_type!r}")
@@ -338,23 +355,11 @@ class ISASelector(Selector):
             raise SelectionError(f"tol must be a number >= 0, got {tol!r}")
         if not isinstance(reg_covar, (int, float)) or reg_covar < 0:
             raise SelectionError(f"reg_covar must be a number >= 0, got {reg_covar!r}")
-        self.covariance_type = covariance_type
-        self.pca_dim = None if pca_dim is None else int(pca_dim)
-        self.n_init = int(n_init)
-        self.max_iter = int(max_iter)
-        self.tol = float(tol)
-        self.reg_covar = float(reg_covar)
-        self.fit_sample = None if fit_sample is None else int(fit_sample)
-        self.refine_steps = int(refine_steps)
-        self.variant = variant
-        self.backend = backend
-        self.device = device
-        self.dtype = dtype
 
     def _fit(self, X: np.ndarray) -> None:
         n, d = X.shape
         if n < 2:
-            raise SelectionError("ISA needs at least 2 points (it fits a 2-component mixture)")
+            raise SelectionError(f"ISA needs at least 2 points (it fits a 2-component mixture), got n_samples = {n}")
         if self.pca_dim is not None and self.pca_dim > d:
             raise SelectionError(f"pca_dim={self.pca_dim} is larger than the dimension ({d})")
         rng = np.random.default_rng(self.seed)
@@ -425,7 +430,7 @@ class RandomSelector(Selector):
     score_meaning = "seeded uniform draw in [0, 1)"
 
     def __init__(self, *, seed: int = 0):
-        super().__init__(seed=seed)
+        self.seed = seed
 
     def _score(self, X):
         return np.random.default_rng(self.seed).random(len(X)), {}
@@ -461,7 +466,19 @@ class DensitySelector(Selector):
     def __init__(self, *, seed: int = 0, kde: str = "lsh", n_hashes: int = 32, hash_concat: int = 2,
                  bandwidth: float = 1.0, sample_size: int = 4096, power: float = 1.0,
                  distance_sample: int = 2000):
-        super().__init__(seed=seed)
+        self.seed = seed
+        self.kde = kde
+        self.n_hashes = n_hashes
+        self.hash_concat = hash_concat
+        self.bandwidth = bandwidth
+        self.sample_size = sample_size
+        self.power = power
+        self.distance_sample = distance_sample
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        kde, n_hashes, hash_concat, bandwidth = self.kde, self.n_hashes, self.hash_concat, self.bandwidth
+        sample_size, power, distance_sample = self.sample_size, self.power, self.distance_sample
         if kde not in ("lsh", "gaussian"):
             raise SelectionError(f"kde must be 'lsh' or 'gaussian', got {kde!r}")
         for name, value in (("n_hashes", n_hashes), ("hash_concat", hash_concat),
@@ -470,13 +487,6 @@ class DensitySelector(Selector):
         for name, value in (("bandwidth", bandwidth), ("power", power)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise SelectionError(f"{name} must be a positive number, got {value!r}")
-        self.kde = kde
-        self.n_hashes = int(n_hashes)
-        self.hash_concat = int(hash_concat)
-        self.bandwidth = float(bandwidth)
-        self.sample_size = int(sample_size)
-        self.power = float(power)
-        self.distance_sample = int(distance_sample)
 
     def _fit(self, X: np.ndarray) -> None:
         n, d = X.shape
@@ -583,15 +593,18 @@ class KCenterSelector(Selector):
 
     def __init__(self, *, seed: int = 0, n_centers: int | None = None, pool_size: int = 2048,
                  flush_every: int = 256, device: str = "auto"):
-        super().__init__(seed=seed)
-        if n_centers is not None:
-            _check_positive_int("n_centers", n_centers)
-        _check_positive_int("pool_size", pool_size)
-        _check_positive_int("flush_every", flush_every)
-        self.n_centers = None if n_centers is None else int(n_centers)
-        self.pool_size = int(pool_size)
-        self.flush_every = int(flush_every)
+        self.seed = seed
+        self.n_centers = n_centers
+        self.pool_size = pool_size
+        self.flush_every = flush_every
         self.device = device
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.n_centers is not None:
+            _check_positive_int("n_centers", self.n_centers)
+        _check_positive_int("pool_size", self.pool_size)
+        _check_positive_int("flush_every", self.flush_every)
 
     def _fit(self, X):
         self._runs = {}
@@ -735,20 +748,25 @@ class AskLLMSelector(Selector):
     def __init__(self, *, model: str = "tiny", seed: int = 0, batch_size: int = 16,
                  max_length: int = 512, template: str = ASK_LLM_TEMPLATE, normalise: bool = False,
                  device: str | None = None, progress: bool = True):
-        super().__init__(seed=seed)
-        _check_positive_int("batch_size", batch_size)
-        _check_positive_int("max_length", max_length)
-        if "{example}" not in template:
-            raise SelectionError("the Ask-LLM template must contain '{example}'")
-        self.model = str(model)
-        self.batch_size = int(batch_size)
-        self.max_length = int(max_length)
+        self.model = model
+        self.seed = seed
+        self.batch_size = batch_size
+        self.max_length = max_length
         self.template = template
-        self.normalise = bool(normalise)
+        self.normalise = normalise
         self.device = device
-        self.progress = bool(progress)
+        self.progress = progress
 
-    def _check_input(self, X):
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.model, str) or not self.model:
+            raise SelectionError(f"model must be a model name or folder, got {self.model!r}")
+        _check_positive_int("batch_size", self.batch_size)
+        _check_positive_int("max_length", self.max_length)
+        if not isinstance(self.template, str) or "{example}" not in self.template:
+            raise SelectionError("the Ask-LLM template must contain '{example}'")
+
+    def _check_input(self, X, *, reset: bool = True):
         if isinstance(X, (str, bytes)) or not hasattr(X, "__iter__"):
             raise SelectionError("the llm selector takes a list of example texts")
         texts = list(X)
@@ -849,25 +867,27 @@ _SELECTORS: dict[str, type[Selector]] = {
 
 
 def make_selector(method: str, *, seed: int = 0, **options: Any) -> Selector:
-    """The selector for ``method`` with its options (unknown method/option → SelectionError)."""
+    """The selector for ``method`` with its options, validated now (unknown method/option or a bad
+    value → SelectionError)."""
     cls = _SELECTORS.get(method)
     if cls is None:
         raise SelectionError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
-    try:
-        return cls(seed=seed, **options)
-    except TypeError as exc:
-        import inspect
-
-        allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "seed")]
-        raise SelectionError(f"bad option for method {method!r} ({exc}); options are: "
-                             f"{', '.join(allowed)}") from None
+    allowed = [p for p in cls._get_param_names() if p != "seed"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise SelectionError(f"bad option for method {method!r} ({', '.join(unknown)}); options are: "
+                             f"{', '.join(allowed)}")
+    selector = cls(seed=seed, **options)
+    selector._check_params()  # up front, so a command fails before any embedding or model load
+    return selector
 
 
 def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float | None = None,
            seed: int = 0, pair_index: Any = None, label: Any = None, unit: str | None = None,
            data_fingerprint: str | None = None, encoder: str | None = None,
-           **options: Any) -> pd.DataFrame:
-    """Select with ``method`` and return the selection table (config in ``table.attrs``).
+           **options: Any) -> Selection:
+    """Select with ``method`` and return the :class:`~alignscope.selection.Selection` (table,
+    config, and the data fingerprint when known).
 
     ``X``: an ``(n, d)`` float matrix (e.g. a raw ``.npy``), an ``alignscope.embed.Embeddings``
     (its ``pair_index``, ``label``, ``unit``, encoder and fingerprint are used), or for
@@ -896,199 +916,10 @@ def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float
     if unit == "completion" and label is None:
         raise SelectionError("unit='completion' with pair_index needs label too (1 chosen, 0 rejected)")
     selector = make_selector(method, seed=seed, **options)
-    table = selector.select(X, k=k, fraction=fraction, pair_index=pair_index, label=label)
-    config = table.attrs["alignscope_selection"]
-    config["data_fingerprint"] = data_fingerprint
-    config["encoder"] = encoder
-    return table
-
-
-# ============================================================================== pair mapping
-def pairs_from_completions(table: pd.DataFrame, rule: str = "any", *, k: int | None = None,
-                           fraction: float | None = None) -> pd.DataFrame:
-    """Map a completion-level selection to pairs (for DPO).
-
-    Each pair's score combines its chosen and rejected completion scores by the rule:
-    ``any`` → max, ``both`` → min, ``mean``, ``chosen`` or ``rejected`` alone (:data:`PAIR_RULES`).
-    Without ``k``/``fraction`` the completion-level ``selected`` flags decide: ``any`` keeps a pair
-    when either completion is selected, ``both`` when both are, ``chosen``/``rejected`` when that
-    one is (``mean`` needs ``k`` or ``fraction``). With ``k``/``fraction`` the top pairs by the
-    combined score are kept. For the published ISA this default keeps every pair that contains one
-    of the rarest completions.
-
-    Returns a pair-level table: ``index`` (pair), ``score``, ``selected``, ``rank``,
-    ``chosen_score``, ``rejected_score``, ``chosen_selected``, ``rejected_selected``.
-    """
-    if rule not in PAIR_RULES:
-        raise SelectionError(f"pair rule must be one of {', '.join(PAIR_RULES)}; got {rule!r}")
-    if "pair_index" not in table.columns or "label" not in table.columns:
-        raise SelectionError("pairs_from_completions needs a completion-level table (pair_index, label)")
-    config = dict(table.attrs.get("alignscope_selection", {}))
-    pair_ids = np.unique(table["pair_index"].to_numpy())
-    pos = np.searchsorted(pair_ids, table["pair_index"].to_numpy())
-    m = len(pair_ids)
-    chosen_score = np.full(m, np.nan)
-    rejected_score = np.full(m, np.nan)
-    chosen_sel = np.zeros(m, dtype=bool)
-    rejected_sel = np.zeros(m, dtype=bool)
-    lab = table["label"].to_numpy().astype(np.int64)
-    score = table["score"].to_numpy(dtype=np.float64)
-    sel = table["selected"].to_numpy(dtype=bool)
-    for value, s_arr, f_arr in ((1, chosen_score, chosen_sel), (0, rejected_score, rejected_sel)):
-        rows = lab == value
-        if np.bincount(pos[rows], minlength=m).max(initial=0) > 1:
-            raise SelectionError("a pair has two completions with the same label")
-        s_arr[pos[rows]] = score[rows]
-        f_arr[pos[rows]] = sel[rows]
-    has_c, has_r = ~np.isnan(chosen_score), ~np.isnan(rejected_score)
-    how = PAIR_RULES[rule]
-    with np.errstate(invalid="ignore"):
-        if how == "max":
-            combined = np.fmax(chosen_score, rejected_score)
-        elif how == "min":
-            combined = np.where(has_c & has_r, np.fmin(chosen_score, rejected_score), -np.inf)
-        elif how == "mean":
-            combined = np.where(has_c & has_r, (chosen_score + rejected_score) / 2, -np.inf)
-        elif how == "chosen":
-            combined = np.where(has_c, chosen_score, -np.inf)
-        else:
-            combined = np.where(has_r, rejected_score, -np.inf)
-    combined = np.where(np.isnan(combined), -np.inf, combined)
-    order = _order_by_score(combined)
-    if k is None and fraction is None:
-        if rule == "mean":
-            raise SelectionError("pair rule 'mean' has no set-based form: give k or fraction")
-        flags = {"any": chosen_sel | rejected_sel, "both": chosen_sel & rejected_sel,
-                 "chosen": chosen_sel, "rejected": rejected_sel}[rule]
-        n_keep = int(flags.sum())
-    else:
-        n_keep = resolve_k(m, k, fraction)
-        flags = np.zeros(m, dtype=bool)
-        flags[order[:n_keep]] = True
-    rank = np.empty(m, dtype=np.int64)
-    rank[order] = np.arange(1, m + 1)
-    out = pd.DataFrame({
-        "index": pair_ids.astype(np.int64), "score": combined, "selected": flags, "rank": rank,
-        "chosen_score": chosen_score, "rejected_score": rejected_score,
-        "chosen_selected": chosen_sel, "rejected_selected": rejected_sel,
-    })
-    config.update(unit="pair", from_unit="completion", pair_rule=rule, n_points=m,
-                  n_selected=n_keep, k=n_keep if (k is not None or fraction is not None) else None,
-                  pair_k_requested=None if k is None else int(k),
-                  pair_fraction=None if fraction is None else float(fraction))
-    out.attrs["alignscope_selection"] = config
-    return out
-
-
-# ============================================================================== parquet I/O
-def selection_config(table: pd.DataFrame) -> dict[str, Any]:
-    """The selection config stored with a table (``{}`` when it has none)."""
-    return dict(table.attrs.get("alignscope_selection", {}))
-
-
-def write_selection(table: pd.DataFrame, path: str | os.PathLike,
-                    config: dict[str, Any] | None = None) -> Path:
-    """Write a selection table to parquet atomically, its config in the schema metadata
-    (key ``alignscope.selection``, JSON)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from alignscope.files import atomic_path
-
-    path = Path(path)
-    _validate_table(table, str(path))
-    config = selection_config(table) if config is None else dict(config)
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    metadata = dict(arrow.schema.metadata or {})
-    metadata[SELECTION_META_KEY] = json.dumps(_jsonable(config), sort_keys=True).encode("utf-8")
-    arrow = arrow.replace_schema_metadata(metadata)
-    with atomic_path(path) as tmp:
-        pq.write_table(arrow, tmp)
-    return path
-
-
-def read_selection(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a selection parquet back (config in ``table.attrs["alignscope_selection"]``),
-    validating required columns and their types; errors are one line naming file and column."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.exists():
-        raise SelectionError(f"{path}: no such selection file")
-    try:
-        arrow = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for non-parquet input
-        raise SelectionError(f"{path}: not a parquet file ({type(exc).__name__})") from None
-    raw = (arrow.schema.metadata or {}).get(SELECTION_META_KEY)
-    config: dict[str, Any] = {}
-    if raw is not None:
-        try:
-            config = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            raise SelectionError(f"{path}: the stored selection config is not valid JSON") from None
-    table = arrow.to_pandas()
-    table.attrs["alignscope_selection"] = config
-    # ISA's own columns are required of the table ISA produced, not of a derived pair table.
-    method = None if config.get("from_unit") else config.get("method")
-    _validate_table(table, str(path), method=method)
-    return table
-
-
-def selection_table_columns(method: str | None = None, unit: str = "pair") -> list[str]:
-    """Required columns of a selection table for ``method`` and ``unit``."""
-    cols = ["index", "score", "selected", "rank"]
-    if unit == "completion":
-        cols += ["pair_index", "label"]
-    if method == "isa":
-        cols += list(ISA_COLUMNS)
-    return cols
-
-
-def _validate_table(table: pd.DataFrame, where: str, method: str | None = None) -> None:
-    def fail(column: str, what: str):
-        raise SelectionError(f"{where}: column {column!r} {what}")
-
-    for column in ("index", "score", "selected", "rank"):
-        if column not in table.columns:
-            fail(column, "is missing (a selection needs index, score, selected, rank)")
-    kinds = {"index": "iu", "rank": "iu", "selected": "b", "score": "f"}
-    for column, allowed in kinds.items():
-        if table[column].dtype.kind not in allowed:
-            fail(column, f"must be {_kind_name(allowed)}, got {table[column].dtype}")
-    n = len(table)
-    index = table["index"].to_numpy()
-    if n and (index.min() < 0 or len(np.unique(index)) != n):
-        fail("index", "must hold distinct non-negative row numbers")
-    rank = table["rank"].to_numpy()
-    if n and not np.array_equal(np.sort(rank), np.arange(1, n + 1)):
-        fail("rank", "must be a permutation of 1..n")
-    if np.isnan(table["score"].to_numpy(dtype=np.float64)).any():
-        fail("score", "contains NaN")
-    if ("pair_index" in table.columns) != ("label" in table.columns):
-        fail("label" if "pair_index" in table.columns else "pair_index",
-             "is missing (completion-level tables need both pair_index and label)")
-    if "pair_index" in table.columns:
-        if table["pair_index"].dtype.kind not in "iu":
-            fail("pair_index", f"must be integer, got {table['pair_index'].dtype}")
-        if n and table["pair_index"].min() < 0:
-            fail("pair_index", "must be non-negative")
-        if table["label"].dtype.kind not in "iub":
-            fail("label", f"must be integer 0/1, got {table['label'].dtype}")
-        if not np.isin(table["label"].to_numpy().astype(np.int64), (0, 1)).all():
-            fail("label", "must hold only 0 (rejected) and 1 (chosen)")
-    if method == "isa":
-        for column in ISA_COLUMNS:
-            if column not in table.columns:
-                fail(column, "is missing (an ISA selection records loglik, loglik_scaled, delta, component)")
-        for column in ("loglik", "loglik_scaled", "delta"):
-            if table[column].dtype.kind != "f":
-                fail(column, f"must be float, got {table[column].dtype}")
-        if table["component"].dtype.kind not in "iu":
-            fail("component", f"must be integer, got {table['component'].dtype}")
-
-
-def _kind_name(kinds: str) -> str:
-    return {"iu": "integer", "b": "boolean", "f": "float"}.get(kinds, kinds)
+    selection = selector.select(X, k=k, fraction=fraction, pair_index=pair_index, label=label)
+    selection.config["encoder"] = encoder
+    selection.fingerprint = data_fingerprint
+    return selection
 
 
 # ============================================================================== helpers
@@ -1106,11 +937,6 @@ def _build_table(scores, order, k, details, pair_index, label) -> pd.DataFrame:
     columns.update(score=np.asarray(scores, dtype=np.float64), selected=rank <= k, rank=rank)
     columns.update(details)
     return pd.DataFrame(columns)
-
-
-def _order_by_score(scores: np.ndarray) -> np.ndarray:
-    """Indices by score descending; ties by index ascending (deterministic)."""
-    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
 
 
 def _check_pair_info(n: int, pair_index: Any, label: Any):
@@ -1155,20 +981,6 @@ def _first_attr(obj: Any, names: Sequence[str]):
         if isinstance(value, str):
             return value
     return None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def _version() -> str:

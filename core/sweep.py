@@ -41,6 +41,7 @@ import numpy as np
 from alignscope.errors import AlignscopeError
 from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
 from alignscope.metrics import LOWER_IS_BETTER, METRICS, resampled_metric
+from alignscope.selection import Selection
 from alignscope.train_config import TrainConfig, TrainError, train_config
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
@@ -206,20 +207,13 @@ def pair_count(fraction: float, n_pool: int) -> int:
     return max(1, min(n_pool, int(round(float(fraction) * n_pool))))
 
 
-def training_pairs_table(table: pd.DataFrame, test_pairs: np.ndarray, n_pairs: int, k_pairs: int) -> pd.DataFrame:
+def training_pairs_table(selection: Selection, test_pairs: np.ndarray, n_pairs: int, k_pairs: int) -> Selection:
     """A pair-level selection table that keeps EXACTLY ``k_pairs`` training pairs: the selector's
     ranking turned into pairs (a completion-level ranking through the ``any`` rule: a pair ranks by
     its better completion; pairs the selector selected come first), held-out pairs never selected.
     So every method of a sweep trains on the same number of pairs at each fraction."""
-    from alignscope.select import pairs_from_completions
-
-    if "pair_index" in table.columns:
-        pairs = pairs_from_completions(table, "any")
-        picked_first = (pairs["chosen_selected"] | pairs["rejected_selected"]).to_numpy()
-    else:
-        pairs = table.copy()
-        picked_first = pairs["selected"].to_numpy(dtype=bool)
-    pairs = pairs.reset_index(drop=True)
+    pair_sel = selection.pair_selection("any")
+    pairs, picked_first = pair_sel.table, pair_sel.selected
     index = pairs["index"].to_numpy(dtype=np.int64)
     in_pool = ~np.isin(index, test_pairs)
     order = np.lexsort((pairs["rank"].to_numpy(), ~picked_first))
@@ -230,11 +224,10 @@ def training_pairs_table(table: pd.DataFrame, test_pairs: np.ndarray, n_pairs: i
     selected[order[:k_pairs]] = True
     out = pd.DataFrame({"index": index, "score": pairs["score"].to_numpy(dtype=np.float64), "selected": selected,
                         "rank": pairs["rank"].to_numpy(dtype=np.int64)})
-    config = dict(table.attrs.get("alignscope_selection", {}))
-    config.update(unit="pair", from_unit=config.get("unit"), pair_rule="any", n_points=int(len(out)),
+    config = dict(selection.config)
+    config.update(unit="pair", from_unit=selection.unit, pair_rule="any", n_points=int(len(out)),
                   n_selected=int(k_pairs), k=int(k_pairs), sweep_equal_pairs=True)
-    out.attrs["alignscope_selection"] = config
-    return out
+    return Selection(out, config, selection.fingerprint)
 
 
 def _selection_size(fraction: float, n_points: int, n_test: int, unit: str) -> int:
@@ -264,15 +257,13 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
     k_pairs = pair_count(point["fraction"], len(data) - len(test_pairs))
     selection_path = None
     if point["method"] == CLEAN_METHOD:
-        from alignscope.select import write_selection
-
         report(progress=0.3, message=f"the audit's clean pairs first, {k_pairs:,} training pairs")
         selection_path = run_dir / "selection.parquet"
         table = clean_ranking(Path(config["sweep_dir"]) / AUDIT_FILE, int(point["seed"]), data.fingerprint)
-        write_selection(training_pairs_table(table, test_pairs, len(data), k_pairs), selection_path)
+        training_pairs_table(table, test_pairs, len(data), k_pairs).write(selection_path)
     elif point["method"] != "all":
         from alignscope.embed import embed
-        from alignscope.select import select, write_selection
+        from alignscope.select import select
 
         report(progress=0.1, message="embedding (cached)")
         embeddings = embed(data, encoder=sweep.encoder, unit=sweep.unit, progress=False)
@@ -280,7 +271,7 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
         table = select(embeddings, point["method"], seed=int(point["seed"]),
                        k=_selection_size(point["fraction"], len(embeddings), len(test_pairs), sweep.unit))
         selection_path = run_dir / "selection.parquet"
-        write_selection(training_pairs_table(table, test_pairs, len(data), k_pairs), selection_path)
+        training_pairs_table(table, test_pairs, len(data), k_pairs).write(selection_path)
     report(progress=0.5, message=f"evaluating with {sweep.evaluator}")
     if sweep.evaluator == "probe":
         from alignscope.evaluate import eval_probe
@@ -328,7 +319,7 @@ def audit_training_pool(data, config: SweepConfig, path: Path) -> None:
         table.to_parquet(tmp, index=False)
 
 
-def clean_ranking(audit_path: Path, seed: int, fingerprint: str) -> pd.DataFrame:
+def clean_ranking(audit_path: Path, seed: int, fingerprint: str) -> Selection:
     """A pair ranking for the ``clean`` method: the pairs without an audit flag in a seeded random
     order, then the flagged ones (used only when the fraction asks for more than the clean pairs)."""
     from alignscope.audit import FLAGS
@@ -342,10 +333,8 @@ def clean_ranking(audit_path: Path, seed: int, fingerprint: str) -> pd.DataFrame
     rank[np.lexsort((order, flagged))] = np.arange(1, len(table) + 1)
     out = pd.DataFrame({"index": table["index"].to_numpy(dtype=np.int64), "score": (~flagged).astype(float),
                         "selected": ~flagged, "rank": rank})
-    out.attrs["alignscope_selection"] = {"method": CLEAN_METHOD, "unit": "pair", "seed": int(seed),
-                                         "data_fingerprint": fingerprint, "n_flagged": int(flagged.sum()),
-                                         "options": {"drop": list(FLAGS)}}
-    return out
+    return Selection(out, {"method": CLEAN_METHOD, "unit": "pair", "seed": int(seed), "n_flagged": int(flagged.sum()),
+                           "options": {"drop": list(FLAGS)}}, fingerprint)
 
 
 def metric_baseline(result: Mapping[str, Any], metric: str) -> float | None:

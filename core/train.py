@@ -72,7 +72,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
+from alignscope.files import append_jsonl, read_jsonl, write_json
 from alignscope.metrics import describe_scores
 
 __all__ = ["METRIC_KEYS", "CHECKPOINTS_LOG", "WARNINGS_FILE", "SamsDPOTrainer", "checkpoint_steps", "normalise_metrics",
@@ -593,18 +593,9 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
 
 
 def _write_selection_copy(path: Path, tset: TrainingSet) -> None:
-    """The selection as used (with ``in_test``/``trained``), keeping its config so that it can be
-    read back with :func:`alignscope.select.read_selection` when it is a full selection table."""
-    if tset.level != "all":
-        try:
-            from alignscope.select import write_selection
-
-            write_selection(tset.table, path, config=tset.info.get("meta") or {})
-            return
-        except Exception:  # noqa: BLE001 - not a complete selection table (a hand-made DataFrame)
-            pass
-    with atomic_path(path) as tmp:
-        tset.table.to_parquet(tmp, index=False)
+    """The selection as used (with ``in_test``/``trained``), config and fingerprint kept, readable
+    with :meth:`alignscope.selection.Selection.read`."""
+    tset.write_selection(path)
 
 
 def _kto_weights(config: TrainConfig, n_desirable: int | None, n_undesirable: int | None) -> dict[str, float]:

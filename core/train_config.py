@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from alignscope.errors import AlignscopeError
+from alignscope.selection import PAIR_RULES  # defined once, with the reason `mean` is not a rule
 
 __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR", "DEFAULT_LR_OTHER", "TrainError",
            "TrainConfig", "DPOTrainConfig", "KTOTrainConfig", "DPOSamsTrainConfig", "CONFIG_CLASSES", "base_method",
@@ -25,7 +26,6 @@ __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR
 METHODS = ("dpo", "kto", "dpo-sams")
 SAMS_LOG = "sams.jsonl"  # per-step scheduler log of dpo-sams runs
 SAMS_INDEX_COLUMN = "sams_index"  # data index of each training pair, carried through TRL's collator
-PAIR_RULES = ("any", "both", "chosen", "rejected")  # as alignscope.select.pairs_from_completions
 # Learning rate when the config leaves it unset: the random-init `tiny` model needs big steps to
 # move at all in a few dozen updates; real models use a usual DPO/KTO rate.
 DEFAULT_LR = {"tiny": 1e-4}

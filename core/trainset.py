@@ -2,10 +2,10 @@
 
 * :func:`split_pairs`: the seeded held-out split of ALL pairs (every selection of one data set is
   scored on the same pairs);
-* :func:`read_selection_table` / :func:`training_set`: a selection (parquet or table) checked
-  against the data and turned into training rows (one per pair for DPO, one per completion for
-  KTO) by the pair rule, minus the held-out pairs; every check fails with a one-line
-  :class:`~alignscope.train_config.TrainError`;
+* :func:`read_selection_table` / :func:`training_set`: a selection (parquet, Selection or table)
+  checked against the data (:meth:`Selection.check_against`) and turned into training rows (one
+  per pair for DPO, one per completion for KTO) by the pair rule (:meth:`Selection.pairs`), minus
+  the held-out pairs; every check fails with a one-line :class:`~alignscope.train_config.TrainError`;
 * :func:`flipped_pairs`: the training pairs a ``label_noise`` run swaps.
 """
 from __future__ import annotations
@@ -14,15 +14,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
+from alignscope.selection import Selection, SelectionError
 from alignscope.train_config import METHODS, PAIR_RULES, TrainError
 
-__all__ = ["EvaluationError", "split_pairs", "read_selection_table", "selection_fingerprint", "TrainingSet",
+__all__ = ["EvaluationError", "split_pairs", "read_selection_table", "TrainingSet",
            "training_set", "flipped_pairs"]
 
 
@@ -51,95 +52,26 @@ def split_pairs(n_pairs: int, test_fraction: float = 0.2, seed: int = 0) -> tupl
     return np.sort(order[n_test:]).astype(np.int64), np.sort(order[:n_test]).astype(np.int64)
 
 # --------------------------------------------------------------------------------- selections
-def read_selection_table(selection: Any) -> tuple[pd.DataFrame, dict[str, Any], str | None]:
-    """``(table, config, path)`` from a selection parquet path or a selection table (DataFrame).
-
-    Files are read with :func:`alignscope.select.read_selection` (which validates them; its one-line
-    error becomes a :class:`TrainError`); the selection's own config is the table's
-    ``attrs["alignscope_selection"]`` (for other parquet files: the schema's key-value metadata).
-    """
+def read_selection_table(selection: Any) -> tuple[Selection, str | None]:
+    """``(selection, path)`` from a selection parquet path, a :class:`Selection` or a selection
+    table (DataFrame); every problem is a one-line :class:`TrainError`."""
     path: str | None = None
-    extra: dict[str, Any] = {}
     if isinstance(selection, (str, os.PathLike)):
-        file = Path(selection).expanduser()
-        path = str(file)
-        if not file.is_file():
-            raise TrainError(f"selection file {path!r} does not exist")
-        reader = _select_reader()
-        try:
-            table = reader(file) if reader is not None else pd.read_parquet(file)
-        except Exception as exc:  # alignscope.select's SelectionError, or pyarrow on a non-parquet file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrainError(first[:300] if path in first else f"cannot read selection {path!r}: {first[:200]}") from None
-        extra = _parquet_meta(file)
-    elif isinstance(selection, pd.DataFrame):
-        table = selection
-    else:
-        raise TrainError(f"cannot use a {type(selection).__name__} as a selection: give a selection parquet path or a DataFrame")
-    config = table.attrs.get("alignscope_selection") if isinstance(table.attrs, Mapping) else None
-    if isinstance(config, Mapping) and config:
-        meta = jsonable(dict(config))
-    else:
-        meta = jsonable({**dict(table.attrs), **extra})
-    return table.reset_index(drop=True), meta, path
-
-
-def _select_reader():
+        path = str(Path(selection).expanduser())
+        if not Path(path).is_file():
+            raise TrainError(f"selection file {path!r} does not exist", field="selection")
+    elif not isinstance(selection, (Selection, pd.DataFrame)):
+        raise TrainError(f"cannot use a {type(selection).__name__} as a selection: give a selection parquet path, "
+                         "a Selection or a DataFrame", field="selection")
     try:
-        from alignscope.select import read_selection
-    except Exception:  # the selection module may be absent or broken: plain parquet still works
-        return None
-    return read_selection
-
-
-def _parquet_meta(file: Path) -> dict[str, Any]:
-    try:
-        import pyarrow.parquet as pq
-
-        raw = pq.read_schema(file).metadata or {}
-    except Exception:
-        return {}
-    found: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key.decode("utf-8", "replace")
-        if name in ("pandas", "ARROW:schema"):
-            continue
-        text = value.decode("utf-8", "replace")
-        try:
-            found[name] = json.loads(text)
-        except ValueError:
-            found[name] = text
-    return found
+        return Selection.coerce(selection), path
+    except SelectionError as exc:
+        raise TrainError(str(exc), field="selection") from None
 
 
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON types (anything else as its str)."""
     return json.loads(json.dumps(value, default=str))
-
-
-def _find_key(obj: Any, name: str, depth: int = 0) -> Any:
-    """The first non-empty string value of ``name`` in nested dicts (this level first)."""
-    if depth > 6 or not isinstance(obj, Mapping):
-        return None
-    if isinstance(obj.get(name), str) and obj[name]:
-        return obj[name]
-    for value in obj.values():
-        found = _find_key(value, name, depth + 1)
-        if found is not None:
-            return found
-    return None
-
-
-def selection_fingerprint(table: pd.DataFrame, meta: Mapping[str, Any]) -> str | None:
-    """The data fingerprint a selection was made on, when it recorded one (alignscope.select keeps
-    it as ``data_fingerprint`` in the table's config)."""
-    found = _find_key(meta, "data_fingerprint") or _find_key(meta, "fingerprint")
-    if found is None:
-        for column in ("data_fingerprint", "fingerprint"):
-            if column in table.columns and table[column].nunique(dropna=True) == 1:
-                found = table[column].dropna().iloc[0]
-                break
-    return None if found is None else str(found)
 
 
 @dataclass
@@ -159,10 +91,16 @@ class TrainingSet:
     n_selected: int
     n_selected_in_test: int
     info: dict[str, Any] = field(default_factory=dict)
+    selection: Selection | None = None
 
     @property
     def pairs(self) -> np.ndarray:
         return np.unique(self.rows["pair"].to_numpy(dtype=np.int64))
+
+    def write_selection(self, path: str | os.PathLike) -> Path:
+        """The selection as used (``table``, with ``in_test``/``trained``/``flipped``), its config and
+        fingerprint kept: a selection file :meth:`Selection.read` reads back."""
+        return self.selection.replace(table=self.table).write(path)
 
 
 def training_set(data: Any, selection: Any = None, *, method: str = "dpo", test_fraction: float = 0.2,
@@ -187,29 +125,17 @@ def training_set(data: Any, selection: Any = None, *, method: str = "dpo", test_
     info: dict[str, Any] = {"pair_rule": pair_rule}
 
     if selection is None:
-        table = pd.DataFrame({"index": np.arange(n, dtype=np.int64), "selected": True})
-        level, meta, path = "all", {}, None
+        sel = Selection.from_frame(pd.DataFrame({"index": np.arange(n, dtype=np.int64), "selected": True}),
+                                   {"method": "all"}, data.fingerprint)
+        level, path = "all", None
     else:
-        table, meta, path = read_selection_table(selection)
-        name = repr(path) if path else "the selection"
-        missing = [c for c in ("index", "selected") if c not in table.columns]
-        if missing:
-            raise TrainError(f"{name} has no {' or '.join(repr(c) for c in missing)} column: not an alignscope selection table")
-        recorded = selection_fingerprint(table, meta)
-        if recorded is not None and recorded != data.fingerprint:
-            raise TrainError(f"{name} was made on data with fingerprint {recorded}, but this data has fingerprint "
-                             f"{data.fingerprint}: select again on this data")
-        level = "completion" if {"pair_index", "label"} <= set(table.columns) else "pair"
-        info.update(path=path, fingerprint=recorded, meta=jsonable(meta))
-    pair_col = "pair_index" if level == "completion" else "index"
-    try:
-        pairs_all = table[pair_col].to_numpy(dtype=np.int64)
-        selected = table["selected"].fillna(False).to_numpy(dtype=bool)
-    except (TypeError, ValueError) as exc:
-        raise TrainError(f"selection columns {pair_col!r}/'selected' are not integers/booleans: {exc}") from None
-    if len(pairs_all) and (pairs_all.min() < 0 or pairs_all.max() >= n):
-        bad = int(pairs_all.max() if pairs_all.max() >= n else pairs_all.min())
-        raise TrainError(f"the selection refers to pair {bad}, but the data has {n} pairs: it was made on other data")
+        sel, path = read_selection_table(selection)
+        sel.check_against(data, error=TrainError, name=repr(path) if path else None)
+        level = sel.unit
+        info.update(path=path, fingerprint=sel.fingerprint, meta=jsonable(sel.config))
+    table = sel.table
+    pairs_all = table["pair_index" if level == "completion" else "index"].to_numpy(dtype=np.int64)
+    selected = sel.selected
     n_selected = int(selected.sum())
     if n_selected == 0:
         raise TrainError("the selection is empty: it selects no rows (choose a larger fraction or k)")
@@ -220,41 +146,28 @@ def training_set(data: Any, selection: Any = None, *, method: str = "dpo", test_
         raise TrainError(f"all {n_selected} selected rows belong to held-out test pairs; nothing is left to train on "
                          f"(use a larger selection or a smaller test_fraction)")
 
-    if level == "completion":
+    if level == "completion" and method == "kto":
         labels = table["label"].to_numpy(dtype=np.int64)
-        if not np.isin(labels, (0, 1)).all():
-            raise TrainError("a completion-level selection's 'label' must be 1 (chosen) or 0 (rejected)")
-        chosen_sel = np.zeros(n, dtype=bool)
-        rejected_sel = np.zeros(n, dtype=bool)
-        chosen_sel[pairs_all[keep & (labels == 1)]] = True
-        rejected_sel[pairs_all[keep & (labels == 0)]] = True
-        if method == "kto":
-            rows = pd.DataFrame({"pair": pairs_all[keep], "label": labels[keep]}).drop_duplicates()
-            trained = keep
-        else:
-            pair_mask = {"any": chosen_sel | rejected_sel, "both": chosen_sel & rejected_sel,
-                         "chosen": chosen_sel, "rejected": rejected_sel}[pair_rule]
-            pair_ids = np.flatnonzero(pair_mask)
-            if len(pair_ids) == 0:
-                raise TrainError(f"no training pair satisfies pair_rule={pair_rule!r} for this completion-level "
-                                 "selection; use pair_rule='any'")
-            rows = pd.DataFrame({"pair": pair_ids})
-            trained = pair_mask[pairs_all] & ~in_test
+        rows = pd.DataFrame({"pair": pairs_all[keep], "label": labels[keep]}).drop_duplicates()
+        trained = keep
     else:
-        pair_ids = np.unique(pairs_all[keep])
-        if method == "kto":
+        pair_ids = np.setdiff1d(sel.pairs(pair_rule), test_pairs)
+        if len(pair_ids) == 0:
+            raise TrainError(f"no training pair satisfies pair_rule={pair_rule!r} for this completion-level "
+                             "selection; use pair_rule='any'")
+        if method == "kto":  # a pair-level selection gives both completions of every kept pair
             rows = pd.DataFrame({"pair": np.concatenate([pair_ids, pair_ids]),
                                  "label": np.concatenate([np.ones(len(pair_ids), np.int64),
                                                           np.zeros(len(pair_ids), np.int64)])})
         else:
             rows = pd.DataFrame({"pair": pair_ids})
-        trained = keep
+        trained = np.isin(pairs_all, pair_ids)
     rows = rows.sort_values(list(rows.columns)).reset_index(drop=True)
     out = table.copy()
     out["in_test"] = in_test
     out["trained"] = trained
     return TrainingSet(method=method, rows=rows, table=out, level=level, test_pairs=test_pairs,
-                       n_selected=n_selected, n_selected_in_test=n_selected_in_test, info=info)
+                       n_selected=n_selected, n_selected_in_test=n_selected_in_test, info=info, selection=sel)
 
 def flipped_pairs(train_pairs: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """The sorted training pairs whose labels ``label_noise`` swaps: round(fraction · n) of them,

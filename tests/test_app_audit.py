@@ -4,7 +4,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from alignscope.jobs import JobStore
-from alignscope.select import read_selection
+from alignscope.selection import Selection
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -58,8 +58,8 @@ def test_audit_page_flags_shows_pairs_and_sets_the_clean_selection(tmp_path, mon
     at.button(key="audit_use").click().run()
     assert not at.exception
     active = at.session_state["alignscope_selection"]
-    selection = read_selection(active["path"])
-    assert selection.attrs["alignscope_selection"]["method"] == "clean"
+    selection = Selection.read(active["path"])
+    assert selection.config["method"] == "clean"
     assert int(selection["selected"].sum()) == active["n_selected"] == 120 - int(
         (selection[["suspect_flip", "is_duplicate", "is_outlier", "identical"]].any(axis=1)).sum())
     at.switch_page("views/map.py").run()

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from alignscope.jobs import JobStore
-from alignscope.select import read_selection
+from alignscope.selection import Selection
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -88,8 +88,8 @@ def test_use_for_training_and_export_inside_the_data_root(app):
     at.button(key="select_use").click().run()
     assert any("is the active selection" in s.value for s in at.success)
     active = at.session_state["alignscope_selection"]
-    table = read_selection(active["path"])
-    assert table["selected"].sum() == 12 and table.attrs["alignscope_selection"]["method"] == "isa"
+    table = Selection.read(active["path"])
+    assert table["selected"].sum() == 12 and table.config["method"] == "isa"
 
     def target():
         return next(t for t in at.text_input if t.label == "Path relative to the data root")

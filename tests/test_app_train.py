@@ -57,12 +57,12 @@ def test_trains_on_the_active_selection_and_cancel_from_runs(monkeypatch, tmp_pa
 
     from alignscope.app.analysis import SELECTION_KEY
     from alignscope.data import load_preferences
-    from alignscope.select import select, write_selection
+    from alignscope.select import select
 
     data = load_preferences("demo:120")
     table = select(np.random.default_rng(0).normal(size=(120, 4)).astype("float32"), "random", k=60,
                    data_fingerprint=data.fingerprint)
-    path = write_selection(table, tmp_path / "half.parquet")
+    path = table.write(tmp_path / "half.parquet")
     at = _train_page(monkeypatch, tmp_path)
     at.session_state[SELECTION_KEY] = {"path": str(path), "name": "half", "fingerprint": data.fingerprint,
                                        "n_selected": 60}

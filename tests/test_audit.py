@@ -14,7 +14,7 @@ from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_sel
                               fit_bt_probe, nearest_pairs, oof_flip_scores, read_audit, search_pairs,
                               word_diff, write_audit)
 from alignscope.data import load_preferences
-from alignscope.select import read_selection, write_selection
+from alignscope.selection import Selection
 from conftest import run_cli
 
 
@@ -141,13 +141,13 @@ def test_clean_selection_is_an_ordinary_selection(tmp_path):
     table = audit(data, _random_embeddings(60), folds=3)
     table.loc[[1, 2], "is_outlier"] = True
     selection = clean_selection(data, table, drop=("is_outlier",))
-    path = write_selection(selection, tmp_path / "clean.parquet")
-    back = read_selection(path)
-    assert back.attrs["alignscope_selection"]["method"] == "clean"
-    assert back.attrs["alignscope_selection"]["data_fingerprint"] == data.fingerprint
-    assert int(back["selected"].sum()) == 58 and not back.loc[[1, 2], "selected"].any()
+    path = selection.write(tmp_path / "clean.parquet")
+    back = Selection.read(path)
+    assert back.config["method"] == "clean"
+    assert back.fingerprint == data.fingerprint
+    assert int(back["selected"].sum()) == 58 and not back.table.loc[[1, 2], "selected"].any()
     # selected = the top of the ranking
-    assert set(back.loc[back["selected"], "rank"]) == set(range(1, 59))
+    assert set(back.table.loc[back["selected"], "rank"]) == set(range(1, 59))
     write_audit(table, tmp_path / "audit.parquet")
     again = read_audit(tmp_path / "audit.parquet")
     assert again["is_outlier"].sum() == table["is_outlier"].sum() and again.attrs["alignscope_audit"]["folds"] == 3
@@ -196,7 +196,7 @@ def test_cli_writes_audit_and_clean_selection_that_export_reads(tmp_path):
     summary = json.loads(result.stdout)
     table = read_audit(out)
     assert len(table) == 40 and summary["duplicates"] == int(table["is_duplicate"].sum())
-    selection = read_selection(clean)
+    selection = Selection.read(clean)
     assert summary["n_clean"] == int(selection["selected"].sum()) == 40 - summary["duplicates"]
     exported = run_cli("export", "demo:40", clean, "--format", "jsonl", "--out", tmp_path / "clean.jsonl")
     assert exported.returncode == 0, exported.stderr

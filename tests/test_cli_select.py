@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from alignscope.data import load_preferences
-from alignscope.select import read_selection
+from alignscope.selection import Selection
 from conftest import run_cli
 
 
@@ -44,11 +44,11 @@ def test_select_isa_from_data_and_from_raw_embeddings_agree(embedded):
     from_matrix = run_cli("select", "--embeddings", folder / "emb.npy", "--method", "isa", "--k", "24",
                           "--out", folder / "b.parquet", env=env)
     assert from_matrix.returncode == 0, from_matrix.stderr
-    a, b = read_selection(folder / "a.parquet"), read_selection(folder / "b.parquet")
-    assert set(a.loc[a.selected, "index"]) == set(b.loc[b.selected, "index"])
+    a, b = Selection.read(folder / "a.parquet"), Selection.read(folder / "b.parquet")
+    assert set(a.table.loc[a.selected, "index"]) == set(b.table.loc[b.selected, "index"])
     for column in ("index", "score", "selected", "rank", "loglik", "loglik_scaled", "component", "pair_index", "label"):
-        assert column in a.columns
-    assert a.attrs["alignscope_selection"]["method"] == "isa"
+        assert column in a.table.columns
+    assert a.config["method"] == "isa"
 
 
 @pytest.mark.parametrize("method", ["random", "density", "kcenter"])
@@ -59,9 +59,9 @@ def test_baselines_are_seeded(embedded, method):
         result = run_cli("select", "--embeddings", folder / "emb.npy", "--method", method, "--fraction", "0.1",
                          "--seed", "3", "--out", folder / f"{method}-{name}.parquet", "--force", env=env)
         assert result.returncode == 0, result.stderr
-        tables.append(read_selection(folder / f"{method}-{name}.parquet"))
+        tables.append(Selection.read(folder / f"{method}-{name}.parquet"))
     assert tables[0]["selected"].sum() == 24
-    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0].table, tables[1].table)
 
 
 def test_export_formats_load_back_in_trl_shape(embedded):
@@ -110,7 +110,7 @@ def test_random_selection_and_export_on_real_hh(hh_path, tmp_path):
     sel = tmp_path / "random.parquet"
     result = run_cli("select", hh_path, "--method", "random", "--fraction", "0.035", "--unit", "pair", "--out", sel)
     assert result.returncode == 0, result.stderr
-    table = read_selection(sel)
+    table = Selection.read(sel)
     assert len(table) == 2312 and table["selected"].sum() == round(0.035 * 2312)
     out = tmp_path / "subset.parquet"
     assert run_cli("export", hh_path, sel, "--out", out).returncode == 0

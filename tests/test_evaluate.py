@@ -14,7 +14,7 @@ from alignscope.data import demo_preferences
 from alignscope.evaluate import (EvaluationError, bootstrap_ci, encode_completion, eval_probe, evaluate_pairs,
                                  evaluate_run, probe_accuracy, split_pairs)
 from alignscope.models import load_causal_lm
-from alignscope.select import select, write_selection
+from alignscope.select import select
 from alignscope.train_config import TrainError
 
 
@@ -159,10 +159,10 @@ def test_eval_probe_trains_on_the_selected_pairs_only(tmp_path):
     data = load_preferences("demo:200")
     chosen, rejected = planted(n=200, seed=2)
     table = select(np.zeros((200, 1), np.float32), "random", k=60, seed=0, data_fingerprint=data.fingerprint)
-    write_selection(table, tmp_path / "sel.parquet")
+    table.write(tmp_path / "sel.parquet")
     result = eval_probe(data, tmp_path / "sel.parquet", embeddings=(chosen, rejected), test_fraction=0.2, seed=0)
     _, test = split_pairs(200, 0.2, 0)
-    kept = set(table.loc[table["selected"], "index"]) - set(test)
+    kept = set(table.table.loc[table["selected"], "index"]) - set(test)
     assert result["n_train"] == len(kept) and result["n_test"] == 40
     assert result["n_selected"] == 60 and result["data_fingerprint"] == data.fingerprint
     assert result["accuracy"] > 0.85

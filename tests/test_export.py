@@ -11,7 +11,7 @@ import pytest
 from alignscope.data import load_preferences
 from alignscope.data import demo_preferences
 from alignscope.export import ExportError, config_path_for, export_selection, selected_completions
-from alignscope.select import pairs_from_completions, select, write_selection
+from alignscope.select import select
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def completion_selection(data):
 
 
 def kept_pairs(table):
-    return sorted(table.loc[table["selected"], "index"].tolist())
+    return sorted(table.table.loc[table["selected"], "index"].tolist())
 
 
 def test_hf_folder_loads_back_in_trl_format(tmp_path, data, pair_selection):
@@ -67,12 +67,12 @@ def test_file_formats_load_back_with_pandas(tmp_path, data, pair_selection, fmt)
 
 
 def test_completion_selection_to_pairs_uses_the_rule(tmp_path, data, completion_selection):
-    expected_any = kept_pairs(pairs_from_completions(completion_selection, "any"))
+    expected_any = kept_pairs(completion_selection.pair_selection("any"))
     out = export_selection(data, completion_selection, tmp_path / "any.jsonl")
     frame = pd.read_json(out, lines=True)
     assert frame["prompt"].tolist() == data.frame["prompt"].iloc[expected_any].tolist()
     assert json.loads(config_path_for(out, "jsonl").read_text())["export"]["pair_rule"] == "any"
-    chosen_only = kept_pairs(pairs_from_completions(completion_selection, "chosen"))
+    chosen_only = kept_pairs(completion_selection.pair_selection("chosen"))
     out2 = export_selection(data, completion_selection, tmp_path / "chosen.jsonl", pair_rule="chosen")
     assert len(pd.read_json(out2, lines=True)) == len(chosen_only) < len(expected_any)
 
@@ -117,7 +117,7 @@ def test_conversational_data_keeps_messages(tmp_path):
 
 
 def test_selection_file_path_as_input(tmp_path, data, pair_selection):
-    path = write_selection(pair_selection, tmp_path / "sel.parquet")
+    path = pair_selection.write(tmp_path / "sel.parquet")
     out = export_selection(data, path, tmp_path / "from_file.parquet")
     config = json.loads(config_path_for(out, "parquet").read_text())
     assert config["selection_file"] == str(path)
@@ -162,7 +162,7 @@ def test_fingerprint_mismatch_is_refused(tmp_path, pair_selection):
     # without a stored fingerprint the row count is still checked
     small = demo_preferences(20, seed=0)
     table = select(features(60), "random", k=40)
-    with pytest.raises(ExportError, match="only 20 pairs"):
+    with pytest.raises(ExportError, match="the data has 20 pairs"):
         export_selection(small, table, tmp_path / "y")
 
 

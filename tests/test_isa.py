@@ -92,11 +92,11 @@ def test_published_rule_keeps_the_lowest_likelihood_points(mixture):
     X, _, _ = mixture
     k = 150
     table = select(X, "isa", k=k, seed=0)
-    kept = set(table.loc[table["selected"], "index"])
+    kept = set(table.table.loc[table["selected"], "index"])
     lowest = set(np.argsort(table["loglik"].to_numpy(), kind="stable")[:k])
     assert kept == lowest
     # Delta is decreasing in l': ranking by Delta descending == ranking by l' ascending.
-    by_rank = table.sort_values("rank")
+    by_rank = table.table.sort_values("rank")
     assert by_rank["loglik_scaled"].is_monotonic_increasing
     assert by_rank["delta"].is_monotonic_decreasing
     assert table["score"].equals(table["delta"])
@@ -112,25 +112,25 @@ def test_renormalised_variant_flips_the_ranking(mixture):
     published = select(X, "isa", k=k, seed=0)
     renorm = select(X, "isa", k=k, seed=0, variant="renormalised")
     highest = set(np.argsort(-renorm["loglik"].to_numpy(), kind="stable")[:k])
-    assert set(renorm.loc[renorm["selected"], "index"]) == highest
-    assert not set(renorm.loc[renorm["selected"], "index"]) & set(published.loc[published["selected"], "index"])
-    assert renorm.attrs["alignscope_selection"]["options"]["variant"] == "renormalised"
+    assert set(renorm.table.loc[renorm["selected"], "index"]) == highest
+    assert not set(renorm.table.loc[renorm["selected"], "index"]) & set(published.table.loc[published["selected"], "index"])
+    assert renorm.config["options"]["variant"] == "renormalised"
 
 
 def test_isa_table_columns_and_config(mixture):
     X, truth, _ = mixture
     table = select(X, "isa", fraction=0.05, seed=3, data_fingerprint="abc", encoder="minilm")
-    assert list(table.columns[:4]) == ["index", "score", "selected", "rank"]
+    assert list(table.table.columns[:4]) == ["index", "score", "selected", "rank"]
     for column in ("loglik", "loglik_scaled", "delta", "component"):
-        assert column in table.columns
+        assert column in table.table.columns
     assert table["selected"].sum() == 150
     assert sorted(table["rank"]) == list(range(1, len(X) + 1))
     # component = argmax responsibility recovers the planted labels (up to label swap)
     agree = (table["component"].to_numpy() == truth).mean()
     assert max(agree, 1 - agree) > 0.99
-    config = table.attrs["alignscope_selection"]
+    config = table.config
     assert config["method"] == "isa" and config["k"] == 150 and config["fraction"] == 0.05
-    assert config["seed"] == 3 and config["data_fingerprint"] == "abc" and config["encoder"] == "minilm"
+    assert config["seed"] == 3 and table.fingerprint == "abc" and config["encoder"] == "minilm"
     assert config["options"]["covariance_type"] == "full" and config["unit"] == "pair"
     assert config["gmm"]["converged"] is True
 
@@ -148,19 +148,19 @@ def test_isa_runs_for_every_covariance_type(mixture, covariance_type):
     X, _, _ = mixture
     table = select(X, "isa", k=30, covariance_type=covariance_type)
     assert table["selected"].sum() == 30
-    assert table.attrs["alignscope_selection"]["options"]["covariance_type"] == covariance_type
+    assert table.config["options"]["covariance_type"] == covariance_type
 
 
 def test_isa_with_pca_and_subsample_and_sklearn_backend(mixture):
     X, _, _ = mixture
     reduced = select(X, "isa", k=150, pca_dim=4)
-    assert reduced.attrs["alignscope_selection"]["options"]["pca_dim"] == 4
+    assert reduced.config["options"]["pca_dim"] == 4
     assert reduced["selected"].sum() == 150
     with pytest.raises(SelectionError, match="pca_dim"):
         select(X, "isa", k=5, pca_dim=99)
     full = select(X, "isa", k=150)
     sub = select(X, "isa", k=150, fit_sample=1000, refine_steps=1)
-    assert sub.attrs["alignscope_selection"]["gmm"]["fit_rows"] == 1000
+    assert sub.config["gmm"]["fit_rows"] == 1000
     overlap = (full["selected"] & sub["selected"]).sum() / 150
     assert overlap >= 0.9
     sk = select(X, "isa", k=150, backend="sklearn")
@@ -174,12 +174,16 @@ def test_isa_input_validation():
         select(X, "isa", k=2)
     with pytest.raises(SelectionError, match="at least 2"):
         select(np.ones((1, 3)), "isa", k=1)
-    with pytest.raises(SelectionError, match="2-D"):
+    with pytest.raises(SelectionError, match="2D array"):
         select(np.ones(10), "isa", k=1)
+    # scikit-learn's rule: the constructor only stores; fit (and make_selector) validate
+    banded = ISASelector(covariance_type="banded")
+    assert banded.get_params()["covariance_type"] == "banded"
     with pytest.raises(SelectionError, match="covariance_type"):
-        ISASelector(covariance_type="banded")
+        banded.fit(np.random.default_rng(0).normal(size=(20, 2)))
+    assert not hasattr(banded, "gmm_")
     with pytest.raises(SelectionError, match="variant"):
-        ISASelector(variant="normalised")
+        select(np.ones((10, 3)), "isa", k=2, variant="normalised")
 
 
 # ------------------------------------------------------------------------------ the mixture itself

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from alignscope.select import (METHODS, DensitySelector, KCenterSelector, RandomSelector,
-                               SelectionError, make_selector, pairs_from_completions, read_selection,
-                               resolve_k, select, write_selection)
+                               SelectionError, make_selector, resolve_k, select)
+from alignscope.selection import Selection
 
 
 def blobs(n_dense=900, n_sparse=100, d=8, seed=0):
@@ -57,7 +57,7 @@ def test_same_seed_same_subset_bitwise(method):
     assert np.array_equal(a["score"].to_numpy().view(np.int64), b["score"].to_numpy().view(np.int64))
     assert a["selected"].sum() == 40 and sorted(a["rank"]) == list(range(1, len(X) + 1))
     # selected == the 40 best ranks
-    assert set(a.loc[a["selected"], "rank"]) == set(range(1, 41))
+    assert set(a.table.loc[a["selected"], "rank"]) == set(range(1, 41))
     if method in ("random", "density", "kcenter"):  # the seed matters for these
         c = select(X, method, k=40, seed=12)
         assert not c["selected"].equals(a["selected"])
@@ -72,7 +72,7 @@ def test_selector_interface_fit_score_select():
     assert np.array_equal(scores, selector.score_samples(X))
     table = selector.select(k=10)
     top = np.argsort(-scores, kind="stable")[:10]
-    assert set(table.loc[table["selected"], "index"]) == set(top)
+    assert set(table.table.loc[table["selected"], "index"]) == set(top)
     with pytest.raises(SelectionError, match="not fitted"):
         RandomSelector().score_samples()
     params = make_selector("kcenter", seed=2, n_centers=5).get_params()
@@ -110,11 +110,11 @@ def test_density_keeps_sparse_regions_more_often(kde):
 def test_density_table_columns_and_weights():
     X, _ = blobs()
     table = select(X, "density", fraction=0.1, seed=0)
-    assert {"density", "sampling_weight"} <= set(table.columns)
+    assert {"density", "sampling_weight"} <= set(table.table.columns)
     assert table["sampling_weight"].sum() == pytest.approx(1.0)
     assert (table["density"] > 0).all() and (table["density"] <= 1).all()
     assert (table["score"] <= 0).all()  # log(u) / w with u in (0, 1]
-    config = table.attrs["alignscope_selection"]
+    config = table.config
     assert config["method"] == "density" and config["options"]["kde"] == "lsh"
 
 
@@ -139,18 +139,18 @@ def test_kcenter_covers_planted_clusters():
     X = np.concatenate([c + rng.normal(0, 0.5, (s, 6)) for c, s in zip(centers, sizes)]).astype(np.float32)
     cluster = np.repeat(np.arange(10), sizes)
     table = select(X, "kcenter", k=10, seed=3)
-    picked = cluster[table.loc[table["selected"], "index"].to_numpy()]
+    picked = cluster[table.table.loc[table["selected"], "index"].to_numpy()]
     assert sorted(picked) == list(range(10))
-    ordered = table.sort_values("rank")["score"].to_numpy()
+    ordered = table.table.sort_values("rank")["score"].to_numpy()
     assert np.isinf(ordered[0]) and np.all(np.diff(ordered[1:]) <= 0)
 
 
 def test_kcenter_pruned_greedy_equals_naive_greedy():
     X = np.random.default_rng(5).normal(size=(3000, 12)).astype(np.float32)
     table = select(X, "kcenter", k=60, seed=9)
-    first = int(table.loc[table["rank"] == 1, "index"].iloc[0])
+    first = int(table.table.loc[table["rank"] == 1, "index"].iloc[0])
     expected = naive_kcenter(X, first, 60)
-    got = table.sort_values("rank")["index"].to_numpy()[:60].tolist()
+    got = table.table.sort_values("rank")["index"].to_numpy()[:60].tolist()
     assert got == expected
 
 
@@ -173,15 +173,16 @@ def completion_table():
     order = np.argsort(-scores, kind="stable")
     rank = np.empty(8, dtype=np.int64)
     rank[order] = np.arange(1, 9)
-    table["score"], table["rank"], table["selected"] = scores, rank, rank <= 3
-    return table  # selected completions: 0 (pair 0, chosen), 5 (pair 1, rejected), 2 (pair 2, chosen)
+    frame = table.table.copy()
+    frame["score"], frame["rank"], frame["selected"] = scores, rank, rank <= 3
+    return table.replace(table=frame)  # selected completions: 0 (pair 0, chosen), 5 (pair 1, rejected), 2 (pair 2, chosen)
 
 
 def test_completion_unit_layout():
     table = completion_table()
     assert table["pair_index"].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
     assert table["label"].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
-    assert table.attrs["alignscope_selection"]["unit"] == "completion"
+    assert table.config["unit"] == "completion"
     with pytest.raises(SelectionError, match="2N rows"):
         select(np.zeros((5, 2), np.float32), "random", k=1, unit="completion")
     with pytest.raises(SelectionError, match="needs label too"):
@@ -190,28 +191,30 @@ def test_completion_unit_layout():
         select(np.zeros((4, 2), np.float32), "random", k=1, pair_index=[0, 1, 0, 1])
     # pair-level rows with their own pair ids (e.g. embeddings of a subset of the data)
     subset = select(np.zeros((3, 2), np.float32), "random", k=1, pair_index=[7, 2, 5])
-    assert subset["index"].tolist() == [7, 2, 5] and subset.attrs["alignscope_selection"]["unit"] == "pair"
+    assert subset["index"].tolist() == [7, 2, 5] and subset.config["unit"] == "pair"
 
 
 def test_pair_rules():
     table = completion_table()
-    any_ = pairs_from_completions(table, "any")
+    any_ = table.pair_selection("any")
     assert any_["index"].tolist() == [0, 1, 2, 3]
     assert any_["selected"].tolist() == [True, True, True, False]
     assert any_["score"].tolist() == [9.0, 8.0, 5.0, 3.0]  # max of the two
     assert any_["rank"].tolist() == [1, 2, 3, 4]
-    assert pairs_from_completions(table, "both")["selected"].tolist() == [False, False, False, False]
-    assert pairs_from_completions(table, "both")["score"].tolist() == [2.0, 1.0, 4.0, 0.0]
-    assert pairs_from_completions(table, "chosen")["selected"].tolist() == [True, False, True, False]
-    assert pairs_from_completions(table, "rejected")["selected"].tolist() == [False, True, False, False]
-    top2_mean = pairs_from_completions(table, "mean", k=2)
-    assert top2_mean["score"].tolist() == [5.5, 4.5, 4.5, 1.5]
-    assert top2_mean["selected"].tolist() == [True, True, False, False]  # tie 4.5 → lower index
-    with pytest.raises(SelectionError, match="mean"):
-        pairs_from_completions(table, "mean")
+    assert table.pair_selection("both")["selected"].tolist() == [False, False, False, False]
+    assert table.pair_selection("both")["score"].tolist() == [2.0, 1.0, 4.0, 0.0]
+    assert table.pair_selection("chosen")["selected"].tolist() == [True, False, True, False]
+    assert table.pair_selection("rejected")["selected"].tolist() == [False, True, False, False]
+    top2_both = table.pair_selection("both", k=2)  # a new size: the top pairs by the rule's score
+    assert top2_both["selected"].tolist() == [True, False, True, False]  # min scores 2, 1, 4, 0
+    # `mean` is not a rule (no set form at the selector's cut-off; see alignscope.selection)
+    with pytest.raises(SelectionError, match="pair rule 'mean'"):
+        table.pair_selection("mean", k=2)
+    assert table.pairs("any").tolist() == [0, 1, 2] and table.pairs("both").tolist() == []
+    assert table.pairs("chosen").tolist() == [0, 2] and table.pairs("rejected").tolist() == [1]
     with pytest.raises(SelectionError, match="pair rule"):
-        pairs_from_completions(table, "either")
-    config = any_.attrs["alignscope_selection"]
+        table.pair_selection("either")
+    config = any_.config
     assert config["unit"] == "pair" and config["pair_rule"] == "any" and config["from_unit"] == "completion"
 
 
@@ -228,9 +231,9 @@ def test_embeddings_object_is_understood():
 
     X, _ = blobs()
     table = select(Embeddings(X), "isa", k=10)
-    config = table.attrs["alignscope_selection"]
+    config = table.config
     assert config["unit"] == "completion" and config["encoder"] == "minilm"
-    assert config["data_fingerprint"] == "0123456789abcdef"
+    assert table.fingerprint == "0123456789abcdef"
     assert table["pair_index"].max() == len(X) // 2 - 1
 
 
@@ -238,10 +241,10 @@ def test_embeddings_object_is_understood():
 def test_selection_parquet_round_trip(tmp_path):
     X, _ = blobs()
     table = select(X, "isa", k=25, seed=2, unit="completion", data_fingerprint="feedface00000000")
-    path = write_selection(table, tmp_path / "sel.parquet")
-    back = read_selection(path)
+    path = table.write(tmp_path / "sel.parquet")
+    back = Selection.read(path)
     assert back.equals(table)
-    assert back.attrs["alignscope_selection"] == table.attrs["alignscope_selection"]
+    assert back.config == table.config
     assert back["selected"].dtype == bool and back["rank"].dtype.kind == "i"
     assert back["label"].dtype.kind == "i"
     # pandas/pyarrow alone can read it too; the config sits in the schema metadata
@@ -249,19 +252,20 @@ def test_selection_parquet_round_trip(tmp_path):
 
     meta = pq.read_schema(path).metadata[b"alignscope.selection"]
     assert b'"method": "isa"' in meta
-    pairs = pairs_from_completions(back, "any")
-    write_selection(pairs, tmp_path / "pairs.parquet")
-    assert read_selection(tmp_path / "pairs.parquet").attrs["alignscope_selection"]["pair_rule"] == "any"
+    pairs = back.pair_selection("any")
+    pairs.write(tmp_path / "pairs.parquet")
+    assert Selection.read(tmp_path / "pairs.parquet").config["pair_rule"] == "any"
 
 
 def test_read_selection_errors_name_file_and_column(tmp_path):
     X, _ = blobs()
-    table = select(X, "isa", k=5)
+    selection = select(X, "isa", k=5)
+    table = selection.table
     with pytest.raises(SelectionError, match="no such"):
-        read_selection(tmp_path / "missing.parquet")
+        Selection.read(tmp_path / "missing.parquet")
     (tmp_path / "junk.parquet").write_text("not parquet")
     with pytest.raises(SelectionError, match="junk.parquet: not a parquet file"):
-        read_selection(tmp_path / "junk.parquet")
+        Selection.read(tmp_path / "junk.parquet")
     cases = {
         "no_rank": table.drop(columns=["rank"]),
         "float_rank": table.assign(rank=table["rank"].astype(float)),
@@ -282,9 +286,9 @@ def test_read_selection_errors_name_file_and_column(tmp_path):
                                                b"alignscope.selection": b'{"method": "isa"}'})
         pq.write_table(arrow, path)
         with pytest.raises(SelectionError, match=f"{name}.parquet: column {expected[name]}"):
-            read_selection(path)
+            Selection.read(path)
     with pytest.raises(SelectionError, match="'rank' is missing"):
-        write_selection(table.drop(columns=["rank"]), tmp_path / "x.parquet")
+        selection.replace(table=table.drop(columns=["rank"])).write(tmp_path / "x.parquet")
     assert not (tmp_path / "x.parquet").exists()
 
 

@@ -140,10 +140,10 @@ def test_clean_points_train_on_unflagged_pairs_first_and_on_as_many_pairs_as_the
     audit.loc[:9, "suspect_flip"] = True      # pairs 0..9 flagged
     audit.to_parquet(tmp_path / "audit.parquet")
     ranking = clean_ranking(tmp_path / "audit.parquet", seed=3, fingerprint="f")
-    table = training_pairs_table(ranking, np.arange(40, 50), 50, 25)
+    table = training_pairs_table(ranking, np.arange(40, 50), 50, 25).table
     kept = table.loc[table["selected"], "index"].to_numpy()
     assert len(kept) == 25 and not np.isin(kept, np.arange(10)).any() and not np.isin(kept, np.arange(40, 50)).any()
-    everything = training_pairs_table(ranking, np.arange(40, 50), 50, 35)  # more than the 30 clean pairs
+    everything = training_pairs_table(ranking, np.arange(40, 50), 50, 35).table  # more than the 30 clean pairs
     assert everything["selected"].sum() == 35 and np.isin(np.arange(10, 40), everything.loc[everything["selected"], "index"]).all()
     again = training_pairs_table(clean_ranking(tmp_path / "audit.parquet", seed=3, fingerprint="f"), np.arange(40, 50), 50, 25)
     assert (again["selected"] == table["selected"]).all()  # same seed, same pairs

@@ -18,7 +18,8 @@ from alignscope.evaluate import evaluate_run, split_pairs
 from alignscope.files import read_jsonl
 from alignscope.jobs import FAILED, SUCCEEDED, JobStore
 from alignscope.models import ModelError
-from alignscope.select import read_selection, select, selection_config, write_selection
+from alignscope.select import select
+from alignscope.selection import Selection
 from alignscope.train_config import TrainError, train_config
 from alignscope.trainset import training_set
 from alignscope.train import METRIC_KEYS, normalise_metrics, train
@@ -26,16 +27,16 @@ from alignscope.train import METRIC_KEYS, normalise_metrics, train
 FAST = dict(max_length=32, batch_size=8, max_steps=4, lr=1e-4, n_boot=200, eval_max_pairs=24)
 
 
-def pair_selection(data, path: Path, k: int = 200, seed: int = 3) -> pd.DataFrame:
+def pair_selection(data, path: Path, k: int = 200, seed: int = 3) -> Selection:
     table = select(np.zeros((len(data), 1), np.float32), "random", k=k, seed=seed, data_fingerprint=data.fingerprint)
-    write_selection(table, path)
+    table.write(path)
     return table
 
 
-def completion_selection(data, path: Path, k: int = 200, seed: int = 4) -> pd.DataFrame:
+def completion_selection(data, path: Path, k: int = 200, seed: int = 4) -> Selection:
     table = select(np.zeros((2 * len(data), 1), np.float32), "random", k=k, seed=seed, unit="completion",
                    data_fingerprint=data.fingerprint)
-    write_selection(table, path)
+    table.write(path)
     return table
 
 
@@ -106,15 +107,15 @@ def test_dpo_on_a_200_pair_selection_trains_logs_evaluates_and_never_sees_test_p
     assert recorded["versions"]["alignscope"] and recorded["versions"]["transformers"]
     assert recorded["device"]["device"] == "cpu" and recorded["device"]["bf16"] is False
     assert recorded["train_config"]["lr"] == 1e-4 and recorded["train_config"]["max_steps"] == 4
-    selected = set(selection.loc[selection["selected"], "index"])
+    selected = set(selection.table.loc[selection["selected"], "index"])
     assert recorded["selection"]["n_selected"] == 200
     assert recorded["selection"]["n_selected_in_test"] == len(selected & set(test))
     assert recorded["selection"]["config"]["method"] == "random"
 
     # the training rows are exactly the selected pairs minus the held-out ones
-    used = read_selection(run / "selection.parquet")  # a valid selection file, its config kept
-    assert selection_config(used)["data_fingerprint"] == data.fingerprint
-    trained = set(used.loc[used["trained"], "index"])
+    used = Selection.read(run / "selection.parquet")  # a valid selection file, its config kept
+    assert used.fingerprint == data.fingerprint
+    trained = set(used.table.loc[used["trained"], "index"])
     assert trained == selected - set(test) and not trained & set(test)
     assert recorded["training_set"]["n_pairs"] == len(trained) == result["training"]["n_train_pairs"]
 
@@ -175,7 +176,7 @@ def test_training_set_holds_out_the_test_pairs_for_every_kind_of_selection(tmp_p
     assert whole.n_selected_in_test == 25
 
     dpo = training_set(data, tmp_path / "p.parquet", method="dpo", test_fraction=0.25, split_seed=7)
-    kept = set(pairs.loc[pairs["selected"], "index"]) - set(test)
+    kept = set(pairs.table.loc[pairs["selected"], "index"]) - set(test)
     assert set(dpo.pairs) == kept and len(dpo.rows) == len(kept)
     kto_pairs = training_set(data, pairs, method="kto", test_fraction=0.25, split_seed=7)
     assert len(kto_pairs.rows) == 2 * len(kept) and sorted(kto_pairs.rows["label"].unique()) == [0, 1]
@@ -206,7 +207,7 @@ def test_bad_inputs_fail_with_one_line_errors_before_anything_is_written(tmp_pat
     config = train_config("dpo", max_steps=1)
     table = pair_selection(data, tmp_path / "sel.parquet", k=20)
 
-    empty = table.assign(selected=False)
+    empty = table.table.assign(selected=False)
     assert "selection is empty" in bad(lambda: train(data, selection=empty, config=config, run_dir=run))
     other = load_preferences("demo:61")
     assert "fingerprint" in bad(lambda: train(other, selection=tmp_path / "sel.parquet", config=config, run_dir=run))

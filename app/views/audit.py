@@ -3,7 +3,6 @@
 one button that makes the clean subset the active selection for Train and export."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -34,11 +33,8 @@ encoder = top[0].selectbox("Encoder", analysis.ENCODERS, key="audit_encoder",
 ctx["encoder"] = encoder
 folds = int(top[1].number_input("Probe folds", min_value=2, max_value=20, value=5, key="audit_folds"))
 seed = int(top[2].number_input("Seed", min_value=0, value=0, key="audit_seed"))
-matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, "completion", "audit")
-
-
-def _embeddings():
-    return SimpleNamespace(matrix=matrix, pair_index=pair_index, label=label, unit="completion", encoder=encoder)
+embeddings = analysis.require_embeddings(data, encoder, "completion", "audit")
+run_dir = embeddings.path.parent
 
 
 @st.cache_data(show_spinner="Auditing every pair…", max_entries=4)
@@ -54,9 +50,9 @@ def _unit_pairs(run: str, stamp: float, n_pairs: int, _embeddings):
     return unit_rows(chosen), unit_rows(rejected)
 
 
-stamp = (run_dir / "embeddings.npy").stat().st_mtime
+stamp = analysis.embedding_stamp(run_dir)
 try:
-    table = _audit(data.fingerprint, str(run_dir), stamp, folds, seed, data, _embeddings())
+    table = _audit(data.fingerprint, str(run_dir), stamp, folds, seed, data, embeddings)
 except AuditError as err:
     st.error(str(err))
     st.stop()
@@ -128,7 +124,7 @@ sides[0].text("CHOSEN\n" + chosen_text)
 sides[1].text("REJECTED\n" + rejected_text)
 st.markdown("**Word diff** (`-` only in chosen, `+` only in rejected)")
 st.code(word_diff(chosen_text, rejected_text), language=None)
-chosen_m, rejected_m = _unit_pairs(str(run_dir), stamp, n, _embeddings())
+chosen_m, rejected_m = _unit_pairs(str(run_dir), stamp, n, embeddings)
 near = nearest_pairs(chosen_m, rejected_m, pair, k=5, normalised=True)
 near["prompt"] = [render_text(data.frame.at[i, "prompt"])[:100] for i in near["index"]]
 near["flags"] = [table.at[i, "reasons"] for i in near["index"]]
@@ -151,7 +147,7 @@ if cols[2].button("Use the clean subset", type="primary", key="audit_use", disab
         st.error(str(err))
     else:
         analysis.save_active_selection(data, selection, name)
-        st.success(f"'{name}' is the active selection ({int(selection['selected'].sum()):,} pairs): the Train page "
+        st.success(f"'{name}' is the active selection ({selection.n_selected:,} pairs): the Train page "
                    "trains on it; `alignscope export DATA SEL.parquet` exports it.")
 active = analysis.active_selection(data)
 if active:

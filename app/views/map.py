@@ -140,14 +140,12 @@ if points:
     if st.button("Keep as the active selection", key="map_keep"):
         import pandas as pd
 
-        table = pd.DataFrame({"index": np.arange(data.n_pairs), "score": 0.0,
-                              "selected": np.isin(np.arange(data.n_pairs), picked_pairs),
-                              "rank": 0})
-        table["score"] = table["selected"].astype(float)
-        table["rank"] = (-table["score"]).rank(method="first").astype(int)
-        table.attrs["alignscope_selection"] = {"method": "manual", "unit": "pair", "name": name,
-                                               "k": int(len(picked_pairs)), "data_fingerprint": data.fingerprint,
-                                               "encoder": encoder}
+        from alignscope.selection import Selection
+
+        table = pd.DataFrame({"index": np.arange(data.n_pairs),
+                              "selected": np.isin(np.arange(data.n_pairs), picked_pairs)})
+        table = Selection.from_frame(table, {"method": "manual", "unit": "pair", "name": name,
+                                             "k": int(len(picked_pairs)), "encoder": encoder}, data.fingerprint)
         path = analysis.save_active_selection(data, table, name)
         st.success(f"Saved {len(picked_pairs):,} pairs as '{name}'; export it on the Select page or train on "
                    f"it on the Train page. ({path.name})")

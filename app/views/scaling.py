@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -224,7 +223,7 @@ with tab_new:
                "Probe: a linear reward model on frozen embeddings, seconds per point, a proxy. DPO/KTO: a real "
                "TRL run per point (the tiny model for plumbing, smollm2-135m on a GPU). For a Ray cluster use "
                "`alignscope sweep … --executor ray`.")
-    analysis.require_embedding(data, "minilm", "completion", "scaling")
+    analysis.require_embeddings(data, "minilm", "completion", "scaling")
     # Not an st.form: Enter in a text field submits a form, and nobody means "launch 50 jobs" by Enter.
     with st.container(border=True):
         cols = st.columns(3)

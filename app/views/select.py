@@ -2,8 +2,9 @@
 subset-size slider that updates everything at once, other methods side by side, and export."""
 from __future__ import annotations
 
-import io
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,9 @@ st.caption("Score every point with a selection method and keep the top of the ra
 data = state.require_data()
 
 encoder, unit = analysis.encoder_controls("select")
-matrix, pair_index, label, meta, run_dir = analysis.require_embedding(data, encoder, unit, "select")
-n_points = len(matrix)
+embeddings = analysis.require_embeddings(data, encoder, unit, "select")
+run_dir = embeddings.path.parent
+n_points = len(embeddings.matrix)
 
 # ----------------------------------------------------------------------------- method and size
 top = st.columns([2, 3])
@@ -45,7 +47,7 @@ with st.expander("Method options"):
         options["covariance_type"] = opt[0].selectbox("GMM covariance", ["full", "diag", "tied", "spherical"],
                                                       key="select_cov")
         pca = opt[1].number_input("PCA dimension before the GMM (0 = none)", min_value=0,
-                                  max_value=int(matrix.shape[1]), value=0, key="select_pca")
+                                  max_value=int(embeddings.matrix.shape[1]), value=0, key="select_pca")
         if pca:
             options["pca_dim"] = int(pca)
         options["variant"] = opt[2].selectbox("Variant", ["published", "renormalised"], key="select_variant",
@@ -53,12 +55,12 @@ with st.expander("Method options"):
                                                    "the published rule is the default.")
 
 try:
-    table = analysis.selection_at(run_dir, method, k, seed=int(seed), options=options, fraction=percent / 100)
+    selection = analysis.selection_at(run_dir, method, k, seed=int(seed), options=options, fraction=percent / 100)
 except ValueError as err:  # selection errors are one-line ValueErrors
     st.error(str(err))
     st.stop()
-pairs = analysis.pair_level(table)
-kept = kept_pairs_mask(pairs, data.n_pairs)
+table = selection.table
+kept = kept_pairs_mask(analysis.pair_level(selection).table, data.n_pairs)
 
 summary = st.columns(4)
 summary[0].metric("Points kept", f"{k:,} of {n_points:,}", help=f"{unit}-level points")
@@ -66,7 +68,7 @@ summary[1].metric("Pairs touched", f"{int(kept.sum()):,}", help="pairs with at l
                   if unit == "completion" else "pairs kept")
 summary[2].metric("Share of pairs", f"{kept.mean():.1%}")
 if method == "isa":
-    weights = table.attrs.get("alignscope_selection", {}).get("gmm", {}).get("weights")
+    weights = selection.config.get("gmm", {}).get("weights")
     if weights:
         summary[3].metric("GMM weights", " / ".join(f"{w:.2f}" for w in weights))
 
@@ -132,7 +134,7 @@ if st.toggle("Compare methods at this size", key="select_compare_on",
         ["isa", "random", "density"]
     others = st.multiselect("Methods", choices, default=default, key=f"select_compare_{method}")
     if len(others) >= 2:
-        masks = {m: kept_pairs_mask(analysis.pair_level(analysis.selection_at(run_dir, m, k, seed=int(seed))),
+        masks = {m: kept_pairs_mask(analysis.pair_level(analysis.selection_at(run_dir, m, k, seed=int(seed))).table,
                                     data.n_pairs) for m in others}
         st.plotly_chart(charts.overlap_heatmap(overlap_matrix(masks)), key="select_overlap")
         if groups:
@@ -149,14 +151,13 @@ name_default = f"{method}-{percent:g}pct"
 cols = st.columns([2, 1, 1, 1])
 name = cols[0].text_input("Name", value=name_default, key=f"select_name_{name_default}")
 if cols[1].button("Use for training", type="primary", key="select_use"):
-    path = analysis.save_active_selection(data, table, name)
+    path = analysis.save_active_selection(data, selection, name)
     st.success(f"'{name}' is the active selection ({int(kept.sum()):,} pairs). The Train page trains on it.")
 
 
 def _table_parquet() -> bytes:
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    return buffer.getvalue()
+    with tempfile.TemporaryDirectory() as folder:  # the one selection writer: config + fingerprint kept
+        return selection.write(Path(folder) / "selection.parquet").read_bytes()
 
 
 def _pairs_jsonl() -> str:
@@ -184,7 +185,7 @@ with st.form("select_export_form"):
 
         try:
             out = resolve_in_root(settings.data_root(), target)
-            export_selection(data, table, out, format=fmt, kind=kind, keep_metadata=True, overwrite=overwrite)
+            export_selection(data, selection, out, format=fmt, kind=kind, keep_metadata=True, overwrite=overwrite)
             st.success(f"Exported {int(kept.sum()):,} pairs ({percent:g} % of the points, {method}) to {out}")
         except (PathOutsideRootError, ValueError) as err:
             st.error(str(err).replace("pass overwrite=True (--force) to replace it",

@@ -101,10 +101,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     write_audit(table, out)
     result: dict[str, Any] = {"out": str(out), **{k: v for k, v in summary.items() if k != "config"}}
     if selection is not None:
-        from alignscope.select import write_selection
-
-        write_selection(selection, clean_out)
-        result.update(clean_out=str(clean_out), drop=list(drop), n_clean=int(selection["selected"].sum()))
+        selection.write(clean_out)
+        result.update(clean_out=str(clean_out), drop=list(drop), n_clean=selection.n_selected)
     result["seconds"] = table.attrs["alignscope_audit"]["timings"]["total_s"]
     if args.json:
         print(json.dumps(result, default=str))

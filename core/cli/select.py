@@ -10,6 +10,7 @@ import numpy as np
 
 from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
 from alignscope.cli.embed import add_encoder_options
+from alignscope.selection import PAIR_RULES
 
 __all__ = ["add_select_commands", "cmd_select", "cmd_export"]
 
@@ -46,7 +47,8 @@ def add_select_commands(commands: Any) -> None:
                             help="hf (datasets save_to_disk folder), parquet or jsonl (default: from --out)")
     export_cmd.add_argument("--kind", choices=["pairs", "kto"], default="pairs",
                             help="pairs (DPO: prompt/chosen/rejected) or kto (prompt/completion/label)")
-    export_cmd.add_argument("--pair-rule", default="any", help="completion → pair rule: any, both, mean, chosen, rejected")
+    export_cmd.add_argument("--pair-rule", choices=PAIR_RULES, default="any",
+                            help="completion → pair rule (alignscope.selection.PAIR_RULES)")
     export_cmd.add_argument("--keep-metadata", action="store_true")
     export_cmd.add_argument("--out", required=True)
     export_cmd.add_argument("--force", action="store_true")
@@ -69,7 +71,7 @@ def _parse_options(items: list[str]) -> dict[str, object]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from alignscope.select import select, write_selection
+    from alignscope.select import select
 
     if (args.k is None) == (args.fraction is None):
         raise UsageError("give exactly one of --k or --fraction")
@@ -122,15 +124,12 @@ def cmd_select(args: argparse.Namespace) -> int:
             embeddings = embed(data, args.encoder, args.unit, args.layer, batch_size=args.batch_size,
                                progress=not args.json)
             table = select(embeddings, args.method, **common, **options)
-    write_selection(table, out)
-    config = table.attrs.get("alignscope_selection", {})
-    summary = {"out": str(out), "method": args.method, "unit": config.get("unit"),
-               "n_points": int(len(table)), "n_selected": int(table["selected"].sum()),
-               "k": config.get("k"), "seed": args.seed, "data_fingerprint": config.get("data_fingerprint")}
-    if "pair_index" in table.columns:
-        from alignscope.select import pairs_from_completions
-
-        summary["n_pairs_selected"] = int(pairs_from_completions(table)["selected"].sum())
+    table.write(out)
+    summary = {"out": str(out), "method": args.method, "unit": table.unit,
+               "n_points": int(len(table)), "n_selected": table.n_selected,
+               "k": table.config.get("k"), "seed": args.seed, "data_fingerprint": table.fingerprint}
+    if table.unit == "completion":
+        summary["n_pairs_selected"] = int(len(table.pairs("any")))
     if args.json:
         print(json.dumps(summary, default=str))
     else:

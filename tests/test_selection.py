@@ -1,0 +1,115 @@
+"""The one Selection type: file round trip (and files written by earlier versions), checks against the
+data, and pairs under each rule — the same answers for training, export and the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from alignscope.data import load_preferences
+from alignscope.errors import AlignscopeError
+from alignscope.export import ExportError, selected_pairs
+from alignscope.select import select
+from alignscope.selection import PAIR_RULES, SELECTION_META_KEY, Selection, SelectionError
+from alignscope.train_config import PAIR_RULES as TRAIN_PAIR_RULES
+from alignscope.train_config import TrainError
+from alignscope.trainset import training_set
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_preferences("demo:40")
+
+
+def completion_selection(data, k=20, seed=0):
+    X = np.random.default_rng(seed).normal(size=(2 * len(data), 3)).astype(np.float32)
+    return select(X, "isa", k=k, seed=seed, unit="completion", data_fingerprint=data.fingerprint, encoder="e")
+
+
+def test_round_trip_keeps_table_config_and_fingerprint_without_dataframe_attrs(tmp_path, data):
+    selection = completion_selection(data)
+    assert selection.table.attrs == {}  # the config lives on the Selection, not in DataFrame.attrs
+    path = selection.write(tmp_path / "sel.parquet")
+    back = Selection.read(path)
+    assert back.equals(selection) and back.fingerprint == data.fingerprint and back.unit == "completion"
+    stored = json.loads(pq.read_schema(path).metadata[SELECTION_META_KEY])
+    assert stored["data_fingerprint"] == data.fingerprint and stored["method"] == "isa"
+    assert [p.name for p in tmp_path.iterdir()] == ["sel.parquet"]  # atomic: no temporary file left
+
+
+def test_files_written_by_the_earlier_layout_still_read(tmp_path, data):
+    """Earlier versions wrote pandas' table with the config (fingerprint inside) as JSON in the
+    schema metadata: written here by hand, byte for byte the same layout."""
+    frame = pd.DataFrame({"index": np.arange(len(data), dtype=np.int64), "score": np.linspace(1, 0, len(data)),
+                          "selected": np.arange(len(data)) < 10, "rank": np.arange(1, len(data) + 1, dtype=np.int64)})
+    config = {"format_version": 1, "method": "random", "k": 10, "unit": "pair", "seed": 0,
+              "data_fingerprint": data.fingerprint, "encoder": None}
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**arrow.schema.metadata,
+                                          SELECTION_META_KEY: json.dumps(config, sort_keys=True).encode()})
+    pq.write_table(arrow, tmp_path / "old.parquet")
+    old = Selection.read(tmp_path / "old.parquet")
+    assert old.fingerprint == data.fingerprint and old.method == "random" and "data_fingerprint" not in old.config
+    assert old.pairs().tolist() == list(range(10))
+    old.check_against(data)
+    assert training_set(data, tmp_path / "old.parquet", test_fraction=0.0).pairs.tolist() == list(range(10))
+
+
+def test_check_against_names_the_mismatch_in_the_callers_error_type(data):
+    selection = completion_selection(data)
+    other = load_preferences("demo:41")
+    with pytest.raises(SelectionError, match="fingerprint .* but this data has fingerprint"):
+        selection.check_against(other)
+    with pytest.raises(TrainError, match="fingerprint"):
+        selection.check_against(other, error=TrainError)
+    selection.check_against(other, check_fingerprint=False)  # 41 pairs cover every row
+    small = load_preferences("demo:20")
+    with pytest.raises(SelectionError, match="refers to pair 39, but the data has 20 pairs") as info:
+        selection.check_against(small, check_fingerprint=False)
+    assert isinstance(info.value, AlignscopeError) and "\n" not in str(info.value)
+    with pytest.raises(ExportError, match="fingerprint"):
+        selected_pairs(other, selection)
+    with pytest.raises(TrainError, match="fingerprint"):
+        training_set(other, selection)
+
+
+@pytest.mark.parametrize("rule", PAIR_RULES)
+def test_one_pair_rule_for_training_export_and_the_pair_table(tmp_path, data, rule):
+    assert TRAIN_PAIR_RULES is PAIR_RULES and "mean" not in PAIR_RULES  # one constant, defined once
+    selection = completion_selection(data, k=30, seed=1)
+    pairs = selection.pairs(rule)
+    table = selection.table
+    chosen = set(table.loc[table["selected"] & (table["label"] == 1), "pair_index"])
+    rejected = set(table.loc[table["selected"] & (table["label"] == 0), "pair_index"])
+    expected = {"any": chosen | rejected, "both": chosen & rejected, "chosen": chosen, "rejected": rejected}[rule]
+    assert pairs.tolist() == sorted(expected)
+    pair_level = selection.pair_selection(rule)
+    assert pair_level.unit == "pair" and pair_level.config["pair_rule"] == rule
+    assert pair_level.pairs().tolist() == pairs.tolist()
+    if len(pairs):
+        exported = selected_pairs(data, selection, pair_rule=rule, keep_metadata=True)
+        assert exported["pair_index"].tolist() == pairs.tolist()
+        tset = training_set(data, selection, test_fraction=0.25, pair_rule=rule)
+        assert set(tset.pairs) == set(pairs) - set(tset.test_pairs)
+    with pytest.raises(SelectionError, match="pair rule 'mean'"):
+        selection.pairs("mean")
+
+
+def test_hand_made_tables_and_top(data):
+    manual = Selection.from_frame(pd.DataFrame({"index": [3, 1, 2], "selected": [True, False, True]}),
+                                  {"method": "manual"}, data.fingerprint)
+    assert manual["score"].tolist() == [1.0, 0.0, 1.0] and manual["rank"].tolist() == [1, 3, 2]
+    assert manual.pairs().tolist() == [2, 3]
+    assert manual.top(1).pairs().tolist() == [3] and manual.top(1).config["k"] == 1
+    with pytest.raises(SelectionError, match="'index'"):
+        Selection.from_frame(pd.DataFrame({"selected": [True]}))
+    with pytest.raises(SelectionError, match="'rank' is missing"):
+        Selection(pd.DataFrame({"index": [0], "score": [1.0], "selected": [True]}))
+    legacy = pd.DataFrame({"index": [0, 1], "selected": [True, False]})
+    legacy.attrs["alignscope_selection"] = {"method": "old", "data_fingerprint": "abc"}
+    converted = Selection.from_frame(legacy)  # a DataFrame carrying its config the old way
+    assert converted.method == "old" and converted.fingerprint == "abc"
