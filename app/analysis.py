@@ -91,7 +91,7 @@ def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str
                  "(its log is on the Runs page).")
     n_points = 2 * data.n_pairs
     st.info(f"This page needs the embeddings of the {n_points:,} completions of the active data set "
-            f"({encoder}): {_estimate(data.fingerprint, encoder, data)}. The job runs in the "
+            f"({encoder}): {_estimate(data.fingerprint, encoder, _rates_stamp(), data)}. The job runs in the "
             "background and is cached, so this happens once per data set and encoder.")
     if st.button("Compute embeddings", type="primary", key=f"{prefix}_embed"):
         state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": unit})
@@ -99,8 +99,20 @@ def require_embedding(data: PreferenceData, encoder: str, unit: str, prefix: str
     st.stop()
 
 
-@st.cache_data(show_spinner=False, ttl=30, max_entries=16)
-def _estimate(fingerprint: str, encoder: str, _data: PreferenceData) -> str:
+def _rates_stamp() -> tuple:
+    """Changes when a run measures a new embedding rate (or distils the static encoder): the
+    estimate below is recomputed then, not on a timer (it joins every text: 0.6 s at 124k)."""
+    from alignscope.embed import rates_path
+
+    try:
+        stat = rates_path().stat()
+        return str(rates_path()), stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return str(rates_path()), None, None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _estimate(fingerprint: str, encoder: str, rates_stamp: tuple, _data: PreferenceData) -> str:
     """"about N s (measured X texts/s on this machine)", from the rate stored by earlier runs."""
     from alignscope.embed import describe_estimate, element_texts
 
@@ -221,3 +233,27 @@ def _length_table(fingerprint: str, _data: PreferenceData) -> pd.DataFrame:
 def lengths(data: PreferenceData) -> pd.DataFrame:
     """Words per prompt/chosen/rejected, counted once per data set for every page (shape (n_pairs, 3))."""
     return _length_table(data.fingerprint, data)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _column_kinds(fingerprint: str, _data: PreferenceData) -> dict[str, list[str]]:
+    frame = _data.frame
+    kinds: dict[str, list[str]] = {"colour": [], "numeric": [], "groups": []}
+    for column in _data.metadata_columns:
+        values = frame[column]
+        types = values.map(type)
+        if types.isin([str, bool, int, float]).all() and values.nunique() <= 50:
+            kinds["colour"].append(column)
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            kinds["numeric"].append(column)
+        if types.isin([str, bool, int]).all() and 2 <= values.nunique() <= 30:
+            kinds["groups"].append(column)
+    return kinds
+
+
+def column_kinds(data: PreferenceData) -> dict[str, list[str]]:
+    """The metadata columns by use, once per data set for every session (a type check of every
+    value: 0.1-0.2 s per rerun at 62k pairs otherwise). ``colour``: scalar (str/bool/int/float),
+    at most 50 values (Map colours); ``numeric``: other numeric, non-boolean columns (a colour
+    scale); ``groups``: str/bool/int with 2-30 values (Select's and Spectra's group comparisons)."""
+    return _column_kinds(data.fingerprint, data)

@@ -146,9 +146,34 @@ def _ensure_static_embedding(data) -> str:
     return f"static (computed now in {time.perf_counter() - started:.0f} s)"
 
 
-def _profile_round(page, pid: int, out: Path) -> dict:
-    """py-spy (raw collapsed stacks) on the server during one round of page switches; per page, the
-    seconds its script ran and the functions with most inclusive time under it."""
+def _move_slider(page) -> float:
+    """The Select page's subset slider one step right: key press → "Points kept" changed, settled."""
+    metric = page.locator("[data-testid=stMetric]", has_text="Points kept").first
+    before = metric.inner_text()
+    page.get_by_role("slider").first.focus()
+    started = time.perf_counter()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("(b) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
+                           ".find(e => e.innerText.includes('Points kept')); return m && m.innerText !== b; }",
+                           arg=before)
+    _settled(page)
+    return round(time.perf_counter() - started, 3)
+
+
+def _draw_all(page, key: str = "End") -> float:
+    """The Map's "Points drawn" slider to its maximum (End) or minimum (Home) → Plotly has drawn."""
+    page.get_by_role("slider").nth(0).focus()  # "Points drawn" (the map's only slider)
+    started = time.perf_counter()
+    page.keyboard.press(key)
+    page.wait_for_timeout(50)
+    _settled(page)
+    page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").first.wait_for()
+    return round(time.perf_counter() - started, 3)
+
+
+def _profile_round(page, pid: int, out: Path, with_widgets: bool) -> dict:
+    """py-spy (raw collapsed stacks) on the server during one round of page switches (and slider
+    moves, map draws); per page, the seconds its script ran and the functions with most time."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
@@ -159,6 +184,13 @@ def _profile_round(page, pid: int, out: Path) -> dict:
     time.sleep(1.5)
     for name in PAGES[1:] + PAGES[:1]:
         _switch(page, name)
+    if with_widgets:  # three slider moves on Select, every point on the Map
+        _switch(page, "Select")
+        for _ in range(3):
+            _move_slider(page)
+        _switch(page, "Map")
+        _draw_all(page, "Home")
+        _draw_all(page, "End")
     time.sleep(0.5)
     recorder.send_signal(2)
     try:
@@ -299,32 +331,13 @@ def main(argv: list[str] | None = None) -> None:
                 raise _Skip
             # The Select page's slider and the Map at every point.
             _switch(page, "Select")
-            metric = page.locator("[data-testid=stMetric]", has_text="Points kept").first
-            slider = page.get_by_role("slider").first
-            moves = []
-            for _ in range(5):
-                before = metric.inner_text()
-                slider.focus()
-                t0 = time.perf_counter()
-                page.keyboard.press("ArrowRight")
-                page.wait_for_function("(b) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
-                                       ".find(e => e.innerText.includes('Points kept')); return m && m.innerText !== b; }",
-                                       arg=before)
-                _settled(page)
-                moves.append(round(time.perf_counter() - t0, 3))
-            figures["alignscope"]["select_slider"] = _stats(moves)
+            figures["alignscope"]["select_slider"] = _stats([_move_slider(page) for _ in range(5)])
             _switch(page, "Map")
             map_draws = []
             for key in ("End", "Home", "End"):  # all points, the fewest, all points again
-                drawn = page.get_by_role("slider").nth(0)  # "Points drawn" (the map's only slider)
-                drawn.focus()
-                t0 = time.perf_counter()
-                page.keyboard.press(key)
-                page.wait_for_timeout(50)
-                _settled(page)
-                page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").first.wait_for()
+                seconds = _draw_all(page, key)
                 if key == "End":
-                    map_draws.append(round(time.perf_counter() - t0, 3))
+                    map_draws.append(seconds)
             figures["alignscope"]["map_all_points_s"] = map_draws
             figures["alignscope"]["map_points"] = 2 * data.n_pairs
         except _Skip:
@@ -332,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             _switch(page, "Data")
             if args.profile:
-                figures["profile"] = _profile_round(page, process.pid, Path(fresh_home))
+                figures["profile"] = _profile_round(page, process.pid, Path(fresh_home),
+                                                    with_widgets=not embedding.startswith("absent"))
         finally:
             page.context.close()
             _stop(process)

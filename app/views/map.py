@@ -3,7 +3,6 @@ metadata, label, GMM component, ISA log-likelihood l′ or the current selection
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, charts, state
@@ -68,11 +67,8 @@ else:
         st.stop()
 
 # ------------------------------------------------------------------------------------ colours
-metadata = [c for c in data.metadata_columns
-            if data.frame[c].map(type).isin([str, bool, int, float]).all() and data.frame[c].nunique() <= 50]
-# is_numeric_dtype, not np.issubdtype: pandas' string and categorical dtypes are not numpy dtypes.
-numeric = [c for c in data.metadata_columns if c not in metadata and pd.api.types.is_numeric_dtype(data.frame[c])
-           and not pd.api.types.is_bool_dtype(data.frame[c])]
+kinds = analysis.column_kinds(data)  # cached per data set
+metadata, numeric = kinds["colour"], kinds["numeric"]
 colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
     ["GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"]
 audit_flags = st.session_state.get("alignscope_audit_flags")  # set by the Audit page
