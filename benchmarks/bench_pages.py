@@ -88,12 +88,14 @@ def _alignscope_command(port: int, data: str, root: str) -> list[str]:
     return [sys.executable, "-m", "alignscope.cli", "app", "--port", str(port), "--data", data, "--data-root", root]
 
 
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+
 def _settled(page, timeout_s: float = 600) -> None:
-    """Until Streamlit's "running" indicator is gone (the script finished)."""
-    page.wait_for_timeout(50)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and page.locator("[data-testid=stStatusWidget]").count():
-        page.wait_for_timeout(25)
+    """Until the session's script run has finished: the app root's script state is "notRunning".
+    (Streamlit's status widget appears only after a delay, so a check for it can pass while a page
+    still computes; the next click would then leave that run computing in the background.)"""
+    page.wait_for_selector(IDLE, state="attached", timeout=timeout_s * 1000)
 
 
 def _switch(page, name: str) -> float:
@@ -161,13 +163,15 @@ def _move_slider(page) -> float:
 
 
 def _draw_all(page, key: str = "End") -> float:
-    """The Map's "Points drawn" slider to its maximum (End) or minimum (Home) → Plotly has drawn."""
+    """The Map's "Points drawn" slider to its maximum (End: every point, the title says nothing is
+    left out) or minimum (Home: the title says "— 5,000 drawn") → Plotly has drawn that title."""
     page.get_by_role("slider").nth(0).focus()  # "Points drawn" (the map's only slider)
     started = time.perf_counter()
     page.keyboard.press(key)
-    page.wait_for_timeout(50)
+    page.wait_for_function("(all) => { const t = document.querySelector('.js-plotly-plot .gtitle');"
+                           " return t && (t.textContent.includes(' drawn') !== all); }", arg=key == "End",
+                           timeout=600_000)
     _settled(page)
-    page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").first.wait_for()
     return round(time.perf_counter() - started, 3)
 
 
