@@ -280,6 +280,39 @@ def hover_texts(data: PreferenceData, pair_index: np.ndarray, label: np.ndarray 
     return out
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _hover_cached(fingerprint: str, run: str, rows_digest: str, _data: PreferenceData, _pair_index: np.ndarray,
+                  _label: np.ndarray | None, _rows: np.ndarray) -> list[str]:
+    return hover_texts(_data, _pair_index, _label, _rows)
+
+
+def map_hover_texts(data: PreferenceData, run_dir: Path, pair_index: np.ndarray, label: np.ndarray | None,
+                    rows: np.ndarray) -> list[str]:
+    """:func:`hover_texts`, built once per data set, embedding and drawn sample for every session
+    and rerun (reading 50k texts out of the data set took ~1 s per Map rerun). The list is shared:
+    read it, do not change it."""
+    import hashlib
+
+    stamp = (Path(run_dir) / "embeddings.npy").stat().st_mtime_ns
+    digest = hashlib.blake2b(np.ascontiguousarray(rows, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+    return _hover_cached(data.fingerprint, f"{run_dir}@{stamp}", digest, data, pair_index, label, rows)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _prompt_previews(fingerprint: str, chars: int, _data: PreferenceData) -> np.ndarray:
+    from alignscope.data import render_text
+
+    previews = np.array([render_text(v)[:chars] for v in _data.frame["prompt"].to_numpy(dtype=object)], dtype=object)
+    previews.setflags(write=False)
+    return previews
+
+
+def prompt_previews(data: PreferenceData, chars: int = 120) -> np.ndarray:
+    """The first ``chars`` characters of every prompt as plain text, shape (n_pairs,), once per data
+    set for every session (tables of flagged or nearest pairs index it)."""
+    return _prompt_previews(data.fingerprint, chars, data)
+
+
 @st.cache_data(show_spinner="Counting words…", max_entries=8)
 def _length_table(fingerprint: str, _data: PreferenceData) -> pd.DataFrame:
     from alignscope.data import length_table

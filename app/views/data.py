@@ -129,6 +129,19 @@ with tab_pairs:
 
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _length_figure(fingerprint: str, log_x: bool, _lengths: pd.DataFrame):
+    """The length histogram, built once per data set and scale for every session (read-only)."""
+    return charts.length_histogram(_lengths, log_x=log_x)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _metadata_figures(fingerprint: str, _summaries: dict) -> dict:
+    """One chart per summarised metadata column, built once per data set (read-only)."""
+    return {column: charts.value_histogram(counts, column) if kind == "histogram" else charts.count_bar(counts, column)
+            for column, (kind, counts) in _summaries.items()}
+
+
 with tab_lengths:
     lengths = analysis.lengths(data)
     longer = float((lengths["chosen"] > lengths["rejected"]).mean())
@@ -139,7 +152,7 @@ with tab_lengths:
     cols[2].metric("Chosen longer than rejected", f"{longer:.1%}",
                    help="A share far from 50 % means length alone predicts the label (length bias).")
     log_x = st.toggle("Log scale", value=True, key="data_log_lengths")
-    st.plotly_chart(charts.length_histogram(lengths, log_x=log_x), key="data_length_chart")
+    st.plotly_chart(_length_figure(data.fingerprint, log_x, lengths), key="data_length_chart")
     st.dataframe(lengths.describe(percentiles=[0.5, 0.95]).T.round(1), key="data_length_stats")
 
 TOP_CATEGORIES = 15  # more bars than this are unreadable: the rest are summed as "other"
@@ -174,8 +187,7 @@ def _metadata_summaries(fingerprint: str, _data) -> dict[str, tuple[str, pd.Seri
 
 with tab_meta:
     summaries = _metadata_summaries(data.fingerprint, data)
-    for column, (kind, counts) in summaries.items():
-        chart = charts.value_histogram(counts, column) if kind == "histogram" else charts.count_bar(counts, column)
+    for column, chart in _metadata_figures(data.fingerprint, summaries).items():
         st.plotly_chart(chart, key=f"data_meta_{column}")
     if not summaries:
         st.caption("No metadata column to summarise.")

@@ -104,7 +104,7 @@ elif colour_by in numeric:
 else:
     colour = data.frame[colour_by].astype(str).to_numpy()[pair_index[drawn]]
 
-hover = analysis.hover_texts(data, pair_index, label, drawn)
+hover = analysis.map_hover_texts(data, run_dir, pair_index, label, drawn)  # cached per sample
 title = f"{method} map of {n_points:,} {unit}s ({encoder})" + (
     f" — {len(drawn):,} drawn" if len(drawn) < n_points else "")
 figure = charts.scatter_map(coords[drawn], colour, colour_by, hover, title=title, categorical=categorical)
