@@ -89,3 +89,28 @@ def test_threshold_is_what_the_slider_cuts(embedded):
     cut = threshold(ranked, 25)
     assert int(cut["selected"].sum()) == 25
     assert set(cut.loc[cut["selected"], "rank"]) == set(range(1, 26))
+
+
+def test_length_table_is_kept_on_disk_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNSCOPE_HOME", str(tmp_path))
+    from alignscope.app import analysis
+    from alignscope.data import length_table
+
+    data = load_preferences("demo:300")
+    expected = length_table(data)
+    analysis._length_table.clear()
+    first = analysis.lengths(data)
+    pd.testing.assert_frame_equal(first, expected)
+    stored = tmp_path / "cache" / "stats" / f"{data.fingerprint}-lengths.parquet"
+    assert stored.is_file()
+    # A stored table is what a restarted app reads (here: marked, to see it is the one returned).
+    marked = expected.copy()
+    marked.loc[0, "prompt"] = 12345
+    marked.to_parquet(stored, index=False)
+    analysis._length_table.clear()
+    assert int(analysis.lengths(data).loc[0, "prompt"]) == 12345
+    # A stored table of the wrong size is ignored and rewritten.
+    expected.head(10).to_parquet(stored, index=False)
+    analysis._length_table.clear()
+    pd.testing.assert_frame_equal(analysis.lengths(data), expected)
+    assert len(pd.read_parquet(stored)) == data.n_pairs
