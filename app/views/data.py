@@ -196,11 +196,17 @@ def _cut(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _preview(fingerprint: str, limit: int, _data) -> pd.DataFrame:
+    """The first ``limit`` rows with texts rendered and cut, once per data set (read-only)."""
+    preview = _data.frame.head(limit).copy()
+    for column in CANONICAL:  # a table cell shows a line anyway; whole texts would make this page MBs
+        preview[column] = [_cut(render_text(v)) for v in preview[column]]
+    return preview
+
+
 with tab_table:
     limit = min(data.n_pairs, 1000)
     st.caption(f"First {limit:,} rows; message lists rendered as role: content; texts cut at 500 characters "
                "(the Pairs tab shows them whole).")
-    preview = data.frame.head(limit).copy()
-    for column in CANONICAL:  # a table cell shows a line anyway; whole texts would make this page MBs
-        preview[column] = [_cut(render_text(v)) for v in preview[column]]
-    st.dataframe(preview, hide_index=False, height=420)
+    st.dataframe(_preview(data.fingerprint, limit, data), hide_index=False, height=420)
