@@ -104,7 +104,7 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
                  "(its log is on the Runs page).")
     n_points = 2 * data.n_pairs
     st.info(f"This page needs the embeddings of the {n_points:,} completions of the active data set "
-            f"({encoder}): {_estimate(data.fingerprint, encoder, data)}. The job runs in the "
+            f"({encoder}): {_estimate(data.fingerprint, encoder, _rates_stamp(), data)}. The job runs in the "
             "background and is cached, so this happens once per data set and encoder.")
     if st.button("Compute embeddings", type="primary", key=f"{prefix}_embed"):
         state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": unit})
@@ -112,8 +112,20 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
     st.stop()
 
 
-@st.cache_data(show_spinner=False, ttl=30, max_entries=16)
-def _estimate(fingerprint: str, encoder: str, _data: PreferenceData) -> str:
+def _rates_stamp() -> tuple:
+    """Changes when a run measures a new embedding rate (or distils the static encoder): the
+    estimate below is recomputed then, not on a timer (it joins every text: 0.6 s at 124k)."""
+    from alignscope.embed import rates_path
+
+    try:
+        stat = rates_path().stat()
+        return str(rates_path()), stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return str(rates_path()), None, None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _estimate(fingerprint: str, encoder: str, rates_stamp: tuple, _data: PreferenceData) -> str:
     """"about N s (measured X texts/s on this machine)", from the rate stored by earlier runs."""
     from alignscope.embed import describe_estimate, element_texts
 
@@ -156,6 +168,58 @@ def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: 
     return ranked.replace(config={**ranked.config, **asked})
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _pair_first_rank(run_dir: str, stamp: float, method: str, seed: int, options_json: str,
+                     n_pairs: int) -> np.ndarray:
+    """Once per ranking, shared by every session: each pair's best (smallest) rank over its points,
+    shape (n_pairs,) (``inf`` for a pair without a point), so that the pairs kept at any subset
+    size k are ``first_rank <= k``: a slider move reads this instead of re-deriving pairs from 124k
+    ranked points (pair rule ``any``; 0.2 s per move at AlpacaEval's size)."""
+    ranked = ranking(run_dir, stamp, method, seed, options_json, None)
+    rank = ranked["rank"].to_numpy(dtype=np.float64)
+    pairs = ranked["pair_index" if "pair_index" in ranked.table.columns else "index"].to_numpy(dtype=np.int64)
+    first = np.full(n_pairs, np.inf)
+    np.minimum.at(first, pairs, rank)
+    first.setflags(write=False)
+    return first
+
+
+def kept_pairs_at(run_dir: Path, method: str, k: int, n_pairs: int, *, seed: int = 0,
+                  options: dict | None = None, table: Selection | None = None) -> np.ndarray:
+    """Boolean mask (n_pairs,) of the pairs the top-``k`` selection touches (rule ``any``), equal to
+    ``kept_pairs_mask(pair_level(selection_at(...)), n_pairs)``. For ranking methods (ISA, random)
+    it is read from the cached per-pair best rank; other methods derive it from ``table`` (their
+    selection at k, computed when not given)."""
+    from alignscope.selection_stats import kept_pairs_mask
+
+    if method in _THRESHOLDABLE:
+        first = _pair_first_rank(str(run_dir), embedding_stamp(run_dir), method, seed,
+                                 json.dumps(options or {}, sort_keys=True), n_pairs)
+        return first <= k
+    if table is None:
+        table = selection_at(run_dir, method, k, seed=seed, options=options)
+    return kept_pairs_mask(pair_level(table).table, n_pairs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _group_codes(fingerprint: str, column: str, _data: PreferenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    values = _data.frame[column].astype(str).to_numpy()
+    groups, codes = np.unique(values, return_inverse=True)
+    return groups, codes, np.bincount(codes, minlength=len(groups))
+
+
+def group_shares(data: PreferenceData, column: str, kept: np.ndarray) -> pd.DataFrame:
+    """``selection_stats.share_by_group(data.frame, column, kept)`` with the column's groups coded
+    once per data set for every session: a slider move only counts the kept pairs per group."""
+    groups, codes, pairs = _group_codes(data.fingerprint, column, data)
+    kept_counts = np.bincount(codes[np.asarray(kept, dtype=bool)], minlength=len(groups))
+    out = pd.DataFrame({"group": groups, "pairs": pairs, "kept": kept_counts})
+    out["kept_share_of_group"] = out["kept"] / out["pairs"]
+    out["share_of_data"] = out["pairs"] / out["pairs"].sum()
+    out["share_of_subset"] = out["kept"] / max(int(out["kept"].sum()), 1)
+    return out
+
+
 def pair_level(selection: Selection) -> Selection:
     """Pair-level view of a selection (completion-level ones keep a pair when either completion
     is selected: the documented default pair rule ``any``)."""
@@ -188,33 +252,110 @@ def hover_texts(data: PreferenceData, pair_index: np.ndarray, label: np.ndarray 
 
     from alignscope.data import render_text
 
-    prompt, chosen, rejected = (data.frame[c].to_numpy(dtype=object) for c in ("prompt", "chosen", "rejected"))
     # A text budget for the whole map (~8 MB of hover text): full snippets for a few thousand
     # points, shorter ones as more are drawn, only the pair number at 100k+ (the browser would
     # otherwise receive ~50 MB of JSON for 124k points).
     per_point = int(min(400, max(0, 8_000_000 / max(1, len(rows)) - 30)))
     prompt_chars, completion_chars = int(per_point * 0.4), int(per_point * 0.6)
+    pairs = np.asarray(pair_index)[rows].astype(np.int64)
+    which = np.full(len(rows), "pair", dtype=object) if label is None else \
+        np.where(np.asarray(label)[rows] == 1, "chosen", "rejected").astype(object)
+    if prompt_chars < 20:
+        # Pair numbers only: no data set text, nothing to escape, no column converted (converting
+        # the three text columns of 62k pairs took 1.5 s per map draw).
+        return [f"#{pair + 1} ({kind})" for pair, kind in zip(pairs.tolist(), which.tolist())]
+    # Only the drawn pairs' texts are read.
+    frame = data.frame.iloc[pairs]
+    prompt, chosen, rejected = (frame[c].to_numpy(dtype=object) for c in ("prompt", "chosen", "rejected"))
     out = []
-    for row in rows.tolist():
-        pair = int(pair_index[row])
-        is_chosen = label is None or int(label[row]) == 1
-        which = "pair" if label is None else ("chosen" if is_chosen else "rejected")
-        text = f"#{pair + 1} ({which})"
-        if prompt_chars >= 20:
-            completion = render_text(chosen[pair] if is_chosen else rejected[pair])
-            text += (f"\nPROMPT: {render_text(prompt[pair])[:prompt_chars]}"
-                     f"\n{which.upper()}: {completion[:completion_chars]}")
+    for i, (pair, kind) in enumerate(zip(pairs.tolist(), which.tolist())):
+        completion = render_text(rejected[i] if kind == "rejected" else chosen[i])
+        text = (f"#{pair + 1} ({kind})\nPROMPT: {render_text(prompt[i])[:prompt_chars]}"
+                f"\n{kind.upper()}: {completion[:completion_chars]}")
         out.append(html.escape(text).replace("\n", "<br>"))
     return out
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _hover_cached(fingerprint: str, run: str, rows_digest: str, _data: PreferenceData, _pair_index: np.ndarray,
+                  _label: np.ndarray | None, _rows: np.ndarray) -> list[str]:
+    return hover_texts(_data, _pair_index, _label, _rows)
+
+
+def map_hover_texts(data: PreferenceData, run_dir: Path, pair_index: np.ndarray, label: np.ndarray | None,
+                    rows: np.ndarray) -> list[str]:
+    """:func:`hover_texts`, built once per data set, embedding and drawn sample for every session
+    and rerun (reading 50k texts out of the data set took ~1 s per Map rerun). The list is shared:
+    read it, do not change it."""
+    import hashlib
+
+    stamp = (Path(run_dir) / "embeddings.npy").stat().st_mtime_ns
+    digest = hashlib.blake2b(np.ascontiguousarray(rows, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+    return _hover_cached(data.fingerprint, f"{run_dir}@{stamp}", digest, data, pair_index, label, rows)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _prompt_previews(fingerprint: str, chars: int, _data: PreferenceData) -> np.ndarray:
+    from alignscope.data import render_text
+
+    previews = np.array([render_text(v)[:chars] for v in _data.frame["prompt"].to_numpy(dtype=object)], dtype=object)
+    previews.setflags(write=False)
+    return previews
+
+
+def prompt_previews(data: PreferenceData, chars: int = 120) -> np.ndarray:
+    """The first ``chars`` characters of every prompt as plain text, shape (n_pairs,), once per data
+    set for every session (tables of flagged or nearest pairs index it)."""
+    return _prompt_previews(data.fingerprint, chars, data)
+
+
 @st.cache_data(show_spinner="Counting words…", max_entries=8)
 def _length_table(fingerprint: str, _data: PreferenceData) -> pd.DataFrame:
-    from alignscope.data import length_table
+    """Counted once per data set, kept on disk (``ALIGNSCOPE_HOME/cache/stats``, 1.5 MB at 62k
+    pairs) so that a restarted app does not count 186k texts again before its first page (2.5 s)."""
+    from alignscope.data import CANONICAL, length_table
+    from alignscope.files import atomic_path
 
-    return length_table(_data)
+    stored = settings.home() / "cache" / "stats" / f"{fingerprint}-lengths.parquet"
+    try:
+        table = pd.read_parquet(stored)
+        if list(table.columns) == list(CANONICAL) and len(table) == _data.n_pairs:
+            return table
+    except (OSError, ValueError, ImportError):
+        pass
+    table = length_table(_data)
+    try:
+        with atomic_path(stored) as tmp:
+            table.to_parquet(tmp, index=False)
+    except OSError:
+        pass  # a read-only home: counted again next start
+    return table
 
 
 def lengths(data: PreferenceData) -> pd.DataFrame:
     """Words per prompt/chosen/rejected, counted once per data set for every page (shape (n_pairs, 3))."""
     return _length_table(data.fingerprint, data)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _column_kinds(fingerprint: str, _data: PreferenceData) -> dict[str, list[str]]:
+    frame = _data.frame
+    kinds: dict[str, list[str]] = {"colour": [], "numeric": [], "groups": []}
+    for column in _data.metadata_columns:
+        values = frame[column]
+        types = values.map(type)
+        if types.isin([str, bool, int, float]).all() and values.nunique() <= 50:
+            kinds["colour"].append(column)
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            kinds["numeric"].append(column)
+        if types.isin([str, bool, int]).all() and 2 <= values.nunique() <= 30:
+            kinds["groups"].append(column)
+    return kinds
+
+
+def column_kinds(data: PreferenceData) -> dict[str, list[str]]:
+    """The metadata columns by use, once per data set for every session (a type check of every
+    value: 0.1-0.2 s per rerun at 62k pairs otherwise). ``colour``: scalar (str/bool/int/float),
+    at most 50 values (Map colours); ``numeric``: other numeric, non-boolean columns (a colour
+    scale); ``groups``: str/bool/int with 2-30 values (Select's and Spectra's group comparisons)."""
+    return _column_kinds(data.fingerprint, data)

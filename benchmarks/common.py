@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# ../shared/data beside the checkout (a git worktree sits one folder deeper: ../../shared/data).
+_REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = next((p / "shared" / "data" for p in (_REPO.parent, _REPO.parent.parent) if (p / "shared" / "data").is_dir()),
+                   _REPO.parent / "shared" / "data")
 
 
 def machine_info() -> dict[str, Any]:

@@ -111,32 +111,50 @@ class Session:
 SLIDER = "Subset size (% of points)"
 
 
-async def browse_and_slide(url: str, moves: list[float], *, timeout_s: float = 120.0) -> Session:
+async def browse_and_slide(url: str, moves: list[float], *, timeout_s: float = 120.0,
+                           think: tuple[float, float] | None = None, seed: int = 0) -> Session:
     """One user: Data page, Select page, the subset slider through ``moves`` (checking that "Points
-    kept" follows each value), the Map page, back to Data."""
+    kept" follows each value), the Map page, back to Data. ``think``: (low, high) seconds of pause
+    before each interaction after the first, drawn uniformly (a person reading the page); pauses
+    are not part of the timings."""
+    import random
+
+    rng = random.Random(seed)
+
+    async def pause() -> None:
+        if think is not None:
+            await asyncio.sleep(rng.uniform(*think))
+
     async with Session(url, timeout_s=timeout_s) as session:
         try:
             await session.run("open data")
+            await pause()
             await session.open("select")
             for percent in moves:
+                await pause()
                 await session.set_slider(SLIDER, percent)
                 kept = session.metrics.get("Points kept", "")
                 total = int(kept.split(" of ")[-1].replace(",", "")) if " of " in kept else 0
                 if not total or kept.split(" of ")[0].replace(",", "") != str(max(1, round(percent / 100 * total))):
                     session.errors.append(f"slider {percent}: 'Points kept' shows {kept!r}")
+            await pause()
             await session.open("map")
+            await pause()
             await session.open("")
         except Exception as err:  # noqa: BLE001 - recorded; a load test reports, it does not stop
             session.errors.append(f"{type(err).__name__}: {err}")
     return session
 
 
-async def load(url: str, n_sessions: int, moves: int, *, seed: int = 0, timeout_s: float = 120.0) -> list[Session]:
-    """``n_sessions`` users at once, each with its own seeded slider values."""
+async def load(url: str, n_sessions: int, moves: int, *, seed: int = 0, timeout_s: float = 120.0,
+               think: tuple[float, float] | None = None) -> list[Session]:
+    """``n_sessions`` users at once, each with its own seeded slider values (and pauses)."""
     import random
 
     plans = [[random.Random(seed * 1000 + i).choice(range(1, 201)) / 2 for _ in range(moves)] for i in range(n_sessions)]
-    return list(await asyncio.gather(*(browse_and_slide(url, plan, timeout_s=timeout_s) for plan in plans)))
+    return list(await asyncio.gather(*(browse_and_slide(url, plan, timeout_s=timeout_s, think=think,
+                                                        seed=seed * 1000 + i)
+                                       for i, plan in enumerate(plans))))
 
 
 def summary(sessions: list[Session]) -> dict:

@@ -46,6 +46,9 @@ def test_opens_on_demo_data_labelled_as_demo(data_root):
     assert _metric(at, "Format") == "standard"
     assert any("Demo data" in w.value for w in at.sidebar.warning)
     assert any("Demo data" in i.value for i in at.info)
+    assert not at.get("plotly_chart")  # lazy tabs: the Metadata tab's charts wait until it is opened
+    at.session_state["data_tab"] = "Metadata"
+    at.run()
     assert any("Pairs per topic" in str(chart.proto.spec) for chart in at.get("plotly_chart"))
 
 
@@ -130,6 +133,8 @@ def test_metadata_charts_stay_readable(data_root):
              "chosen_model": f"model-{i % 36:02d}", "strength": (i % 97) / 97} for i in range(400)]
     write_jsonl(data_root / "meta.jsonl", rows)
     at = _load_path(_app(), "meta.jsonl")
+    at.session_state["data_tab"] = "Metadata"
+    at.run()
     specs = {}
     for chart in at.get("plotly_chart"):
         spec = json.loads(chart.proto.spec)

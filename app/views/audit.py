@@ -56,7 +56,16 @@ try:
 except AuditError as err:
     st.error(str(err))
     st.stop()
-summary = audit_summary(data, table)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _summary(fingerprint: str, run: str, stamp: float, folds: int, seed: int, _data, _table) -> dict:
+    """The audit's summary, once per audit for every session."""
+    return audit_summary(_data, _table)
+
+
+summary = _summary(data.fingerprint, str(run_dir), stamp, folds, seed, data, table)
+previews = analysis.prompt_previews(data)  # 120 characters of every prompt, once per data set
 n = summary["n_pairs"]
 # Each pair's first flag, for the Map page's "audit flag" colouring (a plain key survives page switches).
 issue = np.full(n, "no flag", dtype=object)
@@ -103,7 +112,7 @@ if query.strip():
     rows = rows[pd.Index(rows).isin(search_pairs(data, query))]
 flagged = table.loc[rows].sort_values(sort_by, ascending=False, kind="stable")
 listing = flagged[["index", "reasons", "flip_score", "outlier_score", "length_ratio", "dup_group"]].copy()
-listing.insert(2, "prompt", [render_text(data.frame.at[i, "prompt"])[:120] for i in listing["index"]])
+listing.insert(2, "prompt", previews[listing["index"].to_numpy(dtype=np.int64)])
 st.dataframe(listing, hide_index=True, key="audit_flagged", column_config={
     "flip_score": st.column_config.NumberColumn(format="%.3f"),
     "outlier_score": st.column_config.NumberColumn(format="%.2f"),
@@ -126,7 +135,7 @@ st.markdown("**Word diff** (`-` only in chosen, `+` only in rejected)")
 st.code(word_diff(chosen_text, rejected_text), language=None)
 chosen_m, rejected_m = _unit_pairs(str(run_dir), stamp, n, embeddings)
 near = nearest_pairs(chosen_m, rejected_m, pair, k=5, normalised=True)
-near["prompt"] = [render_text(data.frame.at[i, "prompt"])[:100] for i in near["index"]]
+near["prompt"] = [previews[i][:100] for i in near["index"]]
 near["flags"] = [table.at[i, "reasons"] for i in near["index"]]
 st.markdown("**Nearest pairs** (cosine of the chosen and rejected embeddings, averaged)")
 st.dataframe(near, hide_index=True, key="audit_near",

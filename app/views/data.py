@@ -108,39 +108,57 @@ else:
 for what, count in report.warnings.items():
     st.caption(f"Note: {count:,} {what}.")
 
-tab_pairs, tab_lengths, tab_meta, tab_table = st.tabs(["Pairs", "Lengths", "Metadata", "Table"])
+# Lazy tabs: only the open tab's content is built and sent (the charts and the 1,000-row table of
+# the other tabs cost the browser ~0.4 s on every visit of this page; benchmarks/bench_pages).
+tab_pairs, tab_lengths, tab_meta, tab_table = st.tabs(["Pairs", "Lengths", "Metadata", "Table"], key="data_tab",
+                                                      on_change="rerun")
 
-with tab_pairs:
-    st.caption("One pair at a time, chosen beside rejected.")
-    pick = st.number_input("Pair (1-based row)", min_value=1, max_value=data.n_pairs, value=1, key="data_pair")
-    row = data.frame.iloc[int(pick) - 1]
-    with st.container(border=True):
-        st.markdown("**Prompt**")
-        st.text(render_text(row["prompt"]))
-    left, right = st.columns(2)
-    with left.container(border=True):
-        st.markdown(":green[**Chosen**]")
-        st.text(render_text(row["chosen"]) or "(empty response)")
-    with right.container(border=True):
-        st.markdown(":red[**Rejected**]")
-        st.text(render_text(row["rejected"]) or "(empty response)")
-    if data.metadata_columns:
-        st.dataframe(pd.DataFrame([row[data.metadata_columns].astype(str)]), hide_index=True)
+if tab_pairs.open:  # lazy: only the open tab is built
+    with tab_pairs:
+        st.caption("One pair at a time, chosen beside rejected.")
+        pick = st.number_input("Pair (1-based row)", min_value=1, max_value=data.n_pairs, value=1, key="data_pair")
+        row = data.frame.iloc[int(pick) - 1]
+        with st.container(border=True):
+            st.markdown("**Prompt**")
+            st.text(render_text(row["prompt"]))
+        left, right = st.columns(2)
+        with left.container(border=True):
+            st.markdown(":green[**Chosen**]")
+            st.text(render_text(row["chosen"]) or "(empty response)")
+        with right.container(border=True):
+            st.markdown(":red[**Rejected**]")
+            st.text(render_text(row["rejected"]) or "(empty response)")
+        if data.metadata_columns:
+            st.dataframe(pd.DataFrame([row[data.metadata_columns].astype(str)]), hide_index=True)
 
 
 
-with tab_lengths:
-    lengths = analysis.lengths(data)
-    longer = float((lengths["chosen"] > lengths["rejected"]).mean())
-    cols = st.columns(3)
-    cols[0].metric("Median prompt length", f"{int(lengths['prompt'].median())} words")
-    cols[1].metric("Median chosen / rejected", f"{int(lengths['chosen'].median())} / "
-                   f"{int(lengths['rejected'].median())} words")
-    cols[2].metric("Chosen longer than rejected", f"{longer:.1%}",
-                   help="A share far from 50 % means length alone predicts the label (length bias).")
-    log_x = st.toggle("Log scale", value=True, key="data_log_lengths")
-    st.plotly_chart(charts.length_histogram(lengths, log_x=log_x), key="data_length_chart")
-    st.dataframe(lengths.describe(percentiles=[0.5, 0.95]).T.round(1), key="data_length_stats")
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _length_figure(fingerprint: str, log_x: bool, _lengths: pd.DataFrame):
+    """The length histogram, built once per data set and scale for every session (read-only)."""
+    return charts.length_histogram(_lengths, log_x=log_x)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _metadata_figures(fingerprint: str, _summaries: dict) -> dict:
+    """One chart per summarised metadata column, built once per data set (read-only)."""
+    return {column: charts.value_histogram(counts, column) if kind == "histogram" else charts.count_bar(counts, column)
+            for column, (kind, counts) in _summaries.items()}
+
+
+if tab_lengths.open:  # lazy: only the open tab is built
+    with tab_lengths:
+        lengths = analysis.lengths(data)
+        longer = float((lengths["chosen"] > lengths["rejected"]).mean())
+        cols = st.columns(3)
+        cols[0].metric("Median prompt length", f"{int(lengths['prompt'].median())} words")
+        cols[1].metric("Median chosen / rejected", f"{int(lengths['chosen'].median())} / "
+                       f"{int(lengths['rejected'].median())} words")
+        cols[2].metric("Chosen longer than rejected", f"{longer:.1%}",
+                       help="A share far from 50 % means length alone predicts the label (length bias).")
+        log_x = st.toggle("Log scale", value=True, key="data_log_lengths")
+        st.plotly_chart(_length_figure(data.fingerprint, log_x, lengths), key="data_length_chart")
+        st.dataframe(lengths.describe(percentiles=[0.5, 0.95]).T.round(1), key="data_length_stats")
 
 TOP_CATEGORIES = 15  # more bars than this are unreadable: the rest are summed as "other"
 
@@ -172,23 +190,30 @@ def _metadata_summaries(fingerprint: str, _data) -> dict[str, tuple[str, pd.Seri
     return summaries
 
 
-with tab_meta:
-    summaries = _metadata_summaries(data.fingerprint, data)
-    for column, (kind, counts) in summaries.items():
-        chart = charts.value_histogram(counts, column) if kind == "histogram" else charts.count_bar(counts, column)
-        st.plotly_chart(chart, key=f"data_meta_{column}")
-    if not summaries:
-        st.caption("No metadata column to summarise.")
+if tab_meta.open:  # lazy: only the open tab is built
+    with tab_meta:
+        summaries = _metadata_summaries(data.fingerprint, data)
+        for column, chart in _metadata_figures(data.fingerprint, summaries).items():
+            st.plotly_chart(chart, key=f"data_meta_{column}")
+        if not summaries:
+            st.caption("No metadata column to summarise.")
 
 def _cut(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-with tab_table:
-    limit = min(data.n_pairs, 1000)
-    st.caption(f"First {limit:,} rows; message lists rendered as role: content; texts cut at 500 characters "
-               "(the Pairs tab shows them whole).")
-    preview = data.frame.head(limit).copy()
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _preview(fingerprint: str, limit: int, _data) -> pd.DataFrame:
+    """The first ``limit`` rows with texts rendered and cut, once per data set (read-only)."""
+    preview = _data.frame.head(limit).copy()
     for column in CANONICAL:  # a table cell shows a line anyway; whole texts would make this page MBs
         preview[column] = [_cut(render_text(v)) for v in preview[column]]
-    st.dataframe(preview, hide_index=False, height=420)
+    return preview
+
+
+if tab_table.open:  # lazy: only the open tab is built
+    with tab_table:
+        limit = min(data.n_pairs, 1000)
+        st.caption(f"First {limit:,} rows; message lists rendered as role: content; texts cut at 500 characters "
+                   "(the Pairs tab shows them whole).")
+        st.dataframe(_preview(data.fingerprint, limit, data), hide_index=False, height=420)

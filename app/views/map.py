@@ -3,7 +3,6 @@ metadata, label, GMM component, ISA log-likelihood l′ or the current selection
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, charts, state
@@ -39,11 +38,8 @@ def _pca(run: str, stamp: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ colours
-metadata = [c for c in data.metadata_columns
-            if data.frame[c].map(type).isin([str, bool, int, float]).all() and data.frame[c].nunique() <= 50]
-# is_numeric_dtype, not np.issubdtype: pandas' string and categorical dtypes are not numpy dtypes.
-numeric = [c for c in data.metadata_columns if c not in metadata and pd.api.types.is_numeric_dtype(data.frame[c])
-           and not pd.api.types.is_bool_dtype(data.frame[c])]
+kinds = analysis.column_kinds(data)  # cached per data set
+metadata, numeric = kinds["colour"], kinds["numeric"]
 colour_options = (["label (chosen / rejected)"] if label is not None else []) + metadata + numeric + \
     ["GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"]
 audit_flags = st.session_state.get("alignscope_audit_flags")  # set by the Audit page
@@ -117,7 +113,7 @@ elif colour_by in numeric:
 else:
     colour = data.frame[colour_by].astype(str).to_numpy()[pair_index[drawn]]
 
-hover = analysis.hover_texts(data, pair_index, label, drawn)
+hover = analysis.map_hover_texts(data, run_dir, pair_index, label, drawn)  # cached per sample
 title = f"{method} map of {n_points:,} {unit}s ({encoder}), coloured by {colour_by}" + (
     f" — {len(drawn):,} drawn" if len(drawn) < n_points else "")
 figure = charts.scatter_map(coords[drawn], colour, colour_by, hover, title=title, categorical=categorical)

@@ -13,7 +13,7 @@ import streamlit as st
 from alignscope import settings
 from alignscope.app import analysis, charts, state
 from alignscope.files import PathOutsideRootError, resolve_in_root
-from alignscope.selection_stats import defect_rates, kept_pairs_mask, overlap_matrix, share_by_group
+from alignscope.selection_stats import defect_rates, overlap_matrix
 
 st.title("Select")
 st.caption("Score every point with a selection method and keep the top of the ranking. ISA (Khera et "
@@ -60,7 +60,8 @@ except ValueError as err:  # selection errors are one-line ValueErrors
     st.error(str(err))
     st.stop()
 table = selection.table
-kept = kept_pairs_mask(analysis.pair_level(selection).table, data.n_pairs)
+# Read from the ranking's cached per-pair best rank (ISA, random), not re-derived per move.
+kept = analysis.kept_pairs_at(run_dir, method, k, data.n_pairs, seed=int(seed), options=options, table=selection)
 
 summary = st.columns(4)
 summary[0].metric("Points kept", f"{k:,} of {n_points:,}", help=f"{unit}-level points")
@@ -109,7 +110,7 @@ cols = st.columns(2)
 if groups:
     default = groups.index("source") if "source" in groups else 0
     group = cols[0].selectbox("Compare by", groups, index=default, key="select_group")
-    shares = share_by_group(data.frame, group, kept)
+    shares = analysis.group_shares(data, group, kept)
     cols[0].plotly_chart(charts.share_bars(shares, group), key="select_shares")
 
 
@@ -134,14 +135,13 @@ if st.toggle("Compare methods at this size", key="select_compare_on",
         ["isa", "random", "density"]
     others = st.multiselect("Methods", choices, default=default, key=f"select_compare_{method}")
     if len(others) >= 2:
-        masks = {m: kept_pairs_mask(analysis.pair_level(analysis.selection_at(run_dir, m, k, seed=int(seed))).table,
-                                    data.n_pairs) for m in others}
+        masks = {m: analysis.kept_pairs_at(run_dir, m, k, data.n_pairs, seed=int(seed)) for m in others}
         st.plotly_chart(charts.overlap_heatmap(overlap_matrix(masks)), key="select_overlap")
         if groups:
-            rows = {m: share_by_group(data.frame, group, mask).set_index("group")["share_of_subset"]
+            rows = {m: analysis.group_shares(data, group, mask).set_index("group")["share_of_subset"]
                     for m, mask in masks.items()}
             compare = pd.DataFrame(rows)
-            compare.insert(0, "all data", share_by_group(data.frame, group, kept).set_index("group")["share_of_data"])
+            compare.insert(0, "all data", analysis.group_shares(data, group, kept).set_index("group")["share_of_data"])
             st.dataframe(compare.style.format("{:.1%}"), key="select_compare_table")
             st.caption(f"Share of each {group} in each method's subset (the same number of points for every method).")
 

@@ -23,8 +23,7 @@ encoder = top[0].selectbox("Encoder", analysis.ENCODERS, key="spectra_encoder",
                            index=analysis.ENCODERS.index(ctx["encoder"]) if ctx["encoder"] in analysis.ENCODERS else 0,
                            help="Spectra use completion-level embeddings (chosen and rejected are two points).")
 ctx["encoder"] = encoder
-columns = [c for c in data.metadata_columns if data.frame[c].map(type).isin([str, bool, int]).all()
-           and 2 <= data.frame[c].nunique() <= 30]
+columns = analysis.column_kinds(data)["groups"]  # cached per data set
 choices = ["label"] + columns + ["component"]
 grouping = top[1].selectbox("Groups", choices, index=choices.index("source") if "source" in choices else 0,
                             key="spectra_groups",

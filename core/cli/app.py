@@ -35,7 +35,11 @@ def app_command(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(main),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
-            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", *extra]
+            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none",
+            # Streamlit's default full gc.collect() after every script run cost 0.5-0.8 s per page
+            # switch with a 62k-pair data set and its caches in memory (py-spy, benchmarks/bench_pages);
+            # Python's own generational collector still runs (server memory: benchmarks/bench_load).
+            "--runner.postScriptGC", "false", *extra]
 
 
 def cmd_app(args: argparse.Namespace) -> int:
