@@ -51,7 +51,7 @@ def _points(spec: str, out: Path) -> int:
 
 
 def _measure(browser, drawer: str, points: Path, timeout_s: float = 120) -> dict:
-    from alignscope.cli import app_command
+    from alignscope.cli.app import app_command
 
     port = _free_port()
     command = app_command("127.0.0.1", port)

@@ -77,7 +77,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _bare_command(port: int) -> list[str]:
-    from alignscope.cli import app_command
+    from alignscope.cli.app import app_command
 
     command = app_command("127.0.0.1", port)
     command[command.index("run") + 1] = str(BARE)  # the same flags as alignscope's, another script

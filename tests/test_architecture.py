@@ -237,3 +237,19 @@ def test_core_uses_the_app_only_for_its_figures_lazily_and_the_figures_need_no_s
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_alignscope_app_reaches_streamlit_without_importing_the_library():
+    """`alignscope app` execs Streamlit, whose app imports the library itself: the command's own
+    process must not import pandas first (it cost 0.37 s of the cold start, benchmarks/bench_pages).
+    A bad argument still gives the one-line error and exit code 2."""
+    import subprocess
+    import sys
+
+    check = ("import sys\nfrom alignscope.cli import main\n"
+             "rc = main(['app', '--data-root', '/nonexistent/alignscope-folder'])\n"
+             "print(rc, sorted(m for m in ('pandas', 'torch', 'alignscope.data') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "2 []"
+    assert result.stderr.strip().count("\n") == 0 and "--data-root" in result.stderr

@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 
-from alignscope.cli import build_parser
+from alignscope.cli.parser import build_parser
 from alignscope.cli.train import train_fields
 from alignscope.cli.common import UsageError
 from alignscope.train_config import (CONFIG_CLASSES, METHODS, TrainConfig, TrainError, field_kind, flag_name,

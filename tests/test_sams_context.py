@@ -229,7 +229,7 @@ def test_a_ratio_the_micro_batch_cannot_hold_is_said_once_and_recorded(tmp_path,
 
 
 def test_cli_passes_the_context_and_reward_options_to_the_sams_config():
-    from alignscope.cli import build_parser
+    from alignscope.cli.parser import build_parser
     from alignscope.cli.train import train_fields
 
     args = build_parser().parse_args(["train", "demo:20", "--method", "dpo-sams", "--sams-context", "diff",

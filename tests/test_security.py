@@ -12,7 +12,7 @@ import sys
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alignscope.cli import build_parser
+from alignscope.cli.parser import build_parser
 from alignscope.cli.app import app_command
 from alignscope.jobs import JobStore
 from benchmarks.common import start_app

@@ -198,7 +198,7 @@ def test_cli_bad_input_raises_one_line_value_error(tmp_path):
 
 
 def test_cli_entry_point_when_wired(tmp_path):
-    from alignscope.cli import build_parser
+    from alignscope.cli.parser import build_parser
 
     from conftest import run_cli
 

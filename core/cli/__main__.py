@@ -1,6 +1,6 @@
 """``python -m alignscope.cli``: the same as the ``alignscope`` command."""
 import sys
 
-from alignscope.cli.parser import main
+from alignscope.cli import main
 
 sys.exit(main())

@@ -8,13 +8,31 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from alignscope.cli.common import EXIT_OK, UsageError
+from alignscope.cli.common import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError
 
-__all__ = ["add_app_command", "app_command", "cmd_app"]
+__all__ = ["add_app_command", "app_command", "cmd_app", "main"]
+
+HELP = "start the web app (Streamlit)"
 
 
 def add_app_command(commands: Any) -> None:
-    app = commands.add_parser("app", help="start the web app (Streamlit)")
+    _add_arguments(commands.add_parser("app", help=HELP))
+
+
+def main(argv: Sequence[str]) -> int:
+    """``alignscope app ARGS`` without the other command groups: it replaces this process with
+    Streamlit, and the app imports the library itself, so nothing else is imported on the way
+    (see :func:`alignscope.cli.main`)."""
+    parser = Parser(prog="alignscope app", description=HELP)
+    _add_arguments(parser)
+    try:
+        return cmd_app(parser.parse_args(argv))
+    except UsageError as err:
+        print(f"alignscope: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _add_arguments(app: argparse.ArgumentParser) -> None:
     app.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes the app)")
     app.add_argument("--port", type=int, default=8501)

@@ -47,9 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Idle OpenMP workers spinning (the default) cost the other core its time on a 2-core machine;
-    # it must be set before torch loads, so the entry point sets it, never a library import.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
