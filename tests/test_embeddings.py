@@ -178,7 +178,7 @@ def test_an_earlier_cache_entry_is_read_without_the_model_and_then_rewritten_in_
 # ------------------------------------------------------------------------------------------ CLI
 def test_select_embeddings_checks_the_unit_against_the_sidecar(tmp_path, monkeypatch, capsys):
     from alignscope.cli import main
-    from alignscope.select import read_selection
+    from alignscope.selection import Selection
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # main() sets it; keep the test process as it was
     path = _completion(n_pairs=20, dim=6).save(tmp_path / "emb.npy")
@@ -186,7 +186,6 @@ def test_select_embeddings_checks_the_unit_against_the_sidecar(tmp_path, monkeyp
                  str(tmp_path / "a.parquet")]) == 2
     assert "completion-unit" in capsys.readouterr().err and not (tmp_path / "a.parquet").exists()
     assert main(["select", "--embeddings", str(path), "--k", "5", "--out", str(tmp_path / "b.parquet")]) == 0
-    table = read_selection(tmp_path / "b.parquet")
-    config = table.attrs["alignscope_selection"]
-    assert (config["unit"], config["encoder"], config["data_fingerprint"]) == ("completion", "minilm", "f" * 16)
-    assert table["pair_index"].max() == 19 and table["selected"].sum() == 5
+    selection = Selection.read(tmp_path / "b.parquet")
+    assert (selection.unit, selection.config["encoder"], selection.fingerprint) == ("completion", "minilm", "f" * 16)
+    assert selection["pair_index"].max() == 19 and selection["selected"].sum() == 5
