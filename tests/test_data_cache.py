@@ -15,6 +15,7 @@ def test_second_load_is_cached_and_identical_and_edits_or_damage_miss(isolated_h
     monkeypatch.setattr(data_cache, "MIN_BYTES", 0)
     path = write_jsonl(tmp_path / "pairs.jsonl", STANDARD_ROWS * 20)
     first = load_preferences(str(path))
+    data_cache.flush()  # written in the background
     entries = sorted((isolated_home / "cache" / "data").glob("*.parquet"))
     assert len(entries) == 1
     again = load_preferences(str(path))
@@ -25,6 +26,7 @@ def test_second_load_is_cached_and_identical_and_edits_or_damage_miss(isolated_h
     write_jsonl(path, STANDARD_ROWS * 21)  # an edited file: new size and mtime
     os.utime(path, ns=(1, 1))
     edited = load_preferences(str(path))
+    data_cache.flush()
     assert len(edited) == 63 and edited.fingerprint != first.fingerprint
 
     for entry in (isolated_home / "cache" / "data").glob("*.parquet"):
