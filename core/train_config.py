@@ -124,7 +124,7 @@ class TrainConfig:
     ``test_fraction``/``split_seed`` fix the held-out pairs (see the module docstring); ``seed``
     seeds training (shuffling, LoRA init). ``device=None``: CUDA when visible, else CPU.
     ``pair_rule``: how a completion-level selection becomes pairs for DPO, as in
-    :func:`alignscope.select.pairs_from_completions` (``any``: a pair is kept when its chosen or its
+    :meth:`alignscope.selection.Selection.pairs` (``any``: a pair is kept when its chosen or its
     rejected completion is selected; ``both``: only when both are; ``chosen``/``rejected``: when
     that one is).
     ``eval_checkpoints``: fractions in (0, 1] of the run's optimizer steps after which the policy is
