@@ -52,6 +52,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 
+from alignscope.embed import embed
 from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix, validate_data
 from alignscope.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable,
                                   order_by_score, resolve_k)
@@ -59,7 +60,7 @@ from alignscope.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selectio
 __all__ = [
     "METHODS", "PAIR_RULES", "ISA_VARIANTS", "SelectionError", "Selection", "Selector", "ISASelector",
     "RandomSelector", "DensitySelector", "KCenterSelector", "AskLLMSelector", "make_selector",
-    "select", "resolve_k", "isa_scale", "isa_probability", "isa_delta", "isa_entropy",
+    "select", "select_data", "resolve_k", "isa_scale", "isa_probability", "isa_delta", "isa_entropy",
     "isa_delta_leave_one_out", "ask_llm_texts",
 ]
 
@@ -920,6 +921,22 @@ def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float
     selection.config["encoder"] = encoder
     selection.fingerprint = data_fingerprint
     return selection
+
+
+def select_data(data: Any, method: str = "isa", *, encoder: str = "minilm", unit: str = "completion",
+                layer: int | None = None, batch_size: int | None = None, progress: bool = False,
+                k: int | None = None, fraction: float | None = None, seed: int = 0, **options: Any) -> Selection:
+    """:func:`select` on a :class:`~alignscope.data.PreferenceData`, with the input each method
+    needs: the example texts for ``llm`` (:func:`ask_llm_texts`), nothing for ``random`` (its
+    ranking ignores the points), else the data embedded with ``encoder`` (:func:`alignscope.embed.embed`,
+    cached on disk). What ``alignscope select DATA`` runs."""
+    common = {"k": k, "fraction": fraction, "seed": seed, "unit": unit, **options}
+    if method == "llm":
+        return select(ask_llm_texts(data, unit=unit), "llm", data_fingerprint=data.fingerprint, **common)
+    if method == "random":
+        n = 2 * data.n_pairs if unit == "completion" else data.n_pairs
+        return select(np.zeros((n, 1), np.float32), "random", data_fingerprint=data.fingerprint, **common)
+    return select(embed(data, encoder, unit, layer, batch_size=batch_size, progress=progress), method, **common)
 
 
 # ============================================================================== helpers

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
 from alignscope.cli.embed import add_encoder_options
@@ -71,7 +70,7 @@ def _parse_options(items: list[str]) -> dict[str, object]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from alignscope.select import select
+    from alignscope.select import select, select_data
 
     if (args.k is None) == (args.fraction is None):
         raise UsageError("give exactly one of --k or --fraction")
@@ -88,7 +87,6 @@ def cmd_select(args: argparse.Namespace) -> int:
     elif any(v is not None for v in (args.covariance_type, args.pca_dim, args.n_init, args.variant)):
         raise UsageError("--covariance-type/--pca-dim/--n-init/--variant apply to --method isa only")
     common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
-    data = None
     if args.embeddings:
         from alignscope.embeddings import Embeddings
 
@@ -104,26 +102,9 @@ def cmd_select(args: argparse.Namespace) -> int:
         if not args.data:
             raise UsageError("give DATA (or --embeddings EMB.npy)")
         args.path = args.data
-        args.unit = args.unit or "completion"
-        data = load_data(args)
-        if args.method == "llm":
-            from alignscope.select import ask_llm_texts
-
-            texts = ask_llm_texts(data, unit=args.unit)
-            pair_index = np.tile(np.arange(data.n_pairs), 2) if args.unit == "completion" else None
-            label = (np.repeat(np.array([1, 0], np.int8), data.n_pairs) if args.unit == "completion" else None)
-            table = select(texts, "llm", unit=args.unit, pair_index=pair_index, label=label,
-                           data_fingerprint=data.fingerprint, **common, **options)
-        elif args.method == "random":
-            n = 2 * data.n_pairs if args.unit == "completion" else data.n_pairs
-            table = select(np.zeros((n, 1), np.float32), "random", unit=args.unit,
-                           data_fingerprint=data.fingerprint, **common, **options)
-        else:
-            from alignscope.embed import embed
-
-            embeddings = embed(data, args.encoder, args.unit, args.layer, batch_size=args.batch_size,
-                               progress=not args.json)
-            table = select(embeddings, args.method, **common, **options)
+        table = select_data(load_data(args), args.method, encoder=args.encoder, unit=args.unit or "completion",
+                            layer=args.layer, batch_size=args.batch_size, progress=not args.json, **common,
+                            **options)
     table.write(out)
     summary = {"out": str(out), "method": args.method, "unit": table.unit,
                "n_points": int(len(table)), "n_selected": table.n_selected,
