@@ -6,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from alignscope.data import load_preferences
 from alignscope.jobs import JobStore
+from alignscope.sweep import SweepConfig
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -24,6 +25,12 @@ def test_scaling_page_launches_a_sweep_and_fits_it(monkeypatch, tmp_path):
                                        "unit": "completion"})
     assert store.wait(embed_job, timeout=600).status == "succeeded"
     at.run()
+    defaults = SweepConfig()  # the form starts at the sweep's own defaults, as the CLI flags do
+    assert at.multiselect(key="sweep_methods").value == defaults.methods
+    assert [float(x) for x in at.text_input(key="sweep_fractions").value.split(",")] == defaults.fractions
+    assert [int(x) for x in at.text_input(key="sweep_seeds").value.split(",")] == defaults.seeds
+    assert at.radio(key="sweep_evaluator").value == defaults.evaluator
+    assert at.number_input(key="sweep_steps").value == defaults.max_steps
     at.multiselect(key="sweep_methods").set_value(["isa", "random"])
     at.text_input(key="sweep_fractions").set_value("0.2,0.4,0.7,1.0")
     at.text_input(key="sweep_seeds").set_value("0")

@@ -199,3 +199,14 @@ def test_the_train_page_widgets_start_at_the_config_defaults(monkeypatch, tmp_pa
     store.cancel(job.id)
     cli_config = train_config(_parse().method, **train_fields(_parse()))
     assert job.config == train_job_config(load_preferences("demo:120"), cli_config)
+
+
+def test_the_sweep_flags_default_to_the_sweep_config():
+    """`alignscope sweep DATA --out X` with no other flag measures exactly SweepConfig()'s defaults."""
+    from alignscope.cli.scaling import sweep_config
+    from alignscope.sweep import SweepConfig
+
+    assert sweep_config(build_parser().parse_args(["sweep", "demo:120", "--out", "x"])) == SweepConfig()
+    changed = sweep_config(build_parser().parse_args(["sweep", "demo:120", "--out", "x", "--fractions", "0.1,0.5,1",
+                                                      "--seeds", "4", "--max-steps", "7"]))
+    assert (changed.fractions, changed.seeds, changed.max_steps) == ([0.1, 0.5, 1.0], [4], 7)

@@ -224,28 +224,31 @@ with tab_new:
                "TRL run per point (the tiny model for plumbing, smollm2-135m on a GPU). For a Ray cluster use "
                "`alignscope sweep … --executor ray`.")
     analysis.require_embeddings(data, "minilm", "completion", "scaling")
+    defaults = SweepConfig()  # the widgets start at the sweep's own defaults (one declaration)
     # Not an st.form: Enter in a text field submits a form, and nobody means "launch 50 jobs" by Enter.
     with st.container(border=True):
         cols = st.columns(3)
         methods = cols[0].multiselect("Methods", [m for m in METHODS if m != "llm"] + [CLEAN_METHOD],
-                                      default=["isa", "random"], key="sweep_methods",
+                                      default=defaults.methods, key="sweep_methods",
                                       help="clean: drop the pairs the audit flags (suspected flips, near-duplicates, "
                                            "outliers, identical answers), then a random share of the rest")
-        fractions = cols[1].text_input("Fractions (0–1, comma-separated)", "0.01,0.02,0.05,0.1,0.25,0.5,1.0",
-                                       key="sweep_fractions")
-        seeds = cols[2].text_input("Seeds", "0,1,2", key="sweep_seeds")
+        fractions = cols[1].text_input("Fractions (0–1, comma-separated)",
+                                       ",".join(f"{x:g}" for x in defaults.fractions), key="sweep_fractions")
+        seeds = cols[2].text_input("Seeds", ",".join(map(str, defaults.seeds)), key="sweep_seeds")
         cols = st.columns(2)
         eval_encoder = cols[0].text_input("Evaluation encoder (probe)", "", key="sweep_eval_encoder",
                                           help="The probe's own features; empty = the selectors' (minilm), which is "
                                                "circular: the judge sees what the selector saw")
-        sweep_metric = cols[1].selectbox("Curve metric", list(METRICS), index=list(METRICS).index(DEFAULT_METRIC),
+        sweep_metric = cols[1].selectbox("Curve metric", list(METRICS), index=list(METRICS).index(defaults.metric),
                                          format_func=charts.METRIC_LABELS.get, key="sweep_metric")
         cols = st.columns(4)
         mode = cols[0].radio("Measurement", ["subsets", "checkpoints"], horizontal=True, key="sweep_mode",
                              help="checkpoints needs the DPO or KTO evaluator; it ignores methods and fractions")
-        evaluator = cols[1].radio("Evaluator", ["probe", "dpo", "kto"], horizontal=True, key="sweep_evaluator")
-        max_steps = cols[2].number_input("Training steps per run (DPO/KTO; 0 = one epoch)", 0, 100_000, 20,
-                                         key="sweep_steps")
+        evaluators = ["probe", "dpo", "kto"]
+        evaluator = cols[1].radio("Evaluator", evaluators, index=evaluators.index(defaults.evaluator),
+                                  horizontal=True, key="sweep_evaluator")
+        max_steps = cols[2].number_input("Training steps per run (DPO/KTO; 0 = one epoch)", 0, 100_000,
+                                         defaults.max_steps or 0, key="sweep_steps")
         workers = cols[3].number_input("Parallel workers", 1, 64, 2, key="sweep_workers")
         launched = st.button("Launch the sweep", type="primary", key="sweep_launch")
     if launched:

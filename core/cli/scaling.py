@@ -18,9 +18,13 @@ from typing import Any
 
 from alignscope.cli.common import EXIT_CANCELLED, add_source_options, follow_jobs, load_data
 from alignscope.metrics import LOWER_IS_BETTER, METRICS
-from alignscope.sweep import DEFAULT_METRIC
+from alignscope.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
 
-__all__ = ["add_scaling_command", "add_sweep_command", "cmd_scaling_fit", "cmd_sweep"]
+# The sweep's defaults are SweepConfig's own (one declaration); the flags below only spell them.
+SWEEP_DEFAULTS = SweepConfig()
+
+__all__ = ["add_scaling_command", "add_sweep_command", "cmd_scaling_fit", "cmd_sweep", "sweep_config",
+           "SWEEP_DEFAULTS"]
 
 
 def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
@@ -56,32 +60,41 @@ def add_sweep_command(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser("sweep", help="every (method, fraction, seed) as a job; points, then a plateau fit")
     parser.add_argument("path", metavar="DATA")
     add_source_options(parser)
-    parser.add_argument("--methods", default="isa,random", help="comma-separated selectors (default isa,random)")
-    parser.add_argument("--fractions", default="0.01,0.02,0.05,0.1,0.25,0.5,1.0")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--evaluator", choices=["probe", "dpo", "kto"], default="probe",
-                        help="probe: seconds per point, a proxy; dpo/kto: a real TRL run per point")
-    parser.add_argument("--model", default="tiny", help="model for dpo/kto points")
+    methods, fractions, seeds, checkpoints = (",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in values)
+                                              for values in (SWEEP_DEFAULTS.methods, SWEEP_DEFAULTS.fractions,
+                                                             SWEEP_DEFAULTS.seeds, SWEEP_DEFAULTS.checkpoints))
+    parser.add_argument("--methods", default=methods, help=f"comma-separated selectors (default {methods})")
+    parser.add_argument("--fractions", default=fractions, help=f"comma-separated, in (0, 1] (default {fractions})")
+    parser.add_argument("--seeds", default=seeds, help=f"comma-separated (default {seeds})")
+    parser.add_argument("--evaluator", choices=["probe", "dpo", "kto"], default=SWEEP_DEFAULTS.evaluator,
+                        help="probe: seconds per point, a proxy; dpo/kto: a real TRL run per point "
+                             f"(default {SWEEP_DEFAULTS.evaluator})")
+    parser.add_argument("--model", default=SWEEP_DEFAULTS.model, help=f"model for dpo/kto points (default "
+                                                                      f"{SWEEP_DEFAULTS.model})")
     parser.add_argument("--max-steps", type=int, default=None,
-                        help="training steps per dpo/kto point (default 20; checkpoint mode: one full epoch)")
-    parser.add_argument("--mode", choices=["subsets", "checkpoints"], default="subsets",
+                        help=f"training steps per dpo/kto point (default {SWEEP_DEFAULTS.max_steps}; checkpoint "
+                             "mode: one full epoch)")
+    parser.add_argument("--mode", choices=["subsets", "checkpoints"], default=SWEEP_DEFAULTS.mode,
                         help="subsets: one job per method × fraction × seed; checkpoints: one full-data dpo/kto "
                              "run per seed, evaluated at --checkpoints (the ISA paper's measurement)")
-    parser.add_argument("--checkpoints", default="0.1,0.25,0.5,0.75,1.0",
+    parser.add_argument("--checkpoints", default=checkpoints,
                         help="checkpoint mode: fractions of the run at which to evaluate")
-    parser.add_argument("--encoder", default="minilm", help="the selectors' features (default minilm)")
+    parser.add_argument("--encoder", default=SWEEP_DEFAULTS.encoder,
+                        help=f"the selectors' features (default {SWEEP_DEFAULTS.encoder})")
     parser.add_argument("--eval-encoder", default=None,
                         help="the probe's own features (default: the selectors' encoder, flagged as circular)")
-    parser.add_argument("--metric", choices=list(METRICS), default=DEFAULT_METRIC,
-                        help=f"the curve's score (default {DEFAULT_METRIC}: length alone cannot reach it; every "
+    parser.add_argument("--metric", choices=list(METRICS), default=SWEEP_DEFAULTS.metric,
+                        help=f"the curve's score (default {SWEEP_DEFAULTS.metric}: length alone cannot reach it; every "
                              "point records all of " + ", ".join(METRICS) + ")")
-    parser.add_argument("--q", type=float, default=0.95, help="recommend the smallest x with R(x) >= q·r")
+    parser.add_argument("--q", type=float, default=SWEEP_DEFAULTS.q,
+                        help=f"recommend the smallest x with R(x) >= q·r (default {SWEEP_DEFAULTS.q})")
     _add_target(parser)
     parser.add_argument("--out", required=True, help="sweep directory")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray instance")
     parser.add_argument("--workers", type=int, default=1, help="points run in parallel (default 1)")
-    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs each point asks Ray for (default 0)")
+    parser.add_argument("--gpus", type=float, default=SWEEP_DEFAULTS.gpus,
+                        help=f"GPUs each point asks Ray for (default {SWEEP_DEFAULTS.gpus:g})")
     parser.add_argument("--detach", action="store_true", help="submit and return (local executor only)")
     parser.add_argument("--force", action="store_true", help="reuse a non-empty sweep directory")
     parser.add_argument("--json", action="store_true")
@@ -96,19 +109,25 @@ def _list(text: str, kind, name: str) -> list:
         raise ValueError(f"--{name}: {text!r} is not a comma-separated list of {kind.__name__}s") from None
 
 
+def sweep_config(args: argparse.Namespace) -> SweepConfig:
+    """The :class:`~alignscope.sweep.SweepConfig` the ``sweep`` flags describe (unset ones keep its
+    defaults; checkpoint mode without --max-steps trains one full epoch)."""
+    return SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
+                       seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
+                       max_steps=(args.max_steps if args.max_steps is not None or args.mode == "checkpoints"
+                                  else SWEEP_DEFAULTS.max_steps),
+                       encoder=args.encoder, q=args.q, target=args.target, gpus=args.gpus, mode=args.mode,
+                       checkpoints=_list(args.checkpoints, float, "checkpoints"), metric=args.metric,
+                       eval_encoder=args.eval_encoder)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     import os
     import time
 
     from alignscope.jobs import JobStore
-    from alignscope.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
 
-    config = SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
-                         seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
-                         max_steps=args.max_steps if args.max_steps is not None or args.mode == "checkpoints" else 20,
-                         encoder=args.encoder, q=args.q, target=args.target, gpus=args.gpus, mode=args.mode,
-                         checkpoints=_list(args.checkpoints, float, "checkpoints"), metric=args.metric,
-                         eval_encoder=args.eval_encoder)
+    config = sweep_config(args)
     config.validate()
     if args.detach and args.executor == "ray":
         raise ValueError("--detach works with the local executor only: Ray stops the tasks of a driver that exits")
