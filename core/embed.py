@@ -59,12 +59,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope import settings
-from alignscope.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors, validated_matrix
+from alignscope.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors
 from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
 from alignscope.files import write_json
 
 __all__ = ["Embeddings", "EmbeddingError", "embed", "embed_texts", "element_texts", "join_prompt_completion",
-           "parse_encoder", "save_embeddings", "load_embeddings", "pair_vectors", "DEFAULT_ENCODER",
+           "parse_encoder", "pair_vectors", "DEFAULT_ENCODER",
            "UNITS", "PRECISIONS", "cache_dir", "ENCODER_NAMES", "static_folder", "distinct_texts",
            "estimate_seconds", "describe_estimate", "calibrate", "rates_path"]
 
@@ -772,19 +772,3 @@ def _write_cache(key: dict[str, Any], embeddings: Embeddings) -> None:
     except (OSError, EmbeddingError) as exc:  # a read-only or full disk (or NaN rows, which a read
         # would refuse anyway) must not lose the computed result
         logger.warning("could not write embedding cache %s: %s", npy, exc)
-
-
-# ---------------------------------------------------------------------------------- raw .npy files
-def save_embeddings(path: str | os.PathLike, emb: Embeddings | np.ndarray) -> Path:
-    """Write ``emb`` with :meth:`Embeddings.save` (``PATH`` + ``PATH.json``, atomically); a bare
-    matrix is saved as rows of unknown unit."""
-    if not isinstance(emb, Embeddings):
-        emb = Embeddings.from_matrix(validated_matrix(emb, str(path)), None, precision=None)
-    return emb.save(path)
-
-
-def load_embeddings(path: str | os.PathLike) -> np.ndarray:
-    """The float32 ``(n, d)`` matrix of an embedding file (:meth:`Embeddings.load`; a plain ``.npy``
-    made elsewhere is fine). Pickled/object arrays are refused (``allow_pickle=False``); every
-    problem raises :class:`EmbeddingError` naming the file (and the first bad row)."""
-    return Embeddings.load(path).matrix

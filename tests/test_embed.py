@@ -8,7 +8,8 @@ import pytest
 
 from alignscope import embed as E
 from alignscope.data import demo_preferences
-from alignscope.embed import EmbeddingError, embed, embed_texts, load_embeddings, save_embeddings
+from alignscope.embed import EmbeddingError, embed, embed_texts
+from alignscope.embeddings import Embeddings
 
 N = 50
 
@@ -152,8 +153,8 @@ def test_long_inputs_keep_their_end_for_the_last_token(tiny):
 # ------------------------------------------------------------------------------------- raw .npy files
 def test_save_and_load_raw_matrices_round_trip(tmp_path):
     matrix = np.random.default_rng(0).normal(size=(7, 5))  # float64 in, float32 out
-    path = save_embeddings(tmp_path / "emb.npy", matrix)
-    loaded = load_embeddings(path)
+    path = Embeddings.from_matrix(matrix, None).save(tmp_path / "emb.npy")
+    loaded = Embeddings.load(path).matrix
     assert loaded.dtype == np.float32 and loaded.shape == (7, 5)
     np.testing.assert_allclose(loaded, matrix, rtol=1e-6)
 
@@ -170,7 +171,7 @@ def test_load_embeddings_rejects_bad_matrices_naming_file_and_row(tmp_path, arra
     path = tmp_path / "bad.npy"
     np.save(path, array)
     with pytest.raises(EmbeddingError, match=fragment) as info:
-        load_embeddings(path)
+        Embeddings.load(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
@@ -178,9 +179,9 @@ def test_load_embeddings_never_unpickles(tmp_path):
     path = tmp_path / "objects.npy"
     np.save(path, np.array([[{"evil": 1}]], dtype=object), allow_pickle=True)
     with pytest.raises(EmbeddingError, match="pickle"):
-        load_embeddings(path)
+        Embeddings.load(path)
     np.savez(tmp_path / "archive.npz", a=np.zeros((2, 2)))
     with pytest.raises(EmbeddingError, match="npz"):
-        load_embeddings(tmp_path / "archive.npz")
+        Embeddings.load(tmp_path / "archive.npz")
     with pytest.raises(EmbeddingError, match="no such"):
-        load_embeddings(tmp_path / "missing.npy")
+        Embeddings.load(tmp_path / "missing.npy")
