@@ -51,10 +51,3 @@ def overlap_matrix(selections: Mapping[str, np.ndarray]) -> pd.DataFrame:
             union = np.logical_or(selections[a], selections[b]).sum()
             values[i, j] = np.logical_and(selections[a], selections[b]).sum() / union if union else 1.0
     return pd.DataFrame(values, index=names, columns=names)
-
-
-def threshold(ranked: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The same ranking with the top ``k`` marked selected (rank 1 = best): a slider moves only this."""
-    out = ranked.copy()
-    out["selected"] = out["rank"].to_numpy() <= k
-    return out

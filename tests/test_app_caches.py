@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from alignscope.data import load_preferences
-from alignscope.selection_stats import kept_pairs_mask, share_by_group, threshold
+from alignscope.selection_stats import kept_pairs_mask, share_by_group
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_kept_pairs_at_matches_the_pair_table(embedded, method):
     n_points = 2 * data.n_pairs
     for k in (1, 7, n_points // 10, n_points // 2, n_points - 1, n_points):
         table = analysis.selection_at(run_dir, method, k)
-        expected = kept_pairs_mask(analysis.pair_level(table), data.n_pairs)
+        expected = kept_pairs_mask(analysis.pair_level(table).table, data.n_pairs)
         got = analysis.kept_pairs_at(run_dir, method, k, data.n_pairs, table=table)
         assert got.dtype == bool and got.shape == (data.n_pairs,)
         np.testing.assert_array_equal(got, expected)
@@ -79,14 +79,13 @@ def test_column_kinds_sorts_metadata_by_use():
 
 
 @pytest.mark.slow
-def test_threshold_is_what_the_slider_cuts(embedded):
-    """The ranking the cache reads is the one ``threshold`` cuts (rank 1 = best)."""
+def test_the_slider_cuts_the_cached_ranking(embedded):
+    """The ranking the cache reads is the one ``Selection.top`` cuts (rank 1 = best)."""
     from alignscope.app import analysis
 
     data, run_dir = embedded
-    stamp = (run_dir / "embeddings.npy").stat().st_mtime
-    ranked = analysis.ranking(str(run_dir), stamp, "isa", 0, "{}", None)
-    cut = threshold(ranked, 25)
+    ranked = analysis.ranking(str(run_dir), analysis.embedding_stamp(run_dir), "isa", 0, "{}", None)
+    cut = ranked.top(25).table
     assert int(cut["selected"].sum()) == 25
     assert set(cut.loc[cut["selected"], "rank"]) == set(range(1, 26))
 
