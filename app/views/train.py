@@ -72,7 +72,7 @@ with st.container(border=True):
                                 "gradient (see the Scheduler page).")
     models = list(dict.fromkeys([DEFAULTS["model"], *BUILTIN_MODELS]))
     model = cols[2].selectbox("Model", models, key="train_model",
-                              help="tiny: a 3M-parameter random-init Llama (seconds per step on CPU, for "
+                              help="tiny: a 2M-parameter random-init Llama (seconds per step on CPU, for "
                                    "plumbing and quick comparisons); smollm2-135m: SmolLM2-135M-Instruct "
                                    "(a GPU is recommended).")
     cols = st.columns(5)
