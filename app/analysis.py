@@ -187,7 +187,7 @@ def _pair_first_rank(run_dir: str, stamp: float, method: str, seed: int, options
 def kept_pairs_at(run_dir: Path, method: str, k: int, n_pairs: int, *, seed: int = 0,
                   options: dict | None = None, table: Selection | None = None) -> np.ndarray:
     """Boolean mask (n_pairs,) of the pairs the top-``k`` selection touches (rule ``any``), equal to
-    ``kept_pairs_mask(pair_level(selection_at(...)), n_pairs)``. For ranking methods (ISA, random)
+    ``kept_pairs_mask(pair_level(selection_at(...)).table, n_pairs)``. For ranking methods (ISA, random)
     it is read from the cached per-pair best rank; other methods derive it from ``table`` (their
     selection at k, computed when not given)."""
     from alignscope.selection_stats import kept_pairs_mask
@@ -289,7 +289,7 @@ def map_hover_texts(data: PreferenceData, run_dir: Path, pair_index: np.ndarray,
     read it, do not change it."""
     import hashlib
 
-    stamp = (Path(run_dir) / "embeddings.npy").stat().st_mtime_ns
+    stamp = embedding_stamp(run_dir)
     digest = hashlib.blake2b(np.ascontiguousarray(rows, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
     return _hover_cached(data.fingerprint, f"{run_dir}@{stamp}", digest, data, pair_index, label, rows)
 

@@ -98,14 +98,7 @@ if method == "isa":
 
 # ------------------------------------------------------------------------- what is kept / dropped
 st.subheader("What the subset keeps")
-@st.cache_data(show_spinner=False, max_entries=8)
-def _group_columns(fingerprint: str, _data) -> list[str]:
-    """Metadata columns worth comparing by (scalar values, 2–30 levels); once per data set."""
-    return [c for c in _data.metadata_columns if _data.frame[c].map(type).isin([str, bool, int]).all()
-            and 2 <= _data.frame[c].nunique() <= 30]
-
-
-groups = _group_columns(data.fingerprint, data)
+groups = analysis.column_kinds(data)["groups"]  # scalar columns with 2–30 levels, cached per data set
 cols = st.columns(2)
 if groups:
     default = groups.index("source") if "source" in groups else 0
