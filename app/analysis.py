@@ -17,6 +17,7 @@ from alignscope.app import state
 from alignscope.data import PreferenceData
 from alignscope.embeddings import Embeddings
 from alignscope.selection import Selection
+from alignscope.selection_stats import group_codes, kept_pairs_mask, shares_from_codes
 
 ENCODERS = ["minilm", "static", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
@@ -190,8 +191,6 @@ def kept_pairs_at(run_dir: Path, method: str, k: int, n_pairs: int, *, seed: int
     ``kept_pairs_mask(pair_level(selection_at(...)).table, n_pairs)``. For ranking methods (ISA, random)
     it is read from the cached per-pair best rank; other methods derive it from ``table`` (their
     selection at k, computed when not given)."""
-    from alignscope.selection_stats import kept_pairs_mask
-
     if method in _THRESHOLDABLE:
         first = _pair_first_rank(str(run_dir), embedding_stamp(run_dir), method, seed,
                                  json.dumps(options or {}, sort_keys=True), n_pairs)
@@ -203,21 +202,13 @@ def kept_pairs_at(run_dir: Path, method: str, k: int, n_pairs: int, *, seed: int
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _group_codes(fingerprint: str, column: str, _data: PreferenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    values = _data.frame[column].astype(str).to_numpy()
-    groups, codes = np.unique(values, return_inverse=True)
-    return groups, codes, np.bincount(codes, minlength=len(groups))
+    return group_codes(_data.frame[column].to_numpy())
 
 
 def group_shares(data: PreferenceData, column: str, kept: np.ndarray) -> pd.DataFrame:
     """``selection_stats.share_by_group(data.frame, column, kept)`` with the column's groups coded
     once per data set for every session: a slider move only counts the kept pairs per group."""
-    groups, codes, pairs = _group_codes(data.fingerprint, column, data)
-    kept_counts = np.bincount(codes[np.asarray(kept, dtype=bool)], minlength=len(groups))
-    out = pd.DataFrame({"group": groups, "pairs": pairs, "kept": kept_counts})
-    out["kept_share_of_group"] = out["kept"] / out["pairs"]
-    out["share_of_data"] = out["pairs"] / out["pairs"].sum()
-    out["share_of_subset"] = out["kept"] / max(int(out["kept"].sum()), 1)
-    return out
+    return shares_from_codes(*_group_codes(data.fingerprint, column, data), kept)
 
 
 def pair_level(selection: Selection) -> Selection:

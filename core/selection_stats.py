@@ -17,16 +17,29 @@ def kept_pairs_mask(pair_table: pd.DataFrame, n_pairs: int) -> np.ndarray:
     return mask
 
 
-def share_by_group(frame: pd.DataFrame, column: str, kept: np.ndarray) -> pd.DataFrame:
-    """Per value of ``column``: pairs, pairs kept, share of the group kept, share of all data vs
-    share of the subset (the two numbers that reveal over- or under-representation)."""
-    values = frame[column].astype(str).to_numpy()
-    table = pd.DataFrame({"group": values, "kept": kept})
-    out = table.groupby("group", sort=True).agg(pairs=("kept", "size"), kept=("kept", "sum"))
+def group_codes(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(groups, codes, pairs)`` of one column: its sorted distinct values (as text), each row's
+    index into them, and the rows per group. The slow part of :func:`share_by_group`, which the
+    app computes once per data set and column."""
+    groups, codes = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    return groups, codes, np.bincount(codes, minlength=len(groups))
+
+
+def shares_from_codes(groups: np.ndarray, codes: np.ndarray, pairs: np.ndarray, kept: np.ndarray) -> pd.DataFrame:
+    """:func:`share_by_group` from :func:`group_codes` of the column (a slider move counts only
+    the kept rows per group)."""
+    kept_counts = np.bincount(codes[np.asarray(kept, dtype=bool)], minlength=len(groups))
+    out = pd.DataFrame({"group": groups, "pairs": pairs, "kept": kept_counts})
     out["kept_share_of_group"] = out["kept"] / out["pairs"]
     out["share_of_data"] = out["pairs"] / out["pairs"].sum()
     out["share_of_subset"] = out["kept"] / max(int(out["kept"].sum()), 1)
-    return out.reset_index()
+    return out
+
+
+def share_by_group(frame: pd.DataFrame, column: str, kept: np.ndarray) -> pd.DataFrame:
+    """Per value of ``column``: pairs, pairs kept, share of the group kept, share of all data vs
+    share of the subset (the two numbers that reveal over- or under-representation)."""
+    return shares_from_codes(*group_codes(frame[column].to_numpy()), kept)
 
 
 def defect_rates(frame: pd.DataFrame, kept: np.ndarray) -> pd.DataFrame:
