@@ -14,10 +14,10 @@ import streamlit as st
 
 from alignscope import settings
 from alignscope.app import state
-from alignscope.data import PreferenceData
-from alignscope.embeddings import Embeddings
-from alignscope.selection import Selection
-from alignscope.selection_stats import group_codes, kept_pairs_mask, shares_from_codes
+from alignscope.data.preferences import PreferenceData
+from alignscope.embed.embeddings import Embeddings
+from alignscope.select.selection import Selection
+from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_codes
 
 ENCODERS = ["minilm", "static", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
@@ -70,25 +70,25 @@ def embed_jobs(data: PreferenceData, encoder: str, unit: str) -> list:
 
 def embedding_stamp(run_dir: str | Path) -> float:
     """When the embed job in ``run_dir`` last wrote its embeddings (part of every cache key below)."""
-    from alignscope.tasks import EMBEDDINGS_FILE
+    from alignscope.embed.tasks import EMBEDDINGS_FILE
 
     return (Path(run_dir) / EMBEDDINGS_FILE).stat().st_mtime
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_embedding(run_dir: str, stamp: float) -> Embeddings:
-    from alignscope.tasks import load_embed_result
+    from alignscope.embed.tasks import load_embed_result
 
     return load_embed_result(run_dir)
 
 
 def load_embeddings(run_dir: str | Path) -> Embeddings:
-    """The :class:`~alignscope.embeddings.Embeddings` of the embed job in ``run_dir`` (shared, read once)."""
+    """The :class:`~alignscope.embed.embeddings.Embeddings` of the embed job in ``run_dir`` (shared, read once)."""
     return _load_embedding(str(run_dir), embedding_stamp(run_dir))
 
 
 def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: str) -> Embeddings:
-    """The :class:`~alignscope.embeddings.Embeddings` of the active data (``.path.parent`` is the
+    """The :class:`~alignscope.embed.embeddings.Embeddings` of the active data (``.path.parent`` is the
     embed job's run directory), or — when they are not computed yet — the controls to compute
     them, and ``st.stop()``."""
     jobs = embed_jobs(data, encoder, unit)
@@ -116,7 +116,7 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
 def _rates_stamp() -> tuple:
     """Changes when a run measures a new embedding rate (or distils the static encoder): the
     estimate below is recomputed then, not on a timer (it joins every text: 0.6 s at 124k)."""
-    from alignscope.embed import rates_path
+    from alignscope.embed.encoders import rates_path
 
     try:
         stat = rates_path().stat()
@@ -128,7 +128,7 @@ def _rates_stamp() -> tuple:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _estimate(fingerprint: str, encoder: str, rates_stamp: tuple, _data: PreferenceData) -> str:
     """"about N s (measured X texts/s on this machine)", from the rate stored by earlier runs."""
-    from alignscope.embed import describe_estimate, element_texts
+    from alignscope.embed.encoders import describe_estimate, element_texts
 
     return describe_estimate(encoder, element_texts(_data))
 
@@ -149,7 +149,7 @@ _THRESHOLDABLE = {"isa", "random"}  # their ranking does not depend on k: rank o
 def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> Selection:
     """The method's selection for the embedding in ``run_dir``. For ISA and random the full
     ranking (``k=None``: every point ranked, cut off later by the slider); else the selection at k."""
-    from alignscope.select import select
+    from alignscope.select.selectors import select
 
     embeddings = _load_embedding(run_dir, stamp)
     n = len(embeddings)
@@ -241,7 +241,7 @@ def hover_texts(data: PreferenceData, pair_index: np.ndarray, label: np.ndarray 
     text must never be interpreted as markup."""
     import html
 
-    from alignscope.data import render_text
+    from alignscope.data.preferences import render_text
 
     # A text budget for the whole map (~8 MB of hover text): full snippets for a few thousand
     # points, shorter ones as more are drawn, only the pair number at 100k+ (the browser would
@@ -287,7 +287,7 @@ def map_hover_texts(data: PreferenceData, run_dir: Path, pair_index: np.ndarray,
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _prompt_previews(fingerprint: str, chars: int, _data: PreferenceData) -> np.ndarray:
-    from alignscope.data import render_text
+    from alignscope.data.preferences import render_text
 
     previews = np.array([render_text(v)[:chars] for v in _data.frame["prompt"].to_numpy(dtype=object)], dtype=object)
     previews.setflags(write=False)
@@ -304,7 +304,7 @@ def prompt_previews(data: PreferenceData, chars: int = 120) -> np.ndarray:
 def _length_table(fingerprint: str, _data: PreferenceData) -> pd.DataFrame:
     """Counted once per data set, kept on disk (``ALIGNSCOPE_HOME/cache/stats``, 1.5 MB at 62k
     pairs) so that a restarted app does not count 186k texts again before its first page (2.5 s)."""
-    from alignscope.data import CANONICAL, length_table
+    from alignscope.data.preferences import CANONICAL, length_table
     from alignscope.files import atomic_path
 
     stored = settings.home() / "cache" / "stats" / f"{fingerprint}-lengths.parquet"

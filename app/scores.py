@@ -1,7 +1,7 @@
 """One way to show an evaluation on every page: each score beside the rule it must beat.
 
 ``show_scores(result)`` takes what ``eval.json``, ``eval-probe`` or a checkpoint line holds
-(:func:`alignscope.metrics.preference_metrics` keys) and draws accuracy beside the length rule,
+(:func:`alignscope.evaluate.metrics.preference_metrics` keys) and draws accuracy beside the length rule,
 the length-controlled accuracy (0.5 = length only) and the log loss, each with its interval, plus a
 sentence saying whether the score shows more than length. Older results without those keys show
 what they have.

@@ -1,7 +1,7 @@
 """State shared by the pages: settings, the active data set, and the sidebar summary.
 
 Pages stay thin: they call these helpers, draw, and start jobs. Loading goes through
-``alignscope.data``; this module only caches it and keeps it in the session.
+``alignscope.data.preferences``; this module only caches it and keeps it in the session.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from alignscope import settings
-from alignscope.data import DEFAULT_MAX_ROW_CHARS, DataError, PreferenceData, load_preferences
+from alignscope.data.preferences import DEFAULT_MAX_ROW_CHARS, DataError, PreferenceData, load_preferences
 from alignscope.files import PathOutsideRootError, resolve_in_root
 
 DATA_KEY = "alignscope_data"
@@ -130,7 +130,7 @@ def job_store():
 
 @st.cache_resource(show_spinner=False)
 def _job_store(home: str):
-    from alignscope.jobs import JobStore
+    from alignscope.jobs.store import JobStore
 
     return JobStore(Path(home) / "jobs.sqlite")
 

@@ -35,9 +35,9 @@ def main() -> None:
         return
     from streamlit.testing.v1 import AppTest
 
-    from alignscope.data import load_preferences
-    from alignscope.embed import embed
-    from alignscope.jobs import JobStore
+    from alignscope.data.preferences import load_preferences
+    from alignscope.embed.encoders import embed
+    from alignscope.jobs.store import JobStore
 
     os.environ["ALIGNSCOPE_DATA_ROOT"] = str(SHARED_DATA)
     os.environ["ALIGNSCOPE_INITIAL_DATA"] = str(DATA)

@@ -151,8 +151,8 @@ def _counts(table: pd.DataFrame, summary: dict) -> dict:
 # ------------------------------------------------------------------------------------ parts
 def demo_part(n_boot: int) -> dict:
     from alignscope.audit import audit, audit_summary, fit_bt_probe, normalise_prompt, pair_matrices
-    from alignscope.data import load_preferences
-    from alignscope.embed import embed
+    from alignscope.data.preferences import load_preferences
+    from alignscope.embed.encoders import embed
 
     data = load_preferences("demo")
     emb = embed(data, "minilm", "completion", progress=False)
@@ -200,7 +200,7 @@ def demo_part(n_boot: int) -> dict:
 
 
 def _alpaca_sample(n: int):
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
 
     full = load_preferences(SHARED_DATA / "alpaca_eval_pairs.jsonl.gz")
     rows = np.sort(np.random.default_rng(0).choice(full.n_pairs, n, replace=False))
@@ -209,8 +209,8 @@ def _alpaca_sample(n: int):
 
 def real_part(alpaca_n: int) -> tuple[dict, dict]:
     from alignscope.audit import audit, audit_summary
-    from alignscope.data import load_preferences
-    from alignscope.embed import embed
+    from alignscope.data.preferences import load_preferences
+    from alignscope.embed.encoders import embed
 
     out, tables = {}, {}
     hh = load_preferences(SHARED_DATA / "hh_harmless_test.jsonl.gz")
@@ -253,8 +253,8 @@ def _edit(text: str, rng: np.random.Generator) -> str:
 
 def plant_part(sample_n: int, n_boot: int) -> dict:
     from alignscope.audit import audit, pair_matrices
-    from alignscope.data import load_preferences
-    from alignscope.embed import embed, embed_texts, join_prompt_completion
+    from alignscope.data.preferences import load_preferences
+    from alignscope.embed.encoders import embed, embed_texts, join_prompt_completion
 
     hh = load_preferences(SHARED_DATA / "hh_harmless_test.jsonl.gz")
     emb = embed(hh, "minilm", "completion", progress=False)
@@ -314,7 +314,7 @@ def plant_part(sample_n: int, n_boot: int) -> dict:
 
 def speed_part() -> dict:
     from alignscope.audit import audit, fit_bt_probe
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
 
     full = load_preferences(SHARED_DATA / "alpaca_eval_pairs.jsonl.gz")
     n = 100_000
@@ -349,7 +349,7 @@ def speed_part() -> dict:
 
 def review_candidates(tables: dict, per_set: int = 22) -> list[dict]:
     """The top flagged pairs of each real set (for the hand review)."""
-    from alignscope.data import render_text
+    from alignscope.data.preferences import render_text
 
     out = []
     for name, (data, table) in tables.items():

@@ -4,7 +4,7 @@
 
 Data (../shared/data, skipped with a message when absent): a seeded sample of ``--alpaca-pairs``
 AlpacaEval pairs (2 completions each) and ALL 2,312 HH-harmless test pairs. Texts are the element
-texts of :func:`alignscope.embed.element_texts` (prompt + completion); every encoder is timed on
+texts of :func:`alignscope.embed.encoders.element_texts` (prompt + completion); every encoder is timed on
 the same DISTINCT texts of each set (what alignscope encodes since it deduplicates).
 
 Measured in one run, on the same texts, model loading excluded:
@@ -27,8 +27,8 @@ kNN@10 agreement (share of the 10 cosine neighbours of a distinct text that both
 chance = 10/(n-1)), overlap of the ISA subsets at 10 %
 (``select(emb, "isa", fraction=0.1)``; chance = 0.10), and a Bradley–Terry linear probe on
 ``e_c - e_r`` (symmetric logistic regression without intercept, C = 1, as
-``alignscope.evaluate.probe_accuracy``) fitted on a seeded 80/20 split of pairs (the same split for
-both encoders), scored with ``alignscope.metrics.preference_metrics``: accuracy and
+``alignscope.evaluate.evaluators.probe_accuracy``) fitted on a seeded 80/20 split of pairs (the same split for
+both encoders), scored with ``alignscope.evaluate.metrics.preference_metrics``: accuracy and
 length-controlled accuracy with paired bootstrap intervals, beside the length rule learned from
 the training pairs. Writes ``benchmarks/results/embed_static.json``.
 """
@@ -49,7 +49,7 @@ K = 10
 
 
 def _load(path, pairs: int | None, seed: int):
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
 
     data = load_preferences(path)
     if pairs is None or pairs >= data.n_pairs:
@@ -76,7 +76,7 @@ def _knn_agreement(a: np.ndarray, b: np.ndarray, k: int = K) -> float:
 
 
 def _isa_overlap(a, b, fraction: float = 0.1) -> dict:
-    from alignscope.select import select
+    from alignscope.select.selectors import select
 
     sa = np.flatnonzero(select(a, "isa", fraction=fraction, seed=0)["selected"].to_numpy())
     sb = np.flatnonzero(select(b, "isa", fraction=fraction, seed=0)["selected"].to_numpy())
@@ -87,7 +87,7 @@ def _isa_overlap(a, b, fraction: float = 0.1) -> dict:
 def _probe(emb, data, train: np.ndarray, test: np.ndarray) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics
+    from alignscope.evaluate.metrics import LengthRule, pair_word_lengths, preference_metrics
 
     n = data.n_pairs
     m = emb.matrix.astype(np.float64)
@@ -105,7 +105,7 @@ def _probe(emb, data, train: np.ndarray, test: np.ndarray) -> dict:
 
 
 def _bench_set(name: str, data, st_model, args) -> dict:
-    from alignscope import embed as E
+    from alignscope.embed import encoders as E
 
     texts = E.element_texts(data)
     unique, inverse = E.distinct_texts(texts)
@@ -171,7 +171,7 @@ def _bench_set(name: str, data, st_model, args) -> dict:
 
 
 def _static_threads(texts):
-    from alignscope import embed as E
+    from alignscope.embed import encoders as E
 
     device = E._default_device()
     backend = E._get_backend("static", E._encoder_info("static", None, device).folder, device)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sentence_transformers import SentenceTransformer
 
-    from alignscope import embed as E
+    from alignscope.embed import encoders as E
 
     device = E._default_device()
     folder = E.static_folder(device, create=False)

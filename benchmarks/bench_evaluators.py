@@ -4,12 +4,12 @@
 
 On the shared AlpacaEval pairs (a seeded sample) and the HH harmless pairs: for every encoder, a
 Bradley–Terry head on frozen features of each completion (prompt + answer), fitted on 80 % of the
-pairs and scored on the 20 % held out (:func:`alignscope.evaluate.split_pairs`, seed 0):
+pairs and scored on the 20 % held out (:func:`alignscope.evaluate.evaluators.split_pairs`, seed 0):
 
 * ``linear``: the product's probe (logistic regression on e_c − e_r, no intercept, symmetric);
 * ``mlp``: a small MLP on the same differences, made antisymmetric (margin = ½·(f(d) − f(−d))).
 
-Each is reported with :func:`alignscope.metrics.preference_metrics`: accuracy beside the length
+Each is reported with :func:`alignscope.evaluate.metrics.preference_metrics`: accuracy beside the length
 rule (direction learned on the training pairs), length-controlled accuracy (0.5 = length only) and
 log loss, all with 95 % bootstrap intervals. Results: ``benchmarks/results/evaluators.json``.
 """
@@ -26,7 +26,7 @@ LM_MAX_LENGTH = 256
 
 
 def _sample(path, n_pairs: int | None, seed: int = 0):
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
 
     data = load_preferences(str(path))
     if n_pairs is None or n_pairs >= len(data):
@@ -53,9 +53,9 @@ def _mlp_margins(chosen, rejected, train, test, seed: int) -> np.ndarray:
 
 
 def evaluate_encoders(name: str, data, encoders: list[str], seed: int = 0) -> dict:
-    from alignscope.embed import embed
-    from alignscope.evaluate import _pair_matrices, heldout_length_rule, probe_margins, split_pairs
-    from alignscope.metrics import pair_word_lengths, preference_metrics
+    from alignscope.embed.encoders import embed
+    from alignscope.evaluate.evaluators import _pair_matrices, heldout_length_rule, probe_margins, split_pairs
+    from alignscope.evaluate.metrics import pair_word_lengths, preference_metrics
 
     train, test = split_pairs(len(data), 0.2, seed)
     rule = heldout_length_rule(data, test)

@@ -15,14 +15,14 @@ The held-out pairs are ONE seeded 80/20 split of all pairs (``test_fraction=0.2`
 ``split_seed=0``), the same for every subset and both evaluators; selected pairs that fall in it are
 dropped from training.
 
-* DPO (``alignscope.train.train``): the same ``--max-steps`` for every subset (equal compute; the
+* DPO (``alignscope.train.trainer.train``): the same ``--max-steps`` for every subset (equal compute; the
   epochs this means for each subset are recorded), batch 8, the product's default learning rate;
   held-out implicit-reward preference accuracy (bootstrap 95 % interval) and mean margin on the same
   ``--eval-max-pairs`` held-out pairs for every run. TRL drops training pairs whose prompt alone
   fills ``--max-length`` tokens (counted here with the model's tokenizer); at evaluation such a pair
   has no completion tokens and scores as a tie. ``--seeds`` seeds both the selection and
   training (random subsets differ by seed; ISA's mixture init too).
-* Probe (``alignscope.evaluate.eval_probe``): a Bradley–Terry linear reward model on the frozen
+* Probe (``alignscope.evaluate.evaluators.eval_probe``): a Bradley–Terry linear reward model on the frozen
   MiniLM embeddings of the selected training pairs, scored on ALL held-out pairs; ``--probe-seeds``
   selection seeds. A proxy, seconds on CPU.
 
@@ -98,8 +98,8 @@ def _shorter_rule(tokens_chosen, tokens_rejected) -> float:
 def _make_selections(data, emb, fractions_seeds: list[tuple[str, float, int]], folder: Path,
                      fits: np.ndarray | None = None) -> dict[str, dict]:
     """Write one completion-level selection parquet per (method, fraction, seed); describe each."""
-    from alignscope.select import select
-    from alignscope.trainset import training_set
+    from alignscope.select.selectors import select
+    from alignscope.train.trainset import training_set
 
     folder.mkdir(parents=True, exist_ok=True)
     frame = data.frame if hasattr(data, "frame") else None
@@ -144,7 +144,7 @@ def _make_selections(data, emb, fractions_seeds: list[tuple[str, float, int]], f
 
 # ----------------------------------------------------------------------------------- evaluators
 def _probe(data, emb, sel: dict) -> dict[str, Any]:
-    from alignscope.evaluate import eval_probe
+    from alignscope.evaluate.evaluators import eval_probe
 
     started = time.perf_counter()
     res = eval_probe(data, sel["selection_path"], encoder=ENCODER, test_fraction=TEST_FRACTION, seed=SPLIT_SEED,
@@ -161,8 +161,8 @@ def _dpo(data, sel: dict, args, run_dir: Path) -> dict[str, Any]:
     """One DPO run; its figures are also saved in the run directory so that ``--resume`` can reuse a
     finished run (the directory name encodes model, steps, length, eval size, subset and seed)."""
     from alignscope.files import write_json
-    from alignscope.train_config import train_config
-    from alignscope.train import train
+    from alignscope.train.config import train_config
+    from alignscope.train.trainer import train
 
     record = run_dir / RUN_RECORD
     if args.resume and record.is_file():
@@ -371,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         print("note: ALIGNSCOPE_HOME is unset; models, embeddings and runs go to ~/.cache/alignscope")
 
     from alignscope import settings
-    from alignscope.data import load_preferences
-    from alignscope.embed import embed
+    from alignscope.data.preferences import load_preferences
+    from alignscope.embed.encoders import embed
 
     t_all = time.perf_counter()
     work = settings.home() / "bench_hh_subsets"
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [(m, f, s) for s in seeds_all for m, f in GRID]
     lengths = _token_lengths(data, args.model)
     fits = lengths["prompt"] < args.max_length
-    from alignscope.evaluate import split_pairs
+    from alignscope.evaluate.evaluators import split_pairs
 
     _, test_pairs = split_pairs(len(data), TEST_FRACTION, SPLIT_SEED)
     selections = _make_selections(data, emb, todo, work / "selections", fits)

@@ -11,7 +11,7 @@ independent random rotations, second mean a random N(0, 0.3^2 I) offset). Genera
 Paths, each in its own fresh Python process (so each peak RSS is its own; it includes the
 ``n x d`` float32 input that every path holds):
 
-* ``product``: ``alignscope.select.select(X, "isa", fraction=F, covariance_type=C)`` at its
+* ``product``: ``alignscope.select.selectors.select(X, "isa", fraction=F, covariance_type=C)`` at its
   defaults — torch EM in float32 on a seeded 100k-row sample, one EM step on all rows, one scoring
   pass; min-max, ``p = e^{l'}``, ``Delta = -p log p``, top-k. Wall time covers the whole call
   (input checks, fit, scoring, selection table).
@@ -99,7 +99,7 @@ def run_path(path: str, X: np.ndarray, k: int, covariance_type: str, seed: int,
              sklearn_max_iter: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Returns (selected row indices, loglik, info)."""
     if path in ("product", "product_fit_all"):
-        from alignscope.select import select
+        from alignscope.select.selectors import select
 
         options = {"fit_sample": None} if path == "product_fit_all" else {}
         table = select(X, "isa", k=k, seed=seed, covariance_type=covariance_type, **options)
@@ -130,7 +130,7 @@ def worker(args: argparse.Namespace) -> int:
     # Same process set-up for every path, imported before the clock starts, with the CLI's
     # OMP_WAIT_POLICY=PASSIVE default (the scikit-learn path too: its k-means uses OpenMP).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import alignscope.select  # noqa: F401
+    import alignscope.select.selectors  # noqa: F401
     import sklearn.mixture  # noqa: F401
     import torch  # noqa: F401
 

@@ -33,10 +33,10 @@ APP = Path(__file__).resolve().parent / "map_atlas" / "app.py"
 def _points(spec: str, out: Path) -> int:
     import numpy as np
 
-    from alignscope.data import load_preferences
-    from alignscope.jobs import JobStore
-    from alignscope.projection import project
-    from alignscope.tasks import load_embed_result
+    from alignscope.data.preferences import load_preferences
+    from alignscope.jobs.store import JobStore
+    from alignscope.embed.projection import project
+    from alignscope.embed.tasks import load_embed_result
 
     data = load_preferences(spec)
     job = next((j for j in JobStore().list_jobs(kind="embed", limit=500)

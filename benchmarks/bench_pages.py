@@ -129,7 +129,7 @@ def _ensure_static_embedding(data) -> str:
     """The static-encoder completion embedding of ``data`` as a succeeded embed job (what the Map,
     Select and Audit pages read); computed now when absent."""
     from alignscope.app.analysis import default_encoder
-    from alignscope.jobs import JobStore
+    from alignscope.jobs.store import JobStore
 
     encoder = default_encoder(data.n_pairs)
     if encoder != "static":
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     from alignscope import settings
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
 
     spec, root = (args.data, os.getcwd()) if args.data else (str(DATA), str(SHARED_DATA))
     data = load_preferences(spec)  # fills the data cache of $ALIGNSCOPE_HOME (the cached start reads it)

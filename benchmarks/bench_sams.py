@@ -84,7 +84,7 @@ def _wilson(selected: int, seen: int, z: float = 1.96) -> dict[str, Any]:
 
 def _sams_defaults() -> dict[str, Any]:
     """The SamS options a method above leaves at the product's defaults."""
-    from alignscope.sams import SamsConfig
+    from alignscope.train.sams import SamsConfig
 
     return {k: v for k, v in SamsConfig().to_dict().items() if k != "seed"}
 
@@ -188,10 +188,10 @@ def run_noise(args) -> None:
     if not data_file.exists():
         print(f"skipped: {data_file} is absent (../shared/data is not part of a user's checkout; --data PATH)")
         return
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
     from alignscope.files import write_json
-    from alignscope.train_config import train_config
-    from alignscope.train import train
+    from alignscope.train.config import train_config
+    from alignscope.train.trainer import train
 
     data = load_preferences(str(data_file))
     seeds = [int(s) for s in _floats(args.seeds)]
@@ -261,8 +261,8 @@ def run_noise(args) -> None:
 # --------------------------------------------------------------------------------- overhead
 _CHILD = """
 import json, sys, time
-from alignscope.train_config import train_config
-from alignscope.train import train
+from alignscope.train.config import train_config
+from alignscope.train.trainer import train
 fields = json.loads(sys.argv[1])
 method = fields.pop("method")
 config = train_config(method, **fields)

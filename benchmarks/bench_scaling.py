@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"skipped: {source} is absent")
         return
     from alignscope import settings
-    from alignscope.data import load_preferences
-    from alignscope.sweep import fit_sweep, sweep_fits
+    from alignscope.data.preferences import load_preferences
+    from alignscope.scaling.sweep import fit_sweep, sweep_fits
 
     base = settings.home() / "bench_scaling"
     base.mkdir(parents=True, exist_ok=True)

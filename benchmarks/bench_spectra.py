@@ -52,7 +52,7 @@ def main() -> None:
         figures["alpaca"] = f"skipped: {path} is absent"
         write_result("spectra_alpaca", figures)
         return
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
     from alignscope.spectra import sample_pairs
     from alignscope.cli.spectra import run_spectra
 
@@ -61,7 +61,7 @@ def main() -> None:
     encoders = [e for e in args.encoders.split(",") if e]
     per_encoder = {}
     for name in encoders:  # embed first, timed separately (cached for run_spectra)
-        from alignscope.embed import embed
+        from alignscope.embed.encoders import embed
 
         started = time.perf_counter()
         emb = embed(sample, name, "completion", progress=False)

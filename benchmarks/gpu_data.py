@@ -64,7 +64,7 @@ def write_alpaca_texts(pairs_file: Path, target: Path) -> int:
     """Unique (prompt, completion) rows of a preference file in alignscope's embedding order
     (every chosen completion, then every rejected one; first occurrence kept), gzip-compressed JSON
     lines. Returns the number of rows."""
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
 
     frame = load_preferences(str(pairs_file)).frame
     seen: dict[tuple[str, str], None] = {}

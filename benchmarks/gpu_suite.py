@@ -14,7 +14,7 @@ Sections not reached stay ``pending`` in the file.
 2. ``embed``: every unique AlpacaEval completion (53,801 distinct prompt + completion texts of
    the 61,952 pairs' 123,904 completions) with ``minilm`` on the GPU (texts/s; this machine's CPU
    on a sample in the same run is the ratio's baseline); the ``static`` encoder when
-   ``alignscope.embed`` knows it; ``lm-last-token:smollm2-135m`` (the ISA paper's encoder) on a
+   ``alignscope.embed.encoders`` knows it; ``lm-last-token:smollm2-135m`` (the ISA paper's encoder) on a
    seeded 20k sample.
 3. ``isa``: 1M × 384 and 1M × 4096 synthetic seeded mixtures (benchmarks/bench_isa.py's recipe,
    drawn with torch on the GPU): ``select(X, "isa")`` end to end on the GPU, then on a seeded
@@ -27,7 +27,7 @@ Sections not reached stay ``pending`` in the file.
    of each batch, smollm2-135m, 100 steps, seeds 0, 1, 2 (as many as the budget allows, seed by
    seed); the held-out figures of each run's eval.json; means with t intervals, SamS − DPO by seed.
 6. ``scaling``: the ISA paper's checkpoint curve: one DPO run of smollm2-135m on HH evaluated at
-   10/25/50/75/100 % of its steps (``alignscope.sweep``, mode ``checkpoints``) and the fitted plateau.
+   10/25/50/75/100 % of its steps (``alignscope.scaling.sweep``, mode ``checkpoints``) and the fitted plateau.
 
 Sections 1–4 are sized to end within ~5 minutes on an H200. ``--dry-run`` runs every section at
 toy sizes on the CPU (the ``tiny`` model, 48 HH pairs or demo data, 5k-row matrices, 48
@@ -170,7 +170,7 @@ class Context:
     def alpaca_texts(self) -> tuple[list[str], str]:
         """Unique prompt + completion texts of AlpacaEval (the extract, or the pairs file), else of
         the demo data; in a dry run the first ``embed_texts`` of them."""
-        from alignscope.embed import element_texts, join_prompt_completion
+        from alignscope.embed.encoders import element_texts, join_prompt_completion
 
         limit = self.size["embed_texts"]
         extract, pairs = self.find(ALPACA_TEXTS), self.find(ALPACA_PAIRS)
@@ -181,11 +181,11 @@ class Context:
                 rows = [json.loads(line) for line in handle]
             texts, source = [join_prompt_completion(r["prompt"], r["completion"]) for r in rows], str(extract)
         elif pairs is not None and not self.dry:
-            from alignscope.data import load_preferences
+            from alignscope.data.preferences import load_preferences
 
             texts, source = element_texts(load_preferences(str(pairs))), str(pairs)
         else:
-            from alignscope.data import load_preferences
+            from alignscope.data.preferences import load_preferences
 
             spec = "demo:200" if self.dry else "demo:3000"
             texts, source = element_texts(load_preferences(spec)), spec
@@ -244,7 +244,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def section_environment(ctx: Context) -> dict[str, Any]:
     import torch
 
-    from alignscope.train import package_versions
+    from alignscope.train.trainer import package_versions
 
     out: dict[str, Any] = {"torch": torch.__version__, "cuda_build": torch.version.cuda,
                            "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
@@ -280,7 +280,7 @@ def section_environment(ctx: Context) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ 2 embed
 def _throughput(texts: list[str], encoder: str, *, device: str | None, batch_size: int | None) -> dict[str, Any]:
-    from alignscope.embed import embed_texts
+    from alignscope.embed.encoders import embed_texts
 
     embed_texts(texts[: min(len(texts), 2 * (batch_size or 16))], encoder, device=device,
                 batch_size=batch_size)  # warm-up: model load, kernels
@@ -296,7 +296,7 @@ def _throughput(texts: list[str], encoder: str, *, device: str | None, batch_siz
 
 
 def section_embed(ctx: Context) -> dict[str, Any]:
-    from alignscope.embed import EmbeddingError, parse_encoder
+    from alignscope.embed.encoders import EmbeddingError, parse_encoder
 
     texts, source = ctx.alpaca_texts()
     gpu = "cuda" if ctx.cuda else "cpu"
@@ -309,7 +309,7 @@ def section_embed(ctx: Context) -> dict[str, Any]:
     try:
         parse_encoder("static")
     except EmbeddingError as exc:
-        out["static"] = {"status": "skipped", "reason": f"alignscope.embed does not know 'static' here: {_one_line(exc)}"}
+        out["static"] = {"status": "skipped", "reason": f"alignscope.embed.encoders does not know 'static' here: {_one_line(exc)}"}
     else:
         out["static"] = _guarded(lambda: _throughput(texts, "static", device=gpu, batch_size=None))
     if ctx.remaining() < 30:
@@ -354,7 +354,7 @@ def make_mixture_torch(n: int, d: int, seed: int = 0, device: str = "cuda") -> n
 
 
 def _isa_run(X: np.ndarray, k: int, **options: Any) -> tuple[dict[str, Any], np.ndarray]:
-    from alignscope.select import select
+    from alignscope.select.selectors import select
 
     _sync()
     t0 = time.perf_counter()
@@ -375,7 +375,7 @@ def section_isa(ctx: Context) -> dict[str, Any]:
                            "runs": []}
     gpu = "cuda" if ctx.cuda else "cpu"
     if ctx.cuda:  # CUDA context and cuBLAS handles outside every timing
-        from alignscope.select import select
+        from alignscope.select.selectors import select
 
         select(np.random.default_rng(0).standard_normal((2_000, 8)).astype(np.float32), "isa", k=10, device="cuda")
     for n, d in ctx.size["isa"]:
@@ -422,8 +422,8 @@ def section_isa(ctx: Context) -> dict[str, Any]:
 def _train_once(ctx: Context, method: str, run_dir: Path, **fields: Any) -> dict[str, Any]:
     import torch
 
-    from alignscope.train_config import train_config
-    from alignscope.train import train
+    from alignscope.train.config import train_config
+    from alignscope.train.trainer import train
 
     config = train_config(method, **fields)
     _free_gpu()
@@ -553,9 +553,9 @@ def section_label_noise(ctx: Context) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------- 6 scaling
 def section_scaling(ctx: Context) -> dict[str, Any]:
-    from alignscope.data import load_preferences
-    from alignscope.jobs import JobStore
-    from alignscope.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
+    from alignscope.data.preferences import load_preferences
+    from alignscope.jobs.store import JobStore
+    from alignscope.scaling.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
 
     train = ctx.size["train"]
     config = SweepConfig(mode="checkpoints", evaluator="dpo", model=ctx.size["model"], seeds=[0],

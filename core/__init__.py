@@ -16,7 +16,7 @@ __all__ = ["DataError", "PreferenceData", "ValidationReport", "load_preferences"
 def __getattr__(name: str) -> Any:
     # Lazy: job workers and `alignscope --version` should not pay for pandas at import time.
     if name in __all__:
-        from alignscope import data
+        from alignscope.data import preferences as data
 
         return getattr(data, name)
     raise AttributeError(f"module 'alignscope' has no attribute {name!r}")

@@ -3,8 +3,8 @@
 :func:`audit` returns one row per pair (a ``pandas.DataFrame``, columns :data:`AUDIT_COLUMNS`);
 :func:`audit_summary` condenses it (counts, rates, per metadata column); :func:`clean_selection`
 turns it into an ordinary pair-level selection table (method ``"clean"``, the format of
-:mod:`alignscope.select`) that ``alignscope train --selection``, ``export`` and ``eval-probe`` read
-unchanged. Everything works on the completion embeddings of :func:`alignscope.embed.embed`
+:mod:`alignscope.select.selectors`) that ``alignscope train --selection``, ``export`` and ``eval-probe`` read
+unchanged. Everything works on the completion embeddings of :func:`alignscope.embed.encoders.embed`
 (``unit="completion"``: a ``(2N, d)`` matrix, rows ``0..N-1`` the chosen and ``N..2N-1`` the
 rejected completions), computed once and cached.
 
@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
-from alignscope.selection import SELECTION_FORMAT_VERSION, Selection, order_by_score
+from alignscope.select.selection import SELECTION_FORMAT_VERSION, Selection, order_by_score
 
 __all__ = ["AuditError", "AUDIT_COLUMNS", "FLAGS", "audit", "audit_summary", "clean_selection",
            "fit_bt_probe", "oof_flip_scores", "pair_matrices", "normalise_prompt", "normalise_text",
@@ -88,7 +88,7 @@ def normalise_text(text: str) -> str:
 
 
 def _texts(data: Any, column: str) -> list[str]:
-    from alignscope.data import render_text
+    from alignscope.data.preferences import render_text
 
     frame = getattr(data, "frame", data)
     return [render_text(v) for v in frame[column].tolist()]
@@ -97,7 +97,7 @@ def _texts(data: Any, column: str) -> list[str]:
 # ============================================================================== embeddings
 def pair_matrices(embeddings: Any, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
     """``(chosen, rejected)``, each float32 ``(N, d)``, from completion embeddings: an
-    ``alignscope.embed.Embeddings`` (its ``pair_index``/``label`` place the rows), a ``(2N, d)``
+    ``alignscope.embed.encoders.Embeddings`` (its ``pair_index``/``label`` place the rows), a ``(2N, d)``
     matrix (rows ``0..N-1`` chosen, ``N..2N-1`` rejected) or a ``(chosen, rejected)`` tuple.
     Raises :class:`AuditError` for a wrong number of rows, a non-2-D matrix or non-finite values."""
     if isinstance(embeddings, tuple) and len(embeddings) == 2:
@@ -341,8 +341,8 @@ def audit(data: Any, embeddings: Any = None, *, encoder: str = "minilm", folds: 
             raise AuditError(f"{name} must be in [0, 1], got {value}")
     used_encoder = encoder
     if embeddings is None:
-        from alignscope.data import PreferenceData, load_preferences
-        from alignscope.embed import embed
+        from alignscope.data.preferences import PreferenceData, load_preferences
+        from alignscope.embed.encoders import embed
 
         if not isinstance(data, PreferenceData):
             data = load_preferences(frame)
@@ -489,7 +489,7 @@ def _check_table(table: pd.DataFrame, data: Any) -> None:
 # ============================================================================== clean selection
 def clean_selection(data: Any, table: pd.DataFrame, drop: Sequence[str] = FLAGS) -> Selection:
     """The pairs that carry none of the ``drop`` flags, as a pair-level
-    :class:`~alignscope.selection.Selection` (method ``"clean"``; columns ``index, score, selected,
+    :class:`~alignscope.select.selection.Selection` (method ``"clean"``; columns ``index, score, selected,
     rank`` + the flags), the same type ``select`` returns.
 
     ``score`` = 1 for kept and 0 for dropped pairs, minus ½·``flip_score`` to order pairs within

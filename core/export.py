@@ -6,7 +6,7 @@ Two shapes of output (``kind``):
     TRL's preference format: one row per selected pair with ``prompt, chosen, rejected`` (strings,
     or message lists for conversational data, exactly as in the canonical data). A completion-level
     selection is first mapped to pairs with a documented rule
-    (:meth:`alignscope.selection.Selection.pairs`, one of ``PAIR_RULES``; default ``"any"``: keep a
+    (:meth:`alignscope.select.selection.Selection.pairs`, one of ``PAIR_RULES``; default ``"any"``: keep a
     pair when its chosen or rejected completion was selected).
 ``"kto"``
     TRL's unpaired preference format: one row per selected completion with ``prompt, completion,
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
-from alignscope.selection import PAIR_RULES, Selection, SelectionError
+from alignscope.select.selection import PAIR_RULES, Selection, SelectionError
 
 __all__ = ["ExportError", "EXPORT_FORMATS", "EXPORT_KINDS", "export_selection", "selected_pairs",
            "selected_completions", "config_path_for", "infer_format"]
@@ -127,7 +127,7 @@ def export_selection(data: Any, selection: Selection | pd.DataFrame | str | os.P
     ``format``: ``hf`` | ``parquet`` | ``jsonl`` (default: from the suffix of ``out``);
     ``kind``: ``pairs`` (TRL preference format, for DPO) or ``kto`` (TRL unpaired format);
     ``pair_rule``: how a completion-level selection becomes pairs (see
-    :data:`alignscope.selection.PAIR_RULES`). Returns the output path.
+    :data:`alignscope.select.selection.PAIR_RULES`). Returns the output path.
     """
     fmt = format or infer_format(out)
     if fmt not in EXPORT_FORMATS:

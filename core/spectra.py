@@ -539,7 +539,7 @@ def compare_encoders(reports: Mapping[str, SpectralReport]) -> pd.DataFrame:
 def embeddings_report(embeddings: Any, data: Any, grouping: str, *, n_per_group: int | None = None,
                       n_boot: int = 100, seed: int = 0) -> SpectralReport:
     """:func:`spectral_imbalance` of one encoder's completion embeddings (an
-    :class:`alignscope.embeddings.Embeddings` of ``data``) over ``grouping`` (see :func:`group_labels`):
+    :class:`alignscope.embed.embeddings.Embeddings` of ``data``) over ``grouping`` (see :func:`group_labels`):
     what the Spectra page and ``alignscope spectra`` compute per encoder."""
     groups = group_labels(data, grouping, pair_index=embeddings.pair_index, label=embeddings.label,
                           matrix=embeddings.matrix, seed=seed)
@@ -559,7 +559,7 @@ def group_labels(data: Any, grouping: str, *, pair_index: Any, label: Any = None
     if grouping == "component":
         if matrix is None:
             raise SpectraError("grouping 'component' needs the embedding matrix")
-        from alignscope.select import ISASelector
+        from alignscope.select.selectors import ISASelector
 
         selector = ISASelector(covariance_type="full", seed=seed).fit(np.asarray(matrix, dtype=np.float32))
         selector.score_samples()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs import JobStore
-from alignscope.selection import Selection
+from alignscope.jobs.store import JobStore
+from alignscope.select.selection import Selection
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignscope.data import load_preferences
-from alignscope.selection_stats import kept_pairs_mask, share_by_group
+from alignscope.data.preferences import load_preferences
+from alignscope.select.stats import kept_pairs_mask, share_by_group
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def embedded(tmp_path_factory):
     home = tmp_path_factory.mktemp("caches-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ALIGNSCOPE_HOME", str(home))
-        from alignscope.jobs import JobStore
+        from alignscope.jobs.store import JobStore
 
         data = load_preferences("demo:150")
         store = JobStore()
@@ -93,7 +93,7 @@ def test_the_slider_cuts_the_cached_ranking(embedded):
 def test_length_table_is_kept_on_disk_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGNSCOPE_HOME", str(tmp_path))
     from alignscope.app import analysis
-    from alignscope.data import length_table
+    from alignscope.data.preferences import length_table
 
     data = load_preferences("demo:300")
     expected = length_table(data)

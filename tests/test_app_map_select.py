@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs import JobStore
-from alignscope.selection import Selection
+from alignscope.jobs.store import JobStore
+from alignscope.select.selection import Selection
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -168,7 +168,7 @@ def test_umap_runs_as_a_background_job(app):
 
 def test_html_in_data_is_escaped_in_map_hover():
     from alignscope.app.analysis import hover_texts
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
     import numpy as np
 
     data = load_preferences(pd.DataFrame([{"prompt": "<b>x</b>", "chosen": "<script>alert(1)</script>", "rejected": "no"}]))
@@ -179,8 +179,8 @@ def test_html_in_data_is_escaped_in_map_hover():
 def test_map_page_with_many_valued_string_and_numeric_metadata(tmp_path, monkeypatch):
     """AlpacaEval's metadata (pandas string dtype with thousands of values, numbers) once crashed
     the Map page's colour options: a real file with such columns must draw."""
-    from alignscope.data import load_preferences
-    from alignscope.jobs import JobStore
+    from alignscope.data.preferences import load_preferences
+    from alignscope.jobs.store import JobStore
     from conftest import write_jsonl
 
     rows = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No.", "instruction_id": f"q{i}",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs import JobStore
+from alignscope.jobs.store import JobStore
 from conftest import ROOT
 
 PAGE = str(ROOT / "app" / "views" / "runs.py")

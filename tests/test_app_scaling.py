@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.data import load_preferences
-from alignscope.jobs import JobStore
-from alignscope.sweep import SweepConfig
+from alignscope.data.preferences import load_preferences
+from alignscope.jobs.store import JobStore
+from alignscope.scaling.sweep import SweepConfig
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs import JobStore
+from alignscope.jobs.store import JobStore
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")
@@ -56,8 +56,8 @@ def test_trains_on_the_active_selection_and_cancel_from_runs(monkeypatch, tmp_pa
     import numpy as np
 
     from alignscope.app.analysis import SELECTION_KEY
-    from alignscope.data import load_preferences
-    from alignscope.select import select
+    from alignscope.data.preferences import load_preferences
+    from alignscope.select.selectors import select
 
     data = load_preferences("demo:120")
     table = select(np.random.default_rng(0).normal(size=(120, 4)).astype("float32"), "random", k=60,

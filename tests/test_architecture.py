@@ -57,12 +57,12 @@ def _top_level_imports(path) -> set[str]:
 def test_only_train_and_sams_trainer_import_trl_and_train_imports_it_lazily():
     users = sorted(p.name for p in (ROOT / "core").rglob("*.py")
                    if any(n == "trl" or n.startswith("trl.") for n in _imports(p)))
-    assert users == ["sams_trainer.py", "train.py"]
+    assert users == ["sams_trainer.py", "trainer.py"]
     # train.py stays cheap to import (the app and the CLI read its config classes): TRL and the
     # SamS trainer module only inside functions; sams_trainer.py imports them at its top.
-    top = _top_level_imports(ROOT / "core" / "train.py")
+    top = _top_level_imports(ROOT / "core" / "train" / "trainer.py")
     assert not {n for n in top if n.split(".")[0] in {"trl", "transformers", "torch"} or n.endswith("sams_trainer")}
-    assert {"trl", "transformers"} <= _top_level_imports(ROOT / "core" / "sams_trainer.py")
+    assert {"trl", "transformers"} <= _top_level_imports(ROOT / "core" / "train" / "sams_trainer.py")
 
 
 def _package_modules() -> dict[str, object]:
@@ -115,11 +115,11 @@ def test_no_import_cycle_among_the_package_modules():
 
 
 def test_the_library_does_not_import_the_job_store_for_files():
-    """JSONL and atomic writes come from alignscope.files; only job code uses alignscope.jobs."""
+    """JSONL and atomic writes come from alignscope.files; only job code uses alignscope.jobs.store."""
     allowed = {"jobs.py", "worker.py", "ray_executor.py", "sweep.py", "tasks.py", "embed_ray.py", "train_submit.py",
                "__init__.py"}
     offenders = [p.name for p in (ROOT / "core").glob("*.py") if p.name not in allowed
-                 and "alignscope.jobs" in _imports(p)]  # core/cli/ is the command line: it follows jobs
+                 and "alignscope.jobs.store" in _imports(p)]  # core/cli/ is the command line: it follows jobs
     assert offenders == []
 
 
@@ -205,7 +205,7 @@ def test_importing_any_module_leaves_the_environment_unchanged():
     changed = json.loads(result.stdout.strip().splitlines()[-1])
     # The one exception is torch's: subclassing trl.DPOTrainer loads TRL's trainer module, whose
     # import makes torch's inductor write its own default cache folder into the environment.
-    inductor = changed.get("alignscope.sams_trainer", {}).pop("TORCHINDUCTOR_CACHE_DIR", None)
+    inductor = changed.get("alignscope.train.sams_trainer", {}).pop("TORCHINDUCTOR_CACHE_DIR", None)
     if inductor is not None:
         from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
@@ -248,7 +248,7 @@ def test_alignscope_app_reaches_streamlit_without_importing_the_library():
 
     check = ("import sys\nfrom alignscope.cli import main\n"
              "rc = main(['app', '--data-root', '/nonexistent/alignscope-folder'])\n"
-             "print(rc, sorted(m for m in ('pandas', 'torch', 'alignscope.data') if m in sys.modules))\n")
+             "print(rc, sorted(m for m in ('pandas', 'torch', 'alignscope.data.preferences') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "2 []"

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from alignscope.data import load_preferences
+from alignscope.data.preferences import load_preferences
 from conftest import STANDARD_ROWS, run_cli, write_jsonl
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignscope.data import load_preferences
-from alignscope.selection import Selection
+from alignscope.data.preferences import load_preferences
+from alignscope.select.selection import Selection
 from conftest import run_cli
 
 

@@ -6,8 +6,8 @@ import os
 
 import pandas as pd
 
-from alignscope import data_cache
-from alignscope.data import load_preferences
+from alignscope.data import cache as data_cache
+from alignscope.data.preferences import load_preferences
 from conftest import STANDARD_ROWS, write_jsonl
 
 

@@ -8,8 +8,8 @@ import datasets
 import pandas as pd
 import pytest
 
-from alignscope.data import load_preferences, parse_column_map, write_table
-from alignscope.readers import DataError
+from alignscope.data.preferences import load_preferences, parse_column_map, write_table
+from alignscope.data.readers import DataError
 from conftest import STANDARD_ROWS, write_jsonl
 
 CONVERSATIONAL_ROWS = [
@@ -176,7 +176,7 @@ def test_to_dataset_is_trl_ready():
 
 
 def test_spec_reloads_the_same_data_and_detects_edits(tmp_path):
-    from alignscope.data import load_spec
+    from alignscope.data.preferences import load_spec
 
     path = write_jsonl(tmp_path / "pairs.jsonl", STANDARD_ROWS + [{"prompt": "", "chosen": "a", "rejected": "b"}])
     data = load_preferences(path, drop_invalid=True)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from alignscope.cli import main
-from alignscope.data import load_preferences
-from alignscope.readers import DataError
+from alignscope.data.preferences import load_preferences
+from alignscope.data.readers import DataError
 
 
 def jsonl(*rows) -> bytes:

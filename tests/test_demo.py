@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignscope.demo import TOPICS, demo_frame
-from alignscope.data import demo_preferences
+from alignscope.data.demo import TOPICS, demo_frame
+from alignscope.data.preferences import demo_preferences
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
@@ -44,7 +44,7 @@ def test_flipped_pairs_prefer_the_bad_answer():
     # Length is a weak rule on the demo: the bad answer is often as long or longer (padded, off-topic).
     assert 0.5 < (words(clean["chosen"]) > words(clean["rejected"])).mean() < 0.75
     # A flipped pair's rejected answer is the good one: it states facts of the pair's own topic.
-    from alignscope.demo import TOPICS
+    from alignscope.data.demo import TOPICS
 
     has_fact = [any(fact in row.rejected for fact in TOPICS[row.topic]["facts"]) for row in flipped.itertuples()]
     assert np.mean(has_fact) > 0.95

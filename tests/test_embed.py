@@ -1,4 +1,4 @@
-"""alignscope.embed: real encoders (packaged MiniLM, the tiny Llama) on demo data; no mocks."""
+"""alignscope.embed.encoders: real encoders (packaged MiniLM, the tiny Llama) on demo data; no mocks."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from alignscope import embed as E
-from alignscope.data import demo_preferences
-from alignscope.embed import EmbeddingError, embed, embed_texts
-from alignscope.embeddings import Embeddings
+from alignscope.embed import encoders as E
+from alignscope.data.preferences import demo_preferences
+from alignscope.embed.encoders import EmbeddingError, embed, embed_texts
+from alignscope.embed.embeddings import Embeddings
 
 N = 50
 

@@ -15,10 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from alignscope import embed as E
+from alignscope.embed import encoders as E
 from alignscope.cli import main
-from alignscope.data import load_preferences
-from alignscope.data import demo_preferences
+from alignscope.data.preferences import load_preferences
+from alignscope.data.preferences import demo_preferences
 
 
 @pytest.fixture(scope="session")
@@ -197,7 +197,7 @@ def test_ray_embedding_writes_the_same_cache_entry_as_a_local_run(static_home):
     pytest.importorskip("ray")
     import ray
 
-    from alignscope.embed_ray import embed_ray
+    from alignscope.embed.ray import embed_ray
 
     data = _planted_repeats()
     try:

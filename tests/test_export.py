@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignscope.data import load_preferences
-from alignscope.data import demo_preferences
+from alignscope.data.preferences import load_preferences
+from alignscope.data.preferences import demo_preferences
 from alignscope.export import ExportError, config_path_for, export_selection, selected_completions
-from alignscope.select import select
+from alignscope.select.selectors import select
 
 
 @pytest.fixture(scope="module")

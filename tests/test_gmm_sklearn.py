@@ -1,4 +1,4 @@
-"""alignscope.gmm.GaussianMixture is a scikit-learn estimator: scikit-learn's own estimator checks.
+"""alignscope.select.gmm.GaussianMixture is a scikit-learn estimator: scikit-learn's own estimator checks.
 
 ``parametrize_with_checks`` yields one pytest case per check (fitting, cloning, pickling, input
 validation, n_features_in_, feature names, read-only memory maps, idempotence, sample-order and
@@ -17,7 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
+from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
 
 ESTIMATORS = [GaussianMixture(covariance_type=c) for c in COVARIANCE_TYPES] + [
     # the alignscope additions on the same checks: row subsample + refinement, float32, small chunks
@@ -67,7 +67,7 @@ def test_float32_input_is_not_copied():
 
 def test_importing_alignscope_gmm_changes_no_environment_variable():
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    code = ("import os; before = dict(os.environ); import alignscope.gmm, alignscope.select; "
+    code = ("import os; before = dict(os.environ); import alignscope.select.gmm, alignscope.select.selectors; "
             "print(sorted(set(os.environ.items()) ^ set(before.items())))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

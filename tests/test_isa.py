@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
-from alignscope.select import (ISASelector, SelectionError, isa_delta, isa_delta_leave_one_out,
+from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
+from alignscope.select.selectors import (ISASelector, SelectionError, isa_delta, isa_delta_leave_one_out,
                                isa_entropy, isa_probability, isa_scale, select)
 
 

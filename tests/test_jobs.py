@@ -1,6 +1,6 @@
 """The job system with real worker processes and a real SQLite store (nothing mocked).
 
-Every job here is the built-in ``selftest`` kind, run by ``python -m alignscope.worker``.
+Every job here is the built-in ``selftest`` kind, run by ``python -m alignscope.jobs.worker``.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from alignscope import jobs
+from alignscope.jobs import store as jobs
 from alignscope.files import read_jsonl
-from alignscope.jobs import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, InvalidTransitionError,
+from alignscope.jobs.store import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, InvalidTransitionError,
                              JobError, JobNotFoundError, JobStore, UnknownKindError, format_job_details,
                              format_job_table, terminate_job_processes)
 
@@ -157,7 +157,7 @@ def test_store_is_shared_across_processes_and_jobs_outlive_their_submitter(store
     store.wait(first, timeout=60)
     script = textwrap.dedent(f"""
         import json
-        from alignscope.jobs import JobStore
+        from alignscope.jobs.store import JobStore
         store = JobStore({str(store.path)!r})
         seen = {{job.id: job.status for job in store.list_jobs()}}
         new = store.submit("selftest", {{"steps": 3, "sleep": 0.3}})

@@ -11,7 +11,7 @@ import pytest
 from alignscope.cli.parser import build_parser
 from alignscope.cli.train import train_fields
 from alignscope.cli.common import UsageError
-from alignscope.train_config import (CONFIG_CLASSES, METHODS, TrainConfig, TrainError, field_kind, flag_name,
+from alignscope.train.config import (CONFIG_CLASSES, METHODS, TrainConfig, TrainError, field_kind, flag_name,
                                      option_defaults, option_fields, train_config)
 from conftest import ROOT
 
@@ -115,7 +115,8 @@ def test_flags_of_another_method_or_without_their_switch_are_refused():
 
 
 def test_the_sams_options_agree_with_the_sams_module():
-    from alignscope import sams, train_config as tc
+    from alignscope.train import sams
+    from alignscope.train import config as tc
 
     assert (tc.SAMS_SELECTIONS, tc.SAMS_CONTEXTS, tc.SAMS_POOLINGS, tc.SAMS_REWARDS) == (
         sams.SELECTION_MODES, sams.CONTEXT_MODES, sams.POOLING_MODES, sams.REWARD_MODES)
@@ -124,7 +125,7 @@ def test_the_sams_options_agree_with_the_sams_module():
 
 
 def test_sweep_points_train_with_the_config_defaults():
-    from alignscope.sweep import SweepConfig, SweepError
+    from alignscope.scaling.sweep import SweepConfig, SweepError
 
     sweep = SweepConfig(evaluator="kto")
     assert (sweep.batch_size, sweep.max_length) == (TrainConfig.batch_size, TrainConfig.max_length)
@@ -138,9 +139,9 @@ def test_sweep_points_train_with_the_config_defaults():
 
 
 def test_submit_training_checks_before_any_job(tmp_path):
-    from alignscope.data import load_preferences
-    from alignscope.jobs import JobStore
-    from alignscope.train_submit import submit_training, train_job_config
+    from alignscope.data.preferences import load_preferences
+    from alignscope.jobs.store import JobStore
+    from alignscope.train.submit import submit_training, train_job_config
 
     data, store = load_preferences("demo:40"), JobStore()
     (tmp_path / "file").write_text("x")
@@ -165,9 +166,9 @@ def test_the_train_page_widgets_start_at_the_config_defaults(monkeypatch, tmp_pa
     job records exactly the config `alignscope train DATA --out X` builds with no flags."""
     from streamlit.testing.v1 import AppTest
 
-    from alignscope.data import load_preferences
-    from alignscope.jobs import JobStore
-    from alignscope.train_submit import train_job_config
+    from alignscope.data.preferences import load_preferences
+    from alignscope.jobs.store import JobStore
+    from alignscope.train.submit import train_job_config
 
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
     monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
@@ -204,7 +205,7 @@ def test_the_train_page_widgets_start_at_the_config_defaults(monkeypatch, tmp_pa
 def test_the_sweep_flags_default_to_the_sweep_config():
     """`alignscope sweep DATA --out X` with no other flag measures exactly SweepConfig()'s defaults."""
     from alignscope.cli.scaling import sweep_config
-    from alignscope.sweep import SweepConfig
+    from alignscope.scaling.sweep import SweepConfig
 
     assert sweep_config(build_parser().parse_args(["sweep", "demo:120", "--out", "x"])) == SweepConfig()
     changed = sweep_config(build_parser().parse_args(["sweep", "demo:120", "--out", "x", "--fractions", "0.1,0.5,1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignscope.projection import display_sample, map_cache_path, matrix_key, project
+from alignscope.embed.projection import display_sample, map_cache_path, matrix_key, project
 
 
 def _blobs(n=400, d=32, seed=0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 
-from alignscope.data import load_preferences
+from alignscope.data.preferences import load_preferences
 from conftest import run_cli
 
 

@@ -10,13 +10,13 @@ import random
 import pytest
 import torch
 
-from alignscope.demo import demo_frame
+from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.sams import (ReplayPool, SamsConfig, SamsError, SamsScheduler, batch_reward, layer_mean,
+from alignscope.train.sams import (ReplayPool, SamsConfig, SamsError, SamsScheduler, batch_reward, layer_mean,
                              n_selected, pair_contexts, pair_rewards, sample_rewards)
-from alignscope.train_config import TrainError, train_config
-from alignscope.train import train
+from alignscope.train.config import TrainError, train_config
+from alignscope.train.trainer import train
 from tests.conftest import run_cli
 
 
@@ -130,7 +130,7 @@ def _trainer(tiny: str, tmp_path, *, sams=None, batch_size=4, **args):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from alignscope.train import SamsDPOTrainer
+    from alignscope.train.trainer import SamsDPOTrainer
 
     frame = demo_frame(20, seed=3).head(16)[["prompt", "chosen", "rejected"]]
     policy, tokenizer = load_causal_lm(tiny, device="cpu")

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from alignscope.demo import demo_frame
+from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.sams import (RunningMoments, SamsConfig, SamsError, SamsScheduler, pair_contexts, pair_rewards,
+from alignscope.train.sams import (RunningMoments, SamsConfig, SamsError, SamsScheduler, pair_contexts, pair_rewards,
                              ranked_rewards, ratio_warning, read_sams_log, selection_rates)
-from alignscope.train_config import TrainError, train_config
-from alignscope.train import train
+from alignscope.train.config import TrainError, train_config
+from alignscope.train.trainer import train
 
 
 # -------------------------------------------------------------------------------- contexts
@@ -147,7 +147,7 @@ def _trainer(tiny: str, tmp_path, sams: SamsConfig, *, batch_size=4, max_steps=2
     from datasets import Dataset
     from trl import DPOConfig
 
-    from alignscope.sams_trainer import SamsDPOTrainer
+    from alignscope.train.sams_trainer import SamsDPOTrainer
 
     if frame is None:
         frame = demo_frame(20, seed=3).head(16)[["prompt", "chosen", "rejected"]]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignscope.demo import demo_frame
+from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.sams import SamsConfig
+from alignscope.train.sams import SamsConfig
 
 
 @pytest.mark.slow
@@ -19,7 +19,7 @@ def test_scheduler_learns_a_planted_topic_reward(tiny, tmp_path):
     from datasets import Dataset
     from trl import DPOConfig
 
-    from alignscope.sams_trainer import SamsDPOTrainer
+    from alignscope.train.sams_trainer import SamsDPOTrainer
 
     frame = demo_frame(400, seed=5)
     topic = frame["topic"].value_counts().index[0]

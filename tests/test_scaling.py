@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignscope.readers import DataError
-from alignscope.scaling import ScalingError, fit_plateau, plateau, read_points, recommended_fraction
+from alignscope.data.readers import DataError
+from alignscope.scaling.fit import ScalingError, fit_plateau, plateau, read_points, recommended_fraction
 from tests.conftest import run_cli
 
 FRACTIONS = np.array([0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0])

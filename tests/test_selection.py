@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from alignscope.data import load_preferences
+from alignscope.data.preferences import load_preferences
 from alignscope.errors import AlignscopeError
 from alignscope.export import ExportError, selected_pairs
-from alignscope.select import select
-from alignscope.selection import PAIR_RULES, SELECTION_META_KEY, Selection, SelectionError
-from alignscope.train_config import PAIR_RULES as TRAIN_PAIR_RULES
-from alignscope.train_config import TrainError
-from alignscope.trainset import training_set
+from alignscope.select.selectors import select
+from alignscope.select.selection import PAIR_RULES, SELECTION_META_KEY, Selection, SelectionError
+from alignscope.train.config import PAIR_RULES as TRAIN_PAIR_RULES
+from alignscope.train.config import TrainError
+from alignscope.train.trainset import training_set
 
 
 @pytest.fixture(scope="module")

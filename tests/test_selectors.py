@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignscope.select import (METHODS, DensitySelector, KCenterSelector, RandomSelector,
+from alignscope.select.selectors import (METHODS, DensitySelector, KCenterSelector, RandomSelector,
                                SelectionError, make_selector, resolve_k, select)
-from alignscope.selection import Selection
+from alignscope.select.selection import Selection
 
 
 def blobs(n_dense=900, n_sparse=100, d=8, seed=0):
@@ -207,7 +207,7 @@ def test_pair_rules():
     assert table.pair_selection("rejected")["selected"].tolist() == [False, True, False, False]
     top2_both = table.pair_selection("both", k=2)  # a new size: the top pairs by the rule's score
     assert top2_both["selected"].tolist() == [True, False, True, False]  # min scores 2, 1, 4, 0
-    # `mean` is not a rule (no set form at the selector's cut-off; see alignscope.selection)
+    # `mean` is not a rule (no set form at the selector's cut-off; see alignscope.select.selection)
     with pytest.raises(SelectionError, match="pair rule 'mean'"):
         table.pair_selection("mean", k=2)
     assert table.pairs("any").tolist() == [0, 1, 2] and table.pairs("both").tolist() == []
@@ -219,7 +219,7 @@ def test_pair_rules():
 
 
 def test_embeddings_object_is_understood():
-    class Embeddings:  # the shape of alignscope.embed.Embeddings, built here without importing it
+    class Embeddings:  # the shape of alignscope.embed.encoders.Embeddings, built here without importing it
         def __init__(self, matrix):
             n = len(matrix) // 2
             self.matrix = matrix
@@ -250,7 +250,7 @@ def test_selection_parquet_round_trip(tmp_path):
     # pandas/pyarrow alone can read it too; the config sits in the schema metadata
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata[b"alignscope.selection"]
+    meta = pq.read_schema(path).metadata[b"alignscope.select.selection"]
     assert b'"method": "isa"' in meta
     pairs = back.pair_selection("any")
     pairs.write(tmp_path / "pairs.parquet")
@@ -283,7 +283,7 @@ def test_read_selection_errors_name_file_and_column(tmp_path):
         path = tmp_path / f"{name}.parquet"
         arrow = pa.Table.from_pandas(frame, preserve_index=False)
         arrow = arrow.replace_schema_metadata({**arrow.schema.metadata,
-                                               b"alignscope.selection": b'{"method": "isa"}'})
+                                               b"alignscope.select.selection": b'{"method": "isa"}'})
         pq.write_table(arrow, path)
         with pytest.raises(SelectionError, match=f"{name}.parquet: column {expected[name]}"):
             Selection.read(path)
@@ -325,8 +325,8 @@ def test_kcenter_score_samples_uses_n_centers():
 
 
 def test_ask_llm_texts_follow_the_unit_layout():
-    from alignscope.data import demo_preferences
-    from alignscope.select import ask_llm_texts
+    from alignscope.data.preferences import demo_preferences
+    from alignscope.select.selectors import ask_llm_texts
 
     data = demo_preferences(30, seed=0)
     texts = ask_llm_texts(data, "completion")

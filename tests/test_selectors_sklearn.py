@@ -1,6 +1,6 @@
 """The selectors are scikit-learn estimators: clone, get/set_params, parameters checked in fit only,
 and a real GridSearchCV over selector parameters. Which of scikit-learn's estimator checks cannot
-apply (they are rankers, not predictors) is documented on alignscope.select.Selector."""
+apply (they are rankers, not predictors) is documented on alignscope.select.selectors.Selector."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +9,9 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from alignscope.select import (AskLLMSelector, DensitySelector, ISASelector, KCenterSelector, RandomSelector,
+from alignscope.select.selectors import (AskLLMSelector, DensitySelector, ISASelector, KCenterSelector, RandomSelector,
                                SelectionError, Selector, make_selector)
-from alignscope.selection import Selection
+from alignscope.select.selection import Selection
 
 SELECTORS = [ISASelector(covariance_type="diag", pca_dim=2, seed=3), RandomSelector(seed=5),
              DensitySelector(kde="gaussian", bandwidth=0.5, seed=1), KCenterSelector(n_centers=4, seed=2),
@@ -92,7 +92,7 @@ def test_grid_search_cv_runs_selectors():
 
 
 # The two checks that cannot apply to a ranker whose scores are relative to the scored batch; the
-# reasons are written on alignscope.select.Selector. Every other check of scikit-learn must pass.
+# reasons are written on alignscope.select.selectors.Selector. Every other check of scikit-learn must pass.
 BATCH_RELATIVE = {
     "check_methods_subset_invariance": "scores are relative to the scored batch (min-max l', greedy centres, "
                                        "seeded draws in row order)",

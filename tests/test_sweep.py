@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from alignscope.jobs import JobStore
-from alignscope.sweep import SweepConfig, SweepError, read_points_jsonl
+from alignscope.jobs.store import JobStore
+from alignscope.scaling.sweep import SweepConfig, SweepError, read_points_jsonl
 from tests.conftest import run_cli
 
 GRID = ["--methods", "isa,random", "--fractions", "0.1,0.2,0.4,0.6,0.8,1.0", "--seeds", "0,1"]
@@ -95,7 +95,7 @@ def test_sweep_plan_counts_all_data_once_per_seed():
 
 
 def test_checkpoint_steps_cover_the_run_once():
-    from alignscope.train import checkpoint_steps
+    from alignscope.train.trainer import checkpoint_steps
 
     assert checkpoint_steps([0.1, 0.25, 0.5, 0.75, 1.0], 40) == {4: 0.1, 10: 0.25, 20: 0.5, 30: 0.75, 40: 1.0}
     assert checkpoint_steps([0.01, 1.0], 10) == {1: 0.01, 10: 1.0}  # never step 0
@@ -133,7 +133,7 @@ def test_clean_points_train_on_unflagged_pairs_first_and_on_as_many_pairs_as_the
     import pandas as pd
 
     from alignscope.audit import FLAGS
-    from alignscope.sweep import clean_ranking, training_pairs_table
+    from alignscope.scaling.sweep import clean_ranking, training_pairs_table
 
     pool = np.arange(0, 40, dtype=np.int64)  # pairs 40..49 are held out
     audit = pd.DataFrame({"index": pool, **{flag: np.zeros(40, dtype=bool) for flag in FLAGS}})

@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from alignscope.data import load_preferences
-from alignscope.evaluate import evaluate_run, split_pairs
+from alignscope.data.preferences import load_preferences
+from alignscope.evaluate.evaluators import evaluate_run, split_pairs
 from alignscope.files import read_jsonl
-from alignscope.jobs import FAILED, SUCCEEDED, JobStore
+from alignscope.jobs.store import FAILED, SUCCEEDED, JobStore
 from alignscope.models import ModelError
-from alignscope.select import select
-from alignscope.selection import Selection
-from alignscope.train_config import TrainError, train_config
-from alignscope.trainset import training_set
-from alignscope.train import METRIC_KEYS, normalise_metrics, train
+from alignscope.select.selectors import select
+from alignscope.select.selection import Selection
+from alignscope.train.config import TrainError, train_config
+from alignscope.train.trainset import training_set
+from alignscope.train.trainer import METRIC_KEYS, normalise_metrics, train
 
 FAST = dict(max_length=32, batch_size=8, max_steps=4, lr=1e-4, n_boot=200, eval_max_pairs=24)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alignscope.train_config import REPORT_TO, TrainError, report_to_names, train_config
+from alignscope.train.config import REPORT_TO, TrainError, report_to_names, train_config
 from conftest import run_cli
 
 needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed")
@@ -85,7 +85,7 @@ def test_report_to_and_lora_validation_in_python():
 def test_train_page_real_model_options_reach_the_job(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from alignscope.jobs import JobStore
+    from alignscope.jobs.store import JobStore
     from conftest import ROOT
 
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
@@ -114,7 +114,7 @@ def test_training_warnings_are_collected_once_each():
     """What TRL logs while training (e.g. that it cuts the end of every prompt) is kept for the page."""
     import logging
 
-    from alignscope.train import _TrainingWarnings
+    from alignscope.train.trainer import _TrainingWarnings
 
     with _TrainingWarnings() as caught:
         for _ in range(3):

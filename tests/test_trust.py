@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics, success
-from alignscope.scaling import fit_points, read_points
+from alignscope.evaluate.metrics import LengthRule, pair_word_lengths, preference_metrics, success
+from alignscope.scaling.fit import fit_points, read_points
 from tests.conftest import run_cli, write_jsonl
 
 ISA_TABLE_2 = "percent,score\n0,18.27\n10,78.73\n25,81.32\n50,81.60\n75,83.17\n100,82.71\n"
@@ -60,8 +60,8 @@ def test_length_baseline_is_the_length_rule_learned_on_training_pairs_only(tmp_p
     for key in ("accuracy", "accuracy_ci95", "log_loss", "log_loss_ci95", "length_baseline", "length_baseline_direction",
                 "length_controlled_accuracy", "length_controlled_ci95", "beats_length_baseline", "n_heldout"):
         assert key in result, key
-    from alignscope.data import load_preferences
-    from alignscope.evaluate import split_pairs
+    from alignscope.data.preferences import load_preferences
+    from alignscope.evaluate.evaluators import split_pairs
 
     data = load_preferences(path)
     train, test = split_pairs(len(data), 0.2, 0)

@@ -11,7 +11,7 @@ import streamlit as st
 from alignscope.app import analysis, state
 from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_selection, nearest_pairs,
                               pair_matrices, search_pairs, unit_rows, word_diff)
-from alignscope.data import render_text
+from alignscope.data.preferences import render_text
 
 AUDIT_FLAGS_KEY = "alignscope_audit_flags"
 FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",

@@ -7,7 +7,7 @@ import streamlit as st
 
 from alignscope import settings
 from alignscope.app import analysis, charts, state
-from alignscope.data import CANONICAL, DEFAULT_MAX_ROW_CHARS, DataError, parse_column_map, render_text
+from alignscope.data.preferences import CANONICAL, DEFAULT_MAX_ROW_CHARS, DataError, parse_column_map, render_text
 from alignscope.files import PathOutsideRootError
 
 st.title("Data")

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from alignscope.app import analysis, charts, state
-from alignscope.projection import display_sample
+from alignscope.embed.projection import display_sample
 
 st.title("Map")
 st.caption("Each point is one completion (prompt + response) or one pair, placed so that similar texts "
@@ -32,7 +32,7 @@ max_points = controls[2].select_slider("Points drawn", options=[5_000, 10_000, 2
 
 @st.cache_data(show_spinner="Computing the PCA map…", max_entries=8)
 def _pca(run: str, stamp: float) -> np.ndarray:
-    from alignscope.projection import project
+    from alignscope.embed.projection import project
 
     return project(analysis.load_embeddings(run).matrix, "pca")
 
@@ -136,7 +136,7 @@ if points:
     if st.button("Keep as the active selection", key="map_keep"):
         import pandas as pd
 
-        from alignscope.selection import Selection
+        from alignscope.select.selection import Selection
 
         table = pd.DataFrame({"index": np.arange(data.n_pairs),
                               "selected": np.isin(np.arange(data.n_pairs), picked_pairs)})

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from alignscope.app import charts, scores, state
-from alignscope.jobs import JobError, format_duration, format_time
+from alignscope.jobs.store import JobError, format_duration, format_time
 
 st.title("Runs")
 st.caption("Every job alignscope has started, newest first. Jobs run in their own processes: reload "

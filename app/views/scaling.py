@@ -12,10 +12,10 @@ import streamlit as st
 
 from alignscope import settings
 from alignscope.app import analysis, charts, state
-from alignscope.readers import DataError
-from alignscope.metrics import LOWER_IS_BETTER, METRICS
-from alignscope.scaling import ScalingError, fit_points, read_points
-from alignscope.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, read_points_jsonl, submit_sweep,
+from alignscope.data.readers import DataError
+from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
+from alignscope.scaling.fit import ScalingError, fit_points, read_points
+from alignscope.scaling.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, read_points_jsonl, submit_sweep,
                               sweep_fits)
 
 st.title("Scaling")
@@ -215,7 +215,7 @@ with tab_upload:
             path.unlink(missing_ok=True)
 
 with tab_new:
-    from alignscope.select import METHODS
+    from alignscope.select.selectors import METHODS
 
     st.caption("Subsets: every (method, fraction, seed) becomes a job on the Runs page; fraction 1.0 is all pairs. "
                "Checkpoints (the ISA paper's own measurement): one DPO/KTO run per seed on all the training pairs, "

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from alignscope.app import charts, state
-from alignscope.sams import read_sams_log, selection_rates
+from alignscope.train.sams import read_sams_log, selection_rates
 
 st.title("Scheduler")
 st.caption("SamS scores every pair of every DPO batch from the policy's own hidden states and lets only the "

@@ -13,7 +13,7 @@ import streamlit as st
 from alignscope import settings
 from alignscope.app import analysis, charts, state
 from alignscope.files import PathOutsideRootError, resolve_in_root
-from alignscope.selection_stats import defect_rates, overlap_matrix
+from alignscope.select.stats import defect_rates, overlap_matrix
 
 st.title("Select")
 st.caption("Score every point with a selection method and keep the top of the ranking. ISA (Khera et "

@@ -8,11 +8,11 @@ from pathlib import Path
 import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
-from alignscope.jobs import JobError
+from alignscope.jobs.store import JobError
 from alignscope.models import BUILTIN_MODELS
-from alignscope.train_config import (METHODS, REPORT_TO, option_defaults, option_fields, option_meta,
+from alignscope.train.config import (METHODS, REPORT_TO, option_defaults, option_fields, option_meta,
                                      report_to_names, train_config)
-from alignscope.train_submit import submit_training
+from alignscope.train.submit import submit_training
 
 st.title("Train")
 st.caption("Align a model on the active selection with TRL and see whether the subset was worth it: "
@@ -25,7 +25,7 @@ store = state.job_store()
 selection = analysis.active_selection(data)
 MAX_STEPS = 100_000
 # Every default, choice list and tooltip below comes from the config dataclasses
-# (alignscope.train_config): the page, `alignscope train` and sweeps train with the same defaults.
+# (alignscope.train.config): the page, `alignscope train` and sweeps train with the same defaults.
 # Widgets for "None = the config decides" options (lr, max_steps, eval_max_pairs) show 0.
 DEFAULTS = option_defaults()
 
@@ -233,7 +233,7 @@ with st.expander("Quick estimate without training (probe)"):
     if not embedded:
         st.caption("Needs the MiniLM embeddings: compute them on the Map or Select page first.")
     elif st.button("Run the probe", key="train_probe"):
-        from alignscope.evaluate import eval_probe
+        from alignscope.evaluate.evaluators import eval_probe
 
         try:
             with st.spinner("Fitting the probe…"):

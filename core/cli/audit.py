@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.cli.common import add_source_options, load_data
-from alignscope.embeddings import Embeddings
+from alignscope.embed.embeddings import Embeddings
 
 __all__ = ["add_audit_command", "cmd_audit"]
 

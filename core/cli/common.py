@@ -44,7 +44,7 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
 def load_data(args: argparse.Namespace):
     # Imported here, not at the top: `alignscope app` passes through this module on its way to exec
     # Streamlit, whose app imports the library itself (pandas twice cost 0.37 s of the cold start).
-    from alignscope.data import DEFAULT_MAX_ROW_CHARS, load_preferences, parse_column_map
+    from alignscope.data.preferences import DEFAULT_MAX_ROW_CHARS, load_preferences, parse_column_map
 
     max_chars = args.max_row_chars if args.max_row_chars is not None else DEFAULT_MAX_ROW_CHARS
     if max_chars <= 0:

@@ -1,12 +1,12 @@
 """Command-line flags generated from the training config dataclasses.
 
 Every option of ``alignscope train`` is a field of a config dataclass in
-:mod:`alignscope.train_config`, declared there once with its metadata (help, choices, bounds). This
+:mod:`alignscope.train.config`, declared there once with its metadata (help, choices, bounds). This
 module turns the fields into argparse flags (``--`` + the field name with dashes, the type from the
 annotation, ``(default X)`` from the dataclass default) and reads the parsed flags back into the
-keyword fields of :func:`alignscope.train_config.train_config`. Every flag defaults to None: an unset
+keyword fields of :func:`alignscope.train.config.train_config`. Every flag defaults to None: an unset
 flag means "the config's default", so method-dependent defaults (``lr`` through
-:meth:`~alignscope.train_config.TrainConfig.resolved_lr`) stay where they are decided.
+:meth:`~alignscope.train.config.TrainConfig.resolved_lr`) stay where they are decided.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 from typing import Any, Iterable
 
-from alignscope.train_config import (CONFIG_CLASSES, TrainConfig, TrainError, field_kind, flag_name, option_fields, range_text,
+from alignscope.train.config import (CONFIG_CLASSES, TrainConfig, TrainError, field_kind, flag_name, option_fields, range_text,
                                      report_to_names)
 
 __all__ = ["add_config_arguments", "config_fields_from_args", "flag_help"]

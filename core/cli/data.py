@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.cli.common import EXIT_OK, Parser, UsageError, add_load_options, load_data
-from alignscope.data import DataError, demo_preferences
-from alignscope.readers import split_compression
+from alignscope.data.preferences import DataError, demo_preferences
+from alignscope.data.readers import split_compression
 
 __all__ = ["add_data_commands", "cmd_data_info", "cmd_data_validate", "cmd_data_demo"]
 

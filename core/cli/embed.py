@@ -42,7 +42,7 @@ def add_encoder_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from alignscope.embed import embed
+    from alignscope.embed.encoders import embed
 
     out = Path(args.out)
     check_output(out, args.force, (".npy",))
@@ -54,7 +54,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     unit = args.unit or "completion"
     if args.executor == "ray":
-        from alignscope.embed_ray import embed_ray
+        from alignscope.embed.ray import embed_ray
 
         embeddings = embed_ray(data, args.encoder, unit, args.layer, batch_size=args.batch_size,
                                address=args.address, workers=args.workers, progress=not args.json)

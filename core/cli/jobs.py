@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from alignscope.cli.common import EXIT_OK, Parser
-from alignscope.jobs import JobStore, format_job_details, format_job_table
+from alignscope.jobs.store import JobStore, format_job_details, format_job_table
 
 __all__ = ["add_jobs_commands"]
 

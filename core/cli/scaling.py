@@ -1,6 +1,6 @@
 """``alignscope scaling fit POINTS.csv [--q 0.95] [--target plateau|gain] [--n-boot 500] [--json]``:
 fit the exponential plateau R(x) = r − (r − a)·e^{−b·x} to one's own measurements (see
-:mod:`alignscope.scaling`).
+:mod:`alignscope.scaling.fit`).
 
 The CSV has ``fraction`` (0–1) or ``percent`` (0–100), ``score``, and optionally ``method`` and
 ``seed``. Text output: one block per method (r, a, b with 95 % intervals, the recommended fraction
@@ -17,8 +17,8 @@ import sys
 from typing import Any
 
 from alignscope.cli.common import EXIT_CANCELLED, add_source_options, follow_jobs, load_data
-from alignscope.metrics import LOWER_IS_BETTER, METRICS
-from alignscope.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
+from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
+from alignscope.scaling.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
 
 # The sweep's defaults are SweepConfig's own (one declaration); the flags below only spell them.
 SWEEP_DEFAULTS = SweepConfig()
@@ -49,7 +49,7 @@ def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
-    from alignscope.scaling import TARGETS
+    from alignscope.scaling.fit import TARGETS
 
     parser.add_argument("--target", choices=list(TARGETS), default="plateau",
                         help="plateau: smallest x with R(x) >= q·r (default); gain: R(x) >= a + q·(r − a), "
@@ -110,7 +110,7 @@ def _list(text: str, kind, name: str) -> list:
 
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
-    """The :class:`~alignscope.sweep.SweepConfig` the ``sweep`` flags describe (unset ones keep its
+    """The :class:`~alignscope.scaling.sweep.SweepConfig` the ``sweep`` flags describe (unset ones keep its
     defaults; checkpoint mode without --max-steps trains one full epoch)."""
     return SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
                        seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
@@ -125,7 +125,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from alignscope.jobs import JobStore
+    from alignscope.jobs.store import JobStore
 
     config = sweep_config(args)
     config.validate()
@@ -192,7 +192,7 @@ def _interval(values: list[float] | None, fmt: str) -> str:
 
 
 def cmd_scaling_fit(args: argparse.Namespace) -> int:
-    from alignscope.scaling import ScalingError, fit_points, read_points
+    from alignscope.scaling.fit import ScalingError, fit_points, read_points
 
     if not (0 < args.q < 1):
         raise ScalingError(f"--q must be in (0, 1), got {args.q}")

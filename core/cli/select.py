@@ -9,7 +9,7 @@ from typing import Any
 
 from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
 from alignscope.cli.embed import add_encoder_options
-from alignscope.selection import PAIR_RULES
+from alignscope.select.selection import PAIR_RULES
 
 __all__ = ["add_select_commands", "cmd_select", "cmd_export"]
 
@@ -47,7 +47,7 @@ def add_select_commands(commands: Any) -> None:
     export_cmd.add_argument("--kind", choices=["pairs", "kto"], default="pairs",
                             help="pairs (DPO: prompt/chosen/rejected) or kto (prompt/completion/label)")
     export_cmd.add_argument("--pair-rule", choices=PAIR_RULES, default="any",
-                            help="completion → pair rule (alignscope.selection.PAIR_RULES)")
+                            help="completion → pair rule (alignscope.select.selection.PAIR_RULES)")
     export_cmd.add_argument("--keep-metadata", action="store_true")
     export_cmd.add_argument("--out", required=True)
     export_cmd.add_argument("--force", action="store_true")
@@ -70,7 +70,7 @@ def _parse_options(items: list[str]) -> dict[str, object]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from alignscope.select import select, select_data
+    from alignscope.select.selectors import select, select_data
 
     if (args.k is None) == (args.fraction is None):
         raise UsageError("give exactly one of --k or --fraction")
@@ -88,7 +88,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise UsageError("--covariance-type/--pca-dim/--n-init/--variant apply to --method isa only")
     common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
     if args.embeddings:
-        from alignscope.embeddings import Embeddings
+        from alignscope.embed.embeddings import Embeddings
 
         if args.data:
             raise UsageError("give DATA or --embeddings, not both")

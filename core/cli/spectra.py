@@ -65,7 +65,7 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
     import numpy as np
     import pandas as pd
 
-    from alignscope.embed import embed, parse_encoder
+    from alignscope.embed.encoders import embed, parse_encoder
     from alignscope.files import atomic_write, write_json
     from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, embeddings_report, spectrum_band
 
@@ -125,7 +125,7 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
 
 def cmd_spectra(args: argparse.Namespace) -> int:
     """Run the ``spectra`` subcommand (see the module docstring). Returns the exit code 0."""
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
     from alignscope.spectra import SpectraError, sample_pairs
 
     encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]

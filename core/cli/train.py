@@ -11,8 +11,8 @@ from typing import Any
 
 from alignscope.cli.common import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UsageError, add_source_options, follow_jobs, load_data
 from alignscope.cli.config_flags import add_config_arguments, config_fields_from_args
-from alignscope.metrics import describe_scores
-from alignscope.train_config import CONFIG_CLASSES, METHODS, TrainConfig, TrainError, train_config
+from alignscope.evaluate.metrics import describe_scores
+from alignscope.train.config import CONFIG_CLASSES, METHODS, TrainConfig, TrainError, train_config
 
 __all__ = ["add_train_commands", "train_fields", "cmd_train", "cmd_eval", "cmd_eval_probe"]
 
@@ -65,8 +65,8 @@ def train_fields(args: argparse.Namespace) -> dict[str, object]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything here (exit 2 on bad input), then run the training as a job so that it
     shows on the app's Runs page; follow it until it ends (Ctrl-C cancels it unless --detach)."""
-    from alignscope.jobs import JobStore
-    from alignscope.train_submit import submit_training
+    from alignscope.jobs.store import JobStore
+    from alignscope.train.submit import submit_training
 
     config = train_config(args.method, **train_fields(args))  # a bad value fails before the data loads
     out = Path(args.out).expanduser().resolve()
@@ -113,7 +113,7 @@ def _print_eval(run_dir: Path, as_json: bool, job_id: str | None = None) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from alignscope.evaluate import evaluate_run
+    from alignscope.evaluate.evaluators import evaluate_run
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").exists():
@@ -123,7 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_probe(args: argparse.Namespace) -> int:
-    from alignscope.evaluate import eval_probe
+    from alignscope.evaluate.evaluators import eval_probe
     data = load_data(args)
     result = eval_probe(data, args.selection, encoder=args.eval_encoder, test_fraction=args.test_fraction,
                         seed=args.seed)

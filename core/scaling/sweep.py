@@ -1,5 +1,5 @@
 """Sweeps: every (method, fraction, seed) as a job, points streamed to ``points.jsonl``, a plateau
-fitted per method (:mod:`alignscope.scaling`).
+fitted per method (:mod:`alignscope.scaling.fit`).
 
 A sweep directory holds
 
@@ -20,7 +20,7 @@ pairs seen so far. It needs a training evaluator (``dpo``/``kto``).
 
 Each point is a job of kind ``sweep_point`` in the ordinary job store, so sweeps show on the Runs
 page and run on any executor: ``local`` (``--workers`` parallel processes on this machine) or
-``ray`` (:mod:`alignscope.ray_executor`). A fraction of 1.0 means all pairs (no selection), the
+``ray`` (:mod:`alignscope.jobs.ray`). A fraction of 1.0 means all pairs (no selection), the
 same point for every method. The embeddings a point needs are computed once, by the sweep command,
 before any job starts (the cache makes the jobs' own calls instant).
 """
@@ -40,9 +40,9 @@ import numpy as np
 
 from alignscope.errors import AlignscopeError
 from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
-from alignscope.metrics import LOWER_IS_BETTER, METRICS, resampled_metric
-from alignscope.selection import Selection
-from alignscope.train_config import TrainConfig, TrainError, train_config
+from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS, resampled_metric
+from alignscope.select.selection import Selection
+from alignscope.train.config import TrainConfig, TrainError, train_config
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
            "submit_sweep", "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
@@ -68,17 +68,17 @@ class SweepError(AlignscopeError):
 
 @dataclass
 class SweepConfig:
-    """What a sweep measures. ``methods``: selectors of :mod:`alignscope.select`; ``fractions`` in
+    """What a sweep measures. ``methods``: selectors of :mod:`alignscope.select.selectors`; ``fractions`` in
     (0, 1]; ``seeds`` seed the selection and (for DPO/KTO) training. ``evaluator``: ``probe``
     (seconds, a proxy) or ``dpo``/``kto`` (a real TRL run per point with ``model``,
     ``max_steps``…). ``test_fraction``/``split_seed``: one held-out split for every point.
-    ``q``/``target``: the recommendation rule of :func:`alignscope.scaling.fit_plateau`.
+    ``q``/``target``: the recommendation rule of :func:`alignscope.scaling.fit.fit_plateau`.
     ``cpus``/``gpus``: resources each point declares to the Ray executor. ``mode``: ``subsets``
     (one job per method × fraction × seed) or ``checkpoints`` (one full-data run per seed, evaluated
     at the ``checkpoints`` fractions of the run; ``max_steps=None`` means one full epoch).
 
     ``batch_size``/``max_length`` default to the training config's own defaults (one declaration:
-    :class:`alignscope.train_config.TrainConfig`); ``max_steps=20`` and ``eval_max_pairs=200`` are
+    :class:`alignscope.train.config.TrainConfig`); ``max_steps=20`` and ``eval_max_pairs=200`` are
     the sweep's per-point budget (many runs), deliberately smaller than a single run's. Every DPO/KTO
     point builds its config with :meth:`point_train_config`, which :meth:`validate` also calls, so
     a training option that cannot work fails when the sweep is submitted, not in every point."""
@@ -113,14 +113,14 @@ class SweepConfig:
     def point_train_config(self, seed: int, **fields: Any) -> TrainConfig:
         """The training config of one DPO/KTO point (``evaluator`` is the method): the sweep's
         model and budget, its split, the point's ``seed``; ``fields`` adds e.g. ``eval_checkpoints``.
-        Built and validated by :func:`alignscope.train_config.train_config`, as the CLI and the Train
+        Built and validated by :func:`alignscope.train.config.train_config`, as the CLI and the Train
         page build theirs; every other option keeps the config default."""
         return train_config(self.evaluator, model=self.model, max_steps=self.max_steps, batch_size=self.batch_size,
                             max_length=self.max_length, eval_max_pairs=self.eval_max_pairs,
                             test_fraction=self.test_fraction, split_seed=self.split_seed, seed=int(seed), **fields)
 
     def validate(self) -> None:
-        from alignscope.select import METHODS
+        from alignscope.select.selectors import METHODS
 
         if self.mode not in MODES:
             raise SweepError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -147,7 +147,7 @@ class SweepConfig:
             raise SweepError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if not (0 < self.q < 1):
             raise SweepError(f"q must be in (0, 1), got {self.q}")
-        from alignscope.scaling import TARGETS
+        from alignscope.scaling.fit import TARGETS
 
         if self.target not in TARGETS:
             raise SweepError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
@@ -242,8 +242,8 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
     record. ``config``: ``{"data": spec, "sweep_dir": PATH, "point": {method, fraction, seed},
     "sweep": SweepConfig fields}``. Every point keeps its held-out margins (``heldout.npz``) so the
     fit can bootstrap seeds and held-out pairs together."""
-    from alignscope.data import load_spec
-    from alignscope.evaluate import split_pairs
+    from alignscope.data.preferences import load_spec
+    from alignscope.evaluate.evaluators import split_pairs
 
     started = time.monotonic()
     sweep = SweepConfig(**config["sweep"])
@@ -262,8 +262,8 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
         table = clean_ranking(Path(config["sweep_dir"]) / AUDIT_FILE, int(point["seed"]), data.fingerprint)
         training_pairs_table(table, test_pairs, len(data), k_pairs).write(selection_path)
     elif point["method"] != "all":
-        from alignscope.embed import embed
-        from alignscope.select import select
+        from alignscope.embed.encoders import embed
+        from alignscope.select.selectors import select
 
         report(progress=0.1, message="embedding (cached)")
         embeddings = embed(data, encoder=sweep.encoder, unit=sweep.unit, progress=False)
@@ -274,7 +274,7 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
         training_pairs_table(table, test_pairs, len(data), k_pairs).write(selection_path)
     report(progress=0.5, message=f"evaluating with {sweep.evaluator}")
     if sweep.evaluator == "probe":
-        from alignscope.evaluate import eval_probe
+        from alignscope.evaluate.evaluators import eval_probe
 
         result = eval_probe(data, None if selection_path is None else str(selection_path),
                             encoder=sweep.probe_encoder, test_fraction=sweep.test_fraction, seed=sweep.split_seed,
@@ -282,7 +282,7 @@ def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any
         pairs, margin = result.pop("heldout_pairs"), result.pop("heldout_margin")
         n_train = result["n_train"]
     else:
-        from alignscope.train import train
+        from alignscope.train.trainer import train
 
         train_cfg = sweep.point_train_config(point["seed"], **sweep._mode_fields())
         summary = train(data, selection=None if selection_path is None else str(selection_path), config=train_cfg,
@@ -306,8 +306,8 @@ def audit_training_pool(data, config: SweepConfig, path: Path) -> None:
     """Audit the training pool only (the held-out pairs' labels must not steer what is dropped) and
     keep the table, indexed by the data's pair numbers, for the ``clean`` points."""
     from alignscope.audit import audit, pair_matrices
-    from alignscope.embed import embed
-    from alignscope.evaluate import split_pairs
+    from alignscope.embed.encoders import embed
+    from alignscope.evaluate.evaluators import split_pairs
 
     _, test_pairs = split_pairs(len(data), config.test_fraction, config.split_seed)
     pool = np.setdiff1d(np.arange(len(data), dtype=np.int64), test_pairs)
@@ -373,7 +373,7 @@ def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_di
                     started: float) -> dict[str, Any]:
     """Checkpoint mode: one run on all the training pairs; every checkpoint evaluation becomes a
     point the moment it is measured (so the curve fills in while the run trains)."""
-    from alignscope.train import train
+    from alignscope.train.trainer import train
 
     job_id = _own_job_id(run_dir)
 
@@ -396,7 +396,7 @@ def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_di
 
 
 def _own_job_id(run_dir: Path) -> str | None:
-    from alignscope.jobs import read_run_config
+    from alignscope.jobs.store import read_run_config
 
     try:
         return read_run_config(run_dir).get("job_id")
@@ -409,7 +409,7 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
                  store=None, overwrite: bool = False, report=None) -> list[str]:
     """Prepare ``out`` (refused when it holds another sweep, unless ``overwrite``), compute the
     embeddings once, and submit one ``sweep_point`` job per point. Returns the job ids."""
-    from alignscope.jobs import JobStore
+    from alignscope.jobs.store import JobStore
 
     config.validate()
     out = Path(out).expanduser().resolve()
@@ -422,7 +422,7 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
     for stale in (POINTS_FILE, FIT_FILE, "points.csv", AUDIT_FILE):
         (out / stale).unlink(missing_ok=True)
     if config.mode == "subsets" and (any(p["method"] != "all" for p in config.points()) or config.evaluator == "probe"):
-        from alignscope.embed import embed
+        from alignscope.embed.encoders import embed
 
         if report:
             report("computing the embeddings once for every point (cached)")
@@ -444,7 +444,7 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
         job_ids.append(job.id)
     write_json(out / SWEEP_FILE, {"config": config.to_dict(), "data": spec, "executor": executor,
                                   "workers": workers, "jobs": job_ids, "created_at": time.time()})
-    from alignscope.jobs import get_executor
+    from alignscope.jobs.store import get_executor
 
     get_executor(executor).start(store)
     return job_ids
@@ -453,8 +453,8 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
 def _save_heldout_lengths(path: Path, data, config: SweepConfig) -> None:
     """The sweep's held-out pairs and their word lengths: what the fit needs to recompute any metric
     on resampled pairs (the points keep only their margins)."""
-    from alignscope.evaluate import split_pairs
-    from alignscope.metrics import pair_word_lengths
+    from alignscope.evaluate.evaluators import split_pairs
+    from alignscope.evaluate.metrics import pair_word_lengths
 
     _, test_pairs = split_pairs(len(data), config.test_fraction, config.split_seed)
     chosen, rejected = pair_word_lengths(data, test_pairs)
@@ -605,11 +605,11 @@ def sweep_fits(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: 
                seed: int = 0) -> dict[str, Any]:
     """The fits of a sweep in ``metric`` (default: the sweep's), without writing anything: ``curves``
     (the points per curve, ``score`` in that metric, ``baseline``), ``fits`` (method →
-    :class:`~alignscope.scaling.PlateauFit` or the reason it could not be fitted) and ``summary``
+    :class:`~alignscope.scaling.fit.PlateauFit` or the reason it could not be fitted) and ``summary``
     (what :func:`fit_sweep` writes to fit.json). The ``all`` points (fraction 1.0) belong to every
     method's curve. Intervals come from a paired bootstrap over seeds and held-out pairs when the
-    points kept their margins (see :func:`alignscope.scaling.fit_plateau` for the other cases)."""
-    from alignscope.scaling import ScalingError, fit_plateau
+    points kept their margins (see :func:`alignscope.scaling.fit.fit_plateau` for the other cases)."""
+    from alignscope.scaling.fit import ScalingError, fit_plateau
 
     sweep_dir = Path(sweep_dir)
     recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))

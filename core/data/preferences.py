@@ -10,7 +10,7 @@ Accepted inputs (see :func:`load_preferences`):
   and the responses are what follows it, so ``prompt + chosen`` equals the original ``chosen``;
 * files ``.jsonl/.json/.parquet/.csv`` (each optionally ``.gz``), a ``datasets.save_to_disk``
   folder, a pandas DataFrame, a Hugging Face ``datasets.Dataset``, a hub id ``org/name[:split]``,
-  and ``"demo"`` / ``"demo:N"`` for the built-in synthetic set (:mod:`alignscope.demo`).
+  and ``"demo"`` / ``"demo:N"`` for the built-in synthetic set (:mod:`alignscope.data.demo`).
 
 Every problem raises :class:`DataError`, whose message is one line naming file, row (1-based) and
 column; ``drop_invalid=True`` drops such rows instead and reports how many and why.
@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from alignscope.files import atomic_path, atomic_write
-from alignscope import data_cache
-from alignscope.demo import DEFAULT_N, demo_frame
-from alignscope.readers import DataError, RawTable, from_hf_dataset, is_missing, read_path
+from alignscope.data import cache as data_cache
+from alignscope.data.demo import DEFAULT_N, demo_frame
+from alignscope.data.readers import DataError, RawTable, from_hf_dataset, is_missing, read_path
 
 __all__ = ["PreferenceData", "ValidationReport", "DataError", "load_preferences", "load_spec", "CANONICAL",
            "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map", "demo_preferences"]
@@ -163,7 +163,7 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a table as .jsonl/.json/.parquet/.csv (optionally .gz), atomically."""
     import gzip
 
-    from alignscope.readers import split_compression
+    from alignscope.data.readers import split_compression
 
     path = Path(path)
     fmt, gz = split_compression(path)
@@ -270,7 +270,7 @@ _DEFAULT_LOAD_OPTIONS = {"split": None, "columns": {}, "drop_invalid": False,
 
 
 def demo_preferences(n: int = DEFAULT_N, seed: int = 0, **shares: float) -> PreferenceData:
-    """The synthetic demo set (:func:`alignscope.demo.demo_frame`) as validated
+    """The synthetic demo set (:func:`alignscope.data.demo.demo_frame`) as validated
     :class:`PreferenceData` with ``is_demo=True``."""
     data = load_preferences(demo_frame(n, seed, **shares))
     if shares:  # non-default shares cannot be named by a "demo:N:SEED" source string

@@ -19,7 +19,7 @@ of the data in [0, 1] (the paper writes x in percent: b_percent = b / 100).
   answer 0 % (a warning says so).
 * :func:`fit_points` fits every method of a points table; :func:`read_points` reads a CSV with
   ``fraction`` (0–1) or ``percent`` (0–100), ``score``, optional ``method`` and ``seed``, failing
-  with a :class:`~alignscope.readers.DataError` that names the file, row and column.
+  with a :class:`~alignscope.data.readers.DataError` that names the file, row and column.
 
 A fit says when it cannot be trusted: fewer than 3 distinct fractions is an error; a fit that does
 not converge, a growth rate at its bounds (no visible plateau, or a jump before the first point) or
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
-from alignscope.readers import DataError
+from alignscope.data.readers import DataError
 
 __all__ = ["ScalingError", "PlateauFit", "TARGETS", "plateau", "recommended_fraction", "fit_plateau", "fit_points",
            "read_points", "B_BOUNDS"]

@@ -45,7 +45,7 @@ def _folder() -> Path:
 
 def read(path: Path, options: Mapping[str, Any]) -> tuple[Any, dict[str, Any]] | None:
     """``(frame, info)`` cached for ``path`` loaded with ``options`` (info: format, source,
-    prompt_extracted, report, load_options, fingerprint), or None. :mod:`alignscope.data` builds
+    prompt_extracted, report, load_options, fingerprint), or None. :mod:`alignscope.data.preferences` builds
     the PreferenceData from them, so this module does not depend on it."""
     import pandas as pd
 

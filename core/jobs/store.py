@@ -18,7 +18,7 @@ Pieces:
   this machine; a Ray executor can be registered later and must land results in the same store
   and run directories (it records rows with :meth:`JobStore.add` and moves them with
   :meth:`JobStore.transition`).
-* :mod:`alignscope.worker`: the process side (``python -m alignscope.worker JOB_ID``).
+* :mod:`alignscope.jobs.worker`: the process side (``python -m alignscope.jobs.worker JOB_ID``).
 
 How queued local jobs start, without a daemon: starting is a *pump* (:meth:`LocalExecutor.start`)
 that, inside one SQLite write transaction, takes the oldest queued local job, checks that fewer
@@ -161,11 +161,20 @@ class Job:
 # imports the module. The string is stored with each job, so a kind registered at runtime in the
 # submitting process still works in the worker (a fresh interpreter).
 _KINDS: dict[str, str] = {
-    "selftest": "alignscope.worker:selftest",
-    "embed": "alignscope.tasks:embed_job",
-    "map": "alignscope.tasks:map_job",
-    "train": "alignscope.train:run_job",
-    "sweep_point": "alignscope.sweep:point_job",
+    "selftest": "alignscope.jobs.worker:selftest",
+    "embed": "alignscope.embed.tasks:embed_job",
+    "map": "alignscope.embed.tasks:map_job",
+    "train": "alignscope.train.trainer:run_job",
+    "sweep_point": "alignscope.scaling.sweep:point_job",
+}
+# Where the built-in kinds pointed before the library moved into subpackages (0.1): job stores
+# in existing homes keep these strings, and their queued jobs and re-runs must still start.
+_MOVED_TARGETS: dict[str, str] = {
+    "alignscope.worker:selftest": "alignscope.jobs.worker:selftest",
+    "alignscope.tasks:embed_job": "alignscope.embed.tasks:embed_job",
+    "alignscope.tasks:map_job": "alignscope.embed.tasks:map_job",
+    "alignscope.train:run_job": "alignscope.train.trainer:run_job",
+    "alignscope.sweep:point_job": "alignscope.scaling.sweep:point_job",
 }
 
 
@@ -201,6 +210,7 @@ def resolve_kind(kind: str) -> str:
 
 def load_target(target: str) -> Callable[..., Any]:
     """Import ``"module:function"`` and return the function (done in the worker, never the app)."""
+    target = _MOVED_TARGETS.get(target, target)
     module_name, _, function_name = target.partition(":")
     module = importlib.import_module(module_name)
     try:
@@ -743,7 +753,7 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """Each job runs as ``python -m alignscope.worker JOB_ID --store STORE``: a light supervisor
+    """Each job runs as ``python -m alignscope.jobs.worker JOB_ID --store STORE``: a light supervisor
     that leads its own session (so it outlives the app or CLI that started it and can be killed as
     a group), runs the job code in a child process, records how it ended and starts the next queued
     job. stdout and stderr of both go to run_dir/log.txt."""
@@ -789,7 +799,7 @@ class LocalExecutor(Executor):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(job.log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "alignscope.worker", job.id, "--store", str(store.path)],
+                [sys.executable, "-m", "alignscope.jobs.worker", job.id, "--store", str(store.path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=cwd, env=env,
                 start_new_session=True,  # own session and process group: detached, killable as one
                 close_fds=True)
@@ -823,8 +833,8 @@ class LocalExecutor(Executor):
 
 
 # Executors by name -> "module:Class" import string (a Ray executor must not import ray here).
-_EXECUTOR_TARGETS: dict[str, str] = {"local": "alignscope.jobs:LocalExecutor",
-                                     "ray": "alignscope.ray_executor:RayExecutor"}
+_EXECUTOR_TARGETS: dict[str, str] = {"local": "alignscope.jobs.store:LocalExecutor",
+                                     "ray": "alignscope.jobs.ray:RayExecutor"}
 _EXECUTORS: dict[str, Executor] = {}
 
 

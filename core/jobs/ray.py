@@ -7,7 +7,7 @@ submits one Ray task per job with the CPUs/GPUs the job declares (``config["reso
 instance is started with ``workers`` CPUs, so ``--workers`` bounds the parallelism as it does
 locally.
 
-Inside the task, the job runs exactly as a local one: ``python -m alignscope.worker JOB_ID --run``
+Inside the task, the job runs exactly as a local one: ``python -m alignscope.jobs.worker JOB_ID --run``
 in its own process group, its output appended to the run's ``log.txt``; the task records that
 process's pid and host in the store, so cancel (from any process on that host) and dead-worker
 detection work as for local jobs. On a multi-node cluster, ``ALIGNSCOPE_HOME`` (the store and run
@@ -25,7 +25,7 @@ import subprocess
 import sys
 from typing import Any
 
-from alignscope.jobs import (FAILED, QUEUED, RUNNING, Executor, Job, JobError, JobStore, process_identity,
+from alignscope.jobs.store import (FAILED, QUEUED, RUNNING, Executor, Job, JobError, JobStore, process_identity,
                              process_start_time, terminate_job_processes)
 
 __all__ = ["RayExecutor", "ADDRESS_ENV"]
@@ -43,14 +43,14 @@ def _ray():
 
 def _run_job_task(job_id: str, store_path: str) -> str:
     """Body of the Ray task: run the job's runner as a child process and record how it ended."""
-    from alignscope.worker import describe_exit
+    from alignscope.jobs.worker import describe_exit
 
     store = JobStore(store_path)
     job = store.get(job_id, reconcile=False)
     if job.status != RUNNING:
         return job.status
     with open(job.log_path, "ab") as log:
-        child = subprocess.Popen([sys.executable, "-m", "alignscope.worker", job_id, "--store", store_path, "--run"],
+        child = subprocess.Popen([sys.executable, "-m", "alignscope.jobs.worker", job_id, "--store", store_path, "--run"],
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                  close_fds=True, cwd=job.cwd if job.cwd and os.path.isdir(job.cwd) else None,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -60,7 +60,7 @@ def _run_job_task(job_id: str, store_path: str) -> str:
     returncode = child.wait()
     job = store.get(job_id, reconcile=False)
     if job.status == RUNNING:
-        from alignscope.worker import _finish
+        from alignscope.jobs.worker import _finish
 
         _finish(store, job_id, FAILED, error=describe_exit(returncode), exit_code=returncode)
     return store.get(job_id, reconcile=False).status

@@ -39,10 +39,10 @@ vectors scattered back (every encoder maps a text to one vector independently of
 Every call is reproducible (fixed batching order, eval mode, no sampling) and is cached under
 ``settings.home()/cache/embeddings/`` keyed by (data fingerprint, encoder, layer, max_length,
 precision); a second call with the same arguments reads the cache in milliseconds. An entry is an
-:class:`~alignscope.embeddings.Embeddings` file like any other (``.npy`` + ``.npy.json``, its key in
+:class:`~alignscope.embed.embeddings.Embeddings` file like any other (``.npy`` + ``.npy.json``, its key in
 the sidecar), written atomically and read with ``allow_pickle=False``; a corrupt or mismatching
 entry is recomputed, never trusted. The result type and its one file format live in
-:mod:`alignscope.embeddings` (re-exported here).
+:mod:`alignscope.embed.embeddings` (re-exported here).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope import settings
-from alignscope.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors
+from alignscope.embed.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors
 from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
 from alignscope.files import write_json
 
@@ -136,7 +136,7 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
           on_progress: Callable[[int, int], None] | None = None) -> Embeddings:
     """Embed every completion (with its prompt) of ``data``; see the module docstring.
 
-    ``data``: a :class:`~alignscope.data.PreferenceData` or anything ``load_preferences`` accepts.
+    ``data``: a :class:`~alignscope.data.preferences.PreferenceData` or anything ``load_preferences`` accepts.
     ``precision``: ``"fp32"``; ``"bf16"`` (bf16 autocast, float32 results); ``"auto"`` = bf16 where
     the hardware multiplies bf16 natively (CUDA GPUs with bf16, CPUs with AMX-BF16), else fp32.
     bf16 changes vectors by ~1e-4 in cosine (checked against fp32 in the benchmark).
@@ -144,7 +144,7 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
 
     Returns :class:`Embeddings` (``matrix`` float32 ``(2N, d)`` or ``(N, 2d)``).
     """
-    from alignscope.data import PreferenceData, load_preferences
+    from alignscope.data.preferences import PreferenceData, load_preferences
 
     if not isinstance(data, PreferenceData):
         data = load_preferences(data)
@@ -616,7 +616,7 @@ def calibrate(encoder: str = DEFAULT_ENCODER, texts: Sequence[str] | None = None
     kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, None, max_length, device,
                                                                        precision)
     if texts is None:
-        from alignscope.data import demo_preferences
+        from alignscope.data.preferences import demo_preferences
 
         texts = element_texts(demo_preferences(n=max(20, n), seed=0))
     unique, _ = distinct_texts(texts)

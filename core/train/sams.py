@@ -9,7 +9,7 @@ get gradient, and the scheduler learns online from a reward that says how much t
 
 This module is plain torch: the networks, the selection, the rewards and the replay pool. The TRL
 side (hooks on the policy's forward, masking the unselected pairs' gradient, the per-step log)
-lives in :mod:`alignscope.sams_trainer` (``SamsDPOTrainer``).
+lives in :mod:`alignscope.train.sams_trainer` (``SamsDPOTrainer``).
 
 Shapes: ``n`` pairs per batch, ``L`` transformer blocks, ``D`` hidden size.
 

@@ -1,11 +1,11 @@
 """``SamsDPOTrainer``: TRL's ``DPOTrainer`` with SamS batch scheduling (Huang et al., "Adaptive
 Batch-Wise Sample Scheduling for Direct Preference Optimization", NeurIPS 2025, arXiv 2506.17252).
 
-The scheduler itself (networks, contexts, rewards, replay) is plain torch in :mod:`alignscope.sams`;
+The scheduler itself (networks, contexts, rewards, replay) is plain torch in :mod:`alignscope.train.sams`;
 this module is the TRL side: forward hooks on the policy's blocks, the gradient mask that lets only
 the selected pairs move the policy, the per-step log ``sams.jsonl``. It imports ``trl`` and
-``transformers`` at its top, so import it lazily (``alignscope.train`` does, inside the training
-function; ``from alignscope.train import SamsDPOTrainer`` also works).
+``transformers`` at its top, so import it lazily (``alignscope.train.trainer`` does, inside the training
+function; ``from alignscope.train.trainer import SamsDPOTrainer`` also works).
 
 Order of one optimizer step t (no extra forward pass)
 -----------------------------------------------------
@@ -33,9 +33,9 @@ import transformers
 import trl
 
 from alignscope.files import append_jsonl
-from alignscope.sams import (SamsConfig, SamsScheduler, batch_reward, layer_mean, pair_contexts, ratio_warning,
+from alignscope.train.sams import (SamsConfig, SamsScheduler, batch_reward, layer_mean, pair_contexts, ratio_warning,
                              sample_rewards)
-from alignscope.train_config import SAMS_INDEX_COLUMN, SAMS_LOG, TrainError  # train imports this module lazily
+from alignscope.train.config import SAMS_INDEX_COLUMN, SAMS_LOG, TrainError  # train imports this module lazily
 
 __all__ = ["SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG"]
 
@@ -105,8 +105,8 @@ class _Capture:
 
 class SamsDPOTrainer(trl.DPOTrainer):
     """TRL's ``DPOTrainer`` with SamS batch scheduling (Huang et al., NeurIPS 2025; see
-    :mod:`alignscope.sams`). Use it like ``DPOTrainer``, plus ``sams_config`` (a
-    :class:`~alignscope.sams.SamsConfig`), ``sams_log_path`` (default ``<output_dir>/sams.jsonl``)
+    :mod:`alignscope.train.sams`). Use it like ``DPOTrainer``, plus ``sams_config`` (a
+    :class:`~alignscope.train.sams.SamsConfig`), ``sams_log_path`` (default ``<output_dir>/sams.jsonl``)
     and ``reward_override``; pass ``train_dataset`` by keyword.
 
     Per training batch of n pairs, without a second forward pass: forward hooks on the policy's

@@ -2,7 +2,7 @@
 
 Every selector is a scikit-learn estimator (``BaseEstimator``): configuration in the constructor
 (stored there, validated in ``fit``), ``fit(X)`` → ``self``, ``score_samples(X)`` → one float per point where **higher = keep**,
-and ``select(X, k=None, fraction=None)`` → a :class:`~alignscope.selection.Selection` (the table, one
+and ``select(X, k=None, fraction=None)`` → a :class:`~alignscope.select.selection.Selection` (the table, one
 row per point, its config and the data fingerprint). Same seed (same machine, same library versions) →
 bitwise the same scores and the same subset.
 
@@ -34,7 +34,7 @@ Methods (:data:`METHODS`):
 Units. ISA as published treats every *completion* (prompt + one response) as a point: a preference
 pair gives two rows (``unit="completion"``, labels 1 = chosen, 0 = rejected); ``unit="pair"`` has one
 row per pair. :meth:`Selection.pairs` / :meth:`Selection.pair_selection` map a completion-level
-selection to pairs for DPO with one of :data:`~alignscope.selection.PAIR_RULES` (default ``"any"``:
+selection to pairs for DPO with one of :data:`~alignscope.select.selection.PAIR_RULES` (default ``"any"``:
 keep a pair when its chosen or its rejected completion is kept; ranked by the better of its two
 completion scores).
 """
@@ -52,9 +52,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 
-from alignscope.embed import embed
-from alignscope.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix, validate_data
-from alignscope.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable,
+from alignscope.embed.encoders import embed
+from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix, validate_data
+from alignscope.select.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable,
                                   order_by_score, resolve_k)
 
 __all__ = [
@@ -156,7 +156,7 @@ class Selector(BaseEstimator):
 
     Selectors are *rankers*, not predictors: ``fit(X)`` learns on the pool it will rank,
     ``score_samples(X)`` gives one float per point (higher = keep, like a density's
-    ``score_samples``), ``select`` returns a :class:`~alignscope.selection.Selection`. Input goes
+    ``score_samples``), ``select`` returns a :class:`~alignscope.select.selection.Selection`. Input goes
     through scikit-learn's ``validate_data`` (2-D numeric, no sparse or complex input,
     ``n_features_in_``), then alignscope's finiteness check that names the bad row.
 
@@ -175,7 +175,7 @@ class Selector(BaseEstimator):
 
     ``llm`` (Ask-LLM) takes a list of texts, not a numeric ``X``, so the checks do not apply; it
     supports ``clone``/``get_params``/``set_params`` like the others. The mixture ISA fits is
-    :class:`alignscope.gmm.GaussianMixture`, which passes scikit-learn's checks in full.
+    :class:`alignscope.select.gmm.GaussianMixture`, which passes scikit-learn's checks in full.
     """
 
     method: ClassVar[str] = ""
@@ -223,7 +223,7 @@ class Selector(BaseEstimator):
     def select(self, X: Any = None, k: int | None = None, fraction: float | None = None, *,
                pair_index: Any = None, label: Any = None) -> Selection:
         """Fit (unless ``X`` is None and the selector is fitted) and return the
-        :class:`~alignscope.selection.Selection` with the top ``k`` (or ``fraction``) points
+        :class:`~alignscope.select.selection.Selection` with the top ``k`` (or ``fraction``) points
         marked ``selected``."""
         if X is not None:
             self.fit(X, pair_index=pair_index, label=label)
@@ -272,7 +272,7 @@ class Selector(BaseEstimator):
         finiteness check that names the first bad row; every message one line, as a SelectionError.
         float32 stays float32 (no copy of a C-contiguous float32 matrix)."""
         if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
-            X = X.matrix  # an alignscope.embed.Embeddings (duck-typed: no import of embed here)
+            X = X.matrix  # an alignscope.embed.encoders.Embeddings (duck-typed: no import of embed here)
         if type(X).__module__.startswith("torch"):
             X = X.detach().cpu().numpy()
         try:  # a TypeError (sparse input, an object that is no number) stays one, as scikit-learn has it
@@ -299,7 +299,7 @@ class ISASelector(Selector):
     the selection keeps the **lowest-likelihood (rarest) points**. ``variant="renormalised"``
     uses ``p / sum p`` and therefore keeps the most typical points instead.
 
-    The mixture (:class:`alignscope.gmm.GaussianMixture`) is fitted by EM in torch (GPU when
+    The mixture (:class:`alignscope.select.gmm.GaussianMixture`) is fitted by EM in torch (GPU when
     present). By default the EM iterations run on a seeded sample of ``fit_sample=100_000`` rows,
     followed by ``refine_steps=1`` EM iteration on all rows and a scoring pass over all rows — the
     paper fits on all rows; ``fit_sample=None`` does exactly that. ``backend="sklearn"`` uses
@@ -626,7 +626,7 @@ class KCenterSelector(Selector):
     def _greedy(self, X: np.ndarray, m: int):
         import torch
 
-        from alignscope.gmm import _resolve_device
+        from alignscope.select.gmm import _resolve_device
 
         device = _resolve_device(self.device)
         n = len(X)
@@ -887,10 +887,10 @@ def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float
            seed: int = 0, pair_index: Any = None, label: Any = None, unit: str | None = None,
            data_fingerprint: str | None = None, encoder: str | None = None,
            **options: Any) -> Selection:
-    """Select with ``method`` and return the :class:`~alignscope.selection.Selection` (table,
+    """Select with ``method`` and return the :class:`~alignscope.select.selection.Selection` (table,
     config, and the data fingerprint when known).
 
-    ``X``: an ``(n, d)`` float matrix (e.g. a raw ``.npy``), an ``alignscope.embed.Embeddings``
+    ``X``: an ``(n, d)`` float matrix (e.g. a raw ``.npy``), an ``alignscope.embed.encoders.Embeddings``
     (its ``pair_index``, ``label``, ``unit``, encoder and fingerprint are used), or for
     ``method="llm"`` a list of ``n`` texts. ``unit="completion"`` without ``pair_index``/``label``
     assumes alignscope's embedding layout: ``n = 2N`` rows, rows ``0..N-1`` the chosen and
@@ -926,9 +926,9 @@ def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float
 def select_data(data: Any, method: str = "isa", *, encoder: str = "minilm", unit: str = "completion",
                 layer: int | None = None, batch_size: int | None = None, progress: bool = False,
                 k: int | None = None, fraction: float | None = None, seed: int = 0, **options: Any) -> Selection:
-    """:func:`select` on a :class:`~alignscope.data.PreferenceData`, with the input each method
+    """:func:`select` on a :class:`~alignscope.data.preferences.PreferenceData`, with the input each method
     needs: the example texts for ``llm`` (:func:`ask_llm_texts`), nothing for ``random`` (its
-    ranking ignores the points), else the data embedded with ``encoder`` (:func:`alignscope.embed.embed`,
+    ranking ignores the points), else the data embedded with ``encoder`` (:func:`alignscope.embed.encoders.embed`,
     cached on disk). What ``alignscope select DATA`` runs."""
     common = {"k": k, "fraction": fraction, "seed": seed, "unit": unit, **options}
     if method == "llm":

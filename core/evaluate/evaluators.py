@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from alignscope.files import atomic_path, write_json
-from alignscope.metrics import LengthRule, pair_word_lengths, preference_metrics, success
-from alignscope.trainset import EvaluationError, split_pairs, training_set
+from alignscope.evaluate.metrics import LengthRule, pair_word_lengths, preference_metrics, success
+from alignscope.train.trainset import EvaluationError, split_pairs, training_set
 
 __all__ = ["EVAL_FILE", "EVAL_PAIRS_FILE", "EvaluationError", "split_pairs", "bootstrap_ci", "encode_completion",
            "sequence_logprobs", "evaluate_pairs", "write_eval", "evaluate_run", "heldout_length_rule", "probe_margins",
@@ -245,7 +245,7 @@ def evaluate_pairs(policy: Any, reference: Any, tokenizer: Any, data: Any, pairs
     summary dict written to eval.json (see the module docstring) and one row per pair with both
     models' log-probs and the implicit rewards. ``length_rule``: the length baseline's rule (None:
     fitted on every pair of ``data`` outside ``pairs``, i.e. the training pool of a held-out split).
-    The summary carries :func:`alignscope.metrics.preference_metrics` of the implicit-reward margin
+    The summary carries :func:`alignscope.evaluate.metrics.preference_metrics` of the implicit-reward margin
     (length baseline, length-controlled accuracy, log loss) at its top level.
     """
     started = time.monotonic()
@@ -371,7 +371,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, recompute: bool = False, data: A
         status = _status(run_dir)
         raise EvaluationError(f"{str(run_dir)!r} has no saved model (status: {status}); train with save_model=True "
                               "to evaluate it later")
-    from alignscope.data import load_preferences
+    from alignscope.data.preferences import load_preferences
 
     if data is None:
         source = (config.get("data") or {}).get("reload")
@@ -492,7 +492,7 @@ def probe_accuracy(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, tes
     difference also enters negated with the opposite label, which makes the fit symmetric: swapping
     chosen and rejected flips the prediction). Scored on ``test_pairs``: share with
     w·(e_c − e_r) > 0 (ties 0.5), with a seeded bootstrap 95 % interval. With ``data`` (the pairs'
-    texts), the result also carries :func:`alignscope.metrics.preference_metrics` of the held-out
+    texts), the result also carries :func:`alignscope.evaluate.metrics.preference_metrics` of the held-out
     margins: the length baseline (rule ``length_rule``, default: learned from every pair that is not
     held out), length-controlled accuracy and log loss.
 
@@ -528,12 +528,12 @@ def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", tes
     completion-level selection keeps a pair by ``pair_rule``, as DPO training does) and scored on
     every held-out pair, beside the length baseline (see :func:`probe_accuracy`). ``encoder``: the
     probe's own features (the *evaluation* encoder); ``embeddings``: precomputed completion
-    embeddings, else ``alignscope.embed.embed(data, encoder=encoder, unit="completion", **embed_options)``.
+    embeddings, else ``alignscope.embed.encoders.embed(data, encoder=encoder, unit="completion", **embed_options)``.
     When the selection was made with the same encoder, ``circular`` is True: the selector and the
     judge see the same features. ``with_margins``: also return the held-out pairs and their margins
     as arrays (``heldout_pairs``, ``heldout_margin``; not JSON). A proxy for training.
     """
-    from alignscope.data import PreferenceData, load_preferences
+    from alignscope.data.preferences import PreferenceData, load_preferences
 
     if not isinstance(data, PreferenceData):
         data = load_preferences(data)
@@ -543,7 +543,7 @@ def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", tes
         raise EvaluationError("test_fraction must be > 0: the probe needs held-out pairs")
     used_encoder = getattr(embeddings, "encoder", None)
     if embeddings is None:
-        from alignscope.embed import embed
+        from alignscope.embed.encoders import embed
 
         embeddings = embed(data, encoder=encoder, unit="completion", **embed_options)
         used_encoder = getattr(embeddings, "encoder", None) or encoder

@@ -1,7 +1,7 @@
 """One type for embeddings, and one file format for them.
 
-:class:`Embeddings` is what every embedding function returns (:func:`alignscope.embed.embed`,
-:func:`alignscope.embed_ray.embed_ray`), what the embedding cache, the ``embed`` job and the
+:class:`Embeddings` is what every embedding function returns (:func:`alignscope.embed.encoders.embed`,
+:func:`alignscope.embed.ray.embed_ray`), what the embedding cache, the ``embed`` job and the
 ``alignscope embed`` command write, and what the pages, ``select --embeddings`` and the map job read:
 a float32 matrix ``(n, d)`` plus what its rows are (unit, pair of each row, chosen/rejected label,
 encoder, data fingerprint).
@@ -63,7 +63,7 @@ def completion_layout(n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
 
 def pair_vectors(completion_matrix: np.ndarray) -> np.ndarray:
     """``(2N, d)`` completion embeddings (chosen rows then rejected rows) → ``(N, 2d)`` pair rows
-    ``[(c + r) / 2, c - r]`` (see :mod:`alignscope.embed` for why)."""
+    ``[(c + r) / 2, c - r]`` (see :mod:`alignscope.embed.encoders` for why)."""
     n = len(completion_matrix) // 2
     chosen, rejected = completion_matrix[:n], completion_matrix[n:]
     return np.concatenate([(chosen + rejected) / 2, chosen - rejected], axis=1).astype(np.float32)

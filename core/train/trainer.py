@@ -1,6 +1,6 @@
 """Alignment training with TRL (DPO and KTO) on a selection or on the whole data set.
 
-With :mod:`alignscope.sams_trainer` (the SamS subclass of TRL's DPOTrainer), this is the only
+With :mod:`alignscope.train.sams_trainer` (the SamS subclass of TRL's DPOTrainer), this is the only
 module of alignscope that imports ``trl``: TRL and transformers change their APIs often, so the
 integration lives here, and ``trl`` (and ``sams_trainer``) are imported inside the functions that
 need them, so importing this module is cheap (the app and the CLI read the config dataclasses
@@ -9,7 +9,7 @@ without paying for torch).
 Entry points
 ------------
 * :func:`train` ``(data, *, selection=None, config, run_dir, report=None) -> dict`` from Python.
-* :func:`run_job` ``(config, run_dir, report)``: the ``train`` job kind of :mod:`alignscope.jobs`;
+* :func:`run_job` ``(config, run_dir, report)``: the ``train`` job kind of :mod:`alignscope.jobs.store`;
   ``config`` is plain JSON: ``{"data": SOURCE, "selection": PATH|None, "method": "dpo"|"kto",
   ...the fields of the method's config dataclass...}``.
 
@@ -28,7 +28,7 @@ What a run writes in ``run_dir`` (atomically, except the append-only metrics fil
 * ``selection.parquet``: the selection table used (or one row per pair when training on the whole
   data set) with two added columns, ``in_test`` and ``trained``.
 * ``eval.json`` (+ ``eval_pairs.parquet``): the held-out preference evaluation of
-  :func:`alignscope.evaluate.preference_eval`, plus a ``training`` block (steps, runtime, s/step,
+  :func:`alignscope.evaluate.evaluators.preference_eval`, plus a ``training`` block (steps, runtime, s/step,
   final loss).
 * ``checkpoints.jsonl``: with ``eval_checkpoints``, one line per intermediate evaluation (the ISA
   paper's own scaling measurement: one run, evaluated as it sees more data): ``step, epoch,
@@ -40,7 +40,7 @@ What a run writes in ``run_dir`` (atomically, except the append-only metrics fil
 
 The split
 ---------
-The held-out pairs are drawn from the WHOLE data set by :func:`alignscope.evaluate.split_pairs`
+The held-out pairs are drawn from the WHOLE data set by :func:`alignscope.evaluate.evaluators.split_pairs`
 (``test_fraction``, ``split_seed``), independently of the selection: every selection of the same
 data (ISA 3.5 %, random 10 %, all of it) is evaluated on the same pairs, and any selected row
 whose pair is held out is dropped from training (counted in ``config.json``).
@@ -73,13 +73,13 @@ import numpy as np
 import pandas as pd
 
 from alignscope.files import append_jsonl, read_jsonl, write_json
-from alignscope.metrics import describe_scores
+from alignscope.evaluate.metrics import describe_scores
 
 __all__ = ["METRIC_KEYS", "CHECKPOINTS_LOG", "WARNINGS_FILE", "SamsDPOTrainer", "checkpoint_steps", "normalise_metrics",
            "train", "run_job", "package_versions"]
-from alignscope.train_config import (SAMS_INDEX_COLUMN, SAMS_LOG, TrainConfig, TrainError, report_to_names,
+from alignscope.train.config import (SAMS_INDEX_COLUMN, SAMS_LOG, TrainConfig, TrainError, report_to_names,
                                      train_config)
-from alignscope.trainset import (jsonable, TrainingSet, flipped_pairs, training_set)
+from alignscope.train.trainset import (jsonable, TrainingSet, flipped_pairs, training_set)
 
 # The keys every line of metrics.jsonl has (null when the method does not log that quantity).
 METRIC_KEYS = ("step", "epoch", "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
@@ -242,7 +242,7 @@ def _checkpoint_callback(data, tset: "TrainingSet", config: TrainConfig, *, toke
     :func:`train` adds the final evaluation itself, so the end of the run is not evaluated twice)."""
     from transformers import TrainerCallback
 
-    from alignscope.evaluate import evaluate_pairs
+    from alignscope.evaluate.evaluators import evaluate_pairs
     from alignscope.models import load_causal_lm
 
     class CheckpointEvalCallback(TrainerCallback):
@@ -345,7 +345,7 @@ def _device_info(device: str) -> dict[str, Any]:
 
 
 def _reload_spec(data: Any, given: str | None) -> str | None:
-    """A source string :func:`alignscope.data.load_preferences` can reload, when there is one."""
+    """A source string :func:`alignscope.data.preferences.load_preferences` can reload, when there is one."""
     if given:
         return given
     source = str(getattr(data, "source", "") or "")
@@ -363,7 +363,7 @@ def _reload_spec(data: Any, given: str | None) -> str | None:
 
 def _split_record(n: int, test_pairs: np.ndarray, config: TrainConfig) -> dict[str, Any]:
     digest = hashlib.sha256(np.asarray(test_pairs, dtype=np.int64).tobytes()).hexdigest()[:16]
-    return {"method": "alignscope.evaluate.split_pairs", "seed": config.split_seed,
+    return {"method": "alignscope.evaluate.evaluators.split_pairs", "seed": config.split_seed,
             "test_fraction": config.test_fraction, "n_pairs": n, "n_test": int(len(test_pairs)),
             "n_train_pool": int(n - len(test_pairs)), "test_pairs_sha256": digest}
 
@@ -462,7 +462,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
           report: Report | None = None, data_source: str | None = None, progress_bar: bool | None = None,
           on_checkpoint: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train ``config.model`` with ``config.method`` on ``data`` (a PreferenceData, or anything
-    :func:`alignscope.data.load_preferences` reads) restricted to ``selection`` (a selection parquet
+    :func:`alignscope.data.preferences.load_preferences` reads) restricted to ``selection`` (a selection parquet
     path or table; None = the whole data set), minus the held-out test pairs; evaluate on those
     pairs; write the run directory (see the module docstring). Returns a summary dict (also the
     ``training`` block and evaluation of ``eval.json``).
@@ -474,7 +474,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     ``config.eval_checkpoints``), e.g. to stream a scaling curve.
     Bad input raises :class:`TrainError` / ``ModelError`` / ``DataError`` with a one-line message.
     """
-    from alignscope.data import PreferenceData, load_preferences
+    from alignscope.data.preferences import PreferenceData, load_preferences
     from alignscope.models import ModelError, default_device, resolve_model
 
     report = report or (lambda progress=None, message=None: None)
@@ -569,7 +569,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         n_eval = min(len(tset.test_pairs), config.eval_max_pairs or len(tset.test_pairs))
         report(progress=_TRAIN_SHARE, message=f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
                if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs")
-        from alignscope.evaluate import EVAL_FILE, evaluate_pairs, write_eval
+        from alignscope.evaluate.evaluators import EVAL_FILE, evaluate_pairs, write_eval
         from alignscope.models import load_causal_lm
 
         reference, _ = load_causal_lm(str(model_dir), device=device)
@@ -594,7 +594,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
 
 def _write_selection_copy(path: Path, tset: TrainingSet) -> None:
     """The selection as used (with ``in_test``/``trained``), config and fingerprint kept, readable
-    with :meth:`alignscope.selection.Selection.read`."""
+    with :meth:`alignscope.select.selection.Selection.read`."""
     tset.write_selection(path)
 
 
@@ -653,7 +653,7 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
                                  label_smoothing=config.label_smoothing)
                 trainer_cls = DPOTrainer
                 if config.method == "dpo-sams":
-                    from alignscope.sams_trainer import SamsDPOTrainer
+                    from alignscope.train.sams_trainer import SamsDPOTrainer
 
                     trainer_cls = SamsDPOTrainer
                     warnings.filterwarnings("ignore", message=r"SamS selects")  # said by _say below instead
@@ -715,7 +715,7 @@ def _save_model(model, tokenizer, target: Path) -> Path:
 
 # ------------------------------------------------------------------------------ SamS trainer
 def __getattr__(name: str):
-    # ``from alignscope.train import SamsDPOTrainer`` imports alignscope.sams_trainer (and TRL) on
+    # ``from alignscope.train.trainer import SamsDPOTrainer`` imports alignscope.train.sams_trainer (and TRL) on
     # first use, so importing this module stays cheap for the app and the CLI.
     if name == "SamsDPOTrainer":
         return sams_trainer_class()
@@ -723,9 +723,9 @@ def __getattr__(name: str):
 
 
 def sams_trainer_class() -> type:
-    """:class:`alignscope.sams_trainer.SamsDPOTrainer`, a ``trl.DPOTrainer`` subclass (imported on
+    """:class:`alignscope.train.sams_trainer.SamsDPOTrainer`, a ``trl.DPOTrainer`` subclass (imported on
     first use; kept for code written against the earlier class factory)."""
-    from alignscope.sams_trainer import SamsDPOTrainer
+    from alignscope.train.sams_trainer import SamsDPOTrainer
 
     return SamsDPOTrainer
 
@@ -736,7 +736,7 @@ def run_job(config: Mapping[str, Any], run_dir: Path, report: Report) -> dict[st
     PATH|None, "method": "dpo"|"kto", "data_options": {"split", "columns", "drop_invalid"}?, ...config
     fields}``. A spec (dict) also pins the data's fingerprint, so edited data is refused.
     Relative paths are relative to the submitter's working directory (the worker runs there)."""
-    from alignscope.data import load_preferences, load_spec
+    from alignscope.data.preferences import load_preferences, load_spec
 
     values = dict(config)
     source = values.pop("data", None)

@@ -5,7 +5,7 @@
 * :func:`read_selection_table` / :func:`training_set`: a selection (parquet, Selection or table)
   checked against the data (:meth:`Selection.check_against`) and turned into training rows (one
   per pair for DPO, one per completion for KTO) by the pair rule (:meth:`Selection.pairs`), minus
-  the held-out pairs; every check fails with a one-line :class:`~alignscope.train_config.TrainError`;
+  the held-out pairs; every check fails with a one-line :class:`~alignscope.train.config.TrainError`;
 * :func:`flipped_pairs`: the training pairs a ``label_noise`` run swaps.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
-from alignscope.selection import Selection, SelectionError
-from alignscope.train_config import METHODS, PAIR_RULES, TrainError
+from alignscope.select.selection import Selection, SelectionError
+from alignscope.train.config import METHODS, PAIR_RULES, TrainError
 
 __all__ = ["EvaluationError", "split_pairs", "read_selection_table", "TrainingSet",
            "training_set", "flipped_pairs"]

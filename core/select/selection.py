@@ -17,7 +17,7 @@ A :class:`Selection` is three things that travel together:
 
 There is one way to save and load (:meth:`Selection.write` / :meth:`Selection.read`: parquet,
 written atomically, the config and the fingerprint as JSON in the schema's key-value metadata under
-``alignscope.selection``, the fingerprint as ``data_fingerprint`` — the layout earlier versions
+``alignscope.select.selection``, the fingerprint as ``data_fingerprint`` — the layout earlier versions
 wrote, so their files still read), one way to check a selection against data
 (:meth:`Selection.check_against`) and one way to turn it into training pairs
 (:meth:`Selection.pairs`, :meth:`Selection.pair_selection`) under one of :data:`PAIR_RULES`.
@@ -55,7 +55,7 @@ __all__ = ["Selection", "SelectionError", "PAIR_RULES", "resolve_k", "SELECTION_
            "ISA_COLUMNS", "order_by_score", "jsonable"]
 
 PAIR_RULES = ("any", "both", "chosen", "rejected")
-SELECTION_META_KEY = b"alignscope.selection"
+SELECTION_META_KEY = b"alignscope.select.selection"
 SELECTION_FORMAT_VERSION = 1
 ISA_COLUMNS = ("loglik", "loglik_scaled", "delta", "component")
 REQUIRED = ("index", "score", "selected", "rank")
@@ -279,7 +279,7 @@ class Selection:
     # ---------------------------------------------------------------------------- file
     def write(self, path: str | os.PathLike) -> Path:
         """Write to parquet atomically, config + fingerprint in the schema metadata
-        (key ``alignscope.selection``, JSON). Returns the path."""
+        (key ``alignscope.select.selection``, JSON). Returns the path."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -2,7 +2,7 @@
 take. Cheap to import (no torch, no TRL): everything that can be checked before a worker starts is
 checked here, so bad input is a one-line error and no job, no run folder.
 
-The job (kind ``train``, run by :func:`alignscope.train.run_job` in a worker process) records the
+The job (kind ``train``, run by :func:`alignscope.train.trainer.run_job` in a worker process) records the
 data's spec (source and fingerprint, so edited data is refused), the selection's absolute path and
 every field of the resolved config (``config.to_dict()``), so a run's job says exactly what it
 trains with, defaults included.
@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alignscope.train_config import TrainConfig, TrainError
+from alignscope.train.config import TrainConfig, TrainError
 
 __all__ = ["train_job_config", "submit_training"]
 
@@ -23,10 +23,10 @@ def train_job_config(data: Any, config: TrainConfig, *, selection: str | os.Path
     and return the ``train`` job's config: ``{"data": data.spec(), "selection": ABS_PATH|None,
     "method": ..., **every config field}``. Raises a one-line :class:`TrainError`/``ModelError``."""
     from alignscope.models import check_model_spec
-    from alignscope.trainset import training_set
+    from alignscope.train.trainset import training_set
 
     if not isinstance(config, TrainConfig):
-        raise TrainError(f"config must be a training config (alignscope.train_config.train_config), "
+        raise TrainError(f"config must be a training config (alignscope.train.config.train_config), "
                          f"got {type(config).__name__}")
     config.validate()
     check_model_spec(config.model)
@@ -41,13 +41,13 @@ def train_job_config(data: Any, config: TrainConfig, *, selection: str | os.Path
 def submit_training(data: Any, config: TrainConfig, *, selection: str | os.PathLike | None = None,
                     out: str | os.PathLike | None = None, store: Any = None, overwrite: bool = False) -> str:
     """Check everything (:func:`train_job_config`), then queue a ``train`` job on ``store``
-    (default: the :class:`alignscope.jobs.JobStore` of ``ALIGNSCOPE_HOME``) and return its id.
+    (default: the :class:`alignscope.jobs.store.JobStore` of ``ALIGNSCOPE_HOME``) and return its id.
 
-    ``data``: a :class:`alignscope.data.PreferenceData`; ``config``: from
-    :func:`alignscope.train_config.train_config`; ``out``: the run directory (default
+    ``data``: a :class:`alignscope.data.preferences.PreferenceData`; ``config``: from
+    :func:`alignscope.train.config.train_config`; ``out``: the run directory (default
     ``runs/<job id>`` in the store's home); an existing file, or a non-empty folder without
     ``overwrite``, is refused before anything is written."""
-    from alignscope.jobs import JobStore
+    from alignscope.jobs.store import JobStore
 
     run_dir = Path(out).expanduser().resolve() if out is not None else None
     if run_dir is not None and run_dir.exists() and not run_dir.is_dir():

@@ -1,6 +1,6 @@
 """Read preference files into raw records, with 1-based row numbers and one-line errors.
 
-Readers do not interpret columns; ``alignscope.data`` does. Their only job is to turn bytes into
+Readers do not interpret columns; ``alignscope.data.preferences`` does. Their only job is to turn bytes into
 ``(records DataFrame, source row numbers)`` and to fail with a :class:`DataError` that names the
 file and row when the bytes are broken (bad JSON, bad UTF-8, truncated gzip, empty file).
 """

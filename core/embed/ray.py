@@ -1,10 +1,10 @@
 """Embedding as Ray tasks: ``alignscope embed DATA --executor ray [--address auto] [--workers N]``.
 
-The distinct element texts of the data (see :func:`alignscope.embed.distinct_texts`) are cut into
-contiguous shards; each shard is one Ray task that calls :func:`alignscope.embed.embed_texts` with
+The distinct element texts of the data (see :func:`alignscope.embed.encoders.distinct_texts`) are cut into
+contiguous shards; each shard is one Ray task that calls :func:`alignscope.embed.encoders.embed_texts` with
 the options the driver resolved (precision included, so a worker's hardware cannot change the
 numbers silently); the driver concatenates the shards in order, scatters the vectors back to all
-``2N`` rows and writes the SAME cache entry that a local :func:`alignscope.embed.embed` writes.
+``2N`` rows and writes the SAME cache entry that a local :func:`alignscope.embed.encoders.embed` writes.
 Every encoder maps a text to its vector independently of the other texts, so the result is the
 local one (bitwise for ``static``; for the transformer encoders up to the floating-point effect of
 different batch compositions).
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from alignscope import embed as E
+from alignscope.embed import encoders as E
 from alignscope import settings
 
 __all__ = ["embed_ray"]
@@ -61,13 +61,13 @@ def embed_ray(data: Any, encoder: str = E.DEFAULT_ENCODER, unit: str = "completi
               address: str | None = None, workers: int | None = None, shards: int | None = None,
               batch_size: int | None = None, max_length: int | None = None, precision: str = "auto",
               cache: bool = True, progress: bool = True) -> E.Embeddings:
-    """:func:`alignscope.embed.embed` with the encoding spread over Ray tasks (see the module docstring).
+    """:func:`alignscope.embed.encoders.embed` with the encoding spread over Ray tasks (see the module docstring).
 
     ``workers``: CPUs of the local Ray instance (default all cores; ignored with ``address``).
     ``shards``: number of tasks (default ``4 × workers`` or ``4 ×`` the cluster's CPUs).
-    Returns :class:`~alignscope.embed.Embeddings` (``matrix`` float32 ``(2N, d)`` or ``(N, 2d)``).
+    Returns :class:`~alignscope.embed.encoders.Embeddings` (``matrix`` float32 ``(2N, d)`` or ``(N, 2d)``).
     """
-    from alignscope.data import PreferenceData, load_preferences
+    from alignscope.data.preferences import PreferenceData, load_preferences
 
     if not isinstance(data, PreferenceData):
         data = load_preferences(data)

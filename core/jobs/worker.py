@@ -1,8 +1,8 @@
-"""The process side of local jobs: ``python -m alignscope.worker JOB_ID --store STORE``.
+"""The process side of local jobs: ``python -m alignscope.jobs.worker JOB_ID --store STORE``.
 
 Two roles, two processes, both in the job's own process group (the supervisor leads it):
 
-* **supervisor** (the default): started detached by :class:`alignscope.jobs.LocalExecutor`. It
+* **supervisor** (the default): started detached by :class:`alignscope.jobs.store.LocalExecutor`. It
   waits until the store shows it as the job's worker, runs the runner as a child, records how the
   child ended (so a SIGKILL or an out-of-memory kill reads "killed by signal 9", not a vague
   "died"), kills whatever the job left behind, and starts the next queued job. It imports nothing
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from alignscope.files import append_jsonl, write_json
-from alignscope.jobs import (FAILED, QUEUED, RUNNING, SUCCEEDED, BUSY_TIMEOUT_S, METRICS_FILE,
+from alignscope.jobs.store import (FAILED, QUEUED, RUNNING, SUCCEEDED, BUSY_TIMEOUT_S, METRICS_FILE,
                              InvalidTransitionError, Job, JobStore, get_executor,
                              load_target, one_line, process_start_time, terminate_job_processes)
 
@@ -192,7 +192,7 @@ def supervise(store: JobStore, job_id: str) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    child = subprocess.Popen([sys.executable, "-m", "alignscope.worker", job_id, "--store", str(store.path), "--run"],
+    child = subprocess.Popen([sys.executable, "-m", "alignscope.jobs.worker", job_id, "--store", str(store.path), "--run"],
                              stdin=subprocess.DEVNULL, close_fds=True)
     returncode = child.wait()
     job = store.get(job_id, reconcile=False)
@@ -257,7 +257,7 @@ def _allocate(megabytes: int) -> bytearray:
 
 # ---------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alignscope.worker",
+    parser = argparse.ArgumentParser(prog="python -m alignscope.jobs.worker",
                                      description="Run one alignscope job (started by the local executor).")
     parser.add_argument("job_id")
     parser.add_argument("--store", help="job store file (default: ALIGNSCOPE_HOME/jobs.sqlite)")

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from alignscope.errors import AlignscopeError
-from alignscope.selection import PAIR_RULES  # defined once, with the reason `mean` is not a rule
+from alignscope.select.selection import PAIR_RULES  # defined once, with the reason `mean` is not a rule
 
 __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR", "DEFAULT_LR_OTHER", "TrainError",
            "TrainConfig", "DPOTrainConfig", "KTOTrainConfig", "DPOSamsTrainConfig", "CONFIG_CLASSES", "base_method",
@@ -124,7 +124,7 @@ class TrainConfig:
     ``test_fraction``/``split_seed`` fix the held-out pairs (see the module docstring); ``seed``
     seeds training (shuffling, LoRA init). ``device=None``: CUDA when visible, else CPU.
     ``pair_rule``: how a completion-level selection becomes pairs for DPO, as in
-    :meth:`alignscope.selection.Selection.pairs` (``any``: a pair is kept when its chosen or its
+    :meth:`alignscope.select.selection.Selection.pairs` (``any``: a pair is kept when its chosen or its
     rejected completion is selected; ``both``: only when both are; ``chosen``/``rejected``: when
     that one is).
     ``eval_checkpoints``: fractions in (0, 1] of the run's optimizer steps after which the policy is
@@ -263,7 +263,7 @@ class KTOTrainConfig(TrainConfig):
             raise TrainError(f"kto config: batch_size must be >= 2 (KTO's KL term mixes completions of a batch), got {self.batch_size}")
 
 
-# The SamS choices, as alignscope.sams declares them (that module imports torch; a test checks both agree).
+# The SamS choices, as alignscope.train.sams declares them (that module imports torch; a test checks both agree).
 SAMS_SELECTIONS = ("topk", "softmax", "random")
 SAMS_CONTEXTS = ("mean", "pair", "diff")
 SAMS_POOLINGS = ("flatten", "mean")
@@ -272,8 +272,8 @@ SAMS_REWARDS = ("published", "ranked")
 
 @dataclass
 class DPOSamsTrainConfig(DPOTrainConfig):
-    """DPO with SamS batch scheduling (:class:`alignscope.sams_trainer.SamsDPOTrainer`): the ``sams_*``
-    fields are those of :class:`alignscope.sams.SamsConfig` (``sams_ratio`` = ρ, ``sams_exploration``
+    """DPO with SamS batch scheduling (:class:`alignscope.train.sams_trainer.SamsDPOTrainer`): the ``sams_*``
+    fields are those of :class:`alignscope.train.sams.SamsConfig` (``sams_ratio`` = ρ, ``sams_exploration``
     = λ, ``sams_context`` = mean|pair|diff, ``sams_reward`` = published|ranked, ...)."""
 
     method: ClassVar[str] = "dpo-sams"
@@ -306,11 +306,11 @@ class DPOSamsTrainConfig(DPOTrainConfig):
                                    "reward credited to selected pairs; published = the paper's formula")
 
     def __post_init__(self) -> None:
-        if self.sams_context == "flatten":  # the old name, as alignscope.sams.SamsConfig reads it
+        if self.sams_context == "flatten":  # the old name, as alignscope.train.sams.SamsConfig reads it
             self.sams_context, self.sams_pooling = "mean", "flatten"
 
     def sams_config(self):
-        from alignscope.sams import SamsConfig
+        from alignscope.train.sams import SamsConfig
 
         return SamsConfig(**{f.name[len("sams_"):]: getattr(self, f.name) for f in dataclasses.fields(self)
                              if f.name.startswith("sams_")}, seed=int(self.seed))
@@ -319,7 +319,7 @@ class DPOSamsTrainConfig(DPOTrainConfig):
         super().validate()
         if self.loss_type != "sigmoid":
             raise TrainError(f"dpo-sams config: SamS schedules the sigmoid DPO loss, got loss_type={self.loss_type!r}")
-        from alignscope.sams import SamsError
+        from alignscope.train.sams import SamsError
 
         try:
             self.sams_config().validate()

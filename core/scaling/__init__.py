@@ -1,0 +1,1 @@
+"""How many pairs: plateau fits of score against data size and the sweeps that measure them."""
