@@ -11,8 +11,9 @@ import pytest
 from alignscope.cli.parser import build_parser
 from alignscope.cli.train import train_fields
 from alignscope.cli.common import UsageError
-from alignscope.train.config import (CONFIG_CLASSES, METHODS, TrainConfig, TrainError, field_kind, flag_name,
-                                     option_defaults, option_fields, train_config)
+from alignscope.options import field_kind, flag_name
+from alignscope.train.config import (CONFIG_CLASSES, METHODS, TrainConfig, TrainError, option_defaults, option_fields,
+                                     train_config)
 from conftest import ROOT
 
 

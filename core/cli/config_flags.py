@@ -14,8 +14,8 @@ import argparse
 import dataclasses
 from typing import Any, Iterable
 
-from alignscope.train.config import (CONFIG_CLASSES, TrainConfig, TrainError, field_kind, flag_name, option_fields, range_text,
-                                     report_to_names)
+from alignscope.options import field_kind, flag_name, range_text
+from alignscope.train.config import CONFIG_CLASSES, TrainConfig, TrainError, option_fields, report_to_names
 
 __all__ = ["add_config_arguments", "config_fields_from_args", "flag_help"]
 

@@ -8,19 +8,17 @@ keyword fields and names the closest known option for a typo.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
 
 from alignscope.errors import AlignscopeError
+from alignscope.options import field_kind, field_problem, flag_name, is_finite, option, range_text
 from alignscope.select.selection import PAIR_RULES  # defined once, with the reason `mean` is not a rule
 
 __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR", "DEFAULT_LR_OTHER", "TrainError",
            "TrainConfig", "DPOTrainConfig", "KTOTrainConfig", "DPOSamsTrainConfig", "CONFIG_CLASSES", "base_method",
-           "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem", "option",
-           "flag_name", "field_kind", "range_text", "config_class", "option_fields", "option_defaults", "option_meta",
+           "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem", "config_class", "option_fields", "option_defaults", "option_meta",
            "SAMS_SELECTIONS", "SAMS_CONTEXTS", "SAMS_POOLINGS", "SAMS_REWARDS"]
 
 METHODS = ("dpo", "kto", "dpo-sams")
@@ -34,84 +32,6 @@ DEFAULT_LR_OTHER = 5e-6
 
 class TrainError(AlignscopeError):
     """Bad training input (config, selection, data); the message is one line for the user."""
-
-
-# ------------------------------------------------------------------------------- option metadata
-# Every training option is declared ONCE, as a field of the config dataclasses below, with its
-# metadata: ``help`` (one line for ``alignscope train --help`` and the page's tooltips), ``choices``,
-# ``min``/``max`` (``min_open``/``max_open``: the bound itself is excluded), ``default_text`` (what an
-# unset None means, e.g. lr), ``requires`` (another option that must be on, e.g. lora_r needs lora).
-# :func:`TrainConfig.validate` checks types, bounds and choices from it; alignscope.cli.config_flags turns
-# it into the CLI's flags (``--`` + the field name with dashes); the Train page reads its widget
-# defaults from :func:`option_defaults` and its choices from :func:`option_meta`.
-def option(default: Any = dataclasses.MISSING, *, help: str, choices: tuple | None = None, min: float | None = None,
-           max: float | None = None, min_open: bool = False, max_open: bool = False, default_text: str | None = None,
-           requires: str | None = None) -> Any:
-    """A config field with its metadata (see above); ``default`` is the dataclass default."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_open": min_open, "max_open": max_open,
-            "default_text": default_text, "requires": requires}
-    return dataclasses.field(default=default, metadata={k: v for k, v in meta.items() if v is not None and v is not False})
-
-
-def flag_name(name: str) -> str:
-    """The CLI flag of a config field: ``max_steps`` → ``--max-steps``."""
-    return "--" + name.replace("_", "-")
-
-
-def field_kind(f: dataclasses.Field) -> tuple[str, bool]:
-    """``(kind, nullable)`` of a config field from its annotation: kind is ``int``, ``float``,
-    ``bool``, ``str``, ``floats`` (a list of numbers) or ``names`` (a name or a list of names)."""
-    parts = [p.strip() for p in str(f.type).split("|")]
-    nullable = "None" in parts
-    parts = [p for p in parts if p != "None"]
-    if len(parts) == 1 and parts[0] in ("int", "float", "bool", "str"):
-        return parts[0], nullable
-    if parts == ["list[float]"]:
-        return "floats", nullable
-    if sorted(parts) == ["list[str]", "str"]:
-        return "names", nullable
-    raise TypeError(f"config field {f.name}: unsupported annotation {f.type!r}")  # pragma: no cover - a new field
-
-
-def range_text(meta: Mapping[str, Any]) -> str:
-    """The bounds of a field in words: ``> 0``, ``>= 1``, ``in [0, 1)``."""
-    low, high = meta.get("min"), meta.get("max")
-    if low is not None and high is not None:
-        return f"in {'(' if meta.get('min_open') else '['}{low:g}, {high:g}{')' if meta.get('max_open') else ']'}"
-    if low is not None:
-        return f"{'>' if meta.get('min_open') else '>='} {low:g}"
-    if high is not None:
-        return f"{'<' if meta.get('max_open') else '<='} {high:g}"
-    return ""
-
-
-def _check_field(f: dataclasses.Field, value: Any) -> str | None:
-    """Why ``value`` breaks the declared type, bounds or choices of field ``f``, or None."""
-    kind, nullable = field_kind(f)
-    if value is None and nullable:
-        return None
-    meta = f.metadata
-    bounds = range_text(meta)
-    null = " or null" if nullable else ""
-    if "choices" in meta:
-        if value not in meta["choices"]:
-            return f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}"
-        return None
-    if kind == "bool":
-        return None if isinstance(value, bool) else f"{f.name} must be true or false, got {value!r}"
-    if kind == "int":
-        ok = _int(value)
-        what = f"an integer {bounds}".rstrip()
-    elif kind == "float":
-        ok = _finite(value)
-        what = bounds or "a finite number"
-    else:
-        return None  # strings and lists: checked by validate() itself
-    if ok:
-        low, high = meta.get("min"), meta.get("max")
-        ok = ((low is None or (value > low if meta.get("min_open") else value >= low)) and
-              (high is None or (value < high if meta.get("max_open") else value <= high)))
-    return None if ok else f"{f.name} must be {what}{null}, got {value!r}"
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -210,10 +130,10 @@ class TrainConfig:
 
         need(isinstance(self.model, str) and bool(str(self.model).strip()), "model must be a non-empty string")
         for f in dataclasses.fields(self):
-            problem = _check_field(f, getattr(self, f.name))
+            problem = field_problem(f, getattr(self, f.name))
             need(problem is None, problem or "")
         need(self.eval_checkpoints is None or (isinstance(self.eval_checkpoints, (list, tuple)) and
-                                                all(_finite(f) and 0 < f <= 1 for f in self.eval_checkpoints)),
+                                                all(is_finite(f) and 0 < f <= 1 for f in self.eval_checkpoints)),
              f"eval_checkpoints must be a list of fractions in (0, 1], got {self.eval_checkpoints!r}")
         need(not self.eval_checkpoints or self.test_fraction > 0, "eval_checkpoints need held-out pairs (test_fraction > 0)")
         targets = self.lora_target_modules
@@ -426,10 +346,3 @@ def report_to_problem(value: Any) -> str | None:
         if not any(importlib.util.find_spec(module) is not None for module in _REPORT_TO_MODULES[name]):
             return f"report_to {name!r} needs the {name} package, which is not installed: pip install {name}"
     return None
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
