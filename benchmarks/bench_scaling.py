@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     from alignscope import settings
     from alignscope.data.preferences import load_preferences
-    from alignscope.scaling.sweep import fit_sweep, sweep_fits
+    from alignscope.scaling.results import fit_sweep, sweep_fits
 
     base = settings.home() / "bench_scaling"
     base.mkdir(parents=True, exist_ok=True)

@@ -555,7 +555,8 @@ def section_label_noise(ctx: Context) -> dict[str, Any]:
 def section_scaling(ctx: Context) -> dict[str, Any]:
     from alignscope.data.preferences import load_preferences
     from alignscope.jobs.store import JobStore
-    from alignscope.scaling.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
+    from alignscope.scaling.results import fit_sweep, read_points_jsonl
+    from alignscope.scaling.sweep import SweepConfig, submit_sweep
 
     train = ctx.size["train"]
     config = SweepConfig(mode="checkpoints", evaluator="dpo", model=ctx.size["model"], seeds=[0],

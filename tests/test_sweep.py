@@ -7,7 +7,8 @@ import json
 import pytest
 
 from alignscope.jobs.store import JobStore
-from alignscope.scaling.sweep import SweepConfig, SweepError, read_points_jsonl
+from alignscope.scaling.results import read_points_jsonl
+from alignscope.scaling.sweep import SweepConfig, SweepError
 from tests.conftest import run_cli
 
 GRID = ["--methods", "isa,random", "--fractions", "0.1,0.2,0.4,0.6,0.8,1.0", "--seeds", "0,1"]

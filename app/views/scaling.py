@@ -15,8 +15,8 @@ from alignscope.app import analysis, charts, state
 from alignscope.data.readers import DataError
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.scaling.fit import ScalingError, fit_points, read_points
-from alignscope.scaling.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, read_points_jsonl, submit_sweep,
-                              sweep_fits)
+from alignscope.scaling.results import read_points_jsonl, sweep_fits
+from alignscope.scaling.sweep import CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, submit_sweep
 
 st.title("Scaling")
 st.caption("Quality follows an exponential plateau in data size (ISA paper): R(x) = r − (r − a)·e^(−b·x). "

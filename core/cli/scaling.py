@@ -18,7 +18,8 @@ from typing import Any
 
 from alignscope.cli.common import EXIT_CANCELLED, add_source_options, follow_jobs, load_data
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
-from alignscope.scaling.sweep import SweepConfig, fit_sweep, read_points_jsonl, submit_sweep
+from alignscope.scaling.results import fit_sweep, read_points_jsonl
+from alignscope.scaling.sweep import SweepConfig, submit_sweep
 
 # The sweep's defaults are SweepConfig's own (one declaration); the flags below only spell them.
 SWEEP_DEFAULTS = SweepConfig()

@@ -10,7 +10,8 @@ A sweep directory holds
 * ``points/<method>_<fraction>_s<seed>/``: each point's run directory (its selection, the
   training run for DPO/KTO evaluators, ``point.json``);
 * ``fit.json``: the plateau fits per method, written when the sweep command ends
-  (``alignscope scaling fit`` reads ``points.csv``, written beside it).
+  (``alignscope scaling fit`` reads ``points.csv``, written beside it); the reading and fitting
+  side lives in :mod:`alignscope.scaling.results`.
 
 Checkpoint mode (``mode="checkpoints"``, the ISA paper's own measurement): instead of one run per
 subset, ONE run per seed on all the training pairs for one epoch (or ``max_steps``), evaluated on
@@ -26,7 +27,6 @@ before any job starts (the cache makes the jobs' own calls instant).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -39,13 +39,13 @@ import pandas as pd
 import numpy as np
 
 from alignscope.errors import AlignscopeError
-from alignscope.files import append_jsonl, atomic_path, read_jsonl, write_json
-from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS, resampled_metric
+from alignscope.files import append_jsonl, atomic_path, write_json
+from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.select.selection import Selection
 from alignscope.train.config import TrainConfig, TrainError, train_config
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
-           "submit_sweep", "read_points_jsonl", "curve_points", "fit_sweep", "point_dir_name"]
+           "submit_sweep", "point_dir_name", "metric_baseline"]
 
 EVALUATORS = ("probe", "dpo", "kto")
 MODES = ("subsets", "checkpoints")
@@ -461,227 +461,3 @@ def _save_heldout_lengths(path: Path, data, config: SweepConfig) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, pairs=test_pairs, chosen_words=chosen, rejected_words=rejected)
-
-
-POINT_COLUMNS = ["method", "fraction", "seed", "score", "score_ci95", "metric", "baseline", "evaluator",
-                 "n_train_pairs", "job_id", "wall_s"]
-
-
-def read_points_jsonl(sweep_dir: str | os.PathLike) -> pd.DataFrame:
-    """The finished points of a sweep (empty frame with the columns when none yet)."""
-    rows = read_jsonl(Path(sweep_dir) / POINTS_FILE)
-    if not rows:
-        return pd.DataFrame(columns=POINT_COLUMNS)
-    frame = pd.DataFrame(rows)
-    for column in POINT_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = None
-    return frame
-
-
-def curve_points(points: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
-    """Each method's curve: its own points plus the shared all-data points (method ``all``)."""
-    if points.empty:
-        return points
-    full = points[points["method"] == "all"]
-    return pd.concat([pd.concat([points[points["method"] == m], full.assign(method=m)]) for m in methods],
-                     ignore_index=True)
-
-
-def point_scores(points: pd.DataFrame, metric: str) -> pd.Series:
-    """Each point's score in ``metric`` (a sweep records every metric; older sweeps only ``score``)."""
-    if metric in points.columns and points[metric].notna().all():
-        return points[metric].astype(float)
-    return points["score"].astype(float)
-
-
-class _PairedBootstrap:
-    """Replicates of every point's score that resample the seeds and the held-out pairs TOGETHER
-    (the same pairs and seeds for every method and fraction in a replicate), from the margins each
-    point saved. ``score(replicate, method, fraction)`` is the seed-mean on resampled pairs."""
-
-    def __init__(self, sweep_dir: Path, curves: pd.DataFrame, metric: str, n_boot: int, seed: int):
-        held = np.load(sweep_dir / HELDOUT_FILE, allow_pickle=False)
-        pairs = held["pairs"]
-        diff = held["chosen_words"].astype(np.float64) - held["rejected_words"].astype(np.float64)
-        self.metric, self.seeds = metric, sorted(curves["seed"].unique().tolist())
-        values: dict[tuple, np.ndarray] = {}
-        keep = None
-        for row in curves.drop_duplicates(["method", "fraction", "seed"]).itertuples():
-            folder = "all" if row.fraction == 1.0 else row.method
-            stored = np.load(sweep_dir / "points" / point_dir_name({"method": folder, "fraction": row.fraction,
-                                                                    "seed": row.seed}) / HELDOUT_FILE,
-                             allow_pickle=False)
-            position = np.searchsorted(pairs, stored["pairs"])
-            if keep is None:
-                keep = position
-            elif not np.array_equal(keep, position):
-                raise SweepError("the points were scored on different held-out pairs")
-            values[(row.method, float(row.fraction), int(row.seed))] = stored["margin"]
-        self.diff = diff[keep]
-        rng = np.random.default_rng(seed)
-        n = len(self.diff)
-        # Resampled pairs as counts (n_boot, n): a metric of a replicate is then a weighted mean.
-        self.weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
-        self.seed_draws = [rng.choice(self.seeds, size=len(self.seeds), replace=True) for _ in range(n_boot)]
-        self.table = {key: self._replicates(margin) for key, margin in values.items()}
-
-    def _replicates(self, margin: np.ndarray) -> np.ndarray:
-        """The metric on every replicate's resampled pairs, (n_boot,)."""
-        return resampled_metric(margin, self.diff, self.metric, self.weights)
-
-    def score(self, b: int, method: str, fraction: float) -> float | None:
-        found = [self.table[(method, fraction, int(s))][b] for s in self.seed_draws[b]
-                 if (method, fraction, int(s)) in self.table]
-        return float(np.mean(found)) if found else None
-
-    def curve(self, b: int, method: str, fractions: list[float]) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [(f, self.score(b, method, f)) for f in fractions]
-        pairs = [(f, y) for f, y in pairs if y is not None]
-        return np.array([f for f, _ in pairs]), np.array([y for _, y in pairs])
-
-
-def compare_with_random(curves: pd.DataFrame, metric: str, boot: _PairedBootstrap | None,
-                        n_boot: int = 500, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """For every method and every fraction below 1 measured for it and for ``random``: the paired
-    difference method − random (seed means), its 95 % interval (paired bootstrap over seeds and
-    held-out pairs, else over seeds) and a verdict: better / worse than random, or no resolved
-    difference."""
-    if "random" not in set(curves["method"]):
-        return {}
-    lower = metric in LOWER_IS_BETTER
-    scores = curves.assign(value=point_scores(curves, metric))
-    means = scores.groupby(["method", "fraction"])["value"].mean()
-    out: dict[str, list[dict[str, Any]]] = {}
-    rng = np.random.default_rng(seed)
-    for method in sorted(set(curves["method"]) - {"random", "all"}):
-        rows = []
-        for fraction in sorted(set(scores.loc[scores["method"] == method, "fraction"])):
-            if fraction >= 1.0 or (("random", fraction) not in means.index):
-                continue
-            diff = float(means[(method, fraction)] - means[("random", fraction)])
-            if boot is not None:
-                pairs = [(boot.score(b, method, fraction), boot.score(b, "random", fraction))
-                         for b in range(len(boot.seed_draws))]
-                # A replicate whose seed draw misses one side (a failed point) says nothing about it.
-                draws = [mine - theirs for mine, theirs in pairs if mine is not None and theirs is not None]
-            else:
-                mine = scores[(scores["method"] == method) & (scores["fraction"] == fraction)].set_index("seed")["value"]
-                theirs = scores[(scores["method"] == "random") & (scores["fraction"] == fraction)].set_index("seed")["value"]
-                paired = (mine - theirs).dropna().to_numpy()
-                draws = ([float(rng.choice(paired, size=len(paired)).mean()) for _ in range(n_boot)]
-                         if len(paired) >= 2 else [])
-            interval = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
-            if interval is None:
-                verdict = "cannot tell (one seed, no per-pair scores)"
-            elif (interval[1] < 0) if lower else (interval[0] > 0):
-                verdict = "better than random"
-            elif (interval[0] > 0) if lower else (interval[1] < 0):
-                verdict = "worse than random"
-            else:
-                verdict = "no resolved difference from random"
-            rows.append({"fraction": float(fraction), "difference": diff, "ci95": interval, "verdict": verdict})
-        out[method] = rows
-    return out
-
-
-def verdict_lines(vs_random: Mapping[str, list[dict[str, Any]]], metric: str) -> list[str]:
-    """One line per method, at the largest fraction where its difference to random is resolved (else
-    the largest fraction measured), e.g. ``isa − random at 10 %: −0.040 [−0.060, −0.020]: worse than random``."""
-    lines = []
-    for method, rows in vs_random.items():
-        if not rows:
-            continue
-        resolved = [r for r in rows if r["verdict"] in ("better than random", "worse than random")]
-        row = (resolved or rows)[-1]
-        interval = "" if row["ci95"] is None else f" [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]"
-        others = sum(r["verdict"] == row["verdict"] for r in rows)
-        lines.append(f"{method} − random at {row['fraction']:.0%} ({metric}): {row['difference']:+.3f}{interval}: "
-                     f"{row['verdict']} ({others} of {len(rows)} fractions say so)")
-    return lines
-
-
-def sweep_fits(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: int = 500, metric: str | None = None,
-               seed: int = 0) -> dict[str, Any]:
-    """The fits of a sweep in ``metric`` (default: the sweep's), without writing anything: ``curves``
-    (the points per curve, ``score`` in that metric, ``baseline``), ``fits`` (method →
-    :class:`~alignscope.scaling.fit.PlateauFit` or the reason it could not be fitted) and ``summary``
-    (what :func:`fit_sweep` writes to fit.json). The ``all`` points (fraction 1.0) belong to every
-    method's curve. Intervals come from a paired bootstrap over seeds and held-out pairs when the
-    points kept their margins (see :func:`alignscope.scaling.fit.fit_plateau` for the other cases)."""
-    from alignscope.scaling.fit import ScalingError, fit_plateau
-
-    sweep_dir = Path(sweep_dir)
-    recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
-    config = SweepConfig(**recorded["config"])
-    q = float(q if q is not None else config.q)
-    metric = metric or config.metric
-    if metric not in METRICS:
-        raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    higher = metric not in LOWER_IS_BETTER
-    target = config.target if higher else "gain"
-    points = read_points_jsonl(sweep_dir)
-    curves = curve_points(points, config.curve_methods())
-    baseline = None
-    if len(curves):
-        curves = curves.assign(score=point_scores(curves, metric))
-        # The length rule's score averaged over the points (they share the held-out pairs).
-        baseline = metric_baseline({column: float(curves[column].dropna().mean())
-                                    for column in ("length_baseline", "length_baseline_log_loss")
-                                    if column in curves.columns and curves[column].notna().any()}, metric)
-        curves = curves.assign(baseline=baseline)
-    boot = None
-    if len(curves) and (sweep_dir / HELDOUT_FILE).exists() and config.mode == "subsets" and n_boot:
-        try:
-            boot = _PairedBootstrap(sweep_dir, curves, metric, n_boot, seed)
-        except (OSError, KeyError, ValueError, SweepError):
-            boot = None  # an older sweep without per-point margins: the fit bootstraps the points
-    fits: dict[str, Any] = {}
-    for method, rows in (curves.groupby("method", sort=True) if len(curves) else []):
-        fractions = sorted(set(rows["fraction"].astype(float)))
-        resamples = None if boot is None else [boot.curve(b, method, fractions) for b in range(n_boot)]
-        try:
-            fits[str(method)] = fit_plateau(rows["fraction"], rows["score"], q=q, n_boot=n_boot, seed=seed,
-                                            method=str(method), target=target, groups=rows["seed"].to_numpy(),
-                                            resamples=resamples, higher_is_better=higher, baseline=baseline)
-        except ScalingError as exc:
-            fits[str(method)] = str(exc)
-    vs_random = compare_with_random(curves, metric, boot, n_boot=n_boot, seed=seed) if len(curves) else {}
-    summary = {"q": q, "target": target, "metric": metric, "higher_is_better": higher, "baseline": baseline,
-               "baseline_rule": _baseline_rule(metric), "n_points": int(len(points)),
-               "equal_pairs_per_fraction": _equal_pairs(points),
-               "methods": {m: (f.to_dict() if not isinstance(f, str) else {"error": f}) for m, f in fits.items()},
-               "vs_random": vs_random, "verdicts": verdict_lines(vs_random, metric),
-               "eval_encoder": config.probe_encoder if config.evaluator == "probe" else None,
-               "selection_encoder": config.encoder,
-               "circular": bool(config.evaluator == "probe" and config.probe_encoder == config.encoder)}
-    return {"curves": curves, "fits": fits, "summary": summary}
-
-
-def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: int = 500,
-              metric: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """:func:`sweep_fits`, written down: ``points.csv`` (the curves' points with their baseline and
-    training pairs) and ``fit.json`` (the summary: fits, baseline, ``vs_random``, ``verdicts``)."""
-    sweep_dir = Path(sweep_dir)
-    found = sweep_fits(sweep_dir, q=q, n_boot=n_boot, metric=metric, seed=seed)
-    curves = found["curves"]
-    columns = [c for c in ("method", "fraction", "seed", "score", "baseline", "n_train_pairs") if c in curves.columns]
-    with atomic_path(sweep_dir / "points.csv") as tmp:
-        (curves[columns] if len(curves) else pd.DataFrame(columns=columns)).to_csv(tmp, index=False)
-    write_json(sweep_dir / FIT_FILE, found["summary"])
-    return found["summary"]
-
-
-def _baseline_rule(metric: str) -> str:
-    if metric == "length_controlled_accuracy":
-        return "0.5: what the length rule (and a coin) scores when length is controlled"
-    if metric == "accuracy":
-        return "the length rule (longer or shorter wins, direction from the training pairs) on the same pairs"
-    return "the length rule's log loss (a one-parameter Bradley-Terry fit on the log length ratio)"
-
-
-def _equal_pairs(points: pd.DataFrame) -> bool | None:
-    """True when every method trained on the same number of pairs at each fraction."""
-    if points.empty or "n_train_pairs" not in points.columns:
-        return None
-    return bool((points.groupby("fraction")["n_train_pairs"].nunique() <= 1).all())

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Mapping
 
 
 from alignscope.errors import AlignscopeError
-from alignscope.options import field_kind, field_problem, flag_name, is_finite, option, range_text
+from alignscope.options import field_problem, is_finite, option
 from alignscope.select.selection import PAIR_RULES  # defined once, with the reason `mean` is not a rule
 
 __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR", "DEFAULT_LR_OTHER", "TrainError",
