@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["option", "flag_name", "field_kind", "range_text", "field_problem", "fields_problem", "is_finite", "is_int"]
+__all__ = ["option", "flag_name", "field_kind", "range_text", "field_problem", "fields_problem", "option_help",
+           "option_default", "parse_list", "is_finite", "is_int"]
 
 
 # Every option is declared ONCE, as a field of a config dataclass, with its metadata: ``help``
@@ -42,7 +43,8 @@ def flag_name(name: str) -> str:
 
 def field_kind(f: dataclasses.Field) -> tuple[str, bool]:
     """``(kind, nullable)`` of a config field from its annotation: kind is ``int``, ``float``,
-    ``bool``, ``str``, ``floats`` (a list of numbers) or ``names`` (a name or a list of names)."""
+    ``bool``, ``str``, ``floats`` (a list of numbers), ``ints`` (a list of integers) or ``names``
+    (a list of names, or a name or a list of names)."""
     parts = [p.strip() for p in str(f.type).split("|")]
     nullable = "None" in parts
     parts = [p for p in parts if p != "None"]
@@ -50,7 +52,9 @@ def field_kind(f: dataclasses.Field) -> tuple[str, bool]:
         return parts[0], nullable
     if parts == ["list[float]"]:
         return "floats", nullable
-    if sorted(parts) == ["list[str]", "str"]:
+    if parts == ["list[int]"]:
+        return "ints", nullable
+    if sorted(parts) in (["list[str]", "str"], ["list[str]"]):
         return "names", nullable
     raise TypeError(f"config field {f.name}: unsupported annotation {f.type!r}")  # pragma: no cover - a new field
 
@@ -81,6 +85,9 @@ def field_problem(f: dataclasses.Field, value: Any) -> str | None:
         return None
     if kind == "bool":
         return None if isinstance(value, bool) else f"{f.name} must be true or false, got {value!r}"
+    if kind in ("floats", "ints"):
+        item = _item_problem(f, kind, value)
+        return None if item is None else f"{f.name} must be {item}{null}, got {value!r}"
     if kind == "int":
         ok = is_int(value)
         what = f"an integer {bounds}".rstrip()
@@ -96,6 +103,27 @@ def field_problem(f: dataclasses.Field, value: Any) -> str | None:
     return None if ok else f"{f.name} must be {what}{null}, got {value!r}"
 
 
+def _item_problem(f: dataclasses.Field, kind: str, value: Any) -> str | None:
+    """What a list field's value must be, when it is not a list of numbers (integers for ``ints``)
+    each within the field's bounds."""
+    meta = f.metadata
+    what = f"a list of {'integers' if kind == 'ints' else 'numbers'}"
+    bounds = range_text(meta)
+    what += f", each {bounds}" if bounds else ""
+    if not isinstance(value, (list, tuple)):
+        return what
+    check = is_int if kind == "ints" else is_finite
+    low, high = meta.get("min"), meta.get("max")
+    for item in value:
+        if not check(item):
+            return what
+        if low is not None and not (item > low if meta.get("min_open") else item >= low):
+            return what
+        if high is not None and not (item < high if meta.get("max_open") else item <= high):
+            return what
+    return None
+
+
 def fields_problem(config: Any) -> str | None:
     """The first field of dataclass ``config`` whose value breaks its declared type, bounds or
     choices, as a sentence (None when every field is fine)."""
@@ -106,6 +134,40 @@ def fields_problem(config: Any) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+def option_help(config_class: type, name: str) -> str:
+    """The help of option ``name`` of ``config_class`` with its bounds and default, as ``--help``
+    prints it: what a page shows as the widget's tooltip."""
+    f = config_class.__dataclass_fields__[name]
+    meta = f.metadata
+    bounds = range_text(meta) if "choices" not in meta else ""
+    default = meta.get("default_text") or _default_text(option_default(config_class, name))
+    return f"{meta.get('help', '')} ({bounds + '; ' if bounds else ''}default {default})"
+
+
+def option_default(config_class: type, name: str) -> Any:
+    """The dataclass default of option ``name`` (a fresh list for list options)."""
+    f = config_class.__dataclass_fields__[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_default_text(v) for v in value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def parse_list(text: str, kind: type = str) -> list:
+    """``"a, b,c"`` → ``["a", "b", "c"]`` (items converted by ``kind``): the one parser of every
+    comma-separated flag and form field. A bad item raises ValueError naming the text."""
+    try:
+        return [kind(part.strip()) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        what = {float: "numbers", int: "integers"}.get(kind, "names")
+        raise ValueError(f"{text!r} is not a comma-separated list of {what}") from None
 
 
 def is_finite(value: Any) -> bool:

@@ -6,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from alignscope.data.preferences import load_preferences
 from alignscope.jobs.store import JobStore
+from alignscope.scaling.results import read_points_jsonl
 from alignscope.scaling.sweep import SweepConfig
 from conftest import ROOT
 
@@ -21,7 +22,7 @@ def test_scaling_page_launches_a_sweep_and_fits_it(monkeypatch, tmp_path):
     assert any("No sweep on this data set yet" in i.value for i in at.info)
 
     store = JobStore()  # the embeddings the launch form needs, as its "Compute embeddings" button does
-    embed_job = store.submit("embed", {"data": load_preferences("demo:120").spec(), "encoder": "minilm",
+    embed_job = store.submit("embed", {"data": load_preferences("demo:120").spec(), "encoder": SweepConfig().encoder,
                                        "unit": "completion"})
     assert store.wait(embed_job, timeout=600).status == "succeeded"
     at.run()
@@ -36,11 +37,12 @@ def test_scaling_page_launches_a_sweep_and_fits_it(monkeypatch, tmp_path):
     at.text_input(key="sweep_seeds").set_value("0")
     next(b for b in at.button if b.label == "Launch the sweep").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Started sweep" in s.value and "launched 7 points" in s.value for s in at.success)
-    points = store.list_jobs(kind="sweep_point")
-    assert len(points) == 7
-    for job in points:
+    assert any("Started sweep" in s.value and "7 points by" in s.value for s in at.success)
+    workers = store.list_jobs(kind="sweep_worker")
+    assert 1 <= len(workers) <= 2
+    for job in workers:
         assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
+    assert sum(len(read_points_jsonl(folder)) for folder in {j.config["sweep_dir"] for j in workers}) == 7
 
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -57,9 +59,9 @@ def test_scaling_page_launches_a_sweep_and_fits_it(monkeypatch, tmp_path):
     at.slider(key="scaling_q").set_value(0.85).run()
     assert not at.exception, [e.value for e in at.exception]
 
-    for fractions, needle in [("0,2", "fractions must be"), ("0.1, 0.5, abc", "'abc' is not a number"),
+    for fractions, needle in [("0,2", "fractions must be"), ("0.1, 0.5, abc", "is not a comma-separated list of numbers"),
                               ("0.5", "at least 3 distinct fractions")]:
         at.text_input(key="sweep_fractions").set_value(fractions)
         next(b for b in at.button if b.label == "Launch the sweep").click().run()
         assert any("Cannot launch" in e.value and needle in e.value for e in at.error), (fractions, [e.value for e in at.error])
-    assert len(store.list_jobs(kind="sweep_point")) == 7
+    assert len(store.list_jobs(kind="sweep_worker")) == len(workers)

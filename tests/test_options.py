@@ -133,10 +133,11 @@ def test_sweep_points_train_with_the_config_defaults():
     point = sweep.point_train_config(3)
     assert point == train_config("kto", model="tiny", max_steps=20, eval_max_pairs=200, seed=3)
     checkpoints = SweepConfig(evaluator="dpo", mode="checkpoints", max_steps=None)
-    assert checkpoints.point_train_config(0, **checkpoints._mode_fields()).eval_checkpoints == [0.1, 0.25, 0.5, 0.75, 1.0]
+    assert checkpoints.point_train_config(0, **checkpoints.mode_fields()).eval_checkpoints == [0.1, 0.25, 0.5, 0.75, 1.0]
     with pytest.raises(SweepError, match="max_length"):  # a training option that cannot work: refused up front
         SweepConfig(evaluator="dpo", max_length=4).validate()
-    SweepConfig(evaluator="probe", max_length=4).validate()  # the probe trains nothing
+    with pytest.raises(SweepError, match="max_length must be an integer >= 8"):  # its declared bounds hold for every evaluator
+        SweepConfig(evaluator="probe", max_length=4).validate()
 
 
 def test_submit_training_checks_before_any_job(tmp_path):
@@ -212,3 +213,20 @@ def test_the_sweep_flags_default_to_the_sweep_config():
     changed = sweep_config(build_parser().parse_args(["sweep", "demo:120", "--out", "x", "--fractions", "0.1,0.5,1",
                                                       "--seeds", "4", "--max-steps", "7"]))
     assert (changed.fractions, changed.seeds, changed.max_steps) == ([0.1, 0.5, 1.0], [4], 7)
+
+
+def test_every_sweep_option_is_a_flag_with_its_declared_help_and_no_default_of_its_own():
+    """SweepConfig declares each sweep option once; `alignscope sweep` generates one flag per field
+    whose help is the declared help, and leaves the default to the config (unset flag = None)."""
+    from alignscope.options import option_help
+    from alignscope.scaling.sweep import SweepConfig
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a for a in commands.choices["sweep"]._actions}
+    for f in dataclasses.fields(SweepConfig):
+        action = actions[f.name]
+        assert action.option_strings == [flag_name(f.name)] and action.default is None
+        assert f.metadata["help"].replace("%", "%%") in action.help
+        assert f.metadata["help"] in option_help(SweepConfig, f.name)  # the page's tooltip text
+        if "choices" in f.metadata:
+            assert list(action.choices) == list(f.metadata["choices"])

@@ -250,7 +250,7 @@ def test_selection_parquet_round_trip(tmp_path):
     # pandas/pyarrow alone can read it too; the config sits in the schema metadata
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata[b"alignscope.select.selection"]
+    meta = pq.read_schema(path).metadata[b"alignscope.selection"]
     assert b'"method": "isa"' in meta
     pairs = back.pair_selection("any")
     pairs.write(tmp_path / "pairs.parquet")
@@ -283,7 +283,7 @@ def test_read_selection_errors_name_file_and_column(tmp_path):
         path = tmp_path / f"{name}.parquet"
         arrow = pa.Table.from_pandas(frame, preserve_index=False)
         arrow = arrow.replace_schema_metadata({**arrow.schema.metadata,
-                                               b"alignscope.select.selection": b'{"method": "isa"}'})
+                                               b"alignscope.selection": b'{"method": "isa"}'})
         pq.write_table(arrow, path)
         with pytest.raises(SelectionError, match=f"{name}.parquet: column {expected[name]}"):
             Selection.read(path)

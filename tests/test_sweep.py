@@ -1,32 +1,36 @@
-"""Sweeps: ≥ 20 real jobs (probe evaluator, demo data) with the local executor and with Ray on a
-local Ray instance; points stream into points.jsonl, land in the same job store, and get fitted."""
+"""Sweeps: real workers (probe evaluator, demo data) with the local executor and with Ray on a local
+Ray instance; points stream into points.jsonl, land in the same job store, and get fitted. Shared
+workers measure exactly what one job per point (the layout of earlier versions) measures."""
 from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from alignscope.jobs.store import JobStore
 from alignscope.scaling.results import read_points_jsonl
-from alignscope.scaling.sweep import SweepConfig, SweepError
+from alignscope.scaling.sweep import SweepConfig, SweepError, point_dir_name
 from tests.conftest import run_cli
 
-GRID = ["--methods", "isa,random", "--fractions", "0.1,0.2,0.4,0.6,0.8,1.0", "--seeds", "0,1"]
+GRID = ["--methods", "isa,random", "--fractions", "0.1,0.2,0.4,0.6,0.8,1.0", "--seeds", "0,1", "--encoder", "minilm"]
 N_POINTS = 2 * 5 * 2 + 2  # two methods × five fractions × two seeds, plus all data once per seed
 
 
 def check_sweep(out, executor: str, done) -> dict:
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
-    assert summary["n_jobs"] == N_POINTS and summary["n_failed"] == 0 and summary["executor"] == executor
+    assert summary["n_points"] == summary["n_measured"] == N_POINTS and summary["n_failed"] == 0
+    assert summary["executor"] == executor and summary["n_jobs"] == summary["workers"] == 2
     points = read_points_jsonl(out)
     assert len(points) == N_POINTS
     assert set(points["method"]) == {"isa", "random", "all"} and points["score"].between(0, 1).all()
-    jobs = {j.id: j for j in JobStore().list_jobs(kind="sweep_point", limit=500)}
-    assert set(points["job_id"]) == set(jobs) and all(j.executor == executor for j in jobs.values())
-    assert all(j.status == "succeeded" for j in jobs.values())
-    for job in jobs.values():  # every point has its own run directory with its result
-        assert (job.run_dir / "point.json").exists() and (job.run_dir / "log.txt").exists()
+    jobs = {j.id: j for j in JobStore().list_jobs(kind="sweep_worker", limit=500)}
+    assert len(jobs) == 2 and set(points["job_id"]) <= set(jobs) and all(j.executor == executor for j in jobs.values())
+    assert all(j.status == "succeeded" and (j.run_dir / "log.txt").exists() for j in jobs.values())
+    assert not points.duplicated(["method", "fraction", "seed"]).any()  # no unit measured twice
+    for row in points.itertuples():  # every point has its own folder with its result
+        assert (out / "points" / point_dir_name(row._asdict()) / "point.json").exists()
     fit = json.loads((out / "fit.json").read_text())
     assert set(fit["methods"]) == {"isa", "random"}
     for method in ("isa", "random"):
@@ -52,7 +56,7 @@ def check_sweep(out, executor: str, done) -> dict:
     return summary
 
 
-def test_sweep_with_the_local_executor_runs_every_point_as_a_job(tmp_path):
+def test_sweep_with_the_local_executor_shares_the_points_among_workers(tmp_path):
     out = tmp_path / "sweep"
     done = run_cli("sweep", "demo:120", *GRID, "--evaluator", "probe", "--workers", "2", "--out", out, "--json",
                    timeout=1500)
@@ -75,7 +79,7 @@ def test_sweep_refuses_bad_input_before_any_job(tmp_path):
                          (["--mode", "checkpoints"], "use --evaluator dpo or kto"),
                          (["--mode", "checkpoints", "--evaluator", "dpo", "--checkpoints", "0.5,1.0"], "at least 3"),
                          (["--mode", "checkpoints", "--evaluator", "dpo", "--checkpoints", "0.5,1.5,1.0"],
-                          "checkpoints must be fractions")]:
+                          "checkpoints must be")]:
         done = run_cli("sweep", "demo:60", *args, "--out", tmp_path / "x")
         assert done.returncode == 2 and needle in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
@@ -118,10 +122,11 @@ def test_checkpoint_mode_evaluates_one_full_data_run_as_it_trains(tmp_path):
     assert points["n_train_pairs"].tolist() == [16, 32, 48, 64]
     assert points["fraction"].round(4).tolist() == [round(n / 96, 4) for n in (16, 32, 48, 64)]
     assert points["score"].between(0, 1).all()
-    job = JobStore().get(points["job_id"].iloc[0])
-    logged = [json.loads(line) for line in (job.run_dir / "train" / "checkpoints.jsonl").read_text().splitlines()]
+    assert JobStore().get(points["job_id"].iloc[0]).kind == "sweep_worker"
+    run = out / "points" / "checkpoints_100pct_s0" / "train"
+    logged = [json.loads(line) for line in (run / "checkpoints.jsonl").read_text().splitlines()]
     assert [row["step"] for row in logged] == [2, 4, 6, 8]
-    final = json.loads((job.run_dir / "train" / "eval.json").read_text())
+    final = json.loads((run / "eval.json").read_text())
     assert logged[-1]["accuracy"] == final["accuracy"]  # the last checkpoint is the final evaluation
     fit = json.loads((out / "fit.json").read_text())
     assert set(fit["methods"]) == {"checkpoints"}
@@ -134,7 +139,7 @@ def test_clean_points_train_on_unflagged_pairs_first_and_on_as_many_pairs_as_the
     import pandas as pd
 
     from alignscope.audit import FLAGS
-    from alignscope.scaling.sweep import clean_ranking, training_pairs_table
+    from alignscope.scaling.measure import clean_ranking, training_pairs_table
 
     pool = np.arange(0, 40, dtype=np.int64)  # pairs 40..49 are held out
     audit = pd.DataFrame({"index": pool, **{flag: np.zeros(40, dtype=bool) for flag in FLAGS}})
@@ -148,3 +153,42 @@ def test_clean_points_train_on_unflagged_pairs_first_and_on_as_many_pairs_as_the
     assert everything["selected"].sum() == 35 and np.isin(np.arange(10, 40), everything.loc[everything["selected"], "index"]).all()
     again = training_pairs_table(clean_ranking(tmp_path / "audit.parquet", seed=3, fingerprint="f"), np.arange(40, 50), 50, 25)
     assert (again["selected"] == table["selected"]).all()  # same seed, same pairs
+
+
+def test_shared_workers_measure_what_one_job_per_point_measures(tmp_path):
+    """The same sweep measured twice, in this process: by two shared workers (each ranks a unit once
+    and cuts it at every fraction) and point by point as the sweep_point jobs of earlier versions
+    did. Same scores, same training pairs, equal pair counts per fraction; no unit measured twice."""
+    import numpy as np
+
+    from alignscope.data.preferences import load_preferences
+    from alignscope.scaling.measure import point_job, worker_job
+    from alignscope.scaling.sweep import prepare_sweep
+
+    data = load_preferences("demo:160")
+    config = SweepConfig(methods=["isa", "kcenter", "random"], fractions=[0.1, 0.3, 0.6, 1.0], seeds=[0, 1],
+                         encoder="minilm")
+    shared, single = tmp_path / "shared", tmp_path / "single"
+    for out in (shared, single):
+        prepare_sweep(data, config, out)
+    job = {"data": data.spec(), "sweep_dir": str(shared), "sweep": config.to_dict(), "n_workers": 2}
+    messages = []
+    first = worker_job({**job, "worker": 0}, tmp_path / "w0", lambda progress=None, message=None: messages.append(message))
+    second = worker_job({**job, "worker": 1}, tmp_path / "w1", lambda **_: None)
+    assert first["measured"] == len(config.points()) and second["measured"] == 0  # the first took every unit
+    assert any(m and "ETA" in m for m in messages)
+    for point in config.points():
+        point_job({"data": data.spec(), "sweep_dir": str(single), "point": point, "sweep": config.to_dict()},
+                  single / "points" / point_dir_name(point), lambda **_: None)
+    a = read_points_jsonl(shared).set_index(["method", "fraction", "seed"]).sort_index()
+    b = read_points_jsonl(single).set_index(["method", "fraction", "seed"]).sort_index()
+    assert len(a) == len(b) == len(config.points()) and list(a.index) == list(b.index)
+    np.testing.assert_allclose(a["score"], b["score"], atol=1e-9)
+    assert (a["n_train_pairs"] == b["n_train_pairs"]).all()
+    assert (a.groupby("fraction")["n_train_pairs"].nunique() == 1).all()
+    for point in config.points():
+        if point["method"] != "all":
+            name = point_dir_name(point)
+            kept = [pd.read_parquet(out / "points" / name / "selection.parquet").query("selected")["index"].tolist()
+                    for out in (shared, single)]
+            assert kept[0] == kept[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -16,7 +17,10 @@ from alignscope.data.readers import DataError
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.scaling.fit import ScalingError, fit_points, read_points
 from alignscope.scaling.results import read_points_jsonl, sweep_fits
-from alignscope.scaling.sweep import CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, submit_sweep
+from alignscope.options import option_help, parse_list
+from alignscope.scaling.measure import format_eta, sweep_progress
+from alignscope.scaling.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError,
+                                      default_workers, estimate_seconds, submit_sweep)
 
 st.title("Scaling")
 st.caption("Quality follows an exponential plateau in data size (ISA paper): R(x) = r − (r − a)·e^(−b·x). "
@@ -114,20 +118,6 @@ def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, basel
     st.caption(f"{len(curves)} points on the curves ({', '.join(f'{m}: {n}' for m, n in counts.items())}).")
 
 
-def _numbers(text: str, kind: type, name: str) -> list:
-    """Comma-separated numbers from a text field, or a sentence naming the entry that is not one."""
-    values = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            values.append(kind(part))
-        except ValueError:
-            raise SweepError(f"{name}: {part!r} is not {'a whole number' if kind is int else 'a number'} "
-                             f"(write them separated by commas, e.g. 0.05, 0.1, 0.5, 1.0)") from None
-    return values
-
-
 rule = st.columns([3, 2])
 q = rule[0].slider("Share to reach (q)", 0.80, 0.99, 0.95, 0.01, key="scaling_q",
                    help="The recommendation is the smallest fraction whose fitted score reaches the target; both "
@@ -155,25 +145,29 @@ with tab_sweep:
         st.info("No sweep on this data set yet: launch one in the next tab (the probe evaluator takes seconds "
                 "per point), or fit points you measured elsewhere in the last tab.")
     else:
-        labels = {str(folder): f"{folder.name} · {', '.join(SweepConfig(**rec['config']).curve_methods())} · "
-                               f"{rec['config']['evaluator']} · {len(rec['jobs'])} jobs" for _, folder, rec in sweeps}
+        labels = {str(folder): f"{folder.name} · {', '.join(SweepConfig.from_dict(rec['config']).curve_methods())} · "
+                               f"{rec['config']['evaluator']} · {rec.get('n_points', len(rec.get('jobs', [])))} points"
+                  for _, folder, rec in sweeps}
         if st.session_state.get("scaling_next_sweep") in labels:  # just launched: show it, not the last one
             st.session_state["scaling_sweep"] = st.session_state.pop("scaling_next_sweep")
         picked = st.selectbox("Sweep", list(labels), format_func=labels.get, key="scaling_sweep")
         recorded = next(rec for _, folder, rec in sweeps if str(folder) == picked)
 
         @st.fragment(run_every=3)
-        def live_sweep(folder: str, job_ids: list[str]) -> None:
+        def live_sweep(folder: str, job_ids: list[str], n_points: int) -> None:
             points = read_points_jsonl(folder)
             jobs = [store.get(job_id) for job_id in job_ids]
-            done = sum(j.is_terminal for j in jobs)
             failed = [j for j in jobs if j.status in ("failed", "cancelled")]
-            st.progress(done / max(1, len(jobs)), text=f"{len(points)} of {len(jobs)} points measured"
-                        + (f" · {len(failed)} failed" if failed else ""))
+            running = [j for j in jobs if not j.is_terminal]
+            _, eta = sweep_progress(Path(folder), n_points)
+            st.progress(min(1.0, len(points) / max(1, n_points)),
+                        text=(eta if running else f"{len(points)} of {n_points} points measured")
+                        + (f" · {len(failed)} worker(s) failed" if failed else ""))
             if failed:
-                st.error(f"Point {failed[0].config.get('point')} {failed[0].status}: {failed[0].error or ''}")
+                st.error(f"Worker {failed[0].id} {failed[0].status}: {failed[0].error or ''} (its log is on the "
+                         "Runs page)")
             if points.empty:
-                st.caption("Points appear here as their jobs finish.")
+                st.caption("Points appear here as they are measured.")
                 return
             found = _sweep_fits(folder, len(points), q, metric)
             summary = found["summary"]
@@ -184,7 +178,7 @@ with tab_sweep:
                        baseline_rule=summary["baseline_rule"], key="sweep", vs_random=summary["vs_random"],
                        verdicts=summary["verdicts"])
 
-        live_sweep(picked, recorded["jobs"])
+        live_sweep(picked, recorded.get("jobs", []), int(recorded.get("n_points", len(recorded.get("jobs", [])))))
 
 # The upload tab renders before the launch tab: the launch tab may st.stop() (no embeddings yet).
 with tab_upload:
@@ -217,14 +211,15 @@ with tab_upload:
 with tab_new:
     from alignscope.select.selectors import METHODS
 
-    st.caption("Subsets: every (method, fraction, seed) becomes a job on the Runs page; fraction 1.0 is all pairs. "
+    st.caption("Subsets: every (method, fraction, seed) is a point, measured by a few workers that rank each method "
+               "once and cut the ranking at every fraction; fraction 1.0 is all pairs. "
                "Checkpoints (the ISA paper's own measurement): one DPO/KTO run per seed on all the training pairs, "
                "evaluated at 10/25/50/75/100 % of the run. "
                "Probe: a linear reward model on frozen embeddings, seconds per point, a proxy. DPO/KTO: a real "
                "TRL run per point (the tiny model for plumbing, smollm2-135m on a GPU). For a Ray cluster use "
                "`alignscope sweep … --executor ray`.")
-    analysis.require_embeddings(data, "minilm", "completion", "scaling")
     defaults = SweepConfig()  # the widgets start at the sweep's own defaults (one declaration)
+    analysis.require_embeddings(data, defaults.encoder, "completion", "scaling")
     # Not an st.form: Enter in a text field submits a form, and nobody means "launch 50 jobs" by Enter.
     with st.container(border=True):
         cols = st.columns(3)
@@ -237,8 +232,8 @@ with tab_new:
         seeds = cols[2].text_input("Seeds", ",".join(map(str, defaults.seeds)), key="sweep_seeds")
         cols = st.columns(2)
         eval_encoder = cols[0].text_input("Evaluation encoder (probe)", "", key="sweep_eval_encoder",
-                                          help="The probe's own features; empty = the selectors' (minilm), which is "
-                                               "circular: the judge sees what the selector saw")
+                                          help=option_help(SweepConfig, "eval_encoder") + ": the judge then sees "
+                                               "what the selector saw")
         sweep_metric = cols[1].selectbox("Curve metric", list(METRICS), index=list(METRICS).index(defaults.metric),
                                          format_func=charts.METRIC_LABELS.get, key="sweep_metric")
         cols = st.columns(4)
@@ -249,22 +244,37 @@ with tab_new:
                                   horizontal=True, key="sweep_evaluator")
         max_steps = cols[2].number_input("Training steps per run (DPO/KTO; 0 = one epoch)", 0, 100_000,
                                          defaults.max_steps or 0, key="sweep_steps")
-        workers = cols[3].number_input("Parallel workers", 1, 64, 2, key="sweep_workers")
-        launched = st.button("Launch the sweep", type="primary", key="sweep_launch")
-    if launched:
+        workers = cols[3].number_input("Parallel workers", 1, 64, default_workers(), key="sweep_workers",
+                                       help="long-lived workers that share the points (each holds the data and "
+                                            "features in memory)")
         try:
-            config = SweepConfig(methods=list(methods), fractions=_numbers(fractions, float, "fractions"),
-                                 seeds=_numbers(seeds, int, "seeds"), evaluator=evaluator,
+            config = SweepConfig(methods=list(methods), fractions=parse_list(fractions, float),
+                                 seeds=parse_list(seeds, int), evaluator=evaluator,
                                  max_steps=int(max_steps) or None, mode=mode, metric=sweep_metric,
                                  target="gain" if sweep_metric in LOWER_IS_BETTER else "plateau",
                                  eval_encoder=eval_encoder.strip() or None)
+            config.validate()
+            problem = None
+        except (SweepError, ValueError) as err:
+            config, problem = None, str(err)
+        if config is not None:
+            seconds = estimate_seconds(config, data.n_pairs, int(workers))
+            st.caption(f"{len(config.points())} points ({len(config.units())} rankings) on {data.n_pairs:,} pairs, "
+                       f"{min(int(workers), len(config.units()))} worker(s): "
+                       + (f"about {format_eta(seconds)} (from the sweeps measured on this machine)" if seconds
+                          else "no sweep measured on this machine yet; the ETA appears with the first points"))
+        launched = st.button("Launch the sweep", type="primary", key="sweep_launch")
+    if launched:
+        try:
+            if problem is not None:
+                raise SweepError(problem)
             out = SWEEPS / time.strftime("%Y%m%d-%H%M%S")
             jobs = submit_sweep(data, config, out, workers=int(workers), store=store)
             # Rerun so that the first tab lists the new sweep; the message survives in the session.
             st.session_state["scaling_next_sweep"] = str(out)
-            st.session_state["scaling_launched"] = (f"Started sweep {out.name}: launched {len(jobs)} points "
-                                                    f"(jobs {jobs[0]} … {jobs[-1]}); the first tab shows it, "
-                                                    "the Runs page every job.")
+            st.session_state["scaling_launched"] = (f"Started sweep {out.name}: {len(config.points())} points by "
+                                                    f"{len(jobs)} worker(s) (jobs {', '.join(jobs)}); the first tab "
+                                                    "shows the points as they come, the Runs page the workers.")
             st.rerun()
         except (SweepError, ValueError) as err:
             st.error(f"Cannot launch: {err}")

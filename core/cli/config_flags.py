@@ -1,7 +1,9 @@
-"""Command-line flags generated from the training config dataclasses.
+"""Command-line flags generated from config dataclasses (options declared once with
+:func:`alignscope.options.option`).
 
 Every option of ``alignscope train`` is a field of a config dataclass in
-:mod:`alignscope.train.config`, declared there once with its metadata (help, choices, bounds). This
+:mod:`alignscope.train.config` (``alignscope sweep``: :class:`alignscope.scaling.sweep.SweepConfig`),
+declared there once with its metadata (help, choices, bounds). This
 module turns the fields into argparse flags (``--`` + the field name with dashes, the type from the
 annotation, ``(default X)`` from the dataclass default) and reads the parsed flags back into the
 keyword fields of :func:`alignscope.train.config.train_config`. Every flag defaults to None: an unset
@@ -14,10 +16,10 @@ import argparse
 import dataclasses
 from typing import Any, Iterable
 
-from alignscope.options import field_kind, flag_name, range_text
+from alignscope.options import field_kind, flag_name, parse_list, range_text
 from alignscope.train.config import CONFIG_CLASSES, TrainConfig, TrainError, option_fields, report_to_names
 
-__all__ = ["add_config_arguments", "config_fields_from_args", "flag_help"]
+__all__ = ["add_config_arguments", "config_fields_from_args", "fields_from_args", "flag_help"]
 
 
 def flag_help(f: dataclasses.Field) -> str:
@@ -35,17 +37,21 @@ def flag_help(f: dataclasses.Field) -> str:
         default = "on" if f.default else "off"
     elif isinstance(f.default, float):
         default = f"{f.default:g}"
+    elif f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+        default = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in f.default_factory())
     else:
         default = str(f.default)
     parts.append(f"({bounds}default {default})")
     return " ".join(p for p in parts if p).replace("%", "%%")  # argparse formats help with %
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(part) for part in str(text).replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+def _list_type(kind: type):
+    def parse(text: str) -> list:
+        try:
+            return parse_list(text, kind)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_classes: Iterable[type[TrainConfig]]) -> None:
@@ -63,7 +69,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_classes: Iterab
             if kind == "bool":
                 options["action"] = argparse.BooleanOptionalAction
             elif kind == "floats":
-                options.update(type=_floats, metavar="X,Y,...")
+                options.update(type=_list_type(float), metavar="X,Y,...")
+            elif kind == "ints":
+                options.update(type=_list_type(int), metavar="N,M,...")
             elif kind == "names":
                 options.update(metavar="NAMES")
             else:
@@ -95,6 +103,18 @@ def config_fields_from_args(args: argparse.Namespace, method: str) -> dict[str, 
     for name, value in list(given.items()):
         if field_kind(own[name])[0] == "names":
             given[name] = _names(value, own[name].default, report=name == "report_to")
+    return given
+
+
+def fields_from_args(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The fields of ``config_class`` the user set on the command line (unset flags are left out,
+    so the config's defaults apply); a list-of-names flag becomes a list."""
+    given = {}
+    for f in dataclasses.fields(config_class):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        given[f.name] = parse_list(value) if field_kind(f)[0] == "names" and isinstance(value, str) else value
     return given
 
 

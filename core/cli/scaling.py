@@ -13,19 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import time
 from typing import Any
 
 from alignscope.cli.common import EXIT_CANCELLED, add_source_options, follow_jobs, load_data
+from alignscope.cli.config_flags import add_config_arguments, fields_from_args
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.scaling.results import fit_sweep, read_points_jsonl
-from alignscope.scaling.sweep import SweepConfig, submit_sweep
+from alignscope.scaling.sweep import SweepConfig, default_workers, submit_sweep
 
-# The sweep's defaults are SweepConfig's own (one declaration); the flags below only spell them.
-SWEEP_DEFAULTS = SweepConfig()
-
-__all__ = ["add_scaling_command", "add_sweep_command", "cmd_scaling_fit", "cmd_sweep", "sweep_config",
-           "SWEEP_DEFAULTS"]
+__all__ = ["add_scaling_command", "add_sweep_command", "cmd_scaling_fit", "cmd_sweep", "sweep_config"]
 
 
 def add_scaling_command(commands: Any) -> argparse.ArgumentParser:
@@ -58,44 +57,17 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sweep_command(commands: Any) -> argparse.ArgumentParser:
-    parser = commands.add_parser("sweep", help="every (method, fraction, seed) as a job; points, then a plateau fit")
+    parser = commands.add_parser("sweep", help="score subsets of every size per method; a plateau fit per method")
     parser.add_argument("path", metavar="DATA")
     add_source_options(parser)
-    methods, fractions, seeds, checkpoints = (",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in values)
-                                              for values in (SWEEP_DEFAULTS.methods, SWEEP_DEFAULTS.fractions,
-                                                             SWEEP_DEFAULTS.seeds, SWEEP_DEFAULTS.checkpoints))
-    parser.add_argument("--methods", default=methods, help=f"comma-separated selectors (default {methods})")
-    parser.add_argument("--fractions", default=fractions, help=f"comma-separated, in (0, 1] (default {fractions})")
-    parser.add_argument("--seeds", default=seeds, help=f"comma-separated (default {seeds})")
-    parser.add_argument("--evaluator", choices=["probe", "dpo", "kto"], default=SWEEP_DEFAULTS.evaluator,
-                        help="probe: seconds per point, a proxy; dpo/kto: a real TRL run per point "
-                             f"(default {SWEEP_DEFAULTS.evaluator})")
-    parser.add_argument("--model", default=SWEEP_DEFAULTS.model, help=f"model for dpo/kto points (default "
-                                                                      f"{SWEEP_DEFAULTS.model})")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help=f"training steps per dpo/kto point (default {SWEEP_DEFAULTS.max_steps}; checkpoint "
-                             "mode: one full epoch)")
-    parser.add_argument("--mode", choices=["subsets", "checkpoints"], default=SWEEP_DEFAULTS.mode,
-                        help="subsets: one job per method × fraction × seed; checkpoints: one full-data dpo/kto "
-                             "run per seed, evaluated at --checkpoints (the ISA paper's measurement)")
-    parser.add_argument("--checkpoints", default=checkpoints,
-                        help="checkpoint mode: fractions of the run at which to evaluate")
-    parser.add_argument("--encoder", default=SWEEP_DEFAULTS.encoder,
-                        help=f"the selectors' features (default {SWEEP_DEFAULTS.encoder})")
-    parser.add_argument("--eval-encoder", default=None,
-                        help="the probe's own features (default: the selectors' encoder, flagged as circular)")
-    parser.add_argument("--metric", choices=list(METRICS), default=SWEEP_DEFAULTS.metric,
-                        help=f"the curve's score (default {SWEEP_DEFAULTS.metric}: length alone cannot reach it; every "
-                             "point records all of " + ", ".join(METRICS) + ")")
-    parser.add_argument("--q", type=float, default=SWEEP_DEFAULTS.q,
-                        help=f"recommend the smallest x with R(x) >= q·r (default {SWEEP_DEFAULTS.q})")
-    _add_target(parser)
+    # Every sweep option is a field of SweepConfig, declared there once: its flag, help and default come from it.
+    add_config_arguments(parser, [SweepConfig])
     parser.add_argument("--out", required=True, help="sweep directory")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray instance")
-    parser.add_argument("--workers", type=int, default=1, help="points run in parallel (default 1)")
-    parser.add_argument("--gpus", type=float, default=SWEEP_DEFAULTS.gpus,
-                        help=f"GPUs each point asks Ray for (default {SWEEP_DEFAULTS.gpus:g})")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"long-lived workers that share the points (default: one per core, at most 4; here "
+                             f"{default_workers()})")
     parser.add_argument("--detach", action="store_true", help="submit and return (local executor only)")
     parser.add_argument("--force", action="store_true", help="reuse a non-empty sweep directory")
     parser.add_argument("--json", action="store_true")
@@ -103,29 +75,16 @@ def add_sweep_command(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _list(text: str, kind, name: str) -> list:
-    try:
-        return [kind(part) for part in str(text).replace(" ", "").split(",") if part]
-    except ValueError:
-        raise ValueError(f"--{name}: {text!r} is not a comma-separated list of {kind.__name__}s") from None
-
-
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
     """The :class:`~alignscope.scaling.sweep.SweepConfig` the ``sweep`` flags describe (unset ones keep its
     defaults; checkpoint mode without --max-steps trains one full epoch)."""
-    return SweepConfig(methods=_list(args.methods, str, "methods"), fractions=_list(args.fractions, float, "fractions"),
-                       seeds=_list(args.seeds, int, "seeds"), evaluator=args.evaluator, model=args.model,
-                       max_steps=(args.max_steps if args.max_steps is not None or args.mode == "checkpoints"
-                                  else SWEEP_DEFAULTS.max_steps),
-                       encoder=args.encoder, q=args.q, target=args.target, gpus=args.gpus, mode=args.mode,
-                       checkpoints=_list(args.checkpoints, float, "checkpoints"), metric=args.metric,
-                       eval_encoder=args.eval_encoder)
+    fields = fields_from_args(args, SweepConfig)
+    if fields.get("mode") == "checkpoints" and "max_steps" not in fields:
+        fields["max_steps"] = None
+    return SweepConfig(**fields)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import os
-    import time
-
     from alignscope.jobs.store import JobStore
 
     config = sweep_config(args)
@@ -142,7 +101,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     started = time.monotonic()
     jobs = submit_sweep(data, config, args.out, executor=args.executor, workers=args.workers, store=store,
                         overwrite=args.force, report=say)
-    say(f"sweep: {len(jobs)} points ({args.executor} executor, {args.workers} worker(s)) → {args.out}")
+    n_points = len(config.points())
+    say(f"sweep: {n_points} points, {len(config.units())} rankings, {len(jobs)} worker(s) ({args.executor} executor) "
+        f"→ {args.out}")
     if args.detach:
         print(json.dumps({"jobs": jobs, "out": args.out}) if args.json else args.out)
         return 0
@@ -151,7 +112,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     def show(states: list) -> None:
         points = read_points_jsonl(args.out)
         for row in points.iloc[shown[0]:].itertuples():
-            say(f"  {row.method:>11} {row.fraction:7.1%} seed {row.seed}: score {row.score:.4f}")
+            say(f"  {row.method:>11} {row.fraction:7.1%} seed {row.seed}: score {row.score:.4f} "
+                f"({row.n_train_pairs:,} pairs)  [{len(points)}/{n_points}, ETA {_eta(points, n_points, started)}]")
         shown[0] = len(points)
 
     states = follow_jobs(store, jobs, show)
@@ -160,11 +122,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return EXIT_CANCELLED
     failed = [state for state in states if state.status != "succeeded"]
     for state in failed[:5]:
-        say(f"  point {state.config['point']} {state.status}: {state.error or ''}")
+        say(f"  worker {state.id} {state.status}: {state.error or ''}")
+    measured = len(read_points_jsonl(args.out))
     fit = fit_sweep(args.out, n_boot=200)
-    summary = {"out": str(args.out), "n_jobs": len(jobs), "n_failed": len(failed),
-               "wall_s": round(time.monotonic() - started, 1), "executor": args.executor, "workers": args.workers,
-               "fit": fit}
+    summary = {"out": str(args.out), "n_points": n_points, "n_measured": measured, "n_jobs": len(jobs),
+               "n_failed": len(failed), "wall_s": round(time.monotonic() - started, 1), "executor": args.executor,
+               "workers": len(jobs), "fit": fit}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -184,8 +147,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if fit.get("circular"):
             print(f"note: selectors and probe both use {fit['selection_encoder']}: pass --eval-encoder to judge "
                   "with other features")
-        print(f"{len(jobs)} points in {summary['wall_s']} s ({len(failed)} failed); fit in {args.out}/fit.json")
+        print(f"{measured} of {n_points} points in {summary['wall_s']} s by {len(jobs)} worker(s) "
+              f"({len(failed)} failed); fit in {args.out}/fit.json")
     return 0 if not failed else 1
+
+
+def _eta(points: Any, total: int, started: float) -> str:
+    from alignscope.scaling.measure import format_eta
+
+    done = len(points)
+    return format_eta((time.monotonic() - started) / done * (total - done)) if done else "?"
 
 
 def _interval(values: list[float] | None, fmt: str) -> str:

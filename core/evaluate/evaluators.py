@@ -45,8 +45,8 @@ from alignscope.evaluate.metrics import LengthRule, pair_word_lengths, preferenc
 from alignscope.train.trainset import EvaluationError, split_pairs, training_set
 
 __all__ = ["EVAL_FILE", "EVAL_PAIRS_FILE", "EvaluationError", "split_pairs", "bootstrap_ci", "encode_completion",
-           "sequence_logprobs", "evaluate_pairs", "write_eval", "evaluate_run", "heldout_length_rule", "probe_margins",
-           "probe_accuracy", "eval_probe", "PROBE_NOTE"]
+           "sequence_logprobs", "evaluate_pairs", "write_eval", "evaluate_run", "heldout_length_rule", "ProbeEvaluator",
+           "probe_margins", "probe_accuracy", "eval_probe", "PROBE_NOTE"]
 
 EVAL_FILE = "eval.json"
 EVAL_PAIRS_FILE = "eval_pairs.parquet"
@@ -453,33 +453,84 @@ def heldout_length_rule(data: Any, heldout_pairs: Sequence[int] | np.ndarray) ->
     return LengthRule.fit(*pair_word_lengths(data, train if len(train) else None))
 
 
+class ProbeEvaluator:
+    """The Bradley–Terry probe of :func:`probe_accuracy`, prepared once for one data set and one
+    held-out split and then fitted on many training subsets (a sweep's points): the pair matrices,
+    the held-out pairs' word lengths and the length rule are computed once.
+
+    ``embeddings``: completion embeddings as :func:`_pair_matrices` reads them (``(2N, d)`` or an
+    Embeddings object or a ``(chosen, rejected)`` tuple); ``test_pairs``: held-out pair indices
+    ``(n_test,)``; ``data``: the pairs' texts, for the length baseline and the metrics that control
+    for length (without it only accuracy is reported); ``length_rule``: default learned from every
+    pair that is not held out.
+    """
+
+    def __init__(self, embeddings: Any, test_pairs: Sequence[int] | np.ndarray, *, data: Any = None,
+                 length_rule: LengthRule | None = None, seed: int = 0, C: float = 1.0, n_boot: int = DEFAULT_N_BOOT):
+        self.chosen, self.rejected = _pair_matrices(embeddings)
+        self.test_pairs = np.asarray(test_pairs, dtype=np.int64).ravel()
+        if self.test_pairs.size == 0:
+            raise EvaluationError("the probe has no held-out pairs")
+        n = self.chosen.shape[0]
+        if self.test_pairs.min() < 0 or self.test_pairs.max() >= n:
+            raise EvaluationError(f"held-out pair index out of range for {n} pairs")
+        self.seed, self.C, self.n_boot = int(seed), float(C), int(n_boot)
+        self.test_diff = self.chosen[self.test_pairs] - self.rejected[self.test_pairs]
+        self.rule = self.test_words = None
+        if data is not None:
+            self.rule = length_rule or heldout_length_rule(data, self.test_pairs)
+            self.test_words = pair_word_lengths(data, self.test_pairs)
+
+    def margins(self, train_pairs: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fit on ``train_pairs``; returns (held-out margins (n_test,), training margins (n_train,),
+        weights (d,))."""
+        from sklearn.linear_model import LogisticRegression
+
+        train_pairs = np.asarray(train_pairs, dtype=np.int64).ravel()
+        if train_pairs.size == 0:
+            raise EvaluationError("the probe has no training pairs")
+        n = self.chosen.shape[0]
+        if train_pairs.min() < 0 or train_pairs.max() >= n:
+            raise EvaluationError(f"training pair index out of range for {n} pairs")
+        overlap = np.intersect1d(train_pairs, self.test_pairs)
+        if overlap.size:
+            raise EvaluationError(f"{overlap.size} pairs are both training and held-out pairs")
+        diff = self.chosen[train_pairs] - self.rejected[train_pairs]
+        X = np.vstack([diff, -diff])
+        y = np.concatenate([np.ones(len(diff), dtype=np.int64), np.zeros(len(diff), dtype=np.int64)])
+        model = LogisticRegression(fit_intercept=False, C=self.C, max_iter=5000, random_state=self.seed)
+        model.fit(X, y)
+        w = model.coef_.ravel()
+        return self.test_diff @ w, diff @ w, w
+
+    def evaluate(self, train_pairs: Sequence[int] | np.ndarray, *, with_margins: bool = False) -> dict[str, Any]:
+        """The probe's scores on the held-out pairs after fitting on ``train_pairs`` (the keys of
+        :func:`probe_accuracy`); ``with_margins`` adds the arrays ``heldout_pairs`` and
+        ``heldout_margin`` (not JSON)."""
+        started = time.monotonic()
+        test_scores, train_scores, w = self.margins(train_pairs)
+        if self.rule is not None:
+            result = preference_metrics(test_scores, *self.test_words, self.rule, n_boot=self.n_boot, seed=self.seed)
+        else:
+            accuracy, ci = _share(test_scores, self.n_boot, self.seed)
+            result = {"accuracy": accuracy, "accuracy_ci95": ci, "n_heldout": int(self.test_pairs.size)}
+        result.update({
+            "train_accuracy": float(success(train_scores).mean()),
+            "margin_mean": float(test_scores.mean()),
+            "n_train": int(len(train_scores)), "n_test": int(self.test_pairs.size), "dim": int(len(w)),
+            "C": self.C, "weight_norm": float(np.linalg.norm(w)), "n_boot": self.n_boot, "seed": self.seed,
+            "elapsed_s": round(time.monotonic() - started, 3), "note": PROBE_NOTE,
+        })
+        if with_margins:
+            result["heldout_pairs"], result["heldout_margin"] = self.test_pairs, test_scores
+        return result
+
+
 def probe_margins(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, test_pairs: Sequence[int] | np.ndarray,
                   seed: int = 0, *, C: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit the Bradley–Terry probe of :func:`probe_accuracy`; returns (held-out margins (n_test,),
     training margins (n_train,), weights (d,))."""
-    from sklearn.linear_model import LogisticRegression
-
-    chosen, rejected = _pair_matrices(embeddings)
-    train_pairs = np.asarray(train_pairs, dtype=np.int64).ravel()
-    test_pairs = np.asarray(test_pairs, dtype=np.int64).ravel()
-    if train_pairs.size == 0:
-        raise EvaluationError("the probe has no training pairs")
-    if test_pairs.size == 0:
-        raise EvaluationError("the probe has no held-out pairs")
-    n = chosen.shape[0]
-    for name, idx in (("training", train_pairs), ("held-out", test_pairs)):
-        if idx.min() < 0 or idx.max() >= n:
-            raise EvaluationError(f"{name} pair index out of range for {n} pairs")
-    overlap = np.intersect1d(train_pairs, test_pairs)
-    if overlap.size:
-        raise EvaluationError(f"{overlap.size} pairs are both training and held-out pairs")
-    diff = chosen[train_pairs] - rejected[train_pairs]
-    X = np.vstack([diff, -diff])
-    y = np.concatenate([np.ones(len(diff), dtype=np.int64), np.zeros(len(diff), dtype=np.int64)])
-    model = LogisticRegression(fit_intercept=False, C=C, max_iter=5000, random_state=seed)
-    model.fit(X, y)
-    w = model.coef_.ravel()
-    return (chosen[test_pairs] - rejected[test_pairs]) @ w, diff @ w, w
+    return ProbeEvaluator(embeddings, test_pairs, seed=seed, C=C).margins(train_pairs)
 
 
 def probe_accuracy(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, test_pairs: Sequence[int] | np.ndarray,
@@ -494,28 +545,14 @@ def probe_accuracy(embeddings: Any, train_pairs: Sequence[int] | np.ndarray, tes
     w·(e_c − e_r) > 0 (ties 0.5), with a seeded bootstrap 95 % interval. With ``data`` (the pairs'
     texts), the result also carries :func:`alignscope.evaluate.metrics.preference_metrics` of the held-out
     margins: the length baseline (rule ``length_rule``, default: learned from every pair that is not
-    held out), length-controlled accuracy and log loss.
+    held out), length-controlled accuracy and log loss. Many subsets of one data set:
+    :class:`ProbeEvaluator` prepares the shared parts once.
 
     This is a PROXY for training: it says whether the selected pairs carry a preference signal a
     linear model of the embeddings can learn, in seconds; it is not what DPO/KTO would reach.
     """
-    started = time.monotonic()
-    test_scores, train_scores, w = probe_margins(embeddings, train_pairs, test_pairs, seed, C=C)
-    test_pairs = np.asarray(test_pairs, dtype=np.int64).ravel()
-    if data is not None:
-        rule = length_rule or heldout_length_rule(data, test_pairs)
-        result = preference_metrics(test_scores, *pair_word_lengths(data, test_pairs), rule, n_boot=n_boot, seed=seed)
-    else:
-        accuracy, ci = _share(test_scores, n_boot, seed)
-        result = {"accuracy": accuracy, "accuracy_ci95": ci, "n_heldout": int(test_pairs.size)}
-    result.update({
-        "train_accuracy": float(success(train_scores).mean()),
-        "margin_mean": float(test_scores.mean()),
-        "n_train": int(len(train_scores)), "n_test": int(test_pairs.size), "dim": int(len(w)),
-        "C": float(C), "weight_norm": float(np.linalg.norm(w)), "n_boot": int(n_boot), "seed": int(seed),
-        "elapsed_s": round(time.monotonic() - started, 3), "note": PROBE_NOTE,
-    })
-    return result
+    return ProbeEvaluator(embeddings, test_pairs, data=data, length_rule=length_rule, seed=seed, C=C,
+                          n_boot=n_boot).evaluate(train_pairs)
 
 
 def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", test_fraction: float = 0.2,
@@ -547,7 +584,8 @@ def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", tes
 
         embeddings = embed(data, encoder=encoder, unit="completion", **embed_options)
         used_encoder = getattr(embeddings, "encoder", None) or encoder
-    result = probe_accuracy(embeddings, tset.pairs, tset.test_pairs, seed, C=C, n_boot=n_boot, data=data)
+    result = ProbeEvaluator(embeddings, tset.test_pairs, data=data, seed=seed, C=C, n_boot=n_boot).evaluate(
+        tset.pairs, with_margins=with_margins)
     selection_encoder = _selection_encoder(tset.info.get("meta"))
     result.update({"encoder": used_encoder, "eval_encoder": used_encoder, "selection_encoder": selection_encoder,
                    "circular": bool(selection_encoder is not None and selection_encoder == used_encoder),
@@ -558,9 +596,6 @@ def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", tes
     if result["circular"]:
         result["circular_note"] = (f"the selection and the probe both use {used_encoder} features: the probe may "
                                    "favour what the selector saw; judge with another --eval-encoder")
-    if with_margins:
-        test_scores, _, _ = probe_margins(embeddings, tset.pairs, tset.test_pairs, seed, C=C)
-        result["heldout_pairs"], result["heldout_margin"] = tset.test_pairs, test_scores
     return result
 
 

@@ -31,13 +31,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["METRICS", "LOWER_IS_BETTER", "LengthRule", "word_count", "pair_word_lengths", "success",
+__all__ = ["METRICS", "LOWER_IS_BETTER", "METRIC_CI_KEYS", "metric_baseline", "LengthRule", "word_count", "pair_word_lengths", "success",
            "bt_log_loss", "length_controlled", "preference_metrics", "metric_values", "describe_scores"]
 
 # The scores a scaling curve can be drawn with (``--metric``); log_loss falls as quality rises.
 METRICS = ("accuracy", "length_controlled_accuracy", "log_loss")
 LOWER_IS_BETTER = frozenset({"log_loss"})
+# The interval key of each metric in a result of preference_metrics.
+METRIC_CI_KEYS = {"accuracy": "accuracy_ci95", "length_controlled_accuracy": "length_controlled_ci95",
+                  "log_loss": "log_loss_ci95"}
 DEFAULT_N_BOOT = 1000
+
+
+def metric_baseline(result: dict[str, Any], metric: str) -> float | None:
+    """What the length rule scores in ``metric`` on the same held-out pairs as ``result`` (0.5 for
+    the length-controlled accuracy: length alone cannot do better there)."""
+    if metric == "accuracy":
+        return result.get("length_baseline")
+    if metric == "length_controlled_accuracy":
+        return 0.5
+    return result.get("length_baseline_log_loss")
 _LOG2 = math.log(2.0)
 
 

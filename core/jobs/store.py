@@ -165,7 +165,8 @@ _KINDS: dict[str, str] = {
     "embed": "alignscope.embed.tasks:embed_job",
     "map": "alignscope.embed.tasks:map_job",
     "train": "alignscope.train.trainer:run_job",
-    "sweep_point": "alignscope.scaling.sweep:point_job",
+    "sweep_worker": "alignscope.scaling.measure:worker_job",
+    "sweep_point": "alignscope.scaling.measure:point_job",  # sweeps of earlier versions: one job per point
 }
 # Where the built-in kinds pointed before the library moved into subpackages (0.1): job stores
 # in existing homes keep these strings, and their queued jobs and re-runs must still start.
@@ -174,7 +175,7 @@ _MOVED_TARGETS: dict[str, str] = {
     "alignscope.tasks:embed_job": "alignscope.embed.tasks:embed_job",
     "alignscope.tasks:map_job": "alignscope.embed.tasks:map_job",
     "alignscope.train:run_job": "alignscope.train.trainer:run_job",
-    "alignscope.sweep:point_job": "alignscope.scaling.sweep:point_job",
+    "alignscope.sweep:point_job": "alignscope.scaling.measure:point_job",
 }
 
 

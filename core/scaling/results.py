@@ -15,10 +15,10 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS, resampled_metric
+from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS, metric_baseline, resampled_metric
 from alignscope.files import atomic_path, read_jsonl, write_json
-from alignscope.scaling.sweep import (FIT_FILE, HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig, SweepError,
-                                      metric_baseline, point_dir_name)
+from alignscope.scaling.sweep import (ALL_METHOD, FIT_FILE, HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig,
+                                      SweepError, point_dir_name)
 
 __all__ = ["POINT_COLUMNS", "read_points_jsonl", "curve_points", "point_scores", "compare_with_random",
            "verdict_lines", "sweep_fits", "fit_sweep"]
@@ -44,7 +44,7 @@ def curve_points(points: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Each method's curve: its own points plus the shared all-data points (method ``all``)."""
     if points.empty:
         return points
-    full = points[points["method"] == "all"]
+    full = points[points["method"] == ALL_METHOD]
     return pd.concat([pd.concat([points[points["method"] == m], full.assign(method=m)]) for m in methods],
                      ignore_index=True)
 
@@ -69,7 +69,7 @@ class _PairedBootstrap:
         values: dict[tuple, np.ndarray] = {}
         keep = None
         for row in curves.drop_duplicates(["method", "fraction", "seed"]).itertuples():
-            folder = "all" if row.fraction == 1.0 else row.method
+            folder = ALL_METHOD if row.fraction == 1.0 else row.method
             stored = np.load(sweep_dir / "points" / point_dir_name({"method": folder, "fraction": row.fraction,
                                                                     "seed": row.seed}) / HELDOUT_FILE,
                              allow_pickle=False)
@@ -115,7 +115,7 @@ def compare_with_random(curves: pd.DataFrame, metric: str, boot: _PairedBootstra
     means = scores.groupby(["method", "fraction"])["value"].mean()
     out: dict[str, list[dict[str, Any]]] = {}
     rng = np.random.default_rng(seed)
-    for method in sorted(set(curves["method"]) - {"random", "all"}):
+    for method in sorted(set(curves["method"]) - {"random", ALL_METHOD}):
         rows = []
         for fraction in sorted(set(scores.loc[scores["method"] == method, "fraction"])):
             if fraction >= 1.0 or (("random", fraction) not in means.index):
@@ -174,7 +174,7 @@ def sweep_fits(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: 
 
     sweep_dir = Path(sweep_dir)
     recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
-    config = SweepConfig(**recorded["config"])
+    config = SweepConfig.from_dict(recorded["config"])
     q = float(q if q is not None else config.q)
     metric = metric or config.metric
     if metric not in METRICS:

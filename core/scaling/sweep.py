@@ -1,109 +1,140 @@
-"""Sweeps: every (method, fraction, seed) as a job, points streamed to ``points.jsonl``, a plateau
-fitted per method (:mod:`alignscope.scaling.fit`).
+"""Sweeps: how a score grows with the number of training pairs, for several selection methods, and
+where it stops growing.
 
-A sweep directory holds
+A sweep measures points ``(method, fraction, seed)``: ``method`` picks ``round(fraction · n_pool)``
+pairs of the training pool (every method the same number at each fraction), an evaluator scores
+them on one held-out split, and :mod:`alignscope.scaling.results` fits a plateau per method. A
+sweep directory holds
 
-* ``sweep.json``: the :class:`SweepConfig`, the data spec and the job ids;
-* ``points.jsonl``: one line per finished point, appended by the point's own job as soon as it
-  ends (so a curve can be drawn live): ``method, fraction, seed, score, score_ci95, evaluator,
-  n_train_pairs, job_id, wall_s``;
-* ``points/<method>_<fraction>_s<seed>/``: each point's run directory (its selection, the
-  training run for DPO/KTO evaluators, ``point.json``);
-* ``fit.json``: the plateau fits per method, written when the sweep command ends
-  (``alignscope scaling fit`` reads ``points.csv``, written beside it); the reading and fitting
-  side lives in :mod:`alignscope.scaling.results`.
+* ``sweep.json``: the :class:`SweepConfig`, the data spec, the worker job ids, ``created_at``;
+* ``points.jsonl``: one line per finished point, appended the moment it is measured (so a curve is
+  drawn while the sweep runs): ``method, fraction, seed, score, score_ci95, metric, baseline,
+  evaluator, n_train_pairs, job_id, wall_s, finished_at`` and every metric;
+* ``points/<method>_<fraction>pct_s<seed>/``: each point's selection, its held-out margins
+  (``heldout.npz``), ``point.json`` and, for DPO/KTO evaluators, the training run;
+* ``heldout.npz`` (the held-out pairs' word lengths, for the fit's bootstrap), ``audit.parquet``
+  (the training pool's audit, for the ``clean`` method), ``claims/`` (see below);
+* ``fit.json`` and ``points.csv``, written by :func:`alignscope.scaling.results.fit_sweep`.
 
-Checkpoint mode (``mode="checkpoints"``, the ISA paper's own measurement): instead of one run per
-subset, ONE run per seed on all the training pairs for one epoch (or ``max_steps``), evaluated on
-the held-out pairs at ``checkpoints`` (fractions of the run, default 10/25/50/75/100 %); each
-evaluation is a point of method ``checkpoints`` whose ``fraction`` is the share of the training
-pairs seen so far. It needs a training evaluator (``dpo``/``kto``).
+How the points are measured: a few long-lived workers (jobs of kind ``sweep_worker``,
+:mod:`alignscope.scaling.measure`) each load the data, the features and the probe ONCE and then take
+*units* of work from the sweep directory: a unit is one ``(method, seed)``, whose ranking is
+computed once and cut at every fraction (a selector's ranking does not depend on how many points
+are kept; k-center's greedy order is nested, so one run to the largest fraction serves all). A
+worker claims a unit by creating ``claims/<unit>.json`` exclusively, so two workers never measure
+the same unit, on one machine or on a Ray cluster sharing the folder. Fraction 1.0 is "all pairs",
+the same point for every method (unit ``all`` per seed). Checkpoint mode (``mode="checkpoints"``,
+the ISA paper's own measurement): one unit per seed, ONE DPO/KTO run on all the training pairs
+evaluated at ``checkpoints`` fractions of the run, each evaluation a point of method
+``checkpoints`` at x = the share of the training pairs seen so far.
 
-Each point is a job of kind ``sweep_point`` in the ordinary job store, so sweeps show on the Runs
-page and run on any executor: ``local`` (``--workers`` parallel processes on this machine) or
-``ray`` (:mod:`alignscope.jobs.ray`). A fraction of 1.0 means all pairs (no selection), the
-same point for every method. The embeddings a point needs are computed once, by the sweep command,
-before any job starts (the cache makes the jobs' own calls instant).
+Sweeps from earlier versions ran one ``sweep_point`` job per point; that kind still runs (it
+measures its one point with the same code).
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from alignscope.errors import AlignscopeError
-from alignscope.files import append_jsonl, atomic_path, write_json
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
-from alignscope.select.selection import Selection
+from alignscope.files import atomic_path, write_json
+from alignscope.options import fields_problem, option
 from alignscope.train.config import TrainConfig, TrainError, train_config
 
-__all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "POINTS_FILE", "SweepConfig", "SweepError", "point_job",
-           "submit_sweep", "point_dir_name", "metric_baseline"]
+__all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "ALL_METHOD", "CLEAN_METHOD", "POINTS_FILE", "SWEEP_FILE",
+           "FIT_FILE", "AUDIT_FILE", "HELDOUT_FILE", "DEFAULT_METRIC", "DEFAULT_ENCODER", "SweepConfig", "SweepError",
+           "submit_sweep", "prepare_sweep", "estimate_seconds", "rates_path", "point_dir_name", "unit_name", "pair_count", "selection_size", "default_workers"]
 
 EVALUATORS = ("probe", "dpo", "kto")
 MODES = ("subsets", "checkpoints")
 CHECKPOINT_METHOD = "checkpoints"  # the method name of checkpoint-mode points
+ALL_METHOD = "all"                 # fraction 1.0: every training pair, shared by every method's curve
+CLEAN_METHOD = "clean"             # drop the pairs the audit flags, then a random share of the rest
 POINTS_FILE = "points.jsonl"
 SWEEP_FILE = "sweep.json"
 FIT_FILE = "fit.json"
-CLEAN_METHOD = "clean"            # drop the pairs the audit flags, then a random share of the rest
-AUDIT_FILE = "audit.parquet"      # sweep dir: the audit of the training pool, for the clean method
-HELDOUT_FILE = "heldout.npz"      # sweep dir: held-out pairs and their word lengths; point dir: their margins
+AUDIT_FILE = "audit.parquet"       # sweep dir: the audit of the training pool, for the clean method
+HELDOUT_FILE = "heldout.npz"       # sweep dir: held-out pairs and their word lengths; point dir: their margins
+CLAIMS_DIR = "claims"              # sweep dir: one file per unit of work a worker took
 # Measured on AlpacaEval and HH (README, "Evaluation you can trust"): accuracy there mostly measures
 # length (the length rule alone scores 0.84 on AlpacaEval), so curves are drawn with the metric
 # length cannot reach by default.
 DEFAULT_METRIC = "length_controlled_accuracy"
+# The selectors' features by default: the static encoder embeds the 123,904 AlpacaEval completions
+# in about a minute on 2 cores where MiniLM takes about an hour (benchmarks/results/embed_static.json).
+DEFAULT_ENCODER = "static"
+# Cost order of the units (most expensive first), so the long ones do not end a sweep alone.
+_UNIT_COST = {"kcenter": 0, "llm": 0, "lm-margin": 0, "isa": 1, "density": 2, "margin": 2, "rds": 3, CLEAN_METHOD: 4,
+              "length": 5, "random": 6, ALL_METHOD: 7}
 
 
 class SweepError(AlignscopeError):
     """A sweep that cannot be run; one line for the user."""
 
 
+def default_workers() -> int:
+    """Workers of a sweep unless told: one per CPU core, at most 4 (points are independent; each
+    worker holds the data and features, so memory grows with the count)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 @dataclass
 class SweepConfig:
-    """What a sweep measures. ``methods``: selectors of :mod:`alignscope.select.selectors`; ``fractions`` in
-    (0, 1]; ``seeds`` seed the selection and (for DPO/KTO) training. ``evaluator``: ``probe``
-    (seconds, a proxy) or ``dpo``/``kto`` (a real TRL run per point with ``model``,
-    ``max_steps``…). ``test_fraction``/``split_seed``: one held-out split for every point.
-    ``q``/``target``: the recommendation rule of :func:`alignscope.scaling.fit.fit_plateau`.
-    ``cpus``/``gpus``: resources each point declares to the Ray executor. ``mode``: ``subsets``
-    (one job per method × fraction × seed) or ``checkpoints`` (one full-data run per seed, evaluated
-    at the ``checkpoints`` fractions of the run; ``max_steps=None`` means one full epoch).
+    """What a sweep measures (every field is an option of ``alignscope sweep`` and of the Scaling
+    page's launch form, declared once here).
 
     ``batch_size``/``max_length`` default to the training config's own defaults (one declaration:
     :class:`alignscope.train.config.TrainConfig`); ``max_steps=20`` and ``eval_max_pairs=200`` are
     the sweep's per-point budget (many runs), deliberately smaller than a single run's. Every DPO/KTO
-    point builds its config with :meth:`point_train_config`, which :meth:`validate` also calls, so
-    a training option that cannot work fails when the sweep is submitted, not in every point."""
+    point builds its config with :meth:`point_train_config`, which :meth:`validate` also calls, so a
+    training option that cannot work fails when the sweep is submitted, not in every point."""
 
-    methods: list[str] = field(default_factory=lambda: ["isa", "random"])
-    fractions: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    evaluator: str = "probe"
-    encoder: str = "minilm"
-    unit: str = "completion"
-    model: str = "tiny"
-    max_steps: int | None = 20
-    batch_size: int = TrainConfig.batch_size
-    max_length: int = TrainConfig.max_length
-    eval_max_pairs: int | None = 200
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    q: float = 0.95
-    target: str = "plateau"
-    cpus: float = 1.0
-    gpus: float = 0.0
-    mode: str = "subsets"
-    checkpoints: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])
-    metric: str = DEFAULT_METRIC
-    eval_encoder: str | None = None
+    cli_group: ClassVar[str] = "sweep options"
+
+    methods: list[str] = option(default_factory=lambda: ["isa", "random"],
+                                help="comma-separated selectors to compare (random is the reference)")
+    fractions: list[float] = option(default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0],
+                                    help="comma-separated shares of the training pairs", min=0, max=1, min_open=True)
+    seeds: list[int] = option(default_factory=lambda: [0, 1, 2], help="comma-separated seeds of the selectors "
+                                                                      "(and of training for dpo/kto)")
+    evaluator: str = option("probe", choices=EVALUATORS,
+                            help="probe: a linear Bradley-Terry probe per point, seconds, a proxy; dpo/kto: a real "
+                                 "TRL run per point")
+    encoder: str = option(DEFAULT_ENCODER, help="the selectors' features: static, minilm or lm-last-token:MODEL")
+    eval_encoder: str | None = option(None, help="the probe's own features",
+                                      default_text="the selectors' encoder, flagged as circular")
+    unit: str = option("completion", choices=("completion", "pair"), help="what the selectors rank")
+    metric: str = option(DEFAULT_METRIC, choices=METRICS,
+                         help="the curve's score (every point records all of " + ", ".join(METRICS) + ")")
+    model: str = option("tiny", help="model of dpo/kto points")
+    max_steps: int | None = option(20, help="training steps per dpo/kto point", min=1,
+                                   default_text="20; checkpoint mode: one full epoch")
+    batch_size: int = option(TrainConfig.batch_size, help="pairs per batch of dpo/kto points", min=1)
+    max_length: int = option(TrainConfig.max_length, help="tokens kept per sequence in dpo/kto points", min=8)
+    eval_max_pairs: int | None = option(200, help="held-out pairs a dpo/kto point evaluates", min=1,
+                                        default_text="200")
+    test_fraction: float = option(0.2, help="held-out share of ALL pairs (one split for every point)", min=0, max=1,
+                                  min_open=True, max_open=True)
+    split_seed: int = option(0, help="seed of the held-out split")
+    q: float = option(0.95, help="recommend the smallest x with R(x) >= q of the target", min=0, max=1,
+                      min_open=True, max_open=True)
+    target: str = option("plateau", choices=("plateau", "gain"),
+                         help="plateau: R(x) >= q·r; gain: R(x) >= a + q·(r − a), for scores with a high floor")
+    mode: str = option("subsets", choices=MODES,
+                       help="subsets: a point per method × fraction × seed; checkpoints: one full-data dpo/kto "
+                            "run per seed, evaluated at --checkpoints (the ISA paper's measurement)")
+    checkpoints: list[float] = option(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0],
+                                      help="checkpoint mode: shares of the run at which to evaluate", min=0, max=1,
+                                      min_open=True)
+    cpus: float = option(1.0, help="CPUs each worker asks Ray for", min=0, min_open=True)
+    gpus: float = option(0.0, help="GPUs each worker asks Ray for", min=0)
 
     @property
     def probe_encoder(self) -> str:
@@ -119,75 +150,72 @@ class SweepConfig:
                             max_length=self.max_length, eval_max_pairs=self.eval_max_pairs,
                             test_fraction=self.test_fraction, split_seed=self.split_seed, seed=int(seed), **fields)
 
-    def validate(self) -> None:
-        from alignscope.select.selectors import METHODS
-
-        if self.mode not in MODES:
-            raise SweepError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.mode == "checkpoints":
-            if self.evaluator == "probe":
-                raise SweepError("checkpoint mode evaluates one training run as it goes: use --evaluator dpo or kto")
-            if not self.checkpoints or any(not (0 < float(f) <= 1) for f in self.checkpoints):
-                raise SweepError(f"checkpoints must be fractions in (0, 1], got {self.checkpoints}")
-            if len(set(self.checkpoints)) < 3:
-                raise SweepError("give at least 3 checkpoints: a plateau has 3 parameters")
-        elif not self.methods:
-            raise SweepError("give at least one method")
-        known = (*METHODS, CLEAN_METHOD)
-        unknown = [m for m in self.methods if m not in known]
-        if unknown and self.mode == "subsets":
-            raise SweepError(f"unknown method(s) {', '.join(unknown)}: use {', '.join(known)}")
-        if not self.fractions or any(not (0 < float(f) <= 1) for f in self.fractions):
-            raise SweepError(f"fractions must be in (0, 1], got {self.fractions}")
-        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
-            raise SweepError(f"seeds must be integers, got {self.seeds}")
-        if self.evaluator not in EVALUATORS:
-            raise SweepError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
-        if not (0 < self.test_fraction < 1):
-            raise SweepError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        if not (0 < self.q < 1):
-            raise SweepError(f"q must be in (0, 1), got {self.q}")
-        from alignscope.scaling.fit import TARGETS
-
-        if self.target not in TARGETS:
-            raise SweepError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        if self.cpus <= 0 or self.gpus < 0:
-            raise SweepError("cpus must be > 0 and gpus >= 0")
-        if self.metric not in METRICS:
-            raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if self.metric in LOWER_IS_BETTER and self.target != "gain":
-            raise SweepError(f"{self.metric} falls as quality rises: use the target 'gain'")
-        if self.mode == "subsets" and len({float(f) for f in self.fractions}) < 3:
-            raise SweepError(f"give at least 3 distinct fractions (got {len(set(self.fractions))}): a plateau has "
-                             "3 parameters and cannot be fitted to fewer")
-        if self.evaluator != "probe":
-            try:
-                self.point_train_config(self.seeds[0], **self._mode_fields())
-            except TrainError as err:
-                raise SweepError(f"sweep training options: {err}") from None
-
-    def _mode_fields(self) -> dict[str, Any]:
+    def mode_fields(self) -> dict[str, Any]:
         """Fields a point's training config adds in this mode (checkpoint mode: one epoch, evaluated
         at the checkpoints)."""
         if self.mode == "checkpoints":
             return {"epochs": 1.0, "eval_checkpoints": sorted({float(f) for f in self.checkpoints})}
         return {}
 
-    def points(self) -> list[dict[str, Any]]:
-        """Every (method, fraction, seed); fraction 1.0 (all pairs) once per seed, as method ``all``.
-        In checkpoint mode: one full-data run per seed."""
+    def validate(self) -> None:
+        """Raise :class:`SweepError` (one line): first each field against its declaration, then the
+        rules that span fields."""
+        from alignscope.select.selectors import METHODS
+
+        problem = fields_problem(self)
+        if problem:
+            raise SweepError(problem)
         if self.mode == "checkpoints":
-            return [{"method": CHECKPOINT_METHOD, "fraction": 1.0, "seed": int(seed)} for seed in self.seeds]
-        out, seen = [], set()
-        for method in self.methods:
-            for fraction in sorted({float(f) for f in self.fractions}):
-                for seed in self.seeds:
-                    point = {"method": "all" if fraction == 1.0 else method, "fraction": fraction, "seed": int(seed)}
-                    key = (point["method"], fraction, point["seed"])
-                    if key not in seen:
-                        seen.add(key)
-                        out.append(point)
-        return out
+            if self.evaluator == "probe":
+                raise SweepError("checkpoint mode evaluates one training run as it goes: use --evaluator dpo or kto")
+            if len(set(self.checkpoints)) < 3:
+                raise SweepError("give at least 3 checkpoints: a plateau has 3 parameters")
+        else:
+            if not self.methods:
+                raise SweepError("give at least one method")
+            known = (*METHODS, CLEAN_METHOD)
+            unknown = [m for m in self.methods if m not in known]
+            if unknown:
+                raise SweepError(f"unknown method(s) {', '.join(unknown)}: use {', '.join(known)}")
+            if len({float(f) for f in self.fractions}) < 3:
+                raise SweepError(f"give at least 3 distinct fractions (got {len(set(self.fractions))}): a plateau "
+                                 "has 3 parameters and cannot be fitted to fewer")
+        if not self.seeds:
+            raise SweepError("give at least one seed")
+        if self.metric in LOWER_IS_BETTER and self.target != "gain":
+            raise SweepError(f"{self.metric} falls as quality rises: use the target 'gain'")
+        if self.evaluator != "probe":
+            try:
+                self.point_train_config(self.seeds[0], **self.mode_fields())
+            except TrainError as err:
+                raise SweepError(f"sweep training options: {err}") from None
+
+    def units(self) -> list[tuple[str, int]]:
+        """The units of work, ``(method, seed)``, most expensive first: each is ranked once and
+        measured at every fraction (``all``: the fraction 1.0 point; checkpoint mode: one run per seed)."""
+        if self.mode == "checkpoints":
+            return [(CHECKPOINT_METHOD, int(seed)) for seed in self.seeds]
+        methods = list(dict.fromkeys(self.methods))
+        if any(float(f) < 1.0 for f in self.fractions):
+            out = [(m, int(s)) for m in methods for s in self.seeds]
+        else:
+            out = []
+        if any(float(f) == 1.0 for f in self.fractions):
+            out += [(ALL_METHOD, int(s)) for s in dict.fromkeys(self.seeds)]
+        return sorted(dict.fromkeys(out), key=lambda unit: _UNIT_COST.get(unit[0], 1))
+
+    def unit_points(self, method: str, seed: int) -> list[dict[str, Any]]:
+        """The points of one unit, smallest fraction first."""
+        if method == CHECKPOINT_METHOD:
+            return [{"method": CHECKPOINT_METHOD, "fraction": 1.0, "seed": int(seed)}]
+        if method == ALL_METHOD:
+            return [{"method": ALL_METHOD, "fraction": 1.0, "seed": int(seed)}]
+        return [{"method": method, "fraction": f, "seed": int(seed)} for f in sorted({float(x) for x in self.fractions})
+                if f < 1.0]
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point the sweep measures, unit by unit."""
+        return [point for unit in self.units() for point in self.unit_points(*unit)]
 
     def curve_methods(self) -> list[str]:
         """The curves this sweep draws and fits."""
@@ -196,110 +224,122 @@ class SweepConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SweepConfig":
+        """A config recorded by this or an earlier version (unknown keys are ignored)."""
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
 
 def point_dir_name(point: Mapping[str, Any]) -> str:
     return f"{point['method']}_{float(point['fraction']) * 100:g}pct_s{point['seed']}"
 
 
-# ----------------------------------------------------------------------------------- one point
+def unit_name(method: str, seed: int) -> str:
+    return f"{method}_s{int(seed)}"
+
+
 def pair_count(fraction: float, n_pool: int) -> int:
     """Training pairs of a point at ``fraction`` of the ``n_pool`` training pairs (at least 1)."""
     return max(1, min(n_pool, int(round(float(fraction) * n_pool))))
 
 
-def training_pairs_table(selection: Selection, test_pairs: np.ndarray, n_pairs: int, k_pairs: int) -> Selection:
-    """A pair-level selection table that keeps EXACTLY ``k_pairs`` training pairs: the selector's
-    ranking turned into pairs (a completion-level ranking through the ``any`` rule: a pair ranks by
-    its better completion; pairs the selector selected come first), held-out pairs never selected.
-    So every method of a sweep trains on the same number of pairs at each fraction."""
-    pair_sel = selection.pair_selection("any")
-    pairs, picked_first = pair_sel.table, pair_sel.selected
-    index = pairs["index"].to_numpy(dtype=np.int64)
-    in_pool = ~np.isin(index, test_pairs)
-    order = np.lexsort((pairs["rank"].to_numpy(), ~picked_first))
-    order = order[in_pool[order]]
-    if len(order) < k_pairs:
-        raise SweepError(f"the selector ranked {len(order)} training pairs, {k_pairs} are needed")
-    selected = np.zeros(len(pairs), dtype=bool)
-    selected[order[:k_pairs]] = True
-    out = pd.DataFrame({"index": index, "score": pairs["score"].to_numpy(dtype=np.float64), "selected": selected,
-                        "rank": pairs["rank"].to_numpy(dtype=np.int64)})
-    config = dict(selection.config)
-    config.update(unit="pair", from_unit=selection.unit, pair_rule="any", n_points=int(len(out)),
-                  n_selected=int(k_pairs), k=int(k_pairs), sweep_equal_pairs=True)
-    return Selection(out, config, selection.fingerprint)
-
-
-def _selection_size(fraction: float, n_points: int, n_test: int, unit: str) -> int:
+def selection_size(fraction: float, n_points: int, n_test: int, unit: str) -> int:
     """Points a selector is asked for, so that its ranking covers ``fraction`` of the training pairs
     even when some selected points belong to held-out pairs."""
     extra = 2 * n_test if unit == "completion" else n_test
     return max(1, min(n_points, int(math.ceil(float(fraction) * n_points)) + extra))
 
 
-def point_job(config: Mapping[str, Any], run_dir: Path, report) -> dict[str, Any]:
-    """The ``sweep_point`` job kind: select exactly ``pair_count(fraction)`` training pairs, evaluate,
-    record. ``config``: ``{"data": spec, "sweep_dir": PATH, "point": {method, fraction, seed},
-    "sweep": SweepConfig fields}``. Every point keeps its held-out margins (``heldout.npz``) so the
-    fit can bootstrap seeds and held-out pairs together."""
-    from alignscope.data.preferences import load_spec
-    from alignscope.evaluate.evaluators import split_pairs
+# --------------------------------------------------------------------------------- the sweep
+def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor: str = "local",
+                 workers: int | None = None, store=None, overwrite: bool = False,
+                 report: Callable[[str], None] | None = None) -> list[str]:
+    """:func:`prepare_sweep`, then submit ``workers`` ``sweep_worker`` jobs (default
+    :func:`default_workers`, at most one per unit). Returns the job ids."""
+    from alignscope.jobs.store import JobStore, get_executor
 
-    started = time.monotonic()
-    sweep = SweepConfig(**config["sweep"])
-    point = dict(config["point"])
-    run_dir = Path(run_dir)
-    report(progress=0.0, message=f"loading data for {point_dir_name(point)}")
-    data = load_spec(config["data"])
-    if sweep.mode == "checkpoints":
-        return _checkpoint_run(data, sweep, point, Path(config["sweep_dir"]), run_dir, report, started)
-    _, test_pairs = split_pairs(len(data), sweep.test_fraction, sweep.split_seed)
-    k_pairs = pair_count(point["fraction"], len(data) - len(test_pairs))
-    selection_path = None
-    if point["method"] == CLEAN_METHOD:
-        report(progress=0.3, message=f"the audit's clean pairs first, {k_pairs:,} training pairs")
-        selection_path = run_dir / "selection.parquet"
-        table = clean_ranking(Path(config["sweep_dir"]) / AUDIT_FILE, int(point["seed"]), data.fingerprint)
-        training_pairs_table(table, test_pairs, len(data), k_pairs).write(selection_path)
-    elif point["method"] != "all":
+    workers = default_workers() if workers is None else workers
+    if not isinstance(workers, int) or workers < 1:
+        raise SweepError(f"workers must be an integer >= 1, got {workers!r}")
+    out = prepare_sweep(data, config, out, overwrite=overwrite, report=report)
+    store = store or JobStore()
+    n_workers = min(workers, len(config.units()))
+    job_ids = []
+    for index in range(n_workers):
+        job_config = {"data": data.spec(), "sweep_dir": str(out), "sweep": config.to_dict(), "worker": index,
+                      "n_workers": n_workers, "resources": {"cpus": config.cpus, "gpus": config.gpus}}
+        job = store.add("sweep_worker", job_config, run_dir=out / "workers" / f"w{index}", executor=executor,
+                        workers=max(workers, n_workers), overwrite=True)
+        job_ids.append(job.id)
+    _record_sweep(out, data, config, executor=executor, jobs=job_ids)
+    get_executor(executor).start(store)
+    return job_ids
+
+
+def prepare_sweep(data, config: SweepConfig, out: str | os.PathLike, *, overwrite: bool = False,
+                  report: Callable[[str], None] | None = None) -> Path:
+    """Make ``out`` ready for workers (refused when it holds another sweep, unless ``overwrite``):
+    compute once what every point shares (the embeddings, the held-out pairs' lengths, the training
+    pool's audit for ``clean``) and write ``sweep.json``. Returns the resolved folder."""
+    config.validate()
+    out = Path(out).expanduser().resolve()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SweepError(f"{out}: exists and is not empty (pass --force to reuse it)")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (POINTS_FILE, FIT_FILE, "points.csv", AUDIT_FILE):
+        (out / stale).unlink(missing_ok=True)
+    _clear_claims(out)
+    if config.mode == "subsets" and (any(m != ALL_METHOD for m, _ in config.units()) or config.evaluator == "probe"):
         from alignscope.embed.encoders import embed
-        from alignscope.select.selectors import select
 
-        report(progress=0.1, message="embedding (cached)")
-        embeddings = embed(data, encoder=sweep.encoder, unit=sweep.unit, progress=False)
-        report(progress=0.3, message=f"selecting {k_pairs:,} training pairs with {point['method']}")
-        table = select(embeddings, point["method"], seed=int(point["seed"]),
-                       k=_selection_size(point["fraction"], len(embeddings), len(test_pairs), sweep.unit))
-        selection_path = run_dir / "selection.parquet"
-        training_pairs_table(table, test_pairs, len(data), k_pairs).write(selection_path)
-    report(progress=0.5, message=f"evaluating with {sweep.evaluator}")
-    if sweep.evaluator == "probe":
-        from alignscope.evaluate.evaluators import eval_probe
+        if report:
+            report("computing the embeddings once for every point (cached)")
+        for encoder in dict.fromkeys([config.encoder] + ([config.probe_encoder] if config.evaluator == "probe" else [])):
+            embed(data, encoder=encoder, unit="completion", progress=report is not None)
+    _save_heldout_lengths(out / HELDOUT_FILE, data, config)
+    if config.mode == "subsets" and CLEAN_METHOD in config.methods:
+        if report:
+            report("auditing the training pool once for the clean method")
+        audit_training_pool(data, config, out / AUDIT_FILE)
+    _record_sweep(out, data, config)
+    return out
 
-        result = eval_probe(data, None if selection_path is None else str(selection_path),
-                            encoder=sweep.probe_encoder, test_fraction=sweep.test_fraction, seed=sweep.split_seed,
-                            with_margins=True)
-        pairs, margin = result.pop("heldout_pairs"), result.pop("heldout_margin")
-        n_train = result["n_train"]
-    else:
-        from alignscope.train.trainer import train
 
-        train_cfg = sweep.point_train_config(point["seed"], **sweep._mode_fields())
-        summary = train(data, selection=None if selection_path is None else str(selection_path), config=train_cfg,
-                        run_dir=run_dir / "train", report=lambda progress=None, message=None: report(
-                            progress=None if progress is None else 0.5 + 0.5 * progress, message=message),
-                        progress_bar=False)
-        result = summary["eval"]
-        per_pair = pd.read_parquet(run_dir / "train" / "eval_pairs.parquet")
-        pairs, margin = per_pair["pair"].to_numpy(), per_pair["margin"].to_numpy()
-        n_train = summary["training"]["n_train_pairs"]
-    _save_margins(run_dir / HELDOUT_FILE, pairs, margin)
-    record = {**point, **_scores(result, sweep.metric), "evaluator": sweep.evaluator, "n_train_pairs": int(n_train),
-              "job_id": _own_job_id(run_dir), "wall_s": round(time.monotonic() - started, 3)}
-    write_json(run_dir / "point.json", record)
-    append_jsonl(Path(config["sweep_dir"]) / POINTS_FILE, record)
-    report(progress=1.0, message=f"{sweep.metric} {record['score']:.3f} on {k_pairs:,} training pairs")
-    return record
+def _record_sweep(out: Path, data, config: SweepConfig, **extra: Any) -> None:
+    write_json(out / SWEEP_FILE, {"config": config.to_dict(), "data": data.spec(), "n_points": len(config.points()),
+                                  "created_at": time.time(), **extra})
+
+
+# ------------------------------------------------------------------------------ how long it takes
+def rates_path() -> Path:
+    """``settings.home()/cache/sweep_rates.jsonl``: what each finished sweep worker measured here
+    (evaluator, pairs, points, busy seconds), the basis of the estimate before a launch."""
+    from alignscope import settings
+
+    return settings.home() / "cache" / "sweep_rates.jsonl"
+
+
+def estimate_seconds(config: SweepConfig, n_pairs: int, workers: int | None = None) -> float | None:
+    """Wall seconds the points of a sweep should take here (the shared embeddings and audit are
+    estimated apart), from the median seconds per point per 1,000 pairs that earlier sweeps with
+    the same evaluator measured on this machine; None before the first."""
+    from alignscope.files import read_jsonl
+
+    rows = [r for r in read_jsonl(rates_path())[-50:] if r.get("evaluator") == config.evaluator
+            and r.get("measured") and r.get("n_pairs")]
+    if not rows:
+        return None
+    per_point_kpair = float(np.median([r["busy_s"] / r["measured"] / max(r["n_pairs"] / 1000, 0.1) for r in rows]))
+    workers = min(default_workers() if workers is None else workers, max(1, len(config.units())))
+    return per_point_kpair * len(config.points()) * max(n_pairs / 1000, 0.1) / workers
+
+
+def _clear_claims(sweep_dir: Path) -> None:
+    claims = sweep_dir / CLAIMS_DIR
+    if claims.is_dir():
+        for path in claims.glob("*.json"):
+            path.unlink(missing_ok=True)
 
 
 def audit_training_pool(data, config: SweepConfig, path: Path) -> None:
@@ -317,137 +357,6 @@ def audit_training_pool(data, config: SweepConfig, path: Path) -> None:
     table["index"] = pool[table["index"].to_numpy(dtype=np.int64)]
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
-
-
-def clean_ranking(audit_path: Path, seed: int, fingerprint: str) -> Selection:
-    """A pair ranking for the ``clean`` method: the pairs without an audit flag in a seeded random
-    order, then the flagged ones (used only when the fraction asks for more than the clean pairs)."""
-    from alignscope.audit import FLAGS
-
-    table = pd.read_parquet(audit_path)
-    flagged = np.zeros(len(table), dtype=bool)
-    for name in FLAGS:
-        flagged |= table[name].to_numpy(dtype=bool)
-    order = np.random.default_rng(seed).permutation(len(table))
-    rank = np.empty(len(table), dtype=np.int64)
-    rank[np.lexsort((order, flagged))] = np.arange(1, len(table) + 1)
-    out = pd.DataFrame({"index": table["index"].to_numpy(dtype=np.int64), "score": (~flagged).astype(float),
-                        "selected": ~flagged, "rank": rank})
-    return Selection(out, {"method": CLEAN_METHOD, "unit": "pair", "seed": int(seed), "n_flagged": int(flagged.sum()),
-                           "options": {"drop": list(FLAGS)}}, fingerprint)
-
-
-def metric_baseline(result: Mapping[str, Any], metric: str) -> float | None:
-    """What the length rule scores in ``metric`` on the same held-out pairs (0.5 for the
-    length-controlled accuracy: length alone cannot do better there)."""
-    if metric == "accuracy":
-        return result.get("length_baseline")
-    if metric == "length_controlled_accuracy":
-        return 0.5
-    return result.get("length_baseline_log_loss")
-
-
-_CI_KEYS = {"accuracy": "accuracy_ci95", "length_controlled_accuracy": "length_controlled_ci95",
-            "log_loss": "log_loss_ci95"}
-
-
-def _scores(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
-    """A point's scores: the curve's ``score`` (= ``metric``) and ``baseline``, then every metric."""
-    out: dict[str, Any] = {"score": float(result[metric]), "score_ci95": result.get(_CI_KEYS[metric]), "metric": metric,
-                           "baseline": metric_baseline(result, metric)}
-    for name in METRICS:
-        out[name] = result.get(name)
-        out[_CI_KEYS[name]] = result.get(_CI_KEYS[name])
-    for name in ("length_baseline", "length_baseline_direction", "length_baseline_log_loss", "n_heldout"):
-        out[name] = result.get(name)
-    return out
-
-
-def _save_margins(path: Path, pairs: np.ndarray, margin: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, pairs=np.asarray(pairs, dtype=np.int64), margin=np.asarray(margin, dtype=np.float64))
-
-
-def _checkpoint_run(data, sweep: SweepConfig, point: Mapping[str, Any], sweep_dir: Path, run_dir: Path, report,
-                    started: float) -> dict[str, Any]:
-    """Checkpoint mode: one run on all the training pairs; every checkpoint evaluation becomes a
-    point the moment it is measured (so the curve fills in while the run trains)."""
-    from alignscope.train.trainer import train
-
-    job_id = _own_job_id(run_dir)
-
-    def record_point(checkpoint: dict) -> None:
-        append_jsonl(sweep_dir / POINTS_FILE, {
-            "method": CHECKPOINT_METHOD, "fraction": checkpoint["fraction"], "seed": int(point["seed"]),
-            **_scores(checkpoint, sweep.metric), "evaluator": sweep.evaluator,
-            "n_train_pairs": checkpoint["pairs_seen"], "job_id": job_id, "wall_s": round(time.monotonic() - started, 3),
-            "step": checkpoint["step"]})
-
-    train_cfg = sweep.point_train_config(point["seed"], **sweep._mode_fields())
-    summary = train(data, config=train_cfg, run_dir=run_dir / "train", on_checkpoint=record_point, progress_bar=False,
-                    report=lambda progress=None, message=None: report(progress=progress, message=message))
-    record = {**point, **_scores(summary["eval"], sweep.metric), "evaluator": sweep.evaluator, "n_train_pairs": int(summary["training"]["n_train_pairs"]),
-              "job_id": job_id, "wall_s": round(time.monotonic() - started, 3),
-              "checkpoints": sorted({float(f) for f in sweep.checkpoints})}
-    write_json(run_dir / "point.json", record)
-    report(progress=1.0, message=f"final score {record['score']:.3f}")
-    return record
-
-
-def _own_job_id(run_dir: Path) -> str | None:
-    from alignscope.jobs.store import read_run_config
-
-    try:
-        return read_run_config(run_dir).get("job_id")
-    except Exception:  # noqa: BLE001 - the id is informative only
-        return None
-
-
-# --------------------------------------------------------------------------------- the sweep
-def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor: str = "local", workers: int = 1,
-                 store=None, overwrite: bool = False, report=None) -> list[str]:
-    """Prepare ``out`` (refused when it holds another sweep, unless ``overwrite``), compute the
-    embeddings once, and submit one ``sweep_point`` job per point. Returns the job ids."""
-    from alignscope.jobs.store import JobStore
-
-    config.validate()
-    out = Path(out).expanduser().resolve()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SweepError(f"{out}: exists and is not empty (pass --force to reuse it)")
-    if workers < 1:
-        raise SweepError(f"workers must be >= 1, got {workers}")
-    store = store or JobStore()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in (POINTS_FILE, FIT_FILE, "points.csv", AUDIT_FILE):
-        (out / stale).unlink(missing_ok=True)
-    if config.mode == "subsets" and (any(p["method"] != "all" for p in config.points()) or config.evaluator == "probe"):
-        from alignscope.embed.encoders import embed
-
-        if report:
-            report("computing the embeddings once for every point (cached)")
-        for encoder in dict.fromkeys([config.encoder] + ([config.probe_encoder] if config.evaluator == "probe" else [])):
-            embed(data, encoder=encoder, unit="completion", progress=report is not None)
-    _save_heldout_lengths(out / HELDOUT_FILE, data, config)
-    if config.mode == "subsets" and CLEAN_METHOD in config.methods:
-        if report:
-            report("auditing the training pool once for the clean method")
-        audit_training_pool(data, config, out / AUDIT_FILE)
-    spec = data.spec()
-    job_ids = []
-    for point in config.points():
-        run_dir = out / "points" / point_dir_name(point)
-        job_config = {"data": spec, "sweep_dir": str(out), "point": point, "sweep": config.to_dict(),
-                      "resources": {"cpus": config.cpus, "gpus": config.gpus}}
-        job = store.add("sweep_point", job_config, run_dir=run_dir, executor=executor, workers=workers,
-                        overwrite=True)
-        job_ids.append(job.id)
-    write_json(out / SWEEP_FILE, {"config": config.to_dict(), "data": spec, "executor": executor,
-                                  "workers": workers, "jobs": job_ids, "created_at": time.time()})
-    from alignscope.jobs.store import get_executor
-
-    get_executor(executor).start(store)
-    return job_ids
 
 
 def _save_heldout_lengths(path: Path, data, config: SweepConfig) -> None:

@@ -55,7 +55,7 @@ __all__ = ["Selection", "SelectionError", "PAIR_RULES", "resolve_k", "SELECTION_
            "ISA_COLUMNS", "order_by_score", "jsonable"]
 
 PAIR_RULES = ("any", "both", "chosen", "rejected")
-SELECTION_META_KEY = b"alignscope.select.selection"
+SELECTION_META_KEY = b"alignscope.selection"  # the stored key: unchanged since 0.1, files of every version read
 SELECTION_FORMAT_VERSION = 1
 ISA_COLUMNS = ("loglik", "loglik_scaled", "delta", "component")
 REQUIRED = ("index", "score", "selected", "rank")
@@ -279,7 +279,7 @@ class Selection:
     # ---------------------------------------------------------------------------- file
     def write(self, path: str | os.PathLike) -> Path:
         """Write to parquet atomically, config + fingerprint in the schema metadata
-        (key ``alignscope.select.selection``, JSON). Returns the path."""
+        (key ``alignscope.selection``, JSON). Returns the path."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 

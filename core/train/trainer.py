@@ -363,7 +363,7 @@ def _reload_spec(data: Any, given: str | None) -> str | None:
 
 def _split_record(n: int, test_pairs: np.ndarray, config: TrainConfig) -> dict[str, Any]:
     digest = hashlib.sha256(np.asarray(test_pairs, dtype=np.int64).tobytes()).hexdigest()[:16]
-    return {"method": "alignscope.evaluate.evaluators.split_pairs", "seed": config.split_seed,
+    return {"method": "alignscope.evaluate.split_pairs", "seed": config.split_seed,
             "test_fraction": config.test_fraction, "n_pairs": n, "n_test": int(len(test_pairs)),
             "n_train_pool": int(n - len(test_pairs)), "test_pairs_sha256": digest}
 
