@@ -19,19 +19,20 @@ from alignscope.embed.embeddings import Embeddings
 from alignscope.select.selection import Selection
 from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_codes
 
-ENCODERS = ["minilm", "static", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
+ENCODERS = ["static", "minilm", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
 SELECTION_KEY = "alignscope_selection"
 
 
-# Above this many completions the Map/Select/Audit default to the static encoder: MiniLM takes tens
-# of minutes on a CPU there, while static embeds 100x faster with the same probe accuracy on
+# The pages explore with the static encoder at every size: it embeds 3,000 pairs in seconds where
+# MiniLM took 13 minutes for a new user on a loaded 2-core machine, with the same probe accuracy on
 # AlpacaEval and HH (README, "Encoders: static vs MiniLM"; benchmarks/results/embed_static.json).
-STATIC_DEFAULT_ABOVE = 10_000
+# MiniLM and the LM encoders are an upgrade the user asks for; they run in the background.
+DEFAULT_ENCODER = "static"
 
 
 def default_encoder(n_pairs: int) -> str:
-    return "static" if 2 * n_pairs > STATIC_DEFAULT_ABOVE else "minilm"
+    return DEFAULT_ENCODER
 
 
 def context() -> dict[str, Any]:
@@ -46,10 +47,10 @@ def encoder_controls(prefix: str) -> tuple[str, str]:
     cols = st.columns([2, 2, 3])
     encoder = cols[0].selectbox("Encoder", ENCODERS, index=ENCODERS.index(ctx["encoder"])
                                 if ctx["encoder"] in ENCODERS else 0, key=f"{prefix}_encoder",
-                                help="minilm: sentence encoder (default up to 10,000 completions). static: Model2Vec "
-                                     "distilled from MiniLM, ~100x faster, blind to word order (default above). "
-                                     "lm-last-token: the ISA "
-                                     "paper's encoder, the last token's hidden state of a causal LM.")
+                                help="static (default): Model2Vec distilled from MiniLM, seconds for any data set, "
+                                     "blind to word order. minilm: the sentence encoder itself, ~100x slower on a "
+                                     "CPU (computed in the background). lm-last-token: the ISA paper's encoder, the "
+                                     "last token's hidden state of a causal LM.")
     unit = cols[1].radio("Unit", ["completion", "pair"], index=0 if ctx["unit"] == "completion" else 1,
                          horizontal=True, key=f"{prefix}_unit",
                          help="completion: chosen and rejected are two points (as in the paper); "
@@ -58,43 +59,65 @@ def encoder_controls(prefix: str) -> tuple[str, str]:
     return encoder, unit
 
 
-def _matches(job, data: PreferenceData, encoder: str, unit: str) -> bool:
+def _matches(job, data: PreferenceData, encoder: str) -> bool:
     config = job.config
-    return (config.get("data", {}).get("fingerprint") == data.fingerprint and config.get("encoder") == encoder
-            and config.get("unit") == unit)
+    return config.get("data", {}).get("fingerprint") == data.fingerprint and config.get("encoder") == encoder
 
 
-def embed_jobs(data: PreferenceData, encoder: str, unit: str) -> list:
-    return [job for job in state.job_store().list_jobs(kind="embed", limit=500) if _matches(job, data, encoder, unit)]
+def embed_jobs(data: PreferenceData, encoder: str) -> list:
+    """Embed jobs of ``data`` with ``encoder``, newest first (an embed job computes completion rows,
+    whatever unit it was asked for: pair rows are derived from them)."""
+    return [job for job in state.job_store().list_jobs(kind="embed", limit=500) if _matches(job, data, encoder)]
 
 
-def embedding_stamp(run_dir: str | Path) -> float:
-    """When the embed job in ``run_dir`` last wrote its embeddings (part of every cache key below)."""
-    from alignscope.embed.tasks import EMBEDDINGS_FILE
+# An embedding *source* names the embeddings a page works on: ``PATH#unit`` (PATH the file that holds
+# them, the shared cache entry for anything computed here). Every cached value below is keyed by it
+# and by the file's modification time, so a recomputed entry is never served stale.
+def source_of(embeddings: Embeddings) -> str:
+    return f"{embeddings.path}#{embeddings.unit}"
 
-    return (Path(run_dir) / EMBEDDINGS_FILE).stat().st_mtime
+
+def embedding_stamp(source: str) -> float:
+    """When the file of ``source`` was last written (part of every cache key below)."""
+    return Path(source.rsplit("#", 1)[0]).stat().st_mtime
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _load_embedding(run_dir: str, stamp: float) -> Embeddings:
-    from alignscope.embed.tasks import load_embed_result
+def _load_embedding(source: str, stamp: float) -> Embeddings:
+    from alignscope.embed.tasks import load_unit
 
-    return load_embed_result(run_dir)
+    path, unit = source.rsplit("#", 1)
+    return load_unit(path, unit)
 
 
-def load_embeddings(run_dir: str | Path) -> Embeddings:
-    """The :class:`~alignscope.embed.embeddings.Embeddings` of the embed job in ``run_dir`` (shared, read once)."""
-    return _load_embedding(str(run_dir), embedding_stamp(run_dir))
+def load_embeddings(source: str) -> Embeddings:
+    """The :class:`~alignscope.embed.embeddings.Embeddings` of ``source`` (shared, read once)."""
+    return _load_embedding(source, embedding_stamp(source))
+
+
+# Encoders whose embedding of a whole data set takes seconds to a minute: a page starts them
+# without asking, so the first look at any data set needs no click (the others show an estimate
+# and a button).
+_START_WITHOUT_ASKING = {"static"}
 
 
 def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: str) -> Embeddings:
-    """The :class:`~alignscope.embed.embeddings.Embeddings` of the active data (``.path.parent`` is the
-    embed job's run directory), or — when they are not computed yet — the controls to compute
+    """The :class:`~alignscope.embed.embeddings.Embeddings` of the active data (``.path`` is the
+    file that holds them: the embedding cache entry that ``alignscope embed``, sweeps and embed jobs
+    all write), or — when they are not computed yet — their progress or the controls to compute
     them, and ``st.stop()``."""
-    jobs = embed_jobs(data, encoder, unit)
+    from alignscope.embed.encoders import cached_path
+
+    path = cached_path(data, encoder)
+    if path is not None:
+        return load_embeddings(f"{path}#{unit}")
+    jobs = embed_jobs(data, encoder)
     done = next((j for j in jobs if j.status == "succeeded"), None)
-    if done is not None:
-        return load_embeddings(done.run_dir)
+    if done is not None:  # an entry written where the cache could not be (see embed.tasks)
+        from alignscope.embed.tasks import load_embed_result
+
+        found = load_embed_result(done.run_dir)
+        return load_embeddings(f"{found.path}#{unit}")
     active = next((j for j in jobs if j.is_active), None)
     if active is not None:
         _embedding_progress(active.id)
@@ -103,12 +126,16 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
     if failed is not None:
         st.error(f"The last embedding job {failed.status}: {failed.error or 'cancelled'} "
                  "(its log is on the Runs page).")
+    elif encoder in _START_WITHOUT_ASKING:
+        state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": "completion"})
+        st.rerun()
     n_points = 2 * data.n_pairs
     st.info(f"This page needs the embeddings of the {n_points:,} completions of the active data set "
             f"({encoder}): {_estimate(data.fingerprint, encoder, _rates_stamp(), data)}. The job runs in the "
-            "background and is cached, so this happens once per data set and encoder.")
+            "background and is cached, so this happens once per data set and encoder; the static encoder "
+            "shows a first result in the meantime.")
     if st.button("Compute embeddings", type="primary", key=f"{prefix}_embed"):
-        state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": unit})
+        state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": "completion"})
         st.rerun()
     st.stop()
 
@@ -146,37 +173,37 @@ _THRESHOLDABLE = {"isa", "random"}  # their ranking does not depend on k: rank o
 
 
 @st.cache_data(show_spinner="Scoring every point…", max_entries=24)
-def ranking(run_dir: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> Selection:
-    """The method's selection for the embedding in ``run_dir``. For ISA and random the full
+def ranking(source: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> Selection:
+    """The method's selection for the embeddings of ``source``. For ISA and random the full
     ranking (``k=None``: every point ranked, cut off later by the slider); else the selection at k."""
     from alignscope.select.selectors import select
 
-    embeddings = _load_embedding(run_dir, stamp)
+    embeddings = _load_embedding(source, stamp)
     n = len(embeddings)
     return select(embeddings, method, k=n if k is None else k, seed=seed, **json.loads(options_json))
 
 
-def selection_at(run_dir: Path, method: str, k: int, *, seed: int = 0, options: dict | None = None,
+def selection_at(source: str, method: str, k: int, *, seed: int = 0, options: dict | None = None,
                  fraction: float | None = None) -> Selection:
     """The selection of ``k`` points; ``fraction``: what the user asked for, kept in the provenance."""
-    stamp = embedding_stamp(run_dir)
+    stamp = embedding_stamp(source)
     options_json = json.dumps(options or {}, sort_keys=True)
     asked = {"k": k, "n_selected": k, "k_requested": None if fraction is not None else k, "fraction": fraction}
     if method in _THRESHOLDABLE:
-        ranked = ranking(str(run_dir), stamp, method, seed, options_json, None)
+        ranked = ranking(source, stamp, method, seed, options_json, None)
         return ranked.top(k).replace(config={**ranked.config, **asked})
-    ranked = ranking(str(run_dir), stamp, method, seed, options_json, k)
+    ranked = ranking(source, stamp, method, seed, options_json, k)
     return ranked.replace(config={**ranked.config, **asked})
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _pair_first_rank(run_dir: str, stamp: float, method: str, seed: int, options_json: str,
+def _pair_first_rank(source: str, stamp: float, method: str, seed: int, options_json: str,
                      n_pairs: int) -> np.ndarray:
     """Once per ranking, shared by every session: each pair's best (smallest) rank over its points,
     shape (n_pairs,) (``inf`` for a pair without a point), so that the pairs kept at any subset
     size k are ``first_rank <= k``: a slider move reads this instead of re-deriving pairs from 124k
     ranked points (pair rule ``any``; 0.2 s per move at AlpacaEval's size)."""
-    ranked = ranking(run_dir, stamp, method, seed, options_json, None)
+    ranked = ranking(source, stamp, method, seed, options_json, None)
     rank = ranked["rank"].to_numpy(dtype=np.float64)
     pairs = ranked["pair_index" if "pair_index" in ranked.table.columns else "index"].to_numpy(dtype=np.int64)
     first = np.full(n_pairs, np.inf)
@@ -185,18 +212,18 @@ def _pair_first_rank(run_dir: str, stamp: float, method: str, seed: int, options
     return first
 
 
-def kept_pairs_at(run_dir: Path, method: str, k: int, n_pairs: int, *, seed: int = 0,
+def kept_pairs_at(source: str, method: str, k: int, n_pairs: int, *, seed: int = 0,
                   options: dict | None = None, table: Selection | None = None) -> np.ndarray:
     """Boolean mask (n_pairs,) of the pairs the top-``k`` selection touches (rule ``any``), equal to
     ``kept_pairs_mask(pair_level(selection_at(...)).table, n_pairs)``. For ranking methods (ISA, random)
     it is read from the cached per-pair best rank; other methods derive it from ``table`` (their
     selection at k, computed when not given)."""
     if method in _THRESHOLDABLE:
-        first = _pair_first_rank(str(run_dir), embedding_stamp(run_dir), method, seed,
+        first = _pair_first_rank(source, embedding_stamp(source), method, seed,
                                  json.dumps(options or {}, sort_keys=True), n_pairs)
         return first <= k
     if table is None:
-        table = selection_at(run_dir, method, k, seed=seed, options=options)
+        table = selection_at(source, method, k, seed=seed, options=options)
     return kept_pairs_mask(pair_level(table).table, n_pairs)
 
 
@@ -273,16 +300,16 @@ def _hover_cached(fingerprint: str, run: str, rows_digest: str, _data: Preferenc
     return hover_texts(_data, _pair_index, _label, _rows)
 
 
-def map_hover_texts(data: PreferenceData, run_dir: Path, pair_index: np.ndarray, label: np.ndarray | None,
+def map_hover_texts(data: PreferenceData, source: str, pair_index: np.ndarray, label: np.ndarray | None,
                     rows: np.ndarray) -> list[str]:
     """:func:`hover_texts`, built once per data set, embedding and drawn sample for every session
     and rerun (reading 50k texts out of the data set took ~1 s per Map rerun). The list is shared:
     read it, do not change it."""
     import hashlib
 
-    stamp = embedding_stamp(run_dir)
+    stamp = embedding_stamp(source)
     digest = hashlib.blake2b(np.ascontiguousarray(rows, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
-    return _hover_cached(data.fingerprint, f"{run_dir}@{stamp}", digest, data, pair_index, label, rows)
+    return _hover_cached(data.fingerprint, f"{source}@{stamp}", digest, data, pair_index, label, rows)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -71,3 +71,15 @@ STANDARD_ROWS = [
     {"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "Seven.", "source": "misc"},
     {"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Rome.", "source": "geo"},
 ]
+
+
+def wait_for_first_look(at, encoder: str = "static", timeout: float = 900):
+    """A page's first visit starts the static embedding of the active data by itself (no click: the
+    first look at any data set must need none); wait for that job and rerun the page."""
+    from alignscope.jobs.store import JobStore
+
+    store = JobStore()
+    jobs = store.list_jobs(kind="embed")
+    assert len(jobs) == 1 and jobs[0].config["encoder"] == encoder, [j.config for j in jobs]
+    assert store.wait(jobs[0].id, timeout=timeout).status == "succeeded", store.logs(jobs[0].id)
+    return at.run()

@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from alignscope.jobs.store import JobStore
 from alignscope.select.selection import Selection
-from conftest import ROOT
+from conftest import ROOT, wait_for_first_look
 
 MAIN = str(ROOT / "app" / "main.py")
 
@@ -25,12 +25,7 @@ def test_audit_page_flags_shows_pairs_and_sets_the_clean_selection(tmp_path, mon
     at = AppTest.from_file(MAIN, default_timeout=180).run()
     at.switch_page("views/audit.py").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("needs the embeddings" in i.value for i in at.info)
-    at.button(key="audit_embed").click().run()
-    store = JobStore()
-    job = store.list_jobs(kind="embed")[0]
-    assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
-    at.run()
+    wait_for_first_look(at)
     assert not at.exception, [e.value for e in at.exception]
 
     flips = int(_metric(at, "Suspected flips").replace(",", ""))
@@ -85,11 +80,7 @@ def test_payloads_in_pairs_reach_the_audit_page_as_text_only(tmp_path, monkeypat
     monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "payloads.jsonl")
     at = AppTest.from_file(MAIN, default_timeout=180).run()
     at.switch_page("views/audit.py").run()
-    at.button(key="audit_embed").click().run()
-    store = JobStore()
-    job = store.list_jobs(kind="embed")[0]
-    assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
-    at.run()
+    wait_for_first_look(at)
     assert not at.exception, [e.value for e in at.exception]
     for kind in MARKDOWN_TYPES:
         for element in at.get(kind):

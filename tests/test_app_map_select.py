@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from alignscope.jobs.store import JobStore
 from alignscope.select.selection import Selection
-from conftest import ROOT
+from conftest import ROOT, wait_for_first_look
 
 MAIN = str(ROOT / "app" / "main.py")
 
@@ -25,11 +25,7 @@ def embedded_home(tmp_path_factory):
         patch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
         at = AppTest.from_file(MAIN, default_timeout=120).run()
         at.switch_page("views/select.py").run()
-        assert any("needs the embeddings" in i.value for i in at.info)
-        at.button(key="select_embed").click().run()
-        store = JobStore()
-        job = store.list_jobs(kind="embed")[0]
-        assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
+        wait_for_first_look(at)
     return home, root
 
 
@@ -191,7 +187,9 @@ def test_map_page_with_many_valued_string_and_numeric_metadata(tmp_path, monkeyp
     store = JobStore()
     job = store.submit("embed", {"data": load_preferences(str(path)).spec(), "encoder": "minilm", "unit": "completion"})
     assert store.wait(job, timeout=600).status == "succeeded", store.logs(job)
-    at = AppTest.from_file(MAIN, default_timeout=120).run()
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.session_state["alignscope_analysis"] = {"encoder": "minilm", "unit": "completion"}  # what was computed
+    at.run()
     at.switch_page("views/map.py").run()
     assert not at.exception, [e.value for e in at.exception]
     options = at.selectbox(key="map_colour").options

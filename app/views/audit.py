@@ -34,7 +34,7 @@ ctx["encoder"] = encoder
 folds = int(top[1].number_input("Probe folds", min_value=2, max_value=20, value=5, key="audit_folds"))
 seed = int(top[2].number_input("Seed", min_value=0, value=0, key="audit_seed"))
 embeddings = analysis.require_embeddings(data, encoder, "completion", "audit")
-run_dir = embeddings.path.parent
+source = analysis.source_of(embeddings)
 
 
 @st.cache_data(show_spinner="Auditing every pair…", max_entries=4)
@@ -50,9 +50,9 @@ def _unit_pairs(run: str, stamp: float, n_pairs: int, _embeddings):
     return unit_rows(chosen), unit_rows(rejected)
 
 
-stamp = analysis.embedding_stamp(run_dir)
+stamp = analysis.embedding_stamp(source)
 try:
-    table = _audit(data.fingerprint, str(run_dir), stamp, folds, seed, data, embeddings)
+    table = _audit(data.fingerprint, source, stamp, folds, seed, data, embeddings)
 except AuditError as err:
     st.error(str(err))
     st.stop()
@@ -64,7 +64,7 @@ def _summary(fingerprint: str, run: str, stamp: float, folds: int, seed: int, _d
     return audit_summary(_data, _table)
 
 
-summary = _summary(data.fingerprint, str(run_dir), stamp, folds, seed, data, table)
+summary = _summary(data.fingerprint, source, stamp, folds, seed, data, table)
 previews = analysis.prompt_previews(data)  # 120 characters of every prompt, once per data set
 n = summary["n_pairs"]
 # Each pair's first flag, for the Map page's "audit flag" colouring (a plain key survives page switches).
@@ -133,7 +133,7 @@ sides[0].text("CHOSEN\n" + chosen_text)
 sides[1].text("REJECTED\n" + rejected_text)
 st.markdown("**Word diff** (`-` only in chosen, `+` only in rejected)")
 st.code(word_diff(chosen_text, rejected_text), language=None)
-chosen_m, rejected_m = _unit_pairs(str(run_dir), stamp, n, embeddings)
+chosen_m, rejected_m = _unit_pairs(source, stamp, n, embeddings)
 near = nearest_pairs(chosen_m, rejected_m, pair, k=5, normalised=True)
 near["prompt"] = [previews[i][:100] for i in near["index"]]
 near["flags"] = [table.at[i, "reasons"] for i in near["index"]]

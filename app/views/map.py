@@ -17,7 +17,7 @@ data = state.require_data()
 
 encoder, unit = analysis.encoder_controls("map")
 embeddings = analysis.require_embeddings(data, encoder, unit, "map")
-pair_index, label, run_dir = embeddings.pair_index, embeddings.label, embeddings.path.parent
+pair_index, label, source = embeddings.pair_index, embeddings.label, analysis.source_of(embeddings)
 n_points = len(embeddings)
 
 # --------------------------------------------------------------------------------- projection
@@ -31,10 +31,10 @@ max_points = controls[2].select_slider("Points drawn", options=[5_000, 10_000, 2
 
 
 @st.cache_data(show_spinner="Computing the PCA map…", max_entries=8)
-def _pca(run: str, stamp: float) -> np.ndarray:
+def _pca(source: str, stamp: float) -> np.ndarray:
     from alignscope.embed.projection import project
 
-    return project(analysis.load_embeddings(run).matrix, "pca")
+    return project(analysis.load_embeddings(source).matrix, "pca")
 
 
 # ------------------------------------------------------------------------------------ colours
@@ -57,11 +57,12 @@ st.session_state["map_colour_choice"] = colour_by
 
 coords = None
 if method == "PCA":
-    coords = _pca(str(run_dir), analysis.embedding_stamp(run_dir))
+    coords = _pca(source, analysis.embedding_stamp(source))
 else:
     store = state.job_store()
     map_jobs = [j for j in store.list_jobs(kind="map", limit=200)
-                if j.config.get("embed_run_dir") == str(run_dir) and j.config.get("method") == "umap"]
+                if j.config.get("embeddings") == str(embeddings.path) and j.config.get("unit") == unit
+                and j.config.get("method") == "umap"]
     done = next((j for j in map_jobs if j.status == "succeeded" and (j.run_dir / "map.npy").exists()), None)
     active = next((j for j in map_jobs if j.is_active), None)
     if done is not None:
@@ -81,7 +82,7 @@ else:
             st.error(f"The last UMAP job failed: {failed.error}")
         st.info(f"UMAP of {n_points:,} points runs as a background job.")
         if st.button("Compute UMAP map", type="primary", key="map_umap"):
-            store.submit("map", {"embed_run_dir": str(run_dir), "method": "umap", "seed": 0})
+            store.submit("map", {"embeddings": str(embeddings.path), "unit": unit, "method": "umap", "seed": 0})
             st.rerun()
         st.stop()
 
@@ -89,7 +90,7 @@ selection_table = None
 if colour_by in ("GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"):
     fraction = st.session_state.get("alignscope_fraction", 0.05)
     k = max(1, int(round(fraction * n_points)))
-    selection_table = analysis.selection_at(run_dir, "isa", k)
+    selection_table = analysis.selection_at(source, "isa", k)
     if colour_by == "current selection":
         st.caption(f"Current selection: ISA, {k:,} of {n_points:,} points ({fraction:.1%}); change it on "
                    "the Select page.")
@@ -113,7 +114,7 @@ elif colour_by in numeric:
 else:
     colour = data.frame[colour_by].astype(str).to_numpy()[pair_index[drawn]]
 
-hover = analysis.map_hover_texts(data, run_dir, pair_index, label, drawn)  # cached per sample
+hover = analysis.map_hover_texts(data, source, pair_index, label, drawn)  # cached per sample
 title = f"{method} map of {n_points:,} {unit}s ({encoder}), coloured by {colour_by}" + (
     f" — {len(drawn):,} drawn" if len(drawn) < n_points else "")
 figure = charts.scatter_map(coords[drawn], colour, colour_by, hover, title=title, categorical=categorical)

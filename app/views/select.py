@@ -25,7 +25,7 @@ data = state.require_data()
 
 encoder, unit = analysis.encoder_controls("select")
 embeddings = analysis.require_embeddings(data, encoder, unit, "select")
-run_dir = embeddings.path.parent
+source = analysis.source_of(embeddings)
 n_points = len(embeddings.matrix)
 
 # ----------------------------------------------------------------------------- method and size
@@ -55,13 +55,13 @@ with st.expander("Method options"):
                                                    "the published rule is the default.")
 
 try:
-    selection = analysis.selection_at(run_dir, method, k, seed=int(seed), options=options, fraction=percent / 100)
+    selection = analysis.selection_at(source, method, k, seed=int(seed), options=options, fraction=percent / 100)
 except ValueError as err:  # selection errors are one-line ValueErrors
     st.error(str(err))
     st.stop()
 table = selection.table
 # Read from the ranking's cached per-pair best rank (ISA, random), not re-derived per move.
-kept = analysis.kept_pairs_at(run_dir, method, k, data.n_pairs, seed=int(seed), options=options, table=selection)
+kept = analysis.kept_pairs_at(source, method, k, data.n_pairs, seed=int(seed), options=options, table=selection)
 
 summary = st.columns(4)
 summary[0].metric("Points kept", f"{k:,} of {n_points:,}", help=f"{unit}-level points")
@@ -128,7 +128,7 @@ if st.toggle("Compare methods at this size", key="select_compare_on",
         ["isa", "random", "density"]
     others = st.multiselect("Methods", choices, default=default, key=f"select_compare_{method}")
     if len(others) >= 2:
-        masks = {m: analysis.kept_pairs_at(run_dir, m, k, data.n_pairs, seed=int(seed)) for m in others}
+        masks = {m: analysis.kept_pairs_at(source, m, k, data.n_pairs, seed=int(seed)) for m in others}
         st.plotly_chart(charts.overlap_heatmap(overlap_matrix(masks)), key="select_overlap")
         if groups:
             rows = {m: analysis.group_shares(data, group, mask).set_index("group")["share_of_subset"]

@@ -7,6 +7,7 @@ import streamlit as st
 
 from alignscope.app import analysis, state
 from alignscope.app.charts import encoder_figure, error_figure, scree_figure
+from alignscope.embed.encoders import cached_path
 from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, embeddings_report
 
 st.title("Spectra")
@@ -34,22 +35,21 @@ with top[2].expander("Options"):
                              key="spectra_boot")
     seed = st.number_input("Seed", min_value=0, value=0, key="spectra_seed")
 
-run_dir = analysis.require_embeddings(data, encoder, "completion", "spectra").path.parent
+source = analysis.source_of(analysis.require_embeddings(data, encoder, "completion", "spectra"))
 
 
 @st.cache_data(show_spinner="Computing spectra…", max_entries=16)
-def _report(run_dir: str, stamp: float, fingerprint: str, grouping: str, n_boot: int, seed: int, _data):
-    emb = analysis.load_embeddings(run_dir)
+def _report(source: str, stamp: float, fingerprint: str, grouping: str, n_boot: int, seed: int, _data):
+    emb = analysis.load_embeddings(source)
     return embeddings_report(emb, _data, grouping, n_boot=n_boot, seed=seed)
 
 
-def report_for(run_dir, grouping):
-    return _report(str(run_dir), analysis.embedding_stamp(run_dir), data.fingerprint, grouping, int(n_boot),
-                   int(seed), data)
+def report_for(source: str, grouping):
+    return _report(source, analysis.embedding_stamp(source), data.fingerprint, grouping, int(n_boot), int(seed), data)
 
 
 try:
-    report = report_for(run_dir, grouping)
+    report = report_for(source, grouping)
 except SpectraError as err:
     st.error(f"Cannot compare these groups: {err}")
     st.stop()
@@ -88,10 +88,10 @@ st.download_button("Metrics (.csv)", table.to_csv(index=False), file_name=f"spec
 st.subheader("Compare encoders")
 reports = {}
 for name in analysis.ENCODERS:
-    done = next((j for j in analysis.embed_jobs(data, name, "completion") if j.status == "succeeded"), None)
-    if done is not None:
+    path = cached_path(data, name)
+    if path is not None:
         try:
-            reports[name] = report_for(done.run_dir, grouping)
+            reports[name] = report_for(f"{path}#completion", grouping)
         except SpectraError:
             pass
 missing = [n for n in analysis.ENCODERS if n not in reports]

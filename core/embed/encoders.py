@@ -59,14 +59,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope import settings
-from alignscope.embed.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors
+from alignscope.embed.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors, sidecar_path
 from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
 from alignscope.files import write_json
 
 __all__ = ["Embeddings", "EmbeddingError", "embed", "embed_texts", "element_texts", "join_prompt_completion",
            "parse_encoder", "pair_vectors", "DEFAULT_ENCODER",
            "UNITS", "PRECISIONS", "cache_dir", "ENCODER_NAMES", "static_folder", "distinct_texts",
-           "estimate_seconds", "describe_estimate", "calibrate", "rates_path"]
+           "estimate_seconds", "describe_estimate", "calibrate", "rates_path", "cached_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,26 @@ def embed(data: Any, encoder: str = DEFAULT_ENCODER, unit: str = "completion", l
         if on_progress is not None:
             on_progress(len(result), len(result))
     return result.to_unit(unit)
+
+
+def cached_path(data: Any, encoder: str = DEFAULT_ENCODER, layer: int | None = None, *, device: str | None = None,
+                max_length: int | None = None, precision: str = "auto") -> Path | None:
+    """The cache file holding ``data``'s completion embeddings under these options, or None when
+    they are not computed yet: whoever computed them (``alignscope embed``, a sweep, an ``embed``
+    job of the app), every front end finds the same entry. Reads only the entry's small sidecar;
+    loads no model (a static encoder not distilled yet has no entry)."""
+    try:
+        _, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, None, max_length, device,
+                                                                       precision)
+    except (EmbeddingError, OSError):
+        return None
+    key = cache_key(data, encoder, info, layer, max_length, use_bf16)
+    path = _cache_path(key)
+    try:
+        meta = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return path if path.is_file() and meta.get("key") == key else None
 
 
 def cache_key(data: Any, encoder: str, info: "_EncoderInfo", layer: int | None, max_length: int,

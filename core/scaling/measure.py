@@ -105,9 +105,12 @@ class SweepContext:
         return ProbeEvaluator(features, self.test_pairs, data=self.data, seed=self.sweep.split_seed)
 
     def ranking(self, method: str, seed: int) -> Selection | None:
-        """The ranking of ``method`` with ``seed``, computed once for every fraction of the sweep
-        (None for ``all``: every training pair). A selector is asked for the points the largest
-        fraction below 1 needs, which k-center (whose greedy order is nested) reads as its run length."""
+        """The ranking of ``method`` with ``seed`` over the TRAINING POOL's points, computed once for
+        every fraction of the sweep (None for ``all``: every training pair). Held-out points are not
+        candidates (so no selector spends its budget on them) and every ranked point is a training
+        point; a selector is asked for as many points as the largest fraction below 1 can need
+        (two per pair for completions), which k-center (whose greedy order is nested) reads as its
+        run length."""
         from alignscope.select.selectors import select, select_data
 
         if method == ALL_METHOD:
@@ -115,12 +118,21 @@ class SweepContext:
         if method == CLEAN_METHOD:
             return clean_ranking(self.sweep_dir / AUDIT_FILE, int(seed), self.data.fingerprint)
         unit = self.sweep.unit
-        n_points = 2 * len(self.data) if unit == "completion" else len(self.data)
         largest = max(float(f) for f in self.sweep.fractions if float(f) < 1.0)
-        k = selection_size(largest, n_points, len(self.test_pairs), unit)
+        k_pairs = pair_count(largest, self.n_pool)
         if method in ("random", "llm"):  # no embeddings: random reads none, Ask-LLM reads the texts
-            return select_data(self.data, method, unit=unit, k=k, seed=int(seed))
-        return select(self.embeddings, method, seed=int(seed), k=k)
+            n_points = 2 * len(self.data) if unit == "completion" else len(self.data)
+            return select_data(self.data, method, unit=unit, seed=int(seed),
+                               k=selection_size(largest, n_points, len(self.test_pairs), unit))
+        embeddings = self.embeddings
+        in_pool = np.isin(embeddings.pair_index, self.train_pool)
+        k = min(int(in_pool.sum()), 2 * k_pairs if unit == "completion" else k_pairs)
+        ranking = select(embeddings.matrix[in_pool], method, seed=int(seed), k=k, unit=unit,
+                         pair_index=embeddings.pair_index[in_pool],
+                         label=None if embeddings.label is None else embeddings.label[in_pool],
+                         encoder=embeddings.encoder, data_fingerprint=self.data.fingerprint)
+        ranking.config["candidates"] = "training pool"
+        return ranking
 
     def measure(self, point: Mapping[str, Any], ranking: Selection | None, run_dir: Path,
                 report: Callable[..., None]) -> dict[str, Any]:
