@@ -184,7 +184,7 @@ def schedule_strip(log: pd.DataFrame, max_points: int = 50_000) -> go.Figure:
         part = rows[mask]
         fig.add_trace(go.Scattergl(x=part["step"], y=part["score"], mode="markers", name=name,
                                    marker=dict(size=6, color=colour, opacity=0.8),
-                                   text=[f"pair {i}" for i in part["index"]],
+                                   text=[f"pair {i + 1}" for i in part["index"]],  # numbered from 1
                                    hovertemplate="step %{x} · %{text} · score %{y:.3f}<extra></extra>"))
     fig.update_layout(title="Scheduler scores per step: selected vs skipped pairs", xaxis_title="training step",
                       yaxis_title="scheduler score (exploit + λ·explore)", legend_title_text="pair", height=360,

@@ -254,7 +254,7 @@ def test_a_tiny_sweep_from_the_scaling_page(page):
     page.get_by_text("8 points on the curves (isa: 4, random: 4)").first.wait_for(timeout=LONG)
     # On the demo data the probe's length-controlled plateau does not clear 0.5: the page says so in
     # place of a "data you can skip" answer, and the baseline is drawn.
-    page.get_by_text("No recommendation.").first.wait_for(timeout=LONG)
+    page.get_by_text("No recommended size").first.wait_for(timeout=LONG)
     assert page.get_by_text("data you can skip").count() == 0
     assert page.get_by_text("Dashed line: the baseline every score must beat").count() > 0
     shot(page, "scaling")
