@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from alignscope.scaling.sweep import (FIT_FILE, HELDOUT_FILE, POINTS_FILE, SWEEP
                                       metric_baseline, point_dir_name)
 
 __all__ = ["POINT_COLUMNS", "read_points_jsonl", "curve_points", "point_scores", "compare_with_random",
-           "verdict_lines", "sweep_fits", "fit_sweep", "baseline_label"]
+           "verdict_lines", "sweep_fits", "fit_sweep", "baseline_label", "split_sweep_jobs", "sweep_overview"]
 
 
 POINT_COLUMNS = ["method", "fraction", "seed", "score", "score_ci95", "metric", "baseline", "evaluator",
@@ -297,3 +297,45 @@ def _equal_pairs(points: pd.DataFrame) -> bool | None:
     if points.empty or "n_train_pairs" not in points.columns:
         return None
     return bool((points.groupby("fraction")["n_train_pairs"].nunique() <= 1).all())
+
+
+# --------------------------------------------------------------------------------- sweeps as jobs
+def split_sweep_jobs(jobs: Sequence[Any]) -> tuple[list[Any], dict[str, list[Any]]]:
+    """``(jobs of no sweep, {sweep_dir: its jobs})``, in the given order. A job belongs to a sweep
+    when its config names a ``sweep_dir`` (one job per point, or a few workers that compute the
+    points: both carry it), so a sweep reads as one entry however many jobs compute it."""
+    others: list[Any] = []
+    sweeps: dict[str, list[Any]] = {}
+    for job in jobs:
+        folder = (job.config or {}).get("sweep_dir")
+        if folder:
+            sweeps.setdefault(str(folder), []).append(job)
+        else:
+            others.append(job)
+    return others, sweeps
+
+
+def sweep_overview(sweep_dir: str | os.PathLike, jobs: Sequence[Any]) -> dict[str, Any]:
+    """One sweep as one row: its name, methods, status (running while any job runs, then queued,
+    failed, cancelled, else succeeded), points measured (from points.jsonl) of those planned
+    (from sweep.json), failed jobs, progress and the time span of its jobs."""
+    sweep_dir = Path(sweep_dir)
+    try:
+        config = SweepConfig(**json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))["config"])
+        planned = (len(config.checkpoints) * len(config.seeds) if config.mode == "checkpoints"
+                   else len(config.points()))
+        methods = config.curve_methods()
+    except (OSError, ValueError, KeyError, TypeError):
+        planned, methods = None, []
+    measured = len(read_points_jsonl(sweep_dir)) if (sweep_dir / POINTS_FILE).exists() else 0
+    statuses = [job.status for job in jobs]
+    status = next((s for s in ("running", "queued", "failed", "cancelled") if s in statuses), "succeeded")
+    failed = sum(s in ("failed", "cancelled") for s in statuses)
+    started = [job.created_at for job in jobs if job.created_at]
+    finished = [job.finished_at for job in jobs if job.finished_at]
+    span = (max(finished) - min(started)) if started and finished and status not in ("running", "queued") else None
+    progress = (min(1.0, measured / planned) if planned else
+                sum(job.progress for job in jobs) / max(1, len(jobs)))
+    return {"sweep_dir": str(sweep_dir), "name": sweep_dir.name, "methods": methods, "status": status,
+            "n_jobs": len(jobs), "n_failed": failed, "n_measured": measured, "n_planned": planned,
+            "progress": float(progress), "created_at": min(started) if started else None, "duration": span}
