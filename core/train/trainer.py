@@ -577,15 +577,15 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
 
     policy.eval()
     saved = None
+    trained = f"trained {steps:,} step{'s' if steps != 1 else ''} · "  # the last step's line may not have shown
     if config.save_model:
-        report(progress=_TRAIN_SHARE, message="saving the model")
+        report(progress=_TRAIN_SHARE, message=trained + "saving the model")
         saved = _save_model(policy, tokenizer, run_dir / "model")
 
     result: dict[str, Any] = {"run_dir": str(run_dir), "method": method, "training": training,
                               "model_dir": str(saved) if saved else None, "eval": None}
     if len(tset.test_pairs):
         n_eval = min(len(tset.test_pairs), config.eval_max_pairs or len(tset.test_pairs))
-        trained = f"trained {steps:,} step{'s' if steps != 1 else ''} · "  # the last step's line may not have shown
         report(progress=_TRAIN_SHARE, message=trained + (
             f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
             if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs"))
