@@ -157,16 +157,16 @@ def test_map_and_select_with_slider_and_export(page, app_url):
     settle(page)
     open_page(page, "Select")
     page.locator(".js-plotly-plot").first.wait_for(timeout=LONG)
-    before = metric_value(page, "Points kept")
+    before = metric_value(page, "Pairs kept")
     slider = page.get_by_role("slider").first
     slider.focus()
     for _ in range(10):
         page.keyboard.press("ArrowRight")
     settle(page)
     page.wait_for_function("(b) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
-                           ".find(e => e.innerText.includes('Points kept'));"
+                           ".find(e => e.innerText.includes('Pairs kept'));"
                            " return m && !m.innerText.includes(b); }", arg=before, timeout=60_000)
-    after = metric_value(page, "Points kept")
+    after = metric_value(page, "Pairs kept")
     assert before != after and int(after.split(" of ")[0].replace(",", "")) > int(before.split(" of ")[0].replace(",", ""))
     settle(page)
     page.get_by_role("button", name="Export").click()
@@ -175,7 +175,8 @@ def test_map_and_select_with_slider_and_export(page, app_url):
     # The file is named after the subset the slider now shows (10 key presses from 5 %), not the
     # one it showed first.
     percent = float(page.locator("[data-testid=stSliderThumbValue]").first.inner_text().strip().rstrip("%"))
-    assert percent > 5 and [p.name for p in exported] == [f"isa-{percent:g}pct.jsonl"]
+    pairs = int(after.split(" of ")[0].replace(",", ""))  # the size is in pairs, and so is the name
+    assert percent > 5 and [p.name for p in exported] == [f"isa-{pairs}pairs.jsonl"]
     assert exported[0].stat().st_size > 0
     assert exported[0].stat().st_mode & 0o077 == 0o044  # ordinary permissions, readable by others
     shot(page, "select")

@@ -117,8 +117,8 @@ def compare_with_random(curves: pd.DataFrame, metric: str, boot: _PairedBootstra
         return {}
     scores = curves.assign(value=point_scores(curves, metric))
     means = scores.groupby(["method", "fraction"])["value"].mean()
-    sizes = (scores.groupby("fraction")["n_train_pairs"].max() if "n_train_pairs" in scores.columns
-             else pd.Series(dtype=float))
+    sizes = (pd.to_numeric(scores["n_train_pairs"], errors="coerce").groupby(scores["fraction"]).max()
+             if "n_train_pairs" in scores.columns else pd.Series(dtype=float))
     out: dict[str, list[dict[str, Any]]] = {}
     rng = np.random.default_rng(seed)
     for method in sorted(set(curves["method"]) - {"random", "all"}):
