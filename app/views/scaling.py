@@ -17,7 +17,9 @@ from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.scaling.fit import ScalingError, fit_points, read_points
 from alignscope.scaling.recommend import percent_text, pooled_points_fit, recommend
 from alignscope.scaling.results import read_points_jsonl, sweep_fits
-from alignscope.scaling.sweep import CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, submit_sweep
+from alignscope.scaling.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError, pair_count,
+                                     submit_sweep)
+from alignscope.train.trainset import split_pairs
 
 st.title("Scaling")
 st.caption("Quality follows an exponential plateau in data size (ISA paper): R(x) = r − (r − a)·e^(−b·x). "
@@ -228,8 +230,17 @@ with tab_new:
                                       help="clean: drop the pairs the audit flags (suspected flips, near-duplicates, "
                                            "outliers, identical answers), then a random share of the rest")
         fractions = cols[1].text_input("Fractions (0–1, comma-separated)",
-                                       ",".join(f"{x:g}" for x in defaults.fractions), key="sweep_fractions")
+                                       ",".join(f"{x:g}" for x in defaults.fractions), key="sweep_fractions",
+                                       help="shares of the training pairs (the pairs left after holding out "
+                                            f"{defaults.test_fraction:.0%}); every method trains on that many pairs")
         seeds = cols[2].text_input("Seeds", ",".join(map(str, defaults.seeds)), key="sweep_seeds")
+        n_pool = data.n_pairs - len(split_pairs(data.n_pairs, defaults.test_fraction, defaults.split_seed)[1])
+        try:
+            asked = sorted({float(f) for f in _numbers(fractions, float, "fractions") if 0 < float(f) <= 1})
+            st.caption(f"In pairs, of the {n_pool:,} training pairs: "
+                       + ", ".join(f"{percent_text(f)} ≈ {pair_count(f, n_pool):,}" for f in asked) + ".")
+        except SweepError:
+            pass  # the launch button says what is wrong with the list
         cols = st.columns(2)
         eval_encoder = cols[0].text_input("Evaluation encoder (probe)", "", key="sweep_eval_encoder",
                                           help="The probe's own features; empty = the selectors' (minilm), which is "
