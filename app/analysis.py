@@ -227,6 +227,50 @@ def kept_pairs_at(source: str, method: str, k: int, n_pairs: int, *, seed: int =
     return kept_pairs_mask(pair_level(table).table, n_pairs)
 
 
+def points_for_pairs(source: str, method: str, k_pairs: int, n_pairs: int, *, seed: int = 0,
+                     options: dict | None = None) -> int:
+    """For a ranking method (ISA, random): how many top points keep exactly ``k_pairs`` pairs
+    (rule ``any``), read from the cached per-pair best rank."""
+    first = _pair_first_rank(source, embedding_stamp(source), method, seed,
+                             json.dumps(options or {}, sort_keys=True), n_pairs)
+    k_pairs = max(1, min(int(k_pairs), int(np.isfinite(first).sum())))
+    return int(np.partition(first, k_pairs - 1)[k_pairs - 1])
+
+
+def selection_for_pairs(source: str, method: str, k_pairs: int, n_pairs: int, *, seed: int = 0,
+                        options: dict | None = None, pair_fraction: float | None = None) -> Selection:
+    """The selection that keeps exactly ``k_pairs`` pairs (pair rule ``any``: a pair is kept when
+    either completion is), whatever the unit: the size users pick is in pairs. Ranking methods cut
+    their cached ranking; the others (their first picks do not depend on how many follow: density's
+    keys, k-center's greedy order) select ``2·k_pairs`` points, enough for any ``k_pairs`` pairs, and
+    cut that ranking (:meth:`Selection.top_pairs`). ``pair_fraction``: what the user asked for, kept
+    in the provenance."""
+    asked = {"k_pairs": int(k_pairs), "pair_fraction": pair_fraction}
+    embeddings = load_embeddings(source)
+    n_points = len(embeddings)
+    if embeddings.unit == "pair":  # one point per pair
+        picked = selection_at(source, method, int(k_pairs), seed=seed, options=options)
+    elif method in _THRESHOLDABLE:
+        k = points_for_pairs(source, method, k_pairs, n_pairs, seed=seed, options=options)
+        picked = selection_at(source, method, k, seed=seed, options=options)
+    else:
+        picked = selection_at(source, method, min(n_points, 2 * int(k_pairs)), seed=seed,
+                              options=options).top_pairs(int(k_pairs))
+    return picked.replace(config={**picked.config, **asked})
+
+
+def kept_pairs_for(source: str, method: str, k_pairs: int, n_pairs: int, *, seed: int = 0,
+                   options: dict | None = None, table: Selection | None = None) -> np.ndarray:
+    """Boolean mask (n_pairs,) of the ``k_pairs`` pairs :func:`selection_for_pairs` keeps; ranking
+    methods read it from the cached per-pair best rank (no per-pair work on a slider move)."""
+    if method in _THRESHOLDABLE:
+        k = points_for_pairs(source, method, k_pairs, n_pairs, seed=seed, options=options)
+        return kept_pairs_at(source, method, k, n_pairs, seed=seed, options=options)
+    if table is None:
+        table = selection_for_pairs(source, method, k_pairs, n_pairs, seed=seed, options=options)
+    return kept_pairs_mask(pair_level(table).table, n_pairs)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _group_codes(fingerprint: str, column: str, _data: PreferenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return group_codes(_data.frame[column].to_numpy())
@@ -252,8 +296,20 @@ def save_active_selection(data: PreferenceData, selection: Selection, name: str)
     selection.check_against(data)
     selection.replace(fingerprint=selection.fingerprint or data.fingerprint).write(path)
     st.session_state[SELECTION_KEY] = {"path": str(path), "name": name, "fingerprint": data.fingerprint,
-                                       "n_selected": selection.n_selected}
+                                       "n_selected": selection.n_selected, "n_pairs": int(len(selection.pairs("any")))}
     return path
+
+
+def selection_size_text(chosen: dict, data: PreferenceData) -> str:
+    """An active selection's size in pairs and as a share of the data set's pairs, e.g. "300 pairs,
+    10.0 % of 3,000" (selections saved before pairs were recorded count the file's pairs)."""
+    n = chosen.get("n_pairs")
+    if n is None:
+        try:
+            n = int(len(Selection.read(chosen["path"]).pairs("any")))
+        except (OSError, ValueError):
+            return f"{chosen.get('n_selected', 0):,} rows"
+    return f"{n:,} pairs, {n / max(1, data.n_pairs):.1%} of {data.n_pairs:,}"
 
 
 def active_selection(data: PreferenceData) -> dict | None:

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from alignscope.scaling.recommend import percent_text
 from alignscope.spectra import IMBALANCE_SCORES, SpectraError, SpectralReport, spectrum_band
 
 COLOURS = {"prompt": "#7f7f7f", "chosen": "#2ca02c", "rejected": "#d62728"}
@@ -183,7 +184,7 @@ def schedule_strip(log: pd.DataFrame, max_points: int = 50_000) -> go.Figure:
         part = rows[mask]
         fig.add_trace(go.Scattergl(x=part["step"], y=part["score"], mode="markers", name=name,
                                    marker=dict(size=6, color=colour, opacity=0.8),
-                                   text=[f"pair {i}" for i in part["index"]],
+                                   text=[f"pair {i + 1}" for i in part["index"]],  # numbered from 1
                                    hovertemplate="step %{x} · %{text} · score %{y:.3f}<extra></extra>"))
     fig.update_layout(title="Scheduler scores per step: selected vs skipped pairs", xaxis_title="training step",
                       yaxis_title="scheduler score (exploit + λ·explore)", legend_title_text="pair", height=360,
@@ -267,24 +268,32 @@ METRIC_LABELS = {"accuracy": "held-out accuracy", "length_controlled_accuracy": 
 
 
 def vs_random_chart(vs_random: dict, metric: str) -> go.Figure:
-    """Method − random per fraction with its 95 % interval; 0 = no difference."""
+    """Method − random per fraction with its 95 % interval; 0 = no difference. The hover gives the
+    verdict after the Holm correction over every comparison. The x axis is logarithmic with one
+    tick per measured fraction, labelled so that small fractions stay apart (0.5 %, 1 %, 2 %)."""
     fig = go.Figure()
+    measured: set[float] = set()
     for i, (method, rows) in enumerate(sorted(vs_random.items())):
         rows = [r for r in rows if r["ci95"] is not None]
         if not rows:
             continue
         x = [r["fraction"] for r in rows]
+        measured.update(x)
         y = [r["difference"] for r in rows]
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines+markers", name=method, line=dict(color=_PALETTE[(i + 1) % len(_PALETTE)]),
             error_y=dict(type="data", symmetric=False, array=[r["ci95"][1] - r["difference"] for r in rows],
                          arrayminus=[r["difference"] - r["ci95"][0] for r in rows]),
-            text=[r["verdict"] for r in rows], hovertemplate="x %{x:.1%} · %{y:+.4f}<br>%{text}<extra>" + method + "</extra>"))
+            text=[f"{percent_text(r['fraction'])}" + (f" ≈ {r['n_train_pairs']:,} pairs" if r.get("n_train_pairs") else "")
+                  + f"<br>{r['verdict']} (Holm-corrected)" for r in rows],
+            hovertemplate="%{text} · %{y:+.4f}<extra>" + method + "</extra>"))
     fig.add_hline(y=0, line_dash="dash", line_color="black")
     better = "below" if metric == "log_loss" else "above"
+    ticks = sorted(measured)
     fig.update_layout(title=f"Method − random at the same number of training pairs ({better} 0 = better than random)",
                       xaxis_title="share of the training pairs", yaxis_title=f"difference in {METRIC_LABELS.get(metric, metric)}",
-                      xaxis_tickformat=".0%", xaxis_type="log", height=360, margin=dict(t=60, b=40))
+                      xaxis_type="log", height=360, margin=dict(t=60, b=40))
+    fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[percent_text(f) for f in ticks])
     return fig
 
 

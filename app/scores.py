@@ -3,14 +3,17 @@
 ``show_scores(result)`` takes what ``eval.json``, ``eval-probe`` or a checkpoint line holds
 (:func:`alignscope.evaluate.metrics.preference_metrics` keys) and draws accuracy beside the length rule,
 the length-controlled accuracy (0.5 = length only) and the log loss, each with its interval, plus a
-sentence saying whether the score shows more than length. Older results without those keys show
-what they have.
+sentence saying whether the score shows more than length — except for a plumbing model (``tiny``),
+whose scores support no such claim — and how many held-out completions ``max_length`` cut. Older
+results without those keys show what they have.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 import streamlit as st
+
+from alignscope.train.run_notes import is_plumbing_model, truncation_note
 
 
 def _span(values: Any) -> str:
@@ -41,6 +44,13 @@ def show_scores(result: Mapping[str, Any], *, label: str = "Preference accuracy"
                          + (f"the length rule's: {result['length_baseline_log_loss']:.3f}"
                             if result.get("length_baseline_log_loss") is not None else "")))
     n = result.get("n_heldout") or result.get("n_pairs")
+    model = (result.get("training") or {}).get("model")
+    if is_plumbing_model(model):
+        st.caption(f"{model} is a random-init model that checks the plumbing: these scores say the run works, not what "
+                   f"the pairs teach; no claim about content or length is made from them ({n:,} held-out pairs). "
+                   "Train smollm2-135m or your own model for evidence.")
+        _truncation(result)
+        return
     content = result.get("length_controlled_ci95")
     if result.get("beats_length_baseline"):
         verdict = "The accuracy interval lies above the length rule."
@@ -51,3 +61,10 @@ def show_scores(result: Mapping[str, Any], *, label: str = "Preference accuracy"
     elif content:
         verdict += " The length-controlled accuracy is not clear of 50 %: no content signal is resolved."
     st.caption(f"{verdict} ({n:,} held-out pairs; {_span(result.get('accuracy_ci95'))} for the accuracy.)")
+    _truncation(result)
+
+
+def _truncation(result: Mapping[str, Any]) -> None:
+    note = truncation_note(result)
+    if note:
+        st.warning(note, icon=":material/content_cut:")

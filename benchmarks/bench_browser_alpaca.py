@@ -10,7 +10,7 @@ embed job the pages look for). Measures, in seconds of wall time seen by the bro
 * cold start: from launching ``alignscope app`` to the Data page showing the data set, the first
   time the file is opened (parsed, then cached) and the next time (read from the data cache);
 * page switches (Data → Map → Select → Train → Runs → Data), each until the page's script finished;
-* the Select page's subset slider: key press until the "Points kept" metric shows the new count;
+* the Select page's subset slider: key press until the "Pairs kept" metric shows the new count;
 * the Map page drawing every completion (its "Points drawn" slider at the maximum) until Plotly has drawn.
 
 Targets (issue 8): cold start ≤ 5 s, page switch ≤ 1 s, slider ≤ 1 s. Writes
@@ -82,7 +82,7 @@ def main() -> None:
             for name in ("Map", "Select", "Train", "Runs", "Data", "Select"):
                 switches[f"to {name}" + (" (again)" if f"to {name}" in switches else "")] = _switch(page, name)
             figures["page_switch_s"] = switches
-            metric = page.locator("[data-testid=stMetric]", has_text="Points kept").first
+            metric = page.locator("[data-testid=stMetric]", has_text="Pairs kept").first
             slider = page.get_by_role("slider").first
             moves = []
             for _ in range(4):
@@ -91,7 +91,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 page.keyboard.press("ArrowRight")
                 page.wait_for_function("(b) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
-                                       ".find(e => e.innerText.includes('Points kept')); return m && m.innerText !== b; }",
+                                       ".find(e => e.innerText.includes('Pairs kept')); return m && m.innerText !== b; }",
                                        arg=before)
                 moves.append(round(time.perf_counter() - t0, 3))
                 _settled(page)

@@ -1,6 +1,6 @@
 """Concurrent users on one app server (issues 9 and 19): ``--sessions`` simultaneous sessions on the
 AlpacaEval pairs (61,952 pairs, 123,904 completions), each opening the Data page, the Select page,
-moving the subset slider ``--moves`` times (checking that "Points kept" follows), opening the Map
+moving the subset slider ``--moves`` times (checking that "Pairs kept" follows), opening the Map
 page and going back to Data. Loopback only, bounded (every session ends after its plan).
 
     python -m benchmarks.bench_load [--sessions 20] [--moves 5] [--think 2-5] [--data demo:3000]

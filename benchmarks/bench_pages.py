@@ -13,7 +13,7 @@ same Streamlit flags as ``alignscope app``, then alignscope on the AlpacaEval pa
   ``--rounds`` rounds of visiting every page (median and max; the first round is reported apart,
   since it computes each page's per-data-set work once: PCA, ISA fit, audit); the bare app switches
   between its two pages as many times;
-* the Select page's subset slider (key press → "Points kept" changes) and the Map drawing every
+* the Select page's subset slider (key press → "Pairs kept" changes) and the Map drawing every
   completion ("Points drawn" at the maximum → Plotly has drawn).
 
 Ratios to the bare app, and pass/fail against the targets of issue 19: cold start (cached data)
@@ -149,14 +149,14 @@ def _ensure_static_embedding(data) -> str:
 
 
 def _move_slider(page) -> float:
-    """The Select page's subset slider one step right: key press → "Points kept" changed, settled."""
-    metric = page.locator("[data-testid=stMetric]", has_text="Points kept").first
+    """The Select page's subset slider one step right: key press → "Pairs kept" changed, settled."""
+    metric = page.locator("[data-testid=stMetric]", has_text="Pairs kept").first
     before = metric.inner_text()
     page.get_by_role("slider").first.focus()
     started = time.perf_counter()
     page.keyboard.press("ArrowRight")
     page.wait_for_function("(b) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
-                           ".find(e => e.innerText.includes('Points kept')); return m && m.innerText !== b; }",
+                           ".find(e => e.innerText.includes('Pairs kept')); return m && m.innerText !== b; }",
                            arg=before)
     _settled(page)
     return round(time.perf_counter() - started, 3)

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                              "fits": fits, "png": png})
     for metric, fit in fits.items():
         print(f"{metric}: baseline {fit['baseline']}")
-        for line in fit["verdicts"]:
+        for line in fit["recommendation"]["lines"] + fit["verdicts"]:
             print("  " + line)
 
 

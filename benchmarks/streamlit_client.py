@@ -133,10 +133,10 @@ async def browse_and_slide(url: str, moves: list[float], *, timeout_s: float = 1
             for percent in moves:
                 await pause()
                 await session.set_slider(SLIDER, percent)
-                kept = session.metrics.get("Points kept", "")
+                kept = session.metrics.get("Pairs kept", "")
                 total = int(kept.split(" of ")[-1].replace(",", "")) if " of " in kept else 0
                 if not total or kept.split(" of ")[0].replace(",", "") != str(max(1, round(percent / 100 * total))):
-                    session.errors.append(f"slider {percent}: 'Points kept' shows {kept!r}")
+                    session.errors.append(f"slider {percent}: 'Pairs kept' shows {kept!r}")
             await pause()
             await session.open("map")
             await pause()

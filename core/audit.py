@@ -413,7 +413,7 @@ def _reasons(flip_score, suspect, dup_group, is_duplicate, outlier_score, is_out
         if suspect[i]:
             parts.append(f"label looks flipped (p={flip_score[i]:.2f})")
         if is_duplicate[i]:
-            parts.append(f"near-copy of #{int(dup_group[i])}")
+            parts.append(f"near-copy of pair #{int(dup_group[i]) + 1}")  # pairs are shown numbered from 1
         if is_outlier[i]:
             parts.append(f"outlier (z={outlier_score[i]:.1f})")
         out.append("; ".join(parts))

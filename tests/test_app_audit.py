@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs.store import JobStore
 from alignscope.select.selection import Selection
 from conftest import ROOT, wait_for_first_look
 
@@ -39,12 +38,14 @@ def test_audit_page_flags_shows_pairs_and_sets_the_clean_selection(tmp_path, mon
     flagged = _frame(at, "outlier_score")
     assert len(flagged) == duplicates and flagged["reasons"].str.contains("near-copy").all()
     # the pair view: a plain-text word diff and the nearest pairs; the copy's neighbour is its original
-    copy = int(flagged["index"].iloc[0])
+    copy = int(flagged["pair"].iloc[0])  # pairs are numbered from 1, as on the Data page
     diff = at.code[0].value
     assert any(line.startswith(("- ", "+ ")) for line in diff.splitlines())
     near = _frame(at, "similarity")
     assert len(near) == 5 and near["similarity"].iloc[0] > 0.95
-    assert int(near["index"].iloc[0]) == int(flagged["dup_group"].iloc[0]) != copy
+    assert int(near["pair"].iloc[0]) == int(flagged["dup_group"].iloc[0]) != copy
+    assert at.number_input(key=f"audit_pair_{copy}").value == copy and any(c.value.startswith(f"#{copy}:") for c in at.caption)
+    assert f"near-copy of pair #{int(flagged['dup_group'].iloc[0])}" in flagged["reasons"].iloc[0]
     # free-text search narrows the table
     at.multiselect(key="audit_kinds").set_value(["suspect_flip", "is_duplicate", "is_outlier", "identical"]).run()
     at.text_input(key="audit_query").set_value("zzz-no-such-text").run()
@@ -55,7 +56,7 @@ def test_audit_page_flags_shows_pairs_and_sets_the_clean_selection(tmp_path, mon
     active = at.session_state["alignscope_selection"]
     selection = Selection.read(active["path"])
     assert selection.config["method"] == "clean"
-    assert int(selection["selected"].sum()) == active["n_selected"] == 120 - int(
+    assert int(selection["selected"].sum()) == active["n_selected"] == active["n_pairs"] == 120 - int(
         (selection[["suspect_flip", "is_duplicate", "is_outlier", "identical"]].any(axis=1)).sum())
     at.switch_page("views/map.py").run()
     at.selectbox(key="map_colour").set_value("audit flag").run()

@@ -57,21 +57,24 @@ def test_select_slider_updates_counts_and_anatomy(app):
     at, _ = app
     at.switch_page("views/select.py").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert _metric(at, "Points kept") == "12 of 240"
+    # The size is in pairs (of 120), whatever the unit: 5 % keeps 6 pairs, named so.
+    assert _metric(at, "Pairs kept") == "6 of 120" and _metric(at, "Share of pairs") == "5.0%"
+    assert at.slider(key="select_percent").label == "Subset size (% of pairs)"
+    assert any(t.value == "isa-6pairs" for t in at.text_input)
     assert any("ISA anatomy" in h.value for h in at.subheader)
     titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
     assert "Scaled log-likelihood" in titles and "ISA keep-score" in titles and "Planted defects" in titles
+    assert '"completions"' in titles  # the anatomy counts completions, the points ISA scores
     at.slider(key="select_percent").set_value(25.0).run()
-    assert _metric(at, "Points kept") == "60 of 240"
-    touched = int(_metric(at, "Pairs touched"))
-    assert 30 <= touched <= 60
+    assert _metric(at, "Pairs kept") == "30 of 120"
+    assert not any(m.label == "Points kept" for m in at.metric)
 
 
 def test_other_methods_and_comparison(app):
     at, _ = app
     at.switch_page("views/select.py").run()
     at.selectbox(key="select_method").set_value("kcenter").run()
-    assert not at.exception and _metric(at, "Points kept") == "12 of 240"
+    assert not at.exception and _metric(at, "Pairs kept") == "6 of 120"
     assert not any("ISA anatomy" in h.value for h in at.subheader)
     assert not any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))  # off until asked for
     at.toggle(key="select_compare_on").set_value(True).run()
@@ -85,7 +88,8 @@ def test_use_for_training_and_export_inside_the_data_root(app):
     assert any("is the active selection" in s.value for s in at.success)
     active = at.session_state["alignscope_selection"]
     table = Selection.read(active["path"])
-    assert table["selected"].sum() == 12 and table.config["method"] == "isa"
+    assert len(table.pairs("any")) == active["n_pairs"] == 6 and table.config["method"] == "isa"
+    assert table.config["k_pairs"] == 6 and table.config["pair_fraction"] == 0.05
 
     def target():
         return next(t for t in at.text_input if t.label == "Path relative to the data root")
@@ -96,7 +100,7 @@ def test_use_for_training_and_export_inside_the_data_root(app):
     exported = [json.loads(line) for line in (root / "exports" / "isa.jsonl").read_text().splitlines()]
     assert exported and {"prompt", "chosen", "rejected", "topic", "source"} <= set(exported[0])  # metadata kept
     provenance = json.loads((root / "exports" / "isa.jsonl.selection_config.json").read_text())
-    assert provenance["selection"]["fraction"] is not None  # what was asked for, a share of the points
+    assert provenance["selection"]["pair_fraction"] == 0.05  # what was asked for, a share of the pairs
 
     target().set_value("exports/isa.jsonl")  # a second export to the same file needs the explicit choice
     next(b for b in at.button if b.label == "Export").click().run()
@@ -125,6 +129,10 @@ def test_map_draws_every_point_and_colours(app):
     assert {trace["name"] for trace in spec["data"]} <= {"component 0", "component 1"}
     at.selectbox(key="map_colour").set_value("topic").run()
     assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 8
+    # The map draws completions, so here they are counted, beside the pairs the Select slider chose.
+    at.selectbox(key="map_colour").set_value("current selection").run()
+    caption = next(c.value for c in at.caption if c.value.startswith("Current selection"))
+    assert "6 of 120 pairs (5.0%)" in caption and "of 240 completions on this map" in caption
 
 
 def test_the_colour_choice_survives_a_visit_to_the_unfinished_umap_map(app):

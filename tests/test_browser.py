@@ -157,16 +157,16 @@ def test_map_and_select_with_slider_and_export(page, app_url):
     settle(page)
     open_page(page, "Select")
     page.locator(".js-plotly-plot").first.wait_for(timeout=LONG)
-    before = metric_value(page, "Points kept")
+    before = metric_value(page, "Pairs kept")
     slider = page.get_by_role("slider").first
     slider.focus()
     for _ in range(10):
         page.keyboard.press("ArrowRight")
     settle(page)
     page.wait_for_function("(b) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
-                           ".find(e => e.innerText.includes('Points kept'));"
+                           ".find(e => e.innerText.includes('Pairs kept'));"
                            " return m && !m.innerText.includes(b); }", arg=before, timeout=60_000)
-    after = metric_value(page, "Points kept")
+    after = metric_value(page, "Pairs kept")
     assert before != after and int(after.split(" of ")[0].replace(",", "")) > int(before.split(" of ")[0].replace(",", ""))
     settle(page)
     page.get_by_role("button", name="Export").click()
@@ -175,7 +175,8 @@ def test_map_and_select_with_slider_and_export(page, app_url):
     # The file is named after the subset the slider now shows (10 key presses from 5 %), not the
     # one it showed first.
     percent = float(page.locator("[data-testid=stSliderThumbValue]").first.inner_text().strip().rstrip("%"))
-    assert percent > 5 and [p.name for p in exported] == [f"isa-{percent:g}pct.jsonl"]
+    pairs = int(after.split(" of ")[0].replace(",", ""))  # the size is in pairs, and so is the name
+    assert percent > 5 and [p.name for p in exported] == [f"isa-{pairs}pairs.jsonl"]
     assert exported[0].stat().st_size > 0
     assert exported[0].stat().st_mode & 0o077 == 0o044  # ordinary permissions, readable by others
     shot(page, "select")
@@ -254,7 +255,7 @@ def test_a_tiny_sweep_from_the_scaling_page(page):
     page.get_by_text("8 points on the curves (isa: 4, random: 4)").first.wait_for(timeout=LONG)
     # On the demo data the probe's length-controlled plateau does not clear 0.5: the page says so in
     # place of a "data you can skip" answer, and the baseline is drawn.
-    page.get_by_text("No recommendation.").first.wait_for(timeout=LONG)
+    page.get_by_text("No recommended size").first.wait_for(timeout=LONG)
     assert page.get_by_text("data you can skip").count() == 0
     assert page.get_by_text("Dashed line: the baseline every score must beat").count() > 0
     shot(page, "scaling")

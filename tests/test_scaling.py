@@ -113,7 +113,9 @@ def test_cli_scaling_fit_json_and_errors(tmp_path):
     assert {"r", "a", "b", "recommended_fraction"} <= set(result)
     assert abs(result["r"] - 0.7) < 0.01 and abs(result["b"] - 12) < 3
     text = run_cli("scaling", "fit", points, "--n-boot", "20", "--q", "0.9")
-    assert text.returncode == 0 and "90% of plateau" in text.stdout and "saving" in text.stdout
+    assert text.returncode == 0 and "90% of plateau" in text.stdout
+    # One curve: the headline names it and reads the size from it, as a share (no pair count without a pool).
+    assert "One curve, all: plateau" in text.stdout and "90 % of the plateau at" in text.stdout
     gain = json.loads(run_cli("scaling", "fit", points, "--json", "--n-boot", "0", "--target", "gain").stdout)
     assert gain["target"] == "gain" and gain["recommended_fraction"] == pytest.approx(math.log(20) / gain["b"])
     two = tmp_path / "two.csv"

@@ -52,7 +52,8 @@ def check_sweep(out, executor: str, done) -> dict:
     # every resample, an honest [0, 0])
     verdicts = {"better than random", "worse than random", "no resolved difference from random"}
     assert all(row["ci95"][0] <= row["ci95"][1] and row["verdict"] in verdicts for row in fit["vs_random"]["isa"])
-    assert fit["verdicts"] and fit["verdicts"][0].startswith("isa − random at")
+    assert fit["verdicts"] and fit["verdicts"][0].startswith("isa − random (")
+    assert fit["recommendation"]["lines"] and fit["ranking"]["tally"]["isa"]["fractions"] == 5
     return summary
 
 

@@ -130,6 +130,13 @@ def test_dpo_on_a_200_pair_selection_trains_logs_evaluates_and_never_sees_test_p
     # the reporter saw progress up to 1.0, never going back
     values = [p for p, _ in progress if p is not None]
     assert values == sorted(values) and values[-1] == 1.0 and progress[-1][1] == "done"
+    # each step's progress comes with that step's number (a poll between two calls never shows the
+    # step before), and the evaluation says how many steps ran: never "stuck at step 3/4"
+    for step in range(1, 5):
+        at_step = [m for p, m in progress if p == pytest.approx(0.9 * step / 4) and not m.startswith("trained")]
+        assert at_step and all(m.startswith(f"step {step}/4") for m in at_step), (step, at_step)
+    assert [m for _, m in progress if m and m.startswith("trained")] == [
+        "trained 4 steps · saving the model", "trained 4 steps · evaluating on 24 of the 50 held-out pairs"]
 
 
 def test_kto_job_on_a_completion_level_selection_runs_in_a_worker(tmp_path, tiny):

@@ -113,6 +113,10 @@ if query.strip():
 flagged = table.loc[rows].sort_values(sort_by, ascending=False, kind="stable")
 listing = flagged[["index", "reasons", "flip_score", "outlier_score", "length_ratio", "dup_group"]].copy()
 listing.insert(2, "prompt", previews[listing["index"].to_numpy(dtype=np.int64)])
+# Pairs are numbered from 1 on every page (the Data page's "Pair" field, the map's hover): index + 1.
+groups = listing["dup_group"].astype("Int64")
+listing = listing.rename(columns={"index": "pair"}).assign(pair=listing["index"] + 1,
+                                                           dup_group=(groups + 1).mask(groups < 0))
 st.dataframe(listing, hide_index=True, key="audit_flagged", column_config={
     "flip_score": st.column_config.NumberColumn(format="%.3f"),
     "outlier_score": st.column_config.NumberColumn(format="%.2f"),
@@ -121,10 +125,11 @@ st.caption(f"{len(flagged):,} of {n:,} pairs match.")
 
 # -------------------------------------------------------------------------------- pair view
 st.subheader("One pair")
-default_pair = int(flagged["index"].iloc[0]) if len(flagged) else 0
-pair = int(st.number_input("Pair", min_value=0, max_value=n - 1, value=default_pair, key=f"audit_pair_{default_pair}"))
+default_pair = int(flagged["index"].iloc[0]) + 1 if len(flagged) else 1
+pair = int(st.number_input("Pair (numbered from 1)", min_value=1, max_value=n, value=default_pair,
+                           key=f"audit_pair_{default_pair}")) - 1  # the data index from here on
 row = table.loc[pair]
-st.caption(f"#{pair}: {row['reasons'] or 'no flag'} · flip score {row['flip_score']:.3f} · outlier z "
+st.caption(f"#{pair + 1}: {row['reasons'] or 'no flag'} · flip score {row['flip_score']:.3f} · outlier z "
            f"{row['outlier_score']:.2f} · {int(row['chosen_words'])} vs {int(row['rejected_words'])} words")
 st.text("PROMPT\n" + render_text(data.frame.at[pair, "prompt"]))
 sides = st.columns(2)
@@ -137,6 +142,7 @@ chosen_m, rejected_m = _unit_pairs(source, stamp, n, embeddings)
 near = nearest_pairs(chosen_m, rejected_m, pair, k=5, normalised=True)
 near["prompt"] = [previews[i][:100] for i in near["index"]]
 near["flags"] = [table.at[i, "reasons"] for i in near["index"]]
+near = near.rename(columns={"index": "pair"}).assign(pair=near["index"] + 1)
 st.markdown("**Nearest pairs** (cosine of the chosen and rejected embeddings, averaged)")
 st.dataframe(near, hide_index=True, key="audit_near",
              column_config={"similarity": st.column_config.NumberColumn(format="%.3f")})
@@ -160,4 +166,4 @@ if cols[2].button("Use the clean subset", type="primary", key="audit_use", disab
                    "trains on it; `alignscope export DATA SEL.parquet` exports it.")
 active = analysis.active_selection(data)
 if active:
-    st.caption(f"Active selection for training: '{active['name']}' ({active['n_selected']:,} points).")
+    st.caption(f"Active selection for training: '{active['name']}' ({analysis.selection_size_text(active, data)}).")

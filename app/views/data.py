@@ -206,6 +206,7 @@ def _cut(text: str, limit: int = 500) -> str:
 def _preview(fingerprint: str, limit: int, _data) -> pd.DataFrame:
     """The first ``limit`` rows with texts rendered and cut, once per data set (read-only)."""
     preview = _data.frame.head(limit).copy()
+    preview.index = pd.RangeIndex(1, len(preview) + 1, name="pair")  # pairs are numbered from 1 on every page
     for column in CANONICAL:  # a table cell shows a line anyway; whole texts would make this page MBs
         preview[column] = [_cut(render_text(v)) for v in preview[column]]
     return preview

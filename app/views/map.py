@@ -88,12 +88,14 @@ else:
 
 selection_table = None
 if colour_by in ("GMM component", "ISA log-likelihood l′ (high = typical)", "current selection"):
-    fraction = st.session_state.get("alignscope_fraction", 0.05)
-    k = max(1, int(round(fraction * n_points)))
-    selection_table = analysis.selection_at(source, "isa", k)
+    fraction = st.session_state.get("alignscope_fraction", 0.05)  # a share of the pairs (the Select slider)
+    k_pairs = max(1, int(round(fraction * data.n_pairs)))
+    selection_table = analysis.selection_for_pairs(source, "isa", k_pairs, data.n_pairs, pair_fraction=fraction)
     if colour_by == "current selection":
-        st.caption(f"Current selection: ISA, {k:,} of {n_points:,} points ({fraction:.1%}); change it on "
-                   "the Select page.")
+        # The map draws completions: here their count is the point, beside the pairs they belong to.
+        points = "completions" if unit == "completion" else "pairs"
+        st.caption(f"Current selection: ISA, {k_pairs:,} of {data.n_pairs:,} pairs ({fraction:.1%}), which is "
+                   f"{selection_table.n_selected:,} of {n_points:,} {points} on this map; change it on the Select page.")
 kept_rows = None if selection_table is None else np.flatnonzero(selection_table["selected"].to_numpy())
 drawn = display_sample(n_points, max_points, keep=kept_rows)
 

@@ -16,11 +16,13 @@ from alignscope.app import analysis, charts, state
 from alignscope.data.readers import DataError
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.scaling.fit import ScalingError, fit_points, read_points
+from alignscope.scaling.recommend import percent_text, pooled_points_fit, recommend
 from alignscope.scaling.results import read_points_jsonl, sweep_fits
 from alignscope.options import option_help, parse_list
 from alignscope.scaling.measure import format_eta, sweep_progress
 from alignscope.scaling.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError,
-                                      default_workers, estimate_seconds, submit_sweep)
+                                      default_workers, estimate_seconds, pair_count, submit_sweep)
+from alignscope.train.trainset import split_pairs
 
 st.title("Scaling")
 st.caption("Quality follows an exponential plateau in data size (ISA paper): R(x) = r − (r − a)·e^(−b·x). "
@@ -33,11 +35,15 @@ SWEEPS = settings.home() / "sweeps"
 
 
 @st.cache_data(show_spinner="Fitting the plateau…", max_entries=32)
-def _fits(points_json: str, q: float, metric: str, baseline: float | None) -> dict:
+def _fits(points_json: str, q: float, metric: str, baseline: float | None) -> tuple[dict, dict]:
+    """Fits of uploaded points and their headline (the same :func:`recommend` as a sweep's)."""
     points = pd.read_json(io.StringIO(points_json), orient="split")
     lower = metric in LOWER_IS_BETTER
-    return fit_points(points, q=q, n_boot=200, target="gain" if lower else "plateau", higher_is_better=not lower,
-                      baseline=baseline)
+    options = {"q": q, "n_boot": 200, "target": "gain" if lower else "plateau", "higher_is_better": not lower}
+    fits = fit_points(points, baseline=baseline, **options)
+    headline = recommend(fits, metric=metric, q=q, baseline=baseline, baseline_label="the baseline you gave",
+                         pool=lambda methods: pooled_points_fit(points, methods, baseline=baseline, **options))
+    return fits, headline.to_dict()
 
 
 @st.cache_data(show_spinner="Fitting the plateau (paired bootstrap over seeds and held-out pairs)…", max_entries=32)
@@ -51,10 +57,21 @@ def _interval_text(values, fmt: str = ".1%") -> str:
     return "" if not values else f" [{format(values[0], fmt)}, {format(values[1], fmt)}]"
 
 
-def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, baseline: float | None,
-               baseline_rule: str, key: str, vs_random: dict | None = None, verdicts: list | None = None) -> None:
-    """The fitted curves beside their baseline, both recommendation rules side by side, and every
-    method against random. Recommends nothing when no plateau beats the baseline."""
+def _show_headline(headline: dict) -> None:
+    """The library's headline lines (:mod:`alignscope.scaling.recommend`, the same the CLI prints),
+    every number beside its interval in one type size; plain text, never markdown (method names
+    may come from an uploaded file)."""
+    with st.container(border=True):
+        st.markdown("**Recommended size**" if headline["status"] == "size" else "**No recommended size**")
+        for line in headline["lines"]:
+            st.text(line)
+
+
+def _show_fits(curves: pd.DataFrame, fits: dict, headline: dict, *, q: float, metric: str, baseline: float | None,
+               baseline_rule: str, key: str, vs_random: dict | None = None, verdicts: list | None = None,
+               ranking: dict | None = None) -> None:
+    """The fitted curves beside their baseline, the headline, each curve's numbers, and every method
+    against random (corrected for the number of comparisons)."""
     if curves.empty:
         return
     st.plotly_chart(charts.scaling_chart(curves, fits, q=q, metric=metric, baseline=baseline,
@@ -62,49 +79,18 @@ def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, basel
                                          else "length rule / coin"), key=f"{key}_chart")
     if baseline is not None:
         st.caption(f"Dashed line: the baseline every score must beat — {baseline_rule}.")
-    fitted = {m: f for m, f in fits.items() if not isinstance(f, str)}
-    beating = {m: f for m, f in fitted.items() if f.beats_baseline}
-    undecided = {m: f for m, f in beating.items() if not f.decisive}
-    beating = {m: f for m, f in beating.items() if f.decisive}
-    lower = metric in LOWER_IS_BETTER
-    if fitted and not beating and not undecided:
-        unknown = all(f.beats_baseline is None for f in fitted.values())
-        st.warning("**No recommendation.** " + (
-            "Without intervals it cannot be told whether any plateau beats the baseline." if unknown and baseline is not None
-            else f"No method's plateau beats the baseline ({baseline:.3f}): this evaluator does not measure more than "
-                 "the trivial rule on these pairs, so it cannot say how much data is enough. Try another metric, "
-                 "another evaluation encoder, or a trained evaluator." if baseline is not None
-            else "Give a baseline to compare the plateaus with."), icon=":material/warning:")
-    elif undecided and not beating:
-        st.warning("**No recommendation.** " + "; ".join(
-            f"{m}: the plateau beats the baseline, but its recommended share's interval is "
-            f"{f.recommended_fraction_ci95[0]:.0%}–{f.recommended_fraction_ci95[1]:.0%}" for m, f in undecided.items())
-            + ". These points cannot tell how much data is enough: measure more seeds or more held-out pairs.",
-            icon=":material/warning:")
-    elif beating:
-        best_method, best = (min if lower else max)(beating.items(), key=lambda item: item[1].r)
-        st.subheader(f"{best_method}: the best plateau that beats the baseline")
-        cols = st.columns(3)
-        cols[0].metric("Plateau r", f"{best.r:.4f}", help=f"95 % interval{_interval_text(best.r_ci95, '.4f')}; "
-                       f"baseline {baseline:.4f}" if baseline is not None else None)
-        for col, (name, target) in zip(cols[1:], best.targets.items()):
-            x = target["recommended_fraction"]
-            col.metric(f"{q:.0%} of the {name}", "—" if x is None else f"{x:.1%}",
-                       help=target["rule"] + _interval_text(target["recommended_fraction_ci95"]))
-        st.caption("; ".join(f"**{q:.0%} of the {name}**: {target['rule']}" for name, target in best.targets.items())
-                   + ". Both rules are shown: they answer different questions and can differ a lot when the score "
-                     "starts high.")
+    _show_headline(headline)
     rows = []
     for method, fit in fits.items():
         if isinstance(fit, str):
             rows.append({"method": method, "note": fit})
             continue
         row = {"method": method, "plateau r": f"{fit.r:.4f}{_interval_text(fit.r_ci95, '.4f')}",
-               "no-data a": round(fit.a, 4),
+               "no-data a": f"{fit.a:.4f}{_interval_text(fit.a_ci95, '.4f')}",
                "beats baseline": {True: "yes", False: "no", None: "cannot tell"}[fit.beats_baseline]}
         for name, target in fit.targets.items():
             x = target["recommended_fraction"]
-            row[f"{q:.0%} of {name} at"] = ("—" if x is None or fit.beats_baseline is False
+            row[f"{q:.0%} of {name} at"] = ("—" if x is None
                                            else f"{x:.1%}{_interval_text(target['recommended_fraction_ci95'])}")
         row["intervals"] = fit.interval_method
         row["note"] = "; ".join(fit.warnings)
@@ -114,6 +100,14 @@ def _show_fits(curves: pd.DataFrame, fits: dict, *, q: float, metric: str, basel
         st.plotly_chart(charts.vs_random_chart(vs_random, metric), key=f"{key}_vs_random")
         for line in verdicts or []:
             st.text(line)
+        if ranking and ranking.get("by_fraction"):
+            table = pd.DataFrame([{"share of the training pairs": percent_text(step["fraction"]),
+                                   "pairs": entry.get("n_train_pairs"), "rank": entry["rank"], "method": entry["method"],
+                                   "method − random": f"{entry['difference']:+.4f}" + _interval_text(entry["ci95"], "+.4f"),
+                                   "verdict (Holm-corrected)": entry["verdict"]}
+                                  for step in ranking["by_fraction"] for entry in step["methods"]])
+            with st.expander("Every method ranked by its difference to random at each fraction"):
+                st.dataframe(table, hide_index=True, key=f"{key}_ranking")
     counts = curves["method"].value_counts(sort=False)
     st.caption(f"{len(curves)} points on the curves ({', '.join(f'{m}: {n}' for m, n in counts.items())}).")
 
@@ -174,9 +168,9 @@ with tab_sweep:
             if summary.get("circular"):
                 st.info(f"The selectors and the probe both use {summary['selection_encoder']} features: the score may "
                         "favour what the selector saw (launch with another evaluation encoder to judge fairly).")
-            _show_fits(found["curves"], found["fits"], q=q, metric=metric, baseline=summary["baseline"],
-                       baseline_rule=summary["baseline_rule"], key="sweep", vs_random=summary["vs_random"],
-                       verdicts=summary["verdicts"])
+            _show_fits(found["curves"], found["fits"], summary["recommendation"], q=q, metric=metric,
+                       baseline=summary["baseline"], baseline_rule=summary["baseline_rule"], key="sweep",
+                       vs_random=summary["vs_random"], verdicts=summary["verdicts"], ranking=summary.get("ranking"))
 
         live_sweep(picked, recorded.get("jobs", []), int(recorded.get("n_points", len(recorded.get("jobs", [])))))
 
@@ -201,8 +195,9 @@ with tab_upload:
             uploaded = read_points(path)
             if baseline is None and "baseline" in uploaded.columns and uploaded["baseline"].notna().any():
                 baseline = float(uploaded["baseline"].dropna().mean())
-            _show_fits(uploaded, _fits(uploaded.to_json(orient="split"), q, metric, baseline), q=q, metric=metric,
-                       baseline=baseline, baseline_rule="the baseline you gave", key="upload")
+            fits, headline = _fits(uploaded.to_json(orient="split"), q, metric, baseline)
+            _show_fits(uploaded, fits, headline, q=q, metric=metric, baseline=baseline,
+                       baseline_rule="the baseline you gave", key="upload")
         except (DataError, ScalingError) as err:
             st.error(str(err).replace(str(path), upload.name))
         finally:
@@ -228,8 +223,17 @@ with tab_new:
                                       help="clean: drop the pairs the audit flags (suspected flips, near-duplicates, "
                                            "outliers, identical answers), then a random share of the rest")
         fractions = cols[1].text_input("Fractions (0–1, comma-separated)",
-                                       ",".join(f"{x:g}" for x in defaults.fractions), key="sweep_fractions")
+                                       ",".join(f"{x:g}" for x in defaults.fractions), key="sweep_fractions",
+                                       help="shares of the training pairs (the pairs left after holding out "
+                                            f"{defaults.test_fraction:.0%}); every method trains on that many pairs")
         seeds = cols[2].text_input("Seeds", ",".join(map(str, defaults.seeds)), key="sweep_seeds")
+        n_pool = data.n_pairs - len(split_pairs(data.n_pairs, defaults.test_fraction, defaults.split_seed)[1])
+        try:
+            asked = sorted({f for f in parse_list(fractions, float) if 0 < f <= 1})
+            st.caption(f"In pairs, of the {n_pool:,} training pairs: "
+                       + ", ".join(f"{percent_text(f)} ≈ {pair_count(f, n_pool):,}" for f in asked) + ".")
+        except ValueError:
+            pass  # the launch button says what is wrong with the list
         cols = st.columns(2)
         eval_encoder = cols[0].text_input("Evaluation encoder (probe)", "", key="sweep_eval_encoder",
                                           help=option_help(SweepConfig, "eval_encoder") + ": the judge then sees "

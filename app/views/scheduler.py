@@ -130,8 +130,9 @@ def schedule(job_id: str) -> None:
 
     with st.expander("Per-step decisions"):
         table = log.groupby("step").apply(lambda g: pd.Series({
-            "selected": ", ".join(map(str, g.loc[g["selected"], "index"])),
-            "skipped": ", ".join(map(str, g.loc[~g["selected"], "index"])),
+            # Pairs are numbered from 1 on every page (the data index + 1).
+            "selected pairs": ", ".join(map(str, g.loc[g["selected"], "index"] + 1)),
+            "skipped pairs": ", ".join(map(str, g.loc[~g["selected"], "index"] + 1)),
             "loss": g["loss"].iloc[0], "batch reward": g["batch_reward"].iloc[0]}), include_groups=False)
         st.dataframe(table.reset_index(), hide_index=True, key="scheduler_table")
 

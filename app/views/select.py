@@ -26,7 +26,6 @@ data = state.require_data()
 encoder, unit = analysis.encoder_controls("select")
 embeddings = analysis.require_embeddings(data, encoder, unit, "select")
 source = analysis.source_of(embeddings)
-n_points = len(embeddings.matrix)
 
 # ----------------------------------------------------------------------------- method and size
 top = st.columns([2, 3])
@@ -34,11 +33,13 @@ method = top[0].selectbox("Method", ["isa", "random", "density", "kcenter"], key
                           format_func={"isa": "ISA (published rule)", "random": "random",
                                        "density": "density (inverse-propensity, Sachdeva et al.)",
                                        "kcenter": "k-center greedy (diversity)"}.get)
-percent = top[1].slider("Subset size (% of points)", min_value=0.5, max_value=100.0,
+percent = top[1].slider("Subset size (% of pairs)", min_value=0.5, max_value=100.0,
                         value=float(st.session_state.get("alignscope_fraction", 0.05) * 100), step=0.5,
-                        key="select_percent", help="The ISA paper keeps 3.5 % (HH) to 10 % (OASST1, UltraFeedback).")
-st.session_state["alignscope_fraction"] = percent / 100  # plain key: the Map page reads it too
-k = max(1, int(round(percent / 100 * n_points)))
+                        key="select_percent",
+                        help="A share of the data set's pairs (a pair is kept when the method keeps either of its "
+                             "completions). The ISA paper keeps 3.5 % (HH) to 10 % (OASST1, UltraFeedback).")
+st.session_state["alignscope_fraction"] = percent / 100  # plain key: the Map page reads it too (a share of pairs)
+k_pairs = max(1, int(round(percent / 100 * data.n_pairs)))
 options: dict = {}
 with st.expander("Method options"):
     seed = st.number_input("Seed", min_value=0, value=0, key="select_seed")
@@ -55,23 +56,25 @@ with st.expander("Method options"):
                                                    "the published rule is the default.")
 
 try:
-    selection = analysis.selection_at(source, method, k, seed=int(seed), options=options, fraction=percent / 100)
+    selection = analysis.selection_for_pairs(source, method, k_pairs, data.n_pairs, seed=int(seed), options=options,
+                                             pair_fraction=percent / 100)
 except ValueError as err:  # selection errors are one-line ValueErrors
     st.error(str(err))
     st.stop()
 table = selection.table
 # Read from the ranking's cached per-pair best rank (ISA, random), not re-derived per move.
-kept = analysis.kept_pairs_at(source, method, k, data.n_pairs, seed=int(seed), options=options, table=selection)
+kept = analysis.kept_pairs_for(source, method, k_pairs, data.n_pairs, seed=int(seed), options=options,
+                               table=selection)
+n_kept = int(kept.sum())
 
-summary = st.columns(4)
-summary[0].metric("Points kept", f"{k:,} of {n_points:,}", help=f"{unit}-level points")
-summary[1].metric("Pairs touched", f"{int(kept.sum()):,}", help="pairs with at least one kept completion (rule 'any')"
-                  if unit == "completion" else "pairs kept")
-summary[2].metric("Share of pairs", f"{kept.mean():.1%}")
+summary = st.columns(3)
+summary[0].metric("Pairs kept", f"{n_kept:,} of {data.n_pairs:,}",
+                  help="pairs with at least one kept completion (rule 'any')" if unit == "completion" else "pairs kept")
+summary[1].metric("Share of pairs", f"{n_kept / max(1, data.n_pairs):.1%}")
 if method == "isa":
     weights = selection.config.get("gmm", {}).get("weights")
     if weights:
-        summary[3].metric("GMM weights", " / ".join(f"{w:.2f}" for w in weights))
+        summary[2].metric("GMM weights", " / ".join(f"{w:.2f}" for w in weights))
 
 # ------------------------------------------------------------------------------- ISA anatomy
 is_kept = table["selected"].to_numpy()
@@ -83,18 +86,21 @@ if method == "isa":
     cutoff_l = float(table.loc[is_kept, "loglik_scaled"].max()) if is_kept.any() else None
     cutoff_d = float(table.loc[is_kept, "delta"].min()) if is_kept.any() else None
     cols = st.columns(2)
+    # ISA scores points: these two count them (completions, or pairs for the pair unit).
+    counted = "completions" if unit == "completion" else "pairs"
     cols[0].plotly_chart(charts.kept_histogram(table["loglik_scaled"], is_kept, name="l′", cutoff=cutoff_l,
-                                               title="Scaled log-likelihood l′"), key="select_hist_l")
-    cols[1].plotly_chart(charts.kept_histogram(table["delta"], is_kept, name="Δ", cutoff=cutoff_d,
+                                               title="Scaled log-likelihood l′", y_title=counted), key="select_hist_l")
+    cols[1].plotly_chart(charts.kept_histogram(table["delta"], is_kept, name="Δ", cutoff=cutoff_d, y_title=counted,
                                                title="ISA keep-score Δ = −e^{l′}·l′ (highest kept)"), key="select_hist_d")
     cols = st.columns(2)
     cols[0].plotly_chart(charts.isa_curve(table["loglik_scaled"], table["delta"], is_kept), key="select_curve")
-    components = table.groupby("component").agg(points=("selected", "size"), kept=("selected", "sum"))
-    components["kept share"] = (components["kept"] / components["points"]).map("{:.1%}".format)
+    components = table.groupby("component").agg(**{counted: ("selected", "size"), "kept": ("selected", "sum")})
+    components["kept share"] = (components["kept"] / components[counted]).map("{:.1%}".format)
     with cols[1]:
         st.markdown("**GMM components**")
         st.dataframe(components, key="select_components")
-        st.caption("Points per mixture component (argmax responsibility) and how many of each are kept.")
+        st.caption(f"{counted.capitalize()} per mixture component (argmax responsibility) and how many of each are "
+                   "kept.")
 
 # ------------------------------------------------------------------------- what is kept / dropped
 st.subheader("What the subset keeps")
@@ -128,7 +134,7 @@ if st.toggle("Compare methods at this size", key="select_compare_on",
         ["isa", "random", "density"]
     others = st.multiselect("Methods", choices, default=default, key=f"select_compare_{method}")
     if len(others) >= 2:
-        masks = {m: analysis.kept_pairs_at(source, m, k, data.n_pairs, seed=int(seed)) for m in others}
+        masks = {m: analysis.kept_pairs_for(source, m, k_pairs, data.n_pairs, seed=int(seed)) for m in others}
         st.plotly_chart(charts.overlap_heatmap(overlap_matrix(masks)), key="select_overlap")
         if groups:
             rows = {m: analysis.group_shares(data, group, mask).set_index("group")["share_of_subset"]
@@ -136,16 +142,16 @@ if st.toggle("Compare methods at this size", key="select_compare_on",
             compare = pd.DataFrame(rows)
             compare.insert(0, "all data", analysis.group_shares(data, group, kept).set_index("group")["share_of_data"])
             st.dataframe(compare.style.format("{:.1%}"), key="select_compare_table")
-            st.caption(f"Share of each {group} in each method's subset (the same number of points for every method).")
+            st.caption(f"Share of each {group} in each method's subset ({k_pairs:,} pairs for every method).")
 
 # ----------------------------------------------------------------------------------- export
 st.subheader("Use or export the subset")
-name_default = f"{method}-{percent:g}pct"
+name_default = f"{method}-{k_pairs}pairs"
 cols = st.columns([2, 1, 1, 1])
 name = cols[0].text_input("Name", value=name_default, key=f"select_name_{name_default}")
 if cols[1].button("Use for training", type="primary", key="select_use"):
     path = analysis.save_active_selection(data, selection, name)
-    st.success(f"'{name}' is the active selection ({int(kept.sum()):,} pairs). The Train page trains on it.")
+    st.success(f"'{name}' is the active selection ({n_kept:,} pairs). The Train page trains on it.")
 
 
 def _table_parquet() -> bytes:
@@ -179,11 +185,11 @@ with st.form("select_export_form"):
         try:
             out = resolve_in_root(settings.data_root(), target)
             export_selection(data, selection, out, format=fmt, kind=kind, keep_metadata=True, overwrite=overwrite)
-            st.success(f"Exported {int(kept.sum()):,} pairs ({percent:g} % of the points, {method}) to {out}")
+            st.success(f"Exported {n_kept:,} pairs ({n_kept / max(1, data.n_pairs):.1%} of the pairs, {method}) to {out}")
         except (PathOutsideRootError, ValueError) as err:
             st.error(str(err).replace("pass overwrite=True (--force) to replace it",
                                       "tick 'Replace the file if it exists' to replace it"))
 chosen_selection = analysis.active_selection(data)
 if chosen_selection:
     st.caption(f"Active selection for training: '{chosen_selection['name']}' "
-               f"({chosen_selection['n_selected']:,} points) — {json.dumps(chosen_selection['path'])}")
+               f"({analysis.selection_size_text(chosen_selection, data)}) — {json.dumps(chosen_selection['path'])}")

@@ -3,16 +3,20 @@ held-out evaluation. Training runs as a job in its own process: the app never fr
 takes it down, and reloading the page loses nothing."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
-from alignscope.jobs.store import JobError
+from alignscope.evaluate.evaluators import EVAL_FILE, eval_probe
+from alignscope.jobs.store import JobError, format_wait
 from alignscope.models import BUILTIN_MODELS
 from alignscope.train.config import (METHODS, REPORT_TO, option_defaults, option_fields, option_meta,
                                      report_to_names, train_config)
+from alignscope.train.run_notes import warning_groups
 from alignscope.train.submit import submit_training
+from alignscope.train.trainer import WARNINGS_FILE
 
 st.title("Train")
 st.caption("Align a model on the active selection with TRL and see whether the subset was worth it: "
@@ -30,24 +34,51 @@ MAX_STEPS = 100_000
 DEFAULTS = option_defaults()
 
 
-def _duration_estimate(model: str, batch_size: int, max_steps: int, epochs: float) -> str:
-    """How long the run will take, from the seconds per step of earlier runs of the same model and
-    batch size on this machine (their eval.json), or a sentence saying there is nothing to go by."""
-    pool = len(data) * (1 - float(st.session_state.get("train_test_fraction", DEFAULTS["test_fraction"])))
-    steps = max_steps or max(1, int(epochs * pool / max(1, batch_size)))
+@st.cache_data(show_spinner=False, max_entries=16)
+def _training_rows(fingerprint: str, selection_path: str | None, stamp: float | None, method: str,
+                   test_fraction: float, _data) -> int | str:
+    """The rows a run would train on (pairs for DPO, completions for KTO): the selection's pairs
+    minus the held-out ones, as :func:`alignscope.train.trainset.training_set` makes them; or the
+    one-line reason the selection cannot be used."""
+    from alignscope.train.trainset import training_set
+
+    try:
+        return len(training_set(_data, selection_path, method=method, test_fraction=test_fraction,
+                                split_seed=int(DEFAULTS["split_seed"])).rows)
+    except ValueError as err:  # TrainError: the submit path shows the same message
+        return str(err)
+
+
+def _duration_estimate(model: str, method: str, batch_size: int, max_steps: int, epochs: float,
+                       selection_path: str | None) -> str:
+    """How many steps the run takes, from the rows it will train on (the selection's, minus the
+    held-out pairs), and how long, from the seconds per step of earlier runs of the same model and
+    batch size on this machine (their eval.json)."""
+    test_fraction = float(st.session_state.get("train_test_fraction", DEFAULTS["test_fraction"]))
+    stamp = Path(selection_path).stat().st_mtime if selection_path and Path(selection_path).exists() else None
+    rows = _training_rows(data.fingerprint, selection_path, stamp, "kto" if method == "kto" else "dpo", test_fraction,
+                          data)
+    if isinstance(rows, str):
+        return f"Cannot estimate the steps: {rows}"
+    per_epoch = math.ceil(math.ceil(rows / max(1, batch_size)) / max(1, int(DEFAULTS["grad_accum"])))
+    steps = max_steps or max(1, math.ceil(epochs * per_epoch))
+    unit = "completions" if method == "kto" else "pairs"
+    basis = (f"{rows:,} training {unit} of {'the selection' if selection_path else 'all pairs'} after holding out "
+             f"{test_fraction:.0%}, batch {batch_size}" + ("" if max_steps else f", {epochs:g} epoch(s)"))
     rates = []
     for job in store.list_jobs(kind="train", status="succeeded", limit=50):
         if job.config.get("model") == model and int(job.config.get("batch_size", DEFAULTS["batch_size"])) == batch_size:
-            training = (state.read_json_file(Path(job.run_dir) / "eval.json") or {}).get("training") or {}
+            training = (state.read_json_file(Path(job.run_dir) / EVAL_FILE) or {}).get("training") or {}
             if training.get("s_per_step"):
                 rates.append(float(training["s_per_step"]))
     if not rates:
-        return f"About {steps:,} steps; no earlier run of {model} at batch {batch_size} on this machine to time them by."
+        return (f"About {steps:,} steps ({basis}); no earlier run of {model} at batch {batch_size} on this machine "
+                "to time them by.")
     rate = sorted(rates)[len(rates) // 2]
     seconds = steps * rate
     span = f"{seconds / 3600:.1f} h" if seconds > 5400 else f"{seconds / 60:.0f} min" if seconds > 90 else f"{seconds:.0f} s"
-    return (f"About {steps:,} steps ≈ {span} of training at {rate:.2f} s/step (median of {len(rates)} earlier "
-            f"run(s) of {model} at batch {batch_size} here), plus the evaluation.")
+    return (f"About {steps:,} steps ({basis}) ≈ {span} of training at {rate:.2f} s/step (median of {len(rates)} "
+            f"earlier run(s) of {model} at batch {batch_size} here), plus the evaluation.")
 
 
 # ------------------------------------------------------------------------------------ the options
@@ -144,11 +175,12 @@ with st.container(border=True):
     if model == "tiny":
         st.caption("**tiny checks the plumbing only**: a random-init 2M-parameter model; its scores say whether "
                    "the pipeline runs, not whether a subset is good. Use smollm2-135m (or your model) for evidence.")
-    st.caption(_duration_estimate(model, int(batch_size), int(max_steps), float(epochs)))
+    trains_on = selection["path"] if selection and train_on == "active selection" else None
+    st.caption(_duration_estimate(model, method, int(batch_size), int(max_steps), float(epochs), trains_on))
     submitted = st.button("Start training", type="primary", key="train_start")
 
 if selection:
-    st.caption(f"Active selection: '{selection['name']}' ({selection['n_selected']:,} points).")
+    st.caption(f"Active selection: '{selection['name']}' ({analysis.selection_size_text(selection, data)}).")
 else:
     st.caption("No active selection: training uses all pairs (minus the held-out share).")
 
@@ -166,8 +198,7 @@ if submitted:
     own = option_fields(method)  # the SamS widgets apply to dpo-sams only
     try:
         config = train_config(method, **{k: v for k, v in values.items() if k in own})
-        job_id = submit_training(data, config, selection=selection["path"] if train_on == "active selection" else None,
-                                 store=store)
+        job_id = submit_training(data, config, selection=trains_on, store=store)
         st.session_state["train_job"] = job_id
         st.session_state["train_pick"] = job_id  # the run picker below switches to the new run
         st.success(f"Started {job_id}: {method} on {model}. Its curves appear below as it trains.")
@@ -175,22 +206,15 @@ if submitted:
         st.error(str(err))
 
 # ---------------------------------------------------------------------------------- live view
-runs = [j for j in store.list_jobs(kind="train", limit=200)
-        if (j.config.get("data") or {}).get("fingerprint") == data.fingerprint]
-if not runs:
-    st.info("No training run on this data set yet: set the options above and start one.")
-    st.stop()
-# No status in the label: it would go stale while the live view below updates.
-labels = {j.id: f"{j.id} · {j.config.get('method')} · {j.config.get('model')}" for j in runs}
-current = st.session_state.get("train_job")
-picked = st.selectbox("Run", list(labels), index=list(labels).index(current) if current in labels else 0,
-                      format_func=labels.get, key="train_pick")
-
-
 @st.fragment(run_every=2)
 def live_run(job_id: str) -> None:
     job = store.get(job_id)
     st.progress(job.progress, text=f"{job.status} · {job.message or ''}")
+    if job.status == "queued":
+        waiting = format_wait(store.jobs_ahead(job.id))
+        if waiting:
+            st.info(waiting.capitalize() + ". It starts when a worker slot frees (the Runs page lists them).",
+                    icon=":material/hourglass_top:")
     metrics = state.run_metrics(job.run_dir)
     shown = [m for m in ("loss", "rewards/margins", "rewards/accuracies") if m in metrics.columns
              and metrics[m].notna().any()]
@@ -205,13 +229,14 @@ def live_run(job_id: str) -> None:
         st.error(f"Training failed: {job.error}")
         with st.expander("Log"):
             st.code(store.logs(job.id, tail=80) or "(empty)", language=None)
-    warned = (state.read_json_file(Path(job.run_dir) / "warnings.json") or {}).get("warnings") or []
+    warned = warning_groups(state.read_json_file(Path(job.run_dir) / WARNINGS_FILE))
     if warned:
-        st.warning(f"TRL warned {len(warned)} time(s) while training; these can change what the model learns:",
-                   icon=":material/warning:")
-        for message in warned:
-            st.text(message)  # may quote dataset text: plain text, never markdown
-    evaluation = state.read_json_file(Path(job.run_dir) / "eval.json")
+        total = sum(count for _, count in warned)
+        st.warning(f"TRL warned {total:,} time(s) while training ({len(warned)} kind(s)); these can change what the "
+                   "model learns:", icon=":material/warning:")
+        for message, count in warned:
+            st.text(f"×{count:,}  {message}")  # may quote dataset text: plain text, never markdown
+    evaluation = state.read_json_file(Path(job.run_dir) / EVAL_FILE)
     if job.status == "succeeded" and evaluation:
         st.subheader("Held-out evaluation")
         scores.show_scores(evaluation)
@@ -222,25 +247,37 @@ def live_run(job_id: str) -> None:
                           if (evaluation.get("reference_logp") or {}).get("accuracy") is not None else "."))
 
 
-live_run(picked)
+runs = [j for j in store.list_jobs(kind="train", limit=200)
+        if (j.config.get("data") or {}).get("fingerprint") == data.fingerprint]
+if not runs:
+    st.info("No training run on this data set yet: set the options above and start one.")
+else:
+    # No status in the label: it would go stale while the live view below updates.
+    labels = {j.id: f"{j.id} · {j.config.get('method')} · {j.config.get('model')}" for j in runs}
+    current = st.session_state.get("train_job")
+    picked = st.selectbox("Run", list(labels), index=list(labels).index(current) if current in labels else 0,
+                          format_func=labels.get, key="train_pick")
+    live_run(picked)
 
 # ------------------------------------------------------------------------------------- probe
-with st.expander("Quick estimate without training (probe)"):
-    st.caption("A Bradley–Terry linear reward model fitted in seconds on frozen MiniLM embeddings of the "
-               "selected training pairs, scored on the same held-out pairs. It is a PROXY for training, "
-               "useful for comparing subsets quickly; it is not the accuracy of a trained policy.")
-    embedded = any(j.status == "succeeded" for j in analysis.embed_jobs(data, "minilm", "completion"))
-    if not embedded:
-        st.caption("Needs the MiniLM embeddings: compute them on the Map or Select page first.")
-    elif st.button("Run the probe", key="train_probe"):
-        from alignscope.evaluate.evaluators import eval_probe
-
-        try:
-            with st.spinner("Fitting the probe…"):
-                result = eval_probe(data, selection["path"] if selection and train_on == "active selection" else None,
-                                    encoder="minilm", test_fraction=float(test_fraction), seed=0)
-            scores.show_scores(result, label="Probe accuracy (proxy)")
-            if result.get("circular_note"):
-                st.caption(result["circular_note"])
-        except ValueError as err:
-            st.error(str(err))
+st.subheader("Quick estimate without training (probe)")
+st.caption("A Bradley–Terry linear reward model fitted in seconds on frozen MiniLM embeddings of the selected "
+           "training pairs, scored on the same held-out pairs. A linear probe's score, not a trained model's: a "
+           "PROXY for training, useful for comparing subsets quickly.")
+embedded = any(j.status == "succeeded" for j in analysis.embed_jobs(data, "minilm", "completion"))
+probe_key = (data.fingerprint, trains_on, float(test_fraction))
+if not embedded:
+    st.caption("Needs the MiniLM embeddings: compute them on the Map or Select page first.")
+elif st.button("Run the probe", key="train_probe"):
+    try:
+        with st.spinner("Fitting the probe…"):
+            result = eval_probe(data, trains_on, encoder="minilm", test_fraction=float(test_fraction), seed=0)
+        # Kept in the session: the result stays on the page across reruns until the inputs change.
+        st.session_state["train_probe_result"] = (probe_key, result)
+    except ValueError as err:
+        st.error(str(err))
+kept = st.session_state.get("train_probe_result")
+if kept and kept[0] == probe_key:
+    scores.show_scores(kept[1], label="Probe accuracy (proxy)")
+    if kept[1].get("circular_note"):
+        st.caption(kept[1]["circular_note"])

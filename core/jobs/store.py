@@ -558,6 +558,21 @@ class JobStore:
         with self._connect() as conn:
             return [self._job_from_row(row) for row in conn.execute(query, params)]
 
+    def jobs_ahead(self, job_id: str) -> list[Job]:
+        """What a queued job waits for: the jobs running on its executor, then those queued there
+        before it (the local executor starts the oldest queued job when a slot frees). [] when the
+        job is not queued."""
+        job = self.get(job_id)
+        if job.status != QUEUED:
+            return []
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM jobs WHERE executor = ? AND id != ? AND (status = ? OR (status = ? AND "
+                                "(created_at < ? OR (created_at = ? AND rowid < (SELECT rowid FROM jobs WHERE id = ?))))) "
+                                "ORDER BY status = ? DESC, created_at, rowid",
+                                (job.executor, job.id, RUNNING, QUEUED, job.created_at, job.created_at, job.id,
+                                 RUNNING)).fetchall()
+        return [self._job_from_row(row) for row in rows]
+
     def logs(self, job_id: str, tail: int | None = 200) -> str:
         """The last ``tail`` lines of the job's log.txt (everything when ``tail`` is None)."""
         return tail_text(self.get(job_id, reconcile=False).log_path, tail)
@@ -881,6 +896,18 @@ def format_time(timestamp: float | None) -> str:
     return "-" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+def format_wait(ahead: Iterable[Job], shown: int = 3) -> str:
+    """"queued behind: embed job 2025… (running, 40 %), sweep_point job 2025… (queued) and 3 more"
+    for the jobs of :meth:`JobStore.jobs_ahead` ("" when none)."""
+    ahead = list(ahead)
+    if not ahead:
+        return ""
+    parts = [f"{job.kind} job {job.id} ({job.status}" + (f", {job.progress:.0%}" if job.status == RUNNING else "") + ")"
+             for job in ahead[:shown]]
+    more = f" and {len(ahead) - shown} more" if len(ahead) > shown else ""
+    return "queued behind: " + ", ".join(parts) + more
+
+
 def format_job_table(jobs: Iterable[Job]) -> str:
     """``alignscope jobs list``: a header and one line per job (no trailing newline; print it)."""
     jobs = list(jobs)
@@ -915,7 +942,7 @@ __all__ = [
     "ACTIVE", "CANCELLED", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "TERMINAL",
     "Executor", "InvalidTransitionError", "Job", "JobError", "JobNotFoundError", "JobStore",
     "LocalExecutor", "UnknownKindError", "default_workers", "format_duration",
-    "format_job_details", "format_job_table", "get_executor", "known_kinds", "load_target",
+    "format_job_details", "format_job_table", "format_wait", "get_executor", "known_kinds", "load_target",
     "read_run_config", "register_executor", "register_kind", "resolve_kind",
     "terminate_job_processes",
 ]

@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS, metric_baseline, resampled_metric
 from alignscope.files import atomic_path, read_jsonl, write_json
+from alignscope.scaling.fit import ScalingError, fit_plateau
+from alignscope.scaling.recommend import (BETTER, UNRESOLVED, WORSE, bootstrap_p_value, comparison_verdicts,
+                                          percent_text, rank_against_random, recommend)
 from alignscope.scaling.sweep import (ALL_METHOD, FIT_FILE, HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig,
                                       SweepError, point_dir_name)
 
 __all__ = ["POINT_COLUMNS", "read_points_jsonl", "curve_points", "point_scores", "compare_with_random",
-           "verdict_lines", "sweep_fits", "fit_sweep"]
+           "verdict_lines", "sweep_fits", "fit_sweep", "baseline_label", "split_sweep_jobs", "sweep_overview"]
 
 
 POINT_COLUMNS = ["method", "fraction", "seed", "score", "score_ci95", "metric", "baseline", "evaluator",
@@ -106,13 +109,16 @@ def compare_with_random(curves: pd.DataFrame, metric: str, boot: _PairedBootstra
                         n_boot: int = 500, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """For every method and every fraction below 1 measured for it and for ``random``: the paired
     difference method − random (seed means), its 95 % interval (paired bootstrap over seeds and
-    held-out pairs, else over seeds) and a verdict: better / worse than random, or no resolved
-    difference."""
+    held-out pairs, else over seeds), its two-sided p (:func:`~alignscope.scaling.recommend.bootstrap_p_value`)
+    and a verdict corrected for ALL the method × fraction comparisons at once (Holm, see
+    :func:`~alignscope.scaling.recommend.comparison_verdicts`); ``verdict_uncorrected`` is what the
+    interval alone says. ``n_train_pairs``: the pairs each side trained on at that fraction."""
     if "random" not in set(curves["method"]):
         return {}
-    lower = metric in LOWER_IS_BETTER
     scores = curves.assign(value=point_scores(curves, metric))
     means = scores.groupby(["method", "fraction"])["value"].mean()
+    sizes = (pd.to_numeric(scores["n_train_pairs"], errors="coerce").groupby(scores["fraction"]).max()
+             if "n_train_pairs" in scores.columns else pd.Series(dtype=float))
     out: dict[str, list[dict[str, Any]]] = {}
     rng = np.random.default_rng(seed)
     for method in sorted(set(curves["method"]) - {"random", ALL_METHOD}):
@@ -133,32 +139,37 @@ def compare_with_random(curves: pd.DataFrame, metric: str, boot: _PairedBootstra
                 draws = ([float(rng.choice(paired, size=len(paired)).mean()) for _ in range(n_boot)]
                          if len(paired) >= 2 else [])
             interval = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
-            if interval is None:
-                verdict = "cannot tell (one seed, no per-pair scores)"
-            elif (interval[1] < 0) if lower else (interval[0] > 0):
-                verdict = "better than random"
-            elif (interval[0] > 0) if lower else (interval[1] < 0):
-                verdict = "worse than random"
-            else:
-                verdict = "no resolved difference from random"
-            rows.append({"fraction": float(fraction), "difference": diff, "ci95": interval, "verdict": verdict})
+            size = sizes.get(fraction) if len(sizes) else None
+            rows.append({"fraction": float(fraction), "difference": diff, "ci95": interval,
+                         "p_value": bootstrap_p_value(diff, draws) if interval is not None else None,
+                         "n_train_pairs": None if size is None or pd.isna(size) else int(size)})
         out[method] = rows
+    comparison_verdicts([row for rows in out.values() for row in rows], metric)
     return out
 
 
 def verdict_lines(vs_random: Mapping[str, list[dict[str, Any]]], metric: str) -> list[str]:
-    """One line per method, at the largest fraction where its difference to random is resolved (else
-    the largest fraction measured), e.g. ``isa − random at 10 %: −0.040 [−0.060, −0.020]: worse than random``."""
+    """One line per method: at how many fractions it is better / worse than random after the Holm
+    correction over every comparison, and its most clearly resolved difference (else the largest
+    fraction's), e.g. ``isa − random (length-controlled accuracy): better than random at 2 of 6
+    fractions, worse at 0, unresolved at 4 (Holm over 12 comparisons); at 10 % ≈ 24 pairs: +0.040
+    [+0.020, +0.060]``."""
     lines = []
     for method, rows in vs_random.items():
         if not rows:
             continue
-        resolved = [r for r in rows if r["verdict"] in ("better than random", "worse than random")]
-        row = (resolved or rows)[-1]
+        better = sum(r["verdict"] == BETTER for r in rows)
+        worse = sum(r["verdict"] == WORSE for r in rows)
+        resolved = [r for r in rows if r["verdict"] in (BETTER, WORSE)]
+        row = min(resolved, key=lambda r: r["p_holm"]) if resolved else rows[-1]
         interval = "" if row["ci95"] is None else f" [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]"
-        others = sum(r["verdict"] == row["verdict"] for r in rows)
-        lines.append(f"{method} − random at {row['fraction']:.0%} ({metric}): {row['difference']:+.3f}{interval}: "
-                     f"{row['verdict']} ({others} of {len(rows)} fractions say so)")
+        size = f" ≈ {row['n_train_pairs']:,} pairs" if row.get("n_train_pairs") else ""
+        n = row.get("n_comparisons") or 0
+        lines.append(f"{method} − random ({metric}): better than random at {better} of {len(rows)} fractions, worse at "
+                     f"{worse}, unresolved at {len(rows) - better - worse}"
+                     + (f" (Holm-corrected over {n} comparisons)" if n > 1 else "")
+                     + f"; at {percent_text(row['fraction'])}{size}: {row['difference']:+.3f}{interval}"
+                     + (f", {row['verdict']}" if row["verdict"] not in (BETTER, WORSE, UNRESOLVED) else ""))
     return lines
 
 
@@ -167,11 +178,10 @@ def sweep_fits(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: 
     """The fits of a sweep in ``metric`` (default: the sweep's), without writing anything: ``curves``
     (the points per curve, ``score`` in that metric, ``baseline``), ``fits`` (method →
     :class:`~alignscope.scaling.fit.PlateauFit` or the reason it could not be fitted) and ``summary``
-    (what :func:`fit_sweep` writes to fit.json). The ``all`` points (fraction 1.0) belong to every
-    method's curve. Intervals come from a paired bootstrap over seeds and held-out pairs when the
+    (what :func:`fit_sweep` writes to fit.json: besides the fits, ``vs_random`` with Holm-corrected
+    verdicts, ``ranking`` and the ``recommendation`` of :mod:`alignscope.scaling.recommend`). The
+    ``all`` points (fraction 1.0) belong to every method's curve. Intervals come from a paired bootstrap over seeds and held-out pairs when the
     points kept their margins (see :func:`alignscope.scaling.fit.fit_plateau` for the other cases)."""
-    from alignscope.scaling.fit import ScalingError, fit_plateau
-
     sweep_dir = Path(sweep_dir)
     recorded = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
     config = SweepConfig.from_dict(recorded["config"])
@@ -208,11 +218,35 @@ def sweep_fits(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: 
         except ScalingError as exc:
             fits[str(method)] = str(exc)
     vs_random = compare_with_random(curves, metric, boot, n_boot=n_boot, seed=seed) if len(curves) else {}
+    ranking = rank_against_random(vs_random, metric)
+
+    def pooled(methods: list[str]):
+        """The tied curves as one: their points together, the same paired replicates."""
+        rows = curves[curves["method"].isin(methods)]
+        resamples = None
+        if boot is not None:
+            per_method = {m: sorted(set(rows.loc[rows["method"] == m, "fraction"].astype(float))) for m in methods}
+            resamples = []
+            for b in range(n_boot):
+                parts = [boot.curve(b, m, per_method[m]) for m in methods]
+                resamples.append((np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])))
+        try:
+            return fit_plateau(rows["fraction"], rows["score"], q=q, n_boot=n_boot, seed=seed,
+                               method="pooled: " + " + ".join(methods), target=target,
+                               groups=(rows["method"].astype(str) + "/" + rows["seed"].astype(str)).to_numpy(),
+                               resamples=resamples, higher_is_better=higher, baseline=baseline)
+        except ScalingError as exc:
+            return str(exc)
+
+    n_pool = _pool_size(points)
+    headline = recommend(fits, metric=metric, q=q, baseline=baseline, baseline_label=baseline_label(metric),
+                         ranking=ranking, n_pool=n_pool, evaluator=config.evaluator, model=config.model, pool=pooled)
     summary = {"q": q, "target": target, "metric": metric, "higher_is_better": higher, "baseline": baseline,
                "baseline_rule": _baseline_rule(metric), "n_points": int(len(points)),
-               "equal_pairs_per_fraction": _equal_pairs(points),
+               "equal_pairs_per_fraction": _equal_pairs(points), "n_training_pairs": n_pool,
                "methods": {m: (f.to_dict() if not isinstance(f, str) else {"error": f}) for m, f in fits.items()},
-               "vs_random": vs_random, "verdicts": verdict_lines(vs_random, metric),
+               "vs_random": vs_random, "verdicts": verdict_lines(vs_random, metric), "ranking": ranking,
+               "recommendation": headline.to_dict(), "evaluator": config.evaluator,
                "eval_encoder": config.probe_encoder if config.evaluator == "probe" else None,
                "selection_encoder": config.encoder,
                "circular": bool(config.evaluator == "probe" and config.probe_encoder == config.encoder)}
@@ -233,6 +267,11 @@ def fit_sweep(sweep_dir: str | os.PathLike, *, q: float | None = None, n_boot: i
     return found["summary"]
 
 
+def baseline_label(metric: str) -> str:
+    """The baseline's short name (the chart's dashed line, the headline)."""
+    return "the length rule, or a coin" if metric == "length_controlled_accuracy" else "the length rule"
+
+
 def _baseline_rule(metric: str) -> str:
     if metric == "length_controlled_accuracy":
         return "0.5: what the length rule (and a coin) scores when length is controlled"
@@ -241,8 +280,62 @@ def _baseline_rule(metric: str) -> str:
     return "the length rule's log loss (a one-parameter Bradley-Terry fit on the log length ratio)"
 
 
+def _pool_size(points: pd.DataFrame) -> int | None:
+    """The training pairs at fraction 1 (the all-data points; else the largest point scaled up)."""
+    if points.empty or "n_train_pairs" not in points.columns or points["n_train_pairs"].isna().all():
+        return None
+    known = points.dropna(subset=["n_train_pairs"])
+    full = known.loc[known["fraction"].astype(float) >= 1.0, "n_train_pairs"]
+    if len(full):
+        return int(full.max())
+    row = known.loc[known["fraction"].astype(float).idxmax()]
+    return int(round(float(row["n_train_pairs"]) / float(row["fraction"])))
+
+
 def _equal_pairs(points: pd.DataFrame) -> bool | None:
     """True when every method trained on the same number of pairs at each fraction."""
     if points.empty or "n_train_pairs" not in points.columns:
         return None
     return bool((points.groupby("fraction")["n_train_pairs"].nunique() <= 1).all())
+
+
+# --------------------------------------------------------------------------------- sweeps as jobs
+def split_sweep_jobs(jobs: Sequence[Any]) -> tuple[list[Any], dict[str, list[Any]]]:
+    """``(jobs of no sweep, {sweep_dir: its jobs})``, in the given order. A job belongs to a sweep
+    when its config names a ``sweep_dir`` (one job per point, or a few workers that compute the
+    points: both carry it), so a sweep reads as one entry however many jobs compute it."""
+    others: list[Any] = []
+    sweeps: dict[str, list[Any]] = {}
+    for job in jobs:
+        folder = (job.config or {}).get("sweep_dir")
+        if folder:
+            sweeps.setdefault(str(folder), []).append(job)
+        else:
+            others.append(job)
+    return others, sweeps
+
+
+def sweep_overview(sweep_dir: str | os.PathLike, jobs: Sequence[Any]) -> dict[str, Any]:
+    """One sweep as one row: its name, methods, status (running while any job runs, then queued,
+    failed, cancelled, else succeeded), points measured (from points.jsonl) of those planned
+    (from sweep.json), failed jobs, progress and the time span of its jobs."""
+    sweep_dir = Path(sweep_dir)
+    try:
+        config = SweepConfig.from_dict(json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))["config"])
+        planned = (len(config.checkpoints) * len(config.seeds) if config.mode == "checkpoints"
+                   else len(config.points()))
+        methods = config.curve_methods()
+    except (OSError, ValueError, KeyError, TypeError):
+        planned, methods = None, []
+    measured = len(read_points_jsonl(sweep_dir)) if (sweep_dir / POINTS_FILE).exists() else 0
+    statuses = [job.status for job in jobs]
+    status = next((s for s in ("running", "queued", "failed", "cancelled") if s in statuses), "succeeded")
+    failed = sum(s in ("failed", "cancelled") for s in statuses)
+    started = [job.created_at for job in jobs if job.created_at]
+    finished = [job.finished_at for job in jobs if job.finished_at]
+    span = (max(finished) - min(started)) if started and finished and status not in ("running", "queued") else None
+    progress = (min(1.0, measured / planned) if planned else
+                sum(job.progress for job in jobs) / max(1, len(jobs)))
+    return {"sweep_dir": str(sweep_dir), "name": sweep_dir.name, "methods": methods, "status": status,
+            "n_jobs": len(jobs), "n_failed": failed, "n_measured": measured, "n_planned": planned,
+            "progress": float(progress), "created_at": min(started) if started else None, "duration": span}

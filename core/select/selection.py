@@ -175,6 +175,25 @@ class Selection:
         table["selected"] = table["rank"].to_numpy() <= k
         return self.replace(table=table, config={**self.config, "k": int(k), "n_selected": int(k)})
 
+    def top_pairs(self, k_pairs: int) -> "Selection":
+        """The same ranking cut where exactly ``k_pairs`` pairs are kept under the pair rule ``any``
+        (a pair is kept when either completion is): the top ``k`` rows, with ``k`` the ``k_pairs``-th
+        smallest of the pairs' best ranks. So a size asked in pairs means that many pairs whatever
+        the unit. A pair-level selection is :meth:`top` (``k_pairs``). The config records
+        ``k_pairs``."""
+        if self.unit == "pair":
+            cut = self.top(k_pairs)
+            return cut.replace(config={**cut.config, "k_pairs": int(k_pairs)})
+        pair_index = self.table["pair_index"].to_numpy(dtype=np.int64)
+        pair_ids, position = np.unique(pair_index, return_inverse=True)
+        if isinstance(k_pairs, bool) or not isinstance(k_pairs, (int, np.integer)) or not 0 <= k_pairs <= len(pair_ids):
+            raise SelectionError(f"k_pairs must be an integer in [0, {len(pair_ids)}], got {k_pairs!r}")
+        best = np.full(len(pair_ids), np.iinfo(np.int64).max)
+        np.minimum.at(best, position, self.table["rank"].to_numpy(dtype=np.int64))
+        k = 0 if k_pairs == 0 else int(np.partition(best, k_pairs - 1)[k_pairs - 1])
+        cut = self.top(k)
+        return cut.replace(config={**cut.config, "k_pairs": int(k_pairs)})
+
     # ---------------------------------------------------------------------------- pairs
     def pairs(self, rule: str = "any") -> np.ndarray:
         """Sorted int64 pair indices this selection keeps under ``rule`` (:data:`PAIR_RULES`); a

@@ -1,2 +1,3 @@
 """Training on a selection: one config dataclass per trainer (every option declared once), the
-train/held-out split, the TRL wiring (DPO, KTO, DPO + SamS), the SamS scheduler and the submit path."""
+train/held-out split, the TRL wiring (DPO, KTO, DPO + SamS), the SamS scheduler, the submit path,
+and what a finished run's files say in sentences (run_notes: warnings grouped, truncation)."""

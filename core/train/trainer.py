@@ -79,6 +79,7 @@ __all__ = ["METRIC_KEYS", "CHECKPOINTS_LOG", "WARNINGS_FILE", "SamsDPOTrainer", 
            "train", "run_job", "package_versions"]
 from alignscope.train.config import (SAMS_INDEX_COLUMN, SAMS_LOG, TrainConfig, TrainError, report_to_names,
                                      train_config)
+from alignscope.train.run_notes import warning_key
 from alignscope.train.trainset import (jsonable, TrainingSet, flipped_pairs, training_set)
 
 # The keys every line of metrics.jsonl has (null when the method does not log that quantity).
@@ -179,7 +180,10 @@ def _callbacks(metrics_path: Path, report: Report, *, method: str, show_bar: boo
             if self.bar is not None:
                 self.bar.update(state.global_step - self.bar.n)
             if self.max_steps:
-                report(progress=_TRAIN_SHARE * state.global_step / self.max_steps)
+                # The step's number goes with its progress: the metrics line (on_log) comes after this
+                # call, and a reader polling in between would otherwise see the previous step's line.
+                report(progress=_TRAIN_SHARE * state.global_step / self.max_steps,
+                       message=f"step {state.global_step}/{self.max_steps}")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs or _SUMMARY_KEYS & set(logs):
@@ -293,19 +297,33 @@ WARNINGS_FILE = "warnings.json"  # what TRL/transformers warned about while trai
 
 
 class _TrainingWarnings(logging.Handler):
-    """Collects the distinct warnings TRL and transformers log while a run trains (they go to
-    log.txt otherwise, where nobody reads them); ``messages`` keeps each once, shortened."""
+    """Collects the warnings TRL and transformers log while a run trains (they go to log.txt
+    otherwise, where nobody reads them), grouped by their wording with the numbers left out
+    (:func:`alignscope.train.run_notes.warning_key`): one example and a count per kind, so that one
+    warning repeated with other numbers reads as one line "×15", not 15 lines."""
 
     _LOGGERS = ("trl", "transformers")
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
-        self.messages: list[str] = []
+        self.groups: dict[str, dict[str, Any]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         text = " ".join(record.getMessage().split())[:600]
-        if text and text not in self.messages and len(self.messages) < 20:
-            self.messages.append(text)
+        if not text:
+            return
+        key = warning_key(text)
+        if key in self.groups:
+            self.groups[key]["count"] += 1
+        elif len(self.groups) < 20:
+            self.groups[key] = {"message": text, "count": 1}
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What warnings.json holds: ``groups`` (message, count), ``total``, and ``warnings`` (one
+        example per kind, as earlier versions wrote it)."""
+        groups = list(self.groups.values())
+        return {"warnings": [g["message"] for g in groups], "groups": groups, "total": sum(g["count"] for g in groups)}
 
     def __enter__(self) -> "_TrainingWarnings":
         for name in self._LOGGERS:
@@ -544,8 +562,8 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         policy, tokenizer, trainer = _run_trainer(data, tset, config, model_dir=model_dir, device=device, lr=lr,
                                                   kto_weights=kto_weights, run_dir=run_dir, report=report,
                                                   show_bar=show_bar, flipped=flipped, on_checkpoint=on_checkpoint)
-    if caught.messages:  # e.g. TRL cutting the end of every prompt: it changes what is learned, so it is shown
-        write_json(run_dir / WARNINGS_FILE, {"warnings": caught.messages})
+    if caught.groups:  # e.g. TRL cutting the end of every prompt: it changes what is learned, so it is shown
+        write_json(run_dir / WARNINGS_FILE, caught.record)
     history = [h for h in trainer.state.log_history if "train_runtime" in h]
     steps = int(trainer.state.global_step)
     runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started
@@ -559,16 +577,18 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
 
     policy.eval()
     saved = None
+    trained = f"trained {steps:,} step{'s' if steps != 1 else ''} · "  # the last step's line may not have shown
     if config.save_model:
-        report(progress=_TRAIN_SHARE, message="saving the model")
+        report(progress=_TRAIN_SHARE, message=trained + "saving the model")
         saved = _save_model(policy, tokenizer, run_dir / "model")
 
     result: dict[str, Any] = {"run_dir": str(run_dir), "method": method, "training": training,
                               "model_dir": str(saved) if saved else None, "eval": None}
     if len(tset.test_pairs):
         n_eval = min(len(tset.test_pairs), config.eval_max_pairs or len(tset.test_pairs))
-        report(progress=_TRAIN_SHARE, message=f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
-               if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs")
+        report(progress=_TRAIN_SHARE, message=trained + (
+            f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
+            if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs"))
         from alignscope.evaluate.evaluators import EVAL_FILE, evaluate_pairs, write_eval
         from alignscope.models import load_causal_lm
 
