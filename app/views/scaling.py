@@ -235,9 +235,8 @@ with tab_new:
         except ValueError:
             pass  # the launch button says what is wrong with the list
         cols = st.columns(2)
-        eval_encoder = cols[0].text_input("Evaluation encoder (probe)", "", key="sweep_eval_encoder",
-                                          help=option_help(SweepConfig, "eval_encoder") + ": the judge then sees "
-                                               "what the selector saw")
+        eval_encoder = cols[0].text_input("Evaluation encoder (probe)", defaults.eval_encoder or "",
+                                          key="sweep_eval_encoder", help=option_help(SweepConfig, "eval_encoder"))
         sweep_metric = cols[1].selectbox("Curve metric", list(METRICS), index=list(METRICS).index(defaults.metric),
                                          format_func=charts.METRIC_LABELS.get, key="sweep_metric")
         cols = st.columns(4)
@@ -263,7 +262,7 @@ with tab_new:
             config, problem = None, str(err)
         if config is not None:
             seconds = estimate_seconds(config, data.n_pairs, int(workers))
-            st.caption(f"{len(config.points())} points ({len(config.units())} rankings) on {data.n_pairs:,} pairs, "
+            st.caption(f"{config.n_points()} points ({len(config.units())} rankings) on {data.n_pairs:,} pairs, "
                        f"{min(int(workers), len(config.units()))} worker(s): "
                        + (f"about {format_eta(seconds)} (from the sweeps measured on this machine)" if seconds
                           else "no sweep measured on this machine yet; the ETA appears with the first points"))
@@ -276,7 +275,7 @@ with tab_new:
             jobs = submit_sweep(data, config, out, workers=int(workers), store=store)
             # Rerun so that the first tab lists the new sweep; the message survives in the session.
             st.session_state["scaling_next_sweep"] = str(out)
-            st.session_state["scaling_launched"] = (f"Started sweep {out.name}: {len(config.points())} points by "
+            st.session_state["scaling_launched"] = (f"Started sweep {out.name}: {config.n_points()} points by "
                                                     f"{len(jobs)} worker(s) (jobs {', '.join(jobs)}); the first tab "
                                                     "shows the points as they come, the Runs page the workers.")
             st.rerun()

@@ -107,7 +107,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     started = time.monotonic()
     jobs = submit_sweep(data, config, args.out, executor=args.executor, workers=args.workers, store=store,
                         overwrite=args.force, report=say)
-    n_points = len(config.points())
+    n_points = config.n_points()
     say(f"sweep: {n_points} points, {len(config.units())} rankings, {len(jobs)} worker(s) ({args.executor} executor) "
         f"→ {args.out}")
     if args.detach:

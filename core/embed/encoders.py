@@ -59,6 +59,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope import settings
+from alignscope.embed import lsa
 from alignscope.embed.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors, sidecar_path
 from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
 from alignscope.files import write_json
@@ -72,12 +73,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "minilm"
 STATIC = "static"
+LSA = lsa.LSA
 LM_PREFIX = "lm-last-token:"
-ENCODER_NAMES = ("minilm", STATIC, "lm-last-token:<model>")
+ENCODER_NAMES = ("minilm", STATIC, LSA, "lm-last-token:<model>")
 PRECISIONS = ("auto", "fp32", "bf16")
 MINILM_DIM = 384
 LM_DEFAULT_MAX_LENGTH = 1024  # tokens; prompt + completion longer than this keeps its end
-DEFAULT_BATCH_SIZE = {"minilm": 64, "lm": 16, "static": 1024}
+LSA_MAX_LENGTH = 10**7  # lsa reads whole texts (the bound only sizes time estimates)
+DEFAULT_BATCH_SIZE = {"minilm": 64, "lm": 16, "static": 1024, LSA: 0}  # lsa: one fit over every text
 # The static encoder's distillation settings: part of its cache folder's hash. Fixed, so that every
 # machine with the same versions builds the same model.
 STATIC_SETTINGS = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float32", "pooling": "mean",
@@ -112,11 +115,11 @@ def parse_encoder(encoder: str) -> tuple[str, str | None]:
     """``"minilm"`` → ``("minilm", None)``; ``"static"`` → ``("static", None)``;
     ``"lm-last-token:tiny"`` → ``("lm", "tiny")``."""
     name = str(encoder).strip()
-    if name in ("minilm", STATIC):
+    if name in ("minilm", STATIC, LSA):
         return name, None
     if name.startswith(LM_PREFIX) and name[len(LM_PREFIX):].strip():
         return "lm", name[len(LM_PREFIX):].strip()
-    raise EmbeddingError(f"unknown encoder {encoder!r}: use 'minilm', 'static' or 'lm-last-token:<model>' "
+    raise EmbeddingError(f"unknown encoder {encoder!r}: use 'minilm', 'static', 'lsa' or 'lm-last-token:<model>' "
                          "(model = tiny, smollm2-135m, a model folder or a hub id)")
 
 
@@ -315,6 +318,9 @@ def _encoder_info(kind: str, model_spec: str | None, device: str = "cpu") -> _En
         folder = static_folder(device, create=False)
         limit = int(STATIC_SETTINGS["max_length"])
         return _EncoderInfo(str(folder), f"model2vec:{folder.name}", None, limit, limit)
+    if kind == LSA:  # no model: fitted on the texts it embeds (alignscope.embed.lsa)
+        return _EncoderInfo(None, f"lsa:v{lsa.VERSION}:dim{lsa.DIM}:sklearn-{_package_version('scikit-learn')}", None,
+                            LSA_MAX_LENGTH, LSA_MAX_LENGTH)
     if kind == "minilm":
         folder = minilm_folder()
         max_seq_length = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
@@ -457,9 +463,31 @@ class _Static(_Backend):
         return out
 
 
+class _LSA(_Backend):
+    """:mod:`alignscope.embed.lsa`: one TF-IDF + SVD fit over the texts of a call."""
+
+    name = LSA
+    device = "cpu"
+
+    def encode(self, texts: list[str], *, layer: int | None, max_length: int, bf16: bool, batch_size: int,
+               progress: bool, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
+        bar = _progress_bar(len(texts), progress, self.name)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+            if on_progress is not None:
+                on_progress(done, total)
+
+        vectors = lsa.fit_transform(list(texts), on_progress=tick)
+        bar.close()
+        return vectors
+
+
 @lru_cache(maxsize=2)
 def _get_backend(kind: str, folder: str | None, device: str) -> _Backend:
     """Loaded encoders are kept (two at most) so that repeated calls skip the model load."""
+    if kind == LSA:
+        return _LSA()
     if kind == STATIC:
         return _Static(device)
     return _MiniLM(device) if kind == "minilm" else _LastToken(folder, device)

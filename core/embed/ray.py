@@ -82,6 +82,9 @@ def embed_ray(data: Any, encoder: str = E.DEFAULT_ENCODER, unit: str = "completi
     cached = E._read_cache(key) if cache else None
     if cached is not None:
         return E._as_unit(cached.matrix, unit, key, from_cache=True)
+    if kind == E.LSA:  # one fit over every text: shards would each fit their own space
+        return E.embed(data, encoder, unit, layer, batch_size=batch_size, max_length=max_length, precision=precision,
+                       cache=cache, progress=progress)
     if kind == E.STATIC:
         E.static_folder(device, create=True)  # distill once here, not once per task
     unique, inverse = E.distinct_texts(E.element_texts(data))

@@ -311,7 +311,7 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
     _limit_threads(int(config.get("n_workers", 1)))
     sweep = SweepConfig.from_dict(config["sweep"])
     sweep_dir = Path(config["sweep_dir"])
-    total = len(sweep.points())
+    total = sweep.n_points()
     report(progress=0.0, message="loading the data")
     data = load_spec(config["data"])
     context = SweepContext(data, sweep, sweep_dir)
@@ -339,6 +339,7 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
             report(progress=done / max(total, 1), message=message)
     busy_s = round(time.monotonic() - started, 3)
     if measured:  # what the next launch's estimate reads (sweep.estimate_seconds)
+        rates_path().parent.mkdir(parents=True, exist_ok=True)
         append_jsonl(rates_path(), {"evaluator": sweep.evaluator, "encoder": sweep.encoder, "n_pairs": len(data),
                                     "measured": measured, "busy_s": busy_s, "n_workers": config.get("n_workers", 1),
                                     "at": time.time()})

@@ -322,8 +322,7 @@ def sweep_overview(sweep_dir: str | os.PathLike, jobs: Sequence[Any]) -> dict[st
     sweep_dir = Path(sweep_dir)
     try:
         config = SweepConfig.from_dict(json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))["config"])
-        planned = (len(config.checkpoints) * len(config.seeds) if config.mode == "checkpoints"
-                   else len(config.points()))
+        planned = config.n_points()
         methods = config.curve_methods()
     except (OSError, ValueError, KeyError, TypeError):
         planned, methods = None, []

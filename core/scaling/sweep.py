@@ -49,7 +49,7 @@ from alignscope.options import fields_problem, option
 from alignscope.train.config import TrainConfig, TrainError, train_config
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "ALL_METHOD", "CLEAN_METHOD", "POINTS_FILE", "SWEEP_FILE",
-           "FIT_FILE", "AUDIT_FILE", "HELDOUT_FILE", "DEFAULT_METRIC", "DEFAULT_ENCODER", "SweepConfig", "SweepError",
+           "FIT_FILE", "AUDIT_FILE", "HELDOUT_FILE", "DEFAULT_METRIC", "DEFAULT_ENCODER", "DEFAULT_EVAL_ENCODER", "SweepConfig", "SweepError",
            "submit_sweep", "prepare_sweep", "estimate_seconds", "rates_path", "point_dir_name", "unit_name", "pair_count", "selection_size", "default_workers"]
 
 EVALUATORS = ("probe", "dpo", "kto")
@@ -70,6 +70,10 @@ DEFAULT_METRIC = "length_controlled_accuracy"
 # The selectors' features by default: the static encoder embeds the 123,904 AlpacaEval completions
 # in about a minute on 2 cores where MiniLM takes about an hour (benchmarks/results/embed_static.json).
 DEFAULT_ENCODER = "static"
+# The probe judges with other features than the selectors chose with (else a selector that covers
+# the judge's space wins by construction): LSA of the data's own words, about a minute at AlpacaEval's
+# size, no parameter shared with the static encoder (alignscope.embed.lsa).
+DEFAULT_EVAL_ENCODER = "lsa"
 # Cost order of the units (most expensive first), so the long ones do not end a sweep alone.
 _UNIT_COST = {"kcenter": 0, "llm": 0, "lm-margin": 0, "isa": 1, "density": 2, "margin": 2, "rds": 3, CLEAN_METHOD: 4,
               "length": 5, "random": 6, ALL_METHOD: 7}
@@ -108,8 +112,8 @@ class SweepConfig:
                             help="probe: a linear Bradley-Terry probe per point, seconds, a proxy; dpo/kto: a real "
                                  "TRL run per point")
     encoder: str = option(DEFAULT_ENCODER, help="the selectors' features: static, minilm or lm-last-token:MODEL")
-    eval_encoder: str | None = option(None, help="the probe's own features",
-                                      default_text="the selectors' encoder, flagged as circular")
+    eval_encoder: str | None = option(DEFAULT_EVAL_ENCODER, help="the probe's own features (the selectors' "
+                                      "encoder when empty: flagged as circular, the judge sees what the selector saw)")
     unit: str = option("completion", choices=("completion", "pair"), help="what the selectors rank")
     metric: str = option(DEFAULT_METRIC, choices=METRICS,
                          help="the curve's score (every point records all of " + ", ".join(METRICS) + ")")
@@ -214,8 +218,14 @@ class SweepConfig:
                 if f < 1.0]
 
     def points(self) -> list[dict[str, Any]]:
-        """Every point the sweep measures, unit by unit."""
+        """Every point folder the sweep fills, unit by unit (checkpoint mode: one run per seed)."""
         return [point for unit in self.units() for point in self.unit_points(*unit)]
+
+    def n_points(self) -> int:
+        """The points the curves will have (checkpoint mode: one per checkpoint and seed)."""
+        if self.mode == "checkpoints":
+            return len(set(self.checkpoints)) * len(set(self.seeds))
+        return len(self.points())
 
     def curve_methods(self) -> list[str]:
         """The curves this sweep draws and fits."""
@@ -307,7 +317,7 @@ def prepare_sweep(data, config: SweepConfig, out: str | os.PathLike, *, overwrit
 
 
 def _record_sweep(out: Path, data, config: SweepConfig, **extra: Any) -> None:
-    write_json(out / SWEEP_FILE, {"config": config.to_dict(), "data": data.spec(), "n_points": len(config.points()),
+    write_json(out / SWEEP_FILE, {"config": config.to_dict(), "data": data.spec(), "n_points": config.n_points(),
                                   "created_at": time.time(), **extra})
 
 
@@ -332,7 +342,7 @@ def estimate_seconds(config: SweepConfig, n_pairs: int, workers: int | None = No
         return None
     per_point_kpair = float(np.median([r["busy_s"] / r["measured"] / max(r["n_pairs"] / 1000, 0.1) for r in rows]))
     workers = min(default_workers() if workers is None else workers, max(1, len(config.units())))
-    return per_point_kpair * len(config.points()) * max(n_pairs / 1000, 0.1) / workers
+    return per_point_kpair * config.n_points() * max(n_pairs / 1000, 0.1) / workers
 
 
 def _clear_claims(sweep_dir: Path) -> None:
