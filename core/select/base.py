@@ -56,8 +56,14 @@ class Selector(BaseEstimator):
       positions, which is what makes a selection reproducible bitwise (ISA's scores are per point
       given the batch, so it passes).
 
-    ``llm`` (Ask-LLM) takes a list of texts, not a numeric ``X``, so the checks do not apply; it
-    supports ``clone``/``get_params``/``set_params`` like the others. The mixture ISA fits is
+    The pair methods: ``rds`` passes every check (its score of a row depends on the row and the
+    fitted target only); ``margin`` fails the same two for the same kind of reason (its fitted rows
+    are scored out-of-fold, by probes fitted on seeded folds of row positions; other rows by the
+    probe of the whole training part). ``length`` takes exactly two non-negative word counts per pair,
+    so checks that feed other feature counts or signs cannot apply.
+
+    ``llm`` (Ask-LLM) and ``lm-margin`` take texts, not a numeric ``X``, so the checks do not apply; they
+    support ``clone``/``get_params``/``set_params`` like the others. The mixture ISA fits is
     :class:`alignscope.select.gmm.GaussianMixture`, which passes scikit-learn's checks in full.
     """
 

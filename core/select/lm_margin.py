@@ -39,8 +39,8 @@ import numpy as np
 
 from alignscope import settings
 from alignscope.files import atomic_path
-from alignscope.options import option
-from alignscope.select.pairwise import KEEP_CHOICES, KEEP_HELP, PairSelector, keep_score
+from alignscope.select.pair_options import LMMarginOptions
+from alignscope.select.pairwise import PairSelector, keep_score
 from alignscope.select.selection import SelectionError
 
 __all__ = ["LMMarginSelector", "cache_dir", "pair_triples"]
@@ -54,7 +54,7 @@ def cache_dir():
 
 
 @dataclasses.dataclass(kw_only=True, eq=False, repr=False)
-class LMMarginSelector(PairSelector):
+class LMMarginSelector(PairSelector, LMMarginOptions):
     """A reference LM's log-ratio per pair (see the module docstring for the papers and the cost).
 
     ``X``: the pairs as a DataFrame (or PreferenceData) with ``prompt``, ``chosen``, ``rejected``, or a
@@ -67,16 +67,6 @@ class LMMarginSelector(PairSelector):
     method: ClassVar[str] = "lm-margin"
     takes_text: ClassVar[bool] = True
     score_meaning: ClassVar[str] = "reference LM log-ratio log p(chosen|prompt) - log p(rejected|prompt), by keep"
-
-    seed: int = option(0, help="seed (breaks ties between equal scores)", min=0)
-    model: str = option("tiny", help="reference causal LM: tiny (random weights: proves the plumbing only), "
-                                     "smollm2-135m or a model folder")
-    keep: str = option("easy", choices=KEEP_CHOICES, help=KEEP_HELP)
-    normalise: bool = option(False, help="per-token (length-normalised) log-probabilities instead of sums")
-    batch_size: int = option(8, min=1, help="sequences per forward pass")
-    max_length: int = option(512, min=2, help="tokens of prompt + answer kept (cut from the right, as TRL does)")
-    device: str | None = option(None, default_text="a GPU when present, else the CPU", help="torch device")
-    cpu_max_pairs: int = option(5000, min=1, help="on a CPU, refuse more pairs than this (a GPU has no limit)")
 
     def fit(self, X, y=None, *, fingerprint: str | None = None, on_progress: Callable[[float, str], None] | None = None,
             progress: bool = False, pair_index: Any = None, label: Any = None):

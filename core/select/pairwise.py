@@ -27,12 +27,12 @@ them, if any, works on *their* data (each against random at the same size, e.g. 
 
 The reference-LM log-ratio (``lm-margin``) is in :mod:`alignscope.select.lm_margin`.
 
-**Options are declared once.** Each selector is a dataclass whose fields are made with
-:func:`alignscope.options.option` (help, choices, bounds); the dataclass's generated ``__init__``
-only stores them, which is what scikit-learn requires of an estimator (``get_params``,
-``set_params``, ``clone`` read that signature), ``fit`` validates them with
-:func:`alignscope.options.fields_problem`, and the CLI flags and the Select page's widgets are
-generated from the same fields (:func:`selector_options`).
+**Options are declared once**, as :func:`alignscope.options.option` fields (help, choices,
+bounds) of the light dataclasses of :mod:`alignscope.select.pair_options`, which each estimator here
+inherits: the estimator is itself a dataclass whose generated ``__init__`` only stores them, which
+is what scikit-learn requires (``get_params``, ``set_params``, ``clone`` read that signature);
+``fit`` validates them with :func:`alignscope.options.fields_problem`; the CLI flags and the Select
+page's widgets are generated from the same fields.
 
 **Held-out labels never shape a ranking.** The selectors that learn from labels (the length rule's
 direction, the margin probe) learn only from the pairs that :func:`alignscope.train.trainset.split_pairs`
@@ -55,24 +55,14 @@ import numpy as np
 
 from alignscope.audit import fit_bt_probe
 from alignscope.evaluate.metrics import LengthRule, pair_word_lengths
-from alignscope.options import fields_problem, option
+from alignscope.options import fields_problem
 from alignscope.select.base import Selector, seeded_order
+from alignscope.select.pair_options import LengthOptions, MarginOptions, RDSOptions
 from alignscope.select.selection import SelectionError
 from alignscope.train.trainset import split_pairs
 
-__all__ = ["PairSelector", "LengthSelector", "MarginSelector", "RDSSelector", "KEEP_CHOICES", "keep_score",
-           "selector_options", "pair_differences", "read_target_texts"]
-
-KEEP_CHOICES = ("easy", "hard", "middle")
-KEEP_HELP = ("easy: the largest margins (margin maximisation; what Selective DPO keeps); hard: the smallest "
-             "(the smallest implicit-reward gap); middle: nearest the median, both tails dropped")
-_TEST_FRACTION_HELP = ("share of pairs held out by the split that training, eval-probe and sweeps use; "
-                       "their labels never shape the ranking")
-_SPLIT_SEED_HELP = "seed of that split"
-_SEED_HELP = "seed (breaks ties between equal scores)"
-# Fields that are not user options of a selection (set by the library, not shown as flags or widgets).
-_NOT_OPTIONS = frozenset({"seed"})
-
+__all__ = ["PairSelector", "LengthSelector", "MarginSelector", "RDSSelector", "keep_score", "pair_differences",
+           "read_target_texts"]
 
 def keep_score(margin: np.ndarray, keep: str, centre: float | None = None) -> np.ndarray:
     """Score (higher = keep) of each margin under ``keep``: ``easy`` → margin, ``hard`` → −margin,
@@ -84,11 +74,6 @@ def keep_score(margin: np.ndarray, keep: str, centre: float | None = None) -> np
         return -margin + 0.0
     centre = float(np.median(margin)) if centre is None else float(centre)
     return -np.abs(margin - centre) + 0.0
-
-
-def selector_options(cls: type) -> list[dataclasses.Field]:
-    """The user options of a pair selector class: its option fields (help set), seed excluded."""
-    return [f for f in dataclasses.fields(cls) if "help" in f.metadata and f.name not in _NOT_OPTIONS]
 
 
 class PairSelector(Selector):
@@ -135,7 +120,7 @@ class PairSelector(Selector):
 
 # ============================================================================== length
 @dataclasses.dataclass(kw_only=True, eq=False, repr=False)
-class LengthSelector(PairSelector):
+class LengthSelector(PairSelector, LengthOptions):
     """Keep pairs by the data's own length pattern (Zhao et al. 2024, arXiv:2402.04833; Xia et al.
     2024, arXiv:2410.09335 found length filtering the one stable method at scale).
 
@@ -152,13 +137,6 @@ class LengthSelector(PairSelector):
     method: ClassVar[str] = "length"
     score_meaning: ClassVar[str] = ("by=gap: (chosen - rejected words) signed by the direction the data's length rule "
                                     "learned; by=chosen: chosen words")
-
-    seed: int = option(0, help=_SEED_HELP, min=0)
-    by: str = option("gap", choices=("gap", "chosen"),
-                     help="gap: largest chosen − rejected word gap in the direction the data's length rule learned; "
-                          "chosen: the longest chosen answers (Zhao et al. 2024)")
-    test_fraction: float = option(0.2, min=0, max=1, max_open=True, help=_TEST_FRACTION_HELP)
-    split_seed: int = option(0, min=0, help=_SPLIT_SEED_HELP)
 
     def inputs(self, data, *, encoder, embeddings=None, layer=None, batch_size=None, progress=False):
         chosen, rejected = pair_word_lengths(data)
@@ -191,7 +169,7 @@ class LengthSelector(PairSelector):
 
 # ============================================================================== margin
 @dataclasses.dataclass(kw_only=True, eq=False, repr=False)
-class MarginSelector(PairSelector):
+class MarginSelector(PairSelector, MarginOptions):
     """A cross-fitted preference probe's margin (margin maximisation, Deng et al. 2025,
     arXiv:2502.14560; Selective DPO, Gao et al. 2025, arXiv:2502.09650; smallest implicit-reward gap,
     Qi, Xu & Jin 2025, arXiv:2508.04149).
@@ -215,16 +193,6 @@ class MarginSelector(PairSelector):
     method: ClassVar[str] = "margin"
     score_meaning: ClassVar[str] = "out-of-fold Bradley-Terry probe margin w.(e_c - e_r), by keep (easy/hard/middle)"
     uses_embeddings: ClassVar[bool] = True
-
-    seed: int = option(0, help="seed of the folds (and of ties)", min=0)
-    keep: str = option("easy", choices=KEEP_CHOICES, help=KEEP_HELP)
-    folds: int = option(5, min=2, help="cross-fitting folds of the probe")
-    C: float = option(1.0, min=0, min_open=True, help="inverse L2 strength of the probe's logistic regression")
-    test_fraction: float = option(0.2, min=0, max=1, max_open=True, help=_TEST_FRACTION_HELP)
-    split_seed: int = option(0, min=0, help=_SPLIT_SEED_HELP)
-    eval_encoder: str | None = option(None, default_text="the selector's encoder (circular)",
-                                      help="the encoder the evaluator judges with (eval-probe --eval-encoder); "
-                                           "when it is the selection's, the selection is marked circular")
 
     def inputs(self, data, *, encoder, embeddings=None, layer=None, batch_size=None, progress=False):
         if embeddings is None:
@@ -303,7 +271,7 @@ def pair_differences(embeddings: Any, n_pairs: int | None) -> np.ndarray:
 
 # ============================================================================== rds
 @dataclasses.dataclass(kw_only=True, eq=False, repr=False)
-class RDSSelector(PairSelector):
+class RDSSelector(PairSelector, RDSOptions):
     """Similarity to a target set (RDS+, Ivison et al. 2025, arXiv:2503.01807).
 
     ``X``: ``(n, d)`` query embeddings, one row per pair: the prompt embedded alone
@@ -324,16 +292,6 @@ class RDSSelector(PairSelector):
     method: ClassVar[str] = "rds"
     score_meaning: ClassVar[str] = "mean cosine similarity to the top_k most similar target points"
     uses_embeddings: ClassVar[bool] = True
-
-    seed: int = option(0, help=_SEED_HELP, min=0)
-    target: str | None = option(None, default_text="the held-out prompts of the data's own split",
-                                help="a file of prompts (.txt, one a line) or pairs (.jsonl/.json/.parquet/.csv with "
-                                     "a prompt column) to select toward")
-    query: str = option("prompt", choices=("prompt", "prompt+chosen"),
-                        help="what of each pair is compared with the target: its prompt, or prompt + chosen answer")
-    top_k: int = option(10, min=1, help="similarity = mean cosine to this many most similar target points")
-    test_fraction: float = option(0.2, min=0, max=1, max_open=True, help=_TEST_FRACTION_HELP)
-    split_seed: int = option(0, min=0, help=_SPLIT_SEED_HELP)
 
     def fit(self, X, y=None, *, target_embeddings: Any = None, pair_index: Any = None, label: Any = None):
         """Fit on query rows ``X`` ``(n, d)`` toward ``target_embeddings`` ``(m, d)`` (None: the

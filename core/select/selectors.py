@@ -30,6 +30,12 @@ Methods (:data:`METHODS`):
 ``llm``
     Ask-LLM (Sachdeva et al. 2024): a causal LM is asked whether the example is good training data;
     the score is its probability of answering "yes". Takes texts, not a matrix.
+``length``, ``margin``, ``rds``, ``lm-margin`` (:data:`PAIR_METHODS`)
+    Methods that beat random elsewhere, ranking PAIRS: the data's own length pattern (Zhao et al.
+    2024), a cross-fitted preference probe's margin (Deng et al. 2025; Gao et al. 2025; Qi et al.
+    2025), similarity to a target set (RDS+, Ivison et al. 2025) and a reference LM's log-ratio.
+    They live in :mod:`alignscope.select.pairwise` and :mod:`alignscope.select.lm_margin`, with their
+    options declared in :mod:`alignscope.select.pair_options`; :func:`select_data` builds their inputs.
 
 Units. ISA as published treats every *completion* (prompt + one response) as a point: a preference
 pair gives two rows (``unit="completion"``, labels 1 = chosen, 0 = rejected); ``unit="pair"`` has one
@@ -51,6 +57,7 @@ from alignscope.embed.encoders import DEFAULT_ENCODER, embed
 from alignscope.select.base import Selector, _check_positive_int, _first_attr
 from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
 from alignscope.select.lm_margin import LMMarginSelector
+from alignscope.select.pair_options import PAIR_METHODS
 from alignscope.select.pairwise import LengthSelector, MarginSelector, PairSelector, RDSSelector
 from alignscope.select.selection import PAIR_RULES, Selection, SelectionError, resolve_k
 
@@ -62,10 +69,9 @@ __all__ = [
     "LMMarginSelector", "selector_class",
 ]
 
-METHODS = ("isa", "random", "density", "kcenter", "llm", "length", "margin", "rds", "lm-margin")
-# The methods that rank pairs (alignscope.select.pairwise, alignscope.select.lm_margin): their
-# selections have one row per pair.
-PAIR_METHODS = ("length", "margin", "rds", "lm-margin")
+# The pair methods (PAIR_METHODS: alignscope.select.pairwise and alignscope.select.lm_margin) rank
+# pairs: their selections have one row per pair.
+METHODS = ("isa", "random", "density", "kcenter", "llm", *PAIR_METHODS)
 ISA_VARIANTS = ("published", "renormalised")
 
 
