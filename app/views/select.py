@@ -169,7 +169,7 @@ if ranks_pairs:
     st.subheader(f"{method}: what the score is")
     st.caption(what)
     if selection.config.get("circular"):
-        st.warning(selection.config["circular_note"])
+        st.warning(f"Circular: {selection.config['circular_note']}")
     values = table[detail].to_numpy(dtype=float)
     cutoff = float(table.loc[is_kept, "score"].min()) if is_kept.any() and detail == "score" else None
     st.plotly_chart(charts.kept_histogram(values, is_kept, name=label, cutoff=cutoff,
