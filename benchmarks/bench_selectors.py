@@ -188,7 +188,7 @@ def run_dataset(name: str, data, *, variants: list[str], fractions: list[float],
                                                 "selection_circular": ranking.config.get("circular"),
                                                 "probe_circular": result["circular"], "n_train_pairs": {}})
                 entry["n_train_pairs"][str(fraction)] = result["n_train"]
-            if method == "lm-margin":
+            if method == "lm-margin" and "lm" not in info[label]:  # the first seed: the model pass (or the cache)
                 info[label]["lm"] = ranking.config.get("lm")
                 info[label]["eta_messages"] = [m for m in messages if "about" in m][:1]
         timings[f"{label}_s"] = round(time.perf_counter() - t, 2)

@@ -268,6 +268,7 @@ def test_lm_margin_is_the_reference_log_ratio_cached_on_disk(tiny):
 
     again = select_data(data, "lm-margin", model=tiny, k=2, max_length=64, keep="hard", normalise=True)
     assert again.config["lm"]["from_cache"] is True  # no model pass: another keep/normalise reads the cache
+    assert again.config["lm"]["elapsed_s"] == selection.config["lm"]["elapsed_s"]  # how it was computed, kept
     per_token = again["chosen_logp"] / again["chosen_tokens"] - again["rejected_logp"] / again["rejected_tokens"]
     assert np.allclose(again["log_ratio"], per_token) and np.allclose(again["score"], -per_token)
     assert np.array_equal(again["chosen_logp"], selection["chosen_logp"])

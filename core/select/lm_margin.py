@@ -120,9 +120,11 @@ class LMMarginSelector(PairSelector, LMMarginOptions):
         path = cache_dir() / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.npz"
         cached = _read_cache(path, key)
         if cached is not None:
-            self.run_info_ = {"model": self.model, "from_cache": True, "cache": str(path)}
+            result, computed = cached
+            # how the cached scores were computed (device, time, the estimate made then) stays visible
+            self.run_info_ = {**computed, "model": self.model, "from_cache": True, "cache": str(path)}
             report(1.0, f"lm-margin: read {len(triples):,} pairs' log-probabilities from the cache")
-            return cached
+            return result
         device = self._device()
         if device.startswith("cpu") and len(triples) > self.cpu_max_pairs:
             raise SelectionError(f"lm-margin on a CPU is limited to {self.cpu_max_pairs:,} pairs (cpu_max_pairs); this "
@@ -143,10 +145,10 @@ class LMMarginSelector(PairSelector, LMMarginOptions):
             eta.close()
         elapsed = time.perf_counter() - started
         result = (sums[0::2].copy(), sums[1::2].copy(), counts[0::2].copy(), counts[1::2].copy())
-        _write_cache(path, key, result)
-        self.run_info_ = {"model": self.model, "device": device, "from_cache": False, "cache": str(path),
-                          "n_sequences": len(sequences), "elapsed_s": round(elapsed, 3),
-                          "eta_s": None if eta.estimate is None else round(eta.estimate, 3)}
+        computed = {"device": device, "n_sequences": len(sequences), "elapsed_s": round(elapsed, 3),
+                    "eta_s": None if eta.estimate is None else round(eta.estimate, 3)}
+        _write_cache(path, key, result, computed)
+        self.run_info_ = {**computed, "model": self.model, "from_cache": False, "cache": str(path)}
         report(1.0, f"lm-margin: scored {len(triples):,} pairs in {elapsed:.1f} s")
         return result
 
@@ -224,26 +226,29 @@ def _content_hash(triples) -> str:
     return "sha256:" + digest.hexdigest()[:32]
 
 
+_ARRAYS = ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")
+
+
 def _read_cache(path, key):
+    """``(arrays, how they were computed)`` of the entry at ``path`` when its key matches, else None."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
             if json.loads(str(stored["key"])) != key:
                 return None
-            return tuple(np.asarray(stored[name]) for name in ("chosen_logp", "rejected_logp", "chosen_tokens",
-                                                                "rejected_tokens"))
+            return tuple(np.asarray(stored[name]) for name in _ARRAYS), json.loads(str(stored["computed"]))
     except (OSError, ValueError, KeyError):
         return None  # a damaged entry is recomputed, never trusted
 
 
-def _write_cache(path, key, result) -> None:
+def _write_cache(path, key, result, computed) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:  # np.savez on a name would append .npz to the temporary name
-                np.savez(handle, key=np.array(json.dumps(key, sort_keys=True)), **dict(zip(names, result)))
+                np.savez(handle, key=np.array(json.dumps(key, sort_keys=True)), computed=np.array(json.dumps(computed)),
+                         **dict(zip(_ARRAYS, result)))
     except OSError:  # a full or read-only disk must not lose the computed scores
         pass
 
