@@ -16,7 +16,7 @@ log-probabilities in length-sorted batches under ``torch.inference_mode``. ``nor
 per-token mean instead of the sum (a longer answer otherwise has a lower log-probability).
 
 Cost and where it runs: one forward pass per answer, GPU when present. On a CPU only small sets are
-allowed (``cpu_max_pairs``, default 5,000: SmolLM2-135M takes seconds per batch there). The first
+allowed (``cpu_max_pairs``, default 2,000: SmolLM2-135M takes seconds per batch there). The first
 batch (the longest sequences) is timed and the rest extrapolated by padded tokens; that estimate is
 reported through ``on_progress(fraction, message)`` and, with ``progress=True``, printed above a tqdm
 bar. Results are cached on disk under ``settings.home()/cache/lm_margin/`` keyed by the data's

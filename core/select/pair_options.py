@@ -74,7 +74,7 @@ class LMMarginOptions:
     batch_size: int = option(8, min=1, help="sequences per forward pass")
     max_length: int = option(512, min=2, help="tokens of prompt + answer kept (cut from the right, as TRL does)")
     device: str | None = option(None, default_text="a GPU when present, else the CPU", help="torch device")
-    cpu_max_pairs: int = option(5000, min=1, help="on a CPU, refuse more pairs than this (a GPU has no limit)")
+    cpu_max_pairs: int = option(2000, min=1, help="on a CPU, refuse more pairs than this (a GPU has no limit)")
 
 
 PAIR_OPTIONS: dict[str, type] = {"length": LengthOptions, "margin": MarginOptions, "rds": RDSOptions,
