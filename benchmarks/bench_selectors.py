@@ -3,7 +3,8 @@
     python -m benchmarks.bench_selectors [--datasets hh,alpaca] [--alpaca-sample 10000] [--hh-sample 0]
         [--fractions 0.1,0.25,0.5] [--seeds 0,1,2] [--encoder static] [--eval-encoder static]
         [--variants length,length:chosen,margin:easy,margin:hard,margin:middle,rds,rds:prompt+chosen]
-        [--lm-sample 300] [--lm-model tiny] [--lm-max-length 256] [--n-boot 2000] [--name selectors] [--merge]
+        [--lm-sample 300] [--lm-model tiny] [--lm-max-length 256] [--lm-device cuda|cpu] [--n-boot 2000]
+        [--name selectors] [--merge]
 
 Data: ../shared/data/hh_harmless_test.jsonl.gz (all 2,312 pairs by default) and a seeded sample of
 ../shared/data/alpaca_eval_pairs.jsonl.gz (skipped with a message when absent).
@@ -33,7 +34,7 @@ embeddings, which the evaluator does not read (it reads completion differences),
 own ``circular`` flag (same encoder name) is recorded beside it for the reader to judge.
 
 ``lm-margin`` runs on a seeded ``--lm-sample`` of HH pairs (its own split and probe, same protocol)
-with ``--lm-model`` on the CPU. The ``tiny`` model has RANDOM weights: this proves the plumbing
+with ``--lm-model`` (GPU when present; on a CPU the benchmark lifts ``cpu_max_pairs`` to the sample). The ``tiny`` model has RANDOM weights: this proves the plumbing
 (batched log-probabilities, the cache, the ETA, the selection → probe path), not the method.
 
 Writes ``results/<--name>.json`` ({"benchmark", "machine", "figures"}). Embeddings and the lm-margin
@@ -140,7 +141,8 @@ def verdict_lines(comparisons: dict[str, Any], metric: str) -> list[str]:
 
 
 def run_dataset(name: str, data, *, variants: list[str], fractions: list[float], seeds: list[int], encoder: str,
-                eval_encoder: str, n_boot: int, lm_model: str | None = None, lm_max_length: int = 256) -> dict[str, Any]:
+                eval_encoder: str, n_boot: int, lm_model: str | None = None, lm_max_length: int = 256,
+                lm_device: str | None = None) -> dict[str, Any]:
     from alignscope.embed.encoders import embed
     from alignscope.evaluate.evaluators import eval_probe, split_pairs
     from alignscope.evaluate.metrics import pair_word_lengths
@@ -171,7 +173,7 @@ def run_dataset(name: str, data, *, variants: list[str], fractions: list[float],
     for label in labels:
         method, options = ("random", {}) if label == "random" else variant_options(label, eval_encoder)
         if method == "lm-margin":
-            options.update(model=lm_model, max_length=lm_max_length, device="cpu")
+            options.update(model=lm_model, max_length=lm_max_length, device=lm_device, cpu_max_pairs=max(n, 1))
         t = time.perf_counter()
         for seed in seeds:
             messages: list[str] = []
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lm-sample", type=int, default=300, help="HH pairs for lm-margin (0 = skip)")
     parser.add_argument("--lm-model", default="tiny")
     parser.add_argument("--lm-max-length", type=int, default=256)
+    parser.add_argument("--lm-device", default=None, help="torch device for lm-margin (default: a GPU when present)")
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--name", default="selectors")
     parser.add_argument("--merge", action="store_true",
@@ -249,10 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.lm_sample and HH.exists():
         data = load(HH, args.lm_sample)
         result = run_dataset("hh-lm", data, variants=["lm-margin:easy", "lm-margin:hard"], lm_model=args.lm_model,
-                             lm_max_length=args.lm_max_length, **common)
-        result["note"] = (f"{args.lm_model} on the CPU, {len(data)} HH pairs. The tiny model has random weights: this "
+                             lm_max_length=args.lm_max_length, lm_device=args.lm_device, **common)
+        device = result["variants"]["lm-margin:easy"]["lm"].get("device", "?")
+        result["note"] = (f"{args.lm_model} on {device}, {len(data)} HH pairs. The tiny model has random weights: this "
                           "proves the path (batched log-probabilities, cache, measured ETA, selection → probe), "
-                          "not the method." if args.lm_model == "tiny" else f"{args.lm_model} on the CPU")
+                          "not the method." if args.lm_model == "tiny" else f"{args.lm_model} on {device}")
         figures["lm_margin"] = result
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     figures["peak_rss_mib"] = round(peak_rss_mib(), 1)
