@@ -196,6 +196,31 @@ def selection_at(source: str, method: str, k: int, *, seed: int = 0, options: di
     return ranked.replace(config={**ranked.config, **asked})
 
 
+@st.cache_resource(show_spinner="Scoring every pair…", max_entries=16)
+def pair_ranking(fingerprint: str, encoder: str, unit: str, stamp: float | None, method: str, seed: int,
+                 options_json: str, _data: PreferenceData, _embeddings: Embeddings | None = None,
+                 _on_progress=None) -> Selection:
+    """The full ranking of a pair method (``length``, ``margin``, ``rds``, ``lm-margin``: every pair
+    ranked, cut off later by the slider), through ``select_data`` as the CLI and sweeps run it;
+    completion embeddings already loaded are reused. Shared read-only by every session."""
+    from alignscope.select.selectors import select_data
+
+    embeddings = _embeddings if unit == "completion" else None  # pair rows: select_data reads the cache
+    return select_data(_data, method, encoder=encoder, embeddings=embeddings, k=_data.n_pairs, seed=seed,
+                       on_progress=_on_progress, **json.loads(options_json))
+
+
+def pair_selection_at(data: PreferenceData, embeddings: Embeddings, encoder: str, unit: str, method: str, k: int, *,
+                      seed: int = 0, options: dict | None = None, fraction: float | None = None,
+                      on_progress=None) -> Selection:
+    """A pair method's top-``k`` pairs (``fraction``: what the user asked for, kept in the provenance)."""
+    stamp = embedding_stamp(source_of(embeddings)) if embeddings.path is not None else None
+    ranked = pair_ranking(data.fingerprint, encoder, unit, stamp, method, seed, json.dumps(options or {}, sort_keys=True),
+                          data, embeddings, on_progress)
+    asked = {"k": k, "n_selected": k, "k_requested": None if fraction is not None else k, "fraction": fraction}
+    return ranked.top(k).replace(config={**ranked.config, **asked})
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _pair_first_rank(source: str, stamp: float, method: str, seed: int, options_json: str,
                      n_pairs: int) -> np.ndarray:

@@ -14,7 +14,6 @@ apart.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess

@@ -81,6 +81,36 @@ def test_other_methods_and_comparison(app):
     assert any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))
 
 
+@pytest.mark.slow
+def test_pair_methods_rank_pairs_on_the_select_page(app):
+    """length, margin and rds are offered, rank the 120 pairs (not the 240 completions), show their
+    score and keep the slider's share of pairs; margin on the page's own features says it is circular."""
+    at, _ = app
+    at.switch_page("views/select.py").run()
+    offered = {label.split(" ")[0] for label in at.selectbox(key="select_method").options}  # "length (…)"
+    assert {"length", "margin", "rds", "lm-margin"} <= offered
+    at.selectbox(key="select_method").set_value("length").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _metric(at, "Points kept") == "6 of 120" and _metric(at, "Pairs touched") == "6"
+    assert any("length: what the score is" in h.value for h in at.subheader)
+    specs = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "rejected words: kept vs dropped pairs" in specs  # the gap histogram
+    at.selectbox(key="select_length_by").set_value("chosen").run()  # a widget generated from the option
+    assert not at.exception and _metric(at, "Points kept") == "6 of 120"
+    at.selectbox(key="select_method").set_value("margin").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("circular" in w.value.lower() for w in at.warning), [w.value for w in at.warning]
+    at.selectbox(key="select_method").set_value("rds").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.slider(key="select_percent").set_value(25.0).run()
+    assert _metric(at, "Points kept") == "30 of 120"
+    at.button(key="select_use").click().run()
+    table = Selection.read(at.session_state["alignscope_selection"]["path"])
+    assert (table.method, table.unit, int(table["selected"].sum())) == ("rds", "pair", 30)
+    at.text_input(key="select_rds_target").set_value("../outside.txt").run()
+    assert any("outside the data root" in e.value for e in at.error)
+
+
 def test_use_for_training_and_export_inside_the_data_root(app):
     at, root = app
     at.switch_page("views/select.py").run()

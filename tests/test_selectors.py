@@ -45,7 +45,7 @@ def test_unknown_method_and_bad_options_are_one_clear_error():
         select(X, "random", k=3, seed=-1)
     with pytest.raises(SelectionError, match="larger than the number of points"):
         select(X, "random", k=len(X) + 1)
-    assert set(METHODS) == {"isa", "random", "density", "kcenter", "llm"}
+    assert set(METHODS) == {"isa", "random", "density", "kcenter", "llm", "length", "margin", "rds", "lm-margin"}
 
 
 @pytest.mark.parametrize("method", ["isa", "random", "density", "kcenter"])

@@ -13,7 +13,57 @@ import streamlit as st
 from alignscope import settings
 from alignscope.app import analysis, charts, state
 from alignscope.files import PathOutsideRootError, resolve_in_root
+from alignscope.options import field_kind
+from alignscope.select.pair_options import PAIR_METHODS, method_options
 from alignscope.select.stats import defect_rates, overlap_matrix
+
+# The column each pair method's histogram shows, its label, and what it means (papers on the estimators).
+PAIR_DETAIL = {
+    "length": ("gap", "chosen − rejected words",
+               "gap: pairs whose chosen and rejected lengths differ most in the direction the data's own length "
+               "rule learned (its training pairs); chosen: the longest chosen answers. Length filtering was the one "
+               "stable method in a large comparison (Xia et al. 2024); Zhao et al. 2024 keep the longest."),
+    "margin": ("margin", "probe margin w·(e_c − e_r)",
+               "A Bradley–Terry probe cross-fitted on the embedding differences: easy keeps the largest margins "
+               "(margin maximisation), hard the smallest (smallest implicit-reward gap), middle drops both tails."),
+    "rds": ("similarity", "mean top-k cosine to the target",
+            "Similarity of each pair's prompt (or prompt + chosen) to a target set, by default the held-out "
+            "prompts, which are ranked last (RDS+)."),
+    "lm-margin": ("log_ratio", "log π(chosen) − log π(rejected)",
+                  "The reference LM's own preference between the two answers (the tiny model has random weights: "
+                  "its ranking means nothing). Scores are cached on disk per data, model and max length."),
+}
+
+
+def option_widgets(fields, *, prefix: str) -> dict:
+    """A widget per option field (help, choices and bounds from its declaration); the values set."""
+    values = {}
+    columns = st.columns(3)
+    for i, f in enumerate(fields):
+        kind, nullable = field_kind(f)
+        meta, where = f.metadata, columns[i % 3]
+        label, key, help_text = f.name.replace("_", " "), f"{prefix}_{f.name}", meta["help"]
+        if "choices" in meta:
+            values[f.name] = where.selectbox(label, list(meta["choices"]), index=list(meta["choices"]).index(f.default),
+                                             key=key, help=help_text)
+        elif kind == "bool":
+            values[f.name] = where.checkbox(label, value=bool(f.default), key=key, help=help_text)
+        elif kind in ("int", "float"):
+            cast = int if kind == "int" else float
+            low = meta.get("min")
+            values[f.name] = cast(where.number_input(
+                label, value=cast(f.default), key=key, help=help_text,
+                min_value=None if low is None else cast(low) + (0.01 if meta.get("min_open") and kind == "float" else 0),
+                max_value=None if meta.get("max") is None else cast(meta["max"]) - (0.01 if meta.get("max_open") else 0),
+                step=1 if kind == "int" else 0.05))
+        else:
+            text = where.text_input(label, value="" if f.default is None else str(f.default), key=key,
+                                    help=help_text + (f" (empty: {meta['default_text']})" if meta.get("default_text")
+                                                      else ""))
+            if text.strip() or not nullable:
+                values[f.name] = text.strip()
+    return values
+
 
 st.title("Select")
 st.caption("Score every point with a selection method and keep the top of the ranking. ISA (Khera et "
@@ -28,16 +78,21 @@ embeddings = analysis.require_embeddings(data, encoder, unit, "select")
 source = analysis.source_of(embeddings)
 
 # ----------------------------------------------------------------------------- method and size
+METHOD_NAMES = {"isa": "ISA (published rule)", "random": "random",
+                "density": "density (inverse-propensity, Sachdeva et al.)", "kcenter": "k-center greedy (diversity)",
+                "length": "length (the data's length pattern; Zhao et al. 2024)",
+                "margin": "margin (preference-probe margin; Deng et al. / Gao et al. 2025)",
+                "rds": "rds (similarity to a target set; RDS+, Ivison et al. 2025)",
+                "lm-margin": "lm-margin (reference LM log-ratio)"}
 top = st.columns([2, 3])
-method = top[0].selectbox("Method", ["isa", "random", "density", "kcenter"], key="select_method",
-                          format_func={"isa": "ISA (published rule)", "random": "random",
-                                       "density": "density (inverse-propensity, Sachdeva et al.)",
-                                       "kcenter": "k-center greedy (diversity)"}.get)
+method = top[0].selectbox("Method", list(METHOD_NAMES), key="select_method", format_func=METHOD_NAMES.get)
+ranks_pairs = method in PAIR_METHODS
 percent = top[1].slider("Subset size (% of pairs)", min_value=0.5, max_value=100.0,
                         value=float(st.session_state.get("alignscope_fraction", 0.05) * 100), step=0.5,
                         key="select_percent",
                         help="A share of the data set's pairs (a pair is kept when the method keeps either of its "
-                             "completions). The ISA paper keeps 3.5 % (HH) to 10 % (OASST1, UltraFeedback).")
+                             "completions; length, margin, rds and lm-margin rank pairs themselves). The ISA paper "
+                             "keeps 3.5 % (HH) to 10 % (OASST1, UltraFeedback).")
 st.session_state["alignscope_fraction"] = percent / 100  # plain key: the Map page reads it too (a share of pairs)
 k_pairs = max(1, int(round(percent / 100 * data.n_pairs)))
 options: dict = {}
@@ -54,11 +109,22 @@ with st.expander("Method options"):
         options["variant"] = opt[2].selectbox("Variant", ["published", "renormalised"], key="select_variant",
                                               help="renormalised p = p/Σp flips the ranking (keeps typical points); "
                                                    "the published rule is the default.")
+    elif ranks_pairs:
+        options = option_widgets(method_options(method), prefix=f"select_{method}")
 
 try:
-    selection = analysis.selection_for_pairs(source, method, k_pairs, data.n_pairs, seed=int(seed), options=options,
-                                             pair_fraction=percent / 100)
-except ValueError as err:  # selection errors are one-line ValueErrors
+    if ranks_pairs:
+        if options.get("target"):  # a typed path stays inside the data root
+            options["target"] = str(resolve_in_root(settings.data_root(), options["target"]))
+        bar = st.empty()
+        selection = analysis.pair_selection_at(data, embeddings, encoder, unit, method, k_pairs, seed=int(seed),
+                                               options=options, fraction=percent / 100,
+                                               on_progress=lambda done, message: bar.progress(min(1.0, done), message))
+        bar.empty()
+    else:
+        selection = analysis.selection_for_pairs(source, method, k_pairs, data.n_pairs, seed=int(seed),
+                                                 options=options, pair_fraction=percent / 100)
+except (ValueError, PathOutsideRootError) as err:  # selection errors are one-line ValueErrors
     st.error(str(err))
     st.stop()
 table = selection.table
@@ -101,6 +167,17 @@ if method == "isa":
         st.dataframe(components, key="select_components")
         st.caption(f"{counted.capitalize()} per mixture component (argmax responsibility) and how many of each are "
                    "kept.")
+
+if ranks_pairs:
+    detail, label, what = PAIR_DETAIL[method]
+    st.subheader(f"{method}: what the score is")
+    st.caption(what)
+    if selection.config.get("circular"):
+        st.warning(f"Circular: {selection.config['circular_note']}")
+    values = table[detail].to_numpy(dtype=float)
+    cutoff = float(table.loc[is_kept, "score"].min()) if is_kept.any() and detail == "score" else None
+    st.plotly_chart(charts.kept_histogram(values, is_kept, name=label, cutoff=cutoff,
+                                          title=f"{label}: kept vs dropped pairs"), key="select_pair_hist")
 
 # ------------------------------------------------------------------------- what is kept / dropped
 st.subheader("What the subset keeps")

@@ -8,8 +8,18 @@ from typing import Any
 
 
 from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
+from alignscope.cli.config_flags import flag_help
 from alignscope.cli.embed import add_encoder_options
+from alignscope.options import field_kind, flag_name
+from alignscope.select.pair_options import PAIR_METHODS, method_options
 from alignscope.select.selection import PAIR_RULES
+
+# Every method of alignscope.select.selectors.METHODS (a test checks they agree; that module imports
+# scikit-learn, too slow for building the parser).
+METHOD_CHOICES = ("isa", "random", "density", "kcenter", "llm", *PAIR_METHODS)
+# Flags the select command already has for the encoder; a pair method's option of the same name
+# shares it (lm-margin's batch_size: sequences per forward pass, like an encoder's).
+_SHARED_FLAGS = {"batch_size"}
 
 __all__ = ["add_select_commands", "cmd_select", "cmd_export"]
 
@@ -18,7 +28,9 @@ def add_select_commands(commands: Any) -> None:
     select_cmd = commands.add_parser("select", help="score every point and keep the best k (ISA or a baseline)")
     select_cmd.add_argument("data", metavar="DATA", nargs="?", help="data set (or use --embeddings)")
     select_cmd.add_argument("--embeddings", help="a raw float32 .npy matrix embedded elsewhere (no text)")
-    select_cmd.add_argument("--method", default="isa", choices=["isa", "random", "density", "kcenter", "llm"])
+    select_cmd.add_argument("--method", default="isa", choices=METHOD_CHOICES,
+                            help="isa (default), random, density, kcenter, llm (Ask-LLM), or a pair method: "
+                                 "length, margin, rds, lm-margin (they rank pairs)")
     size = select_cmd.add_mutually_exclusive_group()
     size.add_argument("--k", type=int, help="number of points to keep")
     size.add_argument("--fraction", type=float, help="share of points to keep, in (0, 1]")
@@ -31,6 +43,7 @@ def add_select_commands(commands: Any) -> None:
     select_cmd.add_argument("--n-init", type=int, help="ISA: GMM initialisations (default 1)")
     select_cmd.add_argument("--variant", choices=["published", "renormalised"],
                             help="ISA: published rule (default) or renormalised p (flips the ranking)")
+    add_pair_method_options(select_cmd)
     select_cmd.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                             help="any other selector option, e.g. --option model=tiny")
     select_cmd.add_argument("--out", required=True, help="output selection .parquet")
@@ -54,6 +67,48 @@ def add_select_commands(commands: Any) -> None:
     export_cmd.add_argument("--json", action="store_true")
     export_cmd.set_defaults(func=cmd_export)
 
+
+
+def add_pair_method_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per option of the pair methods (alignscope.select.pair_options), in one group; an
+    option several methods share gets one flag (its help names them all). Unset flags are None, so
+    the method's own default applies."""
+    group = parser.add_argument_group("options of the pair methods (length, margin, rds, lm-margin)")
+    owners: dict[str, list[str]] = {}
+    fields: dict[str, Any] = {}
+    for method in PAIR_METHODS:
+        for f in method_options(method):
+            owners.setdefault(f.name, []).append(method)
+            fields.setdefault(f.name, f)
+    for name, f in fields.items():
+        if name in _SHARED_FLAGS:
+            continue
+        kind, _ = field_kind(f)
+        options: dict[str, Any] = {"dest": name, "default": None,
+                                   "help": f"{', '.join(owners[name])}: {flag_help(f)}"}
+        if kind == "bool":
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = {"int": int, "float": float, "str": str}[kind]
+            if "choices" in f.metadata:
+                options["choices"] = list(f.metadata["choices"])
+        group.add_argument(flag_name(name), **options)
+
+
+def pair_method_fields(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The pair-method options set on the command line for ``method``; a flag of another method is
+    a one-line UsageError naming the methods it applies to."""
+    own = {f.name for f in method_options(method)}
+    every = {f.name: m for m in PAIR_METHODS for f in method_options(m)}
+    given = {name: getattr(args, name) for name in every if name not in _SHARED_FLAGS
+             and getattr(args, name, None) is not None}
+    foreign = [name for name in given if name not in own]
+    if foreign:
+        methods = [m for m in PAIR_METHODS if foreign[0] in {f.name for f in method_options(m)}]
+        raise UsageError(f"{flag_name(foreign[0])} applies to --method {', '.join(methods)}, not {method}")
+    if "batch_size" in own and args.batch_size is not None:
+        given["batch_size"] = args.batch_size
+    return given
 
 
 def _parse_options(items: list[str]) -> dict[str, object]:
@@ -86,6 +141,7 @@ def cmd_select(args: argparse.Namespace) -> int:
                                           ("n_init", args.n_init), ("variant", args.variant)) if v is not None})
     elif any(v is not None for v in (args.covariance_type, args.pca_dim, args.n_init, args.variant)):
         raise UsageError("--covariance-type/--pca-dim/--n-init/--variant apply to --method isa only")
+    options.update(pair_method_fields(args, args.method))
     common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
     if args.embeddings:
         from alignscope.embed.embeddings import Embeddings
@@ -102,7 +158,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         if not args.data:
             raise UsageError("give DATA (or --embeddings EMB.npy)")
         args.path = args.data
-        table = select_data(load_data(args), args.method, encoder=args.encoder, unit=args.unit or "completion",
+        table = select_data(load_data(args), args.method, encoder=args.encoder, unit=args.unit,
                             layer=args.layer, batch_size=args.batch_size, progress=not args.json, **common,
                             **options)
     table.write(out)
@@ -111,12 +167,16 @@ def cmd_select(args: argparse.Namespace) -> int:
                "k": table.config.get("k"), "seed": args.seed, "data_fingerprint": table.fingerprint}
     if table.unit == "completion":
         summary["n_pairs_selected"] = int(len(table.pairs("any")))
+    if "circular" in table.config:
+        summary["circular"] = table.config["circular"]
     if args.json:
         print(json.dumps(summary, default=str))
     else:
         extra = (f" ({summary['n_pairs_selected']:,} pairs contain one)" if "n_pairs_selected" in summary else "")
         print(f"selected {summary['n_selected']:,} of {summary['n_points']:,} {summary['unit'] or 'point'}s "
               f"with {args.method}{extra} → {out}")
+        if table.config.get("circular_note"):
+            print(f"note: {table.config['circular_note']}")
     return EXIT_OK
 
 

@@ -64,7 +64,7 @@ from alignscope.embed.embeddings import UNITS, EmbeddingError, Embeddings, pair_
 from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
 from alignscope.files import write_json
 
-__all__ = ["Embeddings", "EmbeddingError", "embed", "embed_texts", "element_texts", "join_prompt_completion",
+__all__ = ["Embeddings", "EmbeddingError", "embed", "embed_prompts", "embed_texts", "element_texts", "join_prompt_completion",
            "parse_encoder", "pair_vectors", "DEFAULT_ENCODER",
            "UNITS", "PRECISIONS", "cache_dir", "ENCODER_NAMES", "static_folder", "distinct_texts",
            "estimate_seconds", "describe_estimate", "calibrate", "rates_path", "cached_path"]
@@ -207,6 +207,46 @@ def cache_key(data: Any, encoder: str, info: "_EncoderInfo", layer: int | None, 
     return {"version": _CACHE_VERSION, "fingerprint": data.fingerprint, "encoder": encoder.strip(),
             "model_id": info.identity, "layer": layer, "max_length": max_length,
             "precision": "bf16" if use_bf16 else "fp32", "n_rows": 2 * data.n_pairs}
+
+
+def embed_prompts(data: Any, encoder: str = DEFAULT_ENCODER, layer: int | None = None, *,
+                  batch_size: int | None = None, device: str | None = None, max_length: int | None = None,
+                  precision: str = "auto", cache: bool = True, progress: bool = False,
+                  on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The prompt of every pair embedded alone: float32 ``(N, d)``, row ``i`` = pair ``i``.
+
+    What target-similarity selection (``rds``) compares. Each distinct prompt is encoded once (many
+    pairs share a prompt: AlpacaEval's 61,952 pairs have 805), and the result is cached under
+    ``settings.home()/cache/embeddings/`` like :func:`embed`'s, with ``"texts": "prompt"`` in its key.
+    """
+    from alignscope.data.preferences import PreferenceData, load_preferences
+
+    if not isinstance(data, PreferenceData):
+        data = load_preferences(data)
+    kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, batch_size, max_length,
+                                                                       device, precision)
+    key = {**cache_key(data, encoder, info, layer, max_length, use_bf16), "texts": "prompt", "n_rows": data.n_pairs}
+    path = _cache_path(key)
+    if cache and path.is_file():
+        try:
+            cached = Embeddings.load(path)
+            if cached.extra.get("key") == key and len(cached) == data.n_pairs:
+                return cached.matrix
+        except (OSError, EmbeddingError) as exc:
+            logger.warning("prompt embedding cache %s unreadable (%s); recomputing", path.name, exc)
+    unique, inverse = distinct_texts(data.texts("prompt"))
+    backend = _get_backend(kind, info.folder, device)
+    matrix = _encode_recording_rate(backend, unique, encoder=encoder.strip(), identity=info.identity, device=device,
+                                    bf16=use_bf16, layer=layer, max_length=max_length,
+                                    batch_size=batch_size or DEFAULT_BATCH_SIZE[kind], progress=progress,
+                                    on_progress=on_progress)[inverse]
+    if cache:
+        try:
+            Embeddings.from_matrix(matrix, None, encoder=encoder.strip(), fingerprint=data.fingerprint).save(
+                path, extra={"key": key})
+        except (OSError, EmbeddingError) as exc:  # a full disk must not lose the computed result
+            logger.warning("could not write prompt embedding cache %s: %s", path, exc)
+    return matrix
 
 
 def embed_texts(texts: Sequence[str], encoder: str = DEFAULT_ENCODER, layer: int | None = None, *,

@@ -111,6 +111,7 @@ class SweepContext:
         point; a selector is asked for as many points as the largest fraction below 1 can need
         (two per pair for completions), which k-center (whose greedy order is nested) reads as its
         run length."""
+        from alignscope.select.pair_options import PAIR_METHODS, PAIR_OPTIONS
         from alignscope.select.selectors import select, select_data
 
         if method == ALL_METHOD:
@@ -120,6 +121,14 @@ class SweepContext:
         unit = self.sweep.unit
         largest = max(float(f) for f in self.sweep.fractions if float(f) < 1.0)
         k_pairs = pair_count(largest, self.n_pool)
+        if method in PAIR_METHODS:  # they rank pairs from the data itself; the sweep's split is theirs too
+            known = PAIR_OPTIONS[method].__dataclass_fields__
+            options = {name: value for name, value in (("test_fraction", self.sweep.test_fraction),
+                                                       ("split_seed", self.sweep.split_seed),
+                                                       ("eval_encoder", self.sweep.probe_encoder)) if name in known}
+            return select_data(self.data, method, encoder=self.sweep.encoder, seed=int(seed),
+                               embeddings=self.embeddings if unit == "completion" else None,
+                               k=min(len(self.data), k_pairs + len(self.test_pairs)), **options)
         if method in ("random", "llm"):  # no embeddings: random reads none, Ask-LLM reads the texts
             n_points = 2 * len(self.data) if unit == "completion" else len(self.data)
             return select_data(self.data, method, unit=unit, seed=int(seed),

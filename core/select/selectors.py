@@ -30,6 +30,12 @@ Methods (:data:`METHODS`):
 ``llm``
     Ask-LLM (Sachdeva et al. 2024): a causal LM is asked whether the example is good training data;
     the score is its probability of answering "yes". Takes texts, not a matrix.
+``length``, ``margin``, ``rds``, ``lm-margin`` (:data:`PAIR_METHODS`)
+    Methods that beat random elsewhere, ranking PAIRS: the data's own length pattern (Zhao et al.
+    2024), a cross-fitted preference probe's margin (Deng et al. 2025; Gao et al. 2025; Qi et al.
+    2025), similarity to a target set (RDS+, Ivison et al. 2025) and a reference LM's log-ratio.
+    They live in :mod:`alignscope.select.pairwise` and :mod:`alignscope.select.lm_margin`, with their
+    options declared in :mod:`alignscope.select.pair_options`; :func:`select_data` builds their inputs.
 
 Units. ISA as published treats every *completion* (prompt + one response) as a point: a preference
 pair gives two rows (``unit="completion"``, labels 1 = chosen, 0 = rejected); ``unit="pair"`` has one
@@ -40,34 +46,32 @@ completion scores).
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from fractions import Fraction
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_array
-
-from alignscope.embed.encoders import embed
-from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix, validate_data
-from alignscope.select.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable,
-                                  order_by_score, resolve_k)
+from alignscope.embed.encoders import DEFAULT_ENCODER, embed
+from alignscope.select.base import Selector, _check_positive_int, _first_attr
+from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
+from alignscope.select.lm_margin import LMMarginSelector
+from alignscope.select.pair_options import PAIR_METHODS
+from alignscope.select.pairwise import LengthSelector, MarginSelector, PairSelector, RDSSelector
+from alignscope.select.selection import PAIR_RULES, Selection, SelectionError, resolve_k
 
 __all__ = [
     "METHODS", "PAIR_RULES", "ISA_VARIANTS", "SelectionError", "Selection", "Selector", "ISASelector",
     "RandomSelector", "DensitySelector", "KCenterSelector", "AskLLMSelector", "make_selector",
     "select", "select_data", "resolve_k", "isa_scale", "isa_probability", "isa_delta", "isa_entropy",
-    "isa_delta_leave_one_out", "ask_llm_texts",
+    "isa_delta_leave_one_out", "ask_llm_texts", "PAIR_METHODS", "LengthSelector", "MarginSelector", "RDSSelector",
+    "LMMarginSelector", "selector_class",
 ]
 
-METHODS = ("isa", "random", "density", "kcenter", "llm")
-# scikit-learn 1.6 renamed check_array's force_all_finite to ensure_all_finite
-_FINITE_KEYWORD = ("ensure_all_finite" if "ensure_all_finite" in inspect.signature(check_array).parameters
-                   else "force_all_finite")
+# The pair methods (PAIR_METHODS: alignscope.select.pairwise and alignscope.select.lm_margin) rank
+# pairs: their selections have one row per pair.
+METHODS = ("isa", "random", "density", "kcenter", "llm", *PAIR_METHODS)
 ISA_VARIANTS = ("published", "renormalised")
 
 
@@ -141,151 +145,6 @@ def isa_delta_leave_one_out(p: np.ndarray, *, exact: bool = True) -> np.ndarray:
         entropy_without = sum(ints[:i]) + sum(ints[i + 1:])  # H(X \ x_i), summed from scratch
         out[i] = float(Fraction(entropy_all - entropy_without, scale)) + 0.0
     return out
-
-
-# ============================================================================== base class
-class Selector(BaseEstimator):
-    """Common interface, a scikit-learn estimator (``sklearn.base.BaseEstimator``).
-
-    As scikit-learn requires, ``__init__`` only stores its keyword arguments (so ``get_params``,
-    ``set_params``, ``clone`` and parameter grids work); they are validated when ``fit`` runs (and by
-    :func:`make_selector`, so the CLI fails before any work), with a one-line
-    :class:`SelectionError`. Fitted state ends with ``_``. Subclasses set ``method`` and implement
-    ``_fit`` / ``_score``; ``_score(X)`` returns ``(scores (n,) float64, extra columns dict of (n,)
-    arrays)``.
-
-    Selectors are *rankers*, not predictors: ``fit(X)`` learns on the pool it will rank,
-    ``score_samples(X)`` gives one float per point (higher = keep, like a density's
-    ``score_samples``), ``select`` returns a :class:`~alignscope.select.selection.Selection`. Input goes
-    through scikit-learn's ``validate_data`` (2-D numeric, no sparse or complex input,
-    ``n_features_in_``), then alignscope's finiteness check that names the bad row.
-
-    scikit-learn's estimator checks (``check_estimator``) pass for ``isa``, ``random``,
-    ``density`` and ``kcenter`` (tests/test_selectors_sklearn.py runs them all), except two that
-    cannot apply to a ranker whose score is relative to the batch it scores:
-
-    * ``check_methods_subset_invariance`` (scoring rows in a batch must equal scoring them alone):
-      ISA min-max scales the log-likelihood over the batch (``l'``, as published), k-center scores
-      are distances to the centres greedily picked from that batch, density and random scores are
-      seeded draws taken in row order;
-    * ``check_methods_sample_order_invariance`` (permuting the rows permutes the scores): the
-      seeded draws of ``random``/``density`` and k-center's seeded first centre follow row
-      positions, which is what makes a selection reproducible bitwise (ISA's scores are per point
-      given the batch, so it passes).
-
-    ``llm`` (Ask-LLM) takes a list of texts, not a numeric ``X``, so the checks do not apply; it
-    supports ``clone``/``get_params``/``set_params`` like the others. The mixture ISA fits is
-    :class:`alignscope.select.gmm.GaussianMixture`, which passes scikit-learn's checks in full.
-    """
-
-    method: ClassVar[str] = ""
-    takes_text: ClassVar[bool] = False
-    score_meaning: ClassVar[str] = ""
-    score_on_fit: ClassVar[bool] = True  # False: scores are computed when first asked for
-
-    def __init__(self, *, seed: int = 0):
-        self.seed = seed
-
-    # ---------------------------------------------------------------------------- public API
-    def _check_params(self) -> None:
-        """Validate the stored parameters (SelectionError naming the parameter)."""
-        _check_seed(self.seed)
-
-    def fit(self, X: Any, y: Any = None, *, pair_index: Any = None, label: Any = None) -> "Selector":
-        """Fit on ``X`` (``(n, d)`` matrix; a list of ``n`` texts for ``llm``) and score it.
-        ``y`` is ignored (scikit-learn's convention for unsupervised estimators)."""
-        self._check_params()
-        X = self._check_input(X)
-        self._pair_index, self._label = _check_pair_info(len(X), pair_index, label)
-        self._fitted_X = X
-        self._fit(X)
-        self.n_points_ = len(X)
-        self.scores_ = self.details_ = None
-        if self.score_on_fit:
-            self._ensure_scores()
-        return self
-
-    def _ensure_scores(self) -> None:
-        if self.scores_ is None:
-            self.scores_, self.details_ = self._score(self._fitted_X)
-            self._release()
-
-    def score_samples(self, X: Any = None) -> np.ndarray:
-        """Per-point scores, float64 ``(n,)``, higher = keep. ``X=None`` (or the fitted ``X``) →
-        the scores of the fitted points; another ``X`` is scored with the fitted model."""
-        self._require_fitted()
-        if X is None or X is self._fitted_X:
-            self._ensure_scores()
-            return self.scores_.copy()
-        scores, _ = self._score(self._check_input(X, reset=False))
-        return scores
-
-    def select(self, X: Any = None, k: int | None = None, fraction: float | None = None, *,
-               pair_index: Any = None, label: Any = None) -> Selection:
-        """Fit (unless ``X`` is None and the selector is fitted) and return the
-        :class:`~alignscope.select.selection.Selection` with the top ``k`` (or ``fraction``) points
-        marked ``selected``."""
-        if X is not None:
-            self.fit(X, pair_index=pair_index, label=label)
-        self._require_fitted()
-        k_eff = resolve_k(self.n_points_, k, fraction)
-        scores, details, order = self._selection_scores(k_eff)
-        table = _build_table(scores, order, k_eff, details, self._pair_index, self._label)
-        config = {
-            "format_version": SELECTION_FORMAT_VERSION,
-            "method": self.method,
-            "k": k_eff,
-            "k_requested": None if k is None else int(k),
-            "fraction": None if fraction is None else float(fraction),
-            "n_points": int(self.n_points_),
-            "n_selected": int(k_eff),
-            "seed": int(self.seed),
-            "options": jsonable({k_: v for k_, v in self.get_params().items() if k_ != "seed"}),
-            "unit": "completion" if self._label is not None else "pair",
-            "score": self.score_meaning,
-            "alignscope_version": _version(),
-        }
-        config.update(self._extra_config())
-        return Selection(table, config)
-
-    # ---------------------------------------------------------------------------- hooks
-    def _fit(self, X: Any) -> None:
-        pass
-
-    def _score(self, X: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        raise NotImplementedError
-
-    def _release(self) -> None:
-        """Drop per-fit intermediates that are only needed to score the fitted points."""
-
-    def _selection_scores(self, k: int):
-        """Scores, details and the rank order for a selection of ``k`` (kcenter needs ``k``)."""
-        self._ensure_scores()
-        return self.scores_, self.details_, order_by_score(self.scores_)
-
-    def _extra_config(self) -> dict[str, Any]:
-        return {}
-
-    def _check_input(self, X: Any, *, reset: bool = True):
-        """scikit-learn's input check (``validate_data``: 2-D, numeric, not sparse or complex, at
-        least one row, ``n_features_in_`` set on fit and compared after), then alignscope's
-        finiteness check that names the first bad row; every message one line, as a SelectionError.
-        float32 stays float32 (no copy of a C-contiguous float32 matrix)."""
-        if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
-            X = X.matrix  # an alignscope.embed.encoders.Embeddings (duck-typed: no import of embed here)
-        if type(X).__module__.startswith("torch"):
-            X = X.detach().cpu().numpy()
-        try:  # a TypeError (sparse input, an object that is no number) stays one, as scikit-learn has it
-            X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
-                              **{_FINITE_KEYWORD: False})
-            return check_matrix(X, min_rows=1)
-        except ValueError as exc:  # scikit-learn's messages and GMMError
-            raise SelectionError(" ".join(part.strip() for part in str(exc).splitlines() if part.strip())) from None
-
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "n_points_"):
-            raise SelectionError(f"this {type(self).__name__} is not fitted: call fit(X) or select(X, ...)")
-
 
 
 # ============================================================================== ISA
@@ -864,15 +723,23 @@ def ask_llm_texts(data: Any, unit: str = "completion") -> list[str]:
 _SELECTORS: dict[str, type[Selector]] = {
     "isa": ISASelector, "random": RandomSelector, "density": DensitySelector,
     "kcenter": KCenterSelector, "llm": AskLLMSelector,
+    "length": LengthSelector, "margin": MarginSelector, "rds": RDSSelector, "lm-margin": LMMarginSelector,
 }
+assert tuple(_SELECTORS) == METHODS
+
+
+def selector_class(method: str) -> type[Selector]:
+    """The estimator class of ``method`` (SelectionError for an unknown one)."""
+    cls = _SELECTORS.get(method)
+    if cls is None:
+        raise SelectionError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}", field="method")
+    return cls
 
 
 def make_selector(method: str, *, seed: int = 0, **options: Any) -> Selector:
     """The selector for ``method`` with its options, validated now (unknown method/option or a bad
     value → SelectionError)."""
-    cls = _SELECTORS.get(method)
-    if cls is None:
-        raise SelectionError(f"unknown selection method {method!r}; choose one of {', '.join(METHODS)}")
+    cls = selector_class(method)
     allowed = [p for p in cls._get_param_names() if p != "seed"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -894,8 +761,14 @@ def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float
     (its ``pair_index``, ``label``, ``unit``, encoder and fingerprint are used), or for
     ``method="llm"`` a list of ``n`` texts. ``unit="completion"`` without ``pair_index``/``label``
     assumes alignscope's embedding layout: ``n = 2N`` rows, rows ``0..N-1`` the chosen and
-    ``N..2N-1`` the rejected completions of pairs ``0..N-1``.
+    ``N..2N-1`` the rejected completions of pairs ``0..N-1``. The pair methods (:data:`PAIR_METHODS`)
+    take their own ``X`` (see :mod:`alignscope.select.pairwise`); from Embeddings only ``margin``
+    can be made (the differences of the completion rows): the others read texts (:func:`select_data`).
     """
+    selector = make_selector(method, seed=seed, **options)
+    if getattr(selector, "ranks_pairs", False):
+        return _select_pairs(selector, X, k=k, fraction=fraction, pair_index=pair_index, label=label, unit=unit,
+                             data_fingerprint=data_fingerprint, encoder=encoder)
     if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
         emb = X
         pair_index = emb.pair_index if pair_index is None else pair_index
@@ -916,96 +789,83 @@ def select(X: Any, method: str = "isa", *, k: int | None = None, fraction: float
         raise SelectionError("unit='pair' takes no label column (labels belong to completions)")
     if unit == "completion" and label is None:
         raise SelectionError("unit='completion' with pair_index needs label too (1 chosen, 0 rejected)")
-    selector = make_selector(method, seed=seed, **options)
     selection = selector.select(X, k=k, fraction=fraction, pair_index=pair_index, label=label)
     selection.config["encoder"] = encoder
     selection.fingerprint = data_fingerprint
     return selection
 
 
-def select_data(data: Any, method: str = "isa", *, encoder: str = "minilm", unit: str = "completion",
+def _select_pairs(selector: PairSelector, X: Any, *, k, fraction, pair_index=None, label=None, unit=None,
+                  data_fingerprint=None, encoder=None, fit_params: dict | None = None) -> Selection:
+    """A pair method's selection: one row per pair (unit ``"pair"``), its encoder recorded only when
+    it read embeddings, then the method's own provenance (``margin``'s ``circular``)."""
+    if unit not in (None, "pair"):
+        raise SelectionError(f"{selector.method} ranks pairs: use unit 'pair' (or leave the unit unset)", field="unit")
+    if label is not None:
+        raise SelectionError(f"{selector.method} ranks pairs; rows take no label")
+    if hasattr(X, "matrix") and not isinstance(X, np.ndarray):
+        encoder = encoder or _first_attr(X, ("encoder", "encoder_name"))
+        data_fingerprint = data_fingerprint or _first_attr(X, ("fingerprint", "data_fingerprint"))
+        X = selector.from_embeddings(X)
+    selection = selector.select(X, k=k, fraction=fraction, pair_index=pair_index, **(fit_params or {}))
+    selection.config["encoder"] = encoder if selector.uses_embeddings else None
+    selector.finish_config(selection.config)
+    selection.fingerprint = data_fingerprint
+    return selection
+
+
+def select_data(data: Any, method: str = "isa", *, encoder: str | None = None, unit: str | None = None,
                 layer: int | None = None, batch_size: int | None = None, progress: bool = False,
+                embeddings: Any = None, on_progress: Callable[[float, str], None] | None = None,
                 k: int | None = None, fraction: float | None = None, seed: int = 0, **options: Any) -> Selection:
     """:func:`select` on a :class:`~alignscope.data.preferences.PreferenceData`, with the input each method
     needs: the example texts for ``llm`` (:func:`ask_llm_texts`), nothing for ``random`` (its
-    ranking ignores the points), else the data embedded with ``encoder`` (:func:`alignscope.embed.encoders.embed`,
-    cached on disk). What ``alignscope select DATA`` runs."""
-    common = {"k": k, "fraction": fraction, "seed": seed, "unit": unit, **options}
+    ranking ignores the points), the pair methods' own inputs (:meth:`~alignscope.select.pairwise.PairSelector.inputs`:
+    word counts, embedding differences, prompt embeddings, the texts for ``lm-margin``), else the
+    data embedded with ``encoder`` (:func:`alignscope.embed.encoders.embed`, cached on disk). What
+    ``alignscope select DATA`` runs, and what sweeps run.
+
+    ``embeddings``: the data's completion embeddings already in memory (an
+    :class:`~alignscope.embed.embeddings.Embeddings` of this data): used instead of loading them
+    again; ``encoder`` defaults to theirs (else ``minilm``). ``unit``: ``completion`` (default) or
+    ``pair``; the pair methods rank pairs (unset or ``pair``). ``on_progress(fraction, message)``
+    receives ``lm-margin``'s measured time estimate and progress."""
+    selector = make_selector(method, seed=seed, **options)  # a bad option fails before any embedding
+    encoder = _resolve_encoder(encoder, embeddings, data)
+    size = {"k": k, "fraction": fraction}
+    if getattr(selector, "ranks_pairs", False):
+        X, fit_params = selector.inputs(data, encoder=encoder, embeddings=embeddings, layer=layer,
+                                        batch_size=batch_size, progress=progress)
+        if method == "lm-margin":
+            fit_params["on_progress"] = on_progress
+        return _select_pairs(selector, X, **size, unit=unit, data_fingerprint=data.fingerprint, encoder=encoder,
+                             fit_params=fit_params)
+    unit = unit or "completion"
+    common = {**size, "seed": seed, "unit": unit, **options}
     if method == "llm":
         return select(ask_llm_texts(data, unit=unit), "llm", data_fingerprint=data.fingerprint, **common)
     if method == "random":
         n = 2 * data.n_pairs if unit == "completion" else data.n_pairs
         return select(np.zeros((n, 1), np.float32), "random", data_fingerprint=data.fingerprint, **common)
-    return select(embed(data, encoder, unit, layer, batch_size=batch_size, progress=progress), method, **common)
+    if embeddings is None:
+        embeddings = embed(data, encoder, unit, layer, batch_size=batch_size, progress=progress)
+    return select(embeddings.to_unit(unit), method, **common)
+
+
+def _resolve_encoder(encoder: str | None, embeddings: Any, data: Any) -> str:
+    """The encoder of a :func:`select_data` call, checked against precomputed ``embeddings``."""
+    if embeddings is None:
+        return encoder or DEFAULT_ENCODER
+    if getattr(embeddings, "fingerprint", None) not in (None, data.fingerprint):
+        raise SelectionError(f"the embeddings were made on data with fingerprint {embeddings.fingerprint}, not this "
+                             f"data ({data.fingerprint})", field="embeddings")
+    made_with = getattr(embeddings, "encoder", None)
+    if encoder and made_with and encoder != made_with:
+        raise SelectionError(f"the embeddings were made with {made_with}, not {encoder}", field="encoder")
+    return encoder or made_with or DEFAULT_ENCODER
 
 
 # ============================================================================== helpers
-def _build_table(scores, order, k, details, pair_index, label) -> pd.DataFrame:
-    n = len(scores)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
-    # index = the row in the canonical data for pair-level rows (their pair ids when given), the
-    # row of X for completion-level rows (whose pair sits in pair_index).
-    own_ids = pair_index is not None and label is None
-    columns: dict[str, Any] = {"index": pair_index if own_ids else np.arange(n, dtype=np.int64)}
-    if label is not None:
-        columns["pair_index"] = pair_index
-        columns["label"] = label
-    columns.update(score=np.asarray(scores, dtype=np.float64), selected=rank <= k, rank=rank)
-    columns.update(details)
-    return pd.DataFrame(columns)
-
-
-def _check_pair_info(n: int, pair_index: Any, label: Any):
-    """Validate the row identities. Neither: rows are pairs ``0..n-1``. ``pair_index`` alone: rows
-    are pairs with these ids (distinct). Both: rows are completions (label 1 chosen, 0 rejected)."""
-    if pair_index is None and label is None:
-        return None, None
-    if pair_index is None:
-        raise SelectionError("label needs pair_index too (the pair each completion belongs to)")
-    pair_index = np.asarray(pair_index)
-    if pair_index.shape != (n,):
-        raise SelectionError(f"pair_index must have shape ({n},), got {pair_index.shape}")
-    if pair_index.dtype.kind not in "iu" or (n and pair_index.min() < 0):
-        raise SelectionError("pair_index must hold non-negative integers")
-    if label is None:
-        if len(np.unique(pair_index)) != n:
-            raise SelectionError("pair-level rows need distinct pair_index values (give label for "
-                                 "completion-level rows)")
-        return pair_index.astype(np.int64), None
-    label = np.asarray(label)
-    if label.shape != (n,):
-        raise SelectionError(f"label must have shape ({n},), got {label.shape}")
-    if label.dtype.kind not in "iub" or not np.isin(label.astype(np.int64), (0, 1)).all():
-        raise SelectionError("label must hold 1 (chosen) or 0 (rejected)")
-    return pair_index.astype(np.int64), label.astype(np.int8)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SelectionError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SelectionError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _first_attr(obj: Any, names: Sequence[str]):
-    for name in names:
-        value = getattr(obj, name, None)
-        if isinstance(value, str):
-            return value
-    return None
-
-
-def _version() -> str:
-    from alignscope import __version__
-
-    return __version__
-
-
 def _median_distance(X: np.ndarray, rng: np.random.Generator, n_pairs: int) -> float:
     """Median Euclidean distance between seeded random pairs of distinct rows."""
     n = len(X)
