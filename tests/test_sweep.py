@@ -193,3 +193,24 @@ def test_shared_workers_measure_what_one_job_per_point_measures(tmp_path):
             kept = [pd.read_parquet(out / "points" / name / "selection.parquet").query("selected")["index"].tolist()
                     for out in (shared, single)]
             assert kept[0] == kept[1]
+
+
+def test_sweeps_rank_with_the_pair_methods_on_the_sweeps_own_split(tmp_path):
+    """length, margin and rds rank pairs from the data (through select_data, with the sweep's split
+    and the embeddings the worker holds); their points train on exactly as many pairs as random's."""
+    from alignscope.data.preferences import load_preferences
+    from alignscope.scaling.measure import worker_job
+    from alignscope.scaling.sweep import prepare_sweep
+
+    data = load_preferences("demo:120")
+    config = SweepConfig(methods=["length", "margin", "rds", "random"], fractions=[0.1, 0.3, 0.6, 1.0], seeds=[0],
+                         encoder="minilm", eval_encoder="minilm")
+    out = prepare_sweep(data, config, tmp_path / "sweep")
+    done = worker_job({"data": data.spec(), "sweep_dir": str(out), "sweep": config.to_dict(), "n_workers": 1},
+                      tmp_path / "w0", lambda **_: None)
+    assert done["measured"] == len(config.points()) == 4 * 3 + 1
+    points = read_points_jsonl(out)
+    assert (points.groupby("fraction")["n_train_pairs"].nunique() == 1).all()
+    margin = points[points["method"] == "margin"]
+    assert margin["circular"].all()  # its probe reads the judge's features: said so on every point
+    assert not points[points["method"] == "length"]["circular"].any()

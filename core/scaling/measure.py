@@ -29,6 +29,10 @@ from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD,
                                       pair_count, point_dir_name, rates_path, selection_size, unit_name)
 from alignscope.select.selection import Selection
 
+# Methods whose ranking reads none of the sweep encoder's features: the probe cannot favour them
+# for seeing what they saw (lm-margin reads its own language model).
+_READS_NO_FEATURES = frozenset({"random", "length", "lm-margin"})  # clean reads the audit, whose probe reads them
+
 __all__ = ["SweepContext", "worker_job", "point_job", "training_pairs_table", "clean_ranking", "format_eta"]
 
 
@@ -160,7 +164,8 @@ class SweepContext:
             train_pairs = table.pairs("any")
         if sweep.evaluator == "probe":
             result = self.probe.evaluate(train_pairs, with_margins=True)
-            selection_encoder = None if ranking is None or point["method"] in ("random", CLEAN_METHOD) else sweep.encoder
+            reads_features = ranking is not None and point["method"] not in _READS_NO_FEATURES
+            selection_encoder = sweep.encoder if reads_features else None
             result.update(eval_encoder=sweep.probe_encoder, selection_encoder=selection_encoder,
                           circular=bool(selection_encoder is not None and selection_encoder == sweep.probe_encoder))
             pairs, margin = result.pop("heldout_pairs"), result.pop("heldout_margin")
