@@ -26,7 +26,7 @@ from alignscope.evaluate.metrics import METRIC_CI_KEYS, METRICS, metric_baseline
 from alignscope.files import append_jsonl, atomic_path, count_lines, write_json
 from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD,
                                       HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig, SweepError,
-                                      pair_count, point_dir_name, rates_path, selection_size, unit_name)
+                                      UNITS_FILE, pair_count, point_dir_name, rates_path, selection_size, unit_name)
 from alignscope.select.selection import Selection
 
 # Methods whose ranking reads none of the sweep encoder's features: the probe cannot favour them
@@ -322,6 +322,7 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
     from alignscope.data.preferences import load_spec
     from alignscope.jobs.store import JobStore
 
+    job_started = time.monotonic()
     _limit_threads(int(config.get("n_workers", 1)))
     sweep = SweepConfig.from_dict(config["sweep"])
     sweep_dir = Path(config["sweep_dir"])
@@ -331,7 +332,13 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
     context = SweepContext(data, sweep, sweep_dir)
     context.job_id = job_id = _own_job_id(Path(run_dir))
     store = JobStore()
+    if sweep.mode == "subsets":  # the shared features, loaded before the first unit's clock starts
+        report(message="loading the features")
+        _ = context.embeddings
+        if sweep.evaluator == "probe":
+            _ = context.probe
     measured, started = 0, time.monotonic()
+    load_s = round(started - job_started, 3)
     for method, seed in sweep.units():
         if not claim_unit(sweep_dir, method, seed, job_id, store):
             continue
@@ -345,21 +352,26 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
             measured += 1
             continue
         report(message=f"ranking with {method}, seed {seed} · {sweep_progress(sweep_dir, total)[1]}")
+        unit_started = time.monotonic()
         ranking = context.ranking(method, seed)
+        rank_s = time.monotonic() - unit_started
         for point in points:
             context.measure(point, ranking, sweep_dir / "points" / point_dir_name(point), report)
             measured += 1
             done, message = sweep_progress(sweep_dir, total)
             report(progress=done / max(total, 1), message=message)
+        append_jsonl(sweep_dir / UNITS_FILE, {"method": method, "seed": int(seed), "rank_s": round(rank_s, 3),
+                                              "n_points": len(points), "job_id": job_id,
+                                              "measure_s": round(time.monotonic() - unit_started - rank_s, 3)})
     busy_s = round(time.monotonic() - started, 3)
     if measured:  # what the next launch's estimate reads (sweep.estimate_seconds)
         rates_path().parent.mkdir(parents=True, exist_ok=True)
         append_jsonl(rates_path(), {"evaluator": sweep.evaluator, "encoder": sweep.encoder, "n_pairs": len(data),
                                     "measured": measured, "busy_s": busy_s, "n_workers": config.get("n_workers", 1),
-                                    "at": time.time()})
+                                    "load_s": load_s, "at": time.time()})
     done, message = sweep_progress(sweep_dir, total)
     report(progress=1.0, message=f"{measured} points measured here in {format_eta(busy_s)}; {message}")
-    return {"measured": measured, "done": done, "total": total, "busy_s": busy_s}
+    return {"measured": measured, "done": done, "total": total, "busy_s": busy_s, "load_s": load_s}
 
 
 def point_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:

@@ -63,6 +63,7 @@ FIT_FILE = "fit.json"
 AUDIT_FILE = "audit.parquet"       # sweep dir: the audit of the training pool, for the clean method
 HELDOUT_FILE = "heldout.npz"       # sweep dir: held-out pairs and their word lengths; point dir: their margins
 CLAIMS_DIR = "claims"              # sweep dir: one file per unit of work a worker took
+UNITS_FILE = "units.jsonl"         # sweep dir: per unit, seconds to rank and to measure its points
 # Measured on AlpacaEval and HH (README, "Evaluation you can trust"): accuracy there mostly measures
 # length (the length rule alone scores 0.84 on AlpacaEval), so curves are drawn with the metric
 # length cannot reach by default.
@@ -297,7 +298,7 @@ def prepare_sweep(data, config: SweepConfig, out: str | os.PathLike, *, overwrit
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SweepError(f"{out}: exists and is not empty (pass --force to reuse it)")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (POINTS_FILE, FIT_FILE, "points.csv", AUDIT_FILE):
+    for stale in (POINTS_FILE, FIT_FILE, "points.csv", AUDIT_FILE, UNITS_FILE):
         (out / stale).unlink(missing_ok=True)
     _clear_claims(out)
     if config.mode == "subsets" and (any(m != ALL_METHOD for m, _ in config.units()) or config.evaluator == "probe"):
