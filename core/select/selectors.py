@@ -43,6 +43,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import time
 from fractions import Fraction
 from typing import Any, ClassVar, Sequence
 
@@ -54,8 +55,8 @@ from sklearn.utils import check_array
 
 from alignscope.embed.encoders import embed
 from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError, check_matrix, validate_data
-from alignscope.select.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable,
-                                  order_by_score, resolve_k)
+from alignscope.select.selection import (PAIR_RULES, SELECTION_FORMAT_VERSION, Selection, SelectionError,
+                                         distinct_integers, jsonable, order_by_score, resolve_k)
 
 __all__ = [
     "METHODS", "PAIR_RULES", "ISA_VARIANTS", "SelectionError", "Selection", "Selector", "ISASelector",
@@ -152,7 +153,8 @@ class Selector(BaseEstimator):
     :func:`make_selector`, so the CLI fails before any work), with a one-line
     :class:`SelectionError`. Fitted state ends with ``_``. Subclasses set ``method`` and implement
     ``_fit`` / ``_score``; ``_score(X)`` returns ``(scores (n,) float64, extra columns dict of (n,)
-    arrays)``.
+    arrays)``. ``timings_`` holds the wall seconds of the last fit/select by stage (``check_s``,
+    ``fit_s``, ``score_s``, ``table_s``; ISA adds its mixture's ``sample_fit_s`` and ``full_step_s``).
 
     Selectors are *rankers*, not predictors: ``fit(X)`` learns on the pool it will rank,
     ``score_samples(X)`` gives one float per point (higher = keep, like a density's
@@ -194,11 +196,15 @@ class Selector(BaseEstimator):
     def fit(self, X: Any, y: Any = None, *, pair_index: Any = None, label: Any = None) -> "Selector":
         """Fit on ``X`` (``(n, d)`` matrix; a list of ``n`` texts for ``llm``) and score it.
         ``y`` is ignored (scikit-learn's convention for unsupervised estimators)."""
+        clock = time.perf_counter()
         self._check_params()
         X = self._check_input(X)
         self._pair_index, self._label = _check_pair_info(len(X), pair_index, label)
+        self.timings_ = {"check_s": round(time.perf_counter() - clock, 4)}
         self._fitted_X = X
+        clock = time.perf_counter()
         self._fit(X)
+        self.timings_["fit_s"] = round(time.perf_counter() - clock, 4)
         self.n_points_ = len(X)
         self.scores_ = self.details_ = None
         if self.score_on_fit:
@@ -207,8 +213,10 @@ class Selector(BaseEstimator):
 
     def _ensure_scores(self) -> None:
         if self.scores_ is None:
+            clock = time.perf_counter()
             self.scores_, self.details_ = self._score(self._fitted_X)
             self._release()
+            self.timings_["score_s"] = round(time.perf_counter() - clock, 4)
 
     def score_samples(self, X: Any = None) -> np.ndarray:
         """Per-point scores, float64 ``(n,)``, higher = keep. ``X=None`` (or the fitted ``X``) →
@@ -229,6 +237,7 @@ class Selector(BaseEstimator):
             self.fit(X, pair_index=pair_index, label=label)
         self._require_fitted()
         k_eff = resolve_k(self.n_points_, k, fraction)
+        clock = time.perf_counter()  # table_s: ranking + table (+ k-center's greedy run for this k)
         scores, details, order = self._selection_scores(k_eff)
         table = _build_table(scores, order, k_eff, details, self._pair_index, self._label)
         config = {
@@ -246,7 +255,9 @@ class Selector(BaseEstimator):
             "alignscope_version": _version(),
         }
         config.update(self._extra_config())
-        return Selection(table, config)
+        selection = Selection(table, config)
+        self.timings_["table_s"] = round(time.perf_counter() - clock, 4)
+        return selection
 
     # ---------------------------------------------------------------------------- hooks
     def _fit(self, X: Any) -> None:
@@ -390,6 +401,10 @@ class ISASelector(Selector):
         except ValueError as exc:  # scikit-learn's ill-defined covariance
             raise SelectionError(f"the Gaussian mixture could not be fitted: {str(exc).splitlines()[0]}") from None
         self._fit_Z = Z
+        if self.backend == "torch":  # the mixture's own stages (benchmarks/bench_isa.py reports them)
+            stages = self.gmm_.timings_
+            self.timings_.update(sample_fit_s=round(stages["sample_s"] + stages["init_s"] + stages["em_s"], 4),
+                                 full_step_s=stages["full_step_s"])
 
     def _score(self, X: np.ndarray):
         if X is self._fitted_X and getattr(self, "_fit_Z", None) is not None:
@@ -418,6 +433,7 @@ class ISASelector(Selector):
                 "n_iter": int(gmm.n_iter_), "lower_bound": float(gmm.lower_bound_)}
         if self.backend == "torch":
             info.update(fit_rows=int(gmm.fit_rows_), compute_dtype=str(gmm.compute_dtype_).replace("torch.", ""),
+                        scatter_dtype=str(gmm.scatter_dtype_).replace("torch.", ""),
                         device=str(gmm.device_))
         return {"gmm": info}
 
@@ -969,7 +985,7 @@ def _check_pair_info(n: int, pair_index: Any, label: Any):
     if pair_index.dtype.kind not in "iu" or (n and pair_index.min() < 0):
         raise SelectionError("pair_index must hold non-negative integers")
     if label is None:
-        if len(np.unique(pair_index)) != n:
+        if not distinct_integers(pair_index):
             raise SelectionError("pair-level rows need distinct pair_index values (give label for "
                                  "completion-level rows)")
         return pair_index.astype(np.int64), None
