@@ -135,6 +135,42 @@ def test_deduplicated_embedding_equals_embedding_every_row(static_home, encoder)
     np.testing.assert_array_equal(emb.matrix[10:20], emb.matrix[0:10])  # the repeats share their vectors
 
 
+def _awkward_texts() -> list[str]:
+    """Texts that exercise every branch of the static path: long ones (cut at a space and still
+    max_length tokens; cut without a space; cut to too few tokens, so tokenised again with
+    model2vec's cut), empty and whitespace-only ones, unknown tokens only, CJK, control characters."""
+    rng = np.random.default_rng(0)
+    words = ["preference", "data", "alignment", "the", "a", "model", "photosynthesis", "x", "naïve", "Zürich"]
+    texts = [" ".join(rng.choice(words, size=int(size))) for size in rng.integers(1, 1500, size=60)]
+    texts += [e for e in E.element_texts(demo_preferences(n=50, seed=1))]
+    texts += ["", "   ", "\n\n", "🙂" * 40, "⁂ ⁂ ⁂", "日本語のテキストです。" * 300, "x" * 6000,
+              "supercalifragilisticexpialidocious " * 200, ("a" * 90 + " ") * 80, "tab\tseparated\u0000text",
+              "word " * 3000, "Short.", "UPPER lower MiXeD"]
+    return texts
+
+
+def test_static_vectors_equal_plain_model2vec_for_every_text(static_home, monkeypatch):
+    """The product's static path (first cut at a space, one batched tokenizer call, embedding_bag
+    mean) gives model2vec's own ``encode`` vectors: cosine >= 0.999 for every text (in fact equal
+    to float32 rounding), zero vectors where model2vec gives zeros."""
+    texts = _awkward_texts()
+    ours = E.embed_texts(texts, "static", dedupe=False)
+    backend = E._get_backend("static", None, "cpu")
+    theirs = backend.model.encode(texts, max_length=E.STATIC_SETTINGS["max_length"], use_multiprocessing=False)
+    assert ours.shape == theirs.shape == (len(texts), 256) and ours.dtype == np.float32
+    norms_ours, norms_theirs = np.linalg.norm(ours, axis=1), np.linalg.norm(theirs, axis=1)
+    np.testing.assert_array_equal(norms_ours == 0, norms_theirs == 0)
+    real = norms_theirs > 0
+    cosine = (ours[real] * theirs[real]).sum(1) / (norms_ours[real] * norms_theirs[real])
+    assert cosine.min() >= 0.999
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+    # The first cut did apply (texts much longer than 512 tokens could be) and changed nothing.
+    assert sum(len(t) > E.STATIC_CUT_CHARS_PER_TOKEN * E.STATIC_SETTINGS["max_length"] for t in texts) >= 5
+    # Across tokenizer calls (several chunks) the rows are the same as in one call.
+    monkeypatch.setattr(E, "STATIC_CHUNK", 7)
+    np.testing.assert_array_equal(E.embed_texts(texts, "static", dedupe=False), ours)
+
+
 # ----------------------------------------------------------------------------------------- estimate
 def test_estimate_is_measured_here_and_counts_distinct_texts(static_home):
     texts = E.element_texts(demo_preferences(n=200, seed=0))
