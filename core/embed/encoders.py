@@ -10,9 +10,10 @@ encoder and a fast sentence encoder, under names:
   model's ``max_seq_length`` (256 tokens): exactly the sentence-transformers pipeline of that model.
 * ``"static"``: a Model2Vec static encoder (Tulkens & van Dongen 2024, "Model2Vec: distill a small
   fast model from any sentence transformer") distilled ONCE, offline, from the same packaged
-  all-MiniLM-L6-v2 into ``settings.home()/cache/encoders/static-<hash>/`` (256-d PCA, SIF weights,
-  float32; the hash covers the settings and the versions of model2vec, the MiniLM package, torch
-  and transformers). A text is the normalised mean of its tokens' vectors: no attention, so it is
+  all-MiniLM-L6-v2 into ``settings.models()/static-<hash>/`` (``ALIGNSCOPE_MODELS``, default
+  ``~/.cache/alignscope/models``: one model for every alignscope home; ``scripts/setup.sh``
+  distils it at set-up) (256-d PCA, SIF weights, float32; the hash covers the settings and the
+  versions of model2vec, the MiniLM package, torch and transformers). A text is the normalised mean of its tokens' vectors: no attention, so it is
   ~30x faster than MiniLM on a CPU and blind to word order. Inputs are truncated at 512 tokens.
 * ``"lm-last-token:<model>"``: the paper's encoder. ``<model>`` is any spec of
   :func:`alignscope.models.resolve_model` (``tiny``, ``smollm2-135m``, a folder, a hub id);
@@ -524,20 +525,47 @@ def _static_spec(device: str) -> dict[str, Any]:
 
 
 def static_folder(device: str | None = None, *, create: bool = True) -> Path:
-    """The folder of the distilled static model, ``settings.home()/cache/encoders/static-<hash>``.
+    """The folder of the distilled static model, ``settings.models()/static-<hash>``: shared by
+    every alignscope home on the machine (``ALIGNSCOPE_MODELS``), as the Hugging Face cache is.
 
-    With ``create`` (the default) it is distilled first when absent: once per machine and set of
-    versions (tens of seconds to a few minutes on a CPU; every token of MiniLM's vocabulary goes
-    through MiniLM once), into a temporary folder renamed into place, so a reader never sees half a
-    model and two processes distilling at once both end with one complete folder.
+    With ``create`` (the default) it is made first when absent: copied from the place earlier
+    versions distilled it in (``settings.home()/cache/encoders/static-<hash>``) when this home has
+    one, else distilled, once per machine and set of versions (tens of seconds to a few minutes
+    on a CPU; every token of MiniLM's vocabulary goes through MiniLM once). Either way into a
+    temporary folder renamed into place, so a reader never sees half a model and two processes
+    distilling at once both end with one complete folder.
     """
     device = device or _default_device()
     spec = _static_spec(device)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    folder = settings.home() / "cache" / "encoders" / f"static-{digest}"
+    folder = settings.models() / f"static-{digest}"
     if create and not (folder / "model.safetensors").is_file():
-        _distill_static(folder, spec, device)
+        legacy = settings.home() / "cache" / "encoders" / folder.name
+        if (legacy / "model.safetensors").is_file() and (legacy / "alignscope_static.json").is_file():
+            _adopt_static(legacy, folder)
+        else:
+            _distill_static(folder, spec, device)
     return folder
+
+
+def _adopt_static(legacy: Path, folder: Path) -> None:
+    """Copy a model an earlier version distilled into one home to the shared models folder."""
+    import shutil
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    logger.warning("alignscope: moving the static encoder distilled in %s to %s (shared by every alignscope home)",
+                   legacy, folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        shutil.copytree(legacy.resolve(), tmp, dirs_exist_ok=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "model.safetensors").is_file():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _distill_static(folder: Path, spec: dict[str, Any], device: str) -> None:
@@ -554,7 +582,8 @@ def _distill_static(folder: Path, spec: dict[str, Any], device: str) -> None:
 
     base = minilm_folder()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    logger.warning("distilling the static encoder from %s once into %s", base.name, folder)
+    logger.warning("alignscope: distilling the static encoder from %s into %s: once for every alignscope home "
+                   "on this machine (a few minutes on a CPU; scripts/setup.sh does it at set-up)", base.name, folder)
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True)
     model = AutoModel.from_pretrained(str(base), use_safetensors=True)
