@@ -53,6 +53,7 @@ import json
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -448,8 +449,6 @@ class _Static(_Backend):
 
     def encode(self, texts: list[str], *, layer: int | None, max_length: int, bf16: bool, batch_size: int,
                progress: bool, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
-        from concurrent.futures import ThreadPoolExecutor
-
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
