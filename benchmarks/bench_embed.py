@@ -1,6 +1,12 @@
-"""Encoders side by side: the static encoder vs alignscope's MiniLM path vs sentence-transformers.
+"""Encoders side by side: the static encoder vs plain model2vec, its tokenizer, MiniLM and sentence-transformers.
 
-    python -m benchmarks.bench_embed [--alpaca-pairs 2000] [--hh-pairs N] [--time-share 0.1] [--st-share 0.05] [--chunks 4] [--skip-all]
+    python -m benchmarks.bench_embed [--alpaca-pairs 2000] [--hh-pairs N] [--time-share 0.1] [--st-share 0.05]
+                                     [--chunks 4] [--skip-all] [--speed-only]
+
+Full size (a quiet machine; MiniLM embeds both samples once for the quality figures, then they
+are cached): ``python -m benchmarks.bench_embed``. Speed only, under 3 minutes on 2 cores:
+``python -m benchmarks.bench_embed --speed-only --alpaca-pairs 1000`` (no HH set, no quality
+figures, no run on all AlpacaEval completions).
 
 Data (../shared/data, skipped with a message when absent): a seeded sample of ``--alpaca-pairs``
 AlpacaEval pairs (2 completions each) and ALL 2,312 HH-harmless test pairs. Texts are the element
@@ -9,10 +15,14 @@ the same DISTINCT texts of each set (what alignscope encodes since it deduplicat
 
 Measured in one run, on the same texts, model loading excluded:
 
-* ``static``: ``embed_texts(texts, "static")`` (Model2Vec distilled once from the packaged
-  all-MiniLM-L6-v2; its one-time distillation time is read from the model folder, or measured now
-  when this machine has not built it yet); ``static_threads``: the same with model2vec's threaded
-  batches (its ``use_multiprocessing`` option) forced on;
+* ``static``: the product's path, ``embed_texts(texts, "static")`` (Model2Vec distilled once from
+  the packaged all-MiniLM-L6-v2; its one-time distillation time is read from the model folder, or
+  measured now when this machine has not built it yet);
+* ``model2vec``: plain ``StaticModel.encode(texts)`` of the same model at its defaults;
+  ``model2vec_threads``: with its threaded batches (``use_multiprocessing``) forced on (it sets
+  ``TOKENIZERS_PARALLELISM=false`` for the process; the benchmark restores the variable after it);
+* ``tokenizer``: the model's own Rust tokenizer, ``encode_batch_fast`` of the texts cut as model2vec
+  cuts them and truncated at 512 tokens, nothing else: the limit of any static encoder here;
 * ``minilm``: the product's MiniLM path, ``embed_texts(texts, "minilm")`` (bf16 on AMX CPUs);
 * ``st_fp32``: ``SentenceTransformer(<packaged MiniLM>).encode(texts, batch_size=32)`` in fp32.
   The transformer encoders are timed on the first ``--time-share`` (MiniLM) and ``--st-share``
@@ -112,12 +122,15 @@ def _bench_set(name: str, data, st_model, args) -> dict:
     chunks = np.array_split(np.arange(len(unique)), args.chunks)
     methods = {
         "static": lambda t: E.embed_texts(t, "static", dedupe=False),
-        "static_threads": lambda t: _static_threads(t),
+        "model2vec": lambda t: _model2vec(t, threads=False),
+        "model2vec_threads": lambda t: _model2vec(t, threads=True),
+        "tokenizer": _tokenizer_only,
         "minilm": lambda t: E.embed_texts(t, "minilm", dedupe=False),
         "st_fp32": lambda t: st_model.encode(t, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
                                              show_progress_bar=False),
     }
-    share = {"static": 1.0, "static_threads": 1.0, "minilm": args.time_share, "st_fp32": args.st_share}
+    share = {"static": 1.0, "model2vec": 1.0, "model2vec_threads": 1.0, "tokenizer": 1.0,
+             "minilm": args.time_share, "st_fp32": args.st_share}
     for fn in methods.values():  # warm-up: lazy initialisation, kernel selection
         fn(unique[:16])
     seconds = {key: 0.0 for key in methods}
@@ -134,6 +147,26 @@ def _bench_set(name: str, data, st_model, args) -> dict:
         print(f"{name} chunk {i + 1}/{len(chunks)}: " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()),
               flush=True)
     rate = {key: round(counts[key] / seconds[key], 1) for key in methods}
+    speed = {
+        "pairs": data.n_pairs, "completions": len(texts), "distinct_texts": len(unique),
+        "repeat_share": round(1 - len(unique) / len(texts), 4),
+        "mean_chars": round(float(np.mean([len(t) for t in unique])), 1),
+        "texts_per_s": rate, "seconds": {k: round(v, 2) for k, v in seconds.items()}, "texts_timed": counts,
+        "texts_per_cpu_s": {key: round(counts[key] / cpu[key], 1) for key in methods},
+        "cores_busy": {key: round(cpu[key] / seconds[key], 2) for key in methods},
+        "ratio_static_vs_model2vec": round(rate["static"] / rate["model2vec"], 2),
+        "ratio_static_vs_model2vec_threads": round(rate["static"] / rate["model2vec_threads"], 2),
+        "ratio_static_vs_tokenizer": round(rate["static"] / rate["tokenizer"], 2),
+        "ratio_static_vs_minilm": round(rate["static"] / rate["minilm"], 1),
+        "ratio_static_vs_st_fp32": round(rate["static"] / rate["st_fp32"], 1),
+        "ratio_minilm_vs_st_fp32": round(rate["minilm"] / rate["st_fp32"], 2),
+        "targets": {"static_texts_per_s": 2000, "static_vs_model2vec": 2.0},
+        "targets_met": {"static_texts_per_s": bool(rate["static"] >= 2000),
+                        "static_vs_model2vec": bool(rate["static"] >= 2 * rate["model2vec"])},
+    }
+    print(f"{name}: texts/s {rate}", flush=True)
+    if args.speed_only:
+        return speed
     # Quality on every completion: both encoders through embed() and its cache (a rerun of this
     # benchmark does not embed the whole sample with MiniLM again; the rates above are always new).
     started = time.perf_counter()
@@ -153,30 +186,51 @@ def _bench_set(name: str, data, st_model, args) -> dict:
         "probe": {"static": _probe(emb["static"], data, train, test), "minilm": _probe(emb["minilm"], data, train, test),
                   "split": {"train_pairs": int(len(train)), "test_pairs": int(len(test)), "seed": args.seed}},
     }
-    print(f"{name}: rates {rate}; quality {json.dumps(quality)[:400]}", flush=True)
+    print(f"{name}: quality {json.dumps(quality)[:400]}", flush=True)
     return {
-        "pairs": data.n_pairs, "completions": len(texts), "distinct_texts": len(unique),
-        "repeat_share": round(1 - len(unique) / len(texts), 4),
-        "mean_chars": round(float(np.mean([len(t) for t in unique])), 1),
-        "texts_per_s": rate, "seconds": {k: round(v, 2) for k, v in seconds.items()}, "texts_timed": counts,
-        "texts_per_cpu_s": {key: round(counts[key] / cpu[key], 1) for key in methods},
-        "ratio_static_vs_minilm": round(rate["static"] / rate["minilm"], 1),
-        "ratio_static_vs_st_fp32": round(rate["static"] / rate["st_fp32"], 1),
-        "ratio_minilm_vs_st_fp32": round(rate["minilm"] / rate["st_fp32"], 2),
-        "ratio_static_threads_vs_static": round(rate["static_threads"] / rate["static"], 2),
+        **speed,
         "quality_embeddings_from_cache": {key: e.from_cache for key, e in emb.items()},
         "quality_embed_s": round(embed_s, 1),
         "quality": quality, "quality_s": round(time.perf_counter() - started, 1),
     }
 
 
-def _static_threads(texts):
+def _static_backend():
     from alignscope.embed import encoders as E
 
     device = E._default_device()
-    backend = E._get_backend("static", E._encoder_info("static", None, device).folder, device)
-    return backend.model.encode(texts, max_length=E.STATIC_SETTINGS["max_length"], use_multiprocessing=True,
-                                multiprocessing_threshold=1).astype(np.float32)
+    return E._get_backend("static", E._encoder_info("static", None, device).folder, device)
+
+
+def _model2vec(texts, *, threads: bool):
+    """Plain model2vec ``encode`` of the product's model (its defaults; ``threads`` forces its
+    threaded batches, which set TOKENIZERS_PARALLELISM=false for the process: restored here)."""
+    from alignscope.embed import encoders as E
+
+    model = _static_backend().model
+    if not threads:
+        return model.encode(texts, max_length=E.STATIC_SETTINGS["max_length"])
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    try:
+        return model.encode(texts, max_length=E.STATIC_SETTINGS["max_length"], use_multiprocessing=True,
+                            multiprocessing_threshold=1)
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+def _tokenizer_only(texts):
+    """The tokenizer alone, as model2vec feeds it (texts cut at max_length x median token length
+    characters, truncation at max_length): the floor of any static encoder's time."""
+    from alignscope.embed import encoders as E
+
+    model = _static_backend().model
+    max_length = E.STATIC_SETTINGS["max_length"]
+    cut = max_length * int(model.median_token_length)
+    model.tokenizer.enable_truncation(max_length)
+    return model.tokenizer.encode_batch_fast([t[:cut] for t in texts], add_special_tokens=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,11 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-all", action="store_true", help="skip static on all AlpacaEval completions")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="AlpacaEval sample speeds only: no HH set, no quality figures, no run on all completions")
     args = parser.parse_args(argv)
+    if args.speed_only:
+        args.skip_all = True
     if not (ALPACA.exists() and HH.exists()):
         print(f"skipped: {SHARED_DATA} lacks the AlpacaEval / HH files (not part of a user's checkout)")
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the alignscope command sets it, before torch loads
     started_all = time.perf_counter()
     load_start = os.getloadavg()
 
@@ -213,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         distill_info["seconds"] = round(time.perf_counter() - started, 1)
     st_model = SentenceTransformer(str(E.minilm_folder()), device=device)
 
-    sets = {"alpaca_eval_sample": _bench_set("alpaca", _load(ALPACA, args.alpaca_pairs, args.seed), st_model, args),
-            "hh_harmless_test": _bench_set("hh", _load(HH, args.hh_pairs, args.seed), st_model, args)}
+    sets = {"alpaca_eval_sample": _bench_set("alpaca", _load(ALPACA, args.alpaca_pairs, args.seed), st_model, args)}
+    if not args.speed_only:
+        sets["hh_harmless_test"] = _bench_set("hh", _load(HH, args.hh_pairs, args.seed), st_model, args)
 
     all_figures = None
     if not args.skip_all:
@@ -234,13 +294,13 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {
         "device": device, "distillation": distill_info, "sets": sets, "static_all_alpaca_eval": all_figures,
-        "static_threads_default": E.STATIC_THREADS,
+        "tokenizers_parallelism_env": os.environ.get("TOKENIZERS_PARALLELISM"),
         "load_average_start": [round(v, 2) for v in load_start],
         "load_average_end": [round(v, 2) for v in os.getloadavg()],
         "wall_s": round(time.perf_counter() - started_all, 1), "peak_rss_mib": round(peak_rss_mib(), 1),
         "args": vars(args),
     }
-    suffix = "" if device == "cpu" else f"_{device.split(':')[0]}"
+    suffix = ("" if device == "cpu" else f"_{device.split(':')[0]}") + ("_speed" if args.speed_only else "")
     write_result("embed_static", figures, suffix=suffix)
     return 0
 

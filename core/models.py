@@ -18,7 +18,8 @@ Specs accepted by :func:`resolve_model` (and so by :func:`load_causal_lm`, the
 * a local Hugging Face model folder (``config.json`` + ``*.safetensors``);
 * a hub id ``org/name`` for online machines (a clear :class:`ModelError` when offline).
 
-Built models live in ``settings.home()/models/<name>``. Each is built in a temporary folder beside
+Built models live in ``settings.models()/<name>`` (``ALIGNSCOPE_MODELS``, default
+``~/.cache/alignscope/models``: one copy for every alignscope home). Each is built in a temporary folder beside
 its final place and renamed into place only when complete, so a killed conversion never leaves a
 half folder and two concurrent builders cannot corrupt each other (the first rename wins; the
 loser discards its copy). Weights are only ever read from safetensors, never from pickle files.
@@ -88,7 +89,7 @@ def supports_bf16(device: str | Any) -> bool:
 
 # ----------------------------------------------------------------------------------------- resolve
 def models_dir() -> Path:
-    return settings.home() / "models"
+    return settings.models()
 
 
 def resolve_model(spec: str | os.PathLike) -> Path:

