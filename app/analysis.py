@@ -21,7 +21,7 @@ from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_co
 
 ENCODERS = ["minilm", "static", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
-SELECTION_KEY = "alignscope_selection"
+SELECTION_KEY = state.SELECTION_KEY  # one key: the link (state.sync_link) reads it too
 
 
 # Above this many completions the Map/Select/Audit default to the static encoder: MiniLM takes tens
