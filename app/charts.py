@@ -74,6 +74,7 @@ def _integer_steps(fig: go.Figure, steps: pd.Series) -> None:
 
 
 KEPT, DROPPED = "#d62728", "#b0b0b0"
+BACKGROUND = ("no flag",)  # categorical values drawn grey, under the others
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf"]
 
@@ -88,11 +89,15 @@ def scatter_map(coords, colour, colour_name: str, hover: list[str], *, title: st
     hover = np.asarray(hover, dtype=object)
     if categorical:
         values = pd.unique(pd.Series(colour.astype(str)))
-        ordered = sorted(values, key=lambda v: (v in ("dropped", "False"), v))
-        for i, value in enumerate(ordered[:40]):
+        # The background value ("no flag" of the audit map, usually most points) is grey and drawn
+        # first, under the rest: the dominant colour goes to what the map is about.
+        ordered = sorted(values, key=lambda v: (v not in BACKGROUND, v in ("dropped", "False"), v))
+        palette = iter(_PALETTE * 4)
+        for value in ordered[:40]:
             rows = colour.astype(str) == value
-            marker = dict(size=4 if value != "kept" else 6, opacity=0.75,
-                          color=KEPT if value == "kept" else DROPPED if value == "dropped" else _PALETTE[i % 10])
+            marker = dict(size=4 if value != "kept" else 6, opacity=0.75 if value not in BACKGROUND else 0.35,
+                          color=KEPT if value == "kept" else DROPPED if value == "dropped" or value in BACKGROUND
+                          else next(palette))
             fig.add_trace(go.Scattergl(x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=str(value),
                                        marker=marker, text=hover[rows], hovertemplate="%{text}<extra></extra>"))
     else:
