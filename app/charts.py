@@ -376,8 +376,9 @@ def run_scores_chart(runs: list[dict]) -> go.Figure:
     acc, acc_hi, acc_lo = bars("accuracy", "accuracy_ci95")
     fig.add_trace(go.Bar(x=names, y=acc, name="accuracy", marker_color=_PALETTE[0],
                          error_y=dict(type="data", symmetric=False, array=acc_hi, arrayminus=acc_lo)))
-    fig.add_trace(go.Bar(x=names, y=[r["eval"].get("length_baseline") for r in shown], name="length rule (same pairs)",
-                         marker_color=DROPPED))
+    rule, rule_hi, rule_lo = bars("length_baseline", "length_baseline_ci95")
+    fig.add_trace(go.Bar(x=names, y=rule, name="length rule (same pairs)", marker_color=DROPPED,
+                         error_y=dict(type="data", symmetric=False, array=rule_hi, arrayminus=rule_lo)))
     lc, lc_hi, lc_lo = bars("length_controlled_accuracy", "length_controlled_ci95")
     fig.add_trace(go.Bar(x=names, y=lc, name="length-controlled accuracy", marker_color=_PALETTE[2],
                          error_y=dict(type="data", symmetric=False, array=lc_hi, arrayminus=lc_lo)))

@@ -185,6 +185,9 @@ def scaling_answer(fits: Mapping[str, Any], *, baseline: float | None, metric: s
 
     tied = sorted(m for m, f in beating.items() if overlaps(f))
     plateaus = "; ".join(f"{m}: {beating[m].r:.3f} {_ci(beating[m].r_ci95, '.3f')}" for m in tied)
+    unfitted = sorted(m for m, f in fits.items() if isinstance(f, str))
+    if unfitted:
+        lines.append(f"No curve could be fitted for {', '.join(unfitted)} (see the table): not compared.")
     if len(tied) > 1:
         kind = "tie"
         lines.insert(0, f"These methods tie: their plateaus' 95 % intervals overlap ({plateaus}). No method is "
@@ -206,8 +209,8 @@ def scaling_answer(fits: Mapping[str, Any], *, baseline: float | None, metric: s
         lines.append(f"Cannot tell how much data is enough from {source}'s curve: the recommended share's 95 % "
                      f"interval is {_share_ci(interval, pool_pairs)}; measure more seeds or more held-out pairs.")
         return {"kind": "cannot tell" if kind == "recommend" else kind, "lines": lines}
-    lines.append(f"Enough: {_share(x, pool_pairs)} of the training pairs, 95 % interval {_share_ci(interval, pool_pairs)} "
-                 f"({q:.0%} of the {fit.target}: {target.get('rule', '')}).")
+    lines.append(f"Enough: {_share(x, pool_pairs)} of the training pairs, 95 % interval {_share_ci(interval, pool_pairs)}; "
+                 f"the rule: {target.get('rule', f'{q:.0%} of the {fit.target}')}.")
     return {"kind": kind, "lines": lines}
 
 
@@ -418,7 +421,9 @@ def reproduce_commands(content: ReportContent, paths: Mapping[str, Any]) -> list
     for run, run_path in zip(content.runs, paths.get("runs") or []):
         parts = ["alignscope", "train", source, *load, "--method", str(run.get("method") or "dpo")]
         if run.get("selection"):
-            parts += ["--selection", str(run["selection"])]
+            given = paths.get("selection")  # the report's own selection, by the name it was given
+            same = given and Path(str(given)).resolve() == Path(str(run["selection"])).resolve()
+            parts += ["--selection", str(given if same else run["selection"])]
         parts += [*_train_flags(run), "--out", str(run_path)]
         out.append((f"Training run {run['name']}", shlex.join(parts)))
     parts = ["alignscope", "report", source, *load]
@@ -450,7 +455,7 @@ def _ci(values: Sequence[float] | None, fmt: str = ".1%") -> str:
 def _share(x: float | None, pool: int | None) -> str:
     if x is None:
         return "—"
-    return f"{x:.1%}" + (f" (≈ {round(x * pool):,} of {pool:,} pairs)" if pool else "")
+    return f"{x:.1%}" + (f" (≈ {round(x * pool):,} of {pool:,})" if pool else "")
 
 
 def _share_ci(values: Sequence[float] | None, pool: int | None) -> str:
@@ -488,7 +493,9 @@ def _cut(text: str, limit: int = EXAMPLE_CHARS) -> str:
 
 
 def _example(example: Mapping[str, Any]) -> str:
-    head = f"#{example['pair'] + 1}" + (f" (copy of #{example['copy_of'] + 1})" if "copy_of" in example else "")
+    # Pair numbers as in the audit table and its reasons (from 0); the row of the file beside them.
+    head = f"pair #{example['pair']} (row {example['pair'] + 1})" + (
+        f", a copy of pair #{example['copy_of']}" if "copy_of" in example else "")
     fields = "".join(f"<div class='field'><span class='label {c}'>{c}</span><pre>{_e(_cut(example[c]))}</pre></div>"
                       for c in ("prompt", "chosen", "rejected"))
     return f"<div class='example'><p><b>{_e(head)}</b> {_e(example.get('why', ''))}</p>{fields}</div>"
@@ -626,7 +633,8 @@ def _render_scaling(content: ReportContent, figure: _Figures, charts: Any) -> st
              ("selector features", cfg["encoder"]), ("evaluation features", cfg.get("eval_encoder") or cfg["encoder"]),
              ("metric", scaling["metric"]), ("points measured", scaling["n_points"]),
              ("training pool", f"{scaling['pool_pairs']:,} pairs" if scaling["pool_pairs"] else "—"),
-             ("baseline", f"{_num(scaling['baseline'], '.4f')}: {scaling['baseline_rule']}")]
+             ("baseline", f"{_num(scaling['baseline'], '.4f')}: "
+                          + str(scaling["baseline_rule"] or "").removeprefix(f"{_num(scaling['baseline'], 'g')}: "))]
     headline = ""
     if scaling.get("headline"):
         text = scaling["headline"] if isinstance(scaling["headline"], str) else json.dumps(scaling["headline"], default=str)

@@ -157,7 +157,7 @@ def test_scaling_answer_reads_sizes_in_pairs():
                             evaluator="dpo")
     assert answer["kind"] == "recommend" and "pairs" in answer["lines"][-1]
     x_star = fit.targets["gain"]["recommended_fraction"]
-    assert f"≈ {round(x_star * 1000):,} of 1,000 pairs" in answer["lines"][-1]
+    assert f"{x_star:.1%} (≈ {round(x_star * 1000):,} of 1,000) of the training pairs" in answer["lines"][-1]
 
 
 def test_inputs_of_other_data_are_refused(made, tmp_path):
