@@ -27,8 +27,8 @@ def add_report_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--audit", metavar="AUDIT.parquet", help="an audit table (alignscope audit --out)")
     parser.add_argument("--selection", metavar="SEL.parquet", help="a selection (alignscope select / audit --clean-out)")
     parser.add_argument("--sweep", metavar="SWEEP", help="a sweep folder (alignscope sweep --out)")
-    parser.add_argument("--run", action="append", default=[], metavar="RUN",
-                        help="a training run folder (alignscope train --out); repeat for several")
+    parser.add_argument("--run", action="extend", nargs="+", default=[], metavar="RUN",
+                        help="training run folders (alignscope train --out): --run A B, or --run A --run B")
     parser.add_argument("--n-boot", type=int, default=500, help="bootstrap refits of the sweep's fits (default 500)")
     parser.add_argument("--out", required=True, metavar="report.html", help="the HTML file to write")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
