@@ -27,6 +27,7 @@ def test_keep_duplicates_moves_the_kept_pair_within_its_group():
         keep_duplicates(table, {1: 4})
 
 
+@pytest.mark.slow  # a real embedding job: about a minute on 2 shared cores
 def test_the_pair_beside_its_copy_and_which_one_the_clean_subset_keeps(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
     monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
