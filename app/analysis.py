@@ -21,7 +21,7 @@ from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_co
 
 ENCODERS = ["static", "minilm", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
-SELECTION_KEY = "alignscope_selection"
+SELECTION_KEY = state.SELECTION_KEY  # one key: the link (state.sync_link) reads it too
 
 
 # The pages explore with the static encoder at every size: it embeds 3,000 pairs in seconds where

@@ -75,6 +75,7 @@ def _integer_steps(fig: go.Figure, steps: pd.Series) -> None:
 
 
 KEPT, DROPPED = "#d62728", "#b0b0b0"
+BACKGROUND = ("no flag",)  # categorical values drawn grey, under the others
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf"]
 
@@ -89,11 +90,15 @@ def scatter_map(coords, colour, colour_name: str, hover: list[str], *, title: st
     hover = np.asarray(hover, dtype=object)
     if categorical:
         values = pd.unique(pd.Series(colour.astype(str)))
-        ordered = sorted(values, key=lambda v: (v in ("dropped", "False"), v))
-        for i, value in enumerate(ordered[:40]):
+        # The background value ("no flag" of the audit map, usually most points) is grey and drawn
+        # first, under the rest: the dominant colour goes to what the map is about.
+        ordered = sorted(values, key=lambda v: (v not in BACKGROUND, v in ("dropped", "False"), v))
+        palette = iter(_PALETTE * 4)
+        for value in ordered[:40]:
             rows = colour.astype(str) == value
-            marker = dict(size=4 if value != "kept" else 6, opacity=0.75,
-                          color=KEPT if value == "kept" else DROPPED if value == "dropped" else _PALETTE[i % 10])
+            marker = dict(size=4 if value != "kept" else 6, opacity=0.75 if value not in BACKGROUND else 0.35,
+                          color=KEPT if value == "kept" else DROPPED if value == "dropped" or value in BACKGROUND
+                          else next(palette))
             fig.add_trace(go.Scattergl(x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=str(value),
                                        marker=marker, text=hover[rows], hovertemplate="%{text}<extra></extra>"))
     else:
@@ -358,3 +363,52 @@ def encoder_figure(table: pd.DataFrame, score: str = "trace_ratio", *,
                       xaxis_title=score, yaxis_title="probe error gap (max − min over groups)",
                       showlegend=True, legend_title_text="", margin=dict(t=50, b=40))
     return fig
+
+
+# ------------------------------------------------------------------------------------------ report
+def run_scores_chart(runs: list[dict]) -> go.Figure:
+    """Held-out scores of training runs beside the rules they must beat: accuracy (95 % interval)
+    next to the length rule on the same pairs, and the length-controlled accuracy next to 0.5 (what
+    length alone, or a coin, scores). ``runs``: dicts with ``name`` and ``eval`` (eval.json)."""
+    import html
+
+    shown = [r for r in runs if r.get("eval")]
+    names = [html.escape(str(r["name"])) for r in shown]
+
+    def bars(key: str, interval: str) -> tuple[list, list, list]:
+        values = [r["eval"].get(key) for r in shown]
+        cis = [r["eval"].get(interval) or [v, v] for r, v in zip(shown, values)]
+        return (values, [None if v is None else c[1] - v for v, c in zip(values, cis)],
+                [None if v is None else v - c[0] for v, c in zip(values, cis)])
+
+    fig = go.Figure()
+    acc, acc_hi, acc_lo = bars("accuracy", "accuracy_ci95")
+    fig.add_trace(go.Bar(x=names, y=acc, name="accuracy", marker_color=_PALETTE[0],
+                         error_y=dict(type="data", symmetric=False, array=acc_hi, arrayminus=acc_lo)))
+    rule, rule_hi, rule_lo = bars("length_baseline", "length_baseline_ci95")
+    fig.add_trace(go.Bar(x=names, y=rule, name="length rule (same pairs)", marker_color=DROPPED,
+                         error_y=dict(type="data", symmetric=False, array=rule_hi, arrayminus=rule_lo)))
+    lc, lc_hi, lc_lo = bars("length_controlled_accuracy", "length_controlled_ci95")
+    fig.add_trace(go.Bar(x=names, y=lc, name="length-controlled accuracy", marker_color=_PALETTE[2],
+                         error_y=dict(type="data", symmetric=False, array=lc_hi, arrayminus=lc_lo)))
+    fig.add_hline(y=0.5, line_dash="dash", line_color="#555")
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color="#555"),
+                             name="0.5: length only, or a coin"))
+    fig.update_layout(barmode="group", title="Training runs: held-out scores beside the rules they must beat",
+                      xaxis_title="run", yaxis_title="share of held-out pairs", yaxis_tickformat=".0%",
+                      yaxis_range=[0, 1], height=380, margin=dict(t=60, b=40))
+    return fig
+
+
+def plotly_js() -> str:
+    """plotly.js from the installed plotly package, to inline ONCE in a self-contained page."""
+    import plotly.offline
+
+    return plotly.offline.get_plotlyjs()
+
+
+def figure_div(figure: go.Figure, div_id: str) -> str:
+    """A figure as a ``<div>`` + script that draws it with the page's inlined plotly.js (no request:
+    the data is in the page; plotly escapes ``<`` and ``/`` in it)."""
+    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                          config={"displaylogo": False, "responsive": True})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from alignscope.app import state
+from alignscope.app import report_download, state
 
 def _icon():
     """The tab icon, drawn here: a material-icon or emoji favicon is fetched from the internet by the
@@ -24,7 +24,7 @@ st.set_page_config(page_title="alignscope", page_icon=_icon(), layout="wide")
 
 # Not "pages/": Streamlit would auto-list that folder as a second, unmanaged navigation.
 PAGES = Path(__file__).parent / "views"
-navigation = st.navigation([
+pages = {page.url_path or "data": page for page in (
     st.Page(PAGES / "data.py", title="Data", icon=":material/table_view:", default=True),
     st.Page(PAGES / "map.py", title="Map", icon=":material/scatter_plot:"),
     st.Page(PAGES / "select.py", title="Select", icon=":material/filter_alt:"),
@@ -34,7 +34,18 @@ navigation = st.navigation([
     st.Page(PAGES / "scaling.py", title="Scaling", icon=":material/trending_up:"),
     st.Page(PAGES / "spectra.py", title="Spectra", icon=":material/ssid_chart:"),
     st.Page(PAGES / "runs.py", title="Runs", icon=":material/list_alt:"),
-])
+)}
+navigation = st.navigation(list(pages.values()))
+current = navigation.url_path or "data"
+# The link: the data set, page, sweep, selection and run in the URL (state.py says how).
 state.ensure_initial_data()
+state.restore_link(pages, current)
+state.seed_page_widgets()
+state.sync_link(current)
 state.sidebar_summary()
-navigation.run()
+report_download.sidebar_button()
+state.show_link_notes()
+try:
+    navigation.run()
+finally:  # what the page chose in this run (e.g. a selection) goes into the URL now, not at the next click
+    state.sync_link(current)

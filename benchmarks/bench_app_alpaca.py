@@ -55,7 +55,8 @@ def main() -> None:
     at = AppTest.from_file(MAIN, default_timeout=900)
     figures["app_first_run_s"] = _timed(at, at.run)
     figures["map_pca_s"] = _timed(at, lambda: at.switch_page("views/map.py").run())
-    figures["map_all_points_s"] = _timed(at, lambda: at.select_slider(key="map_max_points").set_value(150_000).run())
+    figures["map_all_points_s"] = _timed(at, lambda: at.select_slider(key=f"map_max_points_{len(emb.matrix)}").set_value(
+        len(emb.matrix)).run())  # "all" points
     figures["map_colour_isa_s"] = _timed(at, lambda: at.selectbox(key="map_colour").set_value(
         next(o for o in at.selectbox(key="map_colour").options if "ISA" in o)).run())
     figures["select_cold_s"] = _timed(at, lambda: at.switch_page("views/select.py").run())

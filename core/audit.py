@@ -63,7 +63,7 @@ from alignscope.select.selection import SELECTION_FORMAT_VERSION, Selection, ord
 __all__ = ["AuditError", "AUDIT_COLUMNS", "FLAGS", "audit", "audit_summary", "clean_selection",
            "fit_bt_probe", "oof_flip_scores", "pair_matrices", "normalise_prompt", "normalise_text",
            "duplicate_groups", "knn_outlier_scores", "nearest_pairs", "unit_rows", "word_diff", "search_pairs",
-           "write_audit", "read_audit", "AUDIT_META_KEY"]
+           "write_audit", "read_audit", "AUDIT_META_KEY", "duplicate_members", "keep_duplicates"]
 
 AUDIT_COLUMNS = ("index", "flip_score", "suspect_flip", "dup_group", "is_duplicate", "outlier_score",
                  "is_outlier", "length_ratio", "identical", "reasons")
@@ -583,6 +583,32 @@ def nearest_pairs(chosen: np.ndarray, rejected: np.ndarray, i: int, k: int = 5, 
     top = np.argpartition(-sim, k - 1)[:k] if k > 0 else np.array([], dtype=np.int64)
     top = top[np.argsort(-sim[top], kind="stable")]
     return pd.DataFrame({"index": top.astype(np.int64), "similarity": sim[top].astype(np.float64)})
+
+
+def duplicate_members(table: pd.DataFrame, pair: int) -> list[int]:
+    """Every pair of ``pair``'s near-duplicate group, the group's first pair first ([] when it has none)."""
+    group = int(table["dup_group"].to_numpy()[pair])
+    if group < 0:
+        return []
+    return sorted(int(i) for i in table.loc[table["dup_group"].to_numpy() == group, "index"])
+
+
+def keep_duplicates(table: pd.DataFrame, keep: dict[int, int]) -> pd.DataFrame:
+    """The audit table with the kept member of some near-duplicate groups chosen by hand:
+    ``keep`` maps a group (its ``dup_group``) to the pair to keep; every other member of that group
+    becomes ``is_duplicate`` (the rule's default keeps the group's first pair). The result feeds
+    :func:`clean_selection` unchanged. Raises :class:`AuditError` when a pair is not in the group."""
+    out = table.copy()
+    is_duplicate = out["is_duplicate"].to_numpy(dtype=bool).copy()
+    groups = out["dup_group"].to_numpy()
+    for group, pair in keep.items():
+        members = groups == int(group)
+        if int(group) < 0 or not 0 <= int(pair) < len(out) or not members[int(pair)]:
+            raise AuditError(f"pair {pair} is not in the near-duplicate group {group}")
+        is_duplicate[members] = True
+        is_duplicate[int(pair)] = False
+    out["is_duplicate"] = is_duplicate
+    return out
 
 
 def word_diff(a: str, b: str) -> str:

@@ -122,7 +122,9 @@ def test_real_hh_file_through_the_page(monkeypatch, hh_path):
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(hh_path.parent))
     at = _load_path(_app(), hh_path.name)
     assert _metric(at, "Pairs") == "2,312"
-    assert _metric(at, "Format") == "implicit_prompt"
+    # The card's short name is not cut ("implicit_pro…" was); the full name is in the caption below it.
+    assert _metric(at, "Format") == "implicit"
+    assert any("format implicit_prompt" in c.value for c in at.caption)
 
 
 def test_metadata_charts_stay_readable(data_root):
@@ -142,3 +144,24 @@ def test_metadata_charts_stay_readable(data_root):
     bars = specs["Pairs per chosen_model"]["data"][0]
     assert bars["orientation"] == "h" and len(bars["y"]) == 16 and bars["y"][0].startswith("other (21 values)")
     assert "Distribution of strength" in specs and len(specs["Distribution of strength"]["data"][0]["x"]) >= 5
+
+
+def test_identifier_columns_are_not_charted(data_root):
+    """The demo's `id` holds every value once: a chart of it would be one bar per pair."""
+    import json
+
+    at = _app()
+    at.session_state["data_tab"] = "Metadata"
+    at.run()
+    titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+    assert "Pairs per topic" in titles and not any(t.endswith(" id") for t in titles)
+    assert any(c.value.startswith("Not charted: id ") for c in at.caption)
+
+
+def test_started_with_a_file_the_source_picker_says_where_it_came_from(data_root, monkeypatch):
+    write_jsonl(data_root / "mine.jsonl", STANDARD_ROWS)
+    monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", str(data_root / "mine.jsonl"))  # alignscope app --data
+    at = _app()
+    assert _metric(at, "Pairs") == "3"
+    assert at.radio(key="data_source_kind").value == "Path in the data root"
+    assert at.text_input(key="data_path").value == "mine.jsonl"

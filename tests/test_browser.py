@@ -1,7 +1,8 @@
 """End-to-end in a real browser: Debian chromium driven by Playwright against `alignscope app` on
 127.0.0.1 with the demo data. Visits every page, moves the subset slider, exports a subset, trains
 a tiny DPO run, a tiny DPO + SamS run (shown on the Scheduler page) and a tiny sweep from the
-pages, and saves a screenshot of each page.
+pages, downloads the report and opens it with the network off, reloads a deep link in a new
+session, and saves a screenshot of each page.
 
 Screenshots go to ``$ALIGNSCOPE_SCREENSHOTS`` (default: ``tests/screenshots/``, not committed; the
 README's copies live in ``assets/``). Skips with a message when chromium or Playwright is missing
@@ -259,6 +260,47 @@ def test_a_tiny_sweep_from_the_scaling_page(page):
     assert page.get_by_text("data you can skip").count() == 0
     assert page.get_by_text("Dashed line: the baseline every score must beat").count() > 0
     shot(page, "scaling")
+
+
+def test_the_report_downloads_and_opens_offline(page, tmp_path):
+    """The walk above (data → audit → select → train → sweep) ends in a report: the sidebar's button
+    gives one HTML file that names the sweep, the audit and the run, and draws every figure in a
+    browser with the network off."""
+    from test_report_browser import open_offline
+
+    open_page(page, "Scaling")
+    page.get_by_text("7 of 7 points measured").first.wait_for(timeout=LONG)
+    with page.expect_download(timeout=LONG) as download:
+        page.get_by_role("button", name=re.compile("Download report")).click()
+    report = tmp_path / "report.html"
+    download.value.save_as(report)
+    text = report.read_text(encoding="utf-8")
+    assert "alignscope could not build this report" not in text
+    for absent in ("No sweep given", "Not audited for this report", "No training run given", "No selection given"):
+        assert absent not in text, absent
+    seen = open_offline(page.context.browser, report)
+    assert seen["figures"] >= 4 and seen["drawn"] == seen["figures"], seen
+    assert seen["requests"] == [] and seen["errors"] == [], seen
+
+
+def test_a_deep_link_restores_the_view_in_a_new_session(page):
+    """The URL carries the data set, page and sweep: pasted into a new session (a reload is one), it
+    opens the same sweep; a link to a sweep this machine does not have says so."""
+    open_page(page, "Scaling")
+    url = page.url
+    assert "/scaling?" in url and "sweep=" in url and "data=demo" in url, url
+    picked = selectbox_value(page, "Sweep")
+    context = page.context.browser.new_context(viewport={"width": 1440, "height": 1400})
+    fresh = context.new_page()
+    fresh.set_default_timeout(120_000)
+    fresh.goto(url)
+    fresh.get_by_role("heading", name="Scaling", exact=True).first.wait_for()
+    fresh.get_by_text("7 of 7 points measured").first.wait_for(timeout=LONG)
+    assert selectbox_value(fresh, "Sweep") == picked
+    fresh.goto(re.sub(r"sweep=[^&]+", "sweep=19990101-000000", url))
+    fresh.get_by_text(re.compile("The sweep folder '19990101-000000' is not on this machine")).first.wait_for()
+    shot(fresh, "deep-link-missing")
+    context.close()
 
 
 def test_a_re_run_from_the_runs_page_is_shown_at_once(page):

@@ -9,11 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, state
-from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_selection, nearest_pairs,
-                              pair_matrices, search_pairs, unit_rows, word_diff)
+from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_selection, duplicate_members,
+                              keep_duplicates, nearest_pairs, pair_matrices, search_pairs, unit_rows, word_diff)
 from alignscope.data.preferences import render_text
 
 AUDIT_FLAGS_KEY = "alignscope_audit_flags"
+DUP_KEEP_KEY = "alignscope_dup_keep"  # {"fingerprint", "keep": {group: pair}}: copies kept by hand
 FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",
                "identical": "chosen = rejected"}
 
@@ -72,16 +73,19 @@ issue = np.full(n, "no flag", dtype=object)
 for flag in reversed(FLAGS):
     issue[table[flag].to_numpy(dtype=bool)] = FLAG_LABELS[flag]
 st.session_state[AUDIT_FLAGS_KEY] = {"fingerprint": data.fingerprint, "issue": issue}
+st.session_state[state.AUDIT_TABLE_KEY] = {"fingerprint": data.fingerprint, "table": table}  # the report's audit
 
 # ------------------------------------------------------------------------------------ cards
 cards = st.columns(5)
 for column, (name, key) in zip(cards, (("Suspected flips", "suspect_flip"), ("Near-duplicates", "duplicates"),
                                        ("Outliers", "outliers"), ("Chosen = rejected", "identical"))):
-    column.metric(name, f"{summary[key]:,}", f"{summary[key] / n:.1%} of pairs", delta_color="off")
+    # Counts, not changes: the share goes in a caption (a metric's delta would draw a rising arrow).
+    column.metric(name, f"{summary[key]:,}")
+    column.caption(f"{summary[key] / n:.1%} of pairs")
 cards[4].metric("Chosen is longer", f"{summary['chosen_longer_share']:.1%}",
-                f"length rule {summary['length_baseline']:.1%} ({summary['length_baseline_direction']})",
-                delta_color="off", help="Accuracy of 'the longer (or, if most pairs say so, the shorter) answer "
-                                        "wins' on these labels: the baseline every reward model must beat.")
+                help="Accuracy of 'the longer (or, if most pairs say so, the shorter) answer "
+                     "wins' on these labels: the baseline every reward model must beat.")
+cards[4].caption(f"length rule {summary['length_baseline']:.1%} ({summary['length_baseline_direction']})")
 st.caption(f"{summary['dup_groups']:,} near-duplicate groups (one pair of each is kept). The probe behind the flip "
            f"scores agrees with {summary['probe_oof_accuracy']:.1%} of the labels out of fold (the length rule: "
            f"{summary['length_baseline']:.1%}); the weaker it is, the more of the suspected flips are its own errors.")
@@ -137,7 +141,7 @@ chosen_text, rejected_text = (render_text(data.frame.at[pair, c]) for c in ("cho
 sides[0].text("CHOSEN\n" + chosen_text)
 sides[1].text("REJECTED\n" + rejected_text)
 st.markdown("**Word diff** (`-` only in chosen, `+` only in rejected)")
-st.code(word_diff(chosen_text, rejected_text), language=None)
+st.code(word_diff(chosen_text, rejected_text), language=None, wrap_lines=True)
 chosen_m, rejected_m = _unit_pairs(source, stamp, n, embeddings)
 near = nearest_pairs(chosen_m, rejected_m, pair, k=5, normalised=True)
 near["prompt"] = [previews[i][:100] for i in near["index"]]
@@ -147,17 +151,68 @@ st.markdown("**Nearest pairs** (cosine of the chosen and rejected embeddings, av
 st.dataframe(near, hide_index=True, key="audit_near",
              column_config={"similarity": st.column_config.NumberColumn(format="%.3f")})
 
+
+
+def _kept_copies() -> dict[int, int]:
+    """The near-duplicate groups whose kept pair was chosen by hand (group → pair) on this data."""
+    chosen = st.session_state.get(DUP_KEEP_KEY)
+    return dict(chosen["keep"]) if chosen and chosen.get("fingerprint") == data.fingerprint else {}
+
+
+def _copy_review(pair: int) -> None:
+    """The pair beside its copy (another member of its near-duplicate group): each field side by
+    side and word-diffed, wrapped, and which member the clean subset keeps."""
+    members = duplicate_members(table, pair)
+    if not members:
+        return
+    st.markdown("**Near-duplicate review**: this pair beside its copy")
+    others = [m for m in members if m != pair]
+    other = others[0] if len(others) == 1 else int(st.selectbox(
+        "Compare with", others, key=f"audit_copy_{pair}", format_func=lambda i: f"#{i}"))
+    first = members[0]
+    names = {i: f"#{i}" + (" (the group's first pair)" if i == first else "") for i in members}
+    for field in ("prompt", "chosen", "rejected"):
+        mine, theirs = (render_text(data.frame.at[i, field]) for i in (pair, other))
+        sides = st.columns(2)
+        sides[0].text(f"{field.upper()} of {names[pair]}\n{mine}")
+        sides[1].text(f"{field.upper()} of {names[other]}\n{theirs}")
+        if mine == theirs:
+            st.caption(f"The {field}s are identical.")
+        else:
+            st.code(word_diff(mine, theirs), language=None, wrap_lines=True)
+    st.caption(f"Diff lines: `-` only in #{pair}, `+` only in #{other}, the rest in both.")
+    keep = _kept_copies()
+    current = keep.get(first, first)
+    choice = int(st.radio("The clean subset keeps", members, index=members.index(current), horizontal=True,
+                          key=f"audit_keep_{first}", format_func=names.get,
+                          help="The other members of the group are dropped as near-duplicates."))
+    if choice != current:
+        if choice == first:
+            keep.pop(first, None)
+        else:
+            keep[first] = choice
+        st.session_state[DUP_KEEP_KEY] = {"fingerprint": data.fingerprint, "keep": keep}
+
+
+_copy_review(pair)
+
 # ---------------------------------------------------------------------------------- clean subset
 st.subheader("Use the clean subset")
 cols = st.columns([3, 2, 1])
 drop = cols[0].multiselect("Drop pairs that are", list(FLAGS), default=list(FLAGS), key="audit_drop",
                            format_func=FLAG_LABELS.get)
 name = cols[1].text_input("Name", value="clean", key="audit_name")
-keep = ~table[drop].any(axis=1) if drop else pd.Series(True, index=table.index)
-st.caption(f"The clean subset keeps {int(keep.sum()):,} of {n:,} pairs.")
+kept_copies = _kept_copies()
+clean_table = keep_duplicates(table, kept_copies) if kept_copies else table
+keep = ~clean_table[drop].any(axis=1) if drop else pd.Series(True, index=table.index)
+st.caption(f"The clean subset keeps {int(keep.sum()):,} of {n:,} pairs."
+           + (f" In {len(kept_copies):,} near-duplicate group(s) you chose which pair to keep." if kept_copies else ""))
 if cols[2].button("Use the clean subset", type="primary", key="audit_use", disabled=not drop):
     try:
-        selection = clean_selection(data, table, drop)
+        selection = clean_selection(data, clean_table, drop)
+        if kept_copies:
+            selection = selection.replace(config={**selection.config, "kept_copies": {
+                str(group): int(kept) for group, kept in kept_copies.items()}})
     except AuditError as err:
         st.error(str(err))
     else:

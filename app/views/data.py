@@ -16,7 +16,23 @@ st.caption("Load the preference pairs you want to study (prompt, chosen, rejecte
 
 # ------------------------------------------------------------------------------ choose a source
 SOURCES = ["Demo data", "Upload a file", "Path in the data root", "Hugging Face Hub"]
-kind = st.radio("Source", SOURCES, horizontal=True, key="data_source_kind")
+
+
+def _loaded_from(data) -> tuple[str, str]:
+    """Which source option loaded ``data``, and its path relative to the data root (or "")."""
+    if data is None or data.is_demo:
+        return SOURCES[0], ""
+    link = state.data_link(data)["data"]
+    if link.startswith("upload:"):
+        return SOURCES[1], ""
+    if link.startswith("hub:"):
+        return SOURCES[3], ""
+    return SOURCES[2], link
+
+
+# The radio starts at the option that loaded the active data set (e.g. `alignscope app --data FILE`).
+loaded_kind, loaded_path = _loaded_from(state.active_data())
+kind = st.radio("Source", SOURCES, index=SOURCES.index(loaded_kind), horizontal=True, key="data_source_kind")
 with st.expander("Loading options"):
     opt_cols = st.columns(3)
     drop_invalid = opt_cols[0].checkbox("Drop invalid rows (and report them)", key="data_drop_invalid",
@@ -62,7 +78,7 @@ with st.form("data_source_form", border=True):
         root = settings.data_root()
         found = state.files_in_data_root()
         picked = st.selectbox(f"Files found under {root}", [""] + found, key="data_found")
-        typed = st.text_input("…or type a path relative to the data root", key="data_path")
+        typed = st.text_input("…or type a path relative to the data root", value=loaded_path, key="data_path")
         if st.form_submit_button("Load path", type="primary"):
             target = typed.strip() or picked
             if not target:
@@ -92,12 +108,15 @@ if data.is_demo:
             "(`duplicate_of`), low-quality pairs (`is_low_quality`).", icon=":material/science:")
 metrics = st.columns(4)
 metrics[0].metric("Pairs", f"{data.n_pairs:,}")
-metrics[1].metric("Format", data.format, help="standard: explicit prompt column; conversational: "
-                  "message lists; implicit_prompt: prompt extracted from the shared dialogue prefix")
+# Short names: the card is a quarter of the page, and "implicit_prompt" was cut to "implicit_pro…".
+FORMAT_CARD = {"standard": "standard", "conversational": "messages", "implicit_prompt": "implicit"}
+metrics[1].metric("Format", FORMAT_CARD.get(data.format, data.format), help="standard: explicit prompt column; "
+                  "messages (conversational): message lists; implicit (implicit_prompt): the prompt extracted from "
+                  "the shared dialogue prefix")
 metrics[2].metric("Metadata columns", len(data.metadata_columns))
 metrics[3].metric("Dropped rows", f"{data.report.n_dropped:,}", help="invalid rows dropped while loading")
-st.caption(f"Source: {data.source} · fingerprint {data.fingerprint} (hash of the canonical rows; keys "
-           "caches and runs)")
+st.caption(f"Source: {data.source} · format {data.format} · fingerprint {data.fingerprint} (hash of the canonical "
+           "rows; keys caches and runs)")
 
 report = data.report
 if report.dropped:
@@ -166,7 +185,9 @@ TOP_CATEGORIES = 15  # more bars than this are unreadable: the rest are summed a
 @st.cache_data(show_spinner=False, max_entries=8)
 def _metadata_summaries(fingerprint: str, _data) -> dict[str, tuple[str, pd.Series]]:
     """Per metadata column, once per data set: ("counts", top values + "other") for categories,
-    ("histogram", counts per bin) for numbers with many values; unhashable columns are skipped."""
+    ("histogram", counts per bin) for numbers with many values; unhashable columns are skipped, and
+    so are identifiers (every value distinct, not a measured number: a chart of them is one bar per
+    row)."""
     summaries = {}
     for column in _data.metadata_columns:
         values = _data.frame[column]
@@ -175,6 +196,8 @@ def _metadata_summaries(fingerprint: str, _data) -> dict[str, tuple[str, pd.Seri
         except TypeError:  # unhashable values (lists, dicts): nothing to count
             continue
         numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if distinct == len(values) > 1 and not pd.api.types.is_float_dtype(values):
+            continue  # an id: integers or texts, each once
         if numeric and distinct > TOP_CATEGORIES:
             finite = values.dropna().to_numpy(dtype=float)
             counts, edges = np.histogram(finite, bins=min(40, max(5, distinct)))
@@ -197,6 +220,10 @@ if tab_meta.open:  # lazy: only the open tab is built
             st.plotly_chart(chart, key=f"data_meta_{column}")
         if not summaries:
             st.caption("No metadata column to summarise.")
+        skipped = [c for c in data.metadata_columns if c not in summaries]
+        if skipped:
+            st.caption(f"Not charted: {', '.join(skipped)} (identifiers, every value distinct, or values that "
+                       "cannot be counted).")
 
 def _cut(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"

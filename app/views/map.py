@@ -25,8 +25,12 @@ controls = st.columns([2, 2, 2])
 method = controls[0].radio("Map", ["PCA", "UMAP"], horizontal=True, key="map_method",
                            help="PCA is instant. UMAP shows local structure better; it runs as a background "
                                 "job (about a minute per 10k points on a laptop CPU) and is cached.")
-max_points = controls[2].select_slider("Points drawn", options=[5_000, 10_000, 25_000, 50_000, 100_000, 150_000],
-                                       value=50_000, key="map_max_points",
+# Every point up to the default cap (a 6,000-point set draws 6,000); more only when asked.
+DRAW_STEPS, DRAW_DEFAULT = [5_000, 10_000, 25_000, 50_000, 100_000, 150_000], 50_000
+draw_options = [s for s in DRAW_STEPS if s < n_points] + ([n_points] if n_points <= DRAW_STEPS[-1] else [])
+max_points = controls[2].select_slider("Points drawn", options=draw_options, value=min(n_points, DRAW_DEFAULT),
+                                       key=f"map_max_points_{n_points}",
+                                       format_func=lambda v: f"all {v:,}" if v == n_points else f"{v:,}",
                                        help="Drawing is downsampled above this; computation never is.")
 
 

@@ -65,6 +65,11 @@ cols[3].metric("Probe error gap", f"{summary['probe_gap']:.1%}",
                help=f"max − min per-group error of a balanced logistic probe; plug-in prediction "
                     f"{summary['predicted_gap']:.1%}")
 
+st.caption("**Trace ratio**: the largest group's total variance (the trace of its covariance) over the smallest "
+           "group's; 1 means every group spreads equally, 2 means one group spreads twice as much. **Probe error "
+           "gap**: a balanced linear probe tells each group from the rest; the gap is its highest per-group error "
+           "minus its lowest (0 = it errs alike on every group). Kaushik et al. predict that the group with the "
+           "larger spectrum gets the larger error; hover the cards for the intervals and the predicted gap.")
 cols = st.columns(2)
 cols[0].plotly_chart(scree_figure(report, title=f"Eigen-spectra per group ({encoder}, log-log, "
                                               f"{report.config['ci']:.0%} bootstrap bands)"), key="spectra_scree")

@@ -4,7 +4,7 @@
 ``common`` is what every group shares (exit codes, the one-line usage error, data-loading options,
 the output check, :func:`~alignscope.cli.common.follow_jobs`); ``data``, ``embed``, ``select``
 (select, export), ``train`` (train, eval, eval-probe; flags from ``config_flags``), ``audit``,
-``spectra``, ``scaling`` (sweep, scaling fit), ``jobs`` and ``app`` each add their subcommands.
+``spectra``, ``scaling`` (sweep, scaling fit), ``report``, ``jobs`` and ``app`` each add their subcommands.
 A command module reads arguments, calls the library, prints; the work itself lives in the library.
 """
 from __future__ import annotations

@@ -17,6 +17,7 @@ from alignscope.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, Parser
 from alignscope.cli.data import add_data_commands
 from alignscope.cli.embed import add_embed_command
 from alignscope.cli.jobs import add_jobs_commands
+from alignscope.cli.report import add_report_command
 from alignscope.cli.scaling import add_scaling_command, add_sweep_command
 from alignscope.cli.select import add_select_commands
 from alignscope.cli.spectra import add_spectra_command
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_command(commands)
     add_sweep_command(commands)
     add_scaling_command(commands)
+    add_report_command(commands)
     add_jobs_commands(commands)
     add_app_command(commands)
     return parser
