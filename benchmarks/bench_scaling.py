@@ -1,13 +1,13 @@
-"""Scaling sweep on the AlpacaEval pairs with honest evaluation: probe evaluator on CPU.
+"""The headline answer on real data: a full sweep with every selection method, probe evaluator on CPU.
 
-    python -m benchmarks.bench_scaling [--sample 10000] [--encoder static] [--eval-encoder minilm]
-        [--methods isa,random,density,kcenter] [--fractions 0.01,0.02,0.05,0.1,0.25,0.5,1.0]
-        [--seeds 0,1,2] [--workers 2]
+    python -m benchmarks.bench_scaling [--data alpaca|hh|PATH] [--sample 0] [--encoder static]
+        [--eval-encoder lsa] [--methods random,isa,density,kcenter,clean,length,margin,rds]
+        [--fractions 0.01,0.02,0.05,0.1,0.25,0.5,1.0] [--seeds 0,1,2] [--workers 2] [--name NAME]
 
-One ``alignscope sweep`` on a seeded sample of ../shared/data/alpaca_eval_pairs.jsonl.gz (skipped
-when absent): the selectors rank with ``--encoder``, the probe judges with ``--eval-encoder`` (other
-features, so the score is not circular), every method trains on the same number of pairs at each
-fraction. The sweep is then fitted in each metric (accuracy beside the length rule,
+One ``alignscope sweep`` on all the pairs of a shared data set (``--sample N``: a seeded sample;
+skipped when ../shared/data is absent): the selectors rank with ``--encoder``, the probe judges with
+``--eval-encoder`` (other features, so the score is not circular), every method trains on the same
+number of pairs at each fraction. The sweep is then fitted in each metric (accuracy beside the length rule,
 length-controlled accuracy beside 0.5, log loss beside the length rule's), with intervals from the
 paired bootstrap over seeds and held-out pairs, and every method is compared with random at each
 fraction. Writes ``results/scaling_alpaca.json`` and ``results/scaling_alpaca.png``.
@@ -29,11 +29,11 @@ DATA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scaling")
-    parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--sample", type=int, default=10000, help="pairs drawn (seed 0) from the data; 0 = all")
+    parser.add_argument("--data", default="alpaca", help="alpaca, hh or a path")
+    parser.add_argument("--sample", type=int, default=0, help="pairs drawn (seed 0) from the data; 0 = all")
     parser.add_argument("--encoder", default="static")
-    parser.add_argument("--eval-encoder", default="minilm")
-    parser.add_argument("--methods", default="isa,random,density,kcenter")
+    parser.add_argument("--eval-encoder", default="lsa")
+    parser.add_argument("--methods", default="random,isa,density,kcenter,clean,length,margin,rds")
     parser.add_argument("--fractions", default="0.01,0.02,0.05,0.1,0.25,0.5,1.0")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--workers", default="2")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    source = Path(args.data)
+    source = Path({"alpaca": str(DATA), "hh": str(SHARED_DATA / "hh_harmless_test.jsonl.gz")}.get(args.data, args.data))
     if not source.exists():
         print(f"skipped: {source} is absent")
         return
@@ -81,12 +81,24 @@ def main(argv: list[str] | None = None) -> None:
     write_result(args.name, {"data": source.name, "sample": args.sample, "encoder": args.encoder,
                              "eval_encoder": args.eval_encoder, "methods": args.methods, "fractions": args.fractions,
                              "seeds": args.seeds, "evaluator": "probe (a proxy)", "workers": args.workers,
-                             "wall_s": round(wall, 1), "n_jobs": summary["n_jobs"], "n_failed": summary["n_failed"],
+                             "wall_s": round(wall, 1), "n_points": summary["n_points"], "n_measured": summary["n_measured"],
+                             "n_workers": summary["n_jobs"], "n_failed": summary["n_failed"],
+                             "rank_s_by_method": _rank_seconds(out),
                              "fits": fits, "png": png})
     for metric, fit in fits.items():
         print(f"{metric}: baseline {fit['baseline']}")
         for line in fit["recommendation"]["lines"] + fit["verdicts"]:
             print("  " + line)
+
+
+def _rank_seconds(out) -> dict:
+    """Seconds each method's rankings took in all (from the sweep's units.jsonl)."""
+    seconds: dict = {}
+    path = out / "units.jsonl"
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        unit = json.loads(line)
+        seconds[unit["method"]] = round(seconds.get(unit["method"], 0.0) + unit["rank_s"], 1)
+    return seconds
 
 
 if __name__ == "__main__":

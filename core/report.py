@@ -154,14 +154,12 @@ def _selection_section(data: Any, selection: Any) -> dict[str, Any]:
 def scaling_answer(recommendation: Mapping[str, Any]) -> dict[str, Any]:
     """The sweep's headline as the report shows it: the lines of
     :func:`alignscope.scaling.recommend.recommend` (the CLI and the Scaling page print the same),
-    and ``kind``: ``recommend`` (a size to act on, one method ahead), ``tie`` (the best plateaus'
-    intervals overlap) or ``cannot tell`` (no size to act on)."""
-    if recommendation.get("tie"):
-        kind = "tie"
-    elif recommendation.get("status") == "size":
-        kind = "recommend"
-    else:
+    and ``kind``: ``recommend`` (a size to act on, one method ahead), ``tie`` (a size to act on, read
+    from the tied methods' neutral curve) or ``cannot tell`` (no size to act on)."""
+    if recommendation.get("status") != "size":
         kind = "cannot tell"
+    else:
+        kind = "tie" if recommendation.get("tie") else "recommend"
     return {"kind": kind, "lines": list(recommendation.get("lines") or [recommendation.get("headline", "")])}
 
 
