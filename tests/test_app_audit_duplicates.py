@@ -9,9 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from alignscope.audit import AuditError, duplicate_members, keep_duplicates
-from alignscope.jobs.store import JobStore
 from alignscope.select.selection import Selection
-from conftest import ROOT
+from conftest import ROOT, wait_for_first_look
 
 MAIN = str(ROOT / "app" / "main.py")
 
@@ -33,11 +32,7 @@ def test_the_pair_beside_its_copy_and_which_one_the_clean_subset_keeps(tmp_path,
     monkeypatch.setenv("ALIGNSCOPE_INITIAL_DATA", "demo:120")
     at = AppTest.from_file(MAIN, default_timeout=180).run()
     at.switch_page("views/audit.py").run()
-    at.button(key="audit_embed").click().run()
-    store = JobStore()
-    job = store.list_jobs(kind="embed")[0]
-    assert store.wait(job.id, timeout=600).status == "succeeded", store.logs(job.id)
-    at.run()
+    wait_for_first_look(at)
     assert not at.exception, [e.value for e in at.exception]
     # Counts are not changes: no delta (and so no arrow) on the count cards.
     cards = {m.label: m for m in at.metric}

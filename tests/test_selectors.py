@@ -336,3 +336,21 @@ def test_ask_llm_texts_follow_the_unit_layout():
     assert len(pairs) == 30 and data.frame["rejected"].iloc[3] in pairs[3]
     with pytest.raises(SelectionError, match="unit"):
         ask_llm_texts(data, "token")
+
+
+def test_kcenter_pair_budget_stops_the_greedy_run_once_its_picks_cover_that_many_pairs():
+    """The greedy order is nested: stopping when the picks cover 30 pairs changes no pick, it only
+    saves the rest of the run (what a sweep asks for its largest fraction)."""
+    import numpy as np
+
+    from alignscope.select.selectors import select
+
+    X = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    full = select(X, "kcenter", k=120, seed=3, unit="completion")
+    cut = select(X, "kcenter", k=120, seed=3, unit="completion", pair_budget=30)
+    picks = cut.config["greedy_picks"]
+    assert full.config["greedy_picks"] == 120 and 30 <= picks < 120
+    first_full = full.table.sort_values("rank")[["index", "pair_index"]].to_numpy()[:picks]
+    first_cut = cut.table.sort_values("rank")[["index", "pair_index"]].to_numpy()[:picks]
+    assert (first_full == first_cut).all()  # the same picks in the same order
+    assert len(np.unique(first_cut[:, 1])) == 30 and len(np.unique(first_cut[:-1, 1])) == 29

@@ -140,7 +140,8 @@ class SweepContext:
         embeddings = self.embeddings
         in_pool = np.isin(embeddings.pair_index, self.train_pool)
         k = min(int(in_pool.sum()), 2 * k_pairs if unit == "completion" else k_pairs)
-        ranking = select(embeddings.matrix[in_pool], method, seed=int(seed), k=k, unit=unit,
+        options = {"pair_budget": k_pairs} if method == "kcenter" else {}  # its run stops once it covers them
+        ranking = select(embeddings.matrix[in_pool], method, seed=int(seed), k=k, unit=unit, **options,
                          pair_index=embeddings.pair_index[in_pool],
                          label=None if embeddings.label is None else embeddings.label[in_pool],
                          encoder=embeddings.encoder, data_fingerprint=self.data.fingerprint)

@@ -449,7 +449,10 @@ class KCenterSelector(Selector):
     Score: for kept points, the distance at which they were picked (their coverage radius; the
     first pick has ``inf``); for the rest, the distance to the nearest kept point. Rank = greedy
     order, then the rest by distance, descending. ``n_centers`` sets the greedy length used by
-    :meth:`score_samples` (default 10 % of the points); :meth:`select` runs exactly ``k`` picks.
+    :meth:`score_samples` (default 10 % of the points); :meth:`select` runs exactly ``k`` picks, or
+    fewer with ``pair_budget``: the run stops once its picks cover that many distinct pairs (the
+    rows' ``pair_index``), which is all a selection of that many pairs needs (the greedy order is
+    nested, so stopping early changes no pick; a sweep asks for the pairs of its largest fraction).
     """
 
     method = "kcenter"
@@ -457,12 +460,13 @@ class KCenterSelector(Selector):
     score_on_fit = False
 
     def __init__(self, *, seed: int = 0, n_centers: int | None = None, pool_size: int = 2048,
-                 flush_every: int = 256, device: str = "auto"):
+                 flush_every: int = 256, device: str = "auto", pair_budget: int | None = None):
         self.seed = seed
         self.n_centers = n_centers
         self.pool_size = pool_size
         self.flush_every = flush_every
         self.device = device
+        self.pair_budget = pair_budget
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -470,6 +474,8 @@ class KCenterSelector(Selector):
             _check_positive_int("n_centers", self.n_centers)
         _check_positive_int("pool_size", self.pool_size)
         _check_positive_int("flush_every", self.flush_every)
+        if self.pair_budget is not None:
+            _check_positive_int("pair_budget", self.pair_budget)
 
     def _fit(self, X):
         self._runs = {}
@@ -486,6 +492,9 @@ class KCenterSelector(Selector):
             self._runs = {k: self._greedy(self._fitted_X, k)}
         scores, order = self._runs[k]
         return scores, {}, order
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {"greedy_picks": int(getattr(self, "greedy_picks_", 0))}
 
     def _greedy(self, X: np.ndarray, m: int):
         import torch
@@ -504,7 +513,9 @@ class KCenterSelector(Selector):
         centers, radius, pending = [first], [math.inf], []
         pool = pool_rows = pool_dist = None
         threshold = -math.inf
-        while len(centers) < m:
+        pair_of = getattr(self, "_pair_index", None) if self.pair_budget else None
+        covered = None if pair_of is None else {int(pair_of[first])}
+        while len(centers) < m and (covered is None or len(covered) < self.pair_budget):
             if pool is None:
                 size = min(self.pool_size, n)
                 if size < n:
@@ -524,6 +535,8 @@ class KCenterSelector(Selector):
                 pending, pool = [], None
                 continue
             nxt = int(pool[best])
+            if covered is not None:
+                covered.add(int(pair_of[nxt]))
             centers.append(nxt)
             radius.append(value)
             pending.append(nxt)
@@ -537,6 +550,7 @@ class KCenterSelector(Selector):
                 pending, pool = [], None
         if pending:
             mind = self._flush(Xt, sq_norms, mind, pending)
+        self.greedy_picks_ = len(centers)
         is_center = np.zeros(n, dtype=bool)
         is_center[centers] = True
         scores = np.maximum(mind, 0.0)
