@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
-from alignscope.evaluate.evaluators import EVAL_FILE, eval_probe
+from alignscope.evaluate.evaluators import EVAL_FILE, PROBE_ENCODER, eval_probe
 from alignscope.jobs.store import JobError, format_wait
 from alignscope.models import BUILTIN_MODELS
 from alignscope.train.config import (METHODS, REPORT_TO, option_defaults, option_fields, option_meta,
@@ -261,17 +261,16 @@ else:
 
 # ------------------------------------------------------------------------------------- probe
 st.subheader("Quick estimate without training (probe)")
-st.caption("A Bradley–Terry linear reward model fitted in seconds on frozen MiniLM embeddings of the selected "
-           "training pairs, scored on the same held-out pairs. A linear probe's score, not a trained model's: a "
-           "PROXY for training, useful for comparing subsets quickly.")
-embedded = any(j.status == "succeeded" for j in analysis.embed_jobs(data, "minilm", "completion"))
+st.caption(f"A Bradley–Terry linear reward model fitted in seconds on frozen {PROBE_ENCODER} features of the selected "
+           "training pairs (the words of this data set: not the features the selectors chose with), scored on the "
+           "same held-out pairs. A linear probe's score, not a trained model's: a PROXY for training, useful for "
+           "comparing subsets quickly.")
 probe_key = (data.fingerprint, trains_on, float(test_fraction))
-if not embedded:
-    st.caption("Needs the MiniLM embeddings: compute them on the Map or Select page first.")
-elif st.button("Run the probe", key="train_probe"):
+if st.button("Run the probe", key="train_probe"):
     try:
-        with st.spinner("Fitting the probe…"):
-            result = eval_probe(data, trains_on, encoder="minilm", test_fraction=float(test_fraction), seed=0)
+        with st.spinner(f"Fitting the probe (the {PROBE_ENCODER} features are computed once per data set and cached)…"):
+            result = eval_probe(data, trains_on, encoder=PROBE_ENCODER, test_fraction=float(test_fraction), seed=0,
+                                progress=False)
         # Kept in the session: the result stays on the page across reruns until the inputs change.
         st.session_state["train_probe_result"] = (probe_key, result)
     except ValueError as err:

@@ -43,6 +43,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 
 from alignscope.errors import AlignscopeError
+from alignscope.evaluate.evaluators import PROBE_ENCODER
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
 from alignscope.files import atomic_path, write_json
 from alignscope.options import fields_problem, option
@@ -72,9 +73,8 @@ DEFAULT_METRIC = "length_controlled_accuracy"
 # in about a minute on 2 cores where MiniLM takes about an hour (benchmarks/results/embed_static.json).
 DEFAULT_ENCODER = "static"
 # The probe judges with other features than the selectors chose with (else a selector that covers
-# the judge's space wins by construction): LSA of the data's own words, about a minute at AlpacaEval's
-# size, no parameter shared with the static encoder (alignscope.embed.lsa).
-DEFAULT_EVAL_ENCODER = "lsa"
+# the judge's space wins by construction): the probe's own default, LSA of the data's words.
+DEFAULT_EVAL_ENCODER = PROBE_ENCODER
 # Cost order of the units (most expensive first), so the long ones do not end a sweep alone.
 _UNIT_COST = {"kcenter": 0, "llm": 0, "lm-margin": 0, "isa": 1, "density": 2, "margin": 2, "rds": 3, CLEAN_METHOD: 4,
               "length": 5, "random": 6, ALL_METHOD: 7}
