@@ -1,0 +1,402 @@
+"""Self-calibration: how often the audit's flip flags are right on THIS data.
+
+:func:`calibrate_audit` plants known defects in ``repeats`` copies of the data — flips (chosen ↔
+rejected on a seeded sample of ``planted_rate``·N pairs, embeddings swapped with them) and as many
+near-copies (a pair repeated with one small edit per answer: a word dropped or doubled or a
+punctuation mark changed; a copy reuses its original's embeddings, so the copies measure the text
+rule) — and runs the identical audit (:func:`~alignscope.audit.audit`, same options) on each.
+From the planted copies and the real audit it estimates, with 95 % intervals:
+
+* the share ``r`` of pairs that are already flipped (``estimated_flips``). For a flag threshold
+  ``t`` let ``F(t)`` be the share of real pairs scored ≥ t and ``a(t)`` the share of planted pairs
+  scored ≥ t. A planted pair is a flip unless it was a real flip (then planting un-flips it), so
+  with TPR/FPR the rates at which flips / correct pairs reach ``t``:
+  ``F = r·TPR + (1 − r)·FPR`` and ``a = (1 − r)·TPR + r·FPR``. FPR ≥ 0 gives
+  ``r ≤ F(t) / (F(t) + a(t))`` at every ``t``; the estimate is the smallest bound over the
+  thresholds that still catch ≥ 20 % of the planted flips — mixture-proportion estimation
+  (Blanchard, Lee & Scott, "Semi-supervised novelty detection", JMLR 2010; Scott, AISTATS 2015).
+  It is exact when the highest-scored correct pairs are rarer than flips (irreducibility) and
+  an UPPER bound when the signals separate flips weakly (planted-flip AUC < 0.9: ``bound_only``).
+* at the flag (``suspect_flip``): TPR and FPR solved from the two equations with that ``r``, so
+  ``flag_recall`` = TPR and ``flag_precision`` = r·TPR / F (the share of flagged pairs that are
+  real flips); ``flagged_real_flips`` = precision × flagged.
+* a threshold on ``flip_score`` for ``target_precision`` (the most pairs whose estimated precision
+  reaches it), or None and the best precision any threshold reaches.
+* ``flip_probability`` per pair = r·f_flip(s)/h(s), the density of flips over the density of all
+  real scores at the pair's score s, from the same two equations:
+  ``r·((1 − r)·ρ(s) − r)/(1 − 2r)`` with ρ = planted density / real density, estimated by
+  isotonic regression of "planted" against the score on binned counts (Laplace-smoothed) and
+  cross-fitted: a pair's probability comes from bins filled by the other folds' pairs only.
+
+Intervals are percentiles of a bootstrap that resamples pairs (Poisson weights, shared by the real
+and planted audits of the same pair) and repeats together (``n_boot``, seeded). The assumption
+behind all of it: real flips look like random swaps to the audit (what is planted).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from alignscope.audit.config import AuditConfig, AuditError, CalibrationConfig
+from alignscope.audit.table import _texts, audit, fix_flips
+from alignscope.audit.vectors import pair_matrices
+
+__all__ = ["PlantedCopy", "plant_defects", "near_copy_text", "calibrate_audit", "estimate_from_scores",
+           "flip_probabilities", "calibration_sentences", "MIN_PLANTED_RECALL"]
+
+MIN_PLANTED_RECALL = 0.2   # thresholds that catch fewer planted flips are too noisy to bound r
+N_GRID = 200               # thresholds (quantiles of every score) the curves are read at
+N_BINS = 40                # score bins of the density ratio
+BOUND_AUC = 0.9            # below this planted-flip AUC the flip count is reported as an upper bound
+
+
+# ============================================================================== planting
+def near_copy_text(text: str, rng: np.random.Generator) -> str:
+    """One small edit: drop a word, double a word, or change one punctuation mark."""
+    words = text.split(" ")
+    kind = int(rng.integers(3))
+    if kind == 2 or len(words) < 3:
+        for old, new in ((".", "!"), (",", ";"), ("?", "?!")):
+            if old in text:
+                return text.replace(old, new, 1)
+        return text + "."
+    i = int(rng.integers(len(words)))
+    if kind == 0:
+        return " ".join(words[:i] + words[i + 1:])
+    return " ".join(words[:i + 1] + [words[i]] + words[i + 1:])
+
+
+@dataclass
+class PlantedCopy:
+    """A copy of the data with known defects: rows ``0..N-1`` are the original pairs (``flipped``
+    ones swapped), rows ``N..`` near-copies (``copy_of`` = the original's row, −1 elsewhere)."""
+
+    frame: pd.DataFrame
+    chosen: np.ndarray
+    rejected: np.ndarray
+    flipped: np.ndarray
+    copy_of: np.ndarray
+    second: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def plant_defects(frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray, *, rate: float, seed: int,
+                  second: tuple[np.ndarray, np.ndarray] | None = None, copies: bool = True) -> PlantedCopy:
+    """Flip ``round(rate·N)`` seeded pairs (texts and embeddings) and append as many near-copies of
+    other pairs (``copies=False``: none). ``frame`` holds plain-text prompt/chosen/rejected."""
+    n = len(frame)
+    rng = np.random.default_rng(seed)
+    n_flip = max(1, int(round(rate * n)))
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.choice(n, n_flip, replace=False)] = True
+    out = frame[["prompt", "chosen", "rejected"]].reset_index(drop=True).copy()
+    out.loc[flipped, ["chosen", "rejected"]] = out.loc[flipped, ["rejected", "chosen"]].to_numpy()
+    swap = flipped[:, None]
+    c, r = np.where(swap, rejected, chosen), np.where(swap, chosen, rejected)
+    planted_second = None
+    if second is not None:
+        planted_second = (np.where(swap, second[1], second[0]), np.where(swap, second[0], second[1]))
+    copy_of = np.full(n, -1, dtype=np.int64)
+    if copies:
+        n_copy = min(n_flip, int((~flipped).sum()))
+        originals = np.sort(rng.choice(np.nonzero(~flipped)[0], n_copy, replace=False))
+        dup = out.iloc[originals].copy()
+        dup["chosen"] = [near_copy_text(t, rng) for t in dup["chosen"]]
+        dup["rejected"] = [near_copy_text(t, rng) for t in dup["rejected"]]
+        out = pd.concat([out, dup], ignore_index=True)
+        c, r = np.vstack([c, c[originals]]), np.vstack([r, r[originals]])
+        if planted_second is not None:
+            planted_second = (np.vstack([planted_second[0], planted_second[0][originals]]),
+                              np.vstack([planted_second[1], planted_second[1][originals]]))
+        copy_of = np.concatenate([copy_of, originals])
+        flipped = np.concatenate([flipped, np.zeros(n_copy, dtype=bool)])
+    return PlantedCopy(out, c, r, flipped, copy_of, planted_second)
+
+
+# ============================================================================== estimation
+def _grid(*scores: np.ndarray) -> np.ndarray:
+    pooled = np.concatenate([np.ravel(s) for s in scores])
+    return np.unique(np.quantile(pooled, np.linspace(0.0, 1.0, N_GRID)))
+
+
+def _above(scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Bin of each score: the number of grid thresholds ≤ score (score ≥ grid[j] ⇔ bin > j)."""
+    return np.searchsorted(grid, scores, side="right")
+
+
+def _weighted_tail(bins: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Σ weights of scores ≥ grid[j] for every j (length ``size``)."""
+    counts = np.bincount(bins, weights=weights, minlength=size + 1)
+    return counts[::-1].cumsum()[::-1][1:]
+
+
+def _solve(F: np.ndarray, a: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """TPR and FPR from F = r·TPR + (1−r)·FPR and a = (1−r)·TPR + r·FPR, clipped to [0, 1]."""
+    denom = max(1.0 - 2.0 * r, 1e-9)
+    tpr = np.clip(((1.0 - r) * a - r * F) / denom, 0.0, 1.0)
+    fpr = np.clip(((1.0 - r) * F - r * a) / denom, 0.0, 1.0)
+    return tpr, fpr
+
+
+def _estimate(bins0, flag0, bins_p, flag_p, w0, wp, size):
+    """One (bootstrap) estimate: r, the flag's F/a/TPR/precision and the precision curve."""
+    total0, total_p = w0.sum(), wp.sum()
+    F = _weighted_tail(bins0, w0, size) / total0
+    a = _weighted_tail(bins_p, wp, size) / total_p
+    usable = (a >= MIN_PLANTED_RECALL) & (a * total_p >= 10) & (F + a > 0)
+    r = float(np.min(F[usable] / (F[usable] + a[usable]))) if usable.any() else 0.5
+    r = min(r, 0.5)
+    tpr, _ = _solve(F, a, r)
+    precision = np.where(F > 0, np.clip(r * tpr / np.maximum(F, 1e-300), 0.0, 1.0), np.nan)
+    F_flag = float((w0 * flag0).sum() / total0)
+    a_flag = float((wp * flag_p).sum() / total_p)
+    tpr_flag, fpr_flag = _solve(np.array([F_flag]), np.array([a_flag]), r)
+    flag_precision = float(np.clip(r * tpr_flag[0] / F_flag, 0, 1)) if F_flag > 0 else float("nan")
+    return {"r": r, "F": F, "a": a, "precision": precision, "F_flag": F_flag, "a_flag": a_flag,
+            "flag_recall": float(tpr_flag[0]), "flag_fpr": float(fpr_flag[0]), "flag_precision": flag_precision}
+
+
+def estimate_from_scores(real_score: np.ndarray, real_flag: np.ndarray, planted_score: np.ndarray,
+                         planted_flag: np.ndarray, planted: np.ndarray, *, target_precision: float = 0.8,
+                         n_boot: int = 300, seed: int = 0) -> dict[str, Any]:
+    """The estimates of the module docstring from scores alone.
+
+    ``real_score``/``real_flag``: the real audit's ``flip_score``/``suspect_flip`` (``(N,)``);
+    ``planted_score``/``planted_flag``/``planted``: the same from each planted copy's original rows
+    and which of them were planted flips (``(R, N)`` each). Returns plain numbers and lists
+    (JSON-ready): ``estimated_flip_rate`` (+ ``_ci95``), ``flag_precision``, ``flag_recall``,
+    ``flagged``, ``flagged_real_flips`` (each + ``_ci95``), ``threshold`` (for ``target_precision``,
+    or None), ``best_precision``, ``curve`` and ``bound_only`` (the signals separate too weakly for
+    more than an upper bound).
+    """
+    real_score = np.asarray(real_score, np.float64)
+    real_flag = np.asarray(real_flag, bool).astype(np.float64)
+    planted_score = np.atleast_2d(np.asarray(planted_score, np.float64))
+    planted_flag = np.atleast_2d(np.asarray(planted_flag, bool)).astype(np.float64)
+    planted = np.atleast_2d(np.asarray(planted, bool))
+    n, repeats = len(real_score), planted_score.shape[0]
+    grid = _grid(real_score, planted_score[planted])
+    size = len(grid)
+    bins0 = _above(real_score, grid)
+    rows, cols = np.nonzero(planted)                     # every planted (repeat, pair)
+    bins_p = _above(planted_score[rows, cols], grid)
+    flag_p = planted_flag[rows, cols]
+    point = _estimate(bins0, real_flag, bins_p, flag_p, np.ones(n), np.ones(len(rows)), size)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        w_pair = rng.poisson(1.0, n).astype(np.float64)
+        w_rep = rng.multinomial(repeats, np.full(repeats, 1.0 / repeats)).astype(np.float64)
+        wp = w_pair[cols] * w_rep[rows]
+        if w_pair.sum() == 0 or wp.sum() == 0:
+            continue
+        boots.append(_estimate(bins0, real_flag, bins_p, flag_p, w_pair, wp, size))
+
+    def ci(key: str, scale: float = 1.0) -> list[float]:
+        values = np.array([b[key] for b in boots], dtype=np.float64) * scale
+        values = values[np.isfinite(values)]
+        if not len(values):
+            return [float("nan"), float("nan")]
+        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+    # the precision curve: point estimate and bootstrap band at each threshold
+    curve_boot = np.array([b["precision"] for b in boots]) if boots else np.full((1, size), np.nan)
+    with np.errstate(all="ignore"):
+        low = np.nanpercentile(curve_boot, 2.5, axis=0) if boots else np.full(size, np.nan)
+        high = np.nanpercentile(curve_boot, 97.5, axis=0) if boots else np.full(size, np.nan)
+    n_flagged_at = np.rint(point["F"] * n).astype(np.int64)
+    valid = (n_flagged_at > 0) & np.isfinite(point["precision"])
+    reach = np.nonzero(valid & (point["precision"] >= target_precision))[0]
+    threshold = None
+    if len(reach):
+        j = int(reach[0])  # the lowest threshold that reaches the target: the most pairs
+        threshold = {"flip_score": float(grid[j]), "n_flagged": int(n_flagged_at[j]),
+                     "precision": float(point["precision"][j]), "precision_ci95": [float(low[j]), float(high[j])]}
+    best = int(np.nanargmax(np.where(valid, point["precision"], -1.0))) if valid.any() else None
+    picks = np.unique(np.linspace(0, size - 1, min(size, 25)).round().astype(int))
+    curve = [{"flip_score": float(grid[j]), "n_flagged": int(n_flagged_at[j]),
+              "precision": _num(point["precision"][j]), "precision_ci95": [_num(low[j]), _num(high[j])],
+              "planted_recall": float(point["a"][j])} for j in picks if n_flagged_at[j] > 0]
+    r, r_ci = point["r"], ci("r")
+    # irreducibility (the highest-scored correct pairs are rarer than flips) is believable only when
+    # the signals separate planted flips well; otherwise r is an upper bound
+    auc = _auc(planted_score, planted)
+    bound_only = bool(not np.isfinite(auc) or auc < BOUND_AUC)
+    return {
+        "n_pairs": int(n), "repeats": int(repeats), "planted_per_repeat": int(planted.sum() / max(repeats, 1)),
+        "estimated_flip_rate": r, "estimated_flip_rate_ci95": r_ci,
+        "estimated_flips": int(round(r * n)), "estimated_flips_ci95": [int(round(v * n)) for v in r_ci],
+        "flagged": int(round(point["F_flag"] * n)),
+        "flag_precision": point["flag_precision"], "flag_precision_ci95": ci("flag_precision"),
+        "flag_recall": point["flag_recall"], "flag_recall_ci95": ci("flag_recall"),
+        "flagged_real_flips": int(round(point["flag_precision"] * point["F_flag"] * n))
+        if np.isfinite(point["flag_precision"]) else 0,
+        "flagged_real_flips_ci95": _flagged_ci(boots, n),
+        "planted_flags_caught": point["a_flag"], "planted_flags_caught_ci95": ci("a_flag"),
+        "target_precision": float(target_precision), "threshold": threshold,
+        "best_precision": None if best is None else {"precision": float(point["precision"][best]),
+                                                     "n_flagged": int(n_flagged_at[best]),
+                                                     "flip_score": float(grid[best])},
+        "bound_only": bound_only, "planted_flip_auc": auc, "curve": curve, "n_boot": len(boots),
+    }
+
+
+def _auc(planted_score: np.ndarray, planted: np.ndarray) -> float:
+    """AUC of the planted copies' scores for "was planted" (pooled over repeats)."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.asarray(planted, bool).ravel()
+    if truth.all() or not truth.any():
+        return float("nan")
+    return float(roc_auc_score(truth, np.asarray(planted_score).ravel()))
+
+
+def _num(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _flagged_ci(boots: list[dict], n: int) -> list[int]:
+    values = [b["flag_precision"] * b["F_flag"] * n for b in boots if np.isfinite(b["flag_precision"])]
+    if not values:
+        return [0, 0]
+    return [int(round(np.percentile(values, 2.5))), int(round(np.percentile(values, 97.5)))]
+
+
+def flip_probabilities(real_score: np.ndarray, planted_score: np.ndarray, planted: np.ndarray, r: float, *,
+                       folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Calibrated P(the pair is a real flip | its flip score), float64 ``(N,)``, cross-fitted by
+    pair folds (see the module docstring)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    real_score = np.asarray(real_score, np.float64)
+    planted_score = np.atleast_2d(np.asarray(planted_score, np.float64))
+    planted = np.atleast_2d(np.asarray(planted, bool))
+    n = len(real_score)
+    if r <= 0:
+        return np.zeros(n)
+    edges = np.unique(np.quantile(np.concatenate([real_score, planted_score[planted]]), np.linspace(0, 1, N_BINS + 1)))
+    edges = edges[1:-1]
+    fold_of = np.random.default_rng(seed).permutation(n) % max(2, min(folds, n))
+    rows, cols = np.nonzero(planted)
+    bin_real = np.searchsorted(edges, real_score, side="right")
+    bin_planted = np.searchsorted(edges, planted_score[rows, cols], side="right")
+    centres = np.arange(len(edges) + 1, dtype=np.float64)
+    out = np.empty(n)
+    for k in np.unique(fold_of):
+        test = fold_of == k
+        c0 = np.bincount(bin_real[~test], minlength=len(centres)).astype(np.float64)
+        c1 = np.bincount(bin_planted[fold_of[cols] != k], minlength=len(centres)).astype(np.float64)
+        n0, n1 = c0.sum(), c1.sum()
+        share = (c1 + 0.5) / (c1 + c0 + 1.0)               # P(planted | bin), Laplace-smoothed
+        iso = IsotonicRegression(increasing=True, y_min=1e-6, y_max=1 - 1e-6, out_of_bounds="clip")
+        fitted = iso.fit(centres, share, sample_weight=c0 + c1 + 1.0).predict(centres)
+        ratio = (n0 / max(n1, 1.0)) * fitted / (1.0 - fitted)  # planted density / real density
+        prob = r * ((1.0 - r) * ratio - r) / max(1.0 - 2.0 * r, 1e-9)
+        out[test] = np.clip(prob, 0.0, 1.0)[bin_real[test]]
+    return out
+
+
+# ============================================================================== the whole procedure
+def calibrate_audit(data: Any, table: pd.DataFrame, embeddings: Any, *, config: AuditConfig | None = None,
+                    calibration: CalibrationConfig | None = None, second_embeddings: Any = None,
+                    n_boot: int = 300, report: Callable[[float, str], None] | None = None) -> pd.DataFrame:
+    """Calibrate ``table`` (the audit of ``data`` with ``config`` on ``embeddings``): returns a copy
+    with a ``flip_probability`` column and the estimates in ``attrs["alignscope_audit"]["calibration"]``
+    (see the module docstring; :func:`calibration_sentences` puts them in words). Costs
+    ``calibration.repeats`` more audits of (1 + 2·planted_rate)·N pairs."""
+    config = (config or AuditConfig()).validate()
+    calibration = (calibration or CalibrationConfig(calibrate=True)).validate()
+    tell = report or (lambda fraction, message: None)
+    n = len(table)
+    frame = getattr(data, "frame", data)
+    if len(frame) != n:
+        raise AuditError(f"the audit has {n:,} rows but the data {len(frame):,} pairs")
+    if round(calibration.planted_rate * n) < 2:
+        raise AuditError(f"planting {calibration.planted_rate:g} of {n} pairs leaves fewer than 2 planted flips: "
+                         "raise --planted-rate or audit more pairs")
+    text = pd.DataFrame({c: _texts(data, c) for c in ("prompt", "chosen", "rejected")})
+    chosen, rejected = pair_matrices(embeddings, n)
+    second = pair_matrices(second_embeddings, n) if second_embeddings is not None else None
+    if config.second_encoder and second is None:
+        raise AuditError("the audit used a second encoder: pass its embeddings (second_embeddings) to calibrate")
+    R = calibration.repeats
+    scores, flags, planted = np.empty((R, n)), np.zeros((R, n), bool), np.zeros((R, n), bool)
+    dup_found, dup_planted, dup_false = 0, 0, 0
+    real_duplicate = table["is_duplicate"].to_numpy(dtype=bool)
+    for k in range(R):
+        tell(k / (R + 1), f"planted copy {k + 1} of {R}: auditing")
+        copy = plant_defects(text, chosen, rejected, rate=calibration.planted_rate, seed=_plant_seed(config.seed, k),
+                             second=second)
+        planted_table = audit(copy.frame, (copy.chosen, copy.rejected), config=config,
+                              second_embeddings=copy.second)
+        scores[k] = planted_table["flip_score"].to_numpy()[:n]
+        flags[k] = planted_table["suspect_flip"].to_numpy(dtype=bool)[:n]
+        planted[k] = copy.flipped[:n]
+        groups = planted_table["dup_group"].to_numpy()
+        copies = np.nonzero(copy.copy_of >= 0)[0]
+        originals = copy.copy_of[copies]
+        dup_planted += len(copies)
+        dup_found += int(((groups[copies] >= 0) & (groups[copies] == groups[originals])).sum())
+        dup_false += int((planted_table["is_duplicate"].to_numpy(dtype=bool)[:n] & ~real_duplicate).sum())
+    tell(R / (R + 1), "estimating")
+    real_score = table["flip_score"].to_numpy(dtype=np.float64)
+    result = estimate_from_scores(real_score, table["suspect_flip"].to_numpy(dtype=bool), scores, flags, planted,
+                                  target_precision=calibration.target_precision, n_boot=n_boot, seed=config.seed)
+    result["duplicates"] = {"planted_copies": dup_planted, "recall": dup_found / dup_planted if dup_planted else None,
+                            "precision": dup_found / (dup_found + dup_false) if dup_found + dup_false else None}
+    out = table.copy()
+    out.attrs = {key: dict(value) if isinstance(value, dict) else value for key, value in table.attrs.items()}
+    out["flip_probability"] = flip_probabilities(real_score, scores, planted, result["estimated_flip_rate"],
+                                                 folds=config.folds, seed=config.seed)
+    result.update({"planted_rate": calibration.planted_rate, "fix_threshold": calibration.fix_threshold,
+                   "n_fix": int(len(fix_flips(out, calibration.fix_threshold))),
+                   "mean_flip_probability": float(out["flip_probability"].mean())})
+    result["sentences"] = calibration_sentences(result)
+    out.attrs.setdefault("alignscope_audit", {})["calibration"] = result
+    tell(1.0, "calibrated")
+    return out
+
+
+def _plant_seed(seed: int, repeat: int) -> int:
+    return int(np.random.SeedSequence([int(seed), 27, int(repeat)]).generate_state(1)[0])
+
+
+# ============================================================================== in words
+def _interval(values: list) -> str:
+    return f"[{values[0]:,}, {values[1]:,}]" if isinstance(values[0], int) else f"[{values[0]:.2f}, {values[1]:.2f}]"
+
+
+def calibration_sentences(result: dict[str, Any]) -> list[str]:
+    """The calibration in plain sentences (the CLI prints them, the Audit page shows them)."""
+    out = []
+    flagged = result["flagged"]
+    if flagged:
+        out.append(f"Of the {flagged:,} flagged pairs about {result['flagged_real_flips']:,} "
+                   f"{_interval(result['flagged_real_flips_ci95'])} are likely real flips "
+                   f"(precision {result['flag_precision']:.2f} {_interval(result['flag_precision_ci95'])}; the flag "
+                   f"catches {result['flag_recall']:.0%} {_interval(result['flag_recall_ci95'])} of flips).")
+    else:
+        out.append("No pair is flagged as a suspected flip.")
+    bound = " at most" if result["bound_only"] else " about"
+    out.append(f"The data holds{bound} {result['estimated_flips']:,} {_interval(result['estimated_flips_ci95'])} "
+               f"flipped pairs ({result['estimated_flip_rate']:.1%} of {result['n_pairs']:,}).")
+    target = result["target_precision"]
+    if result["threshold"] is not None:
+        t = result["threshold"]
+        out.append(f"At precision {target:g} you can flag {t['n_flagged']:,} pairs (flip score ≥ {t['flip_score']:.3f}; "
+                   f"estimated precision {t['precision']:.2f} {_interval(t['precision_ci95'])}).")
+    elif result["best_precision"] is not None:
+        best = result["best_precision"]
+        out.append(f"No threshold reaches precision {target:g} on this data: the best is {best['precision']:.2f}, "
+                   f"at the {best['n_flagged']:,} highest-scored pairs.")
+    else:
+        out.append(f"No threshold reaches precision {target:g} on this data.")
+    auc = result.get("planted_flip_auc")
+    if result["bound_only"]:
+        out.append("The signals separate flips weakly here"
+                   + (f" (planted flips AUC {auc:.2f})" if auc is not None and np.isfinite(auc) else "")
+                   + ": the number of flips is an upper bound, and many flagged pairs are the model's own errors.")
+    return out
