@@ -52,24 +52,36 @@ Measured in ``benchmarks/bench_audit.py`` (``benchmarks/results/audit.json``).
 """
 from __future__ import annotations
 
-from alignscope.audit.calibrate import (calibrate_audit, calibration_sentences, estimate_from_scores,
-                                        flip_probabilities, near_copy_text, plant_defects)
-from alignscope.audit.config import (AuditConfig, AuditError, CalibrationConfig, audit_option_defaults,
-                                     audit_option_fields)
-from alignscope.audit.duplicates import duplicate_groups, knn_outlier_scores, normalise_prompt, normalise_text
-from alignscope.audit.review import nearest_pairs, search_pairs, word_diff
-from alignscope.audit.signals import (SIGNALS, combine_margins, fit_bt_probe, fold_assignment, length_margins,
-                                      lexical_margins, neighbour_margins, oof_flip_scores, oof_probe_margins)
-from alignscope.audit.table import (AUDIT_COLUMNS, AUDIT_META_KEY, FLAGS, SIGNAL_LABELS, audit, audit_summary,
-                                    clean_selection, fix_flips, fixed_frame, read_audit, signal_columns, write_audit,
-                                    write_fixed)
-from alignscope.audit.vectors import pair_matrices, unit_rows
+import importlib
+from typing import Any
 
-__all__ = ["AuditError", "AuditConfig", "CalibrationConfig", "AUDIT_COLUMNS", "FLAGS", "SIGNALS", "SIGNAL_LABELS",
-           "AUDIT_META_KEY", "audit", "audit_summary", "clean_selection", "fix_flips", "fixed_frame", "write_fixed",
-           "calibrate_audit", "calibration_sentences", "estimate_from_scores", "flip_probabilities", "plant_defects",
-           "near_copy_text", "fit_bt_probe", "oof_flip_scores", "oof_probe_margins", "fold_assignment",
-           "length_margins", "neighbour_margins", "lexical_margins", "combine_margins", "pair_matrices",
-           "unit_rows", "normalise_prompt", "normalise_text", "duplicate_groups", "knn_outlier_scores",
-           "nearest_pairs", "word_diff", "search_pairs", "write_audit", "read_audit", "signal_columns",
-           "audit_option_fields", "audit_option_defaults"]
+# What each name is exported from. The submodules are imported on first use (PEP 562), so that
+# ``alignscope.audit.config`` stays cheap for the command line's parser (no pandas, no sklearn).
+_EXPORTS = {
+    "config": ("AuditError", "AuditConfig", "CalibrationConfig", "audit_option_fields", "audit_option_defaults"),
+    "table": ("AUDIT_COLUMNS", "FLAGS", "SIGNAL_LABELS", "AUDIT_META_KEY", "audit", "audit_summary",
+              "clean_selection", "fix_flips", "fixed_frame", "write_fixed", "write_audit", "read_audit",
+              "signal_columns"),
+    "calibrate": ("calibrate_audit", "calibration_sentences", "estimate_from_scores", "flip_probabilities",
+                  "plant_defects", "near_copy_text"),
+    "signals": ("SIGNALS", "fit_bt_probe", "oof_flip_scores", "oof_probe_margins", "fold_assignment",
+                "length_margins", "neighbour_margins", "lexical_margins", "combine_margins"),
+    "vectors": ("pair_matrices", "unit_rows"),
+    "duplicates": ("normalise_prompt", "normalise_text", "duplicate_groups", "knn_outlier_scores"),
+    "review": ("nearest_pairs", "word_diff", "search_pairs"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alignscope.audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"alignscope.audit.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

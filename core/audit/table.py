@@ -334,16 +334,21 @@ def fix_flips(table: pd.DataFrame, threshold: float = 0.5) -> np.ndarray:
 
 
 def fixed_frame(data: Any, table: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """A copy of ``data``'s frame (every column) with chosen and rejected swapped on
-    :func:`fix_flips`'s pairs and a bool column ``audit_swapped`` saying which."""
-    _check_table(table, data)
+    """A copy of ``data``'s frame (every column, same rows) with chosen and rejected swapped on
+    :func:`fix_flips`'s pairs and a bool column ``audit_swapped`` saying which.
+
+    ``table`` may cover only some of the pairs (e.g. a sweep's training pool) as long as its
+    ``index`` column holds ``data``'s row numbers: the other rows are copied unchanged."""
+    frame = getattr(data, "frame", data)
     swap = fix_flips(table, threshold)
-    frame = getattr(data, "frame", data).copy()
+    if len(swap) and (swap.min() < 0 or swap.max() >= len(frame)):
+        raise AuditError(f"the audit names pair {int(swap.max())}, but the data has {len(frame):,} pairs: "
+                         "audit this data again")
+    frame = frame.copy()
     if len(swap):
-        rows = frame.index[swap]
-        chosen = frame.loc[rows, "chosen"].copy()
-        frame.loc[rows, "chosen"] = frame.loc[rows, "rejected"].to_numpy()
-        frame.loc[rows, "rejected"] = chosen.to_numpy()
+        chosen = frame["chosen"].iloc[swap].to_numpy(copy=True)
+        frame.iloc[swap, frame.columns.get_loc("chosen")] = frame["rejected"].iloc[swap].to_numpy()
+        frame.iloc[swap, frame.columns.get_loc("rejected")] = chosen
     flag = np.zeros(len(frame), dtype=bool)
     flag[swap] = True
     frame[FIXED_COLUMN] = flag
