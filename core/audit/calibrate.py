@@ -7,36 +7,40 @@ punctuation mark changed; a copy reuses its original's embeddings, so the copies
 rule) — and runs the identical audit (:func:`~alignscope.audit.audit`, same options) on each.
 From the planted copies and the real audit it estimates, with 95 % intervals:
 
-* the share ``r`` of pairs that are already flipped (``estimated_flips``). For a flag threshold
-  ``t`` let ``F(t)`` be the share of real pairs scored ≥ t and ``a(t)`` the share of planted pairs
-  scored ≥ t. A planted pair is a flip unless it was a real flip (then planting un-flips it), so
-  with TPR/FPR the rates at which flips / correct pairs reach ``t``:
-  ``F = r·TPR + (1 − r)·FPR`` and ``a = (1 − r)·TPR + r·FPR``. FPR ≥ 0 gives
-  ``r ≤ F(t) / (F(t) + a(t))`` at every ``t``; the estimate is the smallest bound over the
-  thresholds that still catch ≥ 20 % of the planted flips — mixture-proportion estimation
+* the share ``r`` of pairs that are already flipped (``estimated_flips``). In each copy, planted
+  and non-planted pairs are scored by the same models. For a threshold ``t`` on ``flip_score`` let
+  ``F(t)`` be the share of non-planted pairs scored ≥ t and ``a(t)`` the share of planted ones. A
+  planted pair is a flip unless it was a real flip (then planting un-flipped it), so with TPR/FPR
+  the rates at which flips / correct pairs reach ``t``: ``F = r·TPR + (1 − r)·FPR`` and
+  ``a = (1 − r)·TPR + r·FPR``. FPR ≥ 0 gives ``r ≤ F(t) / (F(t) + a(t))`` at every ``t``, with
+  equality where no correct pair reaches ``t`` (irreducibility) — mixture-proportion estimation
   (Blanchard, Lee & Scott, "Semi-supervised novelty detection", JMLR 2010; Scott, AISTATS 2015).
-  It is exact when the highest-scored correct pairs are rarer than flips (irreducibility) and
-  an UPPER bound when the signals separate flips weakly (``bound_only``: the flip AUC, corrected for
-  the real flips on both sides of the planted copies, below 0.97: on synthetic data at AUC 0.94
-  the estimate was 1.1–1.6 × the true share).
+  The estimate is the median of that bound over the thresholds that catch 20–50 % of the planted
+  flips (the minimum over thresholds is biased low by noise). It is an UPPER bound when the
+  signals separate flips weakly (``bound_only``: the copies' AUC for "planted" below 0.85, or the
+  flip AUC it implies, corrected for the real flips on both sides, below 0.97 or above 1; on
+  synthetic data at AUC 0.94 the estimate was 1.1–1.4 × the true share, at AUC 0.997 within
+  ±10 %; on HH with 10 % planted flips, AUC 0.73, it was 0.30).
 * at the flag (``suspect_flip``): TPR and FPR solved from the two equations with that ``r``, so
   ``flag_recall`` = TPR and ``flag_precision`` = r·TPR / F (the share of flagged pairs that are
-  real flips); ``flagged_real_flips`` = precision × flagged.
-* a threshold on ``flip_score`` for ``target_precision`` (the most pairs whose estimated precision
-  reaches it), or None and the best precision any threshold reaches.
+  real flips); ``flagged_real_flips`` = precision × the real audit's flagged count.
+* a threshold for ``target_precision`` (the most pairs whose estimated precision reaches it,
+  given as a count and as the real audit's flip score that flags that many), or None and the best
+  precision any threshold reaches.
 * ``flip_probability`` per pair = r·f_flip(s)/h(s), the density of flips over the density of all
-  real scores at the pair's score s, from the same two equations:
-  ``r·((1 − r)·ρ(s) − r)/(1 − 2r)`` with ρ = planted density / real density, estimated by
-  isotonic regression of "planted" against the score on binned counts (Laplace-smoothed) and
-  cross-fitted: a pair's probability comes from bins filled by the other folds' pairs only.
+  pairs at the pair's flip score s, from the same two equations:
+  ``r·((1 − r)·ρ(s) − r)/(1 − 2r)`` with ρ = planted density / non-planted density, from
+  Laplace-smoothed counts in score bins made monotone by isotonic regression, cross-fitted: a
+  pair's probability comes from bins counted on the other folds' pairs only.
 
-Intervals are percentiles of a bootstrap that resamples pairs (Poisson weights, shared by the real
-and planted audits of the same pair) and repeats together (``n_boot``, seeded). The assumption
+Flips are planted only on pairs without near-duplicates (see :func:`plant_defects`).
+Intervals are percentiles of a bootstrap that resamples pairs (Poisson weights, shared by a pair's
+rows in every copy) and copies together (``n_boot``, seeded). The assumption
 behind all of it: real flips look like random swaps to the audit (what is planted).
 """
 from __future__ import annotations
 
-import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -50,11 +54,14 @@ from alignscope.audit.vectors import pair_matrices
 __all__ = ["PlantedCopy", "plant_defects", "near_copy_text", "calibrate_audit", "estimate_from_scores",
            "flip_probabilities", "calibration_sentences", "MIN_PLANTED_RECALL"]
 
-MIN_PLANTED_RECALL = 0.2   # thresholds that catch fewer planted flips are too noisy to bound r
+MIN_PLANTED_RECALL = 0.2   # r is read at thresholds catching 20-50 % of the planted flips
+MAX_PLANTED_RECALL = 0.5
+MIN_CURVE_PAIRS = 10       # a threshold flagging fewer real pairs says nothing about precision
 N_GRID = 200               # thresholds (quantiles of every score) the curves are read at
 N_BINS = 40                # score bins of the density ratio
 MAX_SOLVABLE_RATE = 0.45   # r above this: planted and real scores look alike, nothing can be solved
-BOUND_AUC = 0.97           # below this estimated flip AUC the flip count is reported as an upper bound
+BOUND_AUC = 0.97           # below this estimated flip AUC the estimates are reported as upper bounds
+MIN_OBSERVED_AUC = 0.85    # ... and below this AUC of the copies' planted flips against the rest
 
 
 # ============================================================================== planting
@@ -87,14 +94,25 @@ class PlantedCopy:
 
 
 def plant_defects(frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray, *, rate: float, seed: int,
-                  second: tuple[np.ndarray, np.ndarray] | None = None, copies: bool = True) -> PlantedCopy:
+                  second: tuple[np.ndarray, np.ndarray] | None = None, copies: bool = True,
+                  dup_group: np.ndarray | None = None) -> PlantedCopy:
     """Flip ``round(rate·N)`` seeded pairs (texts and embeddings) and append as many near-copies of
-    other pairs (``copies=False``: none). ``frame`` holds plain-text prompt/chosen/rejected."""
+    other pairs (``copies=False``: none). ``frame`` holds plain-text prompt/chosen/rejected.
+
+    ``dup_group`` (the real audit's): flips are planted only on pairs without near-duplicates. A
+    flip that its own untouched copy contradicts is far easier to see than a real one, and one
+    planted on the whole group (as if the label error came before the copying) is memorised by the
+    other folds and cannot be seen at all; measured on HH with 10 % planted copies, either way the
+    estimated number of flips moved by a factor 1.5–3 away from the truth.
+    """
     n = len(frame)
     rng = np.random.default_rng(seed)
-    n_flip = max(1, int(round(rate * n)))
+    eligible = np.arange(n) if dup_group is None else np.nonzero(np.asarray(dup_group) < 0)[0]
+    if len(eligible) < 2:
+        eligible = np.arange(n)
+    n_flip = max(1, min(len(eligible), int(round(rate * len(eligible)))))
     flipped = np.zeros(n, dtype=bool)
-    flipped[rng.choice(n, n_flip, replace=False)] = True
+    flipped[rng.choice(eligible, n_flip, replace=False)] = True
     out = frame[["prompt", "chosen", "rejected"]].reset_index(drop=True).copy()
     out.loc[flipped, ["chosen", "rejected"]] = out.loc[flipped, ["rejected", "chosen"]].to_numpy()
     swap = flipped[:, None]
@@ -120,18 +138,8 @@ def plant_defects(frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray,
 
 
 # ============================================================================== estimation
-def _grid(*scores: np.ndarray) -> np.ndarray:
-    pooled = np.concatenate([np.ravel(s) for s in scores])
-    return np.unique(np.quantile(pooled, np.linspace(0.0, 1.0, N_GRID)))
-
-
-def _above(scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Bin of each score: the number of grid thresholds ≤ score (score ≥ grid[j] ⇔ bin > j)."""
-    return np.searchsorted(grid, scores, side="right")
-
-
-def _weighted_tail(bins: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
-    """Σ weights of scores ≥ grid[j] for every j (length ``size``)."""
+def _tail(bins: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Σ weights of the scores ≥ grid[j], for every threshold j (``bins``: thresholds ≤ score)."""
     counts = np.bincount(bins, weights=weights, minlength=size + 1)
     return counts[::-1].cumsum()[::-1][1:]
 
@@ -148,24 +156,36 @@ def _solve(F: np.ndarray, a: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarr
     return tpr, fpr
 
 
-def _estimate(bins0, flag0, bins_p, flag_p, w0, wp, size):
-    """One (bootstrap) estimate: r, the flag's F/a/TPR/precision and the precision curve."""
-    total0, total_p = w0.sum(), wp.sum()
-    F = _weighted_tail(bins0, w0, size) / total0
-    a = _weighted_tail(bins_p, wp, size) / total_p
-    usable = (a >= MIN_PLANTED_RECALL) & (a * total_p >= 10) & (F + a > 0)
-    r = float(np.min(F[usable] / (F[usable] + a[usable]))) if usable.any() else 0.5
-    r = min(r, 0.5)
+def _flip_rate(F: np.ndarray, a: np.ndarray, n_planted: float) -> float:
+    """r from the bound F/(F + a): its median over the thresholds that catch 20–50 % of the planted
+    flips (the minimum over thresholds is biased low by noise; one threshold alone is noisy)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = F / (F + a)
+    enough = (a * n_planted >= 10) & (F + a > 0)
+    band = enough & (a >= MIN_PLANTED_RECALL) & (a <= MAX_PLANTED_RECALL)
+    if band.any():
+        return float(min(np.median(bound[band]), 0.5))
+    wider = enough & (a >= MIN_PLANTED_RECALL)
+    return float(min(bound[wider].min(), 0.5)) if wider.any() else 0.5
+
+
+def _estimate(bins_np, flag_np, w_np, bins_p, flag_p, w_p, size):
+    """One (bootstrap) estimate from the planted copies: r, F/a per threshold, the precision
+    curve and the flag's recall and precision."""
+    total_np, total_p = w_np.sum(), w_p.sum()
+    F = _tail(bins_np, w_np, size) / total_np
+    a = _tail(bins_p, w_p, size) / total_p
+    r = _flip_rate(F, a, total_p)
     tpr, _ = _solve(F, a, r)
-    with np.errstate(invalid="ignore"):
-        precision = np.where(F > 0, np.clip(r * tpr / np.maximum(F, 1e-300), 0.0, 1.0), np.nan)
-    F_flag = float((w0 * flag0).sum() / total0)
-    a_flag = float((wp * flag_p).sum() / total_p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(F > 0, np.clip(r * tpr / F, 0.0, 1.0), np.nan)
+    F_flag = float((w_np * flag_np).sum() / total_np)
+    a_flag = float((w_p * flag_p).sum() / total_p)
     tpr_flag, fpr_flag = _solve(np.array([F_flag]), np.array([a_flag]), r)
-    flag_precision = float(np.clip(r * tpr_flag[0] / F_flag, 0, 1)) if F_flag > 0 and np.isfinite(tpr_flag[0]) \
-        else float("nan")
+    finite = F_flag > 0 and np.isfinite(tpr_flag[0])
     return {"r": r, "F": F, "a": a, "precision": precision, "F_flag": F_flag, "a_flag": a_flag,
-            "flag_recall": float(tpr_flag[0]), "flag_fpr": float(fpr_flag[0]), "flag_precision": flag_precision}
+            "flag_recall": float(tpr_flag[0]), "flag_fpr": float(fpr_flag[0]),
+            "flag_precision": float(np.clip(r * tpr_flag[0] / F_flag, 0, 1)) if finite else float("nan")}
 
 
 def estimate_from_scores(real_score: np.ndarray, real_flag: np.ndarray, planted_score: np.ndarray,
@@ -173,88 +193,110 @@ def estimate_from_scores(real_score: np.ndarray, real_flag: np.ndarray, planted_
                          n_boot: int = 300, seed: int = 0) -> dict[str, Any]:
     """The estimates of the module docstring from scores alone.
 
-    ``real_score``/``real_flag``: the real audit's ``flip_score``/``suspect_flip`` (``(N,)``);
-    ``planted_score``/``planted_flag``/``planted``: the same from each planted copy's original rows
-    and which of them were planted flips (``(R, N)`` each). Returns plain numbers and lists
-    (JSON-ready): ``estimated_flip_rate`` (+ ``_ci95``), ``flag_precision``, ``flag_recall``,
-    ``flagged``, ``flagged_real_flips`` (each + ``_ci95``), ``threshold`` (for ``target_precision``,
-    or None), ``best_precision``, ``curve`` and ``bound_only`` (the signals separate too weakly for
-    more than an upper bound).
+    ``planted_score``/``planted_flag``/``planted`` (``(R, N)`` each): each planted copy's
+    ``flip_score`` and ``suspect_flip`` of the original pairs and which of them were planted flips.
+    Planted and non-planted pairs of one copy are scored by the same models, so every rate is read
+    within the copies; ``real_score``/``real_flag`` (``(N,)``, the real audit) only turn rates into
+    counts of real pairs and thresholds into the real audit's flip scores. Returns plain numbers
+    and lists (JSON-ready; None where the data cannot tell): ``estimated_flip_rate`` (+ ``_ci95``),
+    ``estimated_flips``, ``flag_precision``, ``flag_recall``, ``flagged``, ``flagged_real_flips``
+    (each + ``_ci95``), ``threshold`` (for ``target_precision``, or None), ``best_precision``,
+    ``curve`` and ``bound_only``.
     """
     real_score = np.asarray(real_score, np.float64)
-    real_flag = np.asarray(real_flag, bool).astype(np.float64)
+    real_flag = np.asarray(real_flag, bool)
     planted_score = np.atleast_2d(np.asarray(planted_score, np.float64))
     planted_flag = np.atleast_2d(np.asarray(planted_flag, bool)).astype(np.float64)
     planted = np.atleast_2d(np.asarray(planted, bool))
     n, repeats = len(real_score), planted_score.shape[0]
-    grid = _grid(real_score, planted_score[planted])
+    grid = np.unique(np.quantile(planted_score, np.linspace(0.0, 1.0, N_GRID)))
     size = len(grid)
-    bins0 = _above(real_score, grid)
-    rows, cols = np.nonzero(planted)                     # every planted (repeat, pair)
-    bins_p = _above(planted_score[rows, cols], grid)
-    flag_p = planted_flag[rows, cols]
-    point = _estimate(bins0, real_flag, bins_p, flag_p, np.ones(n), np.ones(len(rows)), size)
+    rows_p, cols_p = np.nonzero(planted)
+    rows_np, cols_np = np.nonzero(~planted)
+    bins_p = np.searchsorted(grid, planted_score[rows_p, cols_p], side="right")
+    bins_np = np.searchsorted(grid, planted_score[rows_np, cols_np], side="right")
+    flag_p, flag_np = planted_flag[rows_p, cols_p], planted_flag[rows_np, cols_np]
+    point = _estimate(bins_np, flag_np, np.ones(len(rows_np)), bins_p, flag_p, np.ones(len(rows_p)), size)
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         w_pair = rng.poisson(1.0, n).astype(np.float64)
         w_rep = rng.multinomial(repeats, np.full(repeats, 1.0 / repeats)).astype(np.float64)
-        wp = w_pair[cols] * w_rep[rows]
-        if w_pair.sum() == 0 or wp.sum() == 0:
-            continue
-        boots.append(_estimate(bins0, real_flag, bins_p, flag_p, w_pair, wp, size))
+        w_p, w_np = w_pair[cols_p] * w_rep[rows_p], w_pair[cols_np] * w_rep[rows_np]
+        if w_p.sum() > 0 and w_np.sum() > 0:
+            boots.append(_estimate(bins_np, flag_np, w_np, bins_p, flag_p, w_p, size))
 
-    def ci(key: str, scale: float = 1.0) -> list[float]:
-        values = np.array([b[key] for b in boots], dtype=np.float64) * scale
+    def ci(key: str) -> list[float]:
+        values = np.array([b[key] for b in boots], dtype=np.float64)
         values = values[np.isfinite(values)]
         if not len(values):
             return [float("nan"), float("nan")]
         return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
-    # the precision curve: point estimate and bootstrap band at each threshold
     curve_boot = np.array([b["precision"] for b in boots]) if boots else np.full((1, size), np.nan)
-    with np.errstate(all="ignore"):
-        low = np.nanpercentile(curve_boot, 2.5, axis=0) if boots else np.full(size, np.nan)
-        high = np.nanpercentile(curve_boot, 97.5, axis=0) if boots else np.full(size, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: thresholds nobody reaches
+        low = np.nanpercentile(curve_boot, 2.5, axis=0)
+        high = np.nanpercentile(curve_boot, 97.5, axis=0)
     n_flagged_at = np.rint(point["F"] * n).astype(np.int64)
-    valid = (n_flagged_at > 0) & np.isfinite(point["precision"])
+    ranked = np.sort(real_score)[::-1]
+
+    def real_threshold(count: int) -> float:
+        """The real audit's flip score that flags ``count`` pairs (the same top of the ranking)."""
+        return float(ranked[min(max(count, 1), n) - 1])
+
+    valid = (n_flagged_at >= MIN_CURVE_PAIRS) & np.isfinite(point["precision"])
     reach = np.nonzero(valid & (point["precision"] >= target_precision))[0]
     threshold = None
-    if len(reach) and point["r"] <= MAX_SOLVABLE_RATE:
+    if len(reach):
         j = int(reach[0])  # the lowest threshold that reaches the target: the most pairs
-        threshold = {"flip_score": float(grid[j]), "n_flagged": int(n_flagged_at[j]),
+        threshold = {"flip_score": real_threshold(int(n_flagged_at[j])), "n_flagged": int(n_flagged_at[j]),
                      "precision": float(point["precision"][j]), "precision_ci95": [float(low[j]), float(high[j])]}
     best = int(np.nanargmax(np.where(valid, point["precision"], -1.0))) if valid.any() else None
-    picks = np.unique(np.linspace(0, size - 1, min(size, 25)).round().astype(int))
-    curve = [{"flip_score": float(grid[j]), "n_flagged": int(n_flagged_at[j]),
-              "precision": _num(point["precision"][j]), "precision_ci95": [_num(low[j]), _num(high[j])],
-              "planted_recall": float(point["a"][j])} for j in picks if n_flagged_at[j] > 0]
+    picks = np.unique(np.linspace(0, size - 1, min(size, 30)).round().astype(int))
+    curve = [{"flip_score": real_threshold(int(n_flagged_at[j])), "n_flagged": int(n_flagged_at[j]),
+              "precision": float(point["precision"][j]), "precision_ci95": [float(low[j]), float(high[j])],
+              "planted_recall": float(point["a"][j])} for j in picks if valid[j]]
     r, r_ci = point["r"], ci("r")
     # Irreducibility (the highest-scored correct pairs are rarer than flips) is believable only when
-    # the signals separate flips well; otherwise r is an upper bound. The planted copies' AUC mixes
-    # real flips into both groups: AUC_observed = (1 − 2r)·AUC + r, so AUC = (observed − r)/(1 − 2r).
+    # the signals separate flips well; otherwise r is an upper bound. The copies' AUC for "planted"
+    # mixes real flips into both groups: observed = (1 − 2r)·AUC + r ≤ AUC. A low observed AUC, or
+    # an r that would need a flip AUC above 1, or a corrected AUC below BOUND_AUC: only a bound.
     observed = _auc(planted_score, planted)
-    auc = float(np.clip((observed - point["r"]) / max(1.0 - 2.0 * point["r"], 1e-9), 0.0, 1.0)) \
-        if np.isfinite(observed) else float("nan")
-    bound_only = bool(not np.isfinite(auc) or auc < BOUND_AUC)
+    corrected = (observed - r) / (1.0 - 2.0 * r) if np.isfinite(observed) and r <= MAX_SOLVABLE_RATE else float("nan")
+    auc = float(np.clip(corrected, 0.0, 1.0)) if np.isfinite(corrected) else float("nan")
+    bound_only = bool(not np.isfinite(corrected) or observed < MIN_OBSERVED_AUC or corrected > 1.0
+                      or corrected < BOUND_AUC)
+    flagged = int(real_flag.sum())
+    precision_ci = ci("flag_precision")
     return _finite_or_none({
-        "n_pairs": int(n), "repeats": int(repeats), "planted_per_repeat": int(planted.sum() / max(repeats, 1)),
+        "n_pairs": int(n), "repeats": int(repeats), "planted_per_repeat": int(round(planted.sum() / max(repeats, 1))),
         "estimated_flip_rate": r, "estimated_flip_rate_ci95": r_ci,
         "estimated_flips": int(round(r * n)), "estimated_flips_ci95": [int(round(v * n)) for v in r_ci],
-        "flagged": int(round(point["F_flag"] * n)),
-        "flag_precision": point["flag_precision"], "flag_precision_ci95": ci("flag_precision"),
+        "flagged": flagged,
+        "flag_precision": point["flag_precision"], "flag_precision_ci95": precision_ci,
         "flag_recall": point["flag_recall"], "flag_recall_ci95": ci("flag_recall"),
-        "flagged_real_flips": int(round(point["flag_precision"] * point["F_flag"] * n))
-        if np.isfinite(point["flag_precision"]) else 0,
-        "flagged_real_flips_ci95": _flagged_ci(boots, n),
+        "flagged_real_flips": int(round(point["flag_precision"] * flagged)) if np.isfinite(point["flag_precision"])
+        else None,
+        "flagged_real_flips_ci95": [int(round(v * flagged)) if np.isfinite(v) else None for v in precision_ci],
         "planted_flags_caught": point["a_flag"], "planted_flags_caught_ci95": ci("a_flag"),
         "target_precision": float(target_precision), "threshold": threshold,
         "best_precision": None if best is None else {"precision": float(point["precision"][best]),
                                                      "n_flagged": int(n_flagged_at[best]),
-                                                     "flip_score": float(grid[best])},
+                                                     "flip_score": real_threshold(int(n_flagged_at[best]))},
         "bound_only": bound_only, "flip_auc_estimated": auc, "planted_flip_auc_observed": observed,
         "curve": curve, "n_boot": len(boots),
     })
+
+
+def _auc(planted_score: np.ndarray, planted: np.ndarray) -> float:
+    """AUC of the planted copies' scores for "was planted" (pooled over repeats)."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.asarray(planted, bool).ravel()
+    if truth.all() or not truth.any():
+        return float("nan")
+    return float(roc_auc_score(truth, np.asarray(planted_score).ravel()))
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -268,57 +310,38 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _auc(planted_score: np.ndarray, planted: np.ndarray) -> float:
-    """AUC of the planted copies' scores for "was planted" (pooled over repeats)."""
-    from sklearn.metrics import roc_auc_score
-
-    truth = np.asarray(planted, bool).ravel()
-    if truth.all() or not truth.any():
-        return float("nan")
-    return float(roc_auc_score(truth, np.asarray(planted_score).ravel()))
-
-
-def _num(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
-def _flagged_ci(boots: list[dict], n: int) -> list[int]:
-    values = [b["flag_precision"] * b["F_flag"] * n for b in boots if np.isfinite(b["flag_precision"])]
-    if not values:
-        return [0, 0]
-    return [int(round(np.percentile(values, 2.5))), int(round(np.percentile(values, 97.5)))]
-
-
 def flip_probabilities(real_score: np.ndarray, planted_score: np.ndarray, planted: np.ndarray, r: float, *,
                        folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Calibrated P(the pair is a real flip | its flip score), float64 ``(N,)``, cross-fitted by
-    pair folds (see the module docstring)."""
+    """Calibrated P(the pair is a real flip | its flip score), float64 ``(N,)``: ``r·((1 − r)·ρ − r)/(1 − 2r)``
+    with ρ(s) = planted density / non-planted density of the copies' scores at the real score s,
+    from Laplace-smoothed counts in score bins made monotone by isotonic regression, cross-fitted:
+    a pair's probability comes from bins counted on the other folds' pairs only."""
     from sklearn.isotonic import IsotonicRegression
 
     real_score = np.asarray(real_score, np.float64)
     planted_score = np.atleast_2d(np.asarray(planted_score, np.float64))
     planted = np.atleast_2d(np.asarray(planted, bool))
     n = len(real_score)
-    if r <= 0:
-        return np.zeros(n)
-    edges = np.unique(np.quantile(np.concatenate([real_score, planted_score[planted]]), np.linspace(0, 1, N_BINS + 1)))
-    edges = edges[1:-1]
+    if r <= 0 or r > MAX_SOLVABLE_RATE:
+        return np.zeros(n) if r <= 0 else np.full(n, np.nan)
+    edges = np.unique(np.quantile(planted_score, np.linspace(0, 1, N_BINS + 1)))[1:-1]
     fold_of = np.random.default_rng(seed).permutation(n) % max(2, min(folds, n))
-    rows, cols = np.nonzero(planted)
+    rows, cols = np.nonzero(np.ones_like(planted))
+    bins = np.searchsorted(edges, planted_score[rows, cols], side="right")
+    is_planted = planted[rows, cols]
     bin_real = np.searchsorted(edges, real_score, side="right")
-    bin_planted = np.searchsorted(edges, planted_score[rows, cols], side="right")
     centres = np.arange(len(edges) + 1, dtype=np.float64)
     out = np.empty(n)
     for k in np.unique(fold_of):
-        test = fold_of == k
-        c0 = np.bincount(bin_real[~test], minlength=len(centres)).astype(np.float64)
-        c1 = np.bincount(bin_planted[fold_of[cols] != k], minlength=len(centres)).astype(np.float64)
-        n0, n1 = c0.sum(), c1.sum()
-        share = (c1 + 0.5) / (c1 + c0 + 1.0)               # P(planted | bin), Laplace-smoothed
+        train = fold_of[cols] != k
+        c1 = np.bincount(bins[train & is_planted], minlength=len(centres)).astype(np.float64)
+        c0 = np.bincount(bins[train & ~is_planted], minlength=len(centres)).astype(np.float64)
+        share = (c1 + 0.5) / (c1 + c0 + 1.0)                      # P(planted | bin), Laplace-smoothed
         iso = IsotonicRegression(increasing=True, y_min=1e-6, y_max=1 - 1e-6, out_of_bounds="clip")
         fitted = iso.fit(centres, share, sample_weight=c0 + c1 + 1.0).predict(centres)
-        ratio = (n0 / max(n1, 1.0)) * fitted / (1.0 - fitted)  # planted density / real density
-        prob = r * ((1.0 - r) * ratio - r) / max(1.0 - 2.0 * r, 1e-9)
+        ratio = (c0.sum() / max(c1.sum(), 1.0)) * fitted / (1.0 - fitted)  # planted / non-planted density
+        prob = r * ((1.0 - r) * ratio - r) / (1.0 - 2.0 * r)
+        test = fold_of == k
         out[test] = np.clip(prob, 0.0, 1.0)[bin_real[test]]
     return out
 
@@ -353,7 +376,7 @@ def calibrate_audit(data: Any, table: pd.DataFrame, embeddings: Any, *, config: 
     for k in range(R):
         tell(k / (R + 1), f"planted copy {k + 1} of {R}: auditing")
         copy = plant_defects(text, chosen, rejected, rate=calibration.planted_rate, seed=_plant_seed(config.seed, k),
-                             second=second)
+                             second=second, dup_group=table["dup_group"].to_numpy())
         planted_table = audit(copy.frame, (copy.chosen, copy.rejected), config=config,
                               second_embeddings=copy.second)
         scores[k] = planted_table["flip_score"].to_numpy()[:n]
@@ -398,36 +421,41 @@ def _interval(values: list, percent: bool = False) -> str:
 
 
 def calibration_sentences(result: dict[str, Any]) -> list[str]:
-    """The calibration in plain sentences (the CLI prints them, the Audit page shows them)."""
+    """The calibration in plain sentences (the CLI prints them, the Audit page shows them). When
+    the signals separate flips weakly (``bound_only``) every number is said to be an upper bound."""
     out = []
     flagged = result["flagged"]
+    bound = result["bound_only"]
+    about = "at most" if bound else "about"
     if not flagged:
         out.append("No pair is flagged as a suspected flip.")
     elif result["flag_precision"] is None or result["flag_recall"] is None:
         out.append(f"Of the {flagged:,} flagged pairs the audit cannot tell how many are real flips: planted flips "
                    "score like the real pairs.")
     else:
-        out.append(f"Of the {flagged:,} flagged pairs about {result['flagged_real_flips']:,} "
-                   f"{_interval(result['flagged_real_flips_ci95'])} are likely real flips "
-                   f"(precision {result['flag_precision']:.2f} {_interval(result['flag_precision_ci95'])}; the flag "
-                   f"catches {result['flag_recall']:.0%} {_interval(result['flag_recall_ci95'], True)} of flips).")
-    bound = " at most" if result["bound_only"] else " about"
-    out.append(f"The data holds{bound} {result['estimated_flips']:,} {_interval(result['estimated_flips_ci95'])} "
+        out.append(f"Of the {flagged:,} flagged pairs {about} {result['flagged_real_flips']:,} "
+                   f"{_interval(result['flagged_real_flips_ci95'])} are likely real flips (precision {about} "
+                   f"{result['flag_precision']:.2f} {_interval(result['flag_precision_ci95'])}); the flag catches "
+                   f"about {result['flag_recall']:.0%} {_interval(result['flag_recall_ci95'], True)} of flips.")
+    out.append(f"The data holds {about} {result['estimated_flips']:,} {_interval(result['estimated_flips_ci95'])} "
                f"flipped pairs ({result['estimated_flip_rate']:.1%} of {result['n_pairs']:,}).")
     target = result["target_precision"]
-    if result["threshold"] is not None:
-        t = result["threshold"]
+    t = result["threshold"]
+    if t is not None and not bound:
         out.append(f"At precision {target:g} you can flag {t['n_flagged']:,} pairs (flip score ≥ {t['flip_score']:.3f}; "
                    f"estimated precision {t['precision']:.2f} {_interval(t['precision_ci95'])}).")
+    elif t is not None:
+        out.append(f"Flagging the {t['n_flagged']:,} highest-scored pairs (flip score ≥ {t['flip_score']:.3f}) would "
+                   f"reach precision {target:g} only if these bounds were tight: treat it as optimistic.")
     elif result["best_precision"] is not None:
         best = result["best_precision"]
         out.append(f"No threshold reaches precision {target:g} on this data: the best is {best['precision']:.2f}, "
                    f"at the {best['n_flagged']:,} highest-scored pairs.")
     else:
         out.append(f"No threshold reaches precision {target:g} on this data.")
-    auc = result.get("flip_auc_estimated")
-    if result["bound_only"]:
+    if bound:
+        observed = result.get("planted_flip_auc_observed")
         out.append("The signals separate flips weakly here"
-                   + (f" (estimated flip AUC {auc:.2f})" if auc is not None else "")
-                   + ": the number of flips is an upper bound, and many flagged pairs are the model's own errors.")
+                   + (f" (planted flips against the rest: AUC {observed:.2f})" if observed is not None else "")
+                   + ": every number above is an upper bound, and many flagged pairs may be the model's own errors.")
     return out
