@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import SHARED_DATA as _SHARED, peak_rss_mib, write_result
+from benchmarks.common import RESULTS, SHARED_DATA as _SHARED, peak_rss_mib, write_result
 
 # ../shared/data beside the checkout; ALIGNSCOPE_SHARED_DATA names it for other layouts (worktrees)
 SHARED_DATA = Path(os.environ.get("ALIGNSCOPE_SHARED_DATA", _SHARED))
@@ -511,12 +512,20 @@ def main() -> None:
     parser.add_argument("--fix-rate", type=float, default=0.2, help="flips planted in the training pool (fix part)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--speed-pairs", type=int, default=100_000)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the parts of results/audit.json that this run does not redo")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     rates = [float(x) for x in args.rates.split(",")]
     calibrate_rates = [float(x) for x in args.calibrate_rates.split(",")] if "calibration" in parts else []
     started = time.perf_counter()
-    figures: dict = {"sizes": {k: v for k, v in vars(args).items()}, "full_size_command": FULL_COMMAND}
+    figures: dict = {}
+    if args.merge and (RESULTS / "audit.json").exists():
+        figures = json.loads((RESULTS / "audit.json").read_text())["figures"]
+    figures.setdefault("sizes", {})
+    for part in parts:
+        figures["sizes"][part] = {k: v for k, v in vars(args).items() if k not in ("parts", "merge")}
+    figures["full_size_command"] = FULL_COMMAND
     if "demo" in parts:
         figures["demo"] = demo_part(args.demo_encoder, args.repeats, args.n_boot)
         print("demo", figures["demo"]["combined_auc"], figures["demo"]["suspect_flip"], flush=True)
@@ -533,7 +542,10 @@ def main() -> None:
         figures["speed"] = speed_part(args.speed_pairs)
         print("speed", figures["speed"]["audit_s"], figures["speed"]["timings"], flush=True)
     figures["reviewed_examples"] = REVIEWED
-    figures["wall_s"] = round(time.perf_counter() - started, 1)
+    figures.setdefault("wall_s", {})
+    if not isinstance(figures["wall_s"], dict):
+        figures["wall_s"] = {}
+    figures["wall_s"][",".join(sorted(parts))] = round(time.perf_counter() - started, 1)
     write_result("audit", figures)
 
 

@@ -35,6 +35,8 @@ def test_every_option_has_a_flag_with_its_help_bounds_and_default():
         assert action.dest == name and action.default is None  # unset = the dataclass default
         assert f.metadata["help"] in action.help.replace("%%", "%"), name
         assert "default " in action.help, name
+        if "choices" in f.metadata:
+            assert list(action.choices) == list(f.metadata["choices"]), name
     assert "(an integer in [2, 50]; default 5)" in actions["--folds"].help
     assert "(in (0, 0.25]; default 0.05)" in actions["--planted-rate"].help
     assert "[with --calibrate]" in actions["--repeats"].help
@@ -57,6 +59,9 @@ def test_no_flags_give_the_dataclass_defaults_and_the_library_uses_them():
 def _other_value(f: dataclasses.Field):
     kind, _ = field_kind(f)
     meta, default = f.metadata, f.default
+    if "choices" in meta:
+        value = next(c for c in meta["choices"] if c != default)
+        return value, value
     if kind == "int":
         value = (default or meta.get("min", 0)) + 1
         return str(value), value

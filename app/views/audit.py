@@ -166,7 +166,7 @@ if calibrated is not None:
                       else f"{result['flag_precision']:.0%}", _ci(result["flag_precision_ci95"], True), delta_color="off")
     numbers[2].metric("Flag recall", "cannot tell" if result["flag_recall"] is None
                       else f"{result['flag_recall']:.0%}", _ci(result["flag_recall_ci95"], True), delta_color="off")
-    numbers[3].metric("Flipped pairs in the data" + (" (at most)" if result["bound_only"] else ""),
+    numbers[3].metric("Flipped pairs in the data" + (" (upper bound)" if result["bound_only"] else ""),
                       f"{result['estimated_flips']:,}", _ci(result["estimated_flips_ci95"]), delta_color="off")
     st.plotly_chart(charts.calibration_curve(result["curve"], target=result["target_precision"],
                                              flagged=result["flagged"]), key="audit_calibration_chart")

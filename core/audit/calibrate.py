@@ -422,11 +422,11 @@ def _interval(values: list, percent: bool = False) -> str:
 
 def calibration_sentences(result: dict[str, Any]) -> list[str]:
     """The calibration in plain sentences (the CLI prints them, the Audit page shows them). When
-    the signals separate flips weakly (``bound_only``) every number is said to be an upper bound."""
+    the signals separate flips weakly (``bound_only``) the numbers are said to be upper bounds."""
     out = []
     flagged = result["flagged"]
     bound = result["bound_only"]
-    about = "at most" if bound else "about"
+    about = "about"
     if not flagged:
         out.append("No pair is flagged as a suspected flip.")
     elif result["flag_precision"] is None or result["flag_recall"] is None:
@@ -434,7 +434,7 @@ def calibration_sentences(result: dict[str, Any]) -> list[str]:
                    "score like the real pairs.")
     else:
         out.append(f"Of the {flagged:,} flagged pairs {about} {result['flagged_real_flips']:,} "
-                   f"{_interval(result['flagged_real_flips_ci95'])} are likely real flips (precision {about} "
+                   f"{_interval(result['flagged_real_flips_ci95'])} are likely real flips (precision "
                    f"{result['flag_precision']:.2f} {_interval(result['flag_precision_ci95'])}); the flag catches "
                    f"about {result['flag_recall']:.0%} {_interval(result['flag_recall_ci95'], True)} of flips.")
     out.append(f"The data holds {about} {result['estimated_flips']:,} {_interval(result['estimated_flips_ci95'])} "
@@ -457,5 +457,6 @@ def calibration_sentences(result: dict[str, Any]) -> list[str]:
         observed = result.get("planted_flip_auc_observed")
         out.append("The signals separate flips weakly here"
                    + (f" (planted flips against the rest: AUC {observed:.2f})" if observed is not None else "")
-                   + ": every number above is an upper bound, and many flagged pairs may be the model's own errors.")
+                   + ": if real flips look like random swaps these numbers are upper bounds, and many flagged pairs may "
+                   "be the model's own errors.")
     return out

@@ -35,6 +35,10 @@ class AuditConfig:
     length: bool = option(True, help="the length signal (the data's own length rule, learned out of fold) joins the flip model")
     neighbours: bool = option(True, help="the neighbour signal (answers to the same prompt with the opposite verdict elsewhere) joins the flip model")
     lexical: bool = option(True, help="a word-level probe (hashed word 1- and 2-grams of the answers) joins the flip model")
+    flip_filter: str = option("confident_learning", help="cleanlab's rule that turns flip scores into suspect_flip "
+                              "flags: confident_learning (the confident joint's off-diagonal: fewer, surer flags) or "
+                              "prune_by_noise_rate (as many flags as the estimated noise: more recall)",
+                              choices=("confident_learning", "prune_by_noise_rate", "both", "predicted_neq_given"))
     dup_embed_threshold: float = option(0.9, help="near-copies: embedding cosine of both answers at least this", min=0, max=1)
     dup_text_threshold: float = option(0.8, help="near-copies: character 3-shingle Jaccard of both answers at least this", min=0, max=1)
     max_block: int = option(20_000, help="pairs of one prompt compared all against all; a larger block falls back to exact matches", min=2)

@@ -233,9 +233,12 @@ def combine_margins(signals: dict[str, np.ndarray], fold_of: np.ndarray, *, seed
 
 
 # ============================================================================== flags
-def label_issues(flip_score: np.ndarray) -> np.ndarray:
+def label_issues(flip_score: np.ndarray, filter_by: str = "confident_learning") -> np.ndarray:
     """cleanlab's confident-learning filter (Northcutt, Jiang & Chuang, JAIR 2021) on the 2N rows
-    (each pair as labelled and negated), bool ``(N,)``."""
+    (each pair as labelled and negated), bool ``(N,)``. ``filter_by`` is cleanlab's rule:
+    ``confident_learning`` flags the off-diagonal of the confident joint (pairs whose other order
+    is above its class's mean confidence); ``prune_by_noise_rate`` flags as many pairs as that
+    estimates to be noisy, the least confident first (more recall, less precision)."""
     from cleanlab.filter import find_label_issues
 
     n = len(flip_score)
@@ -243,5 +246,5 @@ def label_issues(flip_score: np.ndarray) -> np.ndarray:
     labels = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
     # columns: P(class 0), P(class 1); class 1 = "the first answer is better"
     probs = np.vstack([np.column_stack([1 - p_chosen, p_chosen]), np.column_stack([p_chosen, 1 - p_chosen])])
-    issues = find_label_issues(labels, probs, n_jobs=1)
+    issues = find_label_issues(labels, probs, filter_by=filter_by, n_jobs=1)
     return issues[:n] | issues[n:]

@@ -111,7 +111,7 @@ def audit(data: Any, embeddings: Any = None, *, config: AuditConfig | None = Non
     tick = time.perf_counter()
     combined, weights = combine_margins(margins, fold_of, seed=config.seed)
     flip_score = flip_score_of(combined)
-    suspect = label_issues(flip_score)
+    suspect = label_issues(flip_score, config.flip_filter)
     timings["combine_s"] = time.perf_counter() - tick
 
     tell(0.75, "near-copies")
