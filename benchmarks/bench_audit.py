@@ -1,7 +1,7 @@
 """The audit (core/audit/) on planted and real defects: each flip signal beside their combination,
 the self-calibration against the truth, removing vs fixing flagged pairs, and the audit's speed.
 
-``python -m benchmarks.bench_audit [--parts demo,signals,calibration,fix,speed] [--encoder static]
+``python -m benchmarks.bench_audit [--parts demo,signals,calibration,second,fix,speed] [--encoder static]
 [--alpaca-sample 5000] [--rates 0.05,0.1,0.2] [--calibrate-rates 0.1] [--repeats 3] [--n-boot 1000]
 [--eval-encoder minilm] [--speed-pairs 100000]``
 
@@ -26,7 +26,9 @@ the self-calibration against the truth, removing vs fixing flagged pairs, and th
    ``fix_flips`` (flagged, flip probability ≥ 0.5) back, ``random`` drops as many as ``clean`` at
    random (5 seeds); ``clean − random``, ``fix − random`` and ``fix − all`` in held-out accuracy and
    log loss with paired bootstrap intervals (same held-out pairs).
-5. ``speed``: the audit at ``--speed-pairs`` pairs of real texts (AlpacaEval repeated) with synthetic
+5. ``second``: HH at 10 % with a second encoder's probe (``--second-encoder``, default MiniLM)
+   added to the stack, each signal's AUC beside the combination.
+6. ``speed``: the audit at ``--speed-pairs`` pairs of real texts (AlpacaEval repeated) with synthetic
    384-d embeddings, on this CPU, and the literal 2N-row probe fit beside the one-signed-copy fit.
 
 The real-data parts use the ``static`` encoder: MiniLM on AlpacaEval's 124k texts takes hours on a
@@ -52,7 +54,7 @@ SHARED_DATA = Path(os.environ.get("ALIGNSCOPE_SHARED_DATA", _SHARED))
 RATES = (0.05, 0.10, 0.20)
 SIGNALS = ("probe", "length", "neighbours", "lexical", "second")
 FULL_COMMAND = ("python -m benchmarks.bench_audit --alpaca-sample 0 --calibrate-rates 0.05,0.1,0.2 --n-boot 1000 "
-                "--speed-pairs 100000")
+                "--speed-pairs 100000")  # all parts, AlpacaEval in full
 
 # Read by hand after an earlier run (MiniLM probe alone; dataset, pair index in that dataset's audit,
 # what it really was). Kept as a record: today's audit ranks pairs differently.
@@ -234,9 +236,9 @@ def _real_sets(alpaca_n: int) -> list[tuple[str, object]]:
     return [("hh_harmless_test_all", hh), (f"alpaca_eval_{'all' if not alpaca_n else f'sample_{alpaca.n_pairs}'}", alpaca)]
 
 
-def _planted(data, encoder: str, rate: float, seed: int):
+def _planted(data, encoder: str, rate: float, seed: int, second: str | None = None):
     """Flips and near-copies planted at ``rate`` (texts and embeddings; the copies embedded for real):
-    (frame, chosen, rejected, truth flips, truth groups)."""
+    (frame, chosen, rejected, truth flips, truth groups[, (chosen, rejected) of ``second``])."""
     from alignscope.audit import near_copy_text, pair_matrices
     from alignscope.embed.encoders import embed, embed_texts, join_prompt_completion
 
@@ -263,7 +265,12 @@ def _planted(data, encoder: str, rate: float, seed: int):
     groups = np.full(n + m, -1, dtype=np.int64)
     groups[originals] = originals
     groups[n + np.arange(m)] = originals
-    return frame, c, r, truth, groups
+    if second is None:
+        return frame, c, r, truth, groups
+    c2, r2 = pair_matrices(embed(data, second, "completion", progress=False), data.n_pairs)
+    c2, r2 = np.where(flip[:, None], r2, c2), np.where(flip[:, None], c2, r2)
+    new2 = np.asarray(embed_texts(texts, second, progress=False), dtype=np.float32)
+    return frame, c, r, truth, groups, (np.vstack([c2, new2[:m]]), np.vstack([r2, new2[m:]]))
 
 
 # ------------------------------------------------------------------------------------ parts
@@ -307,6 +314,17 @@ def demo_part(encoder: str, repeats: int, n_boot: int) -> dict:
     }
 
 
+def second_encoder_part(data, encoder: str, second: str, rate: float, n_boot: int) -> dict:
+    """The same planted set audited with a second encoder's probe in the stack (``--second-encoder``)."""
+    from alignscope.audit import AuditConfig, audit
+
+    frame, c, r, truth, groups, second_pair = _planted(data, encoder, rate, seed=int(rate * 1000), second=second)
+    started = time.perf_counter()
+    table = audit(frame, (c, r), config=AuditConfig(second_encoder=second), second_embeddings=second_pair)
+    return {"encoder": encoder, "second_encoder": second, "rate": rate, **_flip_figures(truth, table, n_boot),
+            "audit_s": round(time.perf_counter() - started, 1)}
+
+
 def signals_part(sets, encoder: str, rates: list[float], calibrate_rates: list[float], repeats: int,
                  n_boot: int) -> tuple[dict, dict]:
     """Per data set and rate: each signal, the combination, today's probe-only audit; and the
@@ -314,7 +332,8 @@ def signals_part(sets, encoder: str, rates: list[float], calibrate_rates: list[f
     from alignscope.audit import AuditConfig, CalibrationConfig, audit, calibrate_audit
 
     signals, calibration = {}, {}
-    today = AuditConfig(length=False, neighbours=False, lexical=False)
+    # the landed audit: the embedding probe alone, cleanlab's prune_by_noise_rate flag
+    today = AuditConfig(length=False, neighbours=False, lexical=False, flip_filter="prune_by_noise_rate")
     for name, data in sets:
         signals[name], calibration[name] = {"n_pairs": data.n_pairs}, {}
         for rate in rates:
@@ -360,14 +379,22 @@ def goal_summary(signals: dict) -> dict:
     return out
 
 
-def _paired(success_a: np.ndarray, success_b: np.ndarray, n_boot: int, seed: int = 0) -> dict:
-    diff = success_a - success_b
+COMPARISONS = 4  # clean − random, fix − random, fix − all, clean − all: corrected as four
+
+
+def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, *, lower_is_better: bool = False, seed: int = 0) -> dict:
+    """a − b per held-out pair, its paired bootstrap 95 % interval and the interval Bonferroni-
+    corrected for the COMPARISONS made on the same pairs; the verdict reads the corrected one."""
+    diff = a - b
     rng = np.random.default_rng(seed)
     boots = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot)]
     low, high = np.percentile(boots, [2.5, 97.5])
-    verdict = "better" if low > 0 else "worse" if high < 0 else "cannot tell"
+    alpha = 5.0 / COMPARISONS
+    low_c, high_c = np.percentile(boots, [alpha / 2, 100 - alpha / 2])
+    good, bad = (high_c < 0, low_c > 0) if lower_is_better else (low_c > 0, high_c < 0)
     return {"difference": _r(float(diff.mean()), 5), "ci95": [_r(float(low), 5), _r(float(high), 5)],
-            "verdict": verdict}
+            f"ci95_corrected_for_{COMPARISONS}": [_r(float(low_c), 5), _r(float(high_c), 5)],
+            "verdict": "better" if good else "worse" if bad else "cannot tell"}
 
 
 def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int, n_boot: int, random_seeds: int = 5) -> dict:
@@ -449,18 +476,19 @@ def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int,
             "log_loss": {k: _r(float(loss[k].mean())) for k in ("all", "clean", "fix", "random")},
             "length_baseline": _r(margins["all"][2].get("length_baseline")),
             "clean_minus_random": {"accuracy": _paired(acc["clean"], acc["random"], n_boot),
-                                   "log_loss": _paired(loss["clean"], loss["random"], n_boot)},
+                                   "log_loss": _paired(loss["clean"], loss["random"], n_boot, lower_is_better=True)},
             "fix_minus_random": {"accuracy": _paired(acc["fix"], acc["random"], n_boot),
-                                 "log_loss": _paired(loss["fix"], loss["random"], n_boot)},
+                                 "log_loss": _paired(loss["fix"], loss["random"], n_boot, lower_is_better=True)},
             "fix_minus_all": {"accuracy": _paired(acc["fix"], acc["all"], n_boot),
-                              "log_loss": _paired(loss["fix"], loss["all"], n_boot)},
+                              "log_loss": _paired(loss["fix"], loss["all"], n_boot, lower_is_better=True)},
             "clean_minus_all": {"accuracy": _paired(acc["clean"], acc["all"], n_boot),
-                                "log_loss": _paired(loss["clean"], loss["all"], n_boot)},
+                                "log_loss": _paired(loss["clean"], loss["all"], n_boot, lower_is_better=True)},
             "calibration_sentences": calibrated.attrs["alignscope_audit"]["calibration"]["sentences"],
         }
         print("fix", label, out[label]["accuracy"], out[label]["fix_minus_random"]["accuracy"], flush=True)
-    out["note"] = ("log_loss: lower is better, so a negative difference favours the method. "
-                   "random drops as many pool pairs as clean, 5 seeds averaged per held-out pair")
+    out["note"] = ("log_loss: lower is better, so a negative difference favours the method. random drops as many "
+                   "pool pairs as clean, 5 seeds averaged per held-out pair. The verdicts read the intervals "
+                   f"corrected for the {COMPARISONS} comparisons on the same held-out pairs.")
     return out
 
 
@@ -501,7 +529,7 @@ def speed_part(n: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="demo,signals,calibration,fix,speed")
+    parser.add_argument("--parts", default="demo,signals,calibration,second,fix,speed")
     parser.add_argument("--encoder", default="static", help="features of the audit on real data (default static)")
     parser.add_argument("--demo-encoder", default="minilm", help="the demo's encoder (the app's default for it)")
     parser.add_argument("--eval-encoder", default="minilm", help="the probe evaluator's features in the fix part")
@@ -512,6 +540,8 @@ def main() -> None:
     parser.add_argument("--fix-rate", type=float, default=0.2, help="flips planted in the training pool (fix part)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--speed-pairs", type=int, default=100_000)
+    parser.add_argument("--second-encoder", default="minilm",
+                        help="part 'second': HH at 10 %% with this encoder's probe added to the stack")
     parser.add_argument("--merge", action="store_true",
                         help="keep the parts of results/audit.json that this run does not redo")
     args = parser.parse_args()
@@ -536,6 +566,12 @@ def main() -> None:
         figures["goal_at_10pct"] = goal_summary(signals)
         if calibration and any(calibration.values()):
             figures["calibration"] = calibration
+    if "second" in parts:
+        from alignscope.data.preferences import load_preferences
+
+        hh = load_preferences(SHARED_DATA / "hh_harmless_test.jsonl.gz")
+        figures["second_encoder_hh"] = second_encoder_part(hh, args.encoder, args.second_encoder, 0.1, args.n_boot)
+        print("second", figures["second_encoder_hh"]["signal_auc"], figures["second_encoder_hh"]["combined_auc"])
     if "fix" in parts:
         figures["remove_vs_fix_hh"] = fix_part(args.encoder, args.eval_encoder, args.fix_rate, args.repeats, args.n_boot)
     if "speed" in parts:
@@ -545,6 +581,8 @@ def main() -> None:
     figures.setdefault("wall_s", {})
     if not isinstance(figures["wall_s"], dict):
         figures["wall_s"] = {}
+    for key in [k for k in figures["wall_s"] if set(k.split(",")) & parts]:  # runs whose figures this one redid
+        figures["wall_s"].pop(key)
     figures["wall_s"][",".join(sorted(parts))] = round(time.perf_counter() - started, 1)
     write_result("audit", figures)
 
