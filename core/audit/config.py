@@ -26,25 +26,34 @@ class AuditConfig:
     cli_group = "audit options"
 
     encoder: str = option("minilm", help="encoder of the completion embeddings: minilm, static or lm-last-token:<model>")
-    second_encoder: str | None = option(None, help="a second encoder whose own cross-fitted probe joins the flip model (e.g. static)",
-        default_text="none")
-    folds: int = option(5, help="folds of the cross-fitted flip model (no pair is scored by a model that saw it)", min=2, max=50)
-    seed: int = option(0, help="seed of the folds, samples and planted defects",
-                                                       min=0)
-    C: float = option(1.0, help="inverse L2 strength of the embedding probe", min=0, min_open=True)
-    length: bool = option(True, help="the length signal (the data's own length rule, learned out of fold) joins the flip model")
-    neighbours: bool = option(True, help="the neighbour signal (answers to the same prompt with the opposite verdict elsewhere) joins the flip model")
-    lexical: bool = option(True, help="a word-level probe (hashed word 1- and 2-grams of the answers) joins the flip model")
-    flip_filter: str = option("confident_learning", help="cleanlab's rule that turns flip scores into suspect_flip "
-                              "flags: confident_learning (the confident joint's off-diagonal: fewer, surer flags) or "
-                              "prune_by_noise_rate (as many flags as the estimated noise: more recall)",
-                              choices=("confident_learning", "prune_by_noise_rate", "both", "predicted_neq_given"))
-    dup_embed_threshold: float = option(0.9, help="near-copies: embedding cosine of both answers at least this", min=0, max=1)
-    dup_text_threshold: float = option(0.8, help="near-copies: character 3-shingle Jaccard of both answers at least this", min=0, max=1)
-    max_block: int = option(20_000, help="pairs of one prompt compared all against all; a larger block falls back to exact matches", min=2)
-    outlier_k: int = option(10, help="outliers: nearest completions averaged", min=1)
-    outlier_reference: int = option(2000, help="outliers: completions in the seeded reference sample", min=2)
-    outlier_z: float = option(3.5, help="outliers: robust z-score above which a pair is an outlier", min=0, min_open=True)
+    second_encoder: str | None = option(
+        None, default_text="none",
+        help="a second encoder whose own cross-fitted probe joins the flip model (e.g. static)")
+    folds: int = option(5, min=2, max=50,
+                        help="folds of the cross-fitted flip model (no pair is scored by a model that saw it)")
+    seed: int = option(0, min=0, help="seed of the folds, samples and planted defects")
+    C: float = option(1.0, min=0, min_open=True, help="inverse L2 strength of the embedding probe")
+    length: bool = option(True, help="the length signal (the data's own length rule, learned out of fold) joins the "
+                                     "flip model")
+    neighbours: bool = option(True, help="the neighbour signal (answers to the same prompt with the opposite verdict "
+                                         "elsewhere) joins the flip model")
+    lexical: bool = option(True, help="a word-level probe (hashed word 1- and 2-grams of the answers) joins the flip "
+                                      "model")
+    flip_filter: str = option(
+        "confident_learning", choices=("confident_learning", "prune_by_noise_rate", "both", "predicted_neq_given"),
+        help="cleanlab's rule that turns flip scores into suspect_flip flags: confident_learning (the confident "
+             "joint's off-diagonal: fewer, surer flags) or prune_by_noise_rate (as many flags as the estimated noise: "
+             "more recall)")
+    dup_embed_threshold: float = option(0.9, min=0, max=1,
+                                        help="near-copies: embedding cosine of both answers at least this")
+    dup_text_threshold: float = option(0.8, min=0, max=1,
+                                       help="near-copies: character 3-shingle Jaccard of both answers at least this")
+    max_block: int = option(20_000, min=2, help="pairs of one prompt compared all against all; a larger block falls "
+                                               "back to exact matches")
+    outlier_k: int = option(10, min=1, help="outliers: nearest completions averaged")
+    outlier_reference: int = option(2000, min=2, help="outliers: completions in the seeded reference sample")
+    outlier_z: float = option(3.5, min=0, min_open=True,
+                              help="outliers: robust z-score above which a pair is an outlier")
 
     def validate(self) -> "AuditConfig":
         """Self, or a one-line :class:`AuditError` naming the first bad option."""
@@ -68,18 +77,20 @@ class CalibrationConfig:
 
     cli_group = "self-calibration (with --calibrate)"
 
-    calibrate: bool = option(False, help="plant known flips and near-copies in copies of the data, audit them the same way and estimate how "
-                "often the flags are right on THIS data (repeats + 1 audits)")
-    planted_rate: float = option(0.05, help="share of pairs flipped (and as many near-copies added) in each planted copy", min=0,
-        min_open=True, max=0.25, requires="calibrate")
-    repeats: int = option(3, help="planted copies, each with its own seeded sample", min=1, max=20, requires="calibrate")
-    target_precision: float = option(0.8, help="the precision asked of a flip threshold: how many pairs can be flagged at it", min=0,
-        min_open=True, max=1, max_open=True, requires="calibrate")
-    fix_threshold: float = option(0.5, help="flip probability at or above which a flagged pair's label is swapped back (--fix-out); 0.5 is the "
-                "Bayes rule: a swap is then more likely right than wrong", min=0.5, max=1, max_open=True,
-                                 requires="calibrate")
+    calibrate: bool = option(False, help="plant known flips and near-copies in copies of the data, audit them the "
+                                         "same way and estimate how often the flags are right on THIS data "
+                                         "(repeats + 1 audits)")
+    planted_rate: float = option(0.05, min=0, min_open=True, max=0.25, requires="calibrate",
+                                 help="share of pairs flipped (and as many near-copies added) in each planted copy")
+    repeats: int = option(3, min=1, max=20, requires="calibrate", help="planted copies, each with its own seeded sample")
+    target_precision: float = option(0.8, min=0, min_open=True, max=1, max_open=True, requires="calibrate",
+                                     help="the precision asked of a flip threshold: how many pairs can be flagged at it")
+    fix_threshold: float = option(0.5, min=0.5, max=1, max_open=True, requires="calibrate",
+                                  help="flip probability at or above which a flagged pair's label is swapped back "
+                                       "(--fix-out); 0.5 is the Bayes rule: a swap is then more likely right than wrong")
 
     def validate(self) -> "CalibrationConfig":
+        """Self, or a one-line :class:`AuditError` naming the first bad option."""
         problem = fields_problem(self)
         if problem is not None:
             raise AuditError(problem)

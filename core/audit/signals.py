@@ -31,14 +31,13 @@ combined margin is exactly the negative of its unswapped one under the same mode
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from alignscope.audit.config import AuditError
 from alignscope.audit.duplicates import normalise_prompt
-from alignscope.audit.vectors import pair_matrices, unit_rows
+from alignscope.audit.vectors import unit_rows
 
 __all__ = ["SIGNALS", "fold_assignment", "fit_bt_probe", "oof_probe_margins",
            "oof_flip_scores", "length_margins", "neighbour_margins", "lexical_margins", "combine_margins",
