@@ -455,7 +455,7 @@ def calibration_sentences(result: dict[str, Any]) -> list[str]:
         out.append(f"No threshold reaches precision {target:g} on this data.")
     if bound:
         observed = result.get("planted_flip_auc_observed")
-        out.append("The signals separate flips weakly here"
+        out.append("The signals do not separate flips sharply enough here"
                    + (f" (planted flips against the rest: AUC {observed:.2f})" if observed is not None else "")
                    + ": if real flips look like random swaps these numbers are upper bounds, and many flagged pairs may "
                    "be the model's own errors.")
