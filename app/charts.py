@@ -214,6 +214,34 @@ def rate_bars(rates: pd.DataFrame, *, title: str, x_title: str, baseline: float 
     return fig
 
 
+def calibration_curve(curve: list[dict], *, target: float, flagged: int | None = None) -> go.Figure:
+    """The audit's self-calibration: estimated precision (with its 95 % band) against how many
+    pairs a flip-score threshold flags, the target precision and the flag's own count."""
+    rows = pd.DataFrame([r for r in curve if r["precision"] is not None]).sort_values("n_flagged")
+    fig = go.Figure()
+    if len(rows):
+        band = rows
+        low = [c[0] if c[0] is not None else np.nan for c in band["precision_ci95"]]
+        high = [c[1] if c[1] is not None else np.nan for c in band["precision_ci95"]]
+        fig.add_trace(go.Scatter(x=list(band["n_flagged"]) + list(band["n_flagged"])[::-1], y=high + low[::-1],
+                                 fill="toself", fillcolor="rgba(31,119,180,0.18)", line=dict(width=0),
+                                 name="95 % interval", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=rows["n_flagged"], y=rows["precision"], mode="lines+markers", name="estimated precision",
+                                 line=dict(color="#1f77b4"),
+                                 hovertemplate="%{x:,} pairs flagged · precision %{y:.2f}<extra></extra>"))
+    fig.add_hline(y=target, line_dash="dash", line_color="#555")
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color="#555"),
+                             name=f"target precision {target:g}"))
+    if flagged:
+        fig.add_vline(x=flagged, line_dash="dot", line_color=COLOURS["rejected"])
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dot", color=COLOURS["rejected"]),
+                                 name=f"suspected flips ({flagged:,})"))
+    fig.update_layout(title="How many flagged pairs are real flips, by how many you flag (planted copies)",
+                      xaxis_title="pairs flagged (highest flip score first)", xaxis_type="log",
+                      yaxis_title="estimated precision", yaxis_range=[0, 1.02], height=340, margin=dict(t=50, b=40))
+    return fig
+
+
 def frequency_histogram(rates: pd.DataFrame) -> go.Figure:
     """Distribution over pairs of the share of their batches in which they were selected."""
     fig = go.Figure(go.Histogram(x=rates["rate"], nbinsx=21, marker_color=KEPT))

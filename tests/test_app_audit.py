@@ -51,6 +51,19 @@ def test_audit_page_flags_shows_pairs_and_sets_the_clean_selection(tmp_path, mon
     at.text_input(key="audit_query").set_value("zzz-no-such-text").run()
     assert len(_frame(at, "outlier_score")) == 0
 
+    # self-calibration: estimates in words and as numbers with 95 % intervals, flip_probability in the list
+    at.button(key="audit_calibrate").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    sentences = " ".join(m.value for m in at.markdown)
+    assert "The data holds" in sentences and "flipped pairs" in sentences
+    assert "likely real flips" in sentences or "cannot tell" in sentences
+    estimates = next(d.value for d in at.dataframe if "95 % interval" in d.value.columns).set_index("estimate")
+    flips = estimates.loc[[e for e in estimates.index if e.startswith("flipped pairs in the data")][0]]
+    low, high = (int(v.replace(",", "")) for v in flips["95 % interval"].strip("[]").split(", "))
+    assert low <= int(flips["value"].replace(",", "")) <= high and low < high  # beside its interval, never zero-width
+    assert "flip_probability" in _frame(at, "outlier_score").columns
+    assert any("planted flips" in c.value and "subtle" in c.value and "calibration estimated" in c.value
+               for c in at.caption)
     at.button(key="audit_use").click().run()
     assert not at.exception
     active = at.session_state["alignscope_selection"]

@@ -1,17 +1,21 @@
 """Audit page: suspected flipped labels, near-duplicates, outliers and length bias of the active data
-(:mod:`alignscope.audit`), each pair side by side with a word diff and its nearest neighbours, and
-one button that makes the clean subset the active selection for Train and export."""
+(:mod:`alignscope.audit`), how often the flip flags are right on this data (self-calibration on
+planted copies, in words and with intervals), each pair side by side with a word diff and its
+nearest neighbours, and one button that makes the clean subset the active selection."""
 from __future__ import annotations
 
+import time
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignscope.app import analysis, state
-from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_selection, duplicate_members,
+from alignscope.app import analysis, charts, state
+from alignscope.audit import (FLAGS, AuditConfig, AuditError, CalibrationConfig, audit, audit_option_fields,
+                              audit_summary, calibrate_audit, clean_selection, duplicate_members, fix_flips,
                               keep_duplicates, nearest_pairs, pair_matrices, search_pairs, unit_rows, word_diff)
 from alignscope.data.preferences import render_text
+from alignscope.options import range_text
 
 AUDIT_FLAGS_KEY = "alignscope_audit_flags"
 DUP_KEEP_KEY = "alignscope_dup_keep"  # {"fingerprint", "keep": {group: pair}}: copies kept by hand
@@ -19,8 +23,9 @@ FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate
                "identical": "chosen = rejected"}
 
 st.title("Audit")
-st.caption("Find the pairs that hurt training: labels that look flipped (out-of-fold probabilities of a "
-           "cross-fitted Bradley–Terry probe, filtered by confident learning), near-copies of other pairs "
+st.caption("Find the pairs that hurt training: labels that look flipped (out-of-fold probabilities of one "
+           "cross-fitted model of an embedding probe, the length rule, neighbour agreement and a word probe, "
+           "filtered by confident learning), near-copies of other pairs "
            "(same prompt, near-identical answers), outliers (far from every other completion), chosen = "
            "rejected, and how much 'the longer answer wins' explains the labels. Review them pair by pair "
            "and train on the clean subset.")
@@ -32,8 +37,22 @@ encoder = top[0].selectbox("Encoder", analysis.ENCODERS, key="audit_encoder",
                            index=analysis.ENCODERS.index(ctx["encoder"]) if ctx["encoder"] in analysis.ENCODERS else 0,
                            help="The audit reads completion-level embeddings (chosen and rejected are two points).")
 ctx["encoder"] = encoder
-folds = int(top[1].number_input("Probe folds", min_value=2, max_value=20, value=5, key="audit_folds"))
-seed = int(top[2].number_input("Seed", min_value=0, value=0, key="audit_seed"))
+OPTIONS = audit_option_fields()  # bounds, defaults and help declared once (alignscope.audit.config)
+
+
+def _number(column, label: str, name: str, key: str, **kwargs):
+    """A number widget whose bounds, default and tooltip come from the option's declaration."""
+    f = OPTIONS[name]
+    meta = f.metadata
+    low, high = meta.get("min"), meta.get("max")
+    cast = int if isinstance(f.default, int) else float  # Streamlit wants one numeric type
+    low, high = (None if low is None else cast(low)), (None if high is None else cast(high))
+    help_text = f"{meta['help']} ({range_text(meta)})" if range_text(meta) else meta["help"]
+    return column.number_input(label, min_value=low, max_value=high, value=f.default, key=key, help=help_text, **kwargs)
+
+
+folds = int(_number(top[1], "Folds", "folds", "audit_folds"))
+seed = int(_number(top[2], "Seed", "seed", "audit_seed"))
 embeddings = analysis.require_embeddings(data, encoder, "completion", "audit")
 source = analysis.source_of(embeddings)
 
@@ -41,7 +60,13 @@ source = analysis.source_of(embeddings)
 @st.cache_data(show_spinner="Auditing every pair…", max_entries=4)
 def _audit(fingerprint: str, run: str, stamp: float, folds: int, seed: int, _data, _embeddings) -> pd.DataFrame:
     """The audit table of one data set and embedding (keyed by fingerprint, embedding run, options)."""
-    return audit(_data, _embeddings, folds=folds, seed=seed)
+    return audit(_data, _embeddings, config=AuditConfig(encoder=encoder, folds=folds, seed=seed))
+
+
+@st.cache_resource(show_spinner=False)
+def _calibrations() -> dict:
+    """Calibrated audits shared by every session, by (fingerprint, run, stamp, options); the last 4."""
+    return {}
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -86,14 +111,87 @@ cards[4].metric("Chosen is longer", f"{summary['chosen_longer_share']:.1%}",
                 help="Accuracy of 'the longer (or, if most pairs say so, the shorter) answer "
                      "wins' on these labels: the baseline every reward model must beat.")
 cards[4].caption(f"length rule {summary['length_baseline']:.1%} ({summary['length_baseline_direction']})")
-st.caption(f"{summary['dup_groups']:,} near-duplicate groups (one pair of each is kept). The probe behind the flip "
-           f"scores agrees with {summary['probe_oof_accuracy']:.1%} of the labels out of fold (the length rule: "
-           f"{summary['length_baseline']:.1%}); the weaker it is, the more of the suspected flips are its own errors.")
+agreement = ", ".join(f"{signal} {share:.1%}" for signal, share in summary["signal_agreement"].items())
+st.caption(f"{summary['dup_groups']:,} near-duplicate groups (one pair of each is kept). The flip model agrees with "
+           f"{summary['probe_oof_accuracy']:.1%} of the labels out of fold (each signal alone: {agreement}; the length "
+           f"rule: {summary['length_baseline']:.1%}); the weaker it is, the more of the suspected flips are its own errors.")
+# ---------------------------------------------------------------------------- calibration
+st.subheader("How often are the flip flags right on this data?")
+st.caption("Self-calibration: copies of the data get known flips (and near-copies) planted, the same audit runs on "
+           "each, and the planted pairs show how often a flag is right here, how many flips the data already holds "
+           "and how many pairs you can flag at a precision you choose. It assumes real flips look like random swaps.")
+cal_cols = st.columns([1, 1, 1, 1])
+planted_rate = float(_number(cal_cols[0], "Planted flips", "planted_rate", "audit_planted_rate", step=0.01,
+                             format="%.2f"))
+repeats = int(_number(cal_cols[1], "Planted copies", "repeats", "audit_repeats"))
+target = float(_number(cal_cols[2], "Target precision", "target_precision", "audit_target", step=0.05, format="%.2f"))
+cal_key = (data.fingerprint, source, stamp, folds, seed, planted_rate, repeats, target)
+calibrated = _calibrations().get(cal_key)
+if calibrated is None and cal_cols[3].button("Calibrate", key="audit_calibrate", type="secondary",
+                                             help=f"{repeats + 1} audits in all"):
+    bar = st.progress(0.0, text="planting flips…")
+    started = time.monotonic()
+
+    def _tell(fraction: float, message: str) -> None:
+        elapsed = time.monotonic() - started
+        eta = f", about {elapsed / fraction * (1 - fraction):.0f} s left" if fraction > 0.02 else ""
+        bar.progress(min(1.0, fraction), text=f"{message} ({elapsed:.0f} s{eta})")
+
+    try:
+        calibrated = calibrate_audit(data, table, embeddings, config=AuditConfig(encoder=encoder, folds=folds, seed=seed),
+                                     calibration=CalibrationConfig(calibrate=True, planted_rate=planted_rate,
+                                                                   repeats=repeats, target_precision=target),
+                                     report=_tell)
+    except AuditError as err:
+        st.error(str(err))
+    else:
+        store = _calibrations()
+        store[cal_key] = calibrated
+        for old in list(store)[:-4]:
+            store.pop(old)
+    bar.empty()
+if calibrated is not None:
+    result = calibrated.attrs["alignscope_audit"]["calibration"]
+    table = calibrated  # the flagged list below shows flip_probability too
+    for sentence in result["sentences"]:
+        st.markdown(f"- {sentence}")
+
+    def _ci(values, percent=False) -> str:
+        if values is None or None in values:
+            return "cannot tell"
+        return f"[{values[0]:.0%}, {values[1]:.0%}]" if percent else f"[{values[0]:,}, {values[1]:,}]"
+
+    # Every estimate beside its interval, in the same type (a big number over a small interval reads
+    # as more certain than it is).
+    unknown = result["flag_precision"] is None
+    st.dataframe(pd.DataFrame([
+        {"estimate": "flagged pairs that are real flips",
+         "value": "cannot tell" if unknown else f"{result['flagged_real_flips']:,}",
+         "95 % interval": _ci(result["flagged_real_flips_ci95"])},
+        {"estimate": "flag precision", "value": "cannot tell" if unknown else f"{result['flag_precision']:.0%}",
+         "95 % interval": _ci(result["flag_precision_ci95"], True)},
+        {"estimate": "flag recall", "value": "cannot tell" if result["flag_recall"] is None
+         else f"{result['flag_recall']:.0%}", "95 % interval": _ci(result["flag_recall_ci95"], True)},
+        {"estimate": "flipped pairs in the data" + (" (upper bound)" if result["bound_only"] else ""),
+         "value": f"{result['estimated_flips']:,}", "95 % interval": _ci(result["estimated_flips_ci95"])},
+    ]), hide_index=True, key="audit_calibration_table")
+    st.plotly_chart(charts.calibration_curve(result["curve"], target=result["target_precision"],
+                                             flagged=result["flagged"]), key="audit_calibration_chart")
+    n_fix = len(fix_flips(calibrated, CalibrationConfig().fix_threshold))
+    st.caption(f"{n_fix:,} flagged pairs have a flip probability ≥ {CalibrationConfig().fix_threshold:g}: "
+               "`alignscope audit DATA --calibrate --fix-out FIXED.jsonl` writes the data with their labels swapped back.")
 if data.is_demo and "is_flipped" in data.frame.columns:
     planted = data.frame["is_flipped"].to_numpy(dtype=bool)
     found = table["suspect_flip"].to_numpy()
-    st.caption(f"Demo data: {int((found & planted).sum()):,} of the {int(planted.sum()):,} planted flips are among "
-               f"the {int(found.sum()):,} suspected ones.")
+    subtle = int((planted & (data.frame.get("rejected_kind") == "subtle").to_numpy()).sum()) \
+        if "rejected_kind" in data.frame.columns else 0
+    truth = (f"Demo data: {int((found & planted).sum()):,} of the {int(planted.sum()):,} planted flips "
+             f"({subtle:,} of them on subtle pairs that keep the length pattern) are among the {int(found.sum()):,} "
+             "suspected ones.")
+    if calibrated is not None:
+        truth += (f" The calibration estimated {result['estimated_flips']:,} flips in all: it plants random swaps, "
+                  "and the demo's subtle flips are harder to see than those.")
+    st.caption(truth)
 
 if summary["by_column"]:
     by = st.selectbox("Rates per", list(summary["by_column"]), key="audit_by",
@@ -115,7 +213,9 @@ rows = table.index[mask].to_numpy()
 if query.strip():
     rows = rows[pd.Index(rows).isin(search_pairs(data, query))]
 flagged = table.loc[rows].sort_values(sort_by, ascending=False, kind="stable")
-listing = flagged[["index", "reasons", "flip_score", "outlier_score", "length_ratio", "dup_group"]].copy()
+shown_columns = ["index", "reasons", "flip_score", *(["flip_probability"] if "flip_probability" in table else []),
+                 "outlier_score", "length_ratio", "dup_group"]
+listing = flagged[shown_columns].copy()
 listing.insert(2, "prompt", previews[listing["index"].to_numpy(dtype=np.int64)])
 # Pairs are numbered from 1 on every page (the Data page's "Pair" field, the map's hover): index + 1.
 groups = listing["dup_group"].astype("Int64")
@@ -123,6 +223,7 @@ listing = listing.rename(columns={"index": "pair"}).assign(pair=listing["index"]
                                                            dup_group=(groups + 1).mask(groups < 0))
 st.dataframe(listing, hide_index=True, key="audit_flagged", column_config={
     "flip_score": st.column_config.NumberColumn(format="%.3f"),
+    "flip_probability": st.column_config.NumberColumn(format="%.2f", help="calibrated P(the label is flipped)"),
     "outlier_score": st.column_config.NumberColumn(format="%.2f"),
     "length_ratio": st.column_config.NumberColumn(format="%.2f")})
 st.caption(f"{len(flagged):,} of {n:,} pairs match.")

@@ -7,7 +7,13 @@ padded: longer and empty), so the longer answer wins only ~64 % of the time and 
 content beats the length rule. Three defects are planted in exact, known numbers
 and recorded in metadata columns so that later pages can show whether a method finds them:
 
-* ``is_flipped``: chosen and rejected swapped (label noise);
+* ``is_flipped``: chosen and rejected swapped (label noise). A third of the flips
+  (``subtle_flip_share``) are on *subtle* pairs (``rejected_kind == "subtle"``): the worse answer
+  is the better one with one fact swapped for a fact about another topic, so both answers have
+  the same length and style and only the prompt's topic tells them apart. These flips keep the
+  length pattern and no linear reader of the answers alone can see them, so an audit of the demo
+  is honest rather than perfect; ``subtle_share`` of the other pairs are subtle too, correctly
+  labelled, so "subtle" itself says nothing about the label;
 * ``duplicate_of``: ``id`` of the pair this one nearly duplicates (−1 when none);
 * ``is_low_quality``: both answers are poor, so the label carries little signal.
 """
@@ -20,6 +26,8 @@ DEFAULT_N = 3000
 DEFAULT_FLIP_SHARE = 0.10
 DEFAULT_DUPLICATE_SHARE = 0.05
 DEFAULT_LOW_QUALITY_SHARE = 0.08
+DEFAULT_SUBTLE_SHARE = 0.05       # correctly labelled subtle pairs, as a share of all pairs
+DEFAULT_SUBTLE_FLIP_SHARE = 1 / 3  # of the flips, the share planted on subtle pairs
 
 TOPICS: dict[str, dict[str, list[str]]] = {
     "cooking": {
@@ -214,6 +222,14 @@ def _bad_answer(rng: np.random.Generator, kind: str, topic: str, subject: str) -
     return f"Here is how to approach {subject}. {picked}"
 
 
+def _subtle(rng: np.random.Generator, good: str, topic: str) -> str:
+    """The good answer with one of its facts swapped for a fact of another topic (same length and
+    style; only the prompt's topic says it is worse)."""
+    own = [fact for fact in TOPICS[topic]["facts"] if fact in good]
+    other = TOPICS[str(rng.choice([t for t in TOPICS if t != topic]))]["facts"]
+    return good.replace(str(rng.choice(own)), str(rng.choice(other)), 1)
+
+
 def _perturb(rng: np.random.Generator, text: str) -> str:
     """A near-duplicate: same content with a small surface edit."""
     edits = [lambda t: t.lower(), lambda t: t.replace("?", " ?"), lambda t: t + " :)",
@@ -223,11 +239,12 @@ def _perturb(rng: np.random.Generator, text: str) -> str:
 
 def demo_frame(n: int = DEFAULT_N, seed: int = 0, *, flip_share: float = DEFAULT_FLIP_SHARE,
                duplicate_share: float = DEFAULT_DUPLICATE_SHARE,
-               low_quality_share: float = DEFAULT_LOW_QUALITY_SHARE) -> pd.DataFrame:
+               low_quality_share: float = DEFAULT_LOW_QUALITY_SHARE, subtle_share: float = DEFAULT_SUBTLE_SHARE,
+               subtle_flip_share: float = DEFAULT_SUBTLE_FLIP_SHARE) -> pd.DataFrame:
     """The demo pairs as a DataFrame (canonical columns + metadata). Same ``(n, seed)`` → same rows."""
     if n < 20:
         raise ValueError("the demo set needs n >= 20")
-    for share in (flip_share, duplicate_share, low_quality_share):
+    for share in (flip_share, duplicate_share, low_quality_share, subtle_share, subtle_flip_share):
         if not 0 <= share < 1:
             raise ValueError("shares must be in [0, 1)")
     rng = np.random.default_rng(seed)
@@ -264,6 +281,16 @@ def demo_frame(n: int = DEFAULT_N, seed: int = 0, *, flip_share: float = DEFAULT
         if i in flip:
             row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
     clean = [i for i in range(n_base) if i not in low and i not in flip]
+    # Subtle pairs from a separate seeded stream, so that every other row is what it was before.
+    extra = np.random.default_rng([seed, 1])
+    n_subtle_flips = int(round(subtle_flip_share * len(flip)))
+    n_subtle = min(int(round(subtle_share * n)), len(clean))
+    for i in extra.choice(sorted(flip), n_subtle_flips, replace=False).tolist():  # flipped: the good one is rejected
+        rows[i]["chosen"] = _subtle(extra, rows[i]["rejected"], rows[i]["topic"])
+        rows[i]["rejected_kind"] = "subtle"
+    for i in extra.choice(clean, n_subtle, replace=False).tolist():
+        rows[i]["rejected"] = _subtle(extra, rows[i]["chosen"], rows[i]["topic"])
+        rows[i]["rejected_kind"] = "subtle"
     originals = rng.choice(clean, size=n_dup, replace=n_dup > len(clean))
     for j, original in enumerate(originals.tolist()):
         src = rows[original]
