@@ -214,3 +214,26 @@ def test_sweeps_rank_with_the_pair_methods_on_the_sweeps_own_split(tmp_path):
     margin = points[points["method"] == "margin"]
     assert margin["circular"].all()  # its probe reads the judge's features: said so on every point
     assert not points[points["method"] == "length"]["circular"].any()
+
+
+def test_remove_and_fix_act_on_the_same_flags(tmp_path):
+    """clean drops the pairs the audit flags; fix keeps every pair in random's order and swaps the
+    suspected flips' labels: both train on as many pairs as random, fix reports how many it swapped."""
+    from alignscope.data.preferences import load_preferences
+    from alignscope.scaling.measure import worker_job
+    from alignscope.scaling.sweep import prepare_sweep
+
+    data = load_preferences("demo:160")
+    config = SweepConfig(methods=["clean", "fix", "random"], fractions=[0.2, 0.5, 0.8, 1.0], seeds=[0],
+                         encoder="minilm", eval_encoder="minilm")
+    out = prepare_sweep(data, config, tmp_path / "sweep")
+    worker_job({"data": data.spec(), "sweep_dir": str(out), "sweep": config.to_dict(), "n_workers": 1},
+               tmp_path / "w0", lambda **_: None)
+    points = read_points_jsonl(out)
+    assert (points.groupby("fraction")["n_train_pairs"].nunique() == 1).all()
+    fixed = points[points["method"] == "fix"].sort_values("fraction")
+    flagged = int(pd.read_parquet(out / "audit.parquet")["suspect_flip"].sum())
+    assert flagged > 0 and fixed["n_swapped"].between(0, flagged).all() and fixed["n_swapped"].iloc[-1] > 0
+    assert fixed["n_swapped"].is_monotonic_increasing  # more pairs, more of the flagged among them
+    with pytest.raises(SweepError, match="probe evaluator"):
+        SweepConfig(methods=["fix", "random"], evaluator="dpo").validate()

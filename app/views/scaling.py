@@ -20,7 +20,7 @@ from alignscope.scaling.recommend import percent_text, pooled_points_fit, recomm
 from alignscope.scaling.results import read_points_jsonl, sweep_fits
 from alignscope.options import option_help, parse_list
 from alignscope.scaling.measure import format_eta, sweep_progress
-from alignscope.scaling.sweep import (CLEAN_METHOD, DEFAULT_METRIC, SWEEP_FILE, SweepConfig, SweepError,
+from alignscope.scaling.sweep import (CLEAN_METHOD, DEFAULT_METRIC, FIX_METHOD, SWEEP_FILE, SweepConfig, SweepError,
                                       default_workers, estimate_seconds, pair_count, submit_sweep)
 from alignscope.train.trainset import split_pairs
 
@@ -218,10 +218,11 @@ with tab_new:
     # Not an st.form: Enter in a text field submits a form, and nobody means "launch 50 jobs" by Enter.
     with st.container(border=True):
         cols = st.columns(3)
-        methods = cols[0].multiselect("Methods", [m for m in METHODS if m != "llm"] + [CLEAN_METHOD],
+        methods = cols[0].multiselect("Methods", [m for m in METHODS if m != "llm"] + [CLEAN_METHOD, FIX_METHOD],
                                       default=defaults.methods, key="sweep_methods",
                                       help="clean: drop the pairs the audit flags (suspected flips, near-duplicates, "
-                                           "outliers, identical answers), then a random share of the rest")
+                                           "outliers, identical answers), then a random share of the rest; fix: keep "
+                                           "every pair but swap the labels of the suspected flips (probe evaluator)")
         fractions = cols[1].text_input("Fractions (0–1, comma-separated)",
                                        ",".join(f"{x:g}" for x in defaults.fractions), key="sweep_fractions",
                                        help="shares of the training pairs (the pairs left after holding out "

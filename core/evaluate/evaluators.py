@@ -485,9 +485,10 @@ class ProbeEvaluator:
             self.rule = length_rule or heldout_length_rule(data, self.test_pairs)
             self.test_words = pair_word_lengths(data, self.test_pairs)
 
-    def margins(self, train_pairs: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Fit on ``train_pairs``; returns (held-out margins (n_test,), training margins (n_train,),
-        weights (d,))."""
+    def margins(self, train_pairs: Sequence[int] | np.ndarray, *, swapped: Sequence[int] | np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fit on ``train_pairs`` (those in ``swapped`` with chosen and rejected exchanged: a label
+        fix); returns (held-out margins (n_test,), training margins (n_train,), weights (d,))."""
         from sklearn.linear_model import LogisticRegression
 
         train_pairs = np.asarray(train_pairs, dtype=np.int64).ravel()
@@ -500,6 +501,8 @@ class ProbeEvaluator:
         if overlap.size:
             raise EvaluationError(f"{overlap.size} pairs are both training and held-out pairs")
         diff = self.chosen[train_pairs] - self.rejected[train_pairs]
+        if swapped is not None and len(swapped):
+            diff[np.isin(train_pairs, np.asarray(swapped, dtype=np.int64))] *= -1.0
         X = np.vstack([diff, -diff])
         y = np.concatenate([np.ones(len(diff), dtype=np.int64), np.zeros(len(diff), dtype=np.int64)])
         model = LogisticRegression(fit_intercept=False, C=self.C, max_iter=5000, random_state=self.seed)
@@ -507,12 +510,13 @@ class ProbeEvaluator:
         w = model.coef_.ravel()
         return self.test_diff @ w, diff @ w, w
 
-    def evaluate(self, train_pairs: Sequence[int] | np.ndarray, *, with_margins: bool = False) -> dict[str, Any]:
+    def evaluate(self, train_pairs: Sequence[int] | np.ndarray, *, swapped: Sequence[int] | np.ndarray | None = None,
+                 with_margins: bool = False) -> dict[str, Any]:
         """The probe's scores on the held-out pairs after fitting on ``train_pairs`` (the keys of
-        :func:`probe_accuracy`); ``with_margins`` adds the arrays ``heldout_pairs`` and
-        ``heldout_margin`` (not JSON)."""
+        :func:`probe_accuracy`; ``swapped``: training pairs whose labels are exchanged first);
+        ``with_margins`` adds the arrays ``heldout_pairs`` and ``heldout_margin`` (not JSON)."""
         started = time.monotonic()
-        test_scores, train_scores, w = self.margins(train_pairs)
+        test_scores, train_scores, w = self.margins(train_pairs, swapped=swapped)
         if self.rule is not None:
             result = preference_metrics(test_scores, *self.test_words, self.rule, n_boot=self.n_boot, seed=self.seed)
         else:

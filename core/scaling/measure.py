@@ -24,7 +24,7 @@ import pandas as pd
 
 from alignscope.evaluate.metrics import METRIC_CI_KEYS, METRICS, metric_baseline
 from alignscope.files import append_jsonl, atomic_path, count_lines, write_json
-from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD,
+from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD, FIX_METHOD,
                                       HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig, SweepError,
                                       UNITS_FILE, pair_count, point_dir_name, rates_path, selection_size, unit_name)
 from alignscope.select.selection import Selection
@@ -33,7 +33,8 @@ from alignscope.select.selection import Selection
 # for seeing what they saw (lm-margin reads its own language model).
 _READS_NO_FEATURES = frozenset({"random", "length", "lm-margin"})  # clean reads the audit, whose probe reads them
 
-__all__ = ["SweepContext", "worker_job", "point_job", "training_pairs_table", "clean_ranking", "format_eta"]
+__all__ = ["SweepContext", "worker_job", "point_job", "training_pairs_table", "clean_ranking", "fix_ranking",
+           "format_eta"]
 
 
 # ------------------------------------------------------------------------------- rankings
@@ -76,6 +77,23 @@ def clean_ranking(audit_path: Path, seed: int, fingerprint: str) -> Selection:
                         "selected": ~flagged, "rank": rank})
     return Selection(out, {"method": CLEAN_METHOD, "unit": "pair", "seed": int(seed), "n_flagged": int(flagged.sum()),
                            "options": {"drop": list(FLAGS)}}, fingerprint)
+
+
+def fix_ranking(audit_path: Path, seed: int, fingerprint: str) -> Selection:
+    """A pair ranking for the ``fix`` method: every pool pair in the same seeded random order the
+    ``clean`` method uses, the pairs the audit suspects flipped kept but recorded in the config as
+    ``swapped`` (their labels are exchanged before training): remove (``clean``) and fix differ only
+    in what they do with the same flags."""
+    table = pd.read_parquet(audit_path)
+    order = np.random.default_rng(seed).permutation(len(table))
+    rank = np.empty(len(table), dtype=np.int64)
+    rank[order] = np.arange(1, len(table) + 1)
+    index = table["index"].to_numpy(dtype=np.int64)
+    swapped = index[table["suspect_flip"].to_numpy(dtype=bool)]
+    out = pd.DataFrame({"index": index, "score": -rank.astype(float), "selected": np.ones(len(table), bool),
+                        "rank": rank})
+    return Selection(out, {"method": FIX_METHOD, "unit": "pair", "seed": int(seed), "n_swapped": int(len(swapped)),
+                           "swapped": swapped.tolist(), "options": {"swap": "suspect_flip"}}, fingerprint)
 
 
 # ------------------------------------------------------------------------------- the context
@@ -122,6 +140,8 @@ class SweepContext:
             return None
         if method == CLEAN_METHOD:
             return clean_ranking(self.sweep_dir / AUDIT_FILE, int(seed), self.data.fingerprint)
+        if method == FIX_METHOD:
+            return fix_ranking(self.sweep_dir / AUDIT_FILE, int(seed), self.data.fingerprint)
         unit = self.sweep.unit
         largest = max(float(f) for f in self.sweep.fractions if float(f) < 1.0)
         k_pairs = pair_count(largest, self.n_pool)
@@ -164,7 +184,8 @@ class SweepContext:
             selection_path = table.write(run_dir / "selection.parquet")
             train_pairs = table.pairs("any")
         if sweep.evaluator == "probe":
-            result = self.probe.evaluate(train_pairs, with_margins=True)
+            swapped = None if ranking is None else ranking.config.get("swapped")
+            result = self.probe.evaluate(train_pairs, swapped=swapped, with_margins=True)
             reads_features = ranking is not None and point["method"] not in _READS_NO_FEATURES
             selection_encoder = sweep.encoder if reads_features else None
             result.update(eval_encoder=sweep.probe_encoder, selection_encoder=selection_encoder,
@@ -188,6 +209,8 @@ class SweepContext:
                   "wall_s": round(time.monotonic() - started, 3), "finished_at": time.time()}
         if sweep.evaluator == "probe":
             record["circular"] = result["circular"]
+        if ranking is not None and ranking.config.get("swapped") is not None:
+            record["n_swapped"] = int(np.isin(train_pairs, ranking.config["swapped"]).sum())
         write_json(run_dir / "point.json", record)
         append_jsonl(self.sweep_dir / POINTS_FILE, record)
         return record

@@ -50,7 +50,7 @@ from alignscope.options import fields_problem, option
 from alignscope.train.config import TrainConfig, TrainError, train_config
 
 __all__ = ["EVALUATORS", "MODES", "CHECKPOINT_METHOD", "ALL_METHOD", "CLEAN_METHOD", "POINTS_FILE", "SWEEP_FILE",
-           "FIT_FILE", "AUDIT_FILE", "HELDOUT_FILE", "DEFAULT_METRIC", "DEFAULT_ENCODER", "DEFAULT_EVAL_ENCODER", "SweepConfig", "SweepError",
+           "FIT_FILE", "AUDIT_FILE", "FIX_METHOD", "HELDOUT_FILE", "DEFAULT_METRIC", "DEFAULT_ENCODER", "DEFAULT_EVAL_ENCODER", "SweepConfig", "SweepError",
            "submit_sweep", "prepare_sweep", "estimate_seconds", "rates_path", "point_dir_name", "unit_name", "pair_count", "selection_size", "default_workers"]
 
 EVALUATORS = ("probe", "dpo", "kto")
@@ -58,6 +58,7 @@ MODES = ("subsets", "checkpoints")
 CHECKPOINT_METHOD = "checkpoints"  # the method name of checkpoint-mode points
 ALL_METHOD = "all"                 # fraction 1.0: every training pair, shared by every method's curve
 CLEAN_METHOD = "clean"             # drop the pairs the audit flags, then a random share of the rest
+FIX_METHOD = "fix"                 # swap the labels of the pairs the audit suspects flipped, random share
 POINTS_FILE = "points.jsonl"
 SWEEP_FILE = "sweep.json"
 FIT_FILE = "fit.json"
@@ -77,6 +78,7 @@ DEFAULT_ENCODER = "static"
 DEFAULT_EVAL_ENCODER = PROBE_ENCODER
 # Cost order of the units (most expensive first), so the long ones do not end a sweep alone.
 _UNIT_COST = {"kcenter": 0, "llm": 0, "lm-margin": 0, "isa": 1, "density": 2, "margin": 2, "rds": 3, CLEAN_METHOD: 4,
+              "fix": 4,
               "length": 5, "random": 6, ALL_METHOD: 7}
 
 
@@ -178,10 +180,13 @@ class SweepConfig:
         else:
             if not self.methods:
                 raise SweepError("give at least one method")
-            known = (*METHODS, CLEAN_METHOD)
+            known = (*METHODS, CLEAN_METHOD, FIX_METHOD)
             unknown = [m for m in self.methods if m not in known]
             if unknown:
                 raise SweepError(f"unknown method(s) {', '.join(unknown)}: use {', '.join(known)}")
+            if FIX_METHOD in self.methods and self.evaluator != "probe":
+                raise SweepError("the fix method is measured with the probe evaluator (a label fix for dpo/kto "
+                                 "points is not implemented yet): use --evaluator probe")
             if len({float(f) for f in self.fractions}) < 3:
                 raise SweepError(f"give at least 3 distinct fractions (got {len(set(self.fractions))}): a plateau "
                                  "has 3 parameters and cannot be fitted to fewer")
@@ -309,9 +314,9 @@ def prepare_sweep(data, config: SweepConfig, out: str | os.PathLike, *, overwrit
         for encoder in dict.fromkeys([config.encoder] + ([config.probe_encoder] if config.evaluator == "probe" else [])):
             embed(data, encoder=encoder, unit="completion", progress=report is not None)
     _save_heldout_lengths(out / HELDOUT_FILE, data, config)
-    if config.mode == "subsets" and CLEAN_METHOD in config.methods:
+    if config.mode == "subsets" and {CLEAN_METHOD, FIX_METHOD} & set(config.methods):
         if report:
-            report("auditing the training pool once for the clean method")
+            report("auditing the training pool once for the clean and fix methods")
         audit_training_pool(data, config, out / AUDIT_FILE)
     _record_sweep(out, data, config)
     return out
