@@ -120,7 +120,7 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
         return load_embeddings(f"{found.path}#{unit}")
     active = next((j for j in jobs if j.is_active), None)
     if active is not None:
-        _embedding_progress(active.id)
+        _job_progress(active.id, "Embedding")
         st.stop()
     failed = next((j for j in jobs if j.status in ("failed", "cancelled")), None)
     if failed is not None:
@@ -138,6 +138,70 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
         state.job_store().submit("embed", {"data": data.spec(), "encoder": encoder, "unit": "completion"})
         st.rerun()
     st.stop()
+
+
+def require_audit(data: PreferenceData, config: Any) -> pd.DataFrame:
+    """The audit table of the active data with ``config`` (an AuditConfig) from the audit cache
+    that ``alignscope audit``, sweeps and earlier visits share; when it is not computed yet, an
+    ``audit`` job computes it in the background (started without a click: the page has nothing
+    else to show) with its progress here, and ``st.stop()``."""
+    import dataclasses
+
+    from alignscope.audit import cached_audit
+
+    table = _cached_audit_table(data.fingerprint, json.dumps(dataclasses.asdict(config), sort_keys=True),
+                                _audit_stamp(data, config), data, config)
+    if table is not None:
+        return table
+    options = dataclasses.asdict(config)
+    jobs = [j for j in state.job_store().list_jobs(kind="audit", limit=200)
+            if j.config.get("data", {}).get("fingerprint") == data.fingerprint and j.config.get("audit") == options]
+    active = next((j for j in jobs if j.is_active), None)
+    if active is not None:
+        _job_progress(active.id, "Auditing every pair")
+        st.stop()
+    failed = next((j for j in jobs if j.status in ("failed", "cancelled")), None)
+    if failed is not None and cached_audit(data, config) is None:
+        st.error(f"The last audit job {failed.status}: {failed.error or 'cancelled'} (its log is on the Runs page).")
+        if not st.button("Audit again", key="audit_again"):
+            st.stop()
+    state.job_store().submit("audit", {"data": data.spec(), "audit": options})
+    st.rerun()
+
+
+def _audit_stamp(data: PreferenceData, config: Any) -> float | None:
+    """When the cached audit was written (None before): part of the in-memory cache's key."""
+    from alignscope.audit import audit_cache_path
+    from alignscope.embed.encoders import cached_path
+
+    path = audit_cache_path(data, config, cached_path(data, config.encoder))
+    return path.stat().st_mtime if path.is_file() else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_audit_table(fingerprint: str, options_json: str, stamp: float | None, _data: PreferenceData, _config):
+    """The cached audit read once per (data, options, file version) for every session."""
+    from alignscope.audit import cached_audit
+
+    return None if stamp is None else cached_audit(_data, _config)
+
+
+@st.fragment(run_every=1)
+def _job_progress(job_id: str, what: str) -> None:
+    """A background job's progress bar with its ETA (from its own pace), rerunning the page when it ends."""
+    import time
+
+    from alignscope.scaling.measure import format_eta
+
+    job = state.job_store().get(job_id)
+    eta = ""
+    if job.started_at and 0.02 < job.progress < 1:
+        eta = f", about {format_eta((time.time() - job.started_at) / job.progress * (1 - job.progress))} left"
+    elif job.status == "queued":
+        eta = " (queued)"
+    st.progress(job.progress, text=f"{what}… {job.progress:.0%}{eta} {job.message or ''}".strip())
+    if job.is_terminal:
+        st.rerun()
 
 
 def _rates_stamp() -> tuple:
@@ -158,14 +222,6 @@ def _estimate(fingerprint: str, encoder: str, rates_stamp: tuple, _data: Prefere
     from alignscope.embed.encoders import describe_estimate, element_texts
 
     return describe_estimate(encoder, element_texts(_data))
-
-
-@st.fragment(run_every=1)
-def _embedding_progress(job_id: str) -> None:
-    job = state.job_store().get(job_id)
-    st.progress(job.progress, text=f"Embedding… {job.progress:.0%} {job.message or ''}".strip())
-    if job.is_terminal:
-        st.rerun()
 
 
 # ------------------------------------------------------------------------------------- ranking

@@ -40,11 +40,11 @@ def test_the_pair_beside_its_copy_and_which_one_the_clean_subset_keeps(tmp_path,
 
     at.multiselect(key="audit_kinds").set_value(["is_duplicate"]).run()
     flagged = next(d.value for d in at.dataframe if "outlier_score" in d.value.columns)
-    copy, first = int(flagged["index"].iloc[0]), int(flagged["dup_group"].iloc[0])
+    copy, first = int(flagged["pair"].iloc[0]) - 1, int(flagged["dup_group"].iloc[0]) - 1  # shown from 1
     assert copy != first
     texts = [t.value for t in at.text]
-    assert any(t.startswith(f"CHOSEN of #{copy}") for t in texts)
-    assert any(t.startswith(f"CHOSEN of #{first} (the group's first pair)") for t in texts)
+    assert any(t.startswith(f"CHOSEN of #{copy + 1}") for t in texts)
+    assert any(t.startswith(f"CHOSEN of #{first + 1} (the group's first pair)") for t in texts)
     diffs = [c for c in at.code if c.proto.wrap_lines]
     assert len(diffs) >= 2  # the pair's own diff and at least one field against its copy, wrapped
     keep = at.radio(key=f"audit_keep_{first}")

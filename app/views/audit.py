@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, charts, state
-from alignscope.audit import (FLAGS, AuditConfig, AuditError, CalibrationConfig, audit, audit_option_fields,
+from alignscope.audit import (FLAGS, AuditConfig, AuditError, CalibrationConfig, audit_option_fields,
                               audit_summary, calibrate_audit, clean_selection, duplicate_members, fix_flips,
                               keep_duplicates, nearest_pairs, pair_matrices, search_pairs, unit_rows, word_diff)
 from alignscope.data.preferences import render_text
@@ -57,12 +57,6 @@ embeddings = analysis.require_embeddings(data, encoder, "completion", "audit")
 source = analysis.source_of(embeddings)
 
 
-@st.cache_data(show_spinner="Auditing every pair…", max_entries=4)
-def _audit(fingerprint: str, run: str, stamp: float, folds: int, seed: int, _data, _embeddings) -> pd.DataFrame:
-    """The audit table of one data set and embedding (keyed by fingerprint, embedding run, options)."""
-    return audit(_data, _embeddings, config=AuditConfig(encoder=encoder, folds=folds, seed=seed))
-
-
 @st.cache_resource(show_spinner=False)
 def _calibrations() -> dict:
     """Calibrated audits shared by every session, by (fingerprint, run, stamp, options); the last 4."""
@@ -77,11 +71,12 @@ def _unit_pairs(run: str, stamp: float, n_pairs: int, _embeddings):
 
 
 stamp = analysis.embedding_stamp(source)
-try:
-    table = _audit(data.fingerprint, source, stamp, folds, seed, data, embeddings)
+try:  # computed once per data set and options by a background job, shared with the CLI and sweeps
+    audit_config = AuditConfig(encoder=encoder, folds=folds, seed=seed).validate()
 except AuditError as err:
     st.error(str(err))
     st.stop()
+table = analysis.require_audit(data, audit_config)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -269,9 +264,10 @@ def _copy_review(pair: int) -> None:
     st.markdown("**Near-duplicate review**: this pair beside its copy")
     others = [m for m in members if m != pair]
     other = others[0] if len(others) == 1 else int(st.selectbox(
-        "Compare with", others, key=f"audit_copy_{pair}", format_func=lambda i: f"#{i}"))
+        "Compare with", others, key=f"audit_copy_{pair}", format_func=lambda i: f"#{i + 1}"))
     first = members[0]
-    names = {i: f"#{i}" + (" (the group's first pair)" if i == first else "") for i in members}
+    # Pairs are shown numbered from 1, as on every page.
+    names = {i: f"#{i + 1}" + (" (the group's first pair)" if i == first else "") for i in members}
     for field in ("prompt", "chosen", "rejected"):
         mine, theirs = (render_text(data.frame.at[i, field]) for i in (pair, other))
         sides = st.columns(2)
@@ -281,7 +277,7 @@ def _copy_review(pair: int) -> None:
             st.caption(f"The {field}s are identical.")
         else:
             st.code(word_diff(mine, theirs), language=None, wrap_lines=True)
-    st.caption(f"Diff lines: `-` only in #{pair}, `+` only in #{other}, the rest in both.")
+    st.caption(f"Diff lines: `-` only in #{pair + 1}, `+` only in #{other + 1}, the rest in both.")
     keep = _kept_copies()
     current = keep.get(first, first)
     choice = int(st.radio("The clean subset keeps", members, index=members.index(current), horizontal=True,

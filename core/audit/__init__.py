@@ -69,6 +69,7 @@ _EXPORTS = {
     "vectors": ("pair_matrices", "unit_rows"),
     "duplicates": ("normalise_prompt", "normalise_text", "duplicate_groups", "knn_outlier_scores"),
     "review": ("nearest_pairs", "word_diff", "search_pairs", "duplicate_members", "keep_duplicates"),
+    "cache": ("audit_cache_path", "cached_audit", "audit_cached", "audit_job"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_MODULE_OF)

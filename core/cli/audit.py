@@ -126,7 +126,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _run(data, embeddings, encoder, config, calibration, drop, outputs, *, show_progress) -> dict[str, Any]:
     """Audit (and calibrate), then write every output; returns the result to print."""
-    from alignscope.audit import audit, audit_summary, calibrate_audit, clean_selection, write_audit, write_fixed
+    from alignscope.audit import (audit, audit_cached, audit_summary, calibrate_audit, clean_selection, write_audit,
+                                  write_fixed)
     from alignscope.embed.encoders import embed
 
     bar = _progress_bar(show_progress, total=1 + (calibration.repeats if calibration.calibrate else 0))
@@ -140,10 +141,14 @@ def _run(data, embeddings, encoder, config, calibration, drop, outputs, *, show_
                 bar.refresh()
         return tell
 
+    given = embeddings is not None
     if embeddings is None:
         embeddings = embed(data, config.encoder, "completion", progress=show_progress)
     second = embed(data, config.second_encoder, "completion", progress=show_progress) if config.second_encoder else None
-    table = audit(data, embeddings, config=config, second_embeddings=second, report=report(0))
+    if given:  # a file of the user's: audited as given
+        table = audit(data, embeddings, config=config, second_embeddings=second, report=report(0))
+    else:  # the shared cache: an audit the Audit page, a sweep or an earlier command made is reused
+        table = audit_cached(data, config, report=report(0))
     table.attrs["alignscope_audit"]["encoder"] = encoder
     done[0] = 1
     if calibration.calibrate:

@@ -166,6 +166,7 @@ _KINDS: dict[str, str] = {
     "map": "alignscope.embed.tasks:map_job",
     "train": "alignscope.train.trainer:run_job",
     "sweep_worker": "alignscope.scaling.measure:worker_job",
+    "audit": "alignscope.audit.cache:audit_job",
     "sweep_point": "alignscope.scaling.measure:point_job",  # sweeps of earlier versions: one job per point
 }
 # Where the built-in kinds pointed before the library moved into subpackages (0.1): job stores
