@@ -350,3 +350,43 @@ def column_kinds(data: PreferenceData) -> dict[str, list[str]]:
     at most 50 values (Map colours); ``numeric``: other numeric, non-boolean columns (a colour
     scale); ``groups``: str/bool/int with 2-30 values (Select's and Spectra's group comparisons)."""
     return _column_kinds(data.fingerprint, data)
+
+
+# ------------------------------------------------------------------------------------ the audit
+AUDIT_FLAGS_KEY = "alignscope_audit_flags"  # set by the Audit page: {fingerprint, issue, run, folds, seed}
+FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",
+               "identical": "chosen = rejected"}
+
+
+@st.cache_data(show_spinner="Auditing every pair…", max_entries=4)
+def _audit(fingerprint: str, run: str, stamp: float, folds: int, seed: int, _data, _embeddings) -> pd.DataFrame:
+    from alignscope.audit import audit
+
+    return audit(_data, _embeddings, folds=folds, seed=seed)
+
+
+def audit_table(data: PreferenceData, embeddings: Embeddings, folds: int = 5, seed: int = 0) -> pd.DataFrame:
+    """The audit table (:func:`alignscope.audit.audit`) of the data and its completion embeddings,
+    computed once per data set, embedding run and options for every session and page."""
+    run_dir = embeddings.path.parent
+    return _audit(data.fingerprint, str(run_dir), embedding_stamp(run_dir), int(folds), int(seed), data, embeddings)
+
+
+def first_flags(table: pd.DataFrame) -> np.ndarray:
+    """Each pair's first audit flag as a label (``"no flag"`` when none), shape (n_pairs,)."""
+    from alignscope.audit import FLAGS
+
+    issue = np.full(len(table), "no flag", dtype=object)
+    for flag in reversed(FLAGS):
+        issue[table[flag].to_numpy(dtype=bool)] = FLAG_LABELS[flag]
+    return issue
+
+
+def audited(data: PreferenceData) -> dict | None:
+    """The audit this session computed for the data (the Audit page's flags, embedding run and
+    options), or None. ``audit_table(data, load_embeddings(a["run"]), a["folds"], a["seed"])`` then
+    reads its table from the cache, without a recompute."""
+    flags = st.session_state.get(AUDIT_FLAGS_KEY)
+    if flags and flags.get("fingerprint") == data.fingerprint and flags.get("run") and Path(flags["run"]).is_dir():
+        return flags
+    return None

@@ -9,13 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from alignscope.app import analysis, state
-from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_selection, nearest_pairs,
-                              pair_matrices, search_pairs, unit_rows, word_diff)
+from alignscope.audit import (FLAGS, AuditError, audit_summary, clean_selection, nearest_pairs, pair_matrices,
+                              search_pairs, unit_rows, word_diff)
 from alignscope.data.preferences import render_text
 
-AUDIT_FLAGS_KEY = "alignscope_audit_flags"
-FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",
-               "identical": "chosen = rejected"}
+FLAG_LABELS = analysis.FLAG_LABELS
 
 st.title("Audit")
 st.caption("Find the pairs that hurt training: labels that look flipped (out-of-fold probabilities of a "
@@ -37,12 +35,6 @@ embeddings = analysis.require_embeddings(data, encoder, "completion", "audit")
 run_dir = embeddings.path.parent
 
 
-@st.cache_data(show_spinner="Auditing every pair…", max_entries=4)
-def _audit(fingerprint: str, run: str, stamp: float, folds: int, seed: int, _data, _embeddings) -> pd.DataFrame:
-    """The audit table of one data set and embedding (keyed by fingerprint, embedding run, options)."""
-    return audit(_data, _embeddings, folds=folds, seed=seed)
-
-
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _unit_pairs(run: str, stamp: float, n_pairs: int, _embeddings):
     """Unit-length chosen and rejected matrices, once per embedding (300 MB at 100k pairs)."""
@@ -52,7 +44,7 @@ def _unit_pairs(run: str, stamp: float, n_pairs: int, _embeddings):
 
 stamp = analysis.embedding_stamp(run_dir)
 try:
-    table = _audit(data.fingerprint, str(run_dir), stamp, folds, seed, data, embeddings)
+    table = analysis.audit_table(data, embeddings, folds, seed)
 except AuditError as err:
     st.error(str(err))
     st.stop()
@@ -68,10 +60,9 @@ summary = _summary(data.fingerprint, str(run_dir), stamp, folds, seed, data, tab
 previews = analysis.prompt_previews(data)  # 120 characters of every prompt, once per data set
 n = summary["n_pairs"]
 # Each pair's first flag, for the Map page's "audit flag" colouring (a plain key survives page switches).
-issue = np.full(n, "no flag", dtype=object)
-for flag in reversed(FLAGS):
-    issue[table[flag].to_numpy(dtype=bool)] = FLAG_LABELS[flag]
-st.session_state[AUDIT_FLAGS_KEY] = {"fingerprint": data.fingerprint, "issue": issue}
+issue = analysis.first_flags(table)
+st.session_state[analysis.AUDIT_FLAGS_KEY] = {"fingerprint": data.fingerprint, "issue": issue, "run": str(run_dir),
+                                             "folds": folds, "seed": seed}
 
 # ------------------------------------------------------------------------------------ cards
 cards = st.columns(5)
