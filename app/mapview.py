@@ -221,23 +221,33 @@ def pair_colours(choice: str, data: PreferenceData, table: pd.DataFrame | None, 
 
 
 # ------------------------------------------------------------------------------------ hover texts
-@st.cache_resource(show_spinner="Preparing the map's texts…", max_entries=8)
-def _texts(fingerprint: str, _data: PreferenceData) -> str | None:
+def _write_texts(folder: Path, data: PreferenceData) -> None:
     from alignscope.data.preferences import render_text
 
-    folder = texts_root() / fingerprint
-    if payload.text_shards_ready(folder, _data.n_pairs):
-        return fingerprint
-    frame = _data.frame
+    frame = data.frame
     columns = [[render_text(v) for v in frame[c].to_numpy(dtype=object)] for c in ("prompt", "chosen", "rejected")]
     try:
         payload.write_text_shards(*columns, folder)
     except OSError:
-        return None  # a read-only home: tooltips show pair numbers only
+        pass  # a read-only home: tooltips show pair numbers only
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _texts(fingerprint: str, _data: PreferenceData) -> str:
+    """Starts writing the shards once per data set, in a thread, 2 s later: the map opens first (a
+    million pairs take ~10 s of Python to write, which would slow the page's own run) and a
+    tooltip shows its texts as soon as its shard exists (the map asks again while hovering)."""
+    import threading
+
+    folder = texts_root() / fingerprint
+    if not payload.text_shards_ready(folder, _data.n_pairs):
+        writer = threading.Timer(2.0, _write_texts, args=(folder, _data))
+        writer.name, writer.daemon = f"map-texts-{fingerprint}", True
+        writer.start()
     return fingerprint
 
 
-def text_folder(data: PreferenceData) -> str | None:
+def text_folder(data: PreferenceData) -> str:
     """The folder name of the data's tooltip texts under the served cache (written once per data set)."""
     return _texts(data.fingerprint, data)
 

@@ -133,8 +133,9 @@ def test_map_draws_every_point_and_colours(app):
     at.switch_page("views/map.py").run()
     assert not at.exception, [e.value for e in at.exception]
     args = _map_args(at)
-    assert args["mode"] == "points" and args["xy"] == 240 * 2 * 4 and args["ids"] == 240 * 4  # float32, uint32
-    assert args["codes"] == 240 and not at.get("plotly_chart")  # every point, one byte of colour each
+    assert args["mode"] == "points" and args["xy"] == 240 * 2 * 4  # every point, float32 x and y
+    assert args["layout"] == "completion" and args["ids"] is None  # pair and side follow from the row
+    assert args["codes"] == 240 and not at.get("plotly_chart")  # one byte of colour per point
     assert _legend_labels(at) == {"chosen", "rejected"}
     at.selectbox(key="map_colour").set_value("GMM component").run()
     assert _legend_labels(at) <= {"component 0", "component 1"}

@@ -118,7 +118,7 @@ def test_the_map_draws_every_completion_offline(page):
     drawn(page)
     settle(page)
     assert body(page, "items") == "400"  # 200 pairs, both completions, nothing sampled
-    assert re.match(r"400 points · drawn in \d+ ms", frame(page).locator("#status").inner_text())
+    assert re.match(r"400 points · a full frame takes \d+ ms", frame(page).locator("#status").inner_text())
     assert page.locator(".js-plotly-plot").count() == 0  # the WebGL map, not the Plotly fallback
     legend = frame(page).locator("#legend").inner_text()
     assert "chosen" in legend and "rejected" in legend

@@ -32,6 +32,10 @@ pair_index, label, run_dir = embeddings.pair_index, embeddings.label, embeddings
 n_points = len(embeddings)
 
 # -------------------------------------------------------------------------------------- controls
+KEPT = "map_kept_choices"  # widget keys are dropped when the page is left; this plain key is not
+kept = st.session_state.setdefault(KEPT, {})
+for widget_key, choice in kept.items():
+    st.session_state.setdefault(widget_key, choice)
 controls = st.columns([2, 3, 3, 2])
 method = controls[0].radio("Map", ["PCA", "UMAP"], horizontal=True, key="map_method",
                            help="PCA is instant. UMAP shows local structure better; it runs as a background "
@@ -44,6 +48,8 @@ webgl_ok = scattermap.available() and not st.session_state.get(mapview.NO_WEBGL_
 use_plotly = controls[3].toggle("Plotly (sampled)", key="map_plotly", disabled=not webgl_ok,
                                 help="The WebGL map draws every point; the Plotly map draws a sample (set below) "
                                      "and is used automatically where the browser has no WebGL.") or not webgl_ok
+kept.update({name: st.session_state[name] for name in ("map_method", "map_view", "map_plotly", "map_max_points")
+             if name in st.session_state})
 if not webgl_ok:
     st.caption("The WebGL map is not available here (" + ("this browser reported no WebGL" if scattermap.available()
                else "its built files are missing from this installation") + "): the Plotly map draws a sample.")
@@ -204,8 +210,9 @@ if not use_plotly:
                "Lasso/Box (or Shift-drag) select; legend entries hide a category.")
 else:
     # ----------------------------------------------------------------------- Plotly fallback
+    st.session_state.setdefault("map_max_points", 50_000)
     max_points = st.select_slider("Points drawn", options=[5_000, 10_000, 25_000, 50_000, 100_000, 150_000],
-                                  value=50_000, key="map_max_points",
+                                  key="map_max_points",
                                   help="The Plotly map draws a sample above this; computation never samples.")
     if view == "pairs":
         st.info("The pair view needs the WebGL map; the Plotly map shows the completions.")

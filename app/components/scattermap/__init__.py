@@ -56,7 +56,8 @@ def draw(scene: Scene, colours: Colours, *, key: str, height: int = 600, selecte
         texts = {"base": f"../{_texts_component()}/{texts_folder}", "size": 500}
     chosen = None if selected is None or not len(selected) else np.asarray(selected, dtype="<u4").tobytes()
     return component(
-        mode=scene.mode, xy=scene.xy, ids=scene.ids, sides=scene.sides, order=scene.order, data_key=scene.key,
+        mode=scene.mode, xy=scene.xy, ids=scene.ids, sides=scene.sides, layout=scene.layout, order=scene.order,
+        data_key=scene.key,
         codes=colours.codes, legend=colours.legend, colour_key=colours.key, selected=chosen,
         selection_key=selection_key, focus=[int(i) for i in (focus or [])], texts=texts, height=int(height),
         view_key=view_key, key=key, default=None)

@@ -4,8 +4,9 @@
 export class Camera {
   constructor() {
     this.reset();
-    this.width = 1;
-    this.height = 1;
+    this.width = 0;   // CSS pixels; 0 until the frame has a size (nothing is drawn before)
+    this.height = 0;
+    this.dpr = 1;     // device pixels per CSS pixel of the canvas
   }
 
   reset() {
@@ -14,9 +15,14 @@ export class Camera {
     this.zoom = 0.95;
   }
 
-  resize(width, height) {
-    this.width = Math.max(1, width);
-    this.height = Math.max(1, height);
+  resize(width, height, dpr = 1) {
+    this.width = Math.max(0, width);
+    this.height = Math.max(0, height);
+    this.dpr = dpr;
+  }
+
+  get sized() {
+    return this.width > 0 && this.height > 0;
   }
 
   get pixelsPerUnit() {

@@ -6,7 +6,9 @@
 // Arguments (binary ones are little-endian byte strings):
 //   mode "points" | "segments"; xy float32 (2 or 4 per item, normalised into [-1, 1]²);
 //   codes uint8 per item (a palette index; 255 = no value); ids uint32 (each item's pair);
-//   sides uint8 (0 rejected, 1 chosen, 2 a pair-level point); order uint32 (draw order, optional);
+//   sides uint8 (0 rejected, 1 chosen, 2 a pair-level point) — both absent when `layout` says them
+//   ("completion": rows 0..N-1 chosen, N..2N-1 rejected; "pair": row i is pair i);
+//   order uint32 (draw order, optional);
 //   legend {kind: "categorical", title, entries: [{label, colour, count}]}
 //        | {kind: "continuous", title, stops: [hex...], min, max, missing};
 //   selected uint32 items; focus [items]; texts {base, size} | null; height; data_key,
@@ -20,6 +22,12 @@ import { listen, setComponentValue, setFrameHeight } from "./streamlit.js";
 import { Texts } from "./texts.js";
 
 const BAR = 38;
+const timings = {};  // milliseconds since the frame's script started, per step (data-timings)
+function mark(step) {
+  if (!(step in timings)) timings[step] = Math.round(performance.now());
+  document.body.dataset.timings = JSON.stringify(timings);
+}
+mark("script");
 const HEX = /^#[0-9a-fA-F]{6}$/;
 const token = Math.random().toString(36).slice(2);
 let eventCount = 0;
@@ -108,7 +116,7 @@ function requestDraw(lod = false) {
 
 function frame() {
   frameRequested = false;
-  if (!renderer || !state.xy) return;
+  if (!renderer || !state.xy || !camera.sized) return;  // drawn again once the frame has a size
   const { size, alpha } = sizes();
   const selecting = state.selected && state.selected.length > 0;
   const outline = state.dark ? [0.95, 0.95, 0.95, 1] : [0.08, 0.08, 0.08, 1];
@@ -119,14 +127,21 @@ function frame() {
   if (state.focus.length) overlays.push({ name: "focus", size: size + 7, solid: [1, 0.55, 0, 1] }, { name: "focus", size: size + 3 });
   if (state.hover >= 0) overlays.push({ name: "hover", size: size + 5, solid: outline }, { name: "hover", size: size + 2.5 });
   const lod = wantLod && renderer.lodFraction < 1;
-  const ms = renderer.draw(camera, { lod, size, alpha, fade: selecting ? 0.22 : 1, overlays, measure: !lod });
-  if (!lod) {
+  // Only the first full frame of a scene (or size) waits for the GPU, to learn how long a full
+  // frame takes; later frames do not block the page while the GPU draws.
+  const measure = !lod && !state.calibrated;
+  const ms = renderer.draw(camera, { lod, size, alpha, fade: selecting ? 0.22 : 1, overlays, measure });
+  if (measure) {
+    state.calibrated = true;
     state.fullMs = ms;
-    state.draws += 1;
     // A full frame slower than ~35 ms: draw a share while moving, so that panning stays fluid.
     renderer.setLod(ms > 35 ? 25 / ms : 1);
-    document.body.dataset.drawn = String(state.draws);
     document.body.dataset.fullMs = String(Math.round(ms));
+  }
+  if (!lod) {
+    mark(state.draws ? "drawn again" : "drawn");
+    state.draws += 1;
+    document.body.dataset.drawn = String(state.draws);
   }
   showStatus(lod);
 }
@@ -136,7 +151,7 @@ function showStatus(lod) {
   const parts = [`${state.n.toLocaleString("en-US")} ${noun}`];
   if (state.selected && state.selected.length) parts.push(`${state.selected.length.toLocaleString("en-US")} selected`);
   if (state.hidden.size) parts.push(`${state.hidden.size} hidden in the legend`);
-  parts.push(lod ? `moving: ${Math.round(renderer.lodFraction * 100)}% drawn` : `drawn in ${Math.round(state.fullMs)} ms`);
+  parts.push(lod ? `moving: ${Math.round(renderer.lodFraction * 100)}% drawn` : `a full frame takes ${Math.round(state.fullMs)} ms`);
   status.textContent = parts.join(" · ");
   document.body.dataset.items = String(state.n);
   document.body.dataset.selected = String(state.selected ? state.selected.length : 0);
@@ -149,7 +164,8 @@ function resize() {
   canvas.height = Math.max(1, Math.round(height * dpr));
   ink.setAttribute("width", String(width));
   ink.setAttribute("height", String(height));
-  camera.resize(width, height);
+  camera.resize(width, height, canvas.width / Math.max(1, width));
+  state.calibrated = false;
   requestDraw(false);
 }
 new ResizeObserver(resize).observe(stage);
@@ -240,7 +256,11 @@ function showTip(item, px, py) {
   if (!texts) return;
   texts.pair(pair).then((row) => {
     if (tipFor !== item) return;
-    if (!row) { body.textContent = ""; return; }
+    if (!row) {  // the shard is still being written: ask again while the pointer stays
+      body.textContent = "";
+      setTimeout(() => { if (tipFor === item) showTip(item, px, py); }, 1000);
+      return;
+    }
     const [prompt, chosen, rejected] = row;
     const blocks = [["PROMPT", prompt]];
     if (state.mode === "segments" || side === "pair") blocks.push(["CHOSEN", chosen], ["REJECTED", rejected]);
@@ -272,7 +292,7 @@ function local(event) {
 }
 
 function pickAt(px, py) {
-  if (!picker) return -1;
+  if (!picker || !camera.sized) return -1;
   const [x, y] = camera.toData(px, py);
   return picker.nearest(x, y, 8 / camera.pixelsPerUnit, visible);
 }
@@ -408,6 +428,7 @@ function typed(value, Type) {
 }
 
 listen((args, theme) => {
+  document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
   state.dark = Boolean(theme && theme.base === "dark");
   document.body.classList.toggle("dark", state.dark);
   if (theme && theme.font) document.body.style.fontFamily = theme.font;
@@ -425,9 +446,20 @@ listen((args, theme) => {
     state.xy = typed(args.xy, Float32Array);
     state.n = state.xy ? state.xy.length / (state.mode === "points" ? 2 : 4) : 0;
     state.ids = typed(args.ids, Uint32Array);
-    state.sides = bytes(args.sides) || new Uint8Array(state.n).fill(2);
+    state.sides = bytes(args.sides);
+    if (!state.ids) {  // alignscope's layout: rows 0..N-1 are the pairs' chosen completions, N..2N-1 rejected
+      const pairs = args.layout === "completion" ? state.n / 2 : state.n;
+      state.ids = new Uint32Array(state.n);
+      for (let i = 0; i < state.n; i++) state.ids[i] = i % pairs;
+      if (args.layout === "completion") state.sides = Uint8Array.from({ length: state.n }, (_, i) => (i < pairs ? 1 : 0));
+    }
+    state.sides = state.sides || new Uint8Array(state.n).fill(2);
+    mark("render");
     renderer.setScene(state.mode, state.xy, typed(args.order, Uint32Array));
+    mark("uploaded");
     picker = new Picker(state.mode, state.xy);
+    mark("indexed");
+    state.calibrated = false;
     state.viewKey = args.view_key || null;
     state.hover = -1;
     recall();

@@ -220,7 +220,9 @@ export class Renderer {
   /** One frame. Returns the milliseconds it took, the GPU included when `measure` (a 1-pixel read waits for it). */
   draw(camera, { lod = false, size = 3, alpha = 0.8, fade = 1, overlays = [], measure = true } = {}) {
     const gl = this.gl, started = performance.now();
-    const dpr = this.canvas.width / camera.width;
+    // Device pixels, capped: a point as large as the canvas costs a software rasteriser (SwiftShader)
+    // a full-canvas fill per point, minutes for 100k points.
+    const dpr = camera.dpr, px = (s) => Math.min(48, s * dpr);
     gl.viewport(0, 0, this.canvas.width, this.canvas.height);
     gl.clearColor(0, 0, 0, 0);
     gl.clear(gl.COLOR_BUFFER_BIT);
@@ -229,10 +231,10 @@ export class Renderer {
     gl.activeTexture(gl.TEXTURE0);
     gl.bindTexture(gl.TEXTURE_2D, this.palette);
     const base = (lod && this.buffers.lod) || this.buffers.all;
-    if (base) this._pass(camera, base, { size: size * dpr, alpha: alpha * fade, round: size >= 3 });
+    if (base) this._pass(camera, base, { size: px(size), alpha: alpha * fade, round: size >= 3 });
     for (const { name, size: overlaySize, solid, alpha: overlayAlpha = 1 } of overlays) {
       const buffer = this.buffers[name];
-      if (buffer) this._pass(camera, buffer, { size: overlaySize * dpr, alpha: overlayAlpha, solid, round: true });
+      if (buffer) this._pass(camera, buffer, { size: px(overlaySize), alpha: overlayAlpha, solid, round: true });
     }
     if (measure) gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));
     return performance.now() - started;
