@@ -198,7 +198,7 @@ def pair_values(choice: str, data: PreferenceData, table: pd.DataFrame | None) -
     if choice == LENGTH_GAP:
         lengths = analysis.lengths(data)
         gap = (lengths["chosen"] - lengths["rejected"]).to_numpy(dtype=float)
-        bound = float(np.percentile(np.abs(gap), 99)) or 1.0
+        bound = float(np.percentile(np.abs(gap), 90)) or 1.0  # heavy tails: the top 10 % saturate
         return "continuous", gap, {"scheme": "diverging", "vmin": -bound, "vmax": bound,
                                    "note": "red: chosen longer; blue: rejected longer"}
     if choice in analysis.column_kinds(data)["numeric"]:

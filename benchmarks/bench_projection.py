@@ -1,6 +1,6 @@
 """2-D maps at scale: how long each projection takes and how faithful it is (issue 30).
 
-    python -m benchmarks.bench_projection [--n 123904] [--sample 5000] [--methods pca,umap-knn,umap-transform]
+    python -m benchmarks.bench_projection [--n 123904] [--fit 20000] [--sample 5000] [--methods pca,umap]
 
 Reads the completion embedding of the AlpacaEval pairs (the static-encoder job that
 ``benchmarks.bench_pages`` computes in ``$ALIGNSCOPE_HOME``; ``--synthetic N`` uses seeded clustered
@@ -8,10 +8,8 @@ vectors instead, e.g. a million), takes ``--n`` rows and times each projection o
 :mod:`alignscope.embed.projection`:
 
 * ``pca``: two principal components (what the Map shows at once);
-* ``umap-transform``: UMAP fitted on a seeded sample of ``--fit`` rows, every other row placed by
-  ``UMAP.transform`` (nearest fitted neighbours, then a few optimisation epochs);
-* ``umap-knn``: UMAP fitted on the same sample, every other row placed at the distance-weighted mean
-  of its ``k`` nearest fitted rows (the start of ``transform``, without the epochs);
+* ``umap``: UMAP fitted on a seeded sample of ``--fit`` rows, every other row placed by
+  ``UMAP.transform`` in chunks (what the Map's ``map`` job computes);
 * ``umap-full`` (only when ``--n`` ≤ 30,000): UMAP fitted on every row, the reference.
 
 Quality: trustworthiness (Venna & Kaski 2001; ``sklearn.manifold.trustworthiness``, 10 neighbours)
@@ -61,7 +59,7 @@ def _trust(reference: np.ndarray, coords: np.ndarray, samples: list[np.ndarray])
 
     values = [float(trustworthiness(reference[rows], coords[rows], n_neighbors=10)) for rows in samples]
     mean, half = statistics.mean(values), 1.96 * statistics.stdev(values) / np.sqrt(len(values))
-    return {"trustworthiness": round(mean, 4), "interval_95": [round(mean - half, 4), round(mean + half, 4)],
+    return {"trustworthiness": round(mean, 4), "interval_95": [round(float(mean - half), 4), round(float(mean + half), 4)],
             "per_sample": [round(v, 4) for v in values]}
 
 
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--synthetic", type=int, default=None, help="seeded clustered vectors instead of AlpacaEval")
     parser.add_argument("--fit", type=int, default=20_000, help="rows UMAP is fitted on")
     parser.add_argument("--sample", type=int, default=5_000, help="rows trustworthiness is measured on")
-    parser.add_argument("--methods", default="pca,umap-knn,umap-transform")
+    parser.add_argument("--methods", default="pca,umap")
     args = parser.parse_args(argv)
     from alignscope.embed.projection import pca_2d, umap_2d
 
@@ -85,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     samples = [np.sort(np.random.default_rng(seed).choice(n, size=min(args.sample, n), replace=False))
                for seed in range(1, 6)]
     figures["random_baseline"] = _trust(reference, np.random.default_rng(0).normal(size=(n, 2)), samples)
+    # numba compiles UMAP's and NN-descent's functions on first use (tens of seconds): once, untimed.
+    warm = np.random.default_rng(3).normal(size=(600, matrix.shape[1])).astype(np.float32)
+    umap_2d(warm, max_fit=300)
     methods = [m for m in args.methods.split(",") if m]
     if n <= 30_000 and "umap-full" not in methods:
         methods.append("umap-full")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         elif method == "umap-full":
             coords = umap_2d(matrix, max_fit=n)
         else:
-            coords = umap_2d(matrix, max_fit=args.fit, place=method.split("-", 1)[1])
+            coords = umap_2d(matrix, max_fit=args.fit)
         seconds = time.perf_counter() - started
         figures["methods"][method] = {"seconds": round(seconds, 1), "per_million_s": round(seconds / n * 1e6, 1),
                                       **_trust(reference, coords, samples)}

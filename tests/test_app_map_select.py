@@ -213,6 +213,8 @@ def test_umap_runs_as_a_background_job(app):
     assert not at.exception
     jobs = JobStore().list_jobs(kind="map")
     assert jobs and jobs[0].config["method"] == "umap"
+    # While it runs the PCA map stays on the page (drawn, selectable), beside the job's progress.
+    assert at.get("component_instance") and any(c.value.startswith("PCA map of 240") for c in at.caption)
     JobStore().cancel(jobs[0].id)
 
 

@@ -125,22 +125,24 @@ if view == "pairs":
             st.rerun()
         colour_by = mapview.LENGTH_GAP
         st.caption(f"Coloured by {mapview.LENGTH_GAP} until then.")
-    filters = st.columns([2, 2, 2])
+    filters = iter(st.columns([2, 2, 2]))
     keep = np.ones(data.n_pairs, dtype=bool)
     if audit_table is not None:
         issue = analysis.first_flags(audit_table)
         flag_values = sorted(set(issue.tolist()))
-        chosen_flags = filters[0].multiselect("Audit flags", flag_values, default=flag_values, key="map_pair_flags")
+        chosen_flags = next(filters).multiselect("Audit flags", flag_values, default=flag_values,
+                                                 key="map_pair_flags")
         keep &= np.isin(issue, chosen_flags)
     kinds = analysis.column_kinds(data)
-    column = filters[1].selectbox("Filter by column", ["(none)"] + kinds["colour"], key="map_pair_column")
+    by_column = next(filters)
+    column = by_column.selectbox("Filter by column", ["(none)"] + kinds["colour"], key="map_pair_column")
     if column != "(none)":
         values = data.frame[column].astype(str).to_numpy()
         levels = sorted(set(values.tolist()))
-        chosen_levels = filters[1].multiselect(f"{column} values", levels, default=levels, key=f"map_pair_levels_{column}")
+        chosen_levels = by_column.multiselect(f"{column} values", levels, default=levels, key=f"map_pair_levels_{column}")
         keep &= np.isin(values, chosen_levels)
     active_selection = analysis.active_selection(data)
-    scope = filters[2].radio("Pairs", ["all", "in the active selection", "outside it"], key="map_pair_scope",
+    scope = next(filters).radio("Pairs", ["all", "in the active selection", "outside it"], key="map_pair_scope",
                              disabled=active_selection is None, horizontal=False,
                              help="The active selection: the last one kept on the Select, Audit or Map page.")
     if active_selection is not None and scope != "all":
