@@ -68,7 +68,7 @@ colour_by = controls[2].selectbox("Colour by", options, key=colour_key)
 st.session_state[remembered_key] = colour_by
 
 # ------------------------------------------------------------------------------------ projection
-coords, umap_note = mapview.pca(run_dir), None
+coords = mapview.pca(run_dir)
 coords_key = f"{run_dir}@{analysis.embedding_stamp(run_dir)}:pca"
 if method == "UMAP":
     umap, active, failed = mapview.umap_jobs(run_dir)
