@@ -120,7 +120,7 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
         return load_embeddings(f"{found.path}#{unit}")
     active = next((j for j in jobs if j.is_active), None)
     if active is not None:
-        _job_progress(active.id, "Embedding")
+        job_progress(active.id, "Embedding")
         st.stop()
     failed = next((j for j in jobs if j.status in ("failed", "cancelled")), None)
     if failed is not None:
@@ -154,11 +154,10 @@ def require_audit(data: PreferenceData, config: Any) -> pd.DataFrame:
     if table is not None:
         return table
     options = dataclasses.asdict(config)
-    jobs = [j for j in state.job_store().list_jobs(kind="audit", limit=200)
-            if j.config.get("data", {}).get("fingerprint") == data.fingerprint and j.config.get("audit") == options]
+    jobs = _audit_jobs(data, options)
     active = next((j for j in jobs if j.is_active), None)
     if active is not None:
-        _job_progress(active.id, "Auditing every pair")
+        job_progress(active.id, "Auditing every pair")
         st.stop()
     failed = next((j for j in jobs if j.status in ("failed", "cancelled")), None)
     if failed is not None and cached_audit(data, config) is None:
@@ -187,7 +186,7 @@ def _cached_audit_table(fingerprint: str, options_json: str, stamp: float | None
 
 
 @st.fragment(run_every=1)
-def _job_progress(job_id: str, what: str) -> None:
+def job_progress(job_id: str, what: str) -> None:
     """A background job's progress bar with its ETA (from its own pace), rerunning the page when it ends."""
     import time
 
@@ -514,3 +513,61 @@ def column_kinds(data: PreferenceData) -> dict[str, list[str]]:
     at most 50 values (Map colours); ``numeric``: other numeric, non-boolean columns (a colour
     scale); ``groups``: str/bool/int with 2-30 values (Select's and Spectra's group comparisons)."""
     return _column_kinds(data.fingerprint, data)
+
+
+# ------------------------------------------------------------------------------------ the audit
+AUDIT_FLAGS_KEY = "alignscope_audit_flags"  # set by the Audit page: {fingerprint, issue}
+AUDIT_CONFIG_KEY = "alignscope_audit_config"  # the Audit page's options: what the Map's audit colours read
+FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",
+               "identical": "chosen = rejected"}
+
+
+def audit_config(data: PreferenceData):
+    """The audit options of this session (the Audit page's, else the defaults with the session's encoder)."""
+    from alignscope.audit import AuditConfig
+
+    chosen = st.session_state.get(AUDIT_CONFIG_KEY)
+    if chosen and chosen.get("fingerprint") == data.fingerprint:
+        return AuditConfig(**chosen["config"])
+    return AuditConfig(encoder=context()["encoder"])
+
+
+def audit_table(data: PreferenceData) -> pd.DataFrame | None:
+    """The audit table of the data with this session's options when it has been computed (by the
+    Audit page, ``alignscope audit`` or a job: the shared audit cache), else None; never computes."""
+    import dataclasses
+
+    config = audit_config(data)
+    return _cached_audit_table(data.fingerprint, json.dumps(dataclasses.asdict(config), sort_keys=True),
+                               _audit_stamp(data, config), data, config)
+
+
+def start_audit(data: PreferenceData) -> None:
+    """Submit the ``audit`` job for this session's options (unless one is queued or running)."""
+    import dataclasses
+
+    options = dataclasses.asdict(audit_config(data))
+    if not any(j.is_active for j in _audit_jobs(data, options)):
+        state.job_store().submit("audit", {"data": data.spec(), "audit": options})
+
+
+def running_audit(data: PreferenceData):
+    """The active ``audit`` job of this session's options, or None."""
+    import dataclasses
+
+    return next((j for j in _audit_jobs(data, dataclasses.asdict(audit_config(data))) if j.is_active), None)
+
+
+def _audit_jobs(data: PreferenceData, options: dict) -> list:
+    return [j for j in state.job_store().list_jobs(kind="audit", limit=200)
+            if j.config.get("data", {}).get("fingerprint") == data.fingerprint and j.config.get("audit") == options]
+
+
+def first_flags(table: pd.DataFrame) -> np.ndarray:
+    """Each pair's first audit flag as a label (``"no flag"`` when none), shape (n_pairs,)."""
+    from alignscope.audit import FLAGS
+
+    issue = np.full(len(table), "no flag", dtype=object)
+    for flag in reversed(FLAGS):
+        issue[table[flag].to_numpy(dtype=bool)] = FLAG_LABELS[flag]
+    return issue

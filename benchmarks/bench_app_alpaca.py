@@ -55,10 +55,11 @@ def main() -> None:
     at = AppTest.from_file(MAIN, default_timeout=900)
     figures["app_first_run_s"] = _timed(at, at.run)
     figures["map_pca_s"] = _timed(at, lambda: at.switch_page("views/map.py").run())
-    figures["map_all_points_s"] = _timed(at, lambda: at.select_slider(key=f"map_max_points_{len(emb.matrix)}").set_value(
-        len(emb.matrix)).run())  # "all" points
     figures["map_colour_isa_s"] = _timed(at, lambda: at.selectbox(key="map_colour").set_value(
-        next(o for o in at.selectbox(key="map_colour").options if "ISA" in o)).run())
+        next(o for o in at.selectbox(key="map_colour").options if "ISA" in o)).run())  # the WebGL map: every point
+    at.toggle(key="map_plotly").set_value(True).run()  # the Plotly fallback at its most points
+    figures["map_plotly_all_points_s"] = _timed(
+        at, lambda: at.select_slider(key="map_max_points").set_value(150_000).run())
     figures["select_cold_s"] = _timed(at, lambda: at.switch_page("views/select.py").run())
     figures["select_warm_s"] = _timed(at, lambda: at.switch_page("views/select.py").run())
     moves = []

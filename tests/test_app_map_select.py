@@ -91,19 +91,19 @@ def test_pair_methods_rank_pairs_on_the_select_page(app):
     assert {"length", "margin", "rds", "lm-margin"} <= offered
     at.selectbox(key="select_method").set_value("length").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert _metric(at, "Points kept") == "6 of 120" and _metric(at, "Pairs touched") == "6"
+    assert _metric(at, "Pairs kept") == "6 of 120"
     assert any("length: what the score is" in h.value for h in at.subheader)
     specs = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
     assert "rejected words: kept vs dropped pairs" in specs  # the gap histogram
     at.selectbox(key="select_length_by").set_value("chosen").run()  # a widget generated from the option
-    assert not at.exception and _metric(at, "Points kept") == "6 of 120"
+    assert not at.exception and _metric(at, "Pairs kept") == "6 of 120"
     at.selectbox(key="select_method").set_value("margin").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("circular" in w.value.lower() for w in at.warning), [w.value for w in at.warning]
     at.selectbox(key="select_method").set_value("rds").run()
     assert not at.exception, [e.value for e in at.exception]
     at.slider(key="select_percent").set_value(25.0).run()
-    assert _metric(at, "Points kept") == "30 of 120"
+    assert _metric(at, "Pairs kept") == "30 of 120"
     at.button(key="select_use").click().run()
     table = Selection.read(at.session_state["alignscope_selection"]["path"])
     assert (table.method, table.unit, int(table["selected"].sum())) == ("rds", "pair", 30)
@@ -146,47 +146,93 @@ def test_use_for_training_and_export_inside_the_data_root(app):
     assert not (root.parent / "escape.jsonl").exists()
 
 
+def _map_args(at) -> dict:
+    """The WebGL map's arguments: JSON ones, and the byte length of each binary one."""
+    proto = at.get("component_instance")[0].proto
+    args = json.loads(proto.json_args)
+    args.update({a.key: len(a.bytes) for a in proto.special_args})
+    return args
+
+
+def _legend_labels(at) -> set:
+    return {entry["label"] for entry in _map_args(at)["legend"]["entries"]}
+
+
 def test_map_draws_every_point_and_colours(app):
     at, _ = app
     at.switch_page("views/map.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    args = _map_args(at)
+    assert args["mode"] == "points" and args["xy"] == 240 * 2 * 4  # every point, float32 x and y
+    assert args["layout"] == "completion" and args["ids"] is None  # pair and side follow from the row
+    assert args["codes"] == 240 and not at.get("plotly_chart")  # one byte of colour per point
+    assert _legend_labels(at) == {"chosen", "rejected"}
+    at.selectbox(key="map_colour").set_value("GMM component").run()
+    assert _legend_labels(at) <= {"component 0", "component 1"}
+    at.selectbox(key="map_colour").set_value("topic").run()
+    assert len(_legend_labels(at)) == 8
+
+
+def test_the_plotly_map_stays_as_the_fallback(app):
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    at.toggle(key="map_plotly").set_value(True).run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert sum(_length(trace["x"]) for trace in spec["data"]) == 240
     assert {trace["name"] for trace in spec["data"]} == {"chosen", "rejected"}
     assert all(trace["type"] == "scattergl" for trace in spec["data"])
-    at.selectbox(key="map_colour").set_value("GMM component").run()
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert {trace["name"] for trace in spec["data"]} <= {"component 0", "component 1"}
-    at.selectbox(key="map_colour").set_value("topic").run()
-    assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 8
-    # The map draws completions, so here they are counted, beside the pairs the Select slider chose.
-    at.selectbox(key="map_colour").set_value("current selection").run()
-    caption = next(c.value for c in at.caption if c.value.startswith("Current selection"))
-    assert "6 of 120 pairs (5.0%)" in caption and "of 240 completions on this map" in caption
+    assert not at.get("component_instance")
+    hover = spec["data"][0]["text"][0]
+    assert hover.startswith("#") and "PROMPT:" in hover
 
 
 def test_the_colour_choice_survives_a_visit_to_the_unfinished_umap_map(app):
-    """Choosing UMAP before it is computed stops the page before the "Colour by" box is drawn, which
-    drops the box's state; back on a drawn map, box and chart still show the same, chosen colouring."""
+    """Choosing UMAP before it is computed shows the PCA map and the button to compute UMAP; the
+    "Colour by" box and the map keep the chosen colouring throughout."""
     at, _ = app
     at.switch_page("views/map.py").run()
     at.selectbox(key="map_colour").set_value("GMM component").run()
     at.radio(key="map_method").set_value("UMAP").run()
     assert any("Compute UMAP map" == b.label for b in at.button)
-    assert not at.get("plotly_chart")
+    assert any(c.value.startswith("PCA map of 240") for c in at.caption)  # PCA while UMAP is not there
+    assert _legend_labels(at) <= {"component 0", "component 1"}
     at.radio(key="map_method").set_value("PCA").run()
     assert at.selectbox(key="map_colour").value == "GMM component"
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert spec["layout"]["title"]["text"].endswith("coloured by GMM component")
-    assert {trace["name"] for trace in spec["data"]} <= {"component 0", "component 1"}
+    assert any(c.value.endswith("coloured by GMM component.") for c in at.caption)
+    assert _legend_labels(at) <= {"component 0", "component 1"}
 
 
-def test_map_hover_text_is_escaped(app):
+def test_search_selects_pairs_that_become_the_active_selection(app):
     at, _ = app
     at.switch_page("views/map.py").run()
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    hover = spec["data"][0]["text"][0]
-    assert hover.startswith("#") and "PROMPT:" in hover
+    at.text_input(key="map_search").set_value("the").run()
+    message = next(s.value for s in at.success if s.value.startswith("Selected on the map (search 'the')"))
+    n_pairs = int(message.split(": ")[1].split(" pairs")[0].replace(",", ""))
+    assert 0 < n_pairs <= 120 and _map_args(at)["selected"] == 4 * 2 * n_pairs  # both completions, uint32
+    at.text_input(key="map_subset_name").set_value("with-the")
+    at.button(key="map_keep").click().run()
+    active = at.session_state["alignscope_selection"]
+    selection = Selection.read(active["path"])
+    assert selection.config["method"] == "manual" and selection.config["how"] == "search 'the'"
+    assert int(selection["selected"].sum()) == n_pairs == active["n_selected"]
+
+
+def test_the_pair_view_draws_segments_coloured_by_the_audit(app):
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    at.radio(key="map_view").set_value("pairs").run()
+    args = _map_args(at)
+    assert args["mode"] == "segments" and args["xy"] == 120 * 4 * 4 and args["ids"] == 120 * 4
+    assert args["legend"]["title"].startswith("length gap")  # until the audit runs
+    at.button(key="map_audit").click().run()
+    args = _map_args(at)
+    assert args["legend"]["title"] == "flip score" and args["legend"]["min"] == 0 and args["legend"]["max"] == 1
+    assert args["order"] == 120 * 4  # drawn by flip score, the most suspicious on top
+    at.multiselect(key="map_pair_flags").set_value(["no flag"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert 0 < _map_args(at)["ids"] < 120 * 4  # flagged pairs filtered out
+    at.selectbox(key="map_pair_colour").set_value("probe margin").run()
+    assert _map_args(at)["legend"]["min"] == -_map_args(at)["legend"]["max"]
 
 
 def test_umap_runs_as_a_background_job(app):
@@ -197,6 +243,8 @@ def test_umap_runs_as_a_background_job(app):
     assert not at.exception
     jobs = JobStore().list_jobs(kind="map")
     assert jobs and jobs[0].config["method"] == "umap"
+    # While it runs the PCA map stays on the page (drawn, selectable), beside the job's progress.
+    assert at.get("component_instance") and any(c.value.startswith("PCA map of 240") for c in at.caption)
     JobStore().cancel(jobs[0].id)
 
 

@@ -2,7 +2,7 @@
 127.0.0.1 with the demo data. Visits every page, moves the subset slider, exports a subset, trains
 a tiny DPO run, a tiny DPO + SamS run (shown on the Scheduler page) and a tiny sweep from the
 pages, downloads the report and opens it with the network off, reloads a deep link in a new
-session, and saves a screenshot of each page.
+session, and saves a screenshot of each page (the Map's: tests/test_browser_map.py).
 
 Screenshots go to ``$ALIGNSCOPE_SCREENSHOTS`` (default: ``tests/screenshots/``, not committed; the
 README's copies live in ``assets/``). Skips with a message when chromium or Playwright is missing
@@ -135,25 +135,29 @@ def test_every_page_opens_and_says_what_it_shows(page):
     shot(page, "data")
 
 
+MAP_FRAME = "iframe[title='alignscope.app.components.scattermap.scattermap']"
+
+
 def test_map_and_select_with_slider_and_export(page, app_url):
+    """The Map's own walk (search, lasso, pair view, its screenshot) is tests/test_browser_map.py."""
     open_page(page, "Map")
     page.get_by_role("button", name="Compute embeddings").click()
-    page.locator(".js-plotly-plot").first.wait_for(timeout=LONG)
+    page.locator(MAP_FRAME).first.wait_for(timeout=LONG)
     settle(page)
-    shot(page, "map")
-    # Colour by the GMM component, then compute the UMAP map: the box and the chart still agree after
-    # the UMAP job (the page stops while it runs, which used to reset the box but not the chart).
+    # Colour by the GMM component, then compute the UMAP map (the PCA map is shown while it runs):
+    # the box, the caption and the map's legend still agree after the UMAP job.
     page.locator("[data-testid=stSelectbox]", has_text="Colour by").click()
     page.get_by_role("option", name="GMM component", exact=True).click()
     settle(page)
     page.get_by_text("UMAP", exact=True).click()
     page.get_by_role("button", name="Compute UMAP map").click()
-    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-                           ".some(t => t.textContent.startsWith('UMAP map'))", timeout=LONG)
+    page.get_by_text(re.compile(r"^UMAP map of 400 completions")).first.wait_for(timeout=LONG)
     settle(page)
     box = selectbox_value(page, "Colour by")
-    title = page.locator(".js-plotly-plot .gtitle").first.text_content()
-    assert "GMM component" in box and title.endswith("coloured by GMM component"), (box, title)
+    caption = page.get_by_text(re.compile(r"^UMAP map of 400 completions")).first.inner_text()
+    legend = page.frame_locator(MAP_FRAME).first.locator("#legend").inner_text()
+    assert "GMM component" in box and caption.endswith("coloured by GMM component."), (box, caption)
+    assert "component 0" in legend, legend
     page.get_by_text("PCA", exact=True).click()
     settle(page)
     open_page(page, "Select")

@@ -46,3 +46,34 @@ def test_display_sample_keeps_requested_rows():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown map method"):
         project(np.zeros((5, 3), dtype=np.float32), "tsne")
+
+
+def test_pca_fitted_on_a_sample_spans_the_same_plane():
+    """Above max_fit rows the axes come from a seeded sample; with distinct leading variances the
+    plane they span is the full PCA's up to a fraction of a degree."""
+    from scipy.linalg import subspace_angles
+
+    from alignscope.embed.projection import pca_2d
+
+    rng = np.random.default_rng(0)
+    scales = np.r_[10.0, 6.0, np.ones(30)]
+    matrix = (rng.normal(size=(60_000, 32)) * scales) @ np.linalg.qr(rng.normal(size=(32, 32)))[0]
+    sampled = pca_2d(matrix, max_fit=20_000)
+    full = pca_2d(matrix, max_fit=len(matrix))
+    assert sampled.shape == (60_000, 2) and sampled.dtype == np.float32
+    assert np.degrees(subspace_angles(sampled.astype(np.float64), full.astype(np.float64))).max() < 0.5
+
+
+def test_umap_above_the_fit_size_places_the_other_points_with_progress():
+    from alignscope.embed.projection import umap_2d
+
+    matrix, labels = _blobs(n=900)
+    progress = []
+    coords = umap_2d(matrix, max_fit=300, chunk=200, on_progress=lambda f, m: progress.append((f, m)))
+    assert coords.shape == (900, 2) and np.isfinite(coords).all()
+    centroids = np.stack([coords[labels == k].mean(axis=0) for k in range(4)])
+    nearest = np.argmin(((coords[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == labels).mean() > 0.95  # placed points land in their own blob
+    fractions = [f for f, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert "placed 600 of 600 points" in progress[-1][1] and "s left" in progress[-2][1]

@@ -122,10 +122,13 @@ def test_payloads_in_pairs_are_shown_as_text_never_as_html(payload_app, monkeypa
     at = AppTest.from_file(MAIN, default_timeout=180).run()
     if page != "views/data.py":
         at.switch_page(page).run()
+    if page == "views/map.py":  # the legend of the WebGL map names the sources: data, never markup
+        at.selectbox(key="map_colour").set_value("source").run()
     assert not at.exception, [e.value for e in at.exception]
     for body in _rendered_as_markdown(at):
         assert not any(marker in body for marker in MARKERS), body
     # The payloads did reach the page, as plain text or data (else the check above proves nothing).
     shown = " ".join(str(t.value) for t in at.text) + " ".join(str(d.value) for d in at.dataframe) + \
-        " ".join(str(c.proto.spec) for c in at.get("plotly_chart")) + " ".join(str(c.value) for c in at.code)
+        " ".join(str(c.proto.spec) for c in at.get("plotly_chart")) + " ".join(str(c.value) for c in at.code) + \
+        " ".join(c.proto.json_args for c in at.get("component_instance"))
     assert any(marker in shown for marker in MARKERS), f"no payload shown on {page}"

@@ -4,6 +4,7 @@ planted copies, in words and with intervals), each pair side by side with a word
 nearest neighbours, and one button that makes the clean subset the active selection."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -17,10 +18,8 @@ from alignscope.audit import (FLAGS, AuditConfig, AuditError, CalibrationConfig,
 from alignscope.data.preferences import render_text
 from alignscope.options import range_text
 
-AUDIT_FLAGS_KEY = "alignscope_audit_flags"
 DUP_KEEP_KEY = "alignscope_dup_keep"  # {"fingerprint", "keep": {group: pair}}: copies kept by hand
-FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate", "is_outlier": "outlier",
-               "identical": "chosen = rejected"}
+FLAG_LABELS = analysis.FLAG_LABELS
 
 st.title("Audit")
 st.caption("Find the pairs that hurt training: labels that look flipped (out-of-fold probabilities of one "
@@ -89,10 +88,10 @@ summary = _summary(data.fingerprint, source, stamp, folds, seed, data, table)
 previews = analysis.prompt_previews(data)  # 120 characters of every prompt, once per data set
 n = summary["n_pairs"]
 # Each pair's first flag, for the Map page's "audit flag" colouring (a plain key survives page switches).
-issue = np.full(n, "no flag", dtype=object)
-for flag in reversed(FLAGS):
-    issue[table[flag].to_numpy(dtype=bool)] = FLAG_LABELS[flag]
-st.session_state[AUDIT_FLAGS_KEY] = {"fingerprint": data.fingerprint, "issue": issue}
+issue = analysis.first_flags(table)
+st.session_state[analysis.AUDIT_FLAGS_KEY] = {"fingerprint": data.fingerprint, "issue": issue}
+st.session_state[analysis.AUDIT_CONFIG_KEY] = {"fingerprint": data.fingerprint,  # what the Map's audit colours read
+                                               "config": dataclasses.asdict(audit_config)}
 st.session_state[state.AUDIT_TABLE_KEY] = {"fingerprint": data.fingerprint, "table": table}  # the report's audit
 
 # ------------------------------------------------------------------------------------ cards
