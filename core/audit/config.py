@@ -25,7 +25,8 @@ class AuditConfig:
 
     cli_group = "audit options"
 
-    encoder: str = option("minilm", help="encoder of the completion embeddings: minilm, static or lm-last-token:<model>")
+    encoder: str = option("static", help="encoder of the completion embeddings: static, minilm, lsa or "
+                                         "lm-last-token:<model>")
     second_encoder: str | None = option(
         None, default_text="none",
         help="a second encoder whose own cross-fitted probe joins the flip model (e.g. static)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
+from alignscope.embed.encoders import DEFAULT_ENCODER
 
 __all__ = ["add_embed_command", "add_encoder_options", "cmd_embed"]
 
@@ -31,9 +32,10 @@ def add_embed_command(commands: Any) -> None:
 
 
 def add_encoder_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--encoder", default="minilm",
-                        help="minilm (default), static (Model2Vec distilled from MiniLM: ~30x faster, "
-                             "order-blind) or lm-last-token:MODEL (tiny, smollm2-135m, an HF folder)")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
+                        help=f"{DEFAULT_ENCODER} (default: Model2Vec distilled from MiniLM, seconds for any data set, "
+                             "order-blind), minilm (the sentence encoder itself, ~100x slower on a CPU), lsa (the "
+                             "data's own words) or lm-last-token:MODEL (tiny, smollm2-135m, an HF folder)")
     parser.add_argument("--unit", default=None, choices=["completion", "pair"],
                         help="completion (default): chosen and rejected are two points, as in the paper; "
                              "pair: one point per pair")

@@ -28,6 +28,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from alignscope.embed.encoders import DEFAULT_ENCODER
+
 __all__ = ["add_spectra_command", "cmd_spectra", "run_spectra"]
 
 
@@ -35,8 +37,8 @@ def add_spectra_command(commands: Any) -> argparse.ArgumentParser:
     """Add the ``spectra`` subcommand to an argparse subparsers object; returns its parser."""
     parser = commands.add_parser("spectra", help="spectral imbalance of encoders across groups (Kaushik et al. 2024)")
     parser.add_argument("path", help="data: file, datasets folder, hub id or demo[:N[:SEED]]")
-    parser.add_argument("--encoders", default="minilm",
-                        help="comma-separated encoders, e.g. minilm,lm-last-token:tiny (default minilm)")
+    parser.add_argument("--encoders", default=DEFAULT_ENCODER,
+                        help=f"comma-separated encoders, e.g. static,minilm,lm-last-token:tiny (default {DEFAULT_ENCODER})")
     parser.add_argument("--groups", default="label",
                         help="label (chosen vs rejected), component (ISA's GMM), or a metadata column such as source")
     parser.add_argument("--out", required=True, help="output folder (created)")

@@ -11,6 +11,7 @@ from typing import Any
 
 from alignscope.cli.common import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UsageError, add_source_options, follow_jobs, load_data
 from alignscope.cli.config_flags import add_config_arguments, config_fields_from_args
+from alignscope.evaluate.evaluators import PROBE_ENCODER
 from alignscope.evaluate.metrics import describe_scores
 from alignscope.train.config import CONFIG_CLASSES, METHODS, TrainConfig, TrainError, train_config
 
@@ -43,9 +44,9 @@ def add_train_commands(commands: Any) -> None:
     probe_cmd.add_argument("path", metavar="DATA")
     add_source_options(probe_cmd)
     probe_cmd.add_argument("--selection", help="selection .parquet (default: all training pairs)")
-    probe_cmd.add_argument("--eval-encoder", "--encoder", dest="eval_encoder", default="minilm",
-                           help="the probe's own features (default minilm); choose one the selection did not use, "
-                                "or the score is circular")
+    probe_cmd.add_argument("--eval-encoder", "--encoder", dest="eval_encoder", default=PROBE_ENCODER,
+                           help=f"the probe's own features (default {PROBE_ENCODER}: the data's own words); choose one "
+                                "the selection did not use, or the score is circular")
     probe_cmd.add_argument("--test-fraction", type=float, default=0.2)
     probe_cmd.add_argument("--seed", type=int, default=0)
     probe_cmd.add_argument("--json", action="store_true")
