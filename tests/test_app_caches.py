@@ -23,7 +23,9 @@ def embedded(tmp_path_factory):
         job = store.submit("embed", {"data": data.spec(), "encoder": "static", "unit": "completion"})
         finished = store.wait(job, timeout=600)
         assert finished.status == "succeeded", store.logs(job)
-        yield data, finished.run_dir
+        from alignscope.embed.encoders import cached_path
+
+        yield data, f"{cached_path(data, 'static')}#completion"  # the pages' embedding source: file and unit
 
 
 @pytest.mark.slow
@@ -31,17 +33,17 @@ def embedded(tmp_path_factory):
 def test_kept_pairs_at_matches_the_pair_table(embedded, method):
     from alignscope.app import analysis
 
-    data, run_dir = embedded
+    data, source = embedded
     n_points = 2 * data.n_pairs
     for k in (1, 7, n_points // 10, n_points // 2, n_points - 1, n_points):
-        table = analysis.selection_at(run_dir, method, k)
+        table = analysis.selection_at(source, method, k)
         expected = kept_pairs_mask(analysis.pair_level(table).table, data.n_pairs)
-        got = analysis.kept_pairs_at(run_dir, method, k, data.n_pairs, table=table)
+        got = analysis.kept_pairs_at(source, method, k, data.n_pairs, table=table)
         assert got.dtype == bool and got.shape == (data.n_pairs,)
         np.testing.assert_array_equal(got, expected)
     # More points kept never drops a pair (the cut-off slides down one ranking).
-    small = analysis.kept_pairs_at(run_dir, "isa", 10, data.n_pairs)
-    large = analysis.kept_pairs_at(run_dir, "isa", 40, data.n_pairs)
+    small = analysis.kept_pairs_at(source, "isa", 10, data.n_pairs)
+    large = analysis.kept_pairs_at(source, "isa", 40, data.n_pairs)
     assert not (small & ~large).any() and large.sum() > small.sum()
 
 
@@ -83,8 +85,8 @@ def test_the_slider_cuts_the_cached_ranking(embedded):
     """The ranking the cache reads is the one ``Selection.top`` cuts (rank 1 = best)."""
     from alignscope.app import analysis
 
-    data, run_dir = embedded
-    ranked = analysis.ranking(str(run_dir), analysis.embedding_stamp(run_dir), "isa", 0, "{}", None)
+    data, source = embedded
+    ranked = analysis.ranking(source, analysis.embedding_stamp(source), "isa", 0, "{}", None)
     cut = ranked.top(25).table
     assert int(cut["selected"].sum()) == 25
     assert set(cut.loc[cut["selected"], "rank"]) == set(range(1, 26))
