@@ -554,7 +554,7 @@ def section_label_noise(ctx: Context) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- 6 scaling
 def section_scaling(ctx: Context) -> dict[str, Any]:
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.scaling.results import fit_sweep, read_points_jsonl
     from alignscope.scaling.sweep import SweepConfig, submit_sweep
 

@@ -76,7 +76,7 @@ STANDARD_ROWS = [
 def wait_for_first_look(at, encoder: str = "static", timeout: float = 900):
     """A page's first visit starts the static embedding of the active data by itself (no click: the
     first look at any data set must need none); wait for that job and rerun the page."""
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     store = JobStore()
     jobs = store.list_jobs(kind="embed")

@@ -142,7 +142,7 @@ def test_sweep_points_train_with_the_config_defaults():
 
 def test_submit_training_checks_before_any_job(tmp_path):
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.train.submit import submit_training, train_job_config
 
     data, store = load_preferences("demo:40"), JobStore()
@@ -169,7 +169,7 @@ def test_the_train_page_widgets_start_at_the_config_defaults(monkeypatch, tmp_pa
     from streamlit.testing.v1 import AppTest
 
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.train.submit import train_job_config
 
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))

@@ -85,7 +85,7 @@ def test_report_to_and_lora_validation_in_python():
 def test_train_page_real_model_options_reach_the_job(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from conftest import ROOT
 
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))

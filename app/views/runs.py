@@ -9,7 +9,7 @@ import streamlit as st
 
 from alignscope.app import charts, scores, state
 from alignscope.evaluate.evaluators import EVAL_FILE
-from alignscope.jobs.store import JobError, format_duration, format_time, format_wait, known_kinds
+from alignscope.jobs import JobError, format_duration, format_time, format_wait, known_kinds
 from alignscope.scaling.recommend import percent_text
 from alignscope.scaling.results import read_points_jsonl, split_sweep_jobs, sweep_overview
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
 from alignscope.evaluate.evaluators import EVAL_FILE, eval_probe
-from alignscope.jobs.store import JobError, format_wait
+from alignscope.jobs import JobError, format_wait
 from alignscope.models import BUILTIN_MODELS
 from alignscope.train.config import (METHODS, REPORT_TO, option_defaults, option_fields, option_meta,
                                      report_to_names, train_config)

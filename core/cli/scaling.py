@@ -91,7 +91,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     config = sweep_config(args)
     config.validate()

@@ -65,7 +65,7 @@ def train_fields(args: argparse.Namespace) -> dict[str, object]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything here (exit 2 on bad input), then run the training as a job so that it
     shows on the app's Runs page; follow it until it ends (Ctrl-C cancels it unless --detach)."""
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.train.submit import submit_training
 
     config = train_config(args.method, **train_fields(args))  # a bad value fails before the data loads

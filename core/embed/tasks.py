@@ -1,5 +1,5 @@
 """Job functions for the app's long work that is not training: embedding a data set and drawing its
-2-D map. Each runs in a worker process (:mod:`alignscope.jobs.store`) as ``fn(config, run_dir, report)``
+2-D map. Each runs in a worker process (:mod:`alignscope.jobs`) as ``fn(config, run_dir, report)``
 and leaves its result where every front end finds it, so the app only reads files.
 
 An ``embed`` job computes the data's completion embeddings into the embedding cache

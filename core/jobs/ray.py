@@ -25,8 +25,10 @@ import subprocess
 import sys
 from typing import Any
 
-from alignscope.jobs.store import (FAILED, QUEUED, RUNNING, Executor, Job, JobError, JobStore, process_identity,
-                             process_start_time, terminate_job_processes)
+from alignscope.jobs.executors import Executor
+from alignscope.jobs.model import FAILED, QUEUED, RUNNING, Job, JobError
+from alignscope.jobs.process import process_identity, process_start_time, terminate_job_processes
+from alignscope.jobs.store import JobStore
 
 __all__ = ["RayExecutor", "ADDRESS_ENV"]
 

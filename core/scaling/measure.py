@@ -238,7 +238,7 @@ def _save_margins(path: Path, pairs: np.ndarray, margin: np.ndarray) -> None:
 
 
 def _own_job_id(run_dir: Path) -> str | None:
-    from alignscope.jobs.store import read_run_config
+    from alignscope.jobs import read_run_config
 
     try:
         return read_run_config(run_dir).get("job_id")
@@ -320,7 +320,7 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
     """The ``sweep_worker`` job kind: ``config = {"data": spec, "sweep_dir", "sweep": SweepConfig
     fields, "worker": i, "n_workers": n}``. Measures units until every one is claimed."""
     from alignscope.data.preferences import load_spec
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     _limit_threads(int(config.get("n_workers", 1)))
     sweep = SweepConfig.from_dict(config["sweep"])

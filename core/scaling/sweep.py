@@ -267,7 +267,7 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
                  report: Callable[[str], None] | None = None) -> list[str]:
     """:func:`prepare_sweep`, then submit ``workers`` ``sweep_worker`` jobs (default
     :func:`default_workers`, at most one per unit). Returns the job ids."""
-    from alignscope.jobs.store import JobStore, get_executor
+    from alignscope.jobs import JobStore, get_executor
 
     workers = default_workers() if workers is None else workers
     if not isinstance(workers, int) or workers < 1:

@@ -9,7 +9,7 @@ without paying for torch).
 Entry points
 ------------
 * :func:`train` ``(data, *, selection=None, config, run_dir, report=None) -> dict`` from Python.
-* :func:`run_job` ``(config, run_dir, report)``: the ``train`` job kind of :mod:`alignscope.jobs.store`;
+* :func:`run_job` ``(config, run_dir, report)``: the ``train`` job kind of :mod:`alignscope.jobs`;
   ``config`` is plain JSON: ``{"data": SOURCE, "selection": PATH|None, "method": "dpo"|"kto",
   ...the fields of the method's config dataclass...}``.
 
