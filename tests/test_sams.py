@@ -13,8 +13,9 @@ import torch
 from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.train.sams import (ReplayPool, SamsConfig, SamsError, SamsScheduler, batch_reward, layer_mean,
-                             n_selected, pair_contexts, pair_rewards, sample_rewards)
+from alignscope.train.sams import (ReplayPool, SamsScheduler, batch_reward, layer_mean, pair_contexts, pair_rewards,
+                                   sample_rewards)
+from alignscope.train.sams_config import SamsConfig, SamsError, n_selected
 from alignscope.train.config import TrainError, train_config
 from alignscope.train.trainer import train
 from tests.conftest import run_cli

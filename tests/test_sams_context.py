@@ -14,8 +14,9 @@ import torch
 from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.train.sams import (RunningMoments, SamsConfig, SamsError, SamsScheduler, pair_contexts, pair_rewards,
-                             ranked_rewards, ratio_warning, read_sams_log, selection_rates)
+from alignscope.train.sams import RunningMoments, SamsScheduler, pair_contexts, pair_rewards, ranked_rewards
+from alignscope.train.sams_config import SamsConfig, SamsError, ratio_warning
+from alignscope.train.sams_log import read_sams_log, selection_rates
 from alignscope.train.config import TrainError, train_config
 from alignscope.train.trainer import train
 

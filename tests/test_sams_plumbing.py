@@ -11,7 +11,7 @@ import torch
 from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.train.sams import SamsConfig
+from alignscope.train.sams_config import SamsConfig
 
 
 @pytest.mark.slow

@@ -122,4 +122,5 @@ def test_training_warnings_are_collected_once_each():
         logging.getLogger("transformers.trainer").warning("another   warning\nover two lines")
         logging.getLogger("trl.trainer.dpo_trainer").info("not a warning")
     logging.getLogger("trl.trainer.dpo_trainer").warning("after the run: not collected")
-    assert caught.messages == ["The tokenized prompt is not a prefix of ...", "another warning over two lines"]
+    assert caught.record["warnings"] == ["The tokenized prompt is not a prefix of ...", "another warning over two lines"]
+    assert [group["count"] for group in caught.record["groups"]] == [3, 1] and caught.record["total"] == 4

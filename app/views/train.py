@@ -264,7 +264,7 @@ st.subheader("Quick estimate without training (probe)")
 st.caption("A Bradley–Terry linear reward model fitted in seconds on frozen MiniLM embeddings of the selected "
            "training pairs, scored on the same held-out pairs. A linear probe's score, not a trained model's: a "
            "PROXY for training, useful for comparing subsets quickly.")
-embedded = any(j.status == "succeeded" for j in analysis.embed_jobs(data, "minilm", "completion"))
+embedded = any(j.status == "succeeded" for j in analysis.embed_jobs(data, "minilm"))
 probe_key = (data.fingerprint, trains_on, float(test_fraction))
 if not embedded:
     st.caption("Needs the MiniLM embeddings: compute them on the Map or Select page first.")
