@@ -41,6 +41,8 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
+from alignscope.files import jsonable
+from alignscope.options import is_finite, is_int
 
 __all__ = ["SpectraError", "GroupSpectrum", "ProbeResult", "SpectralReport", "balanced_indices",
            "group_spectrum", "spectral_metrics", "imbalance_scores", "plugin_error", "linear_probe",
@@ -93,7 +95,7 @@ def _check_groups(groups: Any, n: int) -> np.ndarray:
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not is_int(value) or value < low:
         raise SpectraError(f"{name} must be an integer >= {low}; got {value!r}")
     return int(value)
 
@@ -140,7 +142,7 @@ def _resolve_shrinkage(shrinkage: Any, n: int, d: int) -> str | float:
         return "lw"
     if shrinkage is None or shrinkage is False:
         return 0.0
-    if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) or not 0 <= shrinkage <= 1:
+    if not is_finite(shrinkage) or not 0 <= shrinkage <= 1:
         raise SpectraError(f"shrinkage must be 'auto', 'lw', None or a number in [0, 1]; got {shrinkage!r}")
     return float(shrinkage)
 
@@ -475,20 +477,8 @@ class SpectralReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": _jsonable(self.summary()), "groups": _jsonable(self.table().to_dict(orient="records")),
-                "config": _jsonable(self.config)}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+        return {"summary": jsonable(self.summary()), "groups": jsonable(self.table().to_dict(orient="records")),
+                "config": jsonable(self.config)}
 
 
 def spectral_imbalance(X: Any, groups: Any, *, n_per_group: int | None = None, shrinkage: Any = "auto",

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from alignscope.files import append_jsonl
-from alignscope.train.config import SAMS_LOG
+from alignscope.run_files import SAMS_LOG
 from alignscope.train.sams_config import SamsConfig, SamsError
 from alignscope.train.sams_log import (flip_groups, pair_words, read_sams_log, selection_rates, step_decisions,
                                        step_summary, words_selected_vs_skipped)

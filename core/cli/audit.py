@@ -20,6 +20,7 @@ from typing import Any
 
 from alignscope.cli.common import add_source_options, load_data
 from alignscope.embed.embeddings import Embeddings
+from alignscope.options import parse_list
 
 __all__ = ["add_audit_command", "cmd_audit"]
 
@@ -65,7 +66,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise AuditError(f"--seed must be >= 0, got {args.seed}")
     if args.drop is not None and not args.clean_out:
         raise AuditError("--drop applies to the clean subset: give --clean-out SEL.parquet too")
-    drop = FLAGS if args.drop is None else tuple(d.strip() for d in args.drop.split(",") if d.strip())
+    drop = FLAGS if args.drop is None else tuple(parse_list(args.drop))
     unknown = [d for d in drop if d not in FLAGS]
     if unknown:
         raise AuditError(f"--drop: unknown flag {unknown[0]!r}; choose from {', '.join(FLAGS)}")

@@ -28,6 +28,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from alignscope.options import parse_list
+
 __all__ = ["add_spectra_command", "cmd_spectra", "run_spectra"]
 
 
@@ -128,7 +130,7 @@ def cmd_spectra(args: argparse.Namespace) -> int:
     from alignscope.data.preferences import load_preferences
     from alignscope.spectra import SpectraError, sample_pairs
 
-    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    encoders = parse_list(args.encoders)
     data = load_preferences(args.path)
     if args.sample is not None:
         data = sample_pairs(data, args.groups, args.sample, seed=args.seed)

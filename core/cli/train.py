@@ -12,6 +12,7 @@ from typing import Any
 from alignscope.cli.common import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UsageError, add_source_options, follow_jobs, load_data
 from alignscope.cli.config_flags import add_config_arguments, config_fields_from_args
 from alignscope.evaluate.metrics import describe_scores
+from alignscope.run_files import CONFIG_FILE, EVAL_FILE
 from alignscope.train.config import CONFIG_CLASSES, METHODS, TrainConfig, TrainError, train_config
 
 __all__ = ["add_train_commands", "train_fields", "cmd_train", "cmd_eval", "cmd_eval_probe"]
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_eval(run_dir: Path, as_json: bool, job_id: str | None = None) -> int:
-    evaluation = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    evaluation = json.loads((run_dir / EVAL_FILE).read_text(encoding="utf-8"))
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), **({"job_id": job_id} if job_id else {}), **evaluation},
                          default=str))
@@ -116,7 +117,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from alignscope.evaluate.evaluators import evaluate_run
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").exists():
+    if not (run_dir / CONFIG_FILE).exists():
         raise UsageError(f"{run_dir}: not a run directory (no config.json)")
     evaluate_run(run_dir, recompute=args.recompute, max_pairs=args.max_pairs)
     return _print_eval(run_dir, args.json)

@@ -31,10 +31,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from alignscope.files import atomic_path, atomic_write
 from alignscope.data import cache as data_cache
 from alignscope.data.demo import DEFAULT_N, demo_frame
 from alignscope.data.readers import DataError, RawTable, from_hf_dataset, is_missing, read_path
+from alignscope.evaluate.metrics import word_count
+from alignscope.files import atomic_path, atomic_write
+from alignscope.options import parse_list
 
 __all__ = ["PreferenceData", "ValidationReport", "DataError", "load_preferences", "load_spec", "CANONICAL",
            "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map", "demo_preferences"]
@@ -205,9 +207,7 @@ def parse_column_map(items: Iterable[str] | str | None) -> dict[str, str]:
         items = [items]
     mapping: dict[str, str] = {}
     for item in items:
-        for part in str(item).split(","):
-            if not part.strip():
-                continue
+        for part in parse_list(item):
             key, sep, value = part.partition("=")
             key, value = key.strip(), value.strip()
             if not sep or key not in CANONICAL or not value:
@@ -557,9 +557,10 @@ def _reason_kind(reason: str) -> str:
 
 
 def length_table(data: PreferenceData) -> pd.DataFrame:
-    """Words per pair for ``prompt``, ``chosen`` and ``rejected`` (whitespace-separated tokens),
-    shape (n_pairs, 3). Used for length distributions and the chosen-is-longer length bias."""
-    # str.split() counts the same \S+ runs as a regex, about 3x faster (1.7 s vs 5.4 s on AlpacaEval).
-    return pd.DataFrame({column: np.fromiter((len(text.split()) for text in data.texts(column)), dtype=np.int64,
-                                             count=len(data))
+    """Words per pair for ``prompt``, ``chosen`` and ``rejected``, shape (n_pairs, 3), counted as
+    every score's length rule counts them (:func:`alignscope.evaluate.metrics.word_count`: the
+    contents of a message list, not its role labels). Used for length distributions and the
+    chosen-is-longer length bias."""
+    return pd.DataFrame({column: np.fromiter((word_count(value) for value in data.frame[column].tolist()),
+                                             dtype=np.int64, count=len(data))
                          for column in CANONICAL})

@@ -20,9 +20,9 @@ import numpy as np
 
 from alignscope.embed.embeddings import Embeddings
 from alignscope.files import atomic_path, write_json
+from alignscope.run_files import MAP_FILE, SOURCE_FILE
 
 EMBEDDINGS_FILE = "embeddings.npy"  # run directories of earlier versions kept their own copy
-SOURCE_FILE = "source.json"          # {"path": the cache entry, "unit": ...}
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -83,6 +83,6 @@ def map_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) 
     report(0.0, f"{method} map of {len(matrix):,} points")
     coords = project(matrix, method, seed=seed, key=matrix_key(matrix),
                      on_progress=lambda fraction, message: report(fraction, message))
-    _save_array(run_dir / "map.npy", coords)
+    _save_array(run_dir / MAP_FILE, coords)
     report(1.0, "map ready")
     return {"n": int(len(coords)), "method": method}

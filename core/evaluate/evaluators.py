@@ -42,14 +42,14 @@ import pandas as pd
 
 from alignscope.files import atomic_path, write_json
 from alignscope.evaluate.metrics import LengthRule, pair_word_lengths, preference_metrics, success
+from alignscope.models import resolve_device
+from alignscope.run_files import CONFIG_FILE, EVAL_FILE, EVAL_PAIRS_FILE, STATUS_FILE
 from alignscope.train.trainset import EvaluationError, split_pairs, training_set
 
 __all__ = ["EVAL_FILE", "EVAL_PAIRS_FILE", "EvaluationError", "split_pairs", "bootstrap_ci", "encode_completion",
            "sequence_logprobs", "evaluate_pairs", "write_eval", "evaluate_run", "heldout_length_rule", "ProbeEvaluator",
            "probe_margins", "probe_accuracy", "eval_probe", "PROBE_NOTE"]
 
-EVAL_FILE = "eval.json"
-EVAL_PAIRS_FILE = "eval_pairs.parquet"
 DEFAULT_N_BOOT = 1000
 PROBE_NOTE = ("proxy: a linear Bradley-Terry reward model on frozen sentence embeddings of the selected pairs; "
               "it predicts which subsets carry a learnable preference signal, it is not the accuracy of a trained policy")
@@ -152,10 +152,11 @@ def encode_completion(tokenizer: Any, prompt: Any, completions: Sequence[Any], m
 
 
 def _resolve_device(model: Any, device: str | None) -> Any:
+    """The device asked for (checked by :func:`alignscope.models.resolve_device`), else the model's own."""
     import torch
 
     if device is not None:
-        return torch.device(device)
+        return torch.device(resolve_device(device))
     try:
         return next(model.parameters()).device
     except StopIteration:  # pragma: no cover - a model without parameters
@@ -354,7 +355,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, recompute: bool = False, data: A
     from alignscope.models import ModelError
 
     run_dir = Path(run_dir).expanduser()
-    config_path = run_dir / "config.json"
+    config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise EvaluationError(f"{str(run_dir)!r} is not a run directory (no config.json)")
     existing = None
@@ -412,7 +413,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, recompute: bool = False, data: A
 
 def _status(run_dir: Path) -> str:
     with contextlib.suppress(OSError, ValueError):
-        return str(json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("status"))
+        return str(json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8")).get("status"))
     return "unknown"
 
 

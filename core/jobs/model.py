@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from alignscope.errors import AlignscopeError
+from alignscope.run_files import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE
 
 # ------------------------------------------------------------------------------------ statuses
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -23,7 +24,6 @@ ALLOWED_TRANSITIONS: Mapping[str, frozenset[str]] = {
     SUCCEEDED: frozenset(), FAILED: frozenset(), CANCELLED: frozenset(),
 }
 
-CONFIG_FILE, STATUS_FILE, LOG_FILE, METRICS_FILE = "config.json", "status.json", "log.txt", "metrics.jsonl"
 BUSY_TIMEOUT_S = 30.0
 DEFAULT_CANCEL_GRACE_S = 5.0
 _MAX_ERROR_CHARS = 500

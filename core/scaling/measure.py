@@ -24,6 +24,7 @@ import pandas as pd
 
 from alignscope.evaluate.metrics import METRIC_CI_KEYS, METRICS, metric_baseline
 from alignscope.files import append_jsonl, atomic_path, count_lines, write_json
+from alignscope.run_files import EVAL_PAIRS_FILE, SELECTION_FILE
 from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD,
                                       HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig, SweepError,
                                       pair_count, point_dir_name, rates_path, selection_size, unit_name)
@@ -160,7 +161,7 @@ class SweepContext:
             train_pairs = self.train_pool
         else:
             table = training_pairs_table(ranking, self.test_pairs, len(self.data), k_pairs)
-            selection_path = table.write(run_dir / "selection.parquet")
+            selection_path = table.write(run_dir / SELECTION_FILE)
             train_pairs = table.pairs("any")
         if sweep.evaluator == "probe":
             result = self.probe.evaluate(train_pairs, with_margins=True)
@@ -178,7 +179,7 @@ class SweepContext:
                             run_dir=run_dir / "train", progress_bar=False,
                             report=lambda progress=None, message=None: report(message=message))
             result = summary["eval"]
-            per_pair = pd.read_parquet(run_dir / "train" / "eval_pairs.parquet")
+            per_pair = pd.read_parquet(run_dir / "train" / EVAL_PAIRS_FILE)
             pairs, margin = per_pair["pair"].to_numpy(), per_pair["margin"].to_numpy()
             n_train = summary["training"]["n_train_pairs"]
         _save_margins(run_dir / HELDOUT_FILE, pairs, margin)

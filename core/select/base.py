@@ -16,8 +16,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 
+from alignscope.files import jsonable
+from alignscope.options import is_int
 from alignscope.select.gmm import check_matrix, validate_data
-from alignscope.select.selection import SELECTION_FORMAT_VERSION, Selection, SelectionError, jsonable, order_by_score, resolve_k
+from alignscope.select.selection import SELECTION_FORMAT_VERSION, Selection, SelectionError, order_by_score, resolve_k
 
 __all__ = ["Selector", "seeded_order"]
 
@@ -227,13 +229,13 @@ def _check_pair_info(n: int, pair_index: Any, label: Any):
 
 
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise SelectionError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
 
 
 def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value) or value < 1:
         raise SelectionError(f"{name} must be a positive integer, got {value!r}")
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from alignscope import settings
 from alignscope.files import atomic_path
+from alignscope.models import resolve_device
 from alignscope.select.pair_options import LMMarginOptions
 from alignscope.select.pairwise import PairSelector, keep_score
 from alignscope.select.selection import SelectionError
@@ -153,9 +154,7 @@ class LMMarginSelector(PairSelector, LMMarginOptions):
         return result
 
     def _device(self) -> str:
-        from alignscope.models import default_device
-
-        return str(self.device or default_device())
+        return resolve_device(self.device)
 
 
 class _EtaReporter:

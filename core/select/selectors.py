@@ -54,6 +54,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope.embed.encoders import DEFAULT_ENCODER, embed
+from alignscope.options import is_finite, is_int
 from alignscope.select.base import Selector, _check_positive_int, _first_attr
 from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
 from alignscope.select.lm_margin import LMMarginSelector
@@ -202,14 +203,13 @@ class ISASelector(Selector):
             raise SelectionError(f"variant must be one of {', '.join(ISA_VARIANTS)}; got {variant!r}")
         if backend not in ("torch", "sklearn"):
             raise SelectionError(f"backend must be 'torch' or 'sklearn', got {backend!r}")
-        if pca_dim is not None and (isinstance(pca_dim, bool) or not isinstance(pca_dim, (int, np.integer))
-                                    or pca_dim < 1):
+        if pca_dim is not None and (not is_int(pca_dim) or pca_dim < 1):
             raise SelectionError(f"pca_dim must be a positive integer or None, got {pca_dim!r}")
         _check_positive_int("n_init", n_init)
         _check_positive_int("max_iter", max_iter)
         if fit_sample is not None:
             _check_positive_int("fit_sample", fit_sample)
-        if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
+        if not is_int(refine_steps) or refine_steps < 0:
             raise SelectionError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
         if not isinstance(tol, (int, float)) or tol < 0:
             raise SelectionError(f"tol must be a number >= 0, got {tol!r}")
@@ -345,7 +345,7 @@ class DensitySelector(Selector):
                             ("sample_size", sample_size), ("distance_sample", distance_sample)):
             _check_positive_int(name, value)
         for name, value in (("bandwidth", bandwidth), ("power", power)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if not is_finite(value) or not value > 0:
                 raise SelectionError(f"{name} must be a positive number, got {value!r}")
 
     def _fit(self, X: np.ndarray) -> None:
@@ -485,9 +485,9 @@ class KCenterSelector(Selector):
     def _greedy(self, X: np.ndarray, m: int):
         import torch
 
-        from alignscope.select.gmm import _resolve_device
+        from alignscope.models import resolve_device
 
-        device = _resolve_device(self.device)
+        device = torch.device(resolve_device(self.device))
         n = len(X)
         rng = np.random.default_rng(self.seed)
         first = int(rng.integers(n))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from alignscope.errors import AlignscopeError
-from alignscope.options import field_problem, is_finite, option
+from alignscope.options import field_problem, is_finite, option, parse_list
+from alignscope.run_files import SAMS_LOG
 from alignscope.select.selection import PAIR_RULES  # defined once, with the reason `mean` is not a rule
 from alignscope.train.sams_config import SamsConfig, SamsError
 
@@ -21,7 +22,6 @@ __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR
            "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem", "config_class", "option_fields", "option_defaults", "option_meta"]
 
 METHODS = ("dpo", "kto", "dpo-sams")
-SAMS_LOG = "sams.jsonl"  # per-step scheduler log of dpo-sams runs
 SAMS_INDEX_COLUMN = "sams_index"  # data index of each training pair, carried through TRL's collator
 # Learning rate when the config leaves it unset: the random-init `tiny` model needs big steps to
 # move at all in a few dozen updates; real models use a usual DPO/KTO rate.
@@ -304,7 +304,7 @@ def report_to_names(value: Any) -> list[str]:
     comma-separated string is split)."""
     if value is None:
         return []
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = parse_list(value) if isinstance(value, str) else list(value)
     names = [str(item).strip().lower() for item in items if str(item).strip()]
     return [] if names == ["none"] else names
 

@@ -17,13 +17,12 @@ import pandas as pd
 
 from alignscope.evaluate.metrics import pair_word_lengths
 from alignscope.files import read_jsonl
-from alignscope.train.config import SAMS_LOG
+from alignscope.run_files import SAMS_LOG, SELECTION_FILE
 
 __all__ = ["LOG_COLUMNS", "read_sams_log", "selection_rates", "step_summary", "step_decisions", "flip_groups",
            "pair_words", "words_selected_vs_skipped"]
 
 LOG_COLUMNS = ["step", "index", "selected", "score", "reward", "loss", "batch_reward", "scheduler_loss", "warmup"]
-SELECTION_FILE = "selection.parquet"  # the run's training rows, with a ``flipped`` column under label noise
 
 
 def read_sams_log(path: str | os.PathLike) -> pd.DataFrame:

@@ -35,7 +35,8 @@ import trl
 from alignscope.files import append_jsonl
 from alignscope.train.sams import SamsScheduler, batch_reward, layer_mean, pair_contexts, sample_rewards
 from alignscope.train.sams_config import SamsConfig, ratio_warning
-from alignscope.train.config import SAMS_INDEX_COLUMN, SAMS_LOG, TrainError  # train imports this module lazily
+from alignscope.run_files import SAMS_LOG
+from alignscope.train.config import SAMS_INDEX_COLUMN, TrainError  # train imports this module lazily
 
 __all__ = ["SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG"]
 

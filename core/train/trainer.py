@@ -72,22 +72,20 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from alignscope.files import append_jsonl, read_jsonl, write_json
 from alignscope.evaluate.metrics import describe_scores
+from alignscope.files import append_jsonl, jsonable, read_jsonl, write_json
+from alignscope.run_files import (CHECKPOINTS_LOG, CONFIG_FILE, EVAL_FILE, METRICS_FILE, SAMS_LOG, SELECTION_FILE,
+                                  TRAINING_ARTEFACTS, WARNINGS_FILE)
+from alignscope.train.config import SAMS_INDEX_COLUMN, TrainConfig, TrainError, report_to_names, train_config
+from alignscope.train.run_notes import warning_key
+from alignscope.train.trainset import TrainingSet, flipped_pairs, training_set
 
 __all__ = ["METRIC_KEYS", "CHECKPOINTS_LOG", "WARNINGS_FILE", "SamsDPOTrainer", "checkpoint_steps", "normalise_metrics",
            "train", "run_job", "package_versions"]
-from alignscope.train.config import (SAMS_INDEX_COLUMN, SAMS_LOG, TrainConfig, TrainError, report_to_names,
-                                     train_config)
-from alignscope.train.run_notes import warning_key
-from alignscope.train.trainset import (jsonable, TrainingSet, flipped_pairs, training_set)
 
 # The keys every line of metrics.jsonl has (null when the method does not log that quantity).
 METRIC_KEYS = ("step", "epoch", "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
                "rewards/accuracies", "lr", "elapsed_s")
-CHECKPOINTS_LOG = "checkpoints.jsonl"  # held-out evaluations at intermediate steps (eval_checkpoints)
-_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet", SAMS_LOG, CHECKPOINTS_LOG,
-                  "warnings.json")
 Report = Callable[..., None]
 
 
@@ -293,7 +291,6 @@ def _say(message: str) -> None:
 
 
 # --------------------------------------------------------------------------------- the run
-WARNINGS_FILE = "warnings.json"  # what TRL/transformers warned about while training (the pages show it)
 
 
 class _TrainingWarnings(logging.Handler):
@@ -387,7 +384,7 @@ def _split_record(n: int, test_pairs: np.ndarray, config: TrainConfig) -> dict[s
 
 
 def _clear_artefacts(run_dir: Path) -> None:
-    for name in _RUN_ARTEFACTS:
+    for name in TRAINING_ARTEFACTS:
         with contextlib.suppress(FileNotFoundError):
             (run_dir / name).unlink()
     if (run_dir / "model").is_dir():
@@ -397,7 +394,7 @@ def _clear_artefacts(run_dir: Path) -> None:
 
 
 def _merge_config_json(run_dir: Path, record: Mapping[str, Any]) -> None:
-    path = run_dir / "config.json"
+    path = run_dir / CONFIG_FILE
     current: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -493,7 +490,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     Bad input raises :class:`TrainError` / ``ModelError`` / ``DataError`` with a one-line message.
     """
     from alignscope.data.preferences import PreferenceData, load_preferences
-    from alignscope.models import ModelError, default_device, resolve_model
+    from alignscope.models import resolve_device, resolve_model
 
     report = report or (lambda progress=None, message=None: None)
     if not isinstance(config, TrainConfig):
@@ -520,12 +517,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
                          f"leaves {len(tset.rows)}")
     report(message=f"resolving model {config.model}")
     model_dir = resolve_model(config.model)  # ModelError (one line) for unknown models
-    device = str(config.device or default_device())
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} was asked for, but no CUDA GPU is visible")
+    device = resolve_device(config.device)  # ModelError (one line) for CUDA without a GPU
     lr = config.resolved_lr()
 
     _clear_artefacts(run_dir)
@@ -554,7 +546,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         "device": _device_info(device),
         "versions": package_versions(),
     })
-    _write_selection_copy(run_dir / "selection.parquet", tset)
+    _write_selection_copy(run_dir / SELECTION_FILE, tset)
 
     show_bar = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
     report(progress=0.01, message=f"loading {config.model}")
@@ -567,7 +559,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     history = [h for h in trainer.state.log_history if "train_runtime" in h]
     steps = int(trainer.state.global_step)
     runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started
-    logged = read_jsonl(run_dir / "metrics.jsonl")
+    logged = read_jsonl(run_dir / METRICS_FILE)
     training = {"method": method, "model": config.model, "steps": steps, "epochs": float(trainer.state.epoch or 0),
                 "train_runtime_s": round(runtime, 3), "s_per_step": round(runtime / steps, 4) if steps else None,
                 "final_loss": logged[-1]["loss"] if logged else None,
@@ -589,7 +581,7 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         report(progress=_TRAIN_SHARE, message=trained + (
             f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
             if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs"))
-        from alignscope.evaluate.evaluators import EVAL_FILE, evaluate_pairs, write_eval
+        from alignscope.evaluate.evaluators import evaluate_pairs, write_eval
         from alignscope.models import load_causal_lm
 
         reference, _ = load_causal_lm(str(model_dir), device=device)
@@ -683,7 +675,7 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
 
                 args = _trl_args(KTOConfig, **common, **kto_weights)
                 trainer_cls = KTOTrainer
-            callbacks = [_callbacks(run_dir / "metrics.jsonl", report, method=config.method, show_bar=show_bar)]
+            callbacks = [_callbacks(run_dir / METRICS_FILE, report, method=config.method, show_bar=show_bar)]
             if config.eval_checkpoints and len(tset.test_pairs):
                 callbacks.append(_checkpoint_callback(data, tset, config, tokenizer=tokenizer, model_dir=model_dir,
                                                       device=device, run_dir=run_dir, on_checkpoint=on_checkpoint))
