@@ -33,6 +33,7 @@ Everything here is NumPy/SciPy/scikit-learn; no Streamlit. Errors on bad input a
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -569,8 +570,6 @@ def sample_pairs(data: Any, grouping: str, n: int, *, seed: int = 0) -> Any:
     """A seeded sample of the pairs of ``data`` (a PreferenceData) before embedding: for a metadata
     column, ``n`` pairs per value (all pairs of smaller values); for ``label``/``component``, ``n``
     pairs in all. The sample is a new PreferenceData (its own fingerprint, so its own cache)."""
-    import dataclasses
-
     n = _check_int("sample", n, 1)
     frame = data.frame
     rng = np.random.default_rng(seed)

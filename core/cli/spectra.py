@@ -28,6 +28,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from alignscope.embed.encoders import embed, parse_encoder
+from alignscope.files import atomic_write, write_json
 from alignscope.options import parse_list
 
 __all__ = ["add_spectra_command", "cmd_spectra", "run_spectra"]
@@ -67,8 +69,6 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
     import numpy as np
     import pandas as pd
 
-    from alignscope.embed.encoders import embed, parse_encoder
-    from alignscope.files import atomic_write, write_json
     from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, embeddings_report, spectrum_band
 
     if score not in IMBALANCE_SCORES:

@@ -9,9 +9,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignscope.cli.common import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UsageError, add_source_options, follow_jobs, load_data
+from alignscope.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    UsageError,
+    add_source_options,
+    follow_jobs,
+    load_data,
+)
 from alignscope.cli.config_flags import add_config_arguments, config_fields_from_args
 from alignscope.evaluate.metrics import describe_scores
+from alignscope.jobs import JobStore
 from alignscope.run_files import CONFIG_FILE, EVAL_FILE
 from alignscope.train.config import CONFIG_CLASSES, METHODS, TrainConfig, TrainError, train_config
 
@@ -66,7 +75,6 @@ def train_fields(args: argparse.Namespace) -> dict[str, object]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything here (exit 2 on bad input), then run the training as a job so that it
     shows on the app's Runs page; follow it until it ends (Ctrl-C cancels it unless --detach)."""
-    from alignscope.jobs import JobStore
     from alignscope.train.submit import submit_training
 
     config = train_config(args.method, **train_fields(args))  # a bad value fails before the data loads

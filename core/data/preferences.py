@@ -18,15 +18,18 @@ column; ``drop_invalid=True`` drops such rows instead and reports how many and w
 from __future__ import annotations
 
 import difflib
+import gzip
 import hashlib
 import json
 import os
 import re
+import socket
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -163,8 +166,6 @@ class PreferenceData:
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a table as .jsonl/.json/.parquet/.csv (optionally .gz), atomically."""
-    import gzip
-
     from alignscope.data.readers import split_compression
 
     path = Path(path)
@@ -338,9 +339,6 @@ def _read_hub(hub_id: str, split: str | None) -> RawTable:
 def _hub_unreachable(timeout: float = 3.0) -> str | None:
     """Why the hub cannot be reached, or None. A 3-second socket check up front, because
     ``datasets`` otherwise retries for ~30 s with a warning per attempt before failing."""
-    import socket
-    from urllib.parse import urlparse
-
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:

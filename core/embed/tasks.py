@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from alignscope.embed.embeddings import Embeddings
+from alignscope.embed.encoders import cached_path, embed
+from alignscope.embed.projection import matrix_key, project
 from alignscope.files import atomic_path, write_json
 from alignscope.run_files import MAP_FILE, SOURCE_FILE
 
@@ -34,7 +36,6 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 def embed_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
     """config: ``{"data": PreferenceData.spec(), "encoder", "unit", "layer", "batch_size"}``."""
     from alignscope.data.preferences import load_spec
-    from alignscope.embed.encoders import cached_path, embed
 
     data = load_spec(config["data"])
     encoder, unit, layer = config.get("encoder", "static"), config.get("unit", "completion"), config.get("layer")
@@ -73,8 +74,6 @@ def load_unit(path: str | Path, unit: str) -> Embeddings:
 def map_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
     """config: ``{"embeddings": PATH, "unit", "method": "umap"|"pca", "seed"}`` (earlier versions:
     ``{"embed_run_dir"}``); writes ``map.npy``."""
-    from alignscope.embed.projection import matrix_key, project
-
     if "embeddings" in config:
         matrix = load_unit(config["embeddings"], config.get("unit", "completion")).matrix
     else:

@@ -40,9 +40,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from alignscope.files import atomic_path, write_json
+from alignscope.embed.encoders import embed
 from alignscope.evaluate.metrics import LengthRule, pair_word_lengths, preference_metrics, success
-from alignscope.models import resolve_device
+from alignscope.files import atomic_path, write_json
+from alignscope.models import ModelError, load_causal_lm, resolve_device
 from alignscope.run_files import CONFIG_FILE, EVAL_FILE, EVAL_PAIRS_FILE, STATUS_FILE
 from alignscope.train.trainset import EvaluationError, split_pairs, training_set
 
@@ -220,8 +221,6 @@ def sequence_logprobs(model: Any, sequences: Sequence[tuple[list[int], int]], *,
 
 
 def _load_model(spec: Any, device: str | None):
-    from alignscope.models import load_causal_lm
-
     return load_causal_lm(str(spec), device=device)
 
 
@@ -352,8 +351,6 @@ def evaluate_run(run_dir: str | os.PathLike, *, recompute: bool = False, data: A
     ``model/`` and reloads the data from config.json (or ``data``), checks its fingerprint, redraws
     the same held-out pairs and writes eval.json again (keeping its ``training`` block).
     """
-    from alignscope.models import ModelError
-
     run_dir = Path(run_dir).expanduser()
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
@@ -581,8 +578,6 @@ def eval_probe(data: Any, selection: Any = None, *, encoder: str = "minilm", tes
         raise EvaluationError("test_fraction must be > 0: the probe needs held-out pairs")
     used_encoder = getattr(embeddings, "encoder", None)
     if embeddings is None:
-        from alignscope.embed.encoders import embed
-
         embeddings = embed(data, encoder=encoder, unit="completion", **embed_options)
         used_encoder = getattr(embeddings, "encoder", None) or encoder
     result = ProbeEvaluator(embeddings, tset.test_pairs, data=data, seed=seed, C=C, n_boot=n_boot).evaluate(

@@ -22,12 +22,29 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from alignscope.embed.encoders import embed
 from alignscope.evaluate.metrics import METRIC_CI_KEYS, METRICS, metric_baseline
 from alignscope.files import append_jsonl, atomic_path, count_lines, write_json
+from alignscope.jobs import JobStore, read_run_config
 from alignscope.run_files import EVAL_PAIRS_FILE, SELECTION_FILE
-from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD,
-                                      HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig, SweepError,
-                                      pair_count, point_dir_name, rates_path, selection_size, unit_name)
+from alignscope.scaling.sweep import (
+    ALL_METHOD,
+    AUDIT_FILE,
+    CHECKPOINT_METHOD,
+    CLAIMS_DIR,
+    CLEAN_METHOD,
+    HELDOUT_FILE,
+    POINTS_FILE,
+    SWEEP_FILE,
+    SweepConfig,
+    SweepError,
+    pair_count,
+    point_dir_name,
+    rates_path,
+    selection_size,
+    unit_name,
+)
+from alignscope.select.pair_options import PAIR_METHODS, PAIR_OPTIONS
 from alignscope.select.selection import Selection
 
 # Methods whose ranking reads none of the sweep encoder's features: the probe cannot favour them
@@ -95,14 +112,11 @@ class SweepContext:
     @cached_property
     def embeddings(self):
         """The selectors' features (cached on disk by the sweep's submit)."""
-        from alignscope.embed.encoders import embed
-
         return embed(self.data, encoder=self.sweep.encoder, unit=self.sweep.unit, progress=False)
 
     @cached_property
     def probe(self):
         """The probe evaluator on the sweep's held-out pairs, features from ``probe_encoder``."""
-        from alignscope.embed.encoders import embed
         from alignscope.evaluate.evaluators import ProbeEvaluator
 
         features = (self.embeddings if self.sweep.probe_encoder == self.sweep.encoder and self.sweep.unit == "completion"
@@ -116,7 +130,6 @@ class SweepContext:
         point; a selector is asked for as many points as the largest fraction below 1 can need
         (two per pair for completions), which k-center (whose greedy order is nested) reads as its
         run length."""
-        from alignscope.select.pair_options import PAIR_METHODS, PAIR_OPTIONS
         from alignscope.select.selectors import select, select_data
 
         if method == ALL_METHOD:
@@ -239,8 +252,6 @@ def _save_margins(path: Path, pairs: np.ndarray, margin: np.ndarray) -> None:
 
 
 def _own_job_id(run_dir: Path) -> str | None:
-    from alignscope.jobs import read_run_config
-
     try:
         return read_run_config(run_dir).get("job_id")
     except Exception:  # noqa: BLE001 - the id is informative only
@@ -321,7 +332,6 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
     """The ``sweep_worker`` job kind: ``config = {"data": spec, "sweep_dir", "sweep": SweepConfig
     fields, "worker": i, "n_workers": n}``. Measures units until every one is claimed."""
     from alignscope.data.preferences import load_spec
-    from alignscope.jobs import JobStore
 
     _limit_threads(int(config.get("n_workers", 1)))
     sweep = SweepConfig.from_dict(config["sweep"])

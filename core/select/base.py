@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 
+from alignscope import __version__
 from alignscope.files import jsonable
 from alignscope.options import is_int
 from alignscope.select.gmm import check_matrix, validate_data
@@ -248,6 +249,4 @@ def _first_attr(obj: Any, names: Sequence[str]):
 
 
 def _version() -> str:
-    from alignscope import __version__
-
     return __version__

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
-from alignscope.files import jsonable
+from alignscope.files import atomic_path, jsonable
 from alignscope.options import is_finite, is_int
 
 __all__ = ["Selection", "SelectionError", "PAIR_RULES", "resolve_k", "SELECTION_META_KEY", "SELECTION_FORMAT_VERSION",
@@ -304,7 +304,6 @@ class Selection:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from alignscope.files import atomic_path
 
         path = Path(path)
         stored = {**self.config, "data_fingerprint": self.fingerprint}

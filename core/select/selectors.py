@@ -54,6 +54,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignscope.embed.encoders import DEFAULT_ENCODER, embed
+from alignscope.models import load_causal_lm, resolve_device
 from alignscope.options import is_finite, is_int
 from alignscope.select.base import Selector, _check_positive_int, _first_attr
 from alignscope.select.gmm import COVARIANCE_TYPES, GaussianMixture, GMMError
@@ -485,7 +486,6 @@ class KCenterSelector(Selector):
     def _greedy(self, X: np.ndarray, m: int):
         import torch
 
-        from alignscope.models import resolve_device
 
         device = torch.device(resolve_device(self.device))
         n = len(X)
@@ -640,7 +640,6 @@ class AskLLMSelector(Selector):
     def _fit(self, X):
         import torch
 
-        from alignscope.models import load_causal_lm
 
         torch.manual_seed(self.seed)
         key = (self.model, self.device, os.environ.get("ALIGNSCOPE_HOME"))

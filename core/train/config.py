@@ -8,6 +8,8 @@ keyword fields and names the closest known option for a typo.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -244,8 +246,6 @@ def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        import difflib
-
         hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, n=1))
                  else name for name in unknown]
         raise TrainError(f"unknown {cls.method} option(s) {', '.join(hints)}; the options are the fields of "
@@ -312,8 +312,6 @@ def report_to_names(value: Any) -> list[str]:
 def report_to_problem(value: Any) -> str | None:
     """Why ``report_to`` cannot work (an unknown name, ``none`` mixed with a tracker, or a tracker
     whose package is not installed), or None when it can."""
-    import importlib.util
-
     if value is not None and not isinstance(value, (str, list, tuple)):
         return f"report_to must be a name or a list of names, got {type(value).__name__}"
     if not isinstance(value, str) and value is not None and not all(isinstance(v, str) for v in value):

@@ -66,16 +66,27 @@ import sys
 import tempfile
 import time
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from alignscope import __version__
 from alignscope.evaluate.metrics import describe_scores
 from alignscope.files import append_jsonl, jsonable, read_jsonl, write_json
-from alignscope.run_files import (CHECKPOINTS_LOG, CONFIG_FILE, EVAL_FILE, METRICS_FILE, SAMS_LOG, SELECTION_FILE,
-                                  TRAINING_ARTEFACTS, WARNINGS_FILE)
+from alignscope.models import load_causal_lm, resolve_device, resolve_model, supports_bf16
+from alignscope.run_files import (
+    CHECKPOINTS_LOG,
+    CONFIG_FILE,
+    EVAL_FILE,
+    METRICS_FILE,
+    SAMS_LOG,
+    SELECTION_FILE,
+    TRAINING_ARTEFACTS,
+    WARNINGS_FILE,
+)
 from alignscope.train.config import SAMS_INDEX_COLUMN, TrainConfig, TrainError, report_to_names, train_config
 from alignscope.train.run_notes import warning_key
 from alignscope.train.trainset import TrainingSet, flipped_pairs, training_set
@@ -245,7 +256,6 @@ def _checkpoint_callback(data, tset: "TrainingSet", config: TrainConfig, *, toke
     from transformers import TrainerCallback
 
     from alignscope.evaluate.evaluators import evaluate_pairs
-    from alignscope.models import load_causal_lm
 
     class CheckpointEvalCallback(TrainerCallback):
         def __init__(self) -> None:
@@ -333,8 +343,6 @@ class _TrainingWarnings(logging.Handler):
 
 
 def package_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("alignscope", "torch", "transformers", "trl", "accelerate", "datasets", "peft", "numpy"):
         try:
@@ -342,8 +350,6 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     if versions.get("alignscope") is None:
-        from alignscope import __version__
-
         versions["alignscope"] = __version__
     return versions
 
@@ -351,7 +357,6 @@ def package_versions() -> dict[str, str | None]:
 def _device_info(device: str) -> dict[str, Any]:
     import torch
 
-    from alignscope.models import supports_bf16
 
     info: dict[str, Any] = {"device": device, "bf16": supports_bf16(device), "torch_threads": torch.get_num_threads()}
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -490,7 +495,6 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     Bad input raises :class:`TrainError` / ``ModelError`` / ``DataError`` with a one-line message.
     """
     from alignscope.data.preferences import PreferenceData, load_preferences
-    from alignscope.models import resolve_device, resolve_model
 
     report = report or (lambda progress=None, message=None: None)
     if not isinstance(config, TrainConfig):
@@ -582,7 +586,6 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
             f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
             if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs"))
         from alignscope.evaluate.evaluators import evaluate_pairs, write_eval
-        from alignscope.models import load_causal_lm
 
         reference, _ = load_causal_lm(str(model_dir), device=device)
         evaluation, per_pair = evaluate_pairs(policy, reference, tokenizer, data, tset.test_pairs, beta=config.beta,
@@ -628,7 +631,6 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
     import transformers
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from alignscope.models import load_causal_lm, supports_bf16
 
     on_cpu = device == "cpu"
     bf16 = supports_bf16(device)
