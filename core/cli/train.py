@@ -9,15 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignscope.cli.common import (
-    EXIT_CANCELLED,
-    EXIT_INTERNAL,
-    EXIT_OK,
-    UsageError,
-    add_source_options,
-    follow_jobs,
-    load_data,
-)
+from alignscope.cli.common import (EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UsageError, add_source_options, follow_jobs,
+                                   load_data)
 from alignscope.cli.config_flags import add_config_arguments, config_fields_from_args
 from alignscope.evaluate.metrics import describe_scores
 from alignscope.jobs import JobStore

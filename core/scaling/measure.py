@@ -27,23 +27,9 @@ from alignscope.evaluate.metrics import METRIC_CI_KEYS, METRICS, metric_baseline
 from alignscope.files import append_jsonl, atomic_path, count_lines, write_json
 from alignscope.jobs import JobStore, read_run_config
 from alignscope.run_files import EVAL_PAIRS_FILE, SELECTION_FILE
-from alignscope.scaling.sweep import (
-    ALL_METHOD,
-    AUDIT_FILE,
-    CHECKPOINT_METHOD,
-    CLAIMS_DIR,
-    CLEAN_METHOD,
-    HELDOUT_FILE,
-    POINTS_FILE,
-    SWEEP_FILE,
-    SweepConfig,
-    SweepError,
-    pair_count,
-    point_dir_name,
-    rates_path,
-    selection_size,
-    unit_name,
-)
+from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD, HELDOUT_FILE,
+                                      POINTS_FILE, SWEEP_FILE, SweepConfig, SweepError, pair_count, point_dir_name,
+                                      rates_path, selection_size, unit_name)
 from alignscope.select.pair_options import PAIR_METHODS, PAIR_OPTIONS
 from alignscope.select.selection import Selection
 

@@ -77,16 +77,8 @@ from alignscope import __version__
 from alignscope.evaluate.metrics import describe_scores
 from alignscope.files import append_jsonl, jsonable, read_jsonl, write_json
 from alignscope.models import load_causal_lm, resolve_device, resolve_model, supports_bf16
-from alignscope.run_files import (
-    CHECKPOINTS_LOG,
-    CONFIG_FILE,
-    EVAL_FILE,
-    METRICS_FILE,
-    SAMS_LOG,
-    SELECTION_FILE,
-    TRAINING_ARTEFACTS,
-    WARNINGS_FILE,
-)
+from alignscope.run_files import (CHECKPOINTS_LOG, CONFIG_FILE, EVAL_FILE, METRICS_FILE, SAMS_LOG, SELECTION_FILE,
+                                  TRAINING_ARTEFACTS, WARNINGS_FILE)
 from alignscope.train.config import SAMS_INDEX_COLUMN, TrainConfig, TrainError, report_to_names, train_config
 from alignscope.train.run_notes import warning_key
 from alignscope.train.trainset import TrainingSet, flipped_pairs, training_set
@@ -434,18 +426,21 @@ def _build_dataset(data: Any, rows: pd.DataFrame, method: str, seed: int, flippe
     return datasets.Dataset.from_pandas(table.iloc[order].reset_index(drop=True), preserve_index=False)
 
 
-_RENAMED = {"gradient_checkpointing": "activation_checkpointing",  # transformers 5
-            "warmup_ratio": "warmup_steps"}                         # transformers 5: a float < 1 is a ratio
+# TRL/transformers options renamed across versions: the new name where this version has it (the old
+# one stays as a deprecated alias that warns), else the old one.
+_RENAMED = {"gradient_checkpointing": "activation_checkpointing"}  # transformers 5
+# Options that only exist under another name in newer versions, used under it only when the old is gone.
+_REPLACED = {"warmup_ratio": "warmup_steps"}                        # transformers 5: a float < 1 is a ratio
 
 
 def _trl_args(cls: type, **values: Any):
-    """Build a TRL config from option names that may have been renamed across versions: an option
-    this version lacks goes under its new name, or is dropped with a note when it is a no-op."""
+    """Build a TRL config from option names that may have been renamed across versions (see
+    :data:`_RENAMED`, :data:`_REPLACED`); an option this version lacks is dropped when it is a no-op."""
     names = {f.name for f in dataclasses.fields(cls)}
     kept: dict[str, Any] = {}
     for name, value in values.items():
-        if name not in names and _RENAMED.get(name) in names:
-            name = _RENAMED[name]
+        if _RENAMED.get(name) in names or (name not in names and _REPLACED.get(name) in names):
+            name = _RENAMED.get(name) or _REPLACED[name]
         if name in names:
             kept[name] = value
         elif value not in (None, 0, 0.0, False):
