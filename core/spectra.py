@@ -30,6 +30,10 @@ Pipeline of :func:`spectral_imbalance` on ``X`` of shape ``(n, d)`` and ``groups
 
 Everything here is NumPy/SciPy/scikit-learn; no Streamlit. Errors on bad input are
 :class:`SpectraError` (a ``ValueError``) with a one-line message.
+
+Why one module of ~590 lines: it is one paper's method, and its sections (validation, balancing,
+covariance and spectrum, metrics, probe, report, groups of a data set) follow the pipeline above
+in order, each used by the next; split apart, every piece would import the others.
 """
 from __future__ import annotations
 

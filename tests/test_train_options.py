@@ -114,9 +114,9 @@ def test_training_warnings_are_collected_once_each():
     """What TRL logs while training (e.g. that it cuts the end of every prompt) is kept for the page."""
     import logging
 
-    from alignscope.train.trainer import _TrainingWarnings
+    from alignscope.train.callbacks import TrainingWarnings
 
-    with _TrainingWarnings() as caught:
+    with TrainingWarnings() as caught:
         for _ in range(3):
             logging.getLogger("trl.trainer.dpo_trainer").warning("The tokenized prompt is not a prefix of ...")
         logging.getLogger("transformers.trainer").warning("another   warning\nover two lines")

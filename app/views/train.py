@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
-from alignscope.evaluate.evaluators import eval_probe
+from alignscope.evaluate.probe import eval_probe
 from alignscope.jobs import JobError, format_wait
 from alignscope.models import BUILTIN_MODELS
 from alignscope.options import parse_list

@@ -125,7 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_probe(args: argparse.Namespace) -> int:
-    from alignscope.evaluate.evaluators import eval_probe
+    from alignscope.evaluate.probe import eval_probe
     data = load_data(args)
     result = eval_probe(data, args.selection, encoder=args.eval_encoder, test_fraction=args.test_fraction,
                         seed=args.seed)

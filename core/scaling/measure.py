@@ -103,7 +103,7 @@ class SweepContext:
     @cached_property
     def probe(self):
         """The probe evaluator on the sweep's held-out pairs, features from ``probe_encoder``."""
-        from alignscope.evaluate.evaluators import ProbeEvaluator
+        from alignscope.evaluate.probe import ProbeEvaluator
 
         features = (self.embeddings if self.sweep.probe_encoder == self.sweep.encoder and self.sweep.unit == "completion"
                     else embed(self.data, encoder=self.sweep.probe_encoder, unit="completion", progress=False))

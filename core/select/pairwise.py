@@ -185,7 +185,7 @@ class MarginSelector(PairSelector, MarginOptions):
     which also scores any new ``X``. Scores by ``keep`` (:func:`keep_score`; ``middle``'s median is
     over the training pairs). Details: ``margin``, ``p_chosen`` = σ(margin).
 
-    The probe evaluator (:func:`alignscope.evaluate.evaluators.eval_probe`) fits the same kind of model:
+    The probe evaluator (:func:`alignscope.evaluate.probe.eval_probe`) fits the same kind of model:
     when the selection's features are the evaluator's, selecting by its margin favours what the
     judge will reward. The selection config records ``circular`` (``eval_encoder`` unset: the
     evaluator is assumed to use the selector's own features, as a sweep without ``--eval-encoder``
