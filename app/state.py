@@ -147,7 +147,7 @@ def job_store():
 
 @st.cache_resource(show_spinner=False)
 def _job_store(home: str):
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     return JobStore(Path(home) / "jobs.sqlite")
 

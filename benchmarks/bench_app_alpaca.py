@@ -37,7 +37,7 @@ def main() -> None:
 
     from alignscope.data.preferences import load_preferences
     from alignscope.embed.encoders import embed
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     os.environ["ALIGNSCOPE_DATA_ROOT"] = str(SHARED_DATA)
     os.environ["ALIGNSCOPE_INITIAL_DATA"] = str(DATA)

@@ -37,7 +37,7 @@ kNN@10 agreement (share of the 10 cosine neighbours of a distinct text that both
 chance = 10/(n-1)), overlap of the ISA subsets at 10 %
 (``select(emb, "isa", fraction=0.1)``; chance = 0.10), and a Bradley–Terry linear probe on
 ``e_c - e_r`` (symmetric logistic regression without intercept, C = 1, as
-``alignscope.evaluate.evaluators.probe_accuracy``) fitted on a seeded 80/20 split of pairs (the same split for
+``alignscope.evaluate.probe.probe_accuracy``) fitted on a seeded 80/20 split of pairs (the same split for
 both encoders), scored with ``alignscope.evaluate.metrics.preference_metrics``: accuracy and
 length-controlled accuracy with paired bootstrap intervals, beside the length rule learned from
 the training pairs. Writes ``benchmarks/results/embed_static.json``.

@@ -54,7 +54,8 @@ def _mlp_margins(chosen, rejected, train, test, seed: int) -> np.ndarray:
 
 def evaluate_encoders(name: str, data, encoders: list[str], seed: int = 0) -> dict:
     from alignscope.embed.encoders import embed
-    from alignscope.evaluate.evaluators import _pair_matrices, heldout_length_rule, probe_margins, split_pairs
+    from alignscope.evaluate.evaluators import heldout_length_rule, split_pairs
+    from alignscope.evaluate.probe import _pair_matrices, probe_margins
     from alignscope.evaluate.metrics import pair_word_lengths, preference_metrics
 
     train, test = split_pairs(len(data), 0.2, seed)

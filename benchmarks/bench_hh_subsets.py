@@ -22,7 +22,7 @@ dropped from training.
   fills ``--max-length`` tokens (counted here with the model's tokenizer); at evaluation such a pair
   has no completion tokens and scores as a tie. ``--seeds`` seeds both the selection and
   training (random subsets differ by seed; ISA's mixture init too).
-* Probe (``alignscope.evaluate.evaluators.eval_probe``): a Bradley–Terry linear reward model on the frozen
+* Probe (``alignscope.evaluate.probe.eval_probe``): a Bradley–Terry linear reward model on the frozen
   MiniLM embeddings of the selected training pairs, scored on ALL held-out pairs; ``--probe-seeds``
   selection seeds. A proxy, seconds on CPU.
 
@@ -144,7 +144,7 @@ def _make_selections(data, emb, fractions_seeds: list[tuple[str, float, int]], f
 
 # ----------------------------------------------------------------------------------- evaluators
 def _probe(data, emb, sel: dict) -> dict[str, Any]:
-    from alignscope.evaluate.evaluators import eval_probe
+    from alignscope.evaluate.probe import eval_probe
 
     started = time.perf_counter()
     res = eval_probe(data, sel["selection_path"], encoder=ENCODER, test_fraction=TEST_FRACTION, seed=SPLIT_SEED,

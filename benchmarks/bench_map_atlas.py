@@ -34,7 +34,7 @@ def _points(spec: str, out: Path) -> int:
     import numpy as np
 
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.embed.projection import project
     from alignscope.embed.tasks import load_embed_result
 

@@ -135,7 +135,7 @@ def _ensure_static_embedding(data) -> str:
     """The static-encoder completion embedding of ``data`` as a succeeded embed job (what the Map,
     Select and Audit pages read); computed now when absent."""
     from alignscope.app.analysis import default_encoder
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     encoder = default_encoder(data.n_pairs)
     if encoder != "static":

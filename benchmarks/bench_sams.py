@@ -84,7 +84,7 @@ def _wilson(selected: int, seen: int, z: float = 1.96) -> dict[str, Any]:
 
 def _sams_defaults() -> dict[str, Any]:
     """The SamS options a method above leaves at the product's defaults."""
-    from alignscope.train.sams import SamsConfig
+    from alignscope.train.sams_config import SamsConfig
 
     return {k: v for k, v in SamsConfig().to_dict().items() if k != "seed"}
 

@@ -16,7 +16,7 @@ On each data set: ONE seeded 80/20 split (``test_fraction=0.2``, ``split_seed=0`
 ``round(fraction · n_pool)`` TRAINING pairs are kept (held-out pairs never, exactly as a sweep point
 does with :func:`alignscope.scaling.sweep.training_pairs_table`), so every variant and random train on
 the same number of pairs. Each subset is scored by the probe evaluator
-(:func:`alignscope.evaluate.evaluators.eval_probe`: a Bradley–Terry linear reward model on frozen
+(:func:`alignscope.evaluate.probe.eval_probe`: a Bradley–Terry linear reward model on frozen
 ``--eval-encoder`` embeddings of the selected pairs, scored on every held-out pair): a PROXY for
 training, seconds on a CPU.
 
@@ -144,7 +144,8 @@ def run_dataset(name: str, data, *, variants: list[str], fractions: list[float],
                 eval_encoder: str, n_boot: int, lm_model: str | None = None, lm_max_length: int = 256,
                 lm_device: str | None = None) -> dict[str, Any]:
     from alignscope.embed.encoders import embed
-    from alignscope.evaluate.evaluators import eval_probe, split_pairs
+    from alignscope.evaluate.evaluators import split_pairs
+    from alignscope.evaluate.probe import eval_probe
     from alignscope.evaluate.metrics import pair_word_lengths
     from alignscope.scaling.sweep import pair_count, training_pairs_table
     from alignscope.select.selectors import select_data

@@ -76,7 +76,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import sys
 import time
@@ -554,7 +553,7 @@ def section_label_noise(ctx: Context) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- 6 scaling
 def section_scaling(ctx: Context) -> dict[str, Any]:
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.scaling.results import fit_sweep, read_points_jsonl
     from alignscope.scaling.sweep import SweepConfig, submit_sweep
 
@@ -601,7 +600,7 @@ FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
 # ------------------------------------------------------------------------------------- driver
 def run_suite(*, budget_s: float, out: Path, data_dir: str | None, dry: bool, only: list[str] | None = None) -> dict:
     from alignscope import settings
-    from alignscope.files import write_json
+    from alignscope.files import jsonable, write_json
 
     folder, kind = resolve_data_dir(data_dir)
     scratch = settings.home() / "gpu_suite" / ("dry" if dry else "full")
@@ -615,7 +614,7 @@ def run_suite(*, budget_s: float, out: Path, data_dir: str | None, dry: bool, on
         "data": {"dir": str(folder) if folder else None, "kind": kind,
                  "hh": ctx.find(HH_FILE) and str(ctx.find(HH_FILE)),
                  "alpaca": str(ctx.find(ALPACA_TEXTS) or ctx.find(ALPACA_PAIRS) or "") or None},
-        "sizes": json.loads(json.dumps(sizes(dry), default=str)),
+        "sizes": jsonable(sizes(dry)),
         "sections": {name: {"status": "pending"} for name in wanted},
     }
     write_json(out, result)
@@ -639,23 +638,13 @@ def run_suite(*, budget_s: float, out: Path, data_dir: str | None, dry: bool, on
         _free_gpu()
         result["sections"][name] = entry
         result["elapsed_s"] = round(time.monotonic() - ctx.started, 2)
-        write_json(out, json.loads(json.dumps(result, default=_jsonable)))
+        write_json(out, jsonable(result))
         print(f"[gpu_suite] {name}: {entry['status']} in {entry['wall_s']} s"
               + (f" ({entry['error']})" if entry["status"] == "failed" else ""), flush=True)
     result["complete"] = all(s["status"] == "ok" for s in result["sections"].values())
     result["elapsed_s"] = round(time.monotonic() - ctx.started, 2)
-    write_json(out, json.loads(json.dumps(result, default=_jsonable)))
+    write_json(out, jsonable(result))
     return result
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

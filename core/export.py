@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
+from alignscope.files import atomic_path, atomic_write
 from alignscope.select.selection import PAIR_RULES, Selection, SelectionError
 
 __all__ = ["ExportError", "EXPORT_FORMATS", "EXPORT_KINDS", "export_selection", "selected_pairs",
@@ -186,8 +187,6 @@ def _load(selection: Selection | pd.DataFrame | str | os.PathLike, data: Any, ch
 
 
 def _write_file(frame: pd.DataFrame, out: Path, fmt: str, config_file: Path, config_text: str) -> None:
-    from alignscope.files import atomic_path, atomic_write
-
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         if fmt == "parquet":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -103,6 +104,24 @@ def count_lines(path: str | os.PathLike) -> int:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
     except FileNotFoundError:
         return 0
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types, the one conversion every JSON file of alignscope goes through:
+    dict keys as str, tuples as lists, numpy/pandas/torch scalars and arrays through their
+    ``tolist()``, non-finite floats (NaN, ±inf) as None (``null``: strict JSON has no NaN), and
+    anything else (paths, timestamps, ...) as its str."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if callable(getattr(value, "tolist", None)):  # numpy scalars and arrays, pandas Series, tensors
+        return jsonable(value.tolist())
+    return str(value)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -39,7 +39,7 @@ from typing import Any, Callable
 from alignscope import settings
 from alignscope.errors import AlignscopeError
 
-__all__ = ["ModelError", "BUILTIN_MODELS", "resolve_model", "load_causal_lm", "default_device",
+__all__ = ["ModelError", "BUILTIN_MODELS", "resolve_model", "load_causal_lm", "default_device", "resolve_device",
            "supports_bf16", "smollm2_gguf_path", "models_dir", "minilm_folder"]
 
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
@@ -72,6 +72,21 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The device to run on, the one decision every module makes through here: ``device`` as given
+    (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or :func:`default_device` when None or ``"auto"``.
+    Asking for CUDA where no GPU is visible is a one-line :class:`ModelError`, not a crash later."""
+    if device is None or str(device) == "auto":
+        return default_device()
+    text = str(device)
+    if text.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {text!r} was asked for, but no CUDA GPU is visible")
+    return text
 
 
 def supports_bf16(device: str | Any) -> bool:

@@ -171,8 +171,11 @@ def parse_list(text: str, kind: type = str) -> list:
 
 
 def is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number: int, float or a numpy one, not a bool, not NaN or ±inf."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def is_int(value: Any) -> bool:
+    """An integer, Python's or numpy's, not a bool: the one integer check of alignscope."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

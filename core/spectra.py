@@ -30,9 +30,14 @@ Pipeline of :func:`spectral_imbalance` on ``X`` of shape ``(n, d)`` and ``groups
 
 Everything here is NumPy/SciPy/scikit-learn; no Streamlit. Errors on bad input are
 :class:`SpectraError` (a ``ValueError``) with a one-line message.
+
+Why one module of ~590 lines: it is one paper's method, and its sections (validation, balancing,
+covariance and spectrum, metrics, probe, report, groups of a data set) follow the pipeline above
+in order, each used by the next; split apart, every piece would import the others.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -41,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
+from alignscope.files import jsonable
+from alignscope.options import is_finite, is_int
 
 __all__ = ["SpectraError", "GroupSpectrum", "ProbeResult", "SpectralReport", "balanced_indices",
            "group_spectrum", "spectral_metrics", "imbalance_scores", "plugin_error", "linear_probe",
@@ -93,7 +100,7 @@ def _check_groups(groups: Any, n: int) -> np.ndarray:
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not is_int(value) or value < low:
         raise SpectraError(f"{name} must be an integer >= {low}; got {value!r}")
     return int(value)
 
@@ -140,7 +147,7 @@ def _resolve_shrinkage(shrinkage: Any, n: int, d: int) -> str | float:
         return "lw"
     if shrinkage is None or shrinkage is False:
         return 0.0
-    if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) or not 0 <= shrinkage <= 1:
+    if not is_finite(shrinkage) or not 0 <= shrinkage <= 1:
         raise SpectraError(f"shrinkage must be 'auto', 'lw', None or a number in [0, 1]; got {shrinkage!r}")
     return float(shrinkage)
 
@@ -475,20 +482,8 @@ class SpectralReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": _jsonable(self.summary()), "groups": _jsonable(self.table().to_dict(orient="records")),
-                "config": _jsonable(self.config)}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+        return {"summary": jsonable(self.summary()), "groups": jsonable(self.table().to_dict(orient="records")),
+                "config": jsonable(self.config)}
 
 
 def spectral_imbalance(X: Any, groups: Any, *, n_per_group: int | None = None, shrinkage: Any = "auto",
@@ -579,8 +574,6 @@ def sample_pairs(data: Any, grouping: str, n: int, *, seed: int = 0) -> Any:
     """A seeded sample of the pairs of ``data`` (a PreferenceData) before embedding: for a metadata
     column, ``n`` pairs per value (all pairs of smaller values); for ``label``/``component``, ``n``
     pairs in all. The sample is a new PreferenceData (its own fingerprint, so its own cache)."""
-    import dataclasses
-
     n = _check_int("sample", n, 1)
     frame = data.frame
     rng = np.random.default_rng(seed)

@@ -106,7 +106,7 @@ def wait_for_first_look(at, encoder: str = "static", timeout: float = 900):
     """A page's first visit starts what it needs by itself (no click: the first look at any data
     set must need none): the static embedding of the active data, then on the Audit page the audit.
     Wait for each job it started and rerun the page, until it starts no more."""
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     store = JobStore()
     embeds = store.list_jobs(kind="embed")

@@ -16,7 +16,7 @@ def embedded(tmp_path_factory):
     home = tmp_path_factory.mktemp("caches-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ALIGNSCOPE_HOME", str(home))
-        from alignscope.jobs.store import JobStore
+        from alignscope.jobs import JobStore
 
         data = load_preferences("demo:150")
         store = JobStore()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from alignscope.select.selection import Selection
 from conftest import ROOT, wait_for_first_look
 
@@ -265,7 +265,7 @@ def test_map_page_with_many_valued_string_and_numeric_metadata(tmp_path, monkeyp
     """AlpacaEval's metadata (pandas string dtype with thousands of values, numbers) once crashed
     the Map page's colour options: a real file with such columns must draw."""
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from conftest import write_jsonl
 
     rows = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No.", "instruction_id": f"q{i}",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from conftest import ROOT
 
 PAGE = str(ROOT / "app" / "views" / "runs.py")
@@ -62,7 +62,7 @@ def _finished(store, kind: str, config: dict) -> str:
 
 
 def test_a_sweep_is_one_row_with_its_points_and_kinds_come_from_the_registry(tmp_path):
-    from alignscope.jobs.store import known_kinds
+    from alignscope.jobs import known_kinds
     from alignscope.scaling.results import read_points_jsonl
     from synthetic_sweep import write_sweep
 
@@ -92,7 +92,7 @@ def test_a_sweep_is_one_row_with_its_points_and_kinds_come_from_the_registry(tmp
 
 
 def test_a_queued_job_says_what_it_waits_for():
-    from alignscope.jobs.store import format_wait
+    from alignscope.jobs import format_wait
 
     store = JobStore()
     running = store.submit("selftest", {"steps": 400, "sleep": 0.1}, workers=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from alignscope.data.preferences import load_preferences
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from alignscope.scaling.results import read_points_jsonl
 from alignscope.scaling.sweep import SweepConfig
 from conftest import ROOT

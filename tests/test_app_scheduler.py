@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from alignscope.files import read_jsonl
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from conftest import ROOT
 
 PAGE = str(ROOT / "app" / "views" / "spectra.py")

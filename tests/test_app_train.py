@@ -7,7 +7,7 @@ import math
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from conftest import ROOT
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -77,12 +77,23 @@ def _package_modules() -> dict[str, object]:
     return modules
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (annotations only: never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _module_graph() -> dict[str, set[str]]:
-    """Who imports whom inside the package, counting imports inside functions too."""
+    """Who imports whom inside the package, counting imports inside functions too (but not those
+    under ``if TYPE_CHECKING:``, which only annotations read)."""
     modules = _package_modules()
     graph = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             targets = []
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("alignscope"):
                 targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
@@ -115,11 +126,17 @@ def test_no_import_cycle_among_the_package_modules():
 
 
 def test_the_library_does_not_import_the_job_store_for_files():
-    """JSONL and atomic writes come from alignscope.files; only job code uses alignscope.jobs.store."""
-    allowed = {"jobs.py", "worker.py", "ray_executor.py", "sweep.py", "tasks.py", "embed_ray.py", "train_submit.py",
-               "__init__.py"}
-    offenders = [p.name for p in (ROOT / "core").glob("*.py") if p.name not in allowed
-                 and "alignscope.jobs.store" in _imports(p)]  # core/cli/ is the command line: it follows jobs
+    """JSONL and atomic writes come from alignscope.files; only job code uses alignscope.jobs: the
+    job package itself, the command line, and the modules that submit or run jobs."""
+    allowed = {"jobs", "cli", "embed/tasks.py", "train/submit.py",
+               "scaling/sweep.py", "scaling/measure.py"}
+    offenders = []
+    for path in (ROOT / "core").rglob("*.py"):
+        name = path.relative_to(ROOT / "core").as_posix()
+        if name in allowed or name.split("/")[0] in allowed:
+            continue
+        if any(n == "alignscope.jobs" or n.startswith("alignscope.jobs.") for n in _imports(path)):
+            offenders.append(name)
     assert offenders == []
 
 
@@ -255,3 +272,131 @@ def test_alignscope_app_reaches_streamlit_without_importing_the_library():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "2 []"
     assert result.stderr.strip().count("\n") == 0 and "--data-root" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------- imports
+# Third-party packages a module may import inside a function, to keep them off the start-up path of
+# `alignscope --help`, `alignscope app` and the job supervisor: every one but these light ones.
+_LIGHT_THIRD_PARTY = {"numpy", "psutil"}
+# Files other work is changing now; their function-level imports move when that work lands.
+_IMPORTS_PENDING = {"core/audit.py", "core/embed/encoders.py", "app/analysis.py", "app/state.py", "app/views/map.py"}
+
+
+def _top_level_import_names(path) -> set[str]:
+    """Modules a file imports when it is imported (top level, inside if/try, not under TYPE_CHECKING)."""
+    names = set()
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, ast.If):
+                if ast.unparse(node.test) not in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return names
+
+
+def _heavy_modules() -> dict[str, set[str]]:
+    """alignscope module → the heavy third-party packages importing it loads (its top-level imports,
+    followed through the package's own modules and their parent packages)."""
+    import sys
+
+    modules = _package_modules()
+    direct = {}
+    for name, path in modules.items():
+        found = set()
+        for imported in _top_level_import_names(path):
+            if imported in modules:
+                found.add(imported)
+            elif imported.split(".")[0] not in ("alignscope", "__future__"):
+                root = imported.split(".")[0]
+                if root not in sys.stdlib_module_names and root not in _LIGHT_THIRD_PARTY:
+                    found.add(root)
+        parts = name.split(".")
+        found.update(".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in modules)
+        direct[name] = found - {name}
+    heavy: dict[str, set[str]] = {}
+
+    def resolve(name, seen=()):
+        if name in heavy:
+            return heavy[name]
+        out = set()
+        for item in direct[name]:
+            if item in modules:
+                out |= resolve(item, seen + (name,)) if item not in seen else set()
+            else:
+                out.add(item)
+        heavy[name] = out
+        return out
+
+    for name in modules:
+        resolve(name)
+    return heavy
+
+
+def test_imports_sit_at_the_top_unless_heavy():
+    """docs/ARCHITECTURE.md, "Imports": an import inside a function is a heavy third-party package,
+    or an alignscope module that loads one, kept off the start-up path; never the standard library
+    or a light alignscope module (files, errors, options, settings, models, run_files, jobs, ...).
+    Two exceptions: a module's ``__getattr__`` (a lazy attribute, PEP 562), and the library's use
+    of the app (``alignscope.app``), which is lazy by the layering rule tested above."""
+    import sys
+
+    modules = _package_modules()
+    heavy = _heavy_modules()
+    light = {name for name, packages in heavy.items() if not packages}
+    assert {"alignscope.files", "alignscope.errors", "alignscope.options", "alignscope.settings", "alignscope.models",
+            "alignscope.run_files", "alignscope.jobs", "alignscope.train.sams_config"} <= light
+    assert heavy["alignscope.train.sams"] >= {"torch"} and "sklearn" in heavy["alignscope.select.selectors"]
+    offenders = []
+    for name, path in modules.items():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in _IMPORTS_PENDING:
+            continue
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or function.name == "__getattr__":
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    submodules = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+                    targets = submodules or [node.module]
+                else:
+                    continue
+                for target in targets:
+                    root = target.split(".")[0]
+                    if target.startswith("alignscope.app") and rel.startswith("core/"):
+                        continue
+                    if target in light or (root != "alignscope" and root in sys.stdlib_module_names):
+                        offenders.append(f"{rel}:{node.lineno} {function.name}: {ast.unparse(node)}")
+    assert offenders == []
+
+
+def test_alignscope_help_imports_no_training_or_learning_library():
+    """`alignscope --help` builds the whole parser: it must not load torch, TRL, transformers or
+    scikit-learn (seconds each), checked in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "trl", "sklearn", "umap", "plotly", "datasets", "peft", "cleanlab", "ray",
+             "model2vec", "streamlit"]
+    check = ("import json, sys\nimport alignscope.cli\nfrom alignscope.cli.parser import build_parser\n"
+             "text = build_parser().format_help()\nassert 'train' in text and 'select' in text\n"
+             f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from conftest import run_cli
 
 

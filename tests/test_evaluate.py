@@ -11,8 +11,9 @@ import pytest
 
 from alignscope.data.preferences import load_preferences
 from alignscope.data.preferences import demo_preferences
-from alignscope.evaluate.evaluators import (EvaluationError, bootstrap_ci, encode_completion, eval_probe, evaluate_pairs,
-                                 evaluate_run, probe_accuracy, split_pairs)
+from alignscope.evaluate.evaluators import (EvaluationError, bootstrap_ci, encode_completion, evaluate_pairs, evaluate_run,
+                                            split_pairs)
+from alignscope.evaluate.probe import eval_probe, probe_accuracy
 from alignscope.models import load_causal_lm
 from alignscope.select.selectors import select
 from alignscope.train.config import TrainError

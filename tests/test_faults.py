@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from alignscope.files import read_jsonl
-from alignscope.jobs.store import FAILED, SUCCEEDED, JobStore
+from alignscope.jobs import FAILED, SUCCEEDED, JobStore
 from conftest import ROOT, run_cli
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,11 +17,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from alignscope.jobs import store as jobs
+import alignscope.jobs as jobs
+from alignscope.cli.jobs import format_job_details, format_job_table
 from alignscope.files import read_jsonl
-from alignscope.jobs.store import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, InvalidTransitionError,
-                             JobError, JobNotFoundError, JobStore, UnknownKindError, format_job_details,
-                             format_job_table, terminate_job_processes)
+from alignscope.jobs import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, InvalidTransitionError,
+                             JobError, JobNotFoundError, JobStore, UnknownKindError, terminate_job_processes)
+from alignscope.jobs.kinds import _KINDS, _MOVED_TARGETS
 
 LONG = {"steps": 400, "sleep": 0.05}  # ~20 s: only ever ended by the test itself
 
@@ -157,7 +159,7 @@ def test_store_is_shared_across_processes_and_jobs_outlive_their_submitter(store
     store.wait(first, timeout=60)
     script = textwrap.dedent(f"""
         import json
-        from alignscope.jobs.store import JobStore
+        from alignscope.jobs import JobStore
         store = JobStore({str(store.path)!r})
         seen = {{job.id: job.status for job in store.list_jobs()}}
         new = store.submit("selftest", {{"steps": 3, "sleep": 0.3}})
@@ -212,6 +214,19 @@ def test_cancelling_a_queued_job_never_starts_it(store):
     assert store.get(job.id).status == CANCELLED and store.get(job.id).pid is None
 
 
+def test_a_job_stored_with_a_target_from_before_the_subpackages_still_runs(store):
+    """Stores in existing homes hold the kinds' old import strings (``alignscope.worker:selftest``):
+    a queued job with one starts and succeeds, and every old string still loads a function."""
+    job = store.add("selftest", {"steps": 2, "sleep": 0.0})
+    with sqlite3.connect(store.path) as conn:  # the row as an older alignscope wrote it
+        conn.execute("UPDATE jobs SET target = ? WHERE id = ?", ("alignscope.worker:selftest", job.id))
+    jobs.get_executor("local").start(store)
+    done = store.wait(job.id, timeout=60)
+    assert done.target == "alignscope.worker:selftest" and done.status == SUCCEEDED, done.error
+    for old, new in _MOVED_TARGETS.items():
+        assert jobs.load_target(old) is jobs.load_target(new) and callable(jobs.load_target(old))
+
+
 def test_reused_pid_is_seen_as_a_dead_worker(store):
     job = store.add("selftest", {"steps": 1})
     # Our own pid, alive, but with another start time: the worker's pid was reused.
@@ -230,7 +245,7 @@ def test_unknown_kind_bad_config_and_bad_executor_fail_at_submit(store, isolated
         store.submit("selftest", {}, executor="slurm")
     with pytest.raises(JobError, match="workers"):
         store.submit("selftest", {}, workers=0)
-    monkeypatch.setitem(jobs._KINDS, "ghost", "alignscope_no_such_module:run")
+    monkeypatch.setitem(_KINDS, "ghost", "alignscope_no_such_module:run")
     with pytest.raises(UnknownKindError, match="not installed"):
         store.submit("ghost", {})
     with pytest.raises(ValueError):

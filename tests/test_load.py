@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from benchmarks.common import start_app
 from benchmarks.streamlit_client import Session, load, summary
 

@@ -115,14 +115,19 @@ def test_flags_of_another_method_or_without_their_switch_are_refused():
     assert train_fields(_parse("--no-lora")) == {"lora": False}
 
 
-def test_the_sams_options_agree_with_the_sams_module():
-    from alignscope.train import sams
-    from alignscope.train import config as tc
+def test_the_sams_options_are_the_scheduler_config_declared_once():
+    """Every field of the torch-free SamsConfig (but the seed: the run's own) is the dpo-sams option
+    sams_<name>, with the same default and metadata; the config builds the scheduler's config."""
+    from alignscope.train.sams_config import SamsConfig
 
-    assert (tc.SAMS_SELECTIONS, tc.SAMS_CONTEXTS, tc.SAMS_POOLINGS, tc.SAMS_REWARDS) == (
-        sams.SELECTION_MODES, sams.CONTEXT_MODES, sams.POOLING_MODES, sams.REWARD_MODES)
-    scheduler = {f"sams_{k}": v for k, v in dataclasses.asdict(sams.SamsConfig()).items() if k != "seed"}
-    assert scheduler == {k: v for k, v in option_defaults("dpo-sams").items() if k.startswith("sams_")}
+    scheduler = {f"sams_{f.name}": f for f in dataclasses.fields(SamsConfig) if f.name != "seed"}
+    options = {name: f for name, f in option_fields("dpo-sams").items() if name.startswith("sams_")}
+    assert list(options) == list(scheduler) and len(options) == 17
+    for name, f in options.items():
+        assert (f.default, dict(f.metadata), f.type) == (scheduler[name].default, dict(scheduler[name].metadata),
+                                                         scheduler[name].type), name
+    config = train_config("dpo-sams", sams_ratio=0.25, sams_context="diff", seed=7)
+    assert config.sams_config() == SamsConfig(ratio=0.25, context="diff", seed=7)
 
 
 def test_sweep_points_train_with_the_config_defaults():
@@ -142,7 +147,7 @@ def test_sweep_points_train_with_the_config_defaults():
 
 def test_submit_training_checks_before_any_job(tmp_path):
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.train.submit import submit_training, train_job_config
 
     data, store = load_preferences("demo:40"), JobStore()
@@ -169,7 +174,7 @@ def test_the_train_page_widgets_start_at_the_config_defaults(monkeypatch, tmp_pa
     from streamlit.testing.v1 import AppTest
 
     from alignscope.data.preferences import load_preferences
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from alignscope.train.submit import train_job_config
 
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))

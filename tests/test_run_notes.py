@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from alignscope.train.run_notes import is_plumbing_model, truncation_note, warning_groups, warning_key
-from alignscope.train.trainer import _TrainingWarnings
+from alignscope.train.callbacks import TrainingWarnings
 
 
 def test_one_warning_with_other_numbers_is_one_kind_with_a_count():
-    with _TrainingWarnings() as caught:
+    with TrainingWarnings() as caught:
         log = logging.getLogger("trl")
         for n in range(15):
             log.warning("Token indices sequence length is longer than the maximum (%d > 128)", 200 + n)

@@ -13,8 +13,9 @@ import torch
 from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.train.sams import (ReplayPool, SamsConfig, SamsError, SamsScheduler, batch_reward, layer_mean,
-                             n_selected, pair_contexts, pair_rewards, sample_rewards)
+from alignscope.train.sams import (ReplayPool, SamsScheduler, batch_reward, layer_mean, pair_contexts, pair_rewards,
+                                   sample_rewards)
+from alignscope.train.sams_config import SamsConfig, SamsError, n_selected
 from alignscope.train.config import TrainError, train_config
 from alignscope.train.trainer import train
 from tests.conftest import run_cli
@@ -137,7 +138,8 @@ def _trainer(tiny: str, tmp_path, *, sams=None, batch_size=4, **args):
     reference, _ = load_causal_lm(tiny, device="cpu")
     config = DPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=batch_size, max_steps=2,
                        max_length=48, learning_rate=1e-3, report_to="none", use_cpu=True, bf16=False,
-                       logging_steps=1, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0, **args)
+                       logging_steps=1, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
+                       activation_checkpointing=False, **args)
     common = dict(model=policy, ref_model=reference, args=config, processing_class=tokenizer,
                   train_dataset=Dataset.from_pandas(frame, preserve_index=False))
     if sams is None:

@@ -14,8 +14,9 @@ import torch
 from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.train.sams import (RunningMoments, SamsConfig, SamsError, SamsScheduler, pair_contexts, pair_rewards,
-                             ranked_rewards, ratio_warning, read_sams_log, selection_rates)
+from alignscope.train.sams import RunningMoments, SamsScheduler, pair_contexts, pair_rewards, ranked_rewards
+from alignscope.train.sams_config import SamsConfig, SamsError, ratio_warning
+from alignscope.train.sams_log import read_sams_log, selection_rates
 from alignscope.train.config import TrainError, train_config
 from alignscope.train.trainer import train
 
@@ -155,7 +156,8 @@ def _trainer(tiny: str, tmp_path, sams: SamsConfig, *, batch_size=4, max_steps=2
     reference, _ = load_causal_lm(tiny, device="cpu")
     config = DPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=batch_size, max_steps=max_steps,
                        max_length=48, learning_rate=1e-3, report_to="none", use_cpu=True, bf16=False,
-                       logging_steps=1, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0, **args)
+                       logging_steps=1, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
+                       activation_checkpointing=False, **args)
     return SamsDPOTrainer(model=policy, ref_model=reference, args=config, processing_class=tokenizer,
                           train_dataset=Dataset.from_pandas(frame, preserve_index=False), sams_config=sams)
 
@@ -184,7 +186,7 @@ def test_mean_context_is_flip_invariant_on_the_real_policy_and_pair_diff_are_not
         trainer.scheduler = SamsScheduler(trainer.sams_config)
         for name, inputs in (("as labelled", batch), ("flipped", _flipped_batch(batch))):
             loss = trainer.compute_loss(trainer.model, dict(inputs))
-            contexts[mode, name] = (trainer._micro[-1]["contexts"], float(loss))
+            contexts[mode, name] = (trainer._micro[-1]["contexts"], loss.detach().item())
     mean, mean_flipped = contexts["mean", "as labelled"][0], contexts["mean", "flipped"][0]
     assert mean.shape == (6, 2 * 64) and torch.allclose(mean, mean_flipped, atol=1e-5)
     scheduler = SamsScheduler(SamsConfig(context="mean", standardize=False, seed=0))  # scores both alike

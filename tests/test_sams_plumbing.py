@@ -11,7 +11,7 @@ import torch
 from alignscope.data.demo import demo_frame
 from alignscope.files import read_jsonl
 from alignscope.models import load_causal_lm
-from alignscope.train.sams import SamsConfig
+from alignscope.train.sams_config import SamsConfig
 
 
 @pytest.mark.slow
@@ -29,7 +29,8 @@ def test_scheduler_learns_a_planted_topic_reward(tiny, tmp_path):
     steps = 32
     args = DPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=steps, max_length=48,
                      learning_rate=1e-4, report_to="none", use_cpu=True, bf16=False, logging_steps=50,
-                     save_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0)
+                     save_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0,
+                     activation_checkpointing=False)
     trainer = SamsDPOTrainer(model=policy, ref_model=reference, args=args, processing_class=tokenizer,
                              train_dataset=Dataset.from_pandas(frame[["prompt", "chosen", "rejected"]],
                                                                preserve_index=False),

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from alignscope.cli.parser import build_parser
 from alignscope.cli.app import app_command
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from benchmarks.common import start_app
 from conftest import ROOT, write_jsonl
 

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from alignscope.scaling.results import read_points_jsonl
 from alignscope.scaling.sweep import SweepConfig, SweepError, point_dir_name
 from tests.conftest import run_cli

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from alignscope.data.preferences import load_preferences
 from alignscope.evaluate.evaluators import evaluate_run, split_pairs
 from alignscope.files import read_jsonl
-from alignscope.jobs.store import FAILED, SUCCEEDED, JobStore
+from alignscope.jobs import FAILED, SUCCEEDED, JobStore
 from alignscope.models import ModelError
 from alignscope.select.selectors import select
 from alignscope.select.selection import Selection

@@ -85,7 +85,7 @@ def test_report_to_and_lora_validation_in_python():
 def test_train_page_real_model_options_reach_the_job(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
     from conftest import ROOT
 
     monkeypatch.setenv("ALIGNSCOPE_DATA_ROOT", str(tmp_path))
@@ -114,12 +114,13 @@ def test_training_warnings_are_collected_once_each():
     """What TRL logs while training (e.g. that it cuts the end of every prompt) is kept for the page."""
     import logging
 
-    from alignscope.train.trainer import _TrainingWarnings
+    from alignscope.train.callbacks import TrainingWarnings
 
-    with _TrainingWarnings() as caught:
+    with TrainingWarnings() as caught:
         for _ in range(3):
             logging.getLogger("trl.trainer.dpo_trainer").warning("The tokenized prompt is not a prefix of ...")
         logging.getLogger("transformers.trainer").warning("another   warning\nover two lines")
         logging.getLogger("trl.trainer.dpo_trainer").info("not a warning")
     logging.getLogger("trl.trainer.dpo_trainer").warning("after the run: not collected")
-    assert caught.messages == ["The tokenized prompt is not a prefix of ...", "another warning over two lines"]
+    assert caught.record["warnings"] == ["The tokenized prompt is not a prefix of ...", "another warning over two lines"]
+    assert [group["count"] for group in caught.record["groups"]] == [3, 1] and caught.record["total"] == 4

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from alignscope.app import charts, scores, state
-from alignscope.evaluate.evaluators import EVAL_FILE
-from alignscope.jobs.store import JobError, format_duration, format_time, format_wait, known_kinds
+from alignscope.run_files import EVAL_FILE, METRICS_FILE
+from alignscope.jobs import JobError, format_duration, format_time, format_wait, known_kinds
 from alignscope.scaling.recommend import percent_text
 from alignscope.scaling.results import read_points_jsonl, split_sweep_jobs, sweep_overview
 
@@ -172,7 +172,7 @@ if sweeps:
         st.rerun()
 
 # ------------------------------------------------------------------------------------ compare
-with_metrics = [j for j in singles if (j.run_dir / "metrics.jsonl").exists()]
+with_metrics = [j for j in singles if (j.run_dir / METRICS_FILE).exists()]
 # The scores compared across runs: each beside the length rule measured on the same pairs.
 COMPARED = ("accuracy", "length_baseline", "length_controlled_accuracy", "log_loss", "n_heldout")
 if len(with_metrics) >= 2:

@@ -4,14 +4,15 @@ pairs were avoided (when the noise is known), the picked share by source and the
 of picked vs skipped pairs. Rates leave the warm-up steps out (every pair is picked there)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from alignscope.app import charts, state
-from alignscope.train.sams import read_sams_log, selection_rates
+from alignscope.jobs import read_run_config
+from alignscope.train.sams_log import (flip_groups, pair_words, read_sams_log, selection_rates, step_decisions,
+                                       step_summary, words_selected_vs_skipped)
 
 st.title("Scheduler")
 st.caption("SamS scores every pair of every DPO batch from the policy's own hidden states and lets only the "
@@ -30,21 +31,10 @@ picked = st.selectbox("Run", list(labels), format_func=labels.get, key="schedule
 job = store.get(picked)
 
 
-def _flip_groups(run_dir: Path, fingerprint: str | None) -> tuple[pd.Series | None, str]:
-    """Which pairs had wrong labels, when known: the run's own label noise, else the data's
-    ``is_flipped`` column (the demo set plants flips)."""
-    table_path = run_dir / "selection.parquet"
-    if table_path.exists():
-        table = pd.read_parquet(table_path)
-        if "flipped" in table.columns:
-            key = "pair_index" if "pair_index" in table.columns else "index"
-            flags = table.groupby(key)["flipped"].any()
-            return flags.map({True: "flipped", False: "clean"}), "label noise injected by this run"
+def _run_data(fingerprint: str | None):
+    """The active data when it is the run's own (same fingerprint), else None."""
     data = state.active_data()
-    if data is not None and data.fingerprint == fingerprint and "is_flipped" in data.frame.columns:
-        flags = data.frame["is_flipped"].astype(bool)
-        return flags.map({True: "flipped", False: "clean"}), "flips marked in the data set (is_flipped)"
-    return None, ""
+    return data if data is not None and data.fingerprint == fingerprint else None
 
 
 @st.fragment(run_every=3)
@@ -58,14 +48,13 @@ def schedule(job_id: str) -> None:
         st.info("No step logged yet." if job.is_active else "This run logged no scheduler step.")
         return
     try:
-        recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        recorded = read_run_config(run_dir)
     except (OSError, ValueError):
         recorded = {}
     for note in recorded.get("sams_warnings") or []:
         st.warning(note)
     ratio = float(job.config.get("sams_ratio", 0.5))
-    steps = log.groupby("step").agg(batch=("index", "size"), selected=("selected", "sum"), loss=("loss", "first"),
-                                    batch_reward=("batch_reward", "first"), scheduler_loss=("scheduler_loss", "first"))
+    steps = step_summary(log)
     cols = st.columns(4)
     cols[0].metric("Steps logged", f"{len(steps):,}", help=f"{job.status}")
     cols[1].metric("Pairs per batch", f"{steps['batch'].iloc[-1]:,}")
@@ -95,7 +84,8 @@ def schedule(job_id: str) -> None:
     per_pair = selection_rates(log)
     cols = st.columns(2)
     cols[0].plotly_chart(charts.frequency_histogram(per_pair), key="scheduler_frequency")
-    flips, flip_source = _flip_groups(run_dir, (job.config.get("data") or {}).get("fingerprint"))
+    data = _run_data((job.config.get("data") or {}).get("fingerprint"))
+    flips, flip_source = flip_groups(run_dir, None if data is None else data.frame)
     if flips is not None:
         rates = selection_rates(log, flips)
         cols[1].plotly_chart(charts.rate_bars(rates, title="Selection rate: flipped vs clean labels",
@@ -103,24 +93,21 @@ def schedule(job_id: str) -> None:
     else:
         cols[1].caption("Whether flipped labels were avoided shows here when the noise is known: train with "
                         "label noise, or on data with an is_flipped column (the demo set).")
-    data = state.active_data()
-    same_data = data is not None and data.fingerprint == (job.config.get("data") or {}).get("fingerprint")
-    if same_data and "source" in data.frame.columns:
+    if data is not None and "source" in data.frame.columns:
         rates = selection_rates(log, data.frame["source"])
         st.plotly_chart(charts.rate_bars(rates, title="Selection rate per source", x_title="source", baseline=ratio),
                         key="scheduler_sources")
-    chosen_rows = log[~log["warmup"]] if "warmup" in log.columns else log
-    if same_data and not chosen_rows.empty:
-        words = pair_words(data.fingerprint, data.frame)
-        lengths = chosen_rows["index"].map(words)
-        picked_words = lengths[chosen_rows["selected"]].mean()
-        skipped_words = lengths[~chosen_rows["selected"]].mean()
+    lengths, selected = None, None
+    if data is not None:
+        lengths, selected, picked_words, skipped_words = words_selected_vs_skipped(log, words_of(data.fingerprint,
+                                                                                                   data.frame))
+    if lengths is not None and not lengths.empty:
         cols = st.columns([1, 2])
         cols[0].metric("Completion words, selected pairs", f"{picked_words:,.1f}",
                        help="mean of (chosen + rejected words) / 2 over the pairs selected after warm-up")
         cols[0].metric("Completion words, skipped pairs", f"{skipped_words:,.1f}",
                        delta=f"{picked_words - skipped_words:+.1f} selected − skipped", delta_color="off")
-        cols[1].plotly_chart(charts.kept_histogram(lengths, chosen_rows["selected"], name="completion words",
+        cols[1].plotly_chart(charts.kept_histogram(lengths, selected, name="completion words",
                                                    title="Completion length: selected vs skipped",
                                                    labels=("selected", "skipped"), y_title="pairs × steps"),
                              key="scheduler_lengths")
@@ -129,20 +116,13 @@ def schedule(job_id: str) -> None:
                    "active one.")
 
     with st.expander("Per-step decisions"):
-        table = log.groupby("step").apply(lambda g: pd.Series({
-            # Pairs are numbered from 1 on every page (the data index + 1).
-            "selected pairs": ", ".join(map(str, g.loc[g["selected"], "index"] + 1)),
-            "skipped pairs": ", ".join(map(str, g.loc[~g["selected"], "index"] + 1)),
-            "loss": g["loss"].iloc[0], "batch reward": g["batch_reward"].iloc[0]}), include_groups=False)
-        st.dataframe(table.reset_index(), hide_index=True, key="scheduler_table")
+        st.dataframe(step_decisions(log), hide_index=True, key="scheduler_table")
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def pair_words(fingerprint: str, _frame: pd.DataFrame) -> pd.Series:
-    """Mean completion length in words of each pair (chosen and rejected), by data index (cached
-    per data fingerprint)."""
-    frame = _frame.reset_index(drop=True)  # the log's data indices are row positions
-    return (frame["chosen"].astype(str).str.split().str.len() + frame["rejected"].astype(str).str.split().str.len()) / 2
+def words_of(fingerprint: str, _frame: pd.DataFrame) -> pd.Series:
+    """Mean completion words of each pair by data index, counted once per data fingerprint."""
+    return pair_words(_frame)
 
 
 schedule(picked)

@@ -14,6 +14,7 @@ from alignscope import settings
 from alignscope.app import analysis, charts, state
 from alignscope.files import PathOutsideRootError, resolve_in_root
 from alignscope.options import field_kind
+from alignscope.run_files import SELECTION_FILE
 from alignscope.select.pair_options import PAIR_METHODS, method_options
 from alignscope.select.stats import defect_rates, overlap_matrix
 
@@ -233,7 +234,7 @@ if cols[1].button("Use for training", type="primary", key="select_use"):
 
 def _table_parquet() -> bytes:
     with tempfile.TemporaryDirectory() as folder:  # the one selection writer: config + fingerprint kept
-        return selection.write(Path(folder) / "selection.parquet").read_bytes()
+        return selection.write(Path(folder) / SELECTION_FILE).read_bytes()
 
 
 def _pairs_jsonl() -> str:

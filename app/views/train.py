@@ -9,14 +9,15 @@ from pathlib import Path
 import streamlit as st
 
 from alignscope.app import analysis, charts, scores, state
-from alignscope.evaluate.evaluators import EVAL_FILE, PROBE_ENCODER, eval_probe
-from alignscope.jobs.store import JobError, format_wait
+from alignscope.evaluate.probe import PROBE_ENCODER, eval_probe
+from alignscope.jobs import JobError, format_wait
 from alignscope.models import BUILTIN_MODELS
+from alignscope.options import parse_list
+from alignscope.run_files import EVAL_FILE, WARNINGS_FILE
 from alignscope.train.config import (METHODS, REPORT_TO, option_defaults, option_fields, option_meta,
                                      report_to_names, train_config)
 from alignscope.train.run_notes import warning_groups
 from alignscope.train.submit import submit_training
-from alignscope.train.trainer import WARNINGS_FILE
 
 st.title("Train")
 st.caption("Align a model on the active selection with TRL and see whether the subset was worth it: "
@@ -194,7 +195,7 @@ if submitted:
     if lora:
         values.update(lora_r=int(lora_r), lora_alpha=int(lora_alpha), lora_dropout=float(lora_dropout),
                       lora_target_modules=targets if targets in ("", "all-linear")
-                      else [m.strip() for m in targets.split(",") if m.strip()])
+                      else parse_list(targets))
     own = option_fields(method)  # the SamS widgets apply to dpo-sams only
     try:
         config = train_config(method, **{k: v for k, v in values.items() if k in own})

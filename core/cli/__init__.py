@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Sequence
 
+from alignscope.cli.app import main as app_main
+
 __all__ = ["main"]
 
 
@@ -26,8 +28,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["app"]:
-        from alignscope.cli.app import main as app_main
-
         return app_main(args[1:])
     from alignscope.cli.parser import main as parser_main
 

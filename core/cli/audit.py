@@ -28,6 +28,7 @@ from alignscope.audit.config import (AuditConfig, AuditError, CalibrationConfig,
 from alignscope.cli.common import add_source_options, load_data
 from alignscope.cli.config_flags import add_config_arguments
 from alignscope.embed.embeddings import Embeddings
+from alignscope.options import parse_list
 
 __all__ = ["add_audit_command", "cmd_audit", "audit_configs_from_args"]
 
@@ -85,7 +86,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.fix_out and not calibration.calibrate:
         raise AuditError("--fix-out needs --calibrate: a label is swapped back only where its calibrated flip "
                          "probability says so")
-    drop = FLAG_NAMES if args.drop is None else tuple(d.strip() for d in args.drop.split(",") if d.strip())
+    drop = FLAG_NAMES if args.drop is None else tuple(parse_list(args.drop))
     unknown = [d for d in drop if d not in FLAG_NAMES]
     if unknown:
         raise AuditError(f"--drop: unknown flag {unknown[0]!r}; choose from {', '.join(FLAG_NAMES)}")

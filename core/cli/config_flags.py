@@ -122,6 +122,6 @@ def _names(text: str, default: Any, *, report: bool) -> str | list[str]:
     """A comma-separated flag value as a list of names; the default's own name stays a string."""
     if report:
         return report_to_names(text) or "none"
-    names = [part.strip() for part in str(text).split(",") if part.strip()]
+    names = parse_list(text)
     return default if names == [default] else names
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
-from alignscope.embed.encoders import DEFAULT_ENCODER
+from alignscope.embed.encoders import DEFAULT_ENCODER, embed
+from alignscope.embed.ray import embed_ray
 
 __all__ = ["add_embed_command", "add_encoder_options", "cmd_embed"]
 
@@ -44,8 +45,6 @@ def add_encoder_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from alignscope.embed.encoders import embed
-
     out = Path(args.out)
     check_output(out, args.force, (".npy",))
     if args.workers is not None and args.workers < 1:
@@ -56,8 +55,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     unit = args.unit or "completion"
     if args.executor == "ray":
-        from alignscope.embed.ray import embed_ray
-
         embeddings = embed_ray(data, args.encoder, unit, args.layer, batch_size=args.batch_size,
                                address=args.address, workers=args.workers, progress=not args.json)
     else:

@@ -4,19 +4,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from alignscope.cli.common import EXIT_OK, Parser
-from alignscope.jobs.store import JobStore, format_job_details, format_job_table
+from alignscope.jobs import FAILED, STATUSES, Job, JobStore, format_duration, format_time
+from alignscope.jobs.model import one_line
 
-__all__ = ["add_jobs_commands"]
+__all__ = ["add_jobs_commands", "format_job_details", "format_job_table"]
 
 
 def add_jobs_commands(commands: Any) -> None:
     jobs = commands.add_parser("jobs", help="list, inspect, cancel and read the logs of jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=Parser)
     jobs_list = jobs_commands.add_parser("list", help="jobs, newest first")
-    jobs_list.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs_list.add_argument("--status", choices=STATUSES)
     jobs_list.add_argument("--kind")
     jobs_list.add_argument("--limit", type=int, default=50)
     jobs_list.add_argument("--json", action="store_true")
@@ -34,6 +35,35 @@ def add_jobs_commands(commands: Any) -> None:
     jobs_logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     jobs_logs.set_defaults(func=cmd_jobs_logs)
 
+
+def format_job_table(jobs: Iterable[Job]) -> str:
+    """``alignscope jobs list``: a header and one line per job (no trailing newline; print it)."""
+    jobs = list(jobs)
+    if not jobs:
+        return "no jobs"
+    header = ("ID", "KIND", "STATUS", "PROGRESS", "CREATED", "DURATION", "MESSAGE")
+    rows = [header] + [
+        (job.id, job.kind, job.status, f"{job.progress:.0%}", format_time(job.created_at),
+         format_duration(job.duration), one_line(job.error if job.status == FAILED else (job.message or ""), 60))
+        for job in jobs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+                     for row in rows).rstrip()
+
+
+def format_job_details(job: Job) -> str:
+    """``alignscope jobs show``: every field, one per line, then the config."""
+    lines = [
+        ("id", job.id), ("kind", f"{job.kind} ({job.target})"), ("status", job.status),
+        ("progress", f"{job.progress:.0%}" + (f"  {job.message}" if job.message else "")),
+        ("error", job.error or "-"), ("run dir", str(job.run_dir)), ("executor", job.executor),
+        ("created", format_time(job.created_at)), ("started", format_time(job.started_at)),
+        ("finished", format_time(job.finished_at)), ("duration", format_duration(job.duration)),
+        ("worker", f"pid {job.pid} on {job.host}" if job.pid else "-"),
+        ("exit code", "-" if job.exit_code is None else str(job.exit_code)),
+    ]
+    text = "\n".join(f"{key:<10} {value}" for key, value in lines)
+    return text + "\nconfig\n" + json.dumps(job.config, indent=2, ensure_ascii=False)
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from alignscope.cli.select import add_select_commands
 from alignscope.cli.spectra import add_spectra_command
 from alignscope.cli.train import add_train_commands
 from alignscope.files import PathOutsideRootError
-from alignscope.jobs.store import JobError
+from alignscope.jobs import JobError
 from alignscope.data.readers import DataError
 
 __all__ = ["build_parser", "main"]

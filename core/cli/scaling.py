@@ -24,6 +24,7 @@ from typing import Any
 from alignscope.cli.common import EXIT_CANCELLED, add_source_options, follow_jobs, load_data
 from alignscope.cli.config_flags import add_config_arguments, fields_from_args
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
+from alignscope.jobs import JobStore
 from alignscope.scaling.results import fit_sweep, read_points_jsonl, sweep_fits
 from alignscope.scaling.sweep import SweepConfig, default_workers, submit_sweep
 
@@ -91,8 +92,6 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from alignscope.jobs.store import JobStore
-
     config = sweep_config(args)
     config.validate()
     if args.detach and args.executor == "ray":

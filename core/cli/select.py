@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-
 from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check_output, load_data
 from alignscope.cli.config_flags import flag_help
 from alignscope.cli.embed import add_encoder_options
+from alignscope.embed.embeddings import Embeddings
 from alignscope.options import field_kind, flag_name
 from alignscope.select.pair_options import PAIR_METHODS, method_options
 from alignscope.select.selection import PAIR_RULES
@@ -144,8 +144,6 @@ def cmd_select(args: argparse.Namespace) -> int:
     options.update(pair_method_fields(args, args.method))
     common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
     if args.embeddings:
-        from alignscope.embed.embeddings import Embeddings
-
         if args.data:
             raise UsageError("give DATA or --embeddings, not both")
         if args.method == "llm":

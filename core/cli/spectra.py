@@ -28,7 +28,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from alignscope.embed.encoders import DEFAULT_ENCODER
+from alignscope.embed.encoders import DEFAULT_ENCODER, embed, parse_encoder
+from alignscope.files import atomic_write, write_json
+from alignscope.options import parse_list
 
 __all__ = ["add_spectra_command", "cmd_spectra", "run_spectra"]
 
@@ -67,8 +69,6 @@ def run_spectra(data: Any, encoders: list[str], grouping: str, out: Path, *, n_p
     import numpy as np
     import pandas as pd
 
-    from alignscope.embed.encoders import embed, parse_encoder
-    from alignscope.files import atomic_write, write_json
     from alignscope.spectra import IMBALANCE_SCORES, SpectraError, compare_encoders, embeddings_report, spectrum_band
 
     if score not in IMBALANCE_SCORES:
@@ -130,7 +130,7 @@ def cmd_spectra(args: argparse.Namespace) -> int:
     from alignscope.data.preferences import load_preferences
     from alignscope.spectra import SpectraError, sample_pairs
 
-    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    encoders = parse_list(args.encoders)
     data = load_preferences(args.path)
     if args.sample is not None:
         data = sample_pairs(data, args.groups, args.sample, seed=args.seed)

@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignscope.cli.common import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UsageError, add_source_options, follow_jobs, load_data
+from alignscope.cli.common import (EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UsageError, add_source_options, follow_jobs,
+                                   load_data)
 from alignscope.cli.config_flags import add_config_arguments, config_fields_from_args
-from alignscope.evaluate.evaluators import PROBE_ENCODER
+from alignscope.evaluate.probe import PROBE_ENCODER
 from alignscope.evaluate.metrics import describe_scores
+from alignscope.jobs import JobStore
+from alignscope.run_files import CONFIG_FILE, EVAL_FILE
 from alignscope.train.config import CONFIG_CLASSES, METHODS, TrainConfig, TrainError, train_config
 
 __all__ = ["add_train_commands", "train_fields", "cmd_train", "cmd_eval", "cmd_eval_probe"]
@@ -66,7 +69,6 @@ def train_fields(args: argparse.Namespace) -> dict[str, object]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything here (exit 2 on bad input), then run the training as a job so that it
     shows on the app's Runs page; follow it until it ends (Ctrl-C cancels it unless --detach)."""
-    from alignscope.jobs.store import JobStore
     from alignscope.train.submit import submit_training
 
     config = train_config(args.method, **train_fields(args))  # a bad value fails before the data loads
@@ -101,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_eval(run_dir: Path, as_json: bool, job_id: str | None = None) -> int:
-    evaluation = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    evaluation = json.loads((run_dir / EVAL_FILE).read_text(encoding="utf-8"))
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), **({"job_id": job_id} if job_id else {}), **evaluation},
                          default=str))
@@ -117,14 +119,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from alignscope.evaluate.evaluators import evaluate_run
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").exists():
+    if not (run_dir / CONFIG_FILE).exists():
         raise UsageError(f"{run_dir}: not a run directory (no config.json)")
     evaluate_run(run_dir, recompute=args.recompute, max_pairs=args.max_pairs)
     return _print_eval(run_dir, args.json)
 
 
 def cmd_eval_probe(args: argparse.Namespace) -> int:
-    from alignscope.evaluate.evaluators import eval_probe
+    from alignscope.evaluate.probe import eval_probe
     data = load_data(args)
     result = eval_probe(data, args.selection, encoder=args.eval_encoder, test_fraction=args.test_fraction,
                         seed=args.seed)

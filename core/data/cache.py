@@ -19,13 +19,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
+from alignscope import __version__, settings
+from alignscope.files import atomic_path, write_json
+
 MIN_BYTES = 2 * 1024 * 1024
 _pending: list[threading.Thread] = []
 
 
 def _key(path: Path, options: Mapping[str, Any]) -> str | None:
-    from alignscope import __version__
-
     try:
         stat = path.stat()
     except OSError:
@@ -38,8 +39,6 @@ def _key(path: Path, options: Mapping[str, Any]) -> str | None:
 
 
 def _folder() -> Path:
-    from alignscope import settings
-
     return settings.home() / "cache" / "data"
 
 
@@ -79,8 +78,6 @@ def write(path: Path, options: Mapping[str, Any], data) -> None:
 
 
 def _write_entry(key: str, frame: Any, info: dict[str, Any]) -> None:
-    from alignscope.files import atomic_path, write_json
-
     try:
         _folder().mkdir(parents=True, exist_ok=True)
         with atomic_path(_folder() / f"{key}.parquet") as tmp:

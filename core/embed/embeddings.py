@@ -38,6 +38,7 @@ import numpy as np
 
 from alignscope.errors import AlignscopeError
 from alignscope.files import atomic_path, write_json
+from alignscope.options import is_int
 
 __all__ = ["Embeddings", "EmbeddingError", "UNITS", "FORMAT", "FORMAT_VERSION", "completion_layout",
            "pair_vectors", "sidecar_path", "validated_matrix"]
@@ -285,7 +286,7 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
         if meta.get("format") not in (None, FORMAT):
             raise EmbeddingError(f"{sidecar}: not alignscope embedding metadata (format {meta.get('format')!r})")
         version = meta.get("version", 1)
-        if isinstance(version, bool) or not isinstance(version, int):
+        if not is_int(version):
             raise EmbeddingError(f"{sidecar}: format version must be an integer, got {version!r}")
         if version > FORMAT_VERSION:
             raise EmbeddingError(f"{sidecar}: written by a newer alignscope (format version {meta['version']}); "
@@ -326,7 +327,7 @@ def _str_or_none(value: Any) -> str | None:
 def _int_or_none(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise EmbeddingError(f"expected an integer, got {value!r}")
     return int(value)
 

@@ -1,5 +1,5 @@
 """Job functions for the app's long work that is not training: embedding a data set and drawing its
-2-D map. Each runs in a worker process (:mod:`alignscope.jobs.store`) as ``fn(config, run_dir, report)``
+2-D map. Each runs in a worker process (:mod:`alignscope.jobs`) as ``fn(config, run_dir, report)``
 and leaves its result where every front end finds it, so the app only reads files.
 
 An ``embed`` job computes the data's completion embeddings into the embedding cache
@@ -19,10 +19,12 @@ from typing import Any, Callable
 import numpy as np
 
 from alignscope.embed.embeddings import Embeddings
+from alignscope.embed.encoders import cached_path, embed
+from alignscope.embed.projection import matrix_key, project
 from alignscope.files import atomic_path, write_json
+from alignscope.run_files import MAP_FILE, SOURCE_FILE
 
 EMBEDDINGS_FILE = "embeddings.npy"  # run directories of earlier versions kept their own copy
-SOURCE_FILE = "source.json"          # {"path": the cache entry, "unit": ...}
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -34,7 +36,6 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 def embed_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
     """config: ``{"data": PreferenceData.spec(), "encoder", "unit", "layer", "batch_size"}``."""
     from alignscope.data.preferences import load_spec
-    from alignscope.embed.encoders import cached_path, embed
 
     data = load_spec(config["data"])
     encoder, unit, layer = config.get("encoder", "static"), config.get("unit", "completion"), config.get("layer")
@@ -73,8 +74,6 @@ def load_unit(path: str | Path, unit: str) -> Embeddings:
 def map_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) -> dict[str, Any]:
     """config: ``{"embeddings": PATH, "unit", "method": "umap"|"pca", "seed"}`` (earlier versions:
     ``{"embed_run_dir"}``); writes ``map.npy``."""
-    from alignscope.embed.projection import matrix_key, project
-
     if "embeddings" in config:
         matrix = load_unit(config["embeddings"], config.get("unit", "completion")).matrix
     else:
@@ -83,6 +82,6 @@ def map_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]) 
     report(0.0, f"{method} map of {len(matrix):,} points")
     coords = project(matrix, method, seed=seed, key=matrix_key(matrix),
                      on_progress=lambda fraction, message: report(fraction, message))
-    _save_array(run_dir / "map.npy", coords)
+    _save_array(run_dir / MAP_FILE, coords)
     report(1.0, "map ready")
     return {"n": int(len(coords)), "method": method}

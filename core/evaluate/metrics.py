@@ -55,9 +55,12 @@ _LOG2 = math.log(2.0)
 
 
 def word_count(text: Any) -> int:
-    """Whitespace-separated words of a text (message lists: of their contents joined)."""
+    """Whitespace-separated words of a text (message lists: of their contents, not their role
+    labels; a missing value, None or NaN, has none). The one word count of alignscope."""
     if isinstance(text, str):
         return len(text.split())
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return 0
     if hasattr(text, "tolist"):
         text = text.tolist()
     if isinstance(text, (list, tuple)):

@@ -25,8 +25,11 @@ import subprocess
 import sys
 from typing import Any
 
-from alignscope.jobs.store import (FAILED, QUEUED, RUNNING, Executor, Job, JobError, JobStore, process_identity,
-                             process_start_time, terminate_job_processes)
+from alignscope.jobs.executors import Executor
+from alignscope.jobs.model import FAILED, QUEUED, RUNNING, Job, JobError
+from alignscope.jobs.process import process_identity, process_start_time, terminate_job_processes
+from alignscope.jobs.store import JobStore
+from alignscope.jobs.worker import _finish, describe_exit
 
 __all__ = ["RayExecutor", "ADDRESS_ENV"]
 
@@ -43,8 +46,6 @@ def _ray():
 
 def _run_job_task(job_id: str, store_path: str) -> str:
     """Body of the Ray task: run the job's runner as a child process and record how it ended."""
-    from alignscope.jobs.worker import describe_exit
-
     store = JobStore(store_path)
     job = store.get(job_id, reconcile=False)
     if job.status != RUNNING:
@@ -60,8 +61,6 @@ def _run_job_task(job_id: str, store_path: str) -> str:
     returncode = child.wait()
     job = store.get(job_id, reconcile=False)
     if job.status == RUNNING:
-        from alignscope.jobs.worker import _finish
-
         _finish(store, job_id, FAILED, error=describe_exit(returncode), exit_code=returncode)
     return store.get(job_id, reconcile=False).status
 

@@ -2,7 +2,7 @@
 
 Two roles, two processes, both in the job's own process group (the supervisor leads it):
 
-* **supervisor** (the default): started detached by :class:`alignscope.jobs.store.LocalExecutor`. It
+* **supervisor** (the default): started detached by :class:`alignscope.jobs.executors.LocalExecutor`. It
   waits until the store shows it as the job's worker, runs the runner as a child, records how the
   child ended (so a SIGKILL or an out-of-memory kill reads "killed by signal 9", not a vague
   "died"), kills whatever the job left behind, and starts the next queued job. It imports nothing
@@ -31,9 +31,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from alignscope.files import append_jsonl, write_json
-from alignscope.jobs.store import (FAILED, QUEUED, RUNNING, SUCCEEDED, BUSY_TIMEOUT_S, METRICS_FILE,
-                             InvalidTransitionError, Job, JobStore, get_executor,
-                             load_target, one_line, process_start_time, terminate_job_processes)
+from alignscope.jobs.executors import get_executor
+from alignscope.jobs.kinds import load_target
+from alignscope.jobs.model import (BUSY_TIMEOUT_S, FAILED, METRICS_FILE, QUEUED, RUNNING, SUCCEEDED,
+                                   InvalidTransitionError, Job, one_line)
+from alignscope.jobs.process import process_start_time, terminate_job_processes
+from alignscope.jobs.store import JobStore
 
 # How long leftover processes of a finished job get between SIGTERM and SIGKILL.
 LEFTOVER_GRACE_S = 2.0

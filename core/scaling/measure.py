@@ -22,11 +22,15 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from alignscope.embed.encoders import embed
 from alignscope.evaluate.metrics import METRIC_CI_KEYS, METRICS, metric_baseline
 from alignscope.files import append_jsonl, atomic_path, count_lines, write_json
+from alignscope.jobs import JobStore, read_run_config
+from alignscope.run_files import EVAL_PAIRS_FILE, SELECTION_FILE
 from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD, FIX_METHOD,
-                                      HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, SweepConfig, SweepError,
-                                      UNITS_FILE, pair_count, point_dir_name, rates_path, selection_size, unit_name)
+                                      HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, UNITS_FILE, SweepConfig, SweepError,
+                                      pair_count, point_dir_name, rates_path, selection_size, unit_name)
+from alignscope.select.pair_options import PAIR_METHODS, PAIR_OPTIONS
 from alignscope.select.selection import Selection
 
 # Methods whose ranking reads none of the sweep encoder's features: the probe cannot favour them
@@ -112,15 +116,12 @@ class SweepContext:
     @cached_property
     def embeddings(self):
         """The selectors' features (cached on disk by the sweep's submit)."""
-        from alignscope.embed.encoders import embed
-
         return embed(self.data, encoder=self.sweep.encoder, unit=self.sweep.unit, progress=False)
 
     @cached_property
     def probe(self):
         """The probe evaluator on the sweep's held-out pairs, features from ``probe_encoder``."""
-        from alignscope.embed.encoders import embed
-        from alignscope.evaluate.evaluators import ProbeEvaluator
+        from alignscope.evaluate.probe import ProbeEvaluator
 
         features = (self.embeddings if self.sweep.probe_encoder == self.sweep.encoder and self.sweep.unit == "completion"
                     else embed(self.data, encoder=self.sweep.probe_encoder, unit="completion", progress=False))
@@ -133,7 +134,6 @@ class SweepContext:
         point; a selector is asked for as many points as the largest fraction below 1 can need
         (two per pair for completions), which k-center (whose greedy order is nested) reads as its
         run length."""
-        from alignscope.select.pair_options import PAIR_METHODS, PAIR_OPTIONS
         from alignscope.select.selectors import select, select_data
 
         if method == ALL_METHOD:
@@ -181,7 +181,7 @@ class SweepContext:
             train_pairs = self.train_pool
         else:
             table = training_pairs_table(ranking, self.test_pairs, len(self.data), k_pairs)
-            selection_path = table.write(run_dir / "selection.parquet")
+            selection_path = table.write(run_dir / SELECTION_FILE)
             train_pairs = table.pairs("any")
         if sweep.evaluator == "probe":
             swapped = None if ranking is None else ranking.config.get("swapped")
@@ -200,7 +200,7 @@ class SweepContext:
                             run_dir=run_dir / "train", progress_bar=False,
                             report=lambda progress=None, message=None: report(message=message))
             result = summary["eval"]
-            per_pair = pd.read_parquet(run_dir / "train" / "eval_pairs.parquet")
+            per_pair = pd.read_parquet(run_dir / "train" / EVAL_PAIRS_FILE)
             pairs, margin = per_pair["pair"].to_numpy(), per_pair["margin"].to_numpy()
             n_train = summary["training"]["n_train_pairs"]
         _save_margins(run_dir / HELDOUT_FILE, pairs, margin)
@@ -262,8 +262,6 @@ def _save_margins(path: Path, pairs: np.ndarray, margin: np.ndarray) -> None:
 
 
 def _own_job_id(run_dir: Path) -> str | None:
-    from alignscope.jobs.store import read_run_config
-
     try:
         return read_run_config(run_dir).get("job_id")
     except Exception:  # noqa: BLE001 - the id is informative only
@@ -344,7 +342,6 @@ def worker_job(config: Mapping[str, Any], run_dir: Path, report: Callable[..., N
     """The ``sweep_worker`` job kind: ``config = {"data": spec, "sweep_dir", "sweep": SweepConfig
     fields, "worker": i, "n_workers": n}``. Measures units until every one is claimed."""
     from alignscope.data.preferences import load_spec
-    from alignscope.jobs.store import JobStore
 
     job_started = time.monotonic()
     _limit_threads(int(config.get("n_workers", 1)))

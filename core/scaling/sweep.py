@@ -42,10 +42,13 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
+from alignscope import settings
+from alignscope.embed.encoders import embed
 from alignscope.errors import AlignscopeError
-from alignscope.evaluate.evaluators import PROBE_ENCODER
-from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS
-from alignscope.files import atomic_path, write_json
+from alignscope.evaluate.probe import PROBE_ENCODER
+from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS, pair_word_lengths
+from alignscope.files import atomic_path, read_jsonl, write_json
+from alignscope.jobs import JobStore, get_executor
 from alignscope.options import fields_problem, option
 from alignscope.train.config import TrainConfig, TrainError, train_config
 
@@ -273,8 +276,6 @@ def submit_sweep(data, config: SweepConfig, out: str | os.PathLike, *, executor:
                  report: Callable[[str], None] | None = None) -> list[str]:
     """:func:`prepare_sweep`, then submit ``workers`` ``sweep_worker`` jobs (default
     :func:`default_workers`, at most one per unit). Returns the job ids."""
-    from alignscope.jobs.store import JobStore, get_executor
-
     workers = default_workers() if workers is None else workers
     if not isinstance(workers, int) or workers < 1:
         raise SweepError(f"workers must be an integer >= 1, got {workers!r}")
@@ -307,8 +308,6 @@ def prepare_sweep(data, config: SweepConfig, out: str | os.PathLike, *, overwrit
         (out / stale).unlink(missing_ok=True)
     _clear_claims(out)
     if config.mode == "subsets" and (any(m != ALL_METHOD for m, _ in config.units()) or config.evaluator == "probe"):
-        from alignscope.embed.encoders import embed
-
         if report:
             report("computing the embeddings once for every point (cached)")
         for encoder in dict.fromkeys([config.encoder] + ([config.probe_encoder] if config.evaluator == "probe" else [])):
@@ -331,8 +330,6 @@ def _record_sweep(out: Path, data, config: SweepConfig, **extra: Any) -> None:
 def rates_path() -> Path:
     """``settings.home()/cache/sweep_rates.jsonl``: what each finished sweep worker measured here
     (evaluator, pairs, points, busy seconds), the basis of the estimate before a launch."""
-    from alignscope import settings
-
     return settings.home() / "cache" / "sweep_rates.jsonl"
 
 
@@ -340,8 +337,6 @@ def estimate_seconds(config: SweepConfig, n_pairs: int, workers: int | None = No
     """Wall seconds the points of a sweep should take here (the shared embeddings and audit are
     estimated apart), from the median seconds per point per 1,000 pairs that earlier sweeps with
     the same evaluator measured on this machine; None before the first."""
-    from alignscope.files import read_jsonl
-
     rows = [r for r in read_jsonl(rates_path())[-50:] if r.get("evaluator") == config.evaluator
             and r.get("measured") and r.get("n_pairs")]
     if not rows:
@@ -362,7 +357,6 @@ def audit_training_pool(data, config: SweepConfig, path: Path) -> None:
     """Audit the training pool only (the held-out pairs' labels must not steer what is dropped) and
     keep the table, indexed by the data's pair numbers, for the ``clean`` points."""
     from alignscope.audit import audit, pair_matrices
-    from alignscope.embed.encoders import embed
     from alignscope.evaluate.evaluators import split_pairs
 
     _, test_pairs = split_pairs(len(data), config.test_fraction, config.split_seed)
@@ -379,7 +373,6 @@ def _save_heldout_lengths(path: Path, data, config: SweepConfig) -> None:
     """The sweep's held-out pairs and their word lengths: what the fit needs to recompute any metric
     on resampled pairs (the points keep only their margins)."""
     from alignscope.evaluate.evaluators import split_pairs
-    from alignscope.evaluate.metrics import pair_word_lengths
 
     _, test_pairs = split_pairs(len(data), config.test_fraction, config.split_seed)
     chosen, rejected = pair_word_lengths(data, test_pairs)

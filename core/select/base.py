@@ -17,8 +17,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 
+from alignscope import __version__
+from alignscope.files import jsonable
+from alignscope.options import is_int
 from alignscope.select.gmm import check_matrix, validate_data
-from alignscope.select.selection import (SELECTION_FORMAT_VERSION, Selection, SelectionError, distinct_integers, jsonable,
+from alignscope.select.selection import (SELECTION_FORMAT_VERSION, Selection, SelectionError, distinct_integers,
                                          order_by_score, resolve_k)
 
 __all__ = ["Selector", "seeded_order"]
@@ -239,13 +242,13 @@ def _check_pair_info(n: int, pair_index: Any, label: Any):
 
 
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise SelectionError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
 
 
 def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value) or value < 1:
         raise SelectionError(f"{name} must be a positive integer, got {value!r}")
 
 
@@ -258,6 +261,4 @@ def _first_attr(obj: Any, names: Sequence[str]):
 
 
 def _version() -> str:
-    from alignscope import __version__
-
     return __version__

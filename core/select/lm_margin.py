@@ -38,7 +38,9 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from alignscope import settings
+from alignscope.embed.encoders import _folder_identity
 from alignscope.files import atomic_path
+from alignscope.models import load_causal_lm, resolve_device, resolve_model
 from alignscope.select.pair_options import LMMarginOptions
 from alignscope.select.pairwise import PairSelector, keep_score
 from alignscope.select.selection import SelectionError
@@ -110,9 +112,6 @@ class LMMarginSelector(PairSelector, LMMarginOptions):
                   on_progress: Callable[[float, str], None] | None = None, progress: bool = False):
         """``(chosen_logp, rejected_logp, chosen_tokens, rejected_tokens)``, each ``(n,)``, from the
         cache or the model."""
-        from alignscope.embed.encoders import _folder_identity  # what invalidates the embedding cache too
-        from alignscope.models import resolve_model
-
         report = on_progress or (lambda fraction, message: None)
         folder = resolve_model(self.model)
         key = {"version": _CACHE_VERSION, "data": fingerprint or _content_hash(triples), "n_pairs": len(triples),
@@ -153,9 +152,7 @@ class LMMarginSelector(PairSelector, LMMarginOptions):
         return result
 
     def _device(self) -> str:
-        from alignscope.models import default_device
-
-        return str(self.device or default_device())
+        return resolve_device(self.device)
 
 
 class _EtaReporter:
@@ -254,8 +251,6 @@ def _write_cache(path, key, result, computed) -> None:
 
 
 def _load(spec: str, device: str):
-    from alignscope.models import load_causal_lm
-
     key = (spec, device, str(settings.home()))
     if _MODELS.get("key") != key:
         _MODELS.clear()

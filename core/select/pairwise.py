@@ -48,12 +48,14 @@ score are broken in a seeded random order (:func:`alignscope.select.base.seeded_
 from __future__ import annotations
 
 import dataclasses
+import gzip
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from alignscope.audit import fit_bt_probe
+from alignscope.embed.encoders import embed, embed_prompts, embed_texts, join_prompt_completion
 from alignscope.evaluate.metrics import LengthRule, pair_word_lengths
 from alignscope.options import fields_problem
 from alignscope.select.base import Selector, seeded_order
@@ -183,7 +185,7 @@ class MarginSelector(PairSelector, MarginOptions):
     which also scores any new ``X``. Scores by ``keep`` (:func:`keep_score`; ``middle``'s median is
     over the training pairs). Details: ``margin``, ``p_chosen`` = σ(margin).
 
-    The probe evaluator (:func:`alignscope.evaluate.evaluators.eval_probe`) fits the same kind of model:
+    The probe evaluator (:func:`alignscope.evaluate.probe.eval_probe`) fits the same kind of model:
     when the selection's features are the evaluator's, selecting by its margin favours what the
     judge will reward. The selection config records ``circular`` (``eval_encoder`` unset: the
     evaluator is assumed to use the selector's own features, as a sweep without ``--eval-encoder``
@@ -196,8 +198,6 @@ class MarginSelector(PairSelector, MarginOptions):
 
     def inputs(self, data, *, encoder, embeddings=None, layer=None, batch_size=None, progress=False):
         if embeddings is None:
-            from alignscope.embed.encoders import embed
-
             embeddings = embed(data, encoder, "completion", layer, batch_size=batch_size, progress=progress)
         return pair_differences(embeddings, len(data)), {}
 
@@ -300,8 +300,6 @@ class RDSSelector(PairSelector, RDSOptions):
         return super().fit(X, y, pair_index=pair_index, label=label)
 
     def inputs(self, data, *, encoder, embeddings=None, layer=None, batch_size=None, progress=False):
-        from alignscope.embed.encoders import embed, embed_prompts, embed_texts, join_prompt_completion
-
         options = {"batch_size": batch_size, "progress": progress}
         prompts = None
         if self.query == "prompt":
@@ -402,8 +400,6 @@ def read_target_texts(path: str) -> tuple[list[str], list[str] | None]:
     ``.txt`` (optionally ``.gz``): one prompt a line. Anything :func:`alignscope.data.preferences.load_preferences`
     reads as pairs (explicit or implicit prompts): the prompts and the chosen answers. Any other
     table with a ``prompt`` column: its prompts. Raises :class:`SelectionError` naming the file."""
-    import gzip
-
     from alignscope.data.preferences import load_preferences, render_text
     from alignscope.data.readers import DataError, read_path
 

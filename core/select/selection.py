@@ -50,9 +50,11 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
+from alignscope.files import atomic_path, jsonable
+from alignscope.options import is_finite, is_int
 
 __all__ = ["Selection", "SelectionError", "PAIR_RULES", "resolve_k", "SELECTION_META_KEY", "SELECTION_FORMAT_VERSION",
-           "ISA_COLUMNS", "order_by_score", "jsonable"]
+           "ISA_COLUMNS", "order_by_score"]
 
 PAIR_RULES = ("any", "both", "chosen", "rejected")
 SELECTION_META_KEY = b"alignscope.selection"  # the stored key: unchanged since 0.1, files of every version read
@@ -169,7 +171,7 @@ class Selection:
 
     def top(self, k: int) -> "Selection":
         """The same ranking with the top ``k`` rows (rank ≤ k) selected: a size slider moves only this."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= len(self):
+        if not is_int(k) or not 0 <= k <= len(self):
             raise SelectionError(f"k must be an integer in [0, {len(self)}], got {k!r}")
         table = self.table.copy()
         table["selected"] = table["rank"].to_numpy() <= k
@@ -186,7 +188,7 @@ class Selection:
             return cut.replace(config={**cut.config, "k_pairs": int(k_pairs)})
         pair_index = self.table["pair_index"].to_numpy(dtype=np.int64)
         pair_ids, position = np.unique(pair_index, return_inverse=True)
-        if isinstance(k_pairs, bool) or not isinstance(k_pairs, (int, np.integer)) or not 0 <= k_pairs <= len(pair_ids):
+        if not is_int(k_pairs) or not 0 <= k_pairs <= len(pair_ids):
             raise SelectionError(f"k_pairs must be an integer in [0, {len(pair_ids)}], got {k_pairs!r}")
         best = np.full(len(pair_ids), np.iinfo(np.int64).max)
         np.minimum.at(best, position, self.table["rank"].to_numpy(dtype=np.int64))
@@ -302,7 +304,6 @@ class Selection:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from alignscope.files import atomic_path
 
         path = Path(path)
         stored = {**self.config, "data_fingerprint": self.fingerprint}
@@ -349,14 +350,14 @@ def resolve_k(n: int, k: int | None = None, fraction: float | None = None) -> in
     if (k is None) == (fraction is None):
         raise SelectionError("give exactly one of k (a count) or fraction (in (0, 1])")
     if k is not None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        if not is_int(k):
             raise SelectionError(f"k must be an integer, got {k!r}", field="k")
         if k < 1:
             raise SelectionError(f"k must be >= 1, got {k}", field="k")
         if k > n:
             raise SelectionError(f"k={k} is larger than the number of points ({n})", field="k")
         return int(k)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
+    if not is_finite(fraction):
         raise SelectionError(f"fraction must be a number in (0, 1], got {fraction!r}", field="fraction")
     fraction = float(fraction)
     if not (0.0 < fraction <= 1.0):
@@ -384,21 +385,6 @@ def distinct_integers(values: np.ndarray) -> bool:
         return int(np.count_nonzero(seen)) == n
     ordered = np.sort(values)
     return not bool((ordered[1:] == ordered[:-1]).any())
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types (numpy scalars unwrapped, non-finite floats and anything else as str)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def _check_rule(rule: str) -> None:

@@ -8,21 +8,22 @@ keyword fields and names the closest known option for a typo.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-
 from alignscope.errors import AlignscopeError
-from alignscope.options import field_problem, is_finite, option
+from alignscope.options import field_problem, is_finite, option, parse_list
+from alignscope.run_files import SAMS_LOG
 from alignscope.select.selection import PAIR_RULES  # defined once, with the reason `mean` is not a rule
+from alignscope.train.sams_config import SamsConfig, SamsError
 
 __all__ = ["METHODS", "PAIR_RULES", "SAMS_LOG", "SAMS_INDEX_COLUMN", "DEFAULT_LR", "DEFAULT_LR_OTHER", "TrainError",
            "TrainConfig", "DPOTrainConfig", "KTOTrainConfig", "DPOSamsTrainConfig", "CONFIG_CLASSES", "base_method",
-           "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem", "config_class", "option_fields", "option_defaults", "option_meta",
-           "SAMS_SELECTIONS", "SAMS_CONTEXTS", "SAMS_POOLINGS", "SAMS_REWARDS"]
+           "train_config", "config_from_dict", "REPORT_TO", "report_to_names", "report_to_problem", "config_class", "option_fields", "option_defaults", "option_meta"]
 
 METHODS = ("dpo", "kto", "dpo-sams")
-SAMS_LOG = "sams.jsonl"  # per-step scheduler log of dpo-sams runs
 SAMS_INDEX_COLUMN = "sams_index"  # data index of each training pair, carried through TRL's collator
 # Learning rate when the config leaves it unset: the random-init `tiny` model needs big steps to
 # move at all in a few dozen updates; real models use a usual DPO/KTO rate.
@@ -183,64 +184,46 @@ class KTOTrainConfig(TrainConfig):
             raise TrainError(f"kto config: batch_size must be >= 2 (KTO's KL term mixes completions of a batch), got {self.batch_size}")
 
 
-# The SamS choices, as alignscope.train.sams declares them (that module imports torch; a test checks both agree).
-SAMS_SELECTIONS = ("topk", "softmax", "random")
-SAMS_CONTEXTS = ("mean", "pair", "diff")
-SAMS_POOLINGS = ("flatten", "mean")
-SAMS_REWARDS = ("published", "ranked")
+_SAMS_PREFIX = "sams_"
+# SamsConfig fields a training run sets from its own options rather than a sams_* option.
+_SAMS_FROM_RUN = ("seed",)
+
+
+def _with_sams_options(cls: type) -> type:
+    """Give ``cls`` one option ``sams_<name>`` per field of :class:`SamsConfig` (its type, default,
+    help, bounds and choices), so the scheduler's options are declared once, in SamsConfig."""
+    for f in dataclasses.fields(SamsConfig):
+        if f.name in _SAMS_FROM_RUN:
+            continue
+        name = _SAMS_PREFIX + f.name
+        cls.__annotations__[name] = f.type
+        setattr(cls, name, dataclasses.field(default=f.default, metadata=f.metadata))
+    return cls
 
 
 @dataclass
+@_with_sams_options
 class DPOSamsTrainConfig(DPOTrainConfig):
-    """DPO with SamS batch scheduling (:class:`alignscope.train.sams_trainer.SamsDPOTrainer`): the ``sams_*``
-    fields are those of :class:`alignscope.train.sams.SamsConfig` (``sams_ratio`` = ρ, ``sams_exploration``
-    = λ, ``sams_context`` = mean|pair|diff, ``sams_reward`` = published|ranked, ...)."""
+    """DPO with SamS batch scheduling (:class:`alignscope.train.sams_trainer.SamsDPOTrainer`): one
+    ``sams_<name>`` option per field of :class:`alignscope.train.sams_config.SamsConfig`
+    (``sams_ratio`` = ρ, ``sams_exploration`` = λ, ``sams_context`` = mean|pair|diff,
+    ``sams_reward`` = published|ranked, ...), generated from it; the scheduler's seed is the run's."""
 
     method: ClassVar[str] = "dpo-sams"
     cli_group: ClassVar[str] = "SamS (--method dpo-sams)"
-    sams_ratio: float = option(0.5, help="share of each batch that gets gradient, rho (ceil(rho*n) pairs)", min=0,
-                               max=1, min_open=True)
-    sams_exploration: float = option(0.05, help="lambda, weight of the exploration network", min=0)
-    sams_gamma: float = option(0.5, help="weight of the batch reward against the sample reward", min=0, max=1)
-    sams_width: int = option(128, help="scheduler MLP width", min=1)
-    sams_depth: int = option(2, help="scheduler MLP depth", min=1)
-    sams_lr: float = option(1e-3, help="scheduler Adam learning rate", min=0, min_open=True)
-    sams_scheduler_steps: int = option(4, help="scheduler updates per training step", min=1)
-    sams_replay_size: int = option(1024, help="batches kept in the scheduler's replay buffer", min=1)
-    sams_replay_sample: int = option(32, help="batches per scheduler update (the newest + earlier ones)", min=1)
-    sams_replay_max_mb: float = option(64.0, help="memory cap of the replay buffer's contexts (MB)", min=0,
-                                       min_open=True)
-    sams_selection: str = option("topk", choices=SAMS_SELECTIONS,
-                                 help="topk (the paper), softmax sampling, or random (the random-subset baseline)")
-    sams_temperature: float = option(1.0, help="softmax selection temperature", min=0, min_open=True)
-    sams_warmup_steps: int = option(0, help="first optimizer steps on full batches", min=0)
-    sams_context: str = option("pair", choices=SAMS_CONTEXTS,
-                               help="what the scheduler sees of a pair: pair = chosen and rejected states side by "
-                                    "side, diff = chosen - rejected, mean = their average (the reference code's; it "
-                                    "cannot tell a pair from its flipped copy)")
-    sams_pooling: str = option("flatten", choices=SAMS_POOLINGS,
-                               help="how the per-block features of one sequence combine")
-    sams_standardize: bool = option(True, help="running per-feature standardisation of the contexts")
-    sams_reward: str = option("ranked", choices=SAMS_REWARDS,
-                              help="scheduler reward: ranked = sample reward z-scored within the batch plus the batch "
-                                   "reward credited to selected pairs; published = the paper's formula")
 
     def __post_init__(self) -> None:
-        if self.sams_context == "flatten":  # the old name, as alignscope.train.sams.SamsConfig reads it
+        if self.sams_context == "flatten":  # the old name, as SamsConfig reads it
             self.sams_context, self.sams_pooling = "mean", "flatten"
 
-    def sams_config(self):
-        from alignscope.train.sams import SamsConfig
-
-        return SamsConfig(**{f.name[len("sams_"):]: getattr(self, f.name) for f in dataclasses.fields(self)
-                             if f.name.startswith("sams_")}, seed=int(self.seed))
+    def sams_config(self) -> SamsConfig:
+        return SamsConfig(**{f.name[len(_SAMS_PREFIX):]: getattr(self, f.name) for f in dataclasses.fields(self)
+                             if f.name.startswith(_SAMS_PREFIX)}, seed=int(self.seed))
 
     def validate(self) -> None:
-        super().validate()
+        super().validate()  # every sams_* option's type, bounds and choices, from SamsConfig's metadata
         if self.loss_type != "sigmoid":
             raise TrainError(f"dpo-sams config: SamS schedules the sigmoid DPO loss, got loss_type={self.loss_type!r}")
-        from alignscope.train.sams import SamsError
-
         try:
             self.sams_config().validate()
         except SamsError as exc:
@@ -263,8 +246,6 @@ def train_config(method: str = "dpo", **fields: Any) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        import difflib
-
         hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, n=1))
                  else name for name in unknown]
         raise TrainError(f"unknown {cls.method} option(s) {', '.join(hints)}; the options are the fields of "
@@ -323,7 +304,7 @@ def report_to_names(value: Any) -> list[str]:
     comma-separated string is split)."""
     if value is None:
         return []
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = parse_list(value) if isinstance(value, str) else list(value)
     names = [str(item).strip().lower() for item in items if str(item).strip()]
     return [] if names == ["none"] else names
 
@@ -331,8 +312,6 @@ def report_to_names(value: Any) -> list[str]:
 def report_to_problem(value: Any) -> str | None:
     """Why ``report_to`` cannot work (an unknown name, ``none`` mixed with a tracker, or a tracker
     whose package is not installed), or None when it can."""
-    import importlib.util
-
     if value is not None and not isinstance(value, (str, list, tuple)):
         return f"report_to must be a name or a list of names, got {type(value).__name__}"
     if not isinstance(value, str) and value is not None and not all(isinstance(v, str) for v in value):

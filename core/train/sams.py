@@ -7,7 +7,9 @@ Every DPO batch of n pairs is a set of bandit arms. A small scheduler scores eac
 policy's own state (its hidden states in the forward pass DPO already makes), the top ⌈ρ·n⌉ pairs
 get gradient, and the scheduler learns online from a reward that says how much the policy learned.
 
-This module is plain torch: the networks, the selection, the rewards and the replay pool. The TRL
+This module is plain torch: the networks, the selection, the rewards and the replay pool. Its
+options (:class:`~alignscope.train.sams_config.SamsConfig`) are declared torch-free in
+:mod:`alignscope.train.sams_config`, and its log is read by :mod:`alignscope.train.sams_log`. The TRL
 side (hooks on the policy's forward, masking the unselected pairs' gradient, the per-step log)
 lives in :mod:`alignscope.train.sams_trainer` (``SamsDPOTrainer``).
 
@@ -45,120 +47,15 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alignscope.errors import AlignscopeError
+from alignscope.train.sams_config import CONTEXT_MODES, POOLING_MODES, SamsConfig, SamsError, n_selected
 
-__all__ = ["SELECTION_MODES", "CONTEXT_MODES", "POOLING_MODES", "REWARD_MODES", "SamsConfig", "SamsError",
-           "SchedulerNetworks", "RunningMoments", "ReplayPool", "SamsScheduler", "n_selected", "ratio_warning",
-           "layer_mean", "pair_contexts", "batch_reward", "sample_rewards", "pair_rewards", "ranked_rewards",
-           "read_sams_log", "selection_rates"]
-
-SELECTION_MODES = ("topk", "softmax", "random")
-CONTEXT_MODES = ("mean", "pair", "diff")   # how a pair's chosen and rejected features combine
-POOLING_MODES = ("flatten", "mean")        # how the per-block features of one sequence combine
-REWARD_MODES = ("published", "ranked")
-
-
-class SamsError(AlignscopeError):
-    """A SamS option that cannot work; one line for the user."""
-
-
-@dataclass
-class SamsConfig:
-    """Options of the SamS scheduler (the paper's symbols in brackets).
-
-    ``ratio`` [ρ]: share of each batch that gets gradient, ⌈ρ·n⌉ pairs. ``exploration`` [λ]: weight
-    of the exploration network. ``gamma`` [γ]: weight of the batch reward against the sample reward.
-    ``width``/``depth``: the scheduler MLPs (paper: 4096 × 16 on 7–9B models; 64–512 × 2–6 suit
-    small ones). ``lr``, ``scheduler_steps``: Adam learning rate and steps per training step.
-    ``replay_size`` batches (and at most ``replay_max_mb`` of contexts) are kept; each update trains
-    on the newest batch plus ``replay_sample − 1`` earlier ones. ``selection``: ``topk`` (paper),
-    ``softmax`` (sampling without replacement, as the reference code; ``temperature``) or ``random``
-    (the "random ⌈ρ·n⌉ of each batch" baseline: the scheduler still learns and logs, but does not
-    choose). ``warmup_steps``: first optimizer steps train on full batches. ``context``
-    (``mean``/``pair``/``diff``), ``pooling`` (``flatten``/``mean``), ``standardize`` (running
-    per-feature standardisation of the contexts) and ``reward`` (``published``/``ranked``): see the
-    module docstring. ``seed``: scheduler init and sampling.
-    """
-
-    ratio: float = 0.5
-    exploration: float = 0.05
-    gamma: float = 0.5
-    width: int = 128
-    depth: int = 2
-    lr: float = 1e-3
-    scheduler_steps: int = 4
-    replay_size: int = 1024
-    replay_sample: int = 32
-    replay_max_mb: float = 64.0
-    selection: str = "topk"
-    temperature: float = 1.0
-    warmup_steps: int = 0
-    context: str = "pair"
-    pooling: str = "flatten"
-    standardize: bool = True
-    reward: str = "ranked"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.context == "flatten":  # before the pair contexts, ``context`` named the block pooling
-            self.context, self.pooling = "mean", "flatten"
-
-    def validate(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise SamsError(f"sams config: {message}")
-
-        need(_number(self.ratio) and 0 < self.ratio <= 1, f"ratio must be in (0, 1], got {self.ratio!r}")
-        need(_number(self.exploration) and self.exploration >= 0, f"exploration must be >= 0, got {self.exploration!r}")
-        need(_number(self.gamma) and 0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma!r}")
-        for name in ("width", "depth", "scheduler_steps", "replay_size", "replay_sample"):
-            value = getattr(self, name)
-            need(_integer(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
-        need(_integer(self.warmup_steps) and self.warmup_steps >= 0, f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
-        need(_integer(self.seed), f"seed must be an integer, got {self.seed!r}")
-        need(_number(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr!r}")
-        need(_number(self.temperature) and self.temperature > 0, f"temperature must be > 0, got {self.temperature!r}")
-        need(_number(self.replay_max_mb) and self.replay_max_mb > 0, f"replay_max_mb must be > 0, got {self.replay_max_mb!r}")
-        need(self.selection in SELECTION_MODES, f"selection must be one of {', '.join(SELECTION_MODES)}, got {self.selection!r}")
-        need(self.context in CONTEXT_MODES, f"context must be one of {', '.join(CONTEXT_MODES)}, got {self.context!r}")
-        need(self.pooling in POOLING_MODES, f"pooling must be one of {', '.join(POOLING_MODES)}, got {self.pooling!r}")
-        need(self.reward in REWARD_MODES, f"reward must be one of {', '.join(REWARD_MODES)}, got {self.reward!r}")
-        need(isinstance(self.standardize, bool), f"standardize must be true or false, got {self.standardize!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def n_selected(ratio: float, n: int) -> int:
-    """⌈ρ·n⌉, at least 1 (the tiny epsilon keeps 0.5·8 = 4 from becoming 5 through rounding)."""
-    return max(1, min(n, math.ceil(ratio * n - 1e-9)))
-
-
-def ratio_warning(ratio: float, n: int) -> str | None:
-    """A one-line warning when ⌈ρ·n⌉ of a micro-batch of ``n`` pairs is not the share ρ asked for
-    (each micro-batch selects its own pairs: with n = 1, every pair is selected), else None."""
-    k = n_selected(ratio, n)
-    if abs(k / n - ratio) < 1e-9:
-        return None
-    return (f"SamS selects ⌈ρ·n⌉ = {k} of every {n} pairs per micro-batch (per-device batch size {n}): an "
-            f"effective ratio of {k / n:.3g}, not ρ = {ratio:g}; raise the batch size (and lower gradient "
-            "accumulation) for a finer selection")
-
+__all__ = ["SchedulerNetworks", "RunningMoments", "ReplayPool", "SamsScheduler", "layer_mean", "pair_contexts",
+           "batch_reward", "sample_rewards", "pair_rewards", "ranked_rewards"]
 
 # -------------------------------------------------------------------------------- contexts
 def layer_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -480,44 +377,3 @@ class SamsScheduler:
         self.networks.eval()
         self.updates += 1
         return sum(losses) / len(losses)
-
-
-# ------------------------------------------------------------------------------- reading logs
-def read_sams_log(path) -> "pd.DataFrame":
-    """``sams.jsonl`` (a file or a run directory) as one row per (step, pair in the batch):
-    ``step, index, selected, score, reward`` (NaN until the lagged reward is known), ``loss``,
-    ``batch_reward``, ``scheduler_loss``, ``warmup``. An empty frame when there is no log yet."""
-    import pandas as pd
-    from pathlib import Path
-
-    from alignscope.files import read_jsonl
-
-    path = Path(path)
-    records = read_jsonl(path / "sams.jsonl" if path.is_dir() else path)
-    columns = ["step", "index", "selected", "score", "reward", "loss", "batch_reward", "scheduler_loss", "warmup"]
-    rows = []
-    for record in records:
-        chosen = set(record.get("selected") or [])
-        rewards = record.get("rewards") or [None] * len(record["batch"])
-        for index, score, reward in zip(record["batch"], record["scores"], rewards):
-            rows.append((record["step"], index, index in chosen, score, reward, record.get("loss"),
-                         record.get("batch_reward"), record.get("scheduler_loss"), bool(record.get("warmup"))))
-    table = pd.DataFrame(rows, columns=columns)
-    return table.astype({"reward": float, "batch_reward": float, "scheduler_loss": float})
-
-
-def selection_rates(log: "pd.DataFrame", groups=None, *, include_warmup: bool = False) -> "pd.DataFrame":
-    """How often each pair (``groups=None``) or each group of pairs was selected when it was in a
-    batch: ``group, seen, selected, rate``. ``groups`` maps a data index to its group (a Series
-    indexed by data index, e.g. a ``source`` column or a ``flipped`` flag). Warm-up steps (every
-    pair selected, no choice made) are left out unless ``include_warmup``."""
-    import pandas as pd
-
-    if not include_warmup and not log.empty and "warmup" in log.columns:
-        log = log[~log["warmup"].astype(bool)]
-    if log.empty:
-        return pd.DataFrame(columns=["group", "seen", "selected", "rate"])
-    keys = log["index"] if groups is None else log["index"].map(groups)
-    table = log.assign(group=keys.astype(str)).groupby("group")["selected"].agg(seen="size", selected="sum")
-    table["rate"] = table["selected"] / table["seen"]
-    return table.reset_index()

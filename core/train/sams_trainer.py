@@ -33,9 +33,10 @@ import transformers
 import trl
 
 from alignscope.files import append_jsonl
-from alignscope.train.sams import (SamsConfig, SamsScheduler, batch_reward, layer_mean, pair_contexts, ratio_warning,
-                             sample_rewards)
-from alignscope.train.config import SAMS_INDEX_COLUMN, SAMS_LOG, TrainError  # train imports this module lazily
+from alignscope.train.sams import SamsScheduler, batch_reward, layer_mean, pair_contexts, sample_rewards
+from alignscope.train.sams_config import SamsConfig, ratio_warning
+from alignscope.run_files import SAMS_LOG
+from alignscope.train.config import SAMS_INDEX_COLUMN, TrainError  # train imports this module lazily
 
 __all__ = ["SamsDPOTrainer", "SAMS_INDEX_COLUMN", "SAMS_LOG"]
 

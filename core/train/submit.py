@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from alignscope.jobs import JobStore
+from alignscope.models import check_model_spec
 from alignscope.train.config import TrainConfig, TrainError
 
 __all__ = ["train_job_config", "submit_training"]
@@ -22,7 +24,6 @@ def train_job_config(data: Any, config: TrainConfig, *, selection: str | os.Path
     """Validate ``config`` (and the model spec, and the selection against ``data`` and the split)
     and return the ``train`` job's config: ``{"data": data.spec(), "selection": ABS_PATH|None,
     "method": ..., **every config field}``. Raises a one-line :class:`TrainError`/``ModelError``."""
-    from alignscope.models import check_model_spec
     from alignscope.train.trainset import training_set
 
     if not isinstance(config, TrainConfig):
@@ -41,14 +42,12 @@ def train_job_config(data: Any, config: TrainConfig, *, selection: str | os.Path
 def submit_training(data: Any, config: TrainConfig, *, selection: str | os.PathLike | None = None,
                     out: str | os.PathLike | None = None, store: Any = None, overwrite: bool = False) -> str:
     """Check everything (:func:`train_job_config`), then queue a ``train`` job on ``store``
-    (default: the :class:`alignscope.jobs.store.JobStore` of ``ALIGNSCOPE_HOME``) and return its id.
+    (default: the :class:`alignscope.jobs.JobStore` of ``ALIGNSCOPE_HOME``) and return its id.
 
     ``data``: a :class:`alignscope.data.preferences.PreferenceData`; ``config``: from
     :func:`alignscope.train.config.train_config`; ``out``: the run directory (default
     ``runs/<job id>`` in the store's home); an existing file, or a non-empty folder without
     ``overwrite``, is refused before anything is written."""
-    from alignscope.jobs.store import JobStore
-
     run_dir = Path(out).expanduser().resolve() if out is not None else None
     if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
         raise TrainError(f"--out {run_dir}: is a file; give a run folder")

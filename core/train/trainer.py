@@ -9,7 +9,7 @@ without paying for torch).
 Entry points
 ------------
 * :func:`train` ``(data, *, selection=None, config, run_dir, report=None) -> dict`` from Python.
-* :func:`run_job` ``(config, run_dir, report)``: the ``train`` job kind of :mod:`alignscope.jobs.store`;
+* :func:`run_job` ``(config, run_dir, report)``: the ``train`` job kind of :mod:`alignscope.jobs`;
   ``config`` is plain JSON: ``{"data": SOURCE, "selection": PATH|None, "method": "dpo"|"kto",
   ...the fields of the method's config dataclass...}``.
 
@@ -45,6 +45,12 @@ The held-out pairs are drawn from the WHOLE data set by :func:`alignscope.evalua
 data (ISA 3.5 %, random 10 %, all of it) is evaluated on the same pairs, and any selected row
 whose pair is held out is dropped from training (counted in ``config.json``).
 
+Why one module of ~590 lines: it is the one place that talks to TRL and transformers
+(``tests/test_architecture.py`` keeps ``trl`` here and in :mod:`alignscope.train.sams_trainer`), so
+everything that follows their API (config names across versions, datasets in TRL's formats, LoRA,
+saving) stays together; what a run logs is in :mod:`alignscope.train.callbacks`. :func:`train`
+reads as its four steps.
+
 CPU
 ---
 On CPU, bf16 and gradient checkpointing are forced off (TRL defaults both on; bf16 on a CPU without
@@ -56,8 +62,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
-import math
 import os
 import platform
 import re
@@ -66,29 +70,28 @@ import sys
 import tempfile
 import time
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from alignscope.files import append_jsonl, read_jsonl, write_json
+from alignscope import __version__
 from alignscope.evaluate.metrics import describe_scores
+from alignscope.files import jsonable, read_jsonl, write_json
+from alignscope.models import load_causal_lm, resolve_device, resolve_model, supports_bf16
+from alignscope.run_files import (CHECKPOINTS_LOG, CONFIG_FILE, EVAL_FILE, METRICS_FILE, SAMS_LOG, SELECTION_FILE,
+                                  TRAINING_ARTEFACTS, WARNINGS_FILE)
+from alignscope.train.callbacks import (METRIC_KEYS, TRAIN_SHARE, Report, TrainingWarnings, checkpoint_callback,
+                                        checkpoint_record, checkpoint_steps, metrics_callback, normalise_metrics,
+                                        record_checkpoint, say)
+from alignscope.train.config import SAMS_INDEX_COLUMN, TrainConfig, TrainError, report_to_names, train_config
+from alignscope.train.trainset import TrainingSet, flipped_pairs, training_set
 
 __all__ = ["METRIC_KEYS", "CHECKPOINTS_LOG", "WARNINGS_FILE", "SamsDPOTrainer", "checkpoint_steps", "normalise_metrics",
            "train", "run_job", "package_versions"]
-from alignscope.train.config import (SAMS_INDEX_COLUMN, SAMS_LOG, TrainConfig, TrainError, report_to_names,
-                                     train_config)
-from alignscope.train.run_notes import warning_key
-from alignscope.train.trainset import (jsonable, TrainingSet, flipped_pairs, training_set)
 
-# The keys every line of metrics.jsonl has (null when the method does not log that quantity).
-METRIC_KEYS = ("step", "epoch", "loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
-               "rewards/accuracies", "lr", "elapsed_s")
-CHECKPOINTS_LOG = "checkpoints.jsonl"  # held-out evaluations at intermediate steps (eval_checkpoints)
-_RUN_ARTEFACTS = ("metrics.jsonl", "eval.json", "eval_pairs.parquet", "selection.parquet", SAMS_LOG, CHECKPOINTS_LOG,
-                  "warnings.json")
-Report = Callable[..., None]
 
 
 def _report_args(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -99,245 +102,10 @@ def _report_args(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     return {"report_to": names or "none", "run_name": run_dir.name}
 
-# ------------------------------------------------------------------------------------ metrics
-_ALIASES = {
-    "loss": ("loss",),
-    "lr": ("learning_rate", "lr"),
-    "rewards/chosen": ("rewards/chosen", "train_rewards/chosen"),
-    "rewards/rejected": ("rewards/rejected", "train_rewards/rejected"),
-    "rewards/margins": ("rewards/margins", "train_rewards/margins"),
-    "rewards/accuracies": ("rewards/accuracies", "train_rewards/accuracies"),
-}
-_SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
-
-
-def normalise_metrics(logs: Mapping[str, Any], *, step: int, epoch: float | None, elapsed_s: float) -> dict[str, Any]:
-    """One metrics.jsonl record from a TRL/transformers log dict: the keys of :data:`METRIC_KEYS`
-    first (``null`` when absent), then every other numeric key under its own name.
-
-    Older TRL versions logged KTO rewards as ``rewards/chosen_sum`` with ``count/chosen``; those
-    become means. A missing ``rewards/margins`` is chosen − rejected when both exist.
-    """
-    logs = dict(logs)
-    record: dict[str, Any] = {"step": int(step),
-                              "epoch": _num(logs.get("epoch", epoch)),
-                              "elapsed_s": round(float(elapsed_s), 3)}
-    used = {"epoch"}
-    for key, aliases in _ALIASES.items():
-        value = None
-        for alias in aliases:
-            if alias in logs:
-                value, _ = _num(logs[alias]), used.add(alias)
-                break
-        record[key] = value
-    for side in ("chosen", "rejected"):
-        total, count = logs.get(f"rewards/{side}_sum"), logs.get(f"count/{side}")
-        if record[f"rewards/{side}"] is None and total is not None and count:
-            record[f"rewards/{side}"] = _num(float(total) / float(count))
-            used.update({f"rewards/{side}_sum", f"count/{side}"})
-    if record["rewards/margins"] is None and None not in (record["rewards/chosen"], record["rewards/rejected"]):
-        record["rewards/margins"] = record["rewards/chosen"] - record["rewards/rejected"]
-    ordered = {key: record.get(key) for key in METRIC_KEYS}
-    for key, value in logs.items():
-        if key not in used and key not in ordered:
-            number = _num(value)
-            if number is not None:
-                ordered[key] = number
-    return ordered
-
-
-def _num(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _callbacks(metrics_path: Path, report: Report, *, method: str, show_bar: bool):
-    """Our TrainerCallback (metrics.jsonl + job progress + terminal progress)."""
-    from transformers import TrainerCallback
-
-    class AlignscopeCallback(TrainerCallback):
-        def __init__(self) -> None:
-            self.started = time.monotonic()
-            self.bar = None
-            self.max_steps = 0
-            self.last: dict[str, Any] = {}
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.started = time.monotonic()
-            self.max_steps = int(state.max_steps or 0)
-            if show_bar:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=self.max_steps, desc=f"{method.upper()} training", unit="step",
-                                dynamic_ncols=True, file=sys.stderr)
-            else:
-                _say(f"{method.upper()} training: {self.max_steps} steps")
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.update(state.global_step - self.bar.n)
-            if self.max_steps:
-                # The step's number goes with its progress: the metrics line (on_log) comes after this
-                # call, and a reader polling in between would otherwise see the previous step's line.
-                report(progress=_TRAIN_SHARE * state.global_step / self.max_steps,
-                       message=f"step {state.global_step}/{self.max_steps}")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs or _SUMMARY_KEYS & set(logs):
-                return
-            elapsed = time.monotonic() - self.started
-            record = normalise_metrics(logs, step=state.global_step, epoch=state.epoch, elapsed_s=elapsed)
-            append_jsonl(metrics_path, record)
-            self.last = record
-            message = _step_message(record, self.max_steps)
-            report(progress=_TRAIN_SHARE * state.global_step / max(1, self.max_steps), message=message)
-            if self.bar is not None:
-                postfix = {"loss": record["loss"], "margin": record["rewards/margins"]}
-                self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items() if v is not None}, refresh=False)
-            else:
-                _say(message)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.update(state.global_step - self.bar.n)
-                self.bar.close()
-                self.bar = None
-
-    return AlignscopeCallback()
-
-
-_TRAIN_SHARE = 0.9  # job progress: training 0..0.9, evaluation 0.9..1
-
-
-def checkpoint_steps(fractions: list[float], max_steps: int) -> dict[int, float]:
-    """Optimizer step of each checkpoint fraction (at least step 1; duplicates collapse)."""
-    return {max(1, min(max_steps, int(round(f * max_steps)))): float(f) for f in sorted(fractions)}
-
-
-def checkpoint_record(evaluation: Mapping[str, Any], *, step: int, epoch: float | None, n_rows: int,
-                      rows_per_step: int) -> dict[str, Any]:
-    """One line of ``checkpoints.jsonl``: where the run was and how it scored on the held-out pairs."""
-    seen = min(step * rows_per_step, max(1, n_rows) * max(1.0, float(epoch or 0)))
-    scores = {key: evaluation.get(key) for key in CHECKPOINT_SCORES}
-    return {"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
-            "fraction": round(seen / max(1, n_rows), 6), "pairs_seen": int(seen), **scores,
-            "reward_margin": evaluation.get("margin_mean"), "n_pairs": int(evaluation["n_pairs"])}
-
-
-# What a checkpoint keeps of its evaluation: every score beside its length baseline.
-CHECKPOINT_SCORES = ("accuracy", "accuracy_ci95", "length_controlled_accuracy", "length_controlled_ci95", "log_loss",
-                     "log_loss_ci95", "length_baseline", "length_baseline_direction", "length_baseline_log_loss",
-                     "beats_length_baseline", "n_heldout")
-
-
-def record_checkpoint(run_dir: Path, record: dict[str, Any], on_checkpoint: Callable[[dict], None] | None) -> None:
-    """Append one checkpoint evaluation to ``checkpoints.jsonl`` and hand it to ``on_checkpoint``."""
-    append_jsonl(run_dir / CHECKPOINTS_LOG, record)
-    if on_checkpoint is not None:
-        on_checkpoint(record)
-
-
-def _checkpoint_callback(data, tset: "TrainingSet", config: TrainConfig, *, tokenizer, model_dir: Path, device: str,
-                         run_dir: Path, on_checkpoint: Callable[[dict], None] | None):
-    """Evaluate the policy on the held-out pairs at the ``eval_checkpoints`` steps (all but the last:
-    :func:`train` adds the final evaluation itself, so the end of the run is not evaluated twice)."""
-    from transformers import TrainerCallback
-
-    from alignscope.evaluate.evaluators import evaluate_pairs
-    from alignscope.models import load_causal_lm
-
-    class CheckpointEvalCallback(TrainerCallback):
-        def __init__(self) -> None:
-            self.steps: dict[int, float] = {}
-            self.reference = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.steps = checkpoint_steps(config.eval_checkpoints or [], int(state.max_steps or 1))
-            self.steps.pop(int(state.max_steps or 1), None)
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step not in self.steps or model is None:
-                return
-            if self.reference is None:  # a frozen copy: TRL's ref_model is absent with LoRA
-                self.reference, _ = load_causal_lm(str(model_dir), device=device)
-            _say(f"checkpoint at step {state.global_step}: evaluating on the held-out pairs")
-            was_training = model.training
-            model.eval()
-            evaluation, _ = evaluate_pairs(model, self.reference, tokenizer, data, tset.test_pairs, beta=config.beta,
-                                           max_length=config.max_length, batch_size=config.eval_batch_size,
-                                           max_pairs=config.eval_max_pairs, n_boot=config.n_boot,
-                                           seed=config.split_seed, device=device)
-            model.train(was_training)
-            record_checkpoint(run_dir, checkpoint_record(evaluation, step=state.global_step, epoch=state.epoch,
-                                                         n_rows=len(tset.rows),
-                                                         rows_per_step=config.batch_size * config.grad_accum),
-                              on_checkpoint)
-
-    return CheckpointEvalCallback()
-
-
-def _step_message(record: Mapping[str, Any], max_steps: int) -> str:
-    parts = [f"step {record['step']}/{max_steps}"]
-    for key, label in (("loss", "loss"), ("rewards/margins", "margin"), ("rewards/accuracies", "acc")):
-        if record.get(key) is not None:
-            parts.append(f"{label} {record[key]:.4g}")
-    parts.append(f"{record['elapsed_s']:.1f} s")
-    return " · ".join(parts)
-
-
-def _say(message: str) -> None:
-    print(f"[alignscope train] {message}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------- the run
-WARNINGS_FILE = "warnings.json"  # what TRL/transformers warned about while training (the pages show it)
-
-
-class _TrainingWarnings(logging.Handler):
-    """Collects the warnings TRL and transformers log while a run trains (they go to log.txt
-    otherwise, where nobody reads them), grouped by their wording with the numbers left out
-    (:func:`alignscope.train.run_notes.warning_key`): one example and a count per kind, so that one
-    warning repeated with other numbers reads as one line "×15", not 15 lines."""
-
-    _LOGGERS = ("trl", "transformers")
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.groups: dict[str, dict[str, Any]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = " ".join(record.getMessage().split())[:600]
-        if not text:
-            return
-        key = warning_key(text)
-        if key in self.groups:
-            self.groups[key]["count"] += 1
-        elif len(self.groups) < 20:
-            self.groups[key] = {"message": text, "count": 1}
-
-    @property
-    def record(self) -> dict[str, Any]:
-        """What warnings.json holds: ``groups`` (message, count), ``total``, and ``warnings`` (one
-        example per kind, as earlier versions wrote it)."""
-        groups = list(self.groups.values())
-        return {"warnings": [g["message"] for g in groups], "groups": groups, "total": sum(g["count"] for g in groups)}
-
-    def __enter__(self) -> "_TrainingWarnings":
-        for name in self._LOGGERS:
-            logging.getLogger(name).addHandler(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for name in self._LOGGERS:
-            logging.getLogger(name).removeHandler(self)
 
 
 def package_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("alignscope", "torch", "transformers", "trl", "accelerate", "datasets", "peft", "numpy"):
         try:
@@ -345,8 +113,6 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     if versions.get("alignscope") is None:
-        from alignscope import __version__
-
         versions["alignscope"] = __version__
     return versions
 
@@ -354,7 +120,6 @@ def package_versions() -> dict[str, str | None]:
 def _device_info(device: str) -> dict[str, Any]:
     import torch
 
-    from alignscope.models import supports_bf16
 
     info: dict[str, Any] = {"device": device, "bf16": supports_bf16(device), "torch_threads": torch.get_num_threads()}
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -387,7 +152,7 @@ def _split_record(n: int, test_pairs: np.ndarray, config: TrainConfig) -> dict[s
 
 
 def _clear_artefacts(run_dir: Path) -> None:
-    for name in _RUN_ARTEFACTS:
+    for name in TRAINING_ARTEFACTS:
         with contextlib.suppress(FileNotFoundError):
             (run_dir / name).unlink()
     if (run_dir / "model").is_dir():
@@ -397,7 +162,7 @@ def _clear_artefacts(run_dir: Path) -> None:
 
 
 def _merge_config_json(run_dir: Path, record: Mapping[str, Any]) -> None:
-    path = run_dir / "config.json"
+    path = run_dir / CONFIG_FILE
     current: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -432,18 +197,21 @@ def _build_dataset(data: Any, rows: pd.DataFrame, method: str, seed: int, flippe
     return datasets.Dataset.from_pandas(table.iloc[order].reset_index(drop=True), preserve_index=False)
 
 
-_RENAMED = {"gradient_checkpointing": "activation_checkpointing",  # transformers 5
-            "warmup_ratio": "warmup_steps"}                         # transformers 5: a float < 1 is a ratio
+# TRL/transformers options renamed across versions: the new name where this version has it (the old
+# one stays as a deprecated alias that warns), else the old one.
+_RENAMED = {"gradient_checkpointing": "activation_checkpointing"}  # transformers 5
+# Options that only exist under another name in newer versions, used under it only when the old is gone.
+_REPLACED = {"warmup_ratio": "warmup_steps"}                        # transformers 5: a float < 1 is a ratio
 
 
 def _trl_args(cls: type, **values: Any):
-    """Build a TRL config from option names that may have been renamed across versions: an option
-    this version lacks goes under its new name, or is dropped with a note when it is a no-op."""
+    """Build a TRL config from option names that may have been renamed across versions (see
+    :data:`_RENAMED`, :data:`_REPLACED`); an option this version lacks is dropped when it is a no-op."""
     names = {f.name for f in dataclasses.fields(cls)}
     kept: dict[str, Any] = {}
     for name, value in values.items():
-        if name not in names and _RENAMED.get(name) in names:
-            name = _RENAMED[name]
+        if _RENAMED.get(name) in names or (name not in names and _REPLACED.get(name) in names):
+            name = _RENAMED.get(name) or _REPLACED[name]
         if name in names:
             kept[name] = value
         elif value not in (None, 0, 0.0, False):
@@ -491,11 +259,58 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
     ``on_checkpoint(record)`` is called with each ``checkpoints.jsonl`` line as it is written (with
     ``config.eval_checkpoints``), e.g. to stream a scaling curve.
     Bad input raises :class:`TrainError` / ``ModelError`` / ``DataError`` with a one-line message.
-    """
-    from alignscope.data.preferences import PreferenceData, load_preferences
-    from alignscope.models import ModelError, default_device, resolve_model
 
+    Four steps, each its own function: :func:`_configure` (check everything, decide what is
+    trained, before any model loads), :func:`_record` (the run folder's config.json and
+    selection.parquet), :func:`_fit` (TRL), :func:`_evaluate` (the held-out pairs).
+    """
     report = report or (lambda progress=None, message=None: None)
+    started = time.monotonic()
+    plan = _configure(data, selection, config, data_source=data_source, report=report)
+    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _record(run_dir, plan, config)
+    policy, tokenizer, training = _fit(plan, config, run_dir=run_dir, report=report, started=started,
+                                       show_bar=sys.stderr.isatty() if progress_bar is None else bool(progress_bar),
+                                       on_checkpoint=on_checkpoint)
+    policy.eval()
+    saved = None
+    steps = training["steps"]
+    trained = f"trained {steps:,} step{'s' if steps != 1 else ''} · "  # the last step's line may not have shown
+    if config.save_model:
+        report(progress=TRAIN_SHARE, message=trained + "saving the model")
+        saved = _save_model(policy, tokenizer, run_dir / "model")
+    result: dict[str, Any] = {"run_dir": str(run_dir), "method": config.method, "training": training,
+                              "model_dir": str(saved) if saved else None, "eval": None}
+    if len(plan.tset.test_pairs):
+        result["eval"] = _evaluate(plan, config, policy, tokenizer, training, run_dir=run_dir, report=report,
+                                   trained=trained, on_checkpoint=on_checkpoint)
+    report(progress=1.0, message="done")
+    result["elapsed_s"] = round(time.monotonic() - started, 3)
+    return result
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What a run trains on and with, decided by :func:`_configure` before any model loads."""
+
+    data: Any                      # the PreferenceData
+    data_source: str | None        # the string to reload it from
+    tset: TrainingSet              # training rows and held-out pairs
+    model_dir: Path
+    device: str
+    lr: float
+    kto_weights: dict[str, float]
+    flipped: np.ndarray            # training pairs whose labels the run swaps (label_noise)
+    n_desirable: int | None
+    n_undesirable: int | None
+
+
+def _configure(data: Any, selection: Any, config: TrainConfig, *, data_source: str | None, report: Report) -> _Plan:
+    """Check the config, load the data, split it and resolve the model, device and learning rate:
+    everything that can be wrong fails here, with one line, before anything is written."""
+    from alignscope.data.preferences import PreferenceData, load_preferences
+
     if not isinstance(config, TrainConfig):
         raise TrainError(f"config must be a DPOTrainConfig or KTOTrainConfig, got {type(config).__name__}")
     config.validate()
@@ -505,111 +320,109 @@ def train(data: Any, *, selection: Any = None, config: TrainConfig, run_dir: str
         if data_source is None and isinstance(data, (str, os.PathLike)):
             data_source = str(data)
         data = load_preferences(data)
-    run_dir = Path(run_dir).expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
     method = config.method
-    started = time.monotonic()
-
     report(progress=0.0, message="checking the data and the selection")
     tset = training_set(data, selection, method=method, test_fraction=config.test_fraction,
                         split_seed=config.split_seed, pair_rule=config.pair_rule)
     if len(tset.test_pairs) == 0:
-        _say("test_fraction is 0: no held-out pairs, so no evaluation will be written")
+        say("test_fraction is 0: no held-out pairs, so no evaluation will be written")
     if method == "kto" and len(tset.rows) < config.batch_size:
         raise TrainError(f"KTO needs at least batch_size={config.batch_size} training completions, the selection "
                          f"leaves {len(tset.rows)}")
     report(message=f"resolving model {config.model}")
     model_dir = resolve_model(config.model)  # ModelError (one line) for unknown models
-    device = str(config.device or default_device())
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} was asked for, but no CUDA GPU is visible")
-    lr = config.resolved_lr()
-
-    _clear_artefacts(run_dir)
+    device = resolve_device(config.device)  # ModelError (one line) for CUDA without a GPU
     n_desirable = int((tset.rows["label"] == 1).sum()) if "label" in tset.rows else None
     n_undesirable = int((tset.rows["label"] == 0).sum()) if "label" in tset.rows else None
-    kto_weights = _kto_weights(config, n_desirable, n_undesirable) if method == "kto" else {}
-    resolved = {**config.to_dict(), "lr": lr, **kto_weights}
-    flipped = flipped_pairs(tset.pairs, config.label_noise, config.label_noise_seed)
+    return _Plan(data=data, data_source=data_source, tset=tset, model_dir=model_dir, device=device,
+                 lr=config.resolved_lr(),
+                 kto_weights=_kto_weights(config, n_desirable, n_undesirable) if method == "kto" else {},
+                 flipped=flipped_pairs(tset.pairs, config.label_noise, config.label_noise_seed),
+                 n_desirable=n_desirable, n_undesirable=n_undesirable)
+
+
+def _record(run_dir: Path, plan: _Plan, config: TrainConfig) -> None:
+    """Clear an earlier run's results, then record what this run trains in config.json (everything
+    needed to re-run it and to trust its numbers) and the rows it trains on in selection.parquet."""
+    data, tset = plan.data, plan.tset
+    _clear_artefacts(run_dir)
     if config.label_noise:
         pair_col = "pair_index" if tset.level == "completion" else "index"
-        tset.table["flipped"] = np.isin(tset.table[pair_col].to_numpy(), flipped) & tset.table["trained"].to_numpy()
+        tset.table["flipped"] = np.isin(tset.table[pair_col].to_numpy(), plan.flipped) & tset.table["trained"].to_numpy()
     _merge_config_json(run_dir, {
-        "method": method,
-        "train_config": resolved,
-        "data": {"source": data_source or getattr(data, "source", None), "reload": _reload_spec(data, data_source),
-                 "fingerprint": data.fingerprint, "n_pairs": len(data), "format": getattr(data, "format", None)},
-        "model": {"spec": config.model, "folder": str(model_dir)},
+        "method": config.method,
+        "train_config": {**config.to_dict(), "lr": plan.lr, **plan.kto_weights},
+        "data": {"source": plan.data_source or getattr(data, "source", None),
+                 "reload": _reload_spec(data, plan.data_source), "fingerprint": data.fingerprint, "n_pairs": len(data),
+                 "format": getattr(data, "format", None)},
+        "model": {"spec": config.model, "folder": str(plan.model_dir)},
         "selection": {"path": tset.info.get("path"), "level": tset.level, "n_rows": int(len(tset.table)),
                       "n_selected": tset.n_selected, "n_selected_in_test": tset.n_selected_in_test,
                       "pair_rule": config.pair_rule, "fingerprint": tset.info.get("fingerprint"),
                       "config": tset.info.get("meta")},
         "split": _split_record(len(data), tset.test_pairs, config),
         "training_set": {"n_rows": int(len(tset.rows)), "n_pairs": int(len(tset.pairs)),
-                         "n_desirable": n_desirable, "n_undesirable": n_undesirable},
-        "label_noise": {"fraction": config.label_noise, "seed": config.label_noise_seed, "n_flipped": int(len(flipped))},
-        "device": _device_info(device),
+                         "n_desirable": plan.n_desirable, "n_undesirable": plan.n_undesirable},
+        "label_noise": {"fraction": config.label_noise, "seed": config.label_noise_seed,
+                        "n_flipped": int(len(plan.flipped))},
+        "device": _device_info(plan.device),
         "versions": package_versions(),
     })
-    _write_selection_copy(run_dir / "selection.parquet", tset)
+    _write_selection_copy(run_dir / SELECTION_FILE, tset)
 
-    show_bar = sys.stderr.isatty() if progress_bar is None else bool(progress_bar)
+
+def _fit(plan: _Plan, config: TrainConfig, *, run_dir: Path, report: Report, started: float, show_bar: bool,
+         on_checkpoint: Callable[[dict], None] | None) -> tuple[Any, Any, dict[str, Any]]:
+    """Train with TRL; keep what TRL and transformers warned about (warnings.json). Returns the
+    policy, its tokenizer and the ``training`` block of eval.json (steps, runtime, losses)."""
     report(progress=0.01, message=f"loading {config.model}")
-    with _TrainingWarnings() as caught:
-        policy, tokenizer, trainer = _run_trainer(data, tset, config, model_dir=model_dir, device=device, lr=lr,
-                                                  kto_weights=kto_weights, run_dir=run_dir, report=report,
-                                                  show_bar=show_bar, flipped=flipped, on_checkpoint=on_checkpoint)
+    with TrainingWarnings() as caught:
+        policy, tokenizer, trainer = _run_trainer(plan.data, plan.tset, config, model_dir=plan.model_dir,
+                                                  device=plan.device, lr=plan.lr, kto_weights=plan.kto_weights,
+                                                  run_dir=run_dir, report=report, show_bar=show_bar,
+                                                  flipped=plan.flipped, on_checkpoint=on_checkpoint)
     if caught.groups:  # e.g. TRL cutting the end of every prompt: it changes what is learned, so it is shown
         write_json(run_dir / WARNINGS_FILE, caught.record)
     history = [h for h in trainer.state.log_history if "train_runtime" in h]
     steps = int(trainer.state.global_step)
     runtime = float(history[-1]["train_runtime"]) if history else time.monotonic() - started
-    logged = read_jsonl(run_dir / "metrics.jsonl")
-    training = {"method": method, "model": config.model, "steps": steps, "epochs": float(trainer.state.epoch or 0),
+    logged = read_jsonl(run_dir / METRICS_FILE)
+    training = {"method": config.method, "model": config.model, "steps": steps,
+                "epochs": float(trainer.state.epoch or 0),
                 "train_runtime_s": round(runtime, 3), "s_per_step": round(runtime / steps, 4) if steps else None,
                 "final_loss": logged[-1]["loss"] if logged else None,
                 "train_loss": float(history[-1]["train_loss"]) if history and "train_loss" in history[-1] else None,
-                "n_train_rows": int(len(tset.rows)), "n_train_pairs": int(len(tset.pairs)), "lr": lr}
-    del trainer
+                "n_train_rows": int(len(plan.tset.rows)), "n_train_pairs": int(len(plan.tset.pairs)), "lr": plan.lr}
+    return policy, tokenizer, training
 
-    policy.eval()
-    saved = None
-    trained = f"trained {steps:,} step{'s' if steps != 1 else ''} · "  # the last step's line may not have shown
-    if config.save_model:
-        report(progress=_TRAIN_SHARE, message=trained + "saving the model")
-        saved = _save_model(policy, tokenizer, run_dir / "model")
 
-    result: dict[str, Any] = {"run_dir": str(run_dir), "method": method, "training": training,
-                              "model_dir": str(saved) if saved else None, "eval": None}
-    if len(tset.test_pairs):
-        n_eval = min(len(tset.test_pairs), config.eval_max_pairs or len(tset.test_pairs))
-        report(progress=_TRAIN_SHARE, message=trained + (
-            f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
-            if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs"))
-        from alignscope.evaluate.evaluators import EVAL_FILE, evaluate_pairs, write_eval
-        from alignscope.models import load_causal_lm
+def _evaluate(plan: _Plan, config: TrainConfig, policy: Any, tokenizer: Any, training: dict[str, Any], *,
+              run_dir: Path, report: Report, trained: str,
+              on_checkpoint: Callable[[dict], None] | None) -> dict[str, Any]:
+    """Score the trained policy on the held-out pairs against the untrained model (the DPO
+    reference), write eval.json and, with eval_checkpoints reaching 1.0, the last checkpoint line."""
+    from alignscope.evaluate.evaluators import evaluate_pairs, write_eval
 
-        reference, _ = load_causal_lm(str(model_dir), device=device)
-        evaluation, per_pair = evaluate_pairs(policy, reference, tokenizer, data, tset.test_pairs, beta=config.beta,
-                                              max_length=config.max_length, batch_size=config.eval_batch_size,
-                                              max_pairs=config.eval_max_pairs, n_boot=config.n_boot,
-                                              seed=config.split_seed, device=device,
-                                              report=lambda p: report(progress=_TRAIN_SHARE + (1 - _TRAIN_SHARE) * p))
-        evaluation["training"] = training
-        write_eval(run_dir, evaluation, per_pair)
-        result["eval"] = evaluation
-        if config.eval_checkpoints and max(config.eval_checkpoints) == 1.0:  # the final evaluation is the last one
-            record_checkpoint(run_dir, checkpoint_record(evaluation, step=steps, epoch=training["epochs"],
-                                                         n_rows=len(tset.rows),
-                                                         rows_per_step=config.batch_size * config.grad_accum),
-                              on_checkpoint)
-        _say(f"held-out {describe_scores(evaluation)} ({EVAL_FILE})")
-    report(progress=1.0, message="done")
-    result["elapsed_s"] = round(time.monotonic() - started, 3)
-    return result
+    tset = plan.tset
+    n_eval = min(len(tset.test_pairs), config.eval_max_pairs or len(tset.test_pairs))
+    report(progress=TRAIN_SHARE, message=trained + (
+        f"evaluating on {n_eval:,} of the {len(tset.test_pairs):,} held-out pairs"
+        if n_eval < len(tset.test_pairs) else f"evaluating on the {n_eval:,} held-out pairs"))
+    reference, _ = load_causal_lm(str(plan.model_dir), device=plan.device)
+    evaluation, per_pair = evaluate_pairs(policy, reference, tokenizer, plan.data, tset.test_pairs, beta=config.beta,
+                                          max_length=config.max_length, batch_size=config.eval_batch_size,
+                                          max_pairs=config.eval_max_pairs, n_boot=config.n_boot,
+                                          seed=config.split_seed, device=plan.device,
+                                          report=lambda p: report(progress=TRAIN_SHARE + (1 - TRAIN_SHARE) * p))
+    evaluation["training"] = training
+    write_eval(run_dir, evaluation, per_pair)
+    if config.eval_checkpoints and max(config.eval_checkpoints) == 1.0:  # the final evaluation is the last one
+        record_checkpoint(run_dir, checkpoint_record(evaluation, step=training["steps"], epoch=training["epochs"],
+                                                     n_rows=len(tset.rows),
+                                                     rows_per_step=config.batch_size * config.grad_accum),
+                          on_checkpoint)
+    say(f"held-out {describe_scores(evaluation)} ({EVAL_FILE})")
+    return evaluation
 
 
 def _write_selection_copy(path: Path, tset: TrainingSet) -> None:
@@ -636,13 +449,12 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
     import transformers
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from alignscope.models import load_causal_lm, supports_bf16
 
     on_cpu = device == "cpu"
     bf16 = supports_bf16(device)
     gradient_checkpointing = bool(config.gradient_checkpointing) and not on_cpu
     if config.gradient_checkpointing and on_cpu:
-        _say("gradient checkpointing is ignored on CPU (it only slows training down here)")
+        say("gradient checkpointing is ignored on CPU (it only slows training down here)")
     transformers.set_seed(config.seed)
     policy, tokenizer = load_causal_lm(str(model_dir), device="cpu")
     peft_config = _lora_config(config) if config.lora else None
@@ -683,9 +495,9 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
 
                 args = _trl_args(KTOConfig, **common, **kto_weights)
                 trainer_cls = KTOTrainer
-            callbacks = [_callbacks(run_dir / "metrics.jsonl", report, method=config.method, show_bar=show_bar)]
+            callbacks = [metrics_callback(run_dir / METRICS_FILE, report, method=config.method, show_bar=show_bar)]
             if config.eval_checkpoints and len(tset.test_pairs):
-                callbacks.append(_checkpoint_callback(data, tset, config, tokenizer=tokenizer, model_dir=model_dir,
+                callbacks.append(checkpoint_callback(data, tset, config, tokenizer=tokenizer, model_dir=model_dir,
                                                       device=device, run_dir=run_dir, on_checkpoint=on_checkpoint))
             trainer = trainer_cls(model=policy, ref_model=reference, args=args, train_dataset=dataset,
                                   processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config, **extra)
@@ -693,7 +505,7 @@ def _run_trainer(data, tset: TrainingSet, config: TrainConfig, *, model_dir: Pat
                 trainer.remove_callback(noisy)
             if getattr(trainer, "sams_warnings", None):  # dpo-sams: e.g. ⌈ρ·n⌉/n ≠ ρ, said once here
                 for note in trainer.sams_warnings:
-                    _say(f"warning: {note}")
+                    say(f"warning: {note}")
                 _merge_config_json(run_dir, {"sams_warnings": list(trainer.sams_warnings)})
             if len(trainer.train_dataset) == 0:
                 raise TrainError(f"every training example's prompt fills max_length={config.max_length} tokens; "

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from alignscope.errors import AlignscopeError
+from alignscope.files import jsonable
 from alignscope.select.selection import Selection, SelectionError
 from alignscope.train.config import METHODS, PAIR_RULES, TrainError
 
@@ -67,11 +67,6 @@ def read_selection_table(selection: Any) -> tuple[Selection, str | None]:
         return Selection.coerce(selection), path
     except SelectionError as exc:
         raise TrainError(str(exc), field="selection") from None
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types (anything else as its str)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 @dataclass
