@@ -4,7 +4,11 @@ Train page uses. Long work (embedding, UMAP) runs as jobs; this module only subm
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import html
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,17 @@ import streamlit as st
 
 from alignscope import settings
 from alignscope.app import state
+from alignscope.audit import FLAGS, AuditConfig, audit_cache_path, cached_audit
 from alignscope.data.preferences import PreferenceData
 from alignscope.embed.embeddings import Embeddings
+from alignscope.embed.encoders import (
+    cached_path,
+    describe_estimate,
+    element_texts,
+    rates_path,
+)
+from alignscope.embed.tasks import load_embed_result, load_unit
+from alignscope.files import atomic_path
 from alignscope.select.selection import Selection
 from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_codes
 
@@ -84,7 +97,6 @@ def embedding_stamp(source: str) -> float:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_embedding(source: str, stamp: float) -> Embeddings:
-    from alignscope.embed.tasks import load_unit
 
     path, unit = source.rsplit("#", 1)
     return load_unit(path, unit)
@@ -106,7 +118,6 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
     file that holds them: the embedding cache entry that ``alignscope embed``, sweeps and embed jobs
     all write), or — when they are not computed yet — their progress or the controls to compute
     them, and ``st.stop()``."""
-    from alignscope.embed.encoders import cached_path
 
     path = cached_path(data, encoder)
     if path is not None:
@@ -114,7 +125,6 @@ def require_embeddings(data: PreferenceData, encoder: str, unit: str, prefix: st
     jobs = embed_jobs(data, encoder)
     done = next((j for j in jobs if j.status == "succeeded"), None)
     if done is not None:  # an entry written where the cache could not be (see embed.tasks)
-        from alignscope.embed.tasks import load_embed_result
 
         found = load_embed_result(done.run_dir)
         return load_embeddings(f"{found.path}#{unit}")
@@ -145,9 +155,7 @@ def require_audit(data: PreferenceData, config: Any) -> pd.DataFrame:
     that ``alignscope audit``, sweeps and earlier visits share; when it is not computed yet, an
     ``audit`` job computes it in the background (started without a click: the page has nothing
     else to show) with its progress here, and ``st.stop()``."""
-    import dataclasses
 
-    from alignscope.audit import cached_audit
 
     table = _cached_audit_table(data.fingerprint, json.dumps(dataclasses.asdict(config), sort_keys=True),
                                 _audit_stamp(data, config), data, config)
@@ -170,8 +178,6 @@ def require_audit(data: PreferenceData, config: Any) -> pd.DataFrame:
 
 def _audit_stamp(data: PreferenceData, config: Any) -> float | None:
     """When the cached audit was written (None before): part of the in-memory cache's key."""
-    from alignscope.audit import audit_cache_path
-    from alignscope.embed.encoders import cached_path
 
     path = audit_cache_path(data, config, cached_path(data, config.encoder))
     return path.stat().st_mtime if path.is_file() else None
@@ -180,7 +186,6 @@ def _audit_stamp(data: PreferenceData, config: Any) -> float | None:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _cached_audit_table(fingerprint: str, options_json: str, stamp: float | None, _data: PreferenceData, _config):
     """The cached audit read once per (data, options, file version) for every session."""
-    from alignscope.audit import cached_audit
 
     return None if stamp is None else cached_audit(_data, _config)
 
@@ -188,7 +193,6 @@ def _cached_audit_table(fingerprint: str, options_json: str, stamp: float | None
 @st.fragment(run_every=1)
 def job_progress(job_id: str, what: str) -> None:
     """A background job's progress bar with its ETA (from its own pace), rerunning the page when it ends."""
-    import time
 
     from alignscope.scaling.measure import format_eta
 
@@ -206,7 +210,6 @@ def job_progress(job_id: str, what: str) -> None:
 def _rates_stamp() -> tuple:
     """Changes when a run measures a new embedding rate (or distils the static encoder): the
     estimate below is recomputed then, not on a timer (it joins every text: 0.6 s at 124k)."""
-    from alignscope.embed.encoders import rates_path
 
     try:
         stat = rates_path().stat()
@@ -218,7 +221,6 @@ def _rates_stamp() -> tuple:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _estimate(fingerprint: str, encoder: str, rates_stamp: tuple, _data: PreferenceData) -> str:
     """"about N s (measured X texts/s on this machine)", from the rate stored by earlier runs."""
-    from alignscope.embed.encoders import describe_estimate, element_texts
 
     return describe_estimate(encoder, element_texts(_data))
 
@@ -402,7 +404,6 @@ def active_selection(data: PreferenceData) -> dict | None:
 def hover_texts(data: PreferenceData, pair_index: np.ndarray, label: np.ndarray | None, rows: np.ndarray) -> list[str]:
     """Hover text per drawn point, HTML-escaped: Plotly hover labels accept a few tags, and dataset
     text must never be interpreted as markup."""
-    import html
 
     from alignscope.data.preferences import render_text
 
@@ -441,7 +442,6 @@ def map_hover_texts(data: PreferenceData, source: str, pair_index: np.ndarray, l
     """:func:`hover_texts`, built once per data set, embedding and drawn sample for every session
     and rerun (reading 50k texts out of the data set took ~1 s per Map rerun). The list is shared:
     read it, do not change it."""
-    import hashlib
 
     stamp = embedding_stamp(source)
     digest = hashlib.blake2b(np.ascontiguousarray(rows, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
@@ -468,7 +468,6 @@ def _length_table(fingerprint: str, _data: PreferenceData) -> pd.DataFrame:
     """Counted once per data set, kept on disk (``ALIGNSCOPE_HOME/cache/stats``, 1.5 MB at 62k
     pairs) so that a restarted app does not count 186k texts again before its first page (2.5 s)."""
     from alignscope.data.preferences import CANONICAL, length_table
-    from alignscope.files import atomic_path
 
     stored = settings.home() / "cache" / "stats" / f"{fingerprint}-lengths.parquet"
     try:
@@ -524,7 +523,6 @@ FLAG_LABELS = {"suspect_flip": "suspected flip", "is_duplicate": "near-duplicate
 
 def audit_config(data: PreferenceData):
     """The audit options of this session (the Audit page's, else the defaults with the session's encoder)."""
-    from alignscope.audit import AuditConfig
 
     chosen = st.session_state.get(AUDIT_CONFIG_KEY)
     if chosen and chosen.get("fingerprint") == data.fingerprint:
@@ -535,7 +533,6 @@ def audit_config(data: PreferenceData):
 def audit_table(data: PreferenceData) -> pd.DataFrame | None:
     """The audit table of the data with this session's options when it has been computed (by the
     Audit page, ``alignscope audit`` or a job: the shared audit cache), else None; never computes."""
-    import dataclasses
 
     config = audit_config(data)
     return _cached_audit_table(data.fingerprint, json.dumps(dataclasses.asdict(config), sort_keys=True),
@@ -544,7 +541,6 @@ def audit_table(data: PreferenceData) -> pd.DataFrame | None:
 
 def start_audit(data: PreferenceData) -> None:
     """Submit the ``audit`` job for this session's options (unless one is queued or running)."""
-    import dataclasses
 
     options = dataclasses.asdict(audit_config(data))
     if not any(j.is_active for j in _audit_jobs(data, options)):
@@ -553,7 +549,6 @@ def start_audit(data: PreferenceData) -> None:
 
 def running_audit(data: PreferenceData):
     """The active ``audit`` job of this session's options, or None."""
-    import dataclasses
 
     return next((j for j in _audit_jobs(data, dataclasses.asdict(audit_config(data))) if j.is_active), None)
 
@@ -565,7 +560,6 @@ def _audit_jobs(data: PreferenceData, options: dict) -> list:
 
 def first_flags(table: pd.DataFrame) -> np.ndarray:
     """Each pair's first audit flag as a label (``"no flag"`` when none), shape (n_pairs,)."""
-    from alignscope.audit import FLAGS
 
     issue = np.full(len(table), "no flag", dtype=object)
     for flag in reversed(FLAGS):

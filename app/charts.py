@@ -1,12 +1,19 @@
 """Plotly figure builders for the pages. No Streamlit here: pages decide where figures go."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from alignscope.scaling.recommend import percent_text
-from alignscope.spectra import IMBALANCE_SCORES, SpectraError, SpectralReport, spectrum_band
+from alignscope.spectra import (
+    IMBALANCE_SCORES,
+    SpectraError,
+    SpectralReport,
+    spectrum_band,
+)
 
 COLOURS = {"prompt": "#7f7f7f", "chosen": "#2ca02c", "rejected": "#d62728"}
 
@@ -398,7 +405,6 @@ def run_scores_chart(runs: list[dict]) -> go.Figure:
     """Held-out scores of training runs beside the rules they must beat: accuracy (95 % interval)
     next to the length rule on the same pairs, and the length-controlled accuracy next to 0.5 (what
     length alone, or a coin, scores). ``runs``: dicts with ``name`` and ``eval`` (eval.json)."""
-    import html
 
     shown = [r for r in runs if r.get("eval")]
     names = [html.escape(str(r["name"])) for r in shown]

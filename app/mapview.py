@@ -7,8 +7,10 @@ nothing and sends 1.9 MB of bytes (positions, pair ids, sides, colour codes) to 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,8 +20,11 @@ import streamlit as st
 
 from alignscope.app import analysis, state
 from alignscope.app.components.scattermap import payload, texts_root
+from alignscope.audit import search_pairs
 from alignscope.data.preferences import PreferenceData
 from alignscope.embed.embeddings import Embeddings
+from alignscope.embed.projection import project
+from alignscope.run_files import MAP_FILE
 
 SELECTION_KEY = "map_selection"    # {"fingerprint", "pairs", "rows" (None: every row of the pairs), "how"}
 FOCUS_KEY = "map_focus"            # {"fingerprint", "pair", "row"}: the clicked pair (and completion)
@@ -49,7 +54,6 @@ def _colours(key: str, _build: Callable[[], payload.Colours]) -> payload.Colours
 # ----------------------------------------------------------------------------------- projections
 @st.cache_resource(show_spinner="Computing the PCA map…", max_entries=4)
 def _pca(run: str, stamp: float) -> np.ndarray:
-    from alignscope.embed.projection import project
 
     coords = project(analysis.load_embeddings(run).matrix, "pca")
     coords.setflags(write=False)
@@ -74,9 +78,9 @@ def umap_jobs(embeddings: Embeddings) -> tuple[np.ndarray | None, Any, Any]:
     jobs = [j for j in state.job_store().list_jobs(kind="map", limit=200)
             if j.config.get("embeddings") == str(embeddings.path) and j.config.get("unit") == embeddings.unit
             and j.config.get("method") == "umap"]
-    done = next((j for j in jobs if j.status == "succeeded" and (j.run_dir / "map.npy").exists()), None)
+    done = next((j for j in jobs if j.status == "succeeded" and (j.run_dir / MAP_FILE).exists()), None)
     if done is not None:
-        path = done.run_dir / "map.npy"
+        path = done.run_dir / MAP_FILE
         return _load_map(str(path), path.stat().st_mtime), None, None
     active = next((j for j in jobs if j.is_active), None)
     failed = next((j for j in jobs if j.status == "failed"), None)
@@ -130,7 +134,6 @@ def _audit_flags(data: PreferenceData) -> np.ndarray | None:
 
 
 def _audit_key(data: PreferenceData) -> str:
-    import dataclasses
 
     return json.dumps(dataclasses.asdict(analysis.audit_config(data)), sort_keys=True)
 
@@ -237,7 +240,6 @@ def _texts(fingerprint: str, _data: PreferenceData) -> str:
     """Starts writing the shards once per data set, in a thread, 2 s later: the map opens first (a
     million pairs take ~10 s of Python to write, which would slow the page's own run) and a
     tooltip shows its texts as soon as its shard exists (the map asks again while hovering)."""
-    import threading
 
     folder = texts_root() / fingerprint
     if not payload.text_shards_ready(folder, _data.n_pairs):
@@ -255,7 +257,6 @@ def text_folder(data: PreferenceData) -> str:
 # ------------------------------------------------------------------------------- search, neighbours
 @st.cache_data(show_spinner="Searching the texts…", max_entries=32)
 def _search(fingerprint: str, query: str, _data: PreferenceData) -> np.ndarray:
-    from alignscope.audit import search_pairs
 
     return search_pairs(_data, query)
 

@@ -11,6 +11,7 @@ import streamlit as st
 
 from alignscope import settings
 from alignscope.app import state
+from alignscope.run_files import EVAL_FILE
 
 MAX_RUNS = 10  # the newest finished training runs of the data set
 
@@ -27,7 +28,7 @@ def _inputs(data) -> dict:
     runs = [job.run_dir for job in state.job_store().list_jobs(status="succeeded", kind="train", limit=200,
                                                                 reconcile=False)
             if job.config.get("data", {}).get("fingerprint") == data.fingerprint
-            and (Path(job.run_dir) / "eval.json").exists()][:MAX_RUNS]
+            and (Path(job.run_dir) / EVAL_FILE).exists()][:MAX_RUNS]
     return {"audit": audit["table"] if audit and audit.get("fingerprint") == data.fingerprint else None,
             "selection": chosen["path"] if chosen and chosen.get("fingerprint") == data.fingerprint
             and Path(chosen["path"]).exists() else None,

@@ -12,6 +12,7 @@ names that is not on this machine is said in one line (:func:`show_link_notes`),
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -21,8 +22,16 @@ from typing import Any
 import streamlit as st
 
 from alignscope import settings
-from alignscope.data.preferences import DEFAULT_MAX_ROW_CHARS, DataError, PreferenceData, load_preferences
-from alignscope.files import PathOutsideRootError, resolve_in_root
+from alignscope.data.preferences import (
+    DEFAULT_MAX_ROW_CHARS,
+    DataError,
+    PreferenceData,
+    load_preferences,
+)
+from alignscope.files import PathOutsideRootError, read_jsonl, resolve_in_root
+from alignscope.jobs import JobStore
+from alignscope.jobs import JobError
+from alignscope.run_files import METRICS_FILE
 
 DATA_KEY = "alignscope_data"
 SELECTION_KEY = "alignscope_selection"  # the active selection (the Train page trains on it)
@@ -147,7 +156,6 @@ def job_store():
 
 @st.cache_resource(show_spinner=False)
 def _job_store(home: str):
-    from alignscope.jobs import JobStore
 
     return JobStore(Path(home) / "jobs.sqlite")
 
@@ -156,13 +164,11 @@ def run_metrics(run_dir: str | Path):
     """metrics.jsonl of a run as a DataFrame (empty when absent); a half-written line is skipped."""
     import pandas as pd
 
-    from alignscope.files import read_jsonl
 
-    return pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
+    return pd.DataFrame(read_jsonl(Path(run_dir) / METRICS_FILE))
 
 
 def read_json_file(path: str | Path) -> dict | None:
-    import json
 
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -282,7 +288,6 @@ def restore_link(pages: dict[str, Any], current: str) -> None:
         _restore_selection(data, selection)
     run = st.query_params.get("run")
     if run:
-        from alignscope.jobs.store import JobError
 
         try:
             job_store().get(run, reconcile=False)

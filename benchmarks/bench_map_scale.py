@@ -43,7 +43,7 @@ def synthetic_embedding(data, dim: int, seed: int = 0) -> str:
     """A succeeded ``static`` completion-embedding job of ``data`` holding seeded clustered vectors;
     reused when it exists. Returns its run directory."""
     from alignscope.embed.embeddings import Embeddings
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     store = JobStore()
     for job in store.list_jobs(kind="embed", limit=500):

@@ -38,7 +38,7 @@ def _embedding(n: int, synthetic: int | None, seed: int = 0) -> tuple[np.ndarray
         return matrix[:n], f"synthetic clustered gaussian, {synthetic:,} × 64"
     from alignscope.data.preferences import load_preferences
     from alignscope.embed.tasks import load_embed_result
-    from alignscope.jobs.store import JobStore
+    from alignscope.jobs import JobStore
 
     from benchmarks.common import SHARED_DATA
 

@@ -74,7 +74,7 @@ def _per_point(data: Path, home: Path, out: Path) -> dict:
     script = f"""
 import json, sys, time
 from alignscope.data.preferences import load_preferences
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from alignscope.scaling.sweep import SweepConfig, prepare_sweep, point_dir_name
 data = load_preferences({str(data)!r})
 config = SweepConfig(methods={METHODS.split(',')!r}, seeds=[0, 1, 2])
@@ -83,7 +83,7 @@ store = JobStore()
 started = time.monotonic()
 ids = [store.add("sweep_point", {{"data": data.spec(), "sweep_dir": str(out), "point": p, "sweep": config.to_dict()}},
                  run_dir=out / "points" / point_dir_name(p), workers=2, overwrite=True).id for p in config.points()]
-from alignscope.jobs.store import get_executor
+from alignscope.jobs import get_executor
 get_executor("local").start(store)
 failed = [j for j in ids if store.wait(j, timeout=24 * 3600).status != "succeeded"]
 print(json.dumps({{"wall_s": round(time.monotonic() - started, 1), "n_points": len(ids), "failed": len(failed)}}))

@@ -5,7 +5,7 @@ of 20 browser tabs. Each interaction is timed from the rerun request to ``script
     async with Session(url) as s:
         await s.run()                       # first page
         await s.open("select")              # a page by its URL path name
-        await s.set_slider("Subset size (% of points)", 25.0)
+        await s.set_slider("Subset size (% of pairs)", 25.0)
 
 An interaction "fails" when the run shows an exception element or an error box, or when the
 connection drops; ``Session.errors`` collects what was seen.
@@ -108,7 +108,7 @@ class Session:
             self.metrics[element.metric.label] = element.metric.body
 
 
-SLIDER = "Subset size (% of points)"
+SLIDER = "Subset size (% of pairs)"
 
 
 async def browse_and_slide(url: str, moves: list[float], *, timeout_s: float = 120.0,

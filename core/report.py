@@ -28,6 +28,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from alignscope import __version__
+from alignscope.audit import AuditError, audit_summary
 from alignscope.errors import AlignscopeError
 from alignscope.files import atomic_write
 from alignscope.scaling.recommend import size_text
@@ -96,7 +98,6 @@ def _texts_of(data: Any, pair: int) -> dict[str, str]:
 
 
 def _audit_section(data: Any, table: pd.DataFrame) -> dict[str, Any]:
-    from alignscope.audit import AuditError, audit_summary
 
     try:
         summary = audit_summary(data, table)
@@ -237,7 +238,6 @@ def report_content(data: Any, *, audit: pd.DataFrame | None = None, selection: A
     Selection (or a path); ``sweep``: a sweep folder; ``runs``: training run folders; ``paths``:
     where the inputs live (``audit``, ``selection``, ``sweep``, ``runs``), for the commands.
     Raises :class:`ReportError` when an input was made on other data."""
-    from alignscope import __version__
 
     paths = dict(paths or {})
     content = ReportContent(data=_data_section(data), version=__version__,

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from alignscope import settings
 from alignscope.data.preferences import load_preferences
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from alignscope.scaling.sweep import SweepConfig
 from alignscope.select.selection import Selection
 from conftest import ROOT, STANDARD_ROWS, write_jsonl

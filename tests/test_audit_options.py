@@ -70,7 +70,7 @@ def _other_value(f: dataclasses.Field):
         value = (low + high) / 2 if high is not None else default + 0.25
         value = value if value != default else (value + high) / 2
         return repr(value), value
-    return {"encoder": ("static", "static"), "second_encoder": ("static", "static")}[f.name]
+    return {"encoder": ("lsa", "lsa"), "second_encoder": ("static", "static")}[f.name]
 
 
 @pytest.mark.parametrize("name", sorted(audit_option_fields()))

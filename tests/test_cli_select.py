@@ -26,7 +26,8 @@ def embedded(tmp_path_factory):
 def test_embed_writes_a_matrix_with_its_meta(embedded):
     folder, env, info = embedded
     matrix = np.load(folder / "emb.npy", allow_pickle=False)
-    assert matrix.shape == (240, 384) == (info["n"], info["dim"]) and matrix.dtype == np.float32
+    assert matrix.shape == (240, info["dim"]) and info["n"] == 240 and matrix.dtype == np.float32
+    assert info["encoder"] == "static"  # the command's default: seconds, not minutes
     assert np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-3)
     meta = json.loads((folder / "emb.npy.json").read_text())
     assert meta["unit"] == "completion" and meta["fingerprint"] == load_preferences("demo:120").fingerprint

@@ -35,7 +35,7 @@ def _cache_files():
 
 # ------------------------------------------------------------------------------------------ minilm
 def test_minilm_completion_rows_equal_sentence_transformers_encode(data):
-    emb = embed(data, precision="fp32", progress=False)
+    emb = embed(data, encoder="minilm", precision="fp32", progress=False)
     assert emb.matrix.shape == (2 * N, 384) and emb.matrix.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb.matrix, axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(emb.pair_index, np.r_[np.arange(N), np.arange(N)])
@@ -54,11 +54,11 @@ def test_minilm_completion_rows_equal_sentence_transformers_encode(data):
     assert (emb.matrix * reference).sum(axis=1).min() >= 0.999
 
     # "auto" runs bf16 on CPUs with AMX; either way the vectors must stay within the same bound.
-    auto = embed(data, progress=False)
+    auto = embed(data, encoder="minilm", progress=False)
     assert (auto.matrix * reference).sum(axis=1).min() >= 0.999
 
     # The pair unit is [(c + r) / 2, c - r] of the completion rows.
-    pair = embed(data, unit="pair", precision="fp32", progress=False)
+    pair = embed(data, encoder="minilm", unit="pair", precision="fp32", progress=False)
     assert pair.matrix.shape == (N, 768) and pair.label is None and pair.from_cache
     c, r = emb.matrix[:N], emb.matrix[N:]
     np.testing.assert_allclose(pair.matrix, np.c_[(c + r) / 2, c - r], atol=1e-7)
@@ -68,7 +68,7 @@ def test_cache_is_used_on_the_second_call_and_corrupt_files_are_recomputed():
     data = demo_preferences(n=20, seed=1)
     n = data.n_pairs
     seen = []
-    first = embed(data, progress=False, batch_size=8, on_progress=lambda d, t: seen.append((d, t)))
+    first = embed(data, encoder="minilm", progress=False, batch_size=8, on_progress=lambda d, t: seen.append((d, t)))
     assert not first.from_cache
     assert len(seen) == 5 and seen[-1] == (2 * n, 2 * n) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     (npy,), (meta,) = _cache_files()
@@ -78,7 +78,7 @@ def test_cache_is_used_on_the_second_call_and_corrupt_files_are_recomputed():
     # asks for the model, so a fresh process gets its cached vectors without a model load.
     np.save(npy, first.matrix[::-1].copy())
     lookups = E._get_backend.cache_info()
-    second = embed(data, progress=False)
+    second = embed(data, encoder="minilm", progress=False)
     assert second.from_cache
     np.testing.assert_array_equal(second.matrix, first.matrix[::-1])
     after = E._get_backend.cache_info()
@@ -86,7 +86,7 @@ def test_cache_is_used_on_the_second_call_and_corrupt_files_are_recomputed():
 
     # Garbage bytes: detected, recomputed (identical to the first run), cache repaired.
     npy.write_bytes(b"\x93NUMPY garbage")
-    third = embed(data, progress=False, batch_size=8)
+    third = embed(data, encoder="minilm", progress=False, batch_size=8)
     assert not third.from_cache
     np.testing.assert_array_equal(third.matrix, first.matrix)  # same arguments: same bits
     np.testing.assert_array_equal(np.load(npy, allow_pickle=False), first.matrix)
@@ -95,7 +95,7 @@ def test_cache_is_used_on_the_second_call_and_corrupt_files_are_recomputed():
     record = json.loads(meta.read_text())
     record["shape"] = [3, 384]
     meta.write_text(json.dumps(record))
-    assert not embed(data, progress=False).from_cache
+    assert not embed(data, encoder="minilm", progress=False).from_cache
 
     # cache=False neither reads nor writes.
     for path in _cache_files()[0] + _cache_files()[1]:

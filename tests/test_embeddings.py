@@ -161,17 +161,17 @@ def test_an_earlier_cache_entry_is_read_without_the_model_and_then_rewritten_in_
     npy.with_suffix(".json").write_text(json.dumps({"key": key, "shape": [40, 384], "dtype": "float32"}))
 
     lookups = E._get_backend.cache_info()
-    emb = E.embed(data, progress=False)
+    emb = E.embed(data, encoder="minilm", progress=False)
     assert emb.from_cache and E._get_backend.cache_info() == lookups  # no model was asked for
     np.testing.assert_array_equal(emb.matrix, planted)
     assert (emb.encoder, emb.fingerprint, emb.unit) == ("minilm", data.fingerprint, "completion")
 
     # A mismatching earlier entry is not trusted: recomputed, and stored in the one format.
     npy.with_suffix(".json").write_text(json.dumps({"key": {**key, "n_rows": 99}, "shape": [40, 384]}))
-    fresh = E.embed(data, progress=False)
+    fresh = E.embed(data, encoder="minilm", progress=False)
     assert not fresh.from_cache and not np.allclose(fresh.matrix, planted)
     assert sorted(p.name for p in npy.parent.iterdir()) == [npy.name, npy.name + ".json"]
-    again = E.embed(data, progress=False)
+    again = E.embed(data, encoder="minilm", progress=False)
     assert again.from_cache and json.loads(sidecar_path(npy).read_text())["key"] == key
 
 

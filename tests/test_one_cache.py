@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from alignscope.jobs.store import JobStore
+from alignscope.jobs import JobStore
 from conftest import ROOT, run_cli
 
 MAIN = str(ROOT / "app" / "main.py")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from alignscope import settings
 from alignscope.audit.config import AuditConfig
+from alignscope.embed.encoders import cached_path, embed
 
 __all__ = ["CACHE_VERSION", "audit_cache_path", "cached_audit", "audit_cached", "audit_job"]
 
@@ -38,7 +39,6 @@ def cached_audit(data: Any, config: AuditConfig) -> pd.DataFrame | None:
     """The audit table already computed for ``data`` and ``config`` (on the cached embeddings of
     ``config.encoder``), or None. Loads no model and embeds nothing."""
     from alignscope.audit.table import read_audit
-    from alignscope.embed.encoders import cached_path
 
     embeddings_path = cached_path(data, config.encoder)
     if embeddings_path is None:
@@ -56,7 +56,6 @@ def audit_cached(data: Any, config: AuditConfig, *, report: Callable[[float, str
     """:func:`cached_audit`, or the audit computed (embedding with ``config.encoder`` through the
     embedding cache) and kept for the next caller."""
     from alignscope.audit.table import audit, write_audit
-    from alignscope.embed.encoders import cached_path, embed
 
     found = cached_audit(data, config)
     if found is not None:
@@ -73,7 +72,6 @@ def audit_job(config: dict[str, Any], run_dir: Path, report: Callable[..., None]
     """The ``audit`` job kind: ``config = {"data": PreferenceData.spec(), "audit": AuditConfig fields}``;
     leaves the table in the audit cache (and its path in the job's result)."""
     from alignscope.data.preferences import load_spec
-    from alignscope.embed.encoders import cached_path
 
     data = load_spec(config["data"])
     options = AuditConfig(**config.get("audit", {})).validate()

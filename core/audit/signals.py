@@ -38,6 +38,7 @@ import pandas as pd
 
 from alignscope.audit.duplicates import normalise_prompt
 from alignscope.audit.vectors import unit_rows
+from alignscope.evaluate.metrics import LengthRule
 
 __all__ = ["SIGNALS", "fold_assignment", "fit_bt_probe", "oof_probe_margins",
            "oof_flip_scores", "length_margins", "neighbour_margins", "lexical_margins", "combine_margins",
@@ -118,7 +119,6 @@ def oof_flip_scores(chosen: np.ndarray, rejected: np.ndarray, *, folds: int = 5,
 def length_margins(chosen_words: np.ndarray, rejected_words: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
     """The data's length rule as a margin, out of fold: for fold ``k`` the rule (direction and
     slope, :class:`~alignscope.evaluate.metrics.LengthRule`) is learned on the other folds."""
-    from alignscope.evaluate.metrics import LengthRule
 
     chosen_words, rejected_words = np.asarray(chosen_words), np.asarray(rejected_words)
     out = np.empty(len(chosen_words), dtype=np.float64)

@@ -12,12 +12,33 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from alignscope import __version__
 from alignscope.audit.config import AuditConfig, AuditError
-from alignscope.audit.duplicates import duplicate_groups, knn_outlier_scores, normalise_text
-from alignscope.audit.signals import (SIGNALS, combine_margins, flip_score_of, fold_assignment, label_issues,
-                                      length_margins, lexical_margins, neighbour_margins, oof_probe_margins)
+from alignscope.audit.duplicates import (
+    duplicate_groups,
+    knn_outlier_scores,
+    normalise_text,
+)
+from alignscope.audit.signals import (
+    SIGNALS,
+    combine_margins,
+    flip_score_of,
+    fold_assignment,
+    label_issues,
+    length_margins,
+    lexical_margins,
+    neighbour_margins,
+    oof_probe_margins,
+)
 from alignscope.audit.vectors import pair_matrices
-from alignscope.select.selection import SELECTION_FORMAT_VERSION, Selection, order_by_score
+from alignscope.embed.encoders import embed
+from alignscope.evaluate.metrics import word_count
+from alignscope.files import atomic_path
+from alignscope.select.selection import (
+    SELECTION_FORMAT_VERSION,
+    Selection,
+    order_by_score,
+)
 
 __all__ = ["AUDIT_COLUMNS", "FLAGS", "AUDIT_META_KEY", "SIGNAL_LABELS", "audit", "audit_summary", "clean_selection",
            "fix_flips", "fixed_frame", "write_fixed", "write_audit", "read_audit", "signal_columns"]
@@ -88,8 +109,8 @@ def audit(data: Any, embeddings: Any = None, *, config: AuditConfig | None = Non
     started = time.perf_counter()  # the audit proper, once the embeddings exist
     timings: dict[str, float] = {}
     prompts, chosen_texts, rejected_texts = (_texts(data, c) for c in ("prompt", "chosen", "rejected"))
-    words_c = np.fromiter((len(t.split()) for t in chosen_texts), dtype=np.int64, count=n)
-    words_r = np.fromiter((len(t.split()) for t in rejected_texts), dtype=np.int64, count=n)
+    words_c = np.fromiter((word_count(t) for t in chosen_texts), dtype=np.int64, count=n)
+    words_r = np.fromiter((word_count(t) for t in rejected_texts), dtype=np.int64, count=n)
 
     fold_of = fold_assignment(n, config.folds, config.seed)
     margins: dict[str, np.ndarray] = {}
@@ -159,7 +180,6 @@ def audit(data: Any, embeddings: Any = None, *, config: AuditConfig | None = Non
 
 def _embed(data: Any, encoder: str, progress: bool) -> Any:
     from alignscope.data.preferences import PreferenceData, load_preferences
-    from alignscope.embed.encoders import embed
 
     if not isinstance(data, PreferenceData):
         data = load_preferences(getattr(data, "frame", data))
@@ -358,7 +378,6 @@ def fixed_frame(data: Any, table: pd.DataFrame, threshold: float = 0.5) -> pd.Da
 def write_fixed(data: Any, table: pd.DataFrame, path: Any, threshold: float = 0.5) -> Path:
     """Write :func:`fixed_frame` atomically as ``.parquet`` or ``.jsonl`` (a data file every
     alignscope command reads). Returns the path."""
-    from alignscope.files import atomic_path
 
     path = Path(path)
     if not path.name.endswith((".parquet", ".jsonl")):
@@ -379,7 +398,6 @@ def write_audit(table: pd.DataFrame, path: Any) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from alignscope.files import atomic_path
 
     path = Path(path)
     arrow = pa.Table.from_pandas(table, preserve_index=False)
@@ -408,6 +426,5 @@ def read_audit(path: Any) -> pd.DataFrame:
 
 
 def _version() -> str:
-    from alignscope import __version__
 
     return __version__

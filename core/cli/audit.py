@@ -23,11 +23,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from alignscope.audit.config import (AuditConfig, AuditError, CalibrationConfig, audit_option_fields,
-                                     requirement_problem)
+from alignscope.audit import (
+    audit,
+    audit_cached,
+    audit_summary,
+    calibrate_audit,
+    clean_selection,
+    write_audit,
+    write_fixed,
+)
+from alignscope.audit.config import (
+    AuditConfig,
+    AuditError,
+    CalibrationConfig,
+    audit_option_fields,
+    requirement_problem,
+)
 from alignscope.cli.common import add_source_options, load_data
 from alignscope.cli.config_flags import add_config_arguments
 from alignscope.embed.embeddings import Embeddings
+from alignscope.embed.encoders import embed
 from alignscope.options import parse_list
 
 __all__ = ["add_audit_command", "cmd_audit", "audit_configs_from_args"]
@@ -127,9 +142,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _run(data, embeddings, encoder, config, calibration, drop, outputs, *, show_progress) -> dict[str, Any]:
     """Audit (and calibrate), then write every output; returns the result to print."""
-    from alignscope.audit import (audit, audit_cached, audit_summary, calibrate_audit, clean_selection, write_audit,
-                                  write_fixed)
-    from alignscope.embed.encoders import embed
 
     bar = _progress_bar(show_progress, total=1 + (calibration.repeats if calibration.calibrate else 0))
     done = [0]

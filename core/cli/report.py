@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignscope.cli.common import UsageError, add_source_options, check_output, load_data
+from alignscope.audit import read_audit
+from alignscope.cli.common import (
+    UsageError,
+    add_source_options,
+    check_output,
+    load_data,
+)
 
 __all__ = ["add_report_command", "cmd_report"]
 
@@ -48,7 +54,6 @@ def _existing(path: str | None, what: str, *, folder: bool = False) -> Path | No
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand (see the module docstring). Returns the exit code 0."""
-    from alignscope.audit import read_audit
     from alignscope.report import render_html, report_content, write_report
 
     out = Path(args.out)

@@ -47,15 +47,20 @@ entry is recomputed, never trusted. The result type and its one file format live
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -63,9 +68,22 @@ import numpy as np
 
 from alignscope import settings
 from alignscope.embed import lsa
-from alignscope.embed.embeddings import UNITS, EmbeddingError, Embeddings, pair_vectors, sidecar_path
-from alignscope.models import default_device, load_causal_lm, minilm_folder, resolve_model, supports_bf16
+from alignscope.embed.embeddings import (
+    UNITS,
+    EmbeddingError,
+    Embeddings,
+    pair_vectors,
+    sidecar_path,
+)
 from alignscope.files import write_json
+from alignscope.models import (
+    default_device,
+    load_causal_lm,
+    minilm_folder,
+    resolve_model,
+    supports_bf16,
+)
+from alignscope.options import is_int
 
 __all__ = ["Embeddings", "EmbeddingError", "embed", "embed_prompts", "embed_texts", "element_texts", "join_prompt_completion",
            "parse_encoder", "pair_vectors", "DEFAULT_ENCODER",
@@ -285,7 +303,7 @@ def _resolve_options(encoder: str, layer: int | None, batch_size: int | None, ma
         raise EmbeddingError(f"layer applies to lm-last-token encoders only; {kind} has one output")
     _check_positive("batch_size", batch_size)
     _check_positive("max_length", max_length)
-    device = device or _default_device()
+    device = device or default_device()
     use_bf16 = _resolve_precision(precision, device) and kind != STATIC  # a lookup table: nothing to autocast
     info = _encoder_info(kind, model_spec, device)
     return kind, info, info.resolve_layer(layer), info.resolve_max_length(max_length), device, use_bf16
@@ -301,12 +319,8 @@ def _as_unit(matrix: np.ndarray, unit: str, key: dict[str, Any], *, from_cache: 
 
 
 def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+    if value is not None and not (is_int(value) and value >= 1):
         raise EmbeddingError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _default_device() -> str:
-    return default_device()
 
 
 def _resolve_precision(precision: str, device: str) -> bool:
@@ -348,7 +362,7 @@ class _EncoderInfo:
             return None
         if layer is None:
             return self.n_layers
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+        if not is_int(layer):
             raise EmbeddingError(f"layer must be an integer, got {layer!r}")
         resolved = int(layer) + self.n_layers + 1 if layer < 0 else int(layer)
         if not 0 <= resolved <= self.n_layers:
@@ -625,7 +639,7 @@ def static_folder(device: str | None = None, *, create: bool = True) -> Path:
     temporary folder renamed into place, so a reader never sees half a model and two processes
     distilling at once both end with one complete folder.
     """
-    device = device or _default_device()
+    device = device or default_device()
     spec = _static_spec(device)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     folder = settings.models() / f"static-{digest}"
@@ -640,8 +654,6 @@ def static_folder(device: str | None = None, *, create: bool = True) -> Path:
 
 def _adopt_static(legacy: Path, folder: Path) -> None:
     """Copy a model an earlier version distilled into one home to the shared models folder."""
-    import shutil
-    import tempfile
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     logger.warning("alignscope: moving the static encoder distilled in %s to %s (shared by every alignscope home)",
@@ -659,9 +671,6 @@ def _adopt_static(legacy: Path, folder: Path) -> None:
 
 
 def _distill_static(folder: Path, spec: dict[str, Any], device: str) -> None:
-    import shutil
-    import tempfile
-    import time
 
     try:
         from model2vec.distill import distill_from_model
@@ -701,7 +710,6 @@ def _distill_key(device: str) -> str:
 
 
 def _package_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(name)
@@ -748,7 +756,6 @@ def _read_rates() -> dict[str, Any]:
 
 
 def _record(key: str, entry: dict[str, Any]) -> None:
-    import datetime as dt
 
     rates = _read_rates()
     rates[key] = {**entry, "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -779,7 +786,6 @@ def _record_rate(key: str, identity: str, texts: Sequence[str], seconds: float, 
 def _encode_recording_rate(backend: _Backend, texts: list[str], *, encoder: str, identity: str, device: str,
                            bf16: bool, layer: int | None, max_length: int, **options: Any) -> np.ndarray:
     """``backend.encode`` that also records the measured rate (runs of 64+ texts and 0.25+ s)."""
-    import time
 
     started = time.perf_counter()
     matrix = backend.encode(texts, layer=layer, max_length=max_length, bf16=bf16, **options)
@@ -799,7 +805,6 @@ def calibrate(encoder: str = DEFAULT_ENCODER, texts: Sequence[str] | None = None
     embedded after an 8-text warm-up, repeatedly until 0.5 s have passed. Loads the encoder (and,
     for ``static``, distills it the first time).
     """
-    import time
 
     kind, info, layer, max_length, device, use_bf16 = _resolve_options(encoder, layer, None, max_length, device,
                                                                        precision)
@@ -833,7 +838,7 @@ def _estimate(encoder: str, texts: Sequence[str], *, calibrate_missing: bool, la
     if parse_encoder(encoder)[0] == "lm" and not calibrate_missing:
         # Resolving a causal LM may build or download it: not for an estimate. The latest rate
         # measured with this encoder name on this device stands in.
-        prefix = f"{encoder.strip()}|{str(device or _default_device()).split(':')[0]}|"
+        prefix = f"{encoder.strip()}|{str(device or default_device()).split(':')[0]}|"
         entries = [v for k, v in _read_rates().items() if k.startswith(prefix) and v.get("chars_per_s")]
         if not entries:
             return None, len(unique), False, None

@@ -22,14 +22,31 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from alignscope.audit import FLAGS
 from alignscope.embed.encoders import embed
 from alignscope.evaluate.metrics import METRIC_CI_KEYS, METRICS, metric_baseline
 from alignscope.files import append_jsonl, atomic_path, count_lines, write_json
 from alignscope.jobs import JobStore, read_run_config
 from alignscope.run_files import EVAL_PAIRS_FILE, SELECTION_FILE
-from alignscope.scaling.sweep import (ALL_METHOD, AUDIT_FILE, CHECKPOINT_METHOD, CLAIMS_DIR, CLEAN_METHOD, FIX_METHOD,
-                                      HELDOUT_FILE, POINTS_FILE, SWEEP_FILE, UNITS_FILE, SweepConfig, SweepError,
-                                      pair_count, point_dir_name, rates_path, selection_size, unit_name)
+from alignscope.scaling.sweep import (
+    ALL_METHOD,
+    AUDIT_FILE,
+    CHECKPOINT_METHOD,
+    CLAIMS_DIR,
+    CLEAN_METHOD,
+    FIX_METHOD,
+    HELDOUT_FILE,
+    POINTS_FILE,
+    SWEEP_FILE,
+    UNITS_FILE,
+    SweepConfig,
+    SweepError,
+    pair_count,
+    point_dir_name,
+    rates_path,
+    selection_size,
+    unit_name,
+)
 from alignscope.select.pair_options import PAIR_METHODS, PAIR_OPTIONS
 from alignscope.select.selection import Selection
 
@@ -68,7 +85,6 @@ def training_pairs_table(selection: Selection, test_pairs: np.ndarray, n_pairs: 
 def clean_ranking(audit_path: Path, seed: int, fingerprint: str) -> Selection:
     """A pair ranking for the ``clean`` method: the pairs without an audit flag in a seeded random
     order, then the flagged ones (used only when the fraction asks for more than the clean pairs)."""
-    from alignscope.audit import FLAGS
 
     table = pd.read_parquet(audit_path)
     flagged = np.zeros(len(table), dtype=bool)

@@ -43,10 +43,11 @@ from typing import Any, Callable, ClassVar, Mapping
 import numpy as np
 
 from alignscope import settings
+from alignscope.audit import audit, pair_matrices
 from alignscope.embed.encoders import embed
 from alignscope.errors import AlignscopeError
-from alignscope.evaluate.probe import PROBE_ENCODER
 from alignscope.evaluate.metrics import LOWER_IS_BETTER, METRICS, pair_word_lengths
+from alignscope.evaluate.probe import PROBE_ENCODER
 from alignscope.files import atomic_path, read_jsonl, write_json
 from alignscope.jobs import JobStore, get_executor
 from alignscope.options import fields_problem, option
@@ -356,7 +357,6 @@ def _clear_claims(sweep_dir: Path) -> None:
 def audit_training_pool(data, config: SweepConfig, path: Path) -> None:
     """Audit the training pool only (the held-out pairs' labels must not steer what is dropped) and
     keep the table, indexed by the data's pair numbers, for the ``clean`` points."""
-    from alignscope.audit import audit, pair_matrices
     from alignscope.evaluate.evaluators import split_pairs
 
     _, test_pairs = split_pairs(len(data), config.test_fraction, config.split_seed)

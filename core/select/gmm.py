@@ -50,6 +50,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
 from alignscope.errors import AlignscopeError
+from alignscope.models import ModelError, resolve_device
 
 try:
     from sklearn.utils.validation import validate_data
@@ -808,14 +809,13 @@ def _log_sum_exp(weighted):
 
 
 def _resolve_device(device: str):
+    """:func:`alignscope.models.resolve_device` as a torch device, its error as the mixture's own."""
     import torch
 
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GMMError(f"device {device!r} requested but no CUDA GPU is available")
-    return dev
+    try:
+        return torch.device(resolve_device(device))
+    except ModelError as err:
+        raise GMMError(str(err)) from None
 
 
 def _whitened_to_data(stats, cast):

@@ -54,8 +54,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from alignscope.audit import fit_bt_probe
-from alignscope.embed.encoders import embed, embed_prompts, embed_texts, join_prompt_completion
+from alignscope.audit import AuditError, fit_bt_probe, pair_matrices
+from alignscope.embed.encoders import (
+    embed,
+    embed_prompts,
+    embed_texts,
+    join_prompt_completion,
+)
 from alignscope.evaluate.metrics import LengthRule, pair_word_lengths
 from alignscope.options import fields_problem
 from alignscope.select.base import Selector, seeded_order
@@ -249,7 +254,6 @@ def pair_differences(embeddings: Any, n_pairs: int | None) -> np.ndarray:
     """``e(chosen) − e(rejected)``, float32 ``(N, d)``, from completion embeddings
     (:class:`~alignscope.embed.embeddings.Embeddings` or a ``(2N, d)`` matrix in alignscope's layout)
     or pair embeddings in alignscope's pair layout (``[(c + r) / 2, c − r]``: the second half)."""
-    from alignscope.audit import AuditError, pair_matrices
 
     unit = getattr(embeddings, "unit", "completion")
     matrix = getattr(embeddings, "matrix", embeddings)
@@ -366,7 +370,6 @@ class RDSSelector(PairSelector, RDSOptions):
 
 
 def _chosen_rows(embeddings: Any, n_pairs: int) -> np.ndarray:
-    from alignscope.audit import AuditError, pair_matrices
 
     if getattr(embeddings, "unit", "completion") != "completion":
         raise SelectionError("query='prompt+chosen' needs completion embeddings: pass unit 'completion'")

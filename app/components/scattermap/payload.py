@@ -22,6 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from alignscope.embed.embeddings import completion_layout
+from alignscope.files import atomic_path, write_json
+
 MISSING = 255          # the colour code of an item without a value
 MAX_CATEGORIES = 40    # more values than this: the rest share one "other" entry
 TEXT_SHARD_PAIRS = 500
@@ -92,7 +95,6 @@ def normalise(coords: np.ndarray) -> np.ndarray:
 def layout_of(pair_index: np.ndarray, label: np.ndarray | None) -> str | None:
     """"completion" or "pair" when the rows follow alignscope's layout (the browser then derives each
     row's pair and side: 5 bytes per point not sent), else None."""
-    from alignscope.embed.embeddings import completion_layout
 
     pair_index = np.asarray(pair_index)
     if label is None:
@@ -231,7 +233,6 @@ def write_text_shards(prompts: Sequence[str], chosen: Sequence[str], rejected: S
     ``K·500 … K·500+499`` as ``[prompt, chosen, rejected]`` (plain text, cut to ``prompt_chars`` /
     ``completion_chars``), ``manifest.json`` is written last, so a half-written folder is never
     taken as ready. Returns the number of shards (about 0.3 kB per AlpacaEval pair, gzipped)."""
-    from alignscope.files import atomic_path, write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     n = len(prompts)
