@@ -26,7 +26,18 @@ Sections not reached stay ``pending`` in the file.
 5. ``label_noise``: HH with 20 % of the training labels flipped; DPO vs DPO + SamS vs a random 50 %
    of each batch, smollm2-135m, 100 steps, seeds 0, 1, 2 (as many as the budget allows, seed by
    seed); the held-out figures of each run's eval.json; means with t intervals, SamS − DPO by seed.
-6. ``scaling``: the ISA paper's checkpoint curve: one DPO run of smollm2-135m on HH evaluated at
+6. ``lm_margin`` (issue 28): the ``lm-margin`` selector with smollm2-135m on all HH pairs on the
+   GPU (pairs/s, its own time estimate against the time taken); the reference model's log-ratio
+   as a zero-shot reward on the held-out pairs beside the length rule (accuracy, length-controlled
+   accuracy); then DPO on the 25 % of pairs it keeps (``keep=easy``, margin maximisation) against
+   a random 25 %, same seed, same held-out pairs.
+7. ``remove_vs_fix`` (issue 27): HH with 20 % of the training labels flipped (seeded; held-out
+   labels clean), the audit run on the training pool only (MiniLM on the GPU), its flip AUC,
+   precision and recall against the known flips; then DPO on (a) the noisy pairs, (b) the pairs
+   the audit did not flag (remove), (c) the noisy pairs with the suspected flips swapped back
+   (fix) and, when the budget allows, (d) the original labels (the ceiling): held-out figures side
+   by side, the same split and seed for all.
+8. ``scaling``: the ISA paper's checkpoint curve: one DPO run of smollm2-135m on HH evaluated at
    10/25/50/75/100 % of its steps (``alignscope.scaling.sweep``, mode ``checkpoints``) and the fitted plateau.
 
 Sections 1–4 are sized to end within ~5 minutes on an H200. ``--dry-run`` runs every section at
@@ -92,11 +103,11 @@ GPU_DATA = Path(__file__).resolve().parent / "gpu_data"
 HH_FILE = "hh_harmless_test.jsonl.gz"
 ALPACA_PAIRS = "alpaca_eval_pairs.jsonl.gz"
 ALPACA_TEXTS = "alpaca_eval_texts.jsonl.gz"  # unique (prompt, completion) rows, written by gpu_data
-SECTIONS = ("environment", "embed", "isa", "sams_overhead", "label_noise", "scaling")
+SECTIONS = ("environment", "embed", "isa", "sams_overhead", "label_noise", "lm_margin", "remove_vs_fix", "scaling")
 # Minimum seconds a section needs to start (full run on an H200 / dry run on a 2-core CPU): a
 # section is skipped, with this reason, when less than that is left of the budget.
 MIN_S = {"environment": (5, 2), "embed": (45, 10), "isa": (60, 5), "sams_overhead": (60, 15),
-         "label_noise": (90, 20), "scaling": (90, 20)}
+         "label_noise": (90, 20), "lm_margin": (60, 15), "remove_vs_fix": (120, 30), "scaling": (90, 20)}
 PAPER_SAMS_OVERHEAD = {"time": "+4 %", "gpu_memory": "-18 %",
                        "source": "Huang et al., NeurIPS 2025 (SamS), efficiency table"}
 
@@ -418,7 +429,9 @@ def section_isa(ctx: Context) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- 4 sams_overhead
-def _train_once(ctx: Context, method: str, run_dir: Path, **fields: Any) -> dict[str, Any]:
+def _train_once(ctx: Context, method: str, run_dir: Path, *, data: Any = None, selection: Any = None,
+                **fields: Any) -> dict[str, Any]:
+    """One training run on ``data`` (default: the suite's HH pairs) restricted to ``selection``."""
     import torch
 
     from alignscope.train.config import train_config
@@ -429,7 +442,8 @@ def _train_once(ctx: Context, method: str, run_dir: Path, **fields: Any) -> dict
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    summary = train(ctx.hh_source(), config=config, run_dir=run_dir, progress_bar=False)
+    summary = train(ctx.hh_source() if data is None else data, selection=selection, config=config, run_dir=run_dir,
+                    progress_bar=False)
     record = {"wall_s": round(time.perf_counter() - t0, 2), "steps": summary["training"]["steps"],
               "train_runtime_s": summary["training"]["train_runtime_s"], "s_per_step": summary["training"]["s_per_step"],
               "lr": summary["training"]["lr"]}
@@ -550,7 +564,118 @@ def section_label_noise(ctx: Context) -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------------- 6 scaling
+# ---------------------------------------------------------------------------- 6 lm_margin
+def _heldout_scores(data: Any, margin: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    """``margin`` (one per pair of ``data``) as a reward on the held-out pairs, beside the length rule."""
+    from alignscope.evaluate.evaluators import heldout_length_rule
+    from alignscope.evaluate.metrics import pair_word_lengths, preference_metrics
+
+    chosen_words, rejected_words = pair_word_lengths(data, test)
+    return preference_metrics(margin[test], chosen_words, rejected_words, heldout_length_rule(data, test))
+
+
+def section_lm_margin(ctx: Context) -> dict[str, Any]:
+    from alignscope.data.preferences import load_preferences
+    from alignscope.select.selectors import select_data
+    from alignscope.train.trainset import split_pairs
+
+    data = load_preferences(ctx.hh_source())
+    train_pairs, test = split_pairs(data.n_pairs, 0.2, 0)
+    estimates: list[str] = []
+    options = dict(model=ctx.size["model"], max_length=ctx.size["train"]["max_length"],
+                   batch_size=32 if ctx.cuda else 4, cpu_max_pairs=max(2_000, data.n_pairs))
+    t0 = time.perf_counter()
+    chosen = select_data(data, "lm-margin", fraction=0.25, keep="easy", seed=0,
+                         on_progress=lambda _f, message: estimates.append(message), **options)
+    wall = time.perf_counter() - t0
+    log_ratio = chosen.table.sort_values("index")["log_ratio"].to_numpy(dtype=np.float64)
+    out: dict[str, Any] = {"data": ctx.hh_source(), "n_pairs": data.n_pairs, **options,
+                           "rank_wall_s": round(wall, 2), "pairs_per_s": round(data.n_pairs / max(wall, 1e-9), 1),
+                           "lm": chosen.config.get("lm"), "first_messages": estimates[:4],  # the load, then the measured estimate
+                           "zero_shot_reward": _heldout_scores(data, log_ratio, test),
+                           "note": "the reference model's log-ratio as a reward, before any training; "
+                                   "the selection ranks all pairs, training drops the held-out ones"}
+    random = select_data(data, "random", unit="pair", fraction=0.25, seed=0)
+    fields = dict(model=ctx.size["model"], test_fraction=0.2, split_seed=0, seed=0,
+                  eval_max_pairs=ctx.size["noise_eval_max_pairs"], eval_batch_size=32 if ctx.cuda else 8,
+                  **ctx.size["train"])
+    runs = {}
+    for name, selection in (("lm-margin-easy-25pct", chosen), ("random-25pct", random)):
+        if runs and ctx.remaining() < 30:
+            out["runs_skipped"] = f"{name}: {ctx.remaining():.0f} s left"
+            break
+        record = _train_once(ctx, "dpo", ctx.scratch / f"lm_margin_{name}", selection=selection, **fields)
+        runs[name] = {**eval_fields(record.pop("eval")), **record}
+    out["dpo"] = runs
+    if len(runs) == 2:
+        out["dpo_accuracy_lm_margin_minus_random"] = round(
+            runs["lm-margin-easy-25pct"]["accuracy"] - runs["random-25pct"]["accuracy"], 4)
+    return out
+
+
+# ------------------------------------------------------------------------ 7 remove_vs_fix
+def section_remove_vs_fix(ctx: Context) -> dict[str, Any]:
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from alignscope.audit import AuditConfig, audit
+    from alignscope.data.preferences import load_preferences
+    from alignscope.select.selection import Selection
+    from alignscope.train.trainset import flipped_pairs, split_pairs
+
+    original = load_preferences(ctx.hh_source())
+    train_pairs, _ = split_pairs(original.n_pairs, 0.2, 0)
+    flipped = flipped_pairs(train_pairs, 0.2, seed=0)
+    noisy_frame = original.frame.copy()
+    noisy_frame.loc[flipped, ["chosen", "rejected"]] = noisy_frame.loc[flipped, ["rejected", "chosen"]].to_numpy()
+    noisy = load_preferences(noisy_frame)
+
+    # The audit sees the training pool only: held-out labels never decide what is dropped or fixed.
+    config = AuditConfig(encoder="minilm" if ctx.cuda else "lsa")
+    t0 = time.perf_counter()
+    table = audit(load_preferences(noisy_frame.iloc[train_pairs].reset_index(drop=True)), config=config)
+    audit_s = time.perf_counter() - t0
+    truth = np.isin(train_pairs, flipped)
+    suspect = table["suspect_flip"].to_numpy(dtype=bool)
+    out: dict[str, Any] = {
+        "data": ctx.hh_source(), "n_pairs": original.n_pairs, "n_training_pairs": len(train_pairs),
+        "n_flipped": len(flipped), "audit_encoder": config.encoder, "audit_s": round(audit_s, 2),
+        "flip_auc": round(float(roc_auc_score(truth, table["flip_score"])), 4) if 0 < truth.sum() < len(truth) else None,
+        "n_flagged": int(suspect.sum()),
+        "flag_precision": round(float(truth[suspect].mean()), 4) if suspect.any() else None,
+        "flag_recall": round(float(suspect[truth].mean()), 4) if truth.any() else None}
+
+    flagged = train_pairs[suspect]
+    keep = np.setdiff1d(np.arange(original.n_pairs), flagged)
+    removed = Selection(pd.DataFrame({"index": np.arange(original.n_pairs), "score": 0.0,
+                                      "selected": np.isin(np.arange(original.n_pairs), keep),
+                                      "rank": np.arange(1, original.n_pairs + 1)}),
+                        {"method": "clean", "unit": "pair", "seed": 0}, noisy.fingerprint)
+    fixed_frame = noisy_frame.copy()
+    fixed_frame.loc[flagged, ["chosen", "rejected"]] = fixed_frame.loc[flagged, ["rejected", "chosen"]].to_numpy()
+    variants = [("noisy", noisy, None), ("remove", noisy, removed), ("fix", load_preferences(fixed_frame), None),
+                ("original_labels", original, None)]
+    fields = dict(model=ctx.size["model"], test_fraction=0.2, split_seed=0, seed=0,
+                  eval_max_pairs=ctx.size["noise_eval_max_pairs"], eval_batch_size=32 if ctx.cuda else 8,
+                  **ctx.size["train"])
+    runs: dict[str, Any] = {}
+    per_run = None
+    for name, data, selection in variants:
+        if per_run is not None and ctx.remaining() < per_run + 10:
+            out["runs_skipped_from"] = {"run": name, "reason": f"{ctx.remaining():.0f} s left, a run takes ~{per_run:.0f} s"}
+            break
+        t_run = time.perf_counter()
+        record = _train_once(ctx, "dpo", ctx.scratch / f"remove_vs_fix_{name}", data=data, selection=selection, **fields)
+        runs[name] = {**eval_fields(record.pop("eval")), **record}
+        per_run = time.perf_counter() - t_run
+    out["dpo"] = runs
+    for name in ("remove", "fix"):
+        if name in runs and "noisy" in runs:
+            out[f"dpo_accuracy_{name}_minus_noisy"] = round(runs[name]["accuracy"] - runs["noisy"]["accuracy"], 4)
+    return out
+
+
+# --------------------------------------------------------------------------------- 8 scaling
 def section_scaling(ctx: Context) -> dict[str, Any]:
     from alignscope.data.preferences import load_preferences
     from alignscope.jobs import JobStore
@@ -594,7 +719,8 @@ def section_scaling(ctx: Context) -> dict[str, Any]:
 
 FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "environment": section_environment, "embed": section_embed, "isa": section_isa,
-    "sams_overhead": section_sams_overhead, "label_noise": section_label_noise, "scaling": section_scaling}
+    "sams_overhead": section_sams_overhead, "label_noise": section_label_noise, "lm_margin": section_lm_margin,
+    "remove_vs_fix": section_remove_vs_fix, "scaling": section_scaling}
 
 
 # ------------------------------------------------------------------------------------- driver

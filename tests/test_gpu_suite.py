@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, STANDARD_ROWS, write_jsonl
 
-SECTIONS = ("environment", "embed", "isa", "sams_overhead", "label_noise", "scaling")
+SECTIONS = ("environment", "embed", "isa", "sams_overhead", "label_noise", "lm_margin", "remove_vs_fix", "scaling")
 
 
 def _suite(*args, timeout: float = 600):
@@ -51,6 +51,12 @@ def test_dry_run_goes_through_every_section(tmp_path):
         low, high = run["accuracy_ci95"]
         assert low <= run["accuracy"] <= high and run["n_pairs"] == 8
     assert set(noise["summary"]) >= {"dpo", "dpo-sams", "dpo-random50", "dpo-sams_minus_dpo"}
+    lm = figures["lm_margin"]
+    assert lm["pairs_per_s"] > 0 and 0 <= lm["zero_shot_reward"]["accuracy"] <= 1
+    assert set(lm["dpo"]) == {"lm-margin-easy-25pct", "random-25pct"} and "dpo_accuracy_lm_margin_minus_random" in lm
+    fix = figures["remove_vs_fix"]
+    assert fix["n_flipped"] == round(0.2 * fix["n_training_pairs"]) and 0 <= fix["flip_auc"] <= 1
+    assert set(fix["dpo"]) == {"noisy", "remove", "fix", "original_labels"}
     scaling = figures["scaling"]
     assert len(scaling["points"]) >= 3 and scaling["jobs"][0]["status"] == "succeeded"
     assert "r" in scaling["fit"] or "error" in scaling["fit"]
