@@ -580,7 +580,7 @@ def section_lm_margin(ctx: Context) -> dict[str, Any]:
     from alignscope.train.trainset import split_pairs
 
     data = load_preferences(ctx.hh_source())
-    train_pairs, test = split_pairs(data.n_pairs, 0.2, 0)
+    _, test = split_pairs(data.n_pairs, 0.2, 0)
     estimates: list[str] = []
     options = dict(model=ctx.size["model"], max_length=ctx.size["train"]["max_length"],
                    batch_size=32 if ctx.cuda else 4, cpu_max_pairs=max(2_000, data.n_pairs))
