@@ -1,6 +1,10 @@
 """The analysis context shared by the Map and Select pages: which encoder and unit, the embedding
 job that computes them, the cached ranking of a selection method, and the active selection that the
 Train page uses. Long work (embedding, UMAP) runs as jobs; this module only submits and reads them.
+
+Why one module of ~570 lines: it is the pages' one door to long work (embedding, audit, map and
+ranking lookups, each with its Streamlit cache and the job that fills it); splitting it would give
+each page two places to look for the same cached value.
 """
 from __future__ import annotations
 

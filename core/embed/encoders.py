@@ -44,6 +44,11 @@ precision); a second call with the same arguments reads the cache in millisecond
 the sidecar), written atomically and read with ``allow_pickle=False``; a corrupt or mismatching
 entry is recomputed, never trusted. The result type and its one file format live in
 :mod:`alignscope.embed.embeddings` (re-exported here).
+
+Why one module of ~970 lines: the three encoders, the distinct-text pass, the rate-based estimate
+and the cache key are one decision (what a cached vector means, and when two callers may share it),
+and every caller must compute that key identically. The next cut, if it grows again, is the disk
+cache (key, lookup, adoption of earlier entries) into its own module behind ``cached_path``.
 """
 from __future__ import annotations
 

@@ -28,6 +28,10 @@ fitted parameters to scikit-learn as a reference. What differs is how the work i
 It is a scikit-learn estimator (``BaseEstimator`` + ``DensityMixin``: ``get_params``/``set_params``,
 ``clone``, ``_parameter_constraints`` checked in ``fit``, ``validate_data`` on every input).
 
+Why one module of ~890 lines: the EM loop, its fast paths (joint diagonalisation, mixed precision,
+responsibility skipping, sampled fit + refinement) and the conversion to scikit-learn's estimator
+must agree line for line; apart, a change to one path could silently drift from the reference.
+
 Initialisation is scikit-learn's default recipe: k-means (k-means++ seeding, Lloyd iterations to a
 fixed point) on the fitting rows, then one M-step from the hard labels.
 
