@@ -29,8 +29,7 @@ from alignscope.data.preferences import (
     load_preferences,
 )
 from alignscope.files import PathOutsideRootError, read_jsonl, resolve_in_root
-from alignscope.jobs import JobStore
-from alignscope.jobs import JobError
+from alignscope.jobs import JobError, JobStore
 from alignscope.run_files import METRICS_FILE
 
 DATA_KEY = "alignscope_data"

@@ -31,16 +31,28 @@ def normalise_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _shingles(text: str, k: int = 3) -> frozenset:
-    if len(text) <= k:
-        return frozenset([text])
-    return frozenset(text[i:i + k] for i in range(len(text) - k + 1))
+def _shingles(text: str) -> np.ndarray:
+    """The distinct character 3-shingles of ``text`` as sorted int64 codes.
+
+    Exact, not hashed: three code points of at most 21 bits each pack into 63 bits. A text of fewer
+    than three characters is its own one shingle (a negative code, so it never equals a 3-gram).
+    A few kB per text, where a set of 3-character strings took ~100 kB (the audit of 62k AlpacaEval
+    pairs peaked at 7.5 GiB with sets, and 250k pairs ran out of memory).
+    """
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    if len(codes) < 3:
+        packed = 0
+        for code in codes.tolist():
+            packed = (packed << 21) | (code + 1)  # +1: "\0a" and "a" stay apart
+        return np.array([-1 - packed], dtype=np.int64)
+    return np.unique((codes[:-2] << 42) | (codes[1:-1] << 21) | codes[2:])
 
 
-def _jaccard(a: frozenset, b: frozenset) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sorted arrays of distinct codes."""
+    both = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - both
+    return 1.0 if union == 0 else both / union
 
 
 def duplicate_groups(prompts: Sequence[str], chosen_texts: Sequence[str], rejected_texts: Sequence[str],
@@ -67,16 +79,19 @@ def duplicate_groups(prompts: Sequence[str], chosen_texts: Sequence[str], reject
     keys = raw.map(dict(zip(uniques, (normalise_prompt(p) for p in uniques))))
     blocks = keys.groupby(keys, sort=False).indices
     norm_c = norm_r = None
-    shingle_cache: dict[int, tuple[frozenset, frozenset]] = {}
+    # Shingles by text, kept for one block at a time (candidates never leave their block): memory is
+    # bounded by the largest block, and a text repeated across pairs (AlpacaEval: 57 % of the
+    # completions) is shingled once per block.
+    shingle_cache: dict[str, np.ndarray] = {}
 
-    def shingles(i: int) -> tuple[frozenset, frozenset]:
-        got = shingle_cache.get(i)
+    def shingles(text: str) -> np.ndarray:
+        got = shingle_cache.get(text)
         if got is None:
-            got = (_shingles(normalise_prompt(chosen_texts[i])), _shingles(normalise_prompt(rejected_texts[i])))
-            shingle_cache[i] = got
+            got = shingle_cache[text] = _shingles(normalise_prompt(text))
         return got
 
     for rows in blocks.values():
+        shingle_cache.clear()
         if len(rows) < 2:
             continue
         rows = np.sort(rows)
@@ -104,8 +119,8 @@ def duplicate_groups(prompts: Sequence[str], chosen_texts: Sequence[str], reject
                 i, j = int(rows[a]), int(rows[b])
                 if find(i) == find(j):
                     continue
-                (ci, ri), (cj, rj) = shingles(i), shingles(j)
-                if _jaccard(ci, cj) >= text_threshold and _jaccard(ri, rj) >= text_threshold:
+                if (_jaccard(shingles(chosen_texts[i]), shingles(chosen_texts[j])) >= text_threshold
+                        and _jaccard(shingles(rejected_texts[i]), shingles(rejected_texts[j])) >= text_threshold):
                     union(i, j)
     roots = np.array([find(i) for i in range(n)], dtype=np.int64)
     sizes = np.bincount(roots, minlength=n)
