@@ -15,6 +15,7 @@ from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_sel
                               word_diff, write_audit)
 from alignscope.data.preferences import load_preferences
 from alignscope.select.selection import Selection
+from alignscope.audit.duplicates import _jaccard, _shingles
 from conftest import run_cli
 
 
@@ -244,3 +245,16 @@ def test_demo_planted_flips_and_duplicates_are_found(demo_audit):
     assert (flips & frame["is_flipped"].to_numpy()).sum() / flips.sum() >= 0.8
     summary = audit_summary(data, table)
     assert {"source", "topic"} <= set(summary["by_column"])
+
+
+def test_shingle_codes_give_the_jaccard_of_the_sets_of_character_trigrams():
+    """The packed int64 shingles (kB per text) decide exactly as sets of 3-character strings did."""
+    def trigrams(text):
+        return {text} if len(text) <= 3 else {text[i:i + 3] for i in range(len(text) - 2)}
+
+    texts = ["", "a", "ab", "abc", "abcd", "\0a", "a\0", "aaaa", "é漢字x", "漢字", "the cat sat on the mat",
+             "the cat sat on a mat", "a mat the cat sat on", "\U0010FFFF\U0010FFFFz"]
+    for a, b in itertools.product(texts, repeat=2):
+        ta, tb = trigrams(a), trigrams(b)
+        expected = len(ta & tb) / len(ta | tb)
+        assert _jaccard(_shingles(a), _shingles(b)) == pytest.approx(expected, abs=1e-15), (a, b)
