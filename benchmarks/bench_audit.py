@@ -240,6 +240,7 @@ def _planted(data, encoder: str, rate: float, seed: int, second: str | None = No
     """Flips and near-copies planted at ``rate`` (texts and embeddings; the copies embedded for real):
     (frame, chosen, rejected, truth flips, truth groups[, (chosen, rejected) of ``second``])."""
     from alignscope.audit import near_copy_text, pair_matrices
+    from alignscope.data.preferences import swap_labels
     from alignscope.embed.encoders import embed, embed_texts, join_prompt_completion
 
     chosen, rejected = pair_matrices(embed(data, encoder, "completion", progress=False), data.n_pairs)
@@ -248,8 +249,7 @@ def _planted(data, encoder: str, rate: float, seed: int, second: str | None = No
     rng = np.random.default_rng(seed)
     flip = np.zeros(n, dtype=bool)
     flip[rng.choice(n, int(round(rate * n)), replace=False)] = True
-    frame = base.copy()
-    frame.loc[flip, ["chosen", "rejected"]] = frame.loc[flip, ["rejected", "chosen"]].to_numpy()
+    frame = swap_labels(base, flip)
     c, r = np.where(flip[:, None], rejected, chosen), np.where(flip[:, None], chosen, rejected)
     originals = np.sort(rng.choice(np.nonzero(~flip)[0], int(round(rate * n)), replace=False))
     copies = frame.iloc[originals].copy()
@@ -400,7 +400,7 @@ def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, *, lower_is_better: bool 
 def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int, n_boot: int, random_seeds: int = 5) -> dict:
     """Remove vs fix on HH with the probe evaluator (see the module docstring)."""
     from alignscope.audit import CalibrationConfig, audit, calibrate_audit, fix_flips, pair_matrices
-    from alignscope.data.preferences import load_preferences
+    from alignscope.data.preferences import load_preferences, swap_labels
     from alignscope.embed.encoders import embed
     from alignscope.evaluate.evaluators import eval_probe, split_pairs
     from alignscope.evaluate.metrics import bt_log_loss, success
@@ -418,8 +418,7 @@ def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int,
         flip = np.zeros(n, dtype=bool)
         if rate:
             flip[rng.choice(train, int(round(rate * len(train))), replace=False)] = True  # training pool only
-        frame = hh.frame.copy()
-        frame.loc[flip, ["chosen", "rejected"]] = frame.loc[flip, ["rejected", "chosen"]].to_numpy()
+        frame = swap_labels(hh.frame, flip)
         data = load_preferences(frame)
         swap = flip[:, None]
         ac, ar = np.where(swap, audit_r, audit_c), np.where(swap, audit_c, audit_r)
@@ -449,9 +448,7 @@ def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int,
         keep_clean[train[flagged]] = False
         run("clean", keep_clean)
         # fix: the pool's likely flips swapped back (texts and features); held-out pairs untouched
-        fixed_frame = data.frame.copy()
-        fixed_frame.loc[fixed, ["chosen", "rejected"]] = fixed_frame.loc[fixed, ["rejected", "chosen"]].to_numpy()
-        fixed_data = load_preferences(fixed_frame)
+        fixed_data = load_preferences(swap_labels(data.frame, fixed))
         back = np.zeros(n, dtype=bool)
         back[fixed] = True
         fc, fr = np.where(back[:, None], er, ec), np.where(back[:, None], ec, er)

@@ -574,6 +574,13 @@ def _heldout_scores(data: Any, margin: np.ndarray, test: np.ndarray) -> dict[str
     return preference_metrics(margin[test], chosen_words, rejected_words, heldout_length_rule(data, test))
 
 
+def _heldout_dpo_fields(ctx: Context) -> dict[str, Any]:
+    """The DPO run of the comparison sections: seed 0 on the seeded 80/20 split, every variant the same."""
+    return dict(model=ctx.size["model"], test_fraction=0.2, split_seed=0, seed=0,
+                eval_max_pairs=ctx.size["noise_eval_max_pairs"], eval_batch_size=32 if ctx.cuda else 8,
+                **ctx.size["train"])
+
+
 def section_lm_margin(ctx: Context) -> dict[str, Any]:
     from alignscope.data.preferences import load_preferences
     from alignscope.select.selectors import select_data
@@ -596,9 +603,7 @@ def section_lm_margin(ctx: Context) -> dict[str, Any]:
                            "note": "the reference model's log-ratio as a reward, before any training; "
                                    "the selection ranks all pairs, training drops the held-out ones"}
     random = select_data(data, "random", unit="pair", fraction=0.25, seed=0)
-    fields = dict(model=ctx.size["model"], test_fraction=0.2, split_seed=0, seed=0,
-                  eval_max_pairs=ctx.size["noise_eval_max_pairs"], eval_batch_size=32 if ctx.cuda else 8,
-                  **ctx.size["train"])
+    fields = _heldout_dpo_fields(ctx)
     runs = {}
     for name, selection in (("lm-margin-easy-25pct", chosen), ("random-25pct", random)):
         if runs and ctx.remaining() < 30:
@@ -619,15 +624,14 @@ def section_remove_vs_fix(ctx: Context) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     from alignscope.audit import AuditConfig, audit
-    from alignscope.data.preferences import load_preferences
+    from alignscope.data.preferences import load_preferences, swap_labels
     from alignscope.select.selection import Selection
     from alignscope.train.trainset import flipped_pairs, split_pairs
 
     original = load_preferences(ctx.hh_source())
     train_pairs, _ = split_pairs(original.n_pairs, 0.2, 0)
     flipped = flipped_pairs(train_pairs, 0.2, seed=0)
-    noisy_frame = original.frame.copy()
-    noisy_frame.loc[flipped, ["chosen", "rejected"]] = noisy_frame.loc[flipped, ["rejected", "chosen"]].to_numpy()
+    noisy_frame = swap_labels(original.frame, flipped)
     noisy = load_preferences(noisy_frame)
 
     # The audit sees the training pool only: held-out labels never decide what is dropped or fixed.
@@ -651,13 +655,10 @@ def section_remove_vs_fix(ctx: Context) -> dict[str, Any]:
                                       "selected": np.isin(np.arange(original.n_pairs), keep),
                                       "rank": np.arange(1, original.n_pairs + 1)}),
                         {"method": "clean", "unit": "pair", "seed": 0}, noisy.fingerprint)
-    fixed_frame = noisy_frame.copy()
-    fixed_frame.loc[flagged, ["chosen", "rejected"]] = fixed_frame.loc[flagged, ["rejected", "chosen"]].to_numpy()
-    variants = [("noisy", noisy, None), ("remove", noisy, removed), ("fix", load_preferences(fixed_frame), None),
+    variants = [("noisy", noisy, None), ("remove", noisy, removed),
+                ("fix", load_preferences(swap_labels(noisy_frame, flagged)), None),
                 ("original_labels", original, None)]
-    fields = dict(model=ctx.size["model"], test_fraction=0.2, split_seed=0, seed=0,
-                  eval_max_pairs=ctx.size["noise_eval_max_pairs"], eval_batch_size=32 if ctx.cuda else 8,
-                  **ctx.size["train"])
+    fields = _heldout_dpo_fields(ctx)
     runs: dict[str, Any] = {}
     per_run = None
     for name, data, selection in variants:

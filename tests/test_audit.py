@@ -258,3 +258,16 @@ def test_shingle_codes_give_the_jaccard_of_the_sets_of_character_trigrams():
         ta, tb = trigrams(a), trigrams(b)
         expected = len(ta & tb) / len(ta | tb)
         assert _jaccard(_shingles(a), _shingles(b)) == pytest.approx(expected, abs=1e-15), (a, b)
+
+
+def test_swap_labels_exchanges_the_answers_of_the_named_rows_only_messages_too():
+    from alignscope.data.preferences import swap_labels
+
+    chat = [[{"role": "assistant", "content": f"{side}{i}"}] for i, side in enumerate("cc")]
+    frame = pd.DataFrame({"prompt": ["p0", "p1"], "chosen": chat,
+                          "rejected": [[{"role": "assistant", "content": f"r{i}"}] for i in range(2)], "source": ["a", "b"]})
+    for rows in ([1], np.array([False, True])):
+        out = swap_labels(frame, rows)
+        assert out["chosen"].tolist() == [frame["chosen"][0], frame["rejected"][1]]
+        assert out["rejected"].tolist() == [frame["rejected"][0], frame["chosen"][1]]
+        assert out["source"].tolist() == ["a", "b"] and frame["chosen"][1][0]["content"] == "c1"  # a copy

@@ -50,6 +50,7 @@ import pandas as pd
 from alignscope.audit.config import AuditConfig, AuditError, CalibrationConfig
 from alignscope.audit.table import _texts, audit, fix_flips
 from alignscope.audit.vectors import pair_matrices
+from alignscope.data.preferences import swap_labels
 
 __all__ = ["PlantedCopy", "plant_defects", "near_copy_text", "calibrate_audit", "estimate_from_scores",
            "flip_probabilities", "calibration_sentences", "MIN_PLANTED_RECALL"]
@@ -113,8 +114,7 @@ def plant_defects(frame: pd.DataFrame, chosen: np.ndarray, rejected: np.ndarray,
     n_flip = max(1, min(len(eligible), int(round(rate * len(eligible)))))
     flipped = np.zeros(n, dtype=bool)
     flipped[rng.choice(eligible, n_flip, replace=False)] = True
-    out = frame[["prompt", "chosen", "rejected"]].reset_index(drop=True).copy()
-    out.loc[flipped, ["chosen", "rejected"]] = out.loc[flipped, ["rejected", "chosen"]].to_numpy()
+    out = swap_labels(frame[["prompt", "chosen", "rejected"]].reset_index(drop=True), flipped)
     swap = flipped[:, None]
     c, r = np.where(swap, rejected, chosen), np.where(swap, chosen, rejected)
     planted_second = None

@@ -31,6 +31,7 @@ from alignscope.audit.signals import (
     oof_probe_margins,
 )
 from alignscope.audit.vectors import pair_matrices
+from alignscope.data.preferences import swap_labels
 from alignscope.embed.encoders import embed
 from alignscope.evaluate.metrics import word_count
 from alignscope.files import atomic_path
@@ -364,11 +365,7 @@ def fixed_frame(data: Any, table: pd.DataFrame, threshold: float = 0.5) -> pd.Da
     if len(swap) and (swap.min() < 0 or swap.max() >= len(frame)):
         raise AuditError(f"the audit names pair {int(swap.max())}, but the data has {len(frame):,} pairs: "
                          "audit this data again")
-    frame = frame.copy()
-    if len(swap):
-        chosen = frame["chosen"].iloc[swap].to_numpy(copy=True)
-        frame.iloc[swap, frame.columns.get_loc("chosen")] = frame["rejected"].iloc[swap].to_numpy()
-        frame.iloc[swap, frame.columns.get_loc("rejected")] = chosen
+    frame = swap_labels(frame, swap)
     flag = np.zeros(len(frame), dtype=bool)
     flag[swap] = True
     frame[FIXED_COLUMN] = flag

@@ -42,7 +42,7 @@ from alignscope.files import atomic_path, atomic_write
 from alignscope.options import parse_list
 
 __all__ = ["PreferenceData", "ValidationReport", "DataError", "load_preferences", "load_spec", "CANONICAL",
-           "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map", "demo_preferences"]
+           "FORMATS", "DEFAULT_MAX_ROW_CHARS", "render_text", "parse_column_map", "demo_preferences", "swap_labels"]
 
 FORMATS = ("standard", "conversational", "implicit_prompt")
 _DEMO_SOURCE = re.compile(r"demo(?::(\d+))?(?::(\d+))?")  # demo, demo:N, demo:N:SEED
@@ -365,3 +365,17 @@ def length_table(data: PreferenceData) -> pd.DataFrame:
     return pd.DataFrame({column: np.fromiter((word_count(value) for value in data.frame[column].tolist()),
                                              dtype=np.int64, count=len(data))
                          for column in CANONICAL})
+
+
+def swap_labels(frame: pd.DataFrame, pairs: Any) -> pd.DataFrame:
+    """A copy of ``frame`` with ``chosen`` and ``rejected`` exchanged on the rows at ``pairs``
+    (positions: an int array or a boolean mask of length ``len(frame)``); every other column and
+    row unchanged. The one way label flips are planted, simulated and fixed."""
+    out = frame.copy()
+    rows = np.flatnonzero(pairs) if np.asarray(pairs).dtype == bool else np.asarray(pairs, dtype=np.int64)
+    if len(rows):
+        # One column at a time: a 2-D assignment of message-list cells would not swap them.
+        chosen = out["chosen"].iloc[rows].to_numpy(copy=True)
+        out.iloc[rows, out.columns.get_loc("chosen")] = out["rejected"].iloc[rows].to_numpy()
+        out.iloc[rows, out.columns.get_loc("rejected")] = chosen
+    return out
