@@ -3,7 +3,7 @@ the self-calibration against the truth, removing vs fixing flagged pairs, and th
 
 ``python -m benchmarks.bench_audit [--parts demo,signals,calibration,second,fix,speed] [--encoder static]
 [--alpaca-sample 5000] [--rates 0.05,0.1,0.2] [--calibrate-rates 0.1] [--repeats 3] [--n-boot 1000]
-[--eval-encoder minilm] [--speed-pairs 100000]``
+[--eval-encoder minilm] [--speed-pairs 100000] [--fix-alpaca-sample 20000]``
 
 1. ``demo`` (3,000 pairs, planted defects known; a third of the 300 flips on *subtle* pairs that
    keep the length pattern): flip AUC of every signal and of the combination against
@@ -26,6 +26,9 @@ the self-calibration against the truth, removing vs fixing flagged pairs, and th
    ``fix_flips`` (flagged, flip probability ≥ 0.5) back, ``random`` drops as many as ``clean`` at
    random (5 seeds); ``clean − random``, ``fix − random`` and ``fix − all`` in held-out accuracy and
    log loss with paired bootstrap intervals (same held-out pairs).
+   ``fix_alpaca`` (not in the default parts): the same on a seeded AlpacaEval sample
+   (``--fix-alpaca-sample``, default 20,000) with ``--fix-alpaca-eval-encoder`` (default ``lsa``)
+   features for the evaluator, so that it does not share the audit's static features.
 5. ``second``: HH at 10 % with a second encoder's probe (``--second-encoder``, default MiniLM)
    added to the stack, each signal's AUC beside the combination.
 6. ``speed``: the audit at ``--speed-pairs`` pairs of real texts (AlpacaEval repeated) with synthetic
@@ -397,8 +400,10 @@ def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, *, lower_is_better: bool 
             "verdict": "better" if good else "worse" if bad else "cannot tell"}
 
 
-def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int, n_boot: int, random_seeds: int = 5) -> dict:
-    """Remove vs fix on HH with the probe evaluator (see the module docstring)."""
+def fix_part(pairs, encoder: str, eval_encoder: str, planted_rate: float, repeats: int, n_boot: int,
+             random_seeds: int = 5) -> dict:
+    """Remove vs fix on one data set (``pairs``: PreferenceData) with the probe evaluator (see the
+    module docstring)."""
     from alignscope.audit import CalibrationConfig, audit, calibrate_audit, fix_flips, pair_matrices
     from alignscope.data.preferences import load_preferences, swap_labels
     from alignscope.embed.encoders import embed
@@ -406,10 +411,9 @@ def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int,
     from alignscope.evaluate.metrics import bt_log_loss, success
     from alignscope.select.selection import Selection
 
-    hh = load_preferences(SHARED_DATA / "hh_harmless_test.jsonl.gz")
-    n = hh.n_pairs
-    audit_c, audit_r = pair_matrices(embed(hh, encoder, "completion", progress=False), n)
-    eval_c, eval_r = pair_matrices(embed(hh, eval_encoder, "completion", progress=False), n)
+    n = pairs.n_pairs
+    audit_c, audit_r = pair_matrices(embed(pairs, encoder, "completion", progress=False), n)
+    eval_c, eval_r = pair_matrices(embed(pairs, eval_encoder, "completion", progress=False), n)
     train, test = split_pairs(n, 0.2, 0)
     out = {"n_pairs": n, "n_train_pool": int(len(train)), "n_heldout": int(len(test)), "audit_encoder": encoder,
            "eval_encoder": eval_encoder, "evaluator": "probe (eval_probe), accuracy and log loss on held-out pairs"}
@@ -418,7 +422,7 @@ def fix_part(encoder: str, eval_encoder: str, planted_rate: float, repeats: int,
         flip = np.zeros(n, dtype=bool)
         if rate:
             flip[rng.choice(train, int(round(rate * len(train))), replace=False)] = True  # training pool only
-        frame = swap_labels(hh.frame, flip)
+        frame = swap_labels(pairs.frame, flip)
         data = load_preferences(frame)
         swap = flip[:, None]
         ac, ar = np.where(swap, audit_r, audit_c), np.where(swap, audit_c, audit_r)
@@ -534,6 +538,10 @@ def main() -> None:
     parser.add_argument("--rates", default="0.05,0.1,0.2")
     parser.add_argument("--calibrate-rates", default="0.1")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fix-alpaca-sample", type=int, default=20000,
+                        help="part fix_alpaca: AlpacaEval pairs (0 = all 61,952)")
+    parser.add_argument("--fix-alpaca-eval-encoder", default="lsa",
+                        help="part fix_alpaca: the probe evaluator's features (MiniLM on AlpacaEval is hours here)")
     parser.add_argument("--fix-rate", type=float, default=0.2, help="flips planted in the training pool (fix part)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--speed-pairs", type=int, default=100_000)
@@ -570,7 +578,16 @@ def main() -> None:
         figures["second_encoder_hh"] = second_encoder_part(hh, args.encoder, args.second_encoder, 0.1, args.n_boot)
         print("second", figures["second_encoder_hh"]["signal_auc"], figures["second_encoder_hh"]["combined_auc"])
     if "fix" in parts:
-        figures["remove_vs_fix_hh"] = fix_part(args.encoder, args.eval_encoder, args.fix_rate, args.repeats, args.n_boot)
+        from alignscope.data.preferences import load_preferences
+
+        hh = load_preferences(SHARED_DATA / "hh_harmless_test.jsonl.gz")
+        figures["remove_vs_fix_hh"] = fix_part(hh, args.encoder, args.eval_encoder, args.fix_rate, args.repeats,
+                                               args.n_boot)
+    if "fix_alpaca" in parts:
+        alpaca = _alpaca_sample(args.fix_alpaca_sample)
+        figures["remove_vs_fix_alpaca"] = {
+            "alpaca_sample": alpaca.n_pairs,
+            **fix_part(alpaca, args.encoder, args.fix_alpaca_eval_encoder, args.fix_rate, args.repeats, args.n_boot)}
     if "speed" in parts:
         figures["speed"] = speed_part(args.speed_pairs)
         print("speed", figures["speed"]["audit_s"], figures["speed"]["timings"], flush=True)

@@ -198,7 +198,7 @@ def _bench_set(name: str, data, st_model, args) -> dict:
 def _static_backend():
     from alignscope.embed import encoders as E
 
-    device = E._default_device()
+    device = E.default_device()
     return E._get_backend("static", E._encoder_info("static", None, device).folder, device)
 
 
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from alignscope.embed import encoders as E
 
-    device = E._default_device()
+    device = E.default_device()
     folder = E.static_folder(device, create=False)
     built_now = not (folder / "model.safetensors").is_file()
     started = time.perf_counter()

@@ -148,6 +148,23 @@ def test_every_signal_negates_when_a_pair_is_swapped():
         assert before[i] != 0 and after[i] == pytest.approx(-before[i], rel=1e-6, abs=1e-9)
 
 
+def test_word_probe_differences_built_in_blocks_equal_the_direct_difference():
+    """The word probe forms hashed chosen − rejected a block of pairs at a time (memory at 250k
+    pairs): the matrix must equal the one-shot difference, whatever the block size."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from alignscope.audit.signals import LEXICAL_FEATURES, _hashed_differences
+
+    chosen = [f"answer {i % 7} with words {i % 3}" for i in range(23)]
+    rejected = [f"other reply {i % 5}" for i in range(22)] + [chosen[0]]  # a repeated text, an identical pair
+    hasher = HashingVectorizer(n_features=LEXICAL_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm="l2")
+    direct = (hasher.transform(chosen) - hasher.transform(rejected)).tocsr()
+    for block in (1, 5, 64):
+        blocked = _hashed_differences(chosen, rejected, block=block)
+        assert blocked.shape == direct.shape and (blocked != direct).nnz == 0
+    assert _hashed_differences([], []).shape == (0, LEXICAL_FEATURES)
+
+
 def test_neighbours_vote_against_an_answer_that_loses_elsewhere():
     """Same prompt, five pairs: the answer 'A' wins in four and loses in the fifth (a flip)."""
     prompts = ["Which is best?"] * 5

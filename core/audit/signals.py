@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from alignscope.audit.duplicates import normalise_prompt
 from alignscope.audit.vectors import unit_rows
@@ -172,14 +173,10 @@ def lexical_margins(chosen_texts: Sequence[str], rejected_texts: Sequence[str], 
     without intercept on one seeded random sign per pair (the symmetric objective of
     :func:`fit_bt_probe`), ``alpha = 0.25 / n_train`` (the same penalty per pair at every size)."""
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import SGDClassifier
 
     n = len(chosen_texts)
-    codes, uniques = pd.factorize(pd.Series(list(chosen_texts) + list(rejected_texts), dtype=object))
-    hashed = HashingVectorizer(n_features=LEXICAL_FEATURES, ngram_range=(1, 2), alternate_sign=False,
-                               norm="l2").transform(uniques.tolist())
-    diff = (hashed[codes[:n]] - hashed[codes[n:]]).tocsr()
+    diff = _hashed_differences(chosen_texts, rejected_texts)
     out = np.empty(n, dtype=np.float64)
     for k in np.unique(fold_of):
         test = fold_of == k
@@ -188,14 +185,35 @@ def lexical_margins(chosen_texts: Sequence[str], rejected_texts: Sequence[str], 
             out[test] = 0.0
             continue
         sign = _signs(len(train_rows), seed + int(k))
-        X = diff[train_rows].multiply(np.where(sign, 1.0, -1.0)[:, None]).tocsr()
+        X = diff[train_rows]
+        # flip each row's sign in place (x ±1 is exact): a .multiply would build two more copies
+        X.data *= np.repeat(np.where(sign, 1.0, -1.0), np.diff(X.indptr))
         model = SGDClassifier(loss="log_loss", alpha=0.25 / max(len(train_rows), 1), fit_intercept=False,
                               max_iter=20, tol=1e-3, random_state=seed + int(k))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # 20 passes suffice for a ranking
             model.fit(X, sign.astype(np.int64))
+        del X
         out[test] = np.asarray(diff[test] @ model.coef_.ravel()).ravel()
     return out
+
+
+def _hashed_differences(chosen_texts: Sequence[str], rejected_texts: Sequence[str], *, block: int = 16384):
+    """Hashed chosen − hashed rejected per pair, CSR float64 ``(N, 2^18)``. Each distinct text is
+    hashed once; the differences are formed a block of pairs at a time and the text matrix is freed
+    before they are joined, so at 250k pairs one matrix of that size exists at a time, not four."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    n = len(chosen_texts)
+    if n == 0:
+        return sp.csr_matrix((0, LEXICAL_FEATURES), dtype=np.float64)
+    codes, uniques = pd.factorize(pd.Series(list(chosen_texts) + list(rejected_texts), dtype=object))
+    hashed = HashingVectorizer(n_features=LEXICAL_FEATURES, ngram_range=(1, 2), alternate_sign=False,
+                               norm="l2").transform(uniques.tolist())
+    parts = [(hashed[codes[a:min(a + block, n)]] - hashed[codes[n + a:n + min(a + block, n)]]).tocsr()
+             for a in range(0, n, block)]
+    del hashed
+    return sp.vstack(parts, format="csr")
 
 
 # ============================================================================== combination
