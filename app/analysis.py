@@ -33,6 +33,7 @@ from alignscope.embed.encoders import (
 )
 from alignscope.embed.tasks import load_embed_result, load_unit
 from alignscope.files import atomic_path
+from alignscope.select.cache import full_ranking
 from alignscope.select.selection import Selection
 from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_codes
 
@@ -236,12 +237,14 @@ _THRESHOLDABLE = {"isa", "random"}  # their ranking does not depend on k: rank o
 @st.cache_data(show_spinner="Scoring every point…", max_entries=24)
 def ranking(source: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> Selection:
     """The method's selection for the embeddings of ``source``. For ISA and random the full
-    ranking (``k=None``: every point ranked, cut off later by the slider); else the selection at k."""
+    ranking (``k=None``: every point ranked, cut off later by the slider; kept on disk, so that a
+    new session or a restarted server reads it instead of fitting again); else the selection at k."""
     from alignscope.select.selectors import select
 
     embeddings = _load_embedding(source, stamp)
-    n = len(embeddings)
-    return select(embeddings, method, k=n if k is None else k, seed=seed, **json.loads(options_json))
+    if k is None:
+        return full_ranking(embeddings, method, seed=seed, options=json.loads(options_json))
+    return select(embeddings, method, k=k, seed=seed, **json.loads(options_json))
 
 
 def selection_at(source: str, method: str, k: int, *, seed: int = 0, options: dict | None = None,

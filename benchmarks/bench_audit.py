@@ -400,20 +400,21 @@ def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, *, lower_is_better: bool 
             "verdict": "better" if good else "worse" if bad else "cannot tell"}
 
 
-def fix_part(pairs, encoder: str, eval_encoder: str, planted_rate: float, repeats: int, n_boot: int,
+def fix_part(preference_data, encoder: str, eval_encoder: str, planted_rate: float, repeats: int, n_boot: int,
              random_seeds: int = 5) -> dict:
-    """Remove vs fix on one data set (``pairs``: PreferenceData) with the probe evaluator (see the
+    """Remove vs fix on one data set (``preference_data``) with the probe evaluator (see the
     module docstring)."""
     from alignscope.audit import CalibrationConfig, audit, calibrate_audit, fix_flips, pair_matrices
     from alignscope.data.preferences import load_preferences, swap_labels
     from alignscope.embed.encoders import embed
-    from alignscope.evaluate.evaluators import eval_probe, split_pairs
+    from alignscope.evaluate.evaluators import split_pairs
+    from alignscope.evaluate.probe import eval_probe
     from alignscope.evaluate.metrics import bt_log_loss, success
     from alignscope.select.selection import Selection
 
-    n = pairs.n_pairs
-    audit_c, audit_r = pair_matrices(embed(pairs, encoder, "completion", progress=False), n)
-    eval_c, eval_r = pair_matrices(embed(pairs, eval_encoder, "completion", progress=False), n)
+    n = preference_data.n_pairs
+    audit_c, audit_r = pair_matrices(embed(preference_data, encoder, "completion", progress=False), n)
+    eval_c, eval_r = pair_matrices(embed(preference_data, eval_encoder, "completion", progress=False), n)
     train, test = split_pairs(n, 0.2, 0)
     out = {"n_pairs": n, "n_train_pool": int(len(train)), "n_heldout": int(len(test)), "audit_encoder": encoder,
            "eval_encoder": eval_encoder, "evaluator": "probe (eval_probe), accuracy and log loss on held-out pairs"}
@@ -422,7 +423,7 @@ def fix_part(pairs, encoder: str, eval_encoder: str, planted_rate: float, repeat
         flip = np.zeros(n, dtype=bool)
         if rate:
             flip[rng.choice(train, int(round(rate * len(train))), replace=False)] = True  # training pool only
-        frame = swap_labels(pairs.frame, flip)
+        frame = swap_labels(preference_data.frame, flip)
         data = load_preferences(frame)
         swap = flip[:, None]
         ac, ar = np.where(swap, audit_r, audit_c), np.where(swap, audit_c, audit_r)

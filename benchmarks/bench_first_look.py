@@ -8,8 +8,8 @@ texts). Every step starts from an empty ``ALIGNSCOPE_HOME``; the static model co
 
 1. ``alignscope embed DATA --json`` with no encoder flag (the default a user gets): wall time of the
    command, target ≤ 60 s. The obvious alternative in the same run: ``--encoder minilm`` on the
-   first ``--minilm-pairs`` pairs of the same file, its rate carried to ``--pairs`` (MiniLM on
-   every pair takes many minutes on 2 cores: the ratio is the point, not the full run).
+   first ``--minilm-pairs`` pairs of the same file, its time (model load included, so an upper
+   bound) carried to ``--pairs`` (MiniLM on every pair takes many minutes on 2 cores).
 2. ``alignscope app --data DATA`` in chromium (Playwright, loopback only): from the launch, the
    Data page shown; then Map (its WebGL frame's first full frame), Select (the "Pairs kept"
    metric) and Audit ("Flagged pairs"), each visited once in that order, with no click beyond the

@@ -147,7 +147,8 @@ def run_dataset(name: str, data, *, variants: list[str], fractions: list[float],
     from alignscope.evaluate.evaluators import split_pairs
     from alignscope.evaluate.probe import eval_probe
     from alignscope.evaluate.metrics import pair_word_lengths
-    from alignscope.scaling.sweep import pair_count, training_pairs_table
+    from alignscope.scaling.measure import training_pairs_table
+    from alignscope.scaling.sweep import pair_count
     from alignscope.select.selectors import select_data
 
     started = time.perf_counter()

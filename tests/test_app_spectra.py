@@ -100,3 +100,22 @@ def test_grouping_switch_and_one_line_error(at):
     at.selectbox(key="spectra_groups").set_value("topic").run()
     assert not at.exception
     assert any("Cannot compare these groups" in e.value and "at least 10" in e.value for e in at.error)
+
+
+def test_other_encoders_are_compared_on_request(at):
+    """A first visit computes the chosen encoder's spectra only; the encoders computed before join
+    the comparison when asked (each is seconds at 60k pairs)."""
+    from alignscope.data.preferences import load_preferences
+    from alignscope.embed.encoders import embed
+
+    embed(load_preferences("demo:60"), "static", "completion", progress=False)
+    at.selectbox(key="spectra_encoder").set_value("lm-last-token:tiny").run()
+    at.number_input(key="spectra_boot").set_value(0).run()
+    table = next(d.value for d in at.dataframe if "probe_accuracy" in d.value.columns)
+    assert table["encoder"].tolist() == ["lm-last-token:tiny"]
+    at.button(key="spectra_compare").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "probe_accuracy" in d.value.columns)
+    assert sorted(table["encoder"]) == ["lm-last-token:tiny", "static"]
+    at.number_input(key="spectra_boot").set_value(10).run()  # the choice stays for the session
+    assert len(next(d.value for d in at.dataframe if "probe_accuracy" in d.value.columns)) == 2

@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from alignscope.data.preferences import load_preferences
+from alignscope.embed.embeddings import Embeddings
 from alignscope.errors import AlignscopeError
 from alignscope.export import ExportError, selected_pairs
+from alignscope.select import cache
 from alignscope.select.selectors import select
 from alignscope.select.selection import PAIR_RULES, SELECTION_META_KEY, Selection, SelectionError
 from alignscope.train.config import PAIR_RULES as TRAIN_PAIR_RULES
@@ -113,3 +115,22 @@ def test_hand_made_tables_and_top(data):
     legacy.attrs["alignscope_selection"] = {"method": "old", "data_fingerprint": "abc"}
     converted = Selection.from_frame(legacy)  # a DataFrame carrying its config the old way
     assert converted.method == "old" and converted.fingerprint == "abc"
+
+
+def test_full_ranking_is_kept_on_disk_and_read_back(tmp_path, monkeypatch):
+    """The Select page's ISA ranking: computed once per embedding file, then read from the cache
+    (same table); another seed is another entry."""
+    monkeypatch.setenv("ALIGNSCOPE_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(0)
+    emb = Embeddings.from_matrix(rng.normal(size=(120, 8)).astype(np.float32), "completion")
+    emb.save(tmp_path / "e.npy")
+    emb = Embeddings.load(tmp_path / "e.npy")
+    first = cache.full_ranking(emb, "isa", seed=0)
+    entry = cache.ranking_cache_path(emb.path, emb.unit, "isa", 0, {})
+    assert entry.is_file() and len(first) == 120
+    calls = []
+    monkeypatch.setattr("alignscope.select.selectors.select", lambda *a, **k: calls.append(a))
+    again = cache.full_ranking(emb, "isa", seed=0)
+    assert calls == [] and again.config["method"] == "isa"
+    pd.testing.assert_frame_equal(again.table, first.table, check_dtype=False)
+    assert cache.ranking_cache_path(emb.path, emb.unit, "isa", 1, {}) != entry  # another seed, another entry

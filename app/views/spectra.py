@@ -91,15 +91,23 @@ st.download_button("Metrics (.csv)", table.to_csv(index=False), file_name=f"spec
 
 # ------------------------------------------------------------------------------ encoders
 st.subheader("Compare encoders")
-reports = {}
-for name in analysis.ENCODERS:
-    path = cached_path(data, name)
-    if path is not None:
+# The other encoders' reports are computed on request: each is seconds at 60k pairs, and a first
+# visit must show this encoder's spectra without waiting for every encoder ever computed.
+reports = {encoder: report}
+others = {name: path for name in analysis.ENCODERS if name != encoder
+          if (path := cached_path(data, name)) is not None}
+COMPARE = "spectra_compare_all"
+if others and not st.session_state.get(COMPARE):
+    if st.button(f"Add {', '.join(others)} (computed before; their spectra take a few seconds each)",
+                 key="spectra_compare"):
+        st.session_state[COMPARE] = True
+if others and st.session_state.get(COMPARE):
+    for name, path in others.items():
         try:
             reports[name] = report_for(f"{path}#completion", grouping)
         except SpectraError:
             pass
-missing = [n for n in analysis.ENCODERS if n not in reports]
+missing = [n for n in analysis.ENCODERS if n not in reports and n not in others]
 if missing:
     st.caption("Not computed yet (pick one above and compute its embeddings to add it): " + ", ".join(missing))
 encoders = compare_encoders(reports)

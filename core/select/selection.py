@@ -304,7 +304,6 @@ class Selection:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-
         path = Path(path)
         stored = {**self.config, "data_fingerprint": self.fingerprint}
         arrow = pa.Table.from_pandas(self.table, preserve_index=False)

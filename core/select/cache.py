@@ -1,0 +1,63 @@
+"""A method's full ranking of an embedding file, computed once and found by every later caller.
+
+ISA on 124k AlpacaEval completions fits a Gaussian mixture for seconds; the Select page ranks every
+point once and slides a cut-off over the ranking, so the same ranking serves every subset size. It is
+kept as an ordinary selection parquet (:meth:`~alignscope.select.selection.Selection.write`) in
+``settings.home()/cache/rankings/``, keyed by the embedding file (its name and the time it was
+written: a recomputed embedding is a new key), the method, the seed and the options, so a new
+session or a restarted server reads it in a fraction of a second instead of fitting again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from alignscope import settings
+from alignscope.select.selection import Selection
+
+__all__ = ["CACHE_VERSION", "MAX_ENTRIES", "ranking_cache_path", "full_ranking"]
+
+CACHE_VERSION = 1  # bump when a method's scores change for the same inputs
+MAX_ENTRIES = 64   # a 124k-point ranking is ~2 MB: the oldest go beyond this
+
+
+def ranking_cache_path(embeddings_path: str | Path, unit: str, method: str, seed: int,
+                       options: dict[str, Any]) -> Path:
+    """Where the full ranking of this embedding file by ``method`` lives."""
+    path = Path(embeddings_path)
+    key = {"version": CACHE_VERSION, "file": path.name, "written": path.stat().st_mtime_ns, "unit": unit,
+           "method": method, "seed": int(seed), "options": options}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return settings.home() / "cache" / "rankings" / f"{method}-{digest}.parquet"
+
+
+def full_ranking(embeddings, method: str, *, seed: int = 0, options: dict[str, Any] | None = None) -> Selection:
+    """Every point of ``embeddings`` (an :class:`~alignscope.embed.embeddings.Embeddings` read from
+    a file) ranked by ``method`` (``k = n``): read from the cache when it holds it, else computed
+    and kept. Embeddings held only in memory are ranked and not kept."""
+    from alignscope.select.selectors import select
+
+    options = dict(options or {})
+    if embeddings.path is None:
+        return select(embeddings, method, k=len(embeddings), seed=seed, **options)
+    path = ranking_cache_path(embeddings.path, embeddings.unit, method, seed, options)
+    if path.is_file():
+        try:
+            found = Selection.read(path)
+            if len(found) == len(embeddings):
+                return found
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss: recomputed and rewritten
+            pass
+    ranked = select(embeddings, method, k=len(embeddings), seed=seed, **options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ranked.write(path)
+    _evict(path.parent)
+    return ranked
+
+
+def _evict(folder: Path) -> None:
+    entries = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[MAX_ENTRIES:]:
+        old.unlink(missing_ok=True)
