@@ -59,6 +59,10 @@ METRICS = ("trace", "lambda1", "topk_share", "effective_rank", "participation_ra
 IMBALANCE_SCORES = ("trace_ratio", "lambda1_ratio", "alpha_diff", "log_spectrum_distance")
 EXACT_MAX_DIM = 2048
 MIN_PER_GROUP = 10
+# embeddings_report's default size per group: the smallest group, at most this. On AlpacaEval by
+# source (12,488 per group) the full size took 6.5 s and 5,000 took 3.7 s with the same trace ratio
+# within its interval (1.271 [1.262, 1.280] vs 1.259 [1.244, 1.274]); d ≤ 1,024 stays well below n.
+MAX_PER_GROUP = 5000
 MAX_GROUPS = 50
 
 
@@ -535,9 +539,13 @@ def embeddings_report(embeddings: Any, data: Any, grouping: str, *, n_per_group:
                       n_boot: int = 100, seed: int = 0) -> SpectralReport:
     """:func:`spectral_imbalance` of one encoder's completion embeddings (an
     :class:`alignscope.embed.embeddings.Embeddings` of ``data``) over ``grouping`` (see :func:`group_labels`):
-    what the Spectra page and ``alignscope spectra`` compute per encoder."""
+    what the Spectra page and ``alignscope spectra`` compute per encoder. ``n_per_group`` defaults to
+    the smallest group's size, at most :data:`MAX_PER_GROUP`."""
     groups = group_labels(data, grouping, pair_index=embeddings.pair_index, label=embeddings.label,
                           matrix=embeddings.matrix, seed=seed)
+    if n_per_group is None:
+        smallest = int(np.unique(groups, return_counts=True)[1].min())
+        n_per_group = min(smallest, MAX_PER_GROUP) if smallest >= MIN_PER_GROUP else None
     return spectral_imbalance(embeddings.matrix, groups, n_per_group=n_per_group, n_boot=n_boot, seed=seed)
 
 

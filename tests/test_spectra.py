@@ -210,3 +210,19 @@ def test_cli_entry_point_when_wired(tmp_path):
                  "--n-boot", "10", "--out", tmp_path / "o", "--json")
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "o" / "metrics.csv").exists()
+
+
+def test_embeddings_report_caps_the_default_group_size(monkeypatch):
+    """The page's and the CLI's default size per group is the smallest group, at most MAX_PER_GROUP
+    (seconds at 60k pairs); an explicit size is kept."""
+    import alignscope.spectra as spectra_module
+    from alignscope.data.preferences import load_preferences
+    from alignscope.embed.embeddings import Embeddings
+
+    data = load_preferences("demo:200")
+    rng = np.random.default_rng(0)
+    emb = Embeddings.from_matrix(rng.normal(size=(400, 6)).astype(np.float32), "completion")
+    assert spectra_module.embeddings_report(emb, data, "label", n_boot=0).config["n_per_group"] == 200
+    monkeypatch.setattr(spectra_module, "MAX_PER_GROUP", 50)
+    assert spectra_module.embeddings_report(emb, data, "label", n_boot=0).config["n_per_group"] == 50
+    assert spectra_module.embeddings_report(emb, data, "label", n_boot=0, n_per_group=120).config["n_per_group"] == 120
