@@ -27,7 +27,8 @@ round and writes, per page, the functions where its script spends its time. The 
 embedding of the data is computed as a job first when absent (the default encoder above 10,000
 completions; ~1 min for AlpacaEval), so Map, Select and Audit show their content. Uses
 ``$ALIGNSCOPE_HOME`` (default ``~/.cache/alignscope``); the first-parse start uses an empty
-temporary home. Writes ``results/pages.json`` (``pages_<name>.json`` for ``--data``).
+temporary home. Writes ``results/pages.json`` (``pages_<name>.json`` for ``--data``: ``demo``, or the
+file's name without its extensions).
 """
 from __future__ import annotations
 
@@ -190,8 +191,10 @@ def _set_drawer(page, drawer: str) -> None:
     if drawer == "plotly":
         page.get_by_role("slider").first.focus()  # "Points drawn"
         page.keyboard.press("End")
+        # every point, or the slider's most (150,000) where the data has more
         page.wait_for_function("() => { const t = document.querySelector('.js-plotly-plot .gtitle');"
-                               " return t && !t.textContent.includes(' drawn'); }", timeout=600_000)
+                               " return t && (!t.textContent.includes(' drawn')"
+                               " || t.textContent.includes('150,000 drawn')); }", timeout=600_000)
     _settled(page)
     _map_drawn(page, drawer)
 
@@ -425,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
     figures["verdicts"] = verdicts
     figures["targets"] = TARGETS
     figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    name = "pages" if args.data is None else f"pages_{args.data.split(':')[0]}"
+    name = "pages" if args.data is None else "pages_" + Path(args.data.split(":")[0]).name.split(".")[0]
     write_result(f"{name}_map" if args.only_map else name, figures)
 
 

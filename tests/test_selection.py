@@ -134,3 +134,15 @@ def test_full_ranking_is_kept_on_disk_and_read_back(tmp_path, monkeypatch):
     assert calls == [] and again.config["method"] == "isa"
     pd.testing.assert_frame_equal(again.table, first.table, check_dtype=False)
     assert cache.ranking_cache_path(emb.path, emb.unit, "isa", 1, {}) != entry  # another seed, another entry
+
+
+def test_full_ranking_survives_a_home_it_cannot_write(tmp_path, monkeypatch):
+    """The ranking cache is best effort: an unwritable home still gives the ranking."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "cache").write_text("not a folder")  # cache/rankings cannot be created
+    monkeypatch.setenv("ALIGNSCOPE_HOME", str(home))
+    emb = Embeddings.from_matrix(np.random.default_rng(1).normal(size=(60, 4)).astype(np.float32), "completion")
+    emb.save(tmp_path / "e.npy")
+    ranked = cache.full_ranking(Embeddings.load(tmp_path / "e.npy"), "random", seed=0)
+    assert len(ranked) == 60 and sorted(ranked["rank"]) == list(range(1, 61))
