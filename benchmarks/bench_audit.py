@@ -408,8 +408,8 @@ def fix_part(preference_data, encoder: str, eval_encoder: str, planted_rate: flo
     from alignscope.data.preferences import load_preferences, swap_labels
     from alignscope.embed.encoders import embed
     from alignscope.evaluate.evaluators import split_pairs
-    from alignscope.evaluate.probe import eval_probe
     from alignscope.evaluate.metrics import bt_log_loss, success
+    from alignscope.evaluate.probe import eval_probe
     from alignscope.select.selection import Selection
 
     n = preference_data.n_pairs

@@ -47,7 +47,8 @@ def add_spectra_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--sample", type=int, default=None, metavar="N",
                         help="embed a seeded sample first: N pairs per value of a metadata column "
                              "(N pairs in all for label/component)")
-    parser.add_argument("--n-per-group", type=int, default=None, help="balanced size per group (default: the smallest group, at most 5,000)")
+    parser.add_argument("--n-per-group", type=int, default=None,
+                        help="balanced size per group (default: the smallest group, at most 5,000)")
     parser.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates (default 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score", default="trace_ratio",

@@ -3,7 +3,7 @@
 ISA on 124k AlpacaEval completions fits a Gaussian mixture for seconds; the Select page ranks every
 point once and slides a cut-off over the ranking, so the same ranking serves every subset size. It is
 kept as an ordinary selection parquet (:meth:`~alignscope.select.selection.Selection.write`) in
-``settings.home()/cache/rankings/``, keyed by the embedding file (its name and the time it was
+``settings.home()/cache/rankings/``, keyed by the embedding file (its path and the time it was
 written: a recomputed embedding is a new key), the method, the seed and the options, so a new
 session or a restarted server reads it in a fraction of a second instead of fitting again.
 """
@@ -27,7 +27,7 @@ def ranking_cache_path(embeddings_path: str | Path, unit: str, method: str, seed
                        options: dict[str, Any]) -> Path:
     """Where the full ranking of this embedding file by ``method`` lives."""
     path = Path(embeddings_path)
-    key = {"version": CACHE_VERSION, "file": path.name, "written": path.stat().st_mtime_ns, "unit": unit,
+    key = {"version": CACHE_VERSION, "file": str(path.resolve()), "written": path.stat().st_mtime_ns, "unit": unit,
            "method": method, "seed": int(seed), "options": options}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return settings.home() / "cache" / "rankings" / f"{method}-{digest}.parquet"
