@@ -111,11 +111,11 @@ def _check_int(name: str, value: Any, low: int) -> int:
 
 # ------------------------------------------------------------------------------------- balancing
 def balanced_indices(groups: Any, n_per_group: int | None = None, *, seed: int = 0,
-                     min_per_group: int = MIN_PER_GROUP) -> dict[str, np.ndarray]:
+                     min_per_group: int = MIN_PER_GROUP, max_per_group: int | None = None) -> dict[str, np.ndarray]:
     """Row indices per group, each subsampled (without replacement, seeded) to the same size.
 
     ``groups``: shape ``(n,)``. ``n_per_group``: the common size (default: the smallest group's
-    size). Returns ``{group: sorted int64 indices of shape (n_per_group,)}`` in sorted group order.
+    size, at most ``max_per_group`` when given). Returns ``{group: sorted int64 indices of shape (n_per_group,)}`` in sorted group order.
     """
     groups = _check_groups(groups, len(np.asarray(groups)))
     names, counts = np.unique(groups, return_counts=True)
@@ -123,7 +123,10 @@ def balanced_indices(groups: Any, n_per_group: int | None = None, *, seed: int =
     if smallest < min_per_group:
         raise SpectraError(f"group {str(names[counts.argmin()])!r} has {smallest} rows; each group needs at "
                            f"least {min_per_group}")
-    n_take = smallest if n_per_group is None else _check_int("n_per_group", n_per_group, min_per_group)
+    if n_per_group is None:
+        n_take = smallest if max_per_group is None else min(smallest, max_per_group)
+    else:
+        n_take = _check_int("n_per_group", n_per_group, min_per_group)
     if n_take > smallest:
         raise SpectraError(f"n_per_group={n_take} exceeds the smallest group ({str(names[counts.argmin()])!r}: "
                            f"{smallest} rows)")
@@ -493,14 +496,15 @@ class SpectralReport:
 def spectral_imbalance(X: Any, groups: Any, *, n_per_group: int | None = None, shrinkage: Any = "auto",
                        n_boot: int = 100, ci: float = 0.95, top_k: int = 10, seed: int = 0,
                        probe: bool = True, solver: str = "auto", n_components: int = 256,
-                       min_per_group: int = MIN_PER_GROUP) -> SpectralReport:
+                       min_per_group: int = MIN_PER_GROUP, max_per_group: int | None = None) -> SpectralReport:
     """Spectral imbalance of ``X`` (``(n, d)``) across ``groups`` (``(n,)``) after balancing every
-    group to ``n_per_group`` rows (default the smallest group). See the module docstring; method of
+    group to ``n_per_group`` rows (default the smallest group, at most ``max_per_group``). See the module docstring; method of
     Kaushik et al., ICML 2024, arXiv:2402.11742. Returns a :class:`SpectralReport`."""
     X = _check_matrix(X)
     groups = _check_groups(groups, len(X))
     n_boot = _check_int("n_boot", n_boot, 0)
-    index = balanced_indices(groups, n_per_group, seed=seed, min_per_group=min_per_group)
+    index = balanced_indices(groups, n_per_group, seed=seed, min_per_group=min_per_group,
+                             max_per_group=max_per_group)
     spectra = {g: group_spectrum(X[rows], shrinkage=shrinkage, n_boot=n_boot, seed=seed + 1 + i, solver=solver,
                                  n_components=n_components, name=g, top_k=top_k, ci=ci)
                for i, (g, rows) in enumerate(index.items())}
@@ -543,10 +547,8 @@ def embeddings_report(embeddings: Any, data: Any, grouping: str, *, n_per_group:
     the smallest group's size, at most :data:`MAX_PER_GROUP`."""
     groups = group_labels(data, grouping, pair_index=embeddings.pair_index, label=embeddings.label,
                           matrix=embeddings.matrix, seed=seed)
-    if n_per_group is None:
-        smallest = int(np.unique(groups, return_counts=True)[1].min())
-        n_per_group = min(smallest, MAX_PER_GROUP) if smallest >= MIN_PER_GROUP else None
-    return spectral_imbalance(embeddings.matrix, groups, n_per_group=n_per_group, n_boot=n_boot, seed=seed)
+    return spectral_imbalance(embeddings.matrix, groups, n_per_group=n_per_group, n_boot=n_boot, seed=seed,
+                              max_per_group=MAX_PER_GROUP)
 
 
 def group_labels(data: Any, grouping: str, *, pair_index: Any, label: Any = None, matrix: Any = None,

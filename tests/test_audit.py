@@ -13,9 +13,9 @@ from sklearn.metrics import roc_auc_score
 from alignscope.audit import (FLAGS, AuditError, audit, audit_summary, clean_selection, duplicate_groups,
                               fit_bt_probe, nearest_pairs, oof_flip_scores, read_audit, search_pairs,
                               word_diff, write_audit)
+from alignscope.audit.duplicates import _jaccard, _shingles
 from alignscope.data.preferences import load_preferences
 from alignscope.select.selection import Selection
-from alignscope.audit.duplicates import _jaccard, _shingles
 from conftest import run_cli
 
 

@@ -40,13 +40,13 @@ def full_ranking(embeddings, method: str, *, seed: int = 0, options: dict[str, A
     from alignscope.select.selectors import select
 
     options = dict(options or {})
-    if embeddings.path is None:
-        return select(embeddings, method, k=len(embeddings), seed=seed, **options)
-    try:
-        path = ranking_cache_path(embeddings.path, embeddings.unit, method, seed, options)
-    except OSError:  # the embedding file went away since it was read: rank what is in memory
-        return select(embeddings, method, k=len(embeddings), seed=seed, **options)
-    if path.is_file():
+    path = None
+    if embeddings.path is not None:
+        try:
+            path = ranking_cache_path(embeddings.path, embeddings.unit, method, seed, options)
+        except OSError:  # the embedding file went away since it was read: rank what is in memory
+            pass
+    if path is not None and path.is_file():
         try:
             found = Selection.read(path)
             if len(found) == len(embeddings):
@@ -54,12 +54,13 @@ def full_ranking(embeddings, method: str, *, seed: int = 0, options: dict[str, A
         except Exception:  # noqa: BLE001 - a damaged entry is a miss: recomputed and rewritten
             pass
     ranked = select(embeddings, method, k=len(embeddings), seed=seed, **options)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ranked.write(path)
-        _evict(path.parent)
-    except OSError:  # a full or read-only home costs the next caller a recomputation, nothing more
-        pass
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ranked.write(path)
+            _evict(path.parent)
+        except OSError:  # a full or read-only home costs the next caller a recomputation, nothing more
+            pass
     return ranked
 
 
