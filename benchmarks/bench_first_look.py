@@ -25,7 +25,6 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import numpy as np
 
 from benchmarks.bench_pages import (MAP_FRAME, _bare_command, _cold_start, _free_port, _map_drawn, _settled,
                                     _stop)
+from benchmarks.bench_scale import _run
 from benchmarks.common import SHARED_DATA, write_result
 
 DATA = SHARED_DATA / "alpaca_eval_pairs.jsonl.gz"
@@ -51,14 +51,6 @@ def write_sample(path: Path, pairs: int, tag: str) -> None:
             row = dict(rows[i])
             row["prompt"] = f"{row['prompt']} [{tag}]"
             out.write(json.dumps(row) + "\n")
-
-
-def timed(args: list[str], env: dict) -> float:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "alignscope.cli", *args], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"alignscope {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return round(time.perf_counter() - started, 2)
 
 
 def first_result(page, name: str) -> float:
@@ -101,9 +93,9 @@ def main(argv: list[str] | None = None) -> None:
 
         # 1. the CLI embedding, default encoder, empty home; MiniLM on a few pairs beside it
         env = {**os.environ, "ALIGNSCOPE_HOME": str(work_path / "home-cli")}
-        embed_s = timed(["embed", str(data), "--out", str(work_path / "e.npy"), "--json"], env)
-        minilm_s = timed(["embed", str(small), "--encoder", "minilm", "--out", str(work_path / "m.npy"), "--json"],
-                         env)
+        embed_s = _run(["embed", str(data), "--out", str(work_path / "e.npy"), "--json"], env)["wall_s"]
+        minilm_s = _run(["embed", str(small), "--encoder", "minilm", "--out", str(work_path / "m.npy"), "--json"],
+                        env)["wall_s"]
         minilm_full = round(minilm_s * args.pairs / args.minilm_pairs, 1)
         figures["embed_cli"] = {"command": "alignscope embed DATA --json (no encoder flag)", "seconds": embed_s,
                                 "minilm_seconds_on_first_pairs": minilm_s, "minilm_pairs": args.minilm_pairs,
