@@ -60,11 +60,19 @@ def test_select_slider_updates_counts_and_anatomy(app):
     # The size is in pairs (of 120), whatever the unit: 5 % keeps 6 pairs, named so.
     assert _metric(at, "Pairs kept") == "6 of 120" and _metric(at, "Share of pairs") == "5.0%"
     assert at.slider(key="select_percent").label == "Subset size (% of pairs)"
-    assert any(t.value == "isa-6pairs" for t in at.text_input)
+    # Lazy tabs: the first ("What it keeps") is built, the others wait until they are opened.
+    titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "Chosen-response length" in titles and "Planted defects" in titles
+    assert "ISA keep-score" not in titles and not any("ISA anatomy" in h.value for h in at.subheader)
+    at.session_state["select_tab"] = "Score anatomy"
+    at.run()
     assert any("ISA anatomy" in h.value for h in at.subheader)
     titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
-    assert "Scaled log-likelihood" in titles and "ISA keep-score" in titles and "Planted defects" in titles
+    assert "Scaled log-likelihood" in titles and "ISA keep-score" in titles and "Planted defects" not in titles
     assert '"completions"' in titles  # the anatomy counts completions, the points ISA scores
+    at.session_state["select_tab"] = "Use or export"
+    at.run()
+    assert any(t.value == "isa-6pairs" for t in at.text_input)
     at.slider(key="select_percent").set_value(25.0).run()
     assert _metric(at, "Pairs kept") == "30 of 120"
     assert not any(m.label == "Points kept" for m in at.metric)
@@ -77,7 +85,8 @@ def test_other_methods_and_comparison(app):
     assert not at.exception and _metric(at, "Pairs kept") == "6 of 120"
     assert not any("ISA anatomy" in h.value for h in at.subheader)
     assert not any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))  # off until asked for
-    at.toggle(key="select_compare_on").set_value(True).run()
+    at.session_state["select_tab"] = "Compare methods"
+    at.run()
     assert any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))
 
 
@@ -87,6 +96,7 @@ def test_pair_methods_rank_pairs_on_the_select_page(app):
     score and keep the slider's share of pairs; margin on the page's own features says it is circular."""
     at, _ = app
     at.switch_page("views/select.py").run()
+    at.session_state["select_tab"] = "Score anatomy"
     offered = {label.split(" ")[0] for label in at.selectbox(key="select_method").options}  # "length (…)"
     assert {"length", "margin", "rds", "lm-margin"} <= offered
     at.selectbox(key="select_method").set_value("length").run()
@@ -104,6 +114,8 @@ def test_pair_methods_rank_pairs_on_the_select_page(app):
     assert not at.exception, [e.value for e in at.exception]
     at.slider(key="select_percent").set_value(25.0).run()
     assert _metric(at, "Pairs kept") == "30 of 120"
+    at.session_state["select_tab"] = "Use or export"
+    at.run()
     at.button(key="select_use").click().run()
     table = Selection.read(at.session_state["alignscope_selection"]["path"])
     assert (table.method, table.unit, int(table["selected"].sum())) == ("rds", "pair", 30)
@@ -114,6 +126,8 @@ def test_pair_methods_rank_pairs_on_the_select_page(app):
 def test_use_for_training_and_export_inside_the_data_root(app):
     at, root = app
     at.switch_page("views/select.py").run()
+    at.session_state["select_tab"] = "Use or export"
+    at.run()
     at.button(key="select_use").click().run()
     assert any("is the active selection" in s.value for s in at.success)
     active = at.session_state["alignscope_selection"]

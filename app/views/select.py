@@ -1,5 +1,6 @@
-"""Select page: the anatomy of an ISA subset (GMM components, l′, Δ, what is kept and dropped), a
-subset-size slider that updates everything at once, other methods side by side, and export."""
+"""Select page: a method and a subset-size slider with the pairs kept, then (lazy tabs, only the
+open one is built) what the subset keeps and drops, the method's score anatomy (ISA: GMM
+components, l′, Δ), other methods side by side, and use/export."""
 from __future__ import annotations
 
 import json
@@ -143,95 +144,107 @@ if method == "isa":
     if weights:
         summary[2].metric("GMM weights", " / ".join(f"{w:.2f}" for w in weights))
 
-# ------------------------------------------------------------------------------- ISA anatomy
-is_kept = table["selected"].to_numpy()
-if method == "isa":
-    st.subheader("ISA anatomy")
-    st.caption("With the published rule p = e^{l′}, Δ = −p·log p falls as the scaled likelihood l′ rises, so "
-               "the top of the Δ ranking is the set of LOWEST-likelihood points: the rarest, most atypical "
-               "completions under the mixture. The renormalised variant keeps typical points instead.")
-    cutoff_l = float(table.loc[is_kept, "loglik_scaled"].max()) if is_kept.any() else None
-    cutoff_d = float(table.loc[is_kept, "delta"].min()) if is_kept.any() else None
-    cols = st.columns(2)
-    # ISA scores points: these two count them (completions, or pairs for the pair unit).
-    counted = "completions" if unit == "completion" else "pairs"
-    cols[0].plotly_chart(charts.kept_histogram(table["loglik_scaled"], is_kept, name="l′", cutoff=cutoff_l,
-                                               title="Scaled log-likelihood l′", y_title=counted), key="select_hist_l")
-    cols[1].plotly_chart(charts.kept_histogram(table["delta"], is_kept, name="Δ", cutoff=cutoff_d, y_title=counted,
-                                               title="ISA keep-score Δ = −e^{l′}·l′ (highest kept)"), key="select_hist_d")
-    cols = st.columns(2)
-    cols[0].plotly_chart(charts.isa_curve(table["loglik_scaled"], table["delta"], is_kept), key="select_curve")
-    components = table.groupby("component").agg(**{counted: ("selected", "size"), "kept": ("selected", "sum")})
-    components["kept share"] = (components["kept"] / components[counted]).map("{:.1%}".format)
-    with cols[1]:
-        st.markdown("**GMM components**")
-        st.dataframe(components, key="select_components")
-        st.caption(f"{counted.capitalize()} per mixture component (argmax responsibility) and how many of each are "
-                   "kept.")
+if ranks_pairs and selection.config.get("circular"):
+    st.warning(f"Circular: {selection.config['circular_note']}")
 
-if ranks_pairs:
-    detail, label, what = PAIR_DETAIL[method]
-    st.subheader(f"{method}: what the score is")
-    st.caption(what)
-    if selection.config.get("circular"):
-        st.warning(f"Circular: {selection.config['circular_note']}")
-    values = table[detail].to_numpy(dtype=float)
-    cutoff = float(table.loc[is_kept, "score"].min()) if is_kept.any() and detail == "score" else None
-    st.plotly_chart(charts.kept_histogram(values, is_kept, name=label, cutoff=cutoff,
-                                          title=f"{label}: kept vs dropped pairs"), key="select_pair_hist")
+# Lazy tabs: only the open tab is built and sent. Each Plotly chart costs the browser ~0.1 s on
+# every visit and slider move (benchmarks/bench_pages), and a slider move should show the counts
+# and one view, not redraw five charts nobody is looking at.
+tab_keeps, tab_score, tab_compare, tab_export = st.tabs(
+    ["What it keeps", "Score anatomy", "Compare methods", "Use or export"], key="select_tab", on_change="rerun")
+is_kept = table["selected"].to_numpy()
+groups = analysis.column_kinds(data)["groups"]  # scalar columns with 2–30 levels, cached per data set
+group = None
+if groups:
+    default_group = groups.index("source") if "source" in groups else 0
+    # The "Compare by" choice lives in the first tab; the Compare tab reuses it while it is set.
+    group = st.session_state.get("select_group")
+    group = group if group in groups else groups[default_group]
 
 # ------------------------------------------------------------------------- what is kept / dropped
-st.subheader("What the subset keeps")
-groups = analysis.column_kinds(data)["groups"]  # scalar columns with 2–30 levels, cached per data set
-cols = st.columns(2)
-if groups:
-    default = groups.index("source") if "source" in groups else 0
-    group = cols[0].selectbox("Compare by", groups, index=default, key="select_group")
-    shares = analysis.group_shares(data, group, kept)
-    cols[0].plotly_chart(charts.share_bars(shares, group), key="select_shares")
+if tab_keeps.open:  # lazy: only the open tab is built
+    with tab_keeps:
+        cols = st.columns(2)
+        if groups:
+            group = cols[0].selectbox("Compare by", groups, index=default_group, key="select_group")
+            shares = analysis.group_shares(data, group, kept)
+            cols[0].plotly_chart(charts.share_bars(shares, group), key="select_shares")
+        lengths = analysis.lengths(data)
+        chosen_len = lengths["chosen"].to_numpy()
+        cols[1].plotly_chart(charts.kept_histogram(np.log10(chosen_len + 1), kept, name="log10(words in chosen + 1)",
+                                                   title="Chosen-response length: kept vs dropped pairs"),
+                             key="select_lengths")
+        if data.is_demo:
+            st.plotly_chart(charts.defect_bars(defect_rates(data.frame, kept)), key="select_defects")
+            st.caption("Demo data only: the planted defects are known, so you can see whether a method avoids or "
+                       "seeks them at this subset size.")
 
+# ------------------------------------------------------------------------------- ISA anatomy
+if tab_score.open and method == "isa":
+    with tab_score:
+        st.subheader("ISA anatomy")
+        st.caption("With the published rule p = e^{l′}, Δ = −p·log p falls as the scaled likelihood l′ rises, so "
+                   "the top of the Δ ranking is the set of LOWEST-likelihood points: the rarest, most atypical "
+                   "completions under the mixture. The renormalised variant keeps typical points instead.")
+        cutoff_l = float(table.loc[is_kept, "loglik_scaled"].max()) if is_kept.any() else None
+        cutoff_d = float(table.loc[is_kept, "delta"].min()) if is_kept.any() else None
+        cols = st.columns(2)
+        # ISA scores points: these two count them (completions, or pairs for the pair unit).
+        counted = "completions" if unit == "completion" else "pairs"
+        cols[0].plotly_chart(charts.kept_histogram(table["loglik_scaled"], is_kept, name="l′", cutoff=cutoff_l,
+                                                   title="Scaled log-likelihood l′", y_title=counted),
+                             key="select_hist_l")
+        cols[1].plotly_chart(charts.kept_histogram(table["delta"], is_kept, name="Δ", cutoff=cutoff_d,
+                                                   y_title=counted,
+                                                   title="ISA keep-score Δ = −e^{l′}·l′ (highest kept)"),
+                             key="select_hist_d")
+        cols = st.columns(2)
+        cols[0].plotly_chart(charts.isa_curve(table["loglik_scaled"], table["delta"], is_kept), key="select_curve")
+        components = table.groupby("component").agg(**{counted: ("selected", "size"), "kept": ("selected", "sum")})
+        components["kept share"] = (components["kept"] / components[counted]).map("{:.1%}".format)
+        with cols[1]:
+            st.markdown("**GMM components**")
+            st.dataframe(components, key="select_components")
+            st.caption(f"{counted.capitalize()} per mixture component (argmax responsibility) and how many of each "
+                       "are kept.")
 
+if tab_score.open and ranks_pairs:
+    with tab_score:
+        detail, label, what = PAIR_DETAIL[method]
+        st.subheader(f"{method}: what the score is")
+        st.caption(what)
+        values = table[detail].to_numpy(dtype=float)
+        cutoff = float(table.loc[is_kept, "score"].min()) if is_kept.any() and detail == "score" else None
+        st.plotly_chart(charts.kept_histogram(values, is_kept, name=label, cutoff=cutoff,
+                                              title=f"{label}: kept vs dropped pairs"), key="select_pair_hist")
 
-lengths = analysis.lengths(data)
-chosen_len = lengths["chosen"].to_numpy()
-cols[1].plotly_chart(charts.kept_histogram(np.log10(chosen_len + 1), kept, name="log10(words in chosen + 1)",
-                                           title="Chosen-response length: kept vs dropped pairs"), key="select_lengths")
-if data.is_demo:
-    st.plotly_chart(charts.defect_bars(defect_rates(data.frame, kept)), key="select_defects")
-    st.caption("Demo data only: the planted defects are known, so you can see whether a method avoids or "
-               "seeks them at this subset size.")
+if tab_score.open and method not in ("isa",) and not ranks_pairs:
+    with tab_score:
+        st.caption(f"{METHOD_NAMES[method]} has no score of its own to show: its ranking is the order it keeps "
+                   "points in. 'What it keeps' and 'Compare methods' show what it picks.")
 
 # ---------------------------------------------------------------------------------- compare
-# A toggle, not an expander: an expander's body runs on every slider move even when closed, and
-# three more selections at 100k+ points cost seconds.
-if st.toggle("Compare methods at this size", key="select_compare_on",
-             help="overlap (Jaccard) and per-group shares of several methods' subsets of the same size"):
-    choices = ["isa", "random", "density", "kcenter"]
-    # The method on screen is always among the defaults (the comparison is about it).
-    default = list(dict.fromkeys([method] + ["isa", "random", "density"]))[:3] if method in choices else \
-        ["isa", "random", "density"]
-    others = st.multiselect("Methods", choices, default=default, key=f"select_compare_{method}")
-    if len(others) >= 2:
-        masks = {m: analysis.kept_pairs_for(source, m, k_pairs, data.n_pairs, seed=int(seed)) for m in others}
-        st.plotly_chart(charts.overlap_heatmap(overlap_matrix(masks)), key="select_overlap")
-        if groups:
-            rows = {m: analysis.group_shares(data, group, mask).set_index("group")["share_of_subset"]
-                    for m, mask in masks.items()}
-            compare = pd.DataFrame(rows)
-            compare.insert(0, "all data", analysis.group_shares(data, group, kept).set_index("group")["share_of_data"])
-            st.dataframe(compare.style.format("{:.1%}"), key="select_compare_table")
-            st.caption(f"Share of each {group} in each method's subset ({k_pairs:,} pairs for every method).")
+if tab_compare.open:  # lazy: three more selections at 100k+ points cost seconds, only when asked for
+    with tab_compare:
+        st.caption("Overlap (Jaccard) and per-group shares of several methods' subsets of the same size.")
+        choices = ["isa", "random", "density", "kcenter"]
+        # The method on screen is always among the defaults (the comparison is about it).
+        default = list(dict.fromkeys([method] + ["isa", "random", "density"]))[:3] if method in choices else \
+            ["isa", "random", "density"]
+        others = st.multiselect("Methods", choices, default=default, key=f"select_compare_{method}")
+        if len(others) >= 2:
+            masks = {m: analysis.kept_pairs_for(source, m, k_pairs, data.n_pairs, seed=int(seed)) for m in others}
+            st.plotly_chart(charts.overlap_heatmap(overlap_matrix(masks)), key="select_overlap")
+            if group is not None:
+                rows = {m: analysis.group_shares(data, group, mask).set_index("group")["share_of_subset"]
+                        for m, mask in masks.items()}
+                compare = pd.DataFrame(rows)
+                compare.insert(0, "all data",
+                               analysis.group_shares(data, group, kept).set_index("group")["share_of_data"])
+                st.dataframe(compare.style.format("{:.1%}"), key="select_compare_table")
+                st.caption(f"Share of each {group} in each method's subset ({k_pairs:,} pairs for every method).")
 
 # ----------------------------------------------------------------------------------- export
-st.subheader("Use or export the subset")
-name_default = f"{method}-{k_pairs}pairs"
-cols = st.columns([2, 1, 1, 1])
-name = cols[0].text_input("Name", value=name_default, key=f"select_name_{name_default}")
-if cols[1].button("Use for training", type="primary", key="select_use"):
-    path = analysis.save_active_selection(data, selection, name)
-    st.success(f"'{name}' is the active selection ({n_kept:,} pairs). The Train page trains on it.")
-
-
 def _table_parquet() -> bytes:
     with tempfile.TemporaryDirectory() as folder:  # the one selection writer: config + fingerprint kept
         return selection.write(Path(folder) / SELECTION_FILE).read_bytes()
@@ -242,31 +255,42 @@ def _pairs_jsonl() -> str:
                                                                            force_ascii=False)
 
 
-# Callables: the files are built when clicked, not on every slider move (MBs at 100k+ points).
-cols[2].download_button("Selection (.parquet)", _table_parquet, file_name=f"{name}.parquet",
-                        key="select_download_table")
-cols[3].download_button("Pairs (.jsonl)", _pairs_jsonl, file_name=f"{name}.jsonl", key="select_download_pairs")
-with st.form("select_export_form"):
-    st.markdown("**Export into the data root** in TRL's format, with the selection config alongside.")
-    form = st.columns([3, 1, 1])
-    # Keyed by the name: when the slider renames the subset, the path follows (a stale path would
-    # put the new subset in a file named after the old one).
-    target = form[0].text_input("Path relative to the data root", value=f"exports/{name}.jsonl",
-                                key=f"select_target_{name}")
-    fmt = form[1].selectbox("Format", ["jsonl", "parquet", "hf"], key="select_format")
-    kind = form[2].selectbox("Rows", ["pairs", "kto"], key="select_kind",
-                             format_func={"pairs": "pairs (DPO)", "kto": "completions (KTO)"}.get)
-    overwrite = st.checkbox("Replace the file if it exists", value=False, key="select_overwrite")
-    if st.form_submit_button("Export"):
-        from alignscope.export import export_selection
+if tab_export.open:  # lazy: only the open tab is built
+    with tab_export:
+        name_default = f"{method}-{k_pairs}pairs"
+        cols = st.columns([2, 1, 1, 1])
+        name = cols[0].text_input("Name", value=name_default, key=f"select_name_{name_default}")
+        if cols[1].button("Use for training", type="primary", key="select_use"):
+            path = analysis.save_active_selection(data, selection, name)
+            st.success(f"'{name}' is the active selection ({n_kept:,} pairs). The Train page trains on it.")
+        # Callables: the files are built when clicked, not on every slider move (MBs at 100k+ points).
+        cols[2].download_button("Selection (.parquet)", _table_parquet, file_name=f"{name}.parquet",
+                                key="select_download_table")
+        cols[3].download_button("Pairs (.jsonl)", _pairs_jsonl, file_name=f"{name}.jsonl",
+                                key="select_download_pairs")
+        with st.form("select_export_form"):
+            st.markdown("**Export into the data root** in TRL's format, with the selection config alongside.")
+            form = st.columns([3, 1, 1])
+            # Keyed by the name: when the slider renames the subset, the path follows (a stale path
+            # would put the new subset in a file named after the old one).
+            target = form[0].text_input("Path relative to the data root", value=f"exports/{name}.jsonl",
+                                        key=f"select_target_{name}")
+            fmt = form[1].selectbox("Format", ["jsonl", "parquet", "hf"], key="select_format")
+            kind = form[2].selectbox("Rows", ["pairs", "kto"], key="select_kind",
+                                     format_func={"pairs": "pairs (DPO)", "kto": "completions (KTO)"}.get)
+            overwrite = st.checkbox("Replace the file if it exists", value=False, key="select_overwrite")
+            if st.form_submit_button("Export"):
+                from alignscope.export import export_selection
 
-        try:
-            out = resolve_in_root(settings.data_root(), target)
-            export_selection(data, selection, out, format=fmt, kind=kind, keep_metadata=True, overwrite=overwrite)
-            st.success(f"Exported {n_kept:,} pairs ({n_kept / max(1, data.n_pairs):.1%} of the pairs, {method}) to {out}")
-        except (PathOutsideRootError, ValueError) as err:
-            st.error(str(err).replace("pass overwrite=True (--force) to replace it",
-                                      "tick 'Replace the file if it exists' to replace it"))
+                try:
+                    out = resolve_in_root(settings.data_root(), target)
+                    export_selection(data, selection, out, format=fmt, kind=kind, keep_metadata=True,
+                                     overwrite=overwrite)
+                    st.success(f"Exported {n_kept:,} pairs ({n_kept / max(1, data.n_pairs):.1%} of the pairs, "
+                               f"{method}) to {out}")
+                except (PathOutsideRootError, ValueError) as err:
+                    st.error(str(err).replace("pass overwrite=True (--force) to replace it",
+                                              "tick 'Replace the file if it exists' to replace it"))
 chosen_selection = analysis.active_selection(data)
 if chosen_selection:
     st.caption(f"Active selection for training: '{chosen_selection['name']}' "
