@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from alignscope.audit.duplicates import normalise_prompt
 from alignscope.audit.vectors import unit_rows
+from alignscope.blas import one_blas_thread
 from alignscope.evaluate.metrics import LengthRule
 
 __all__ = ["SIGNALS", "fold_assignment", "fit_bt_probe", "oof_probe_margins",
@@ -88,7 +89,8 @@ def fit_bt_probe(diff: np.ndarray, *, C: float = 1.0, seed: int = 0, symmetric: 
         y = sign.astype(np.int64)
         c_eff = 2.0 * C
     model = LogisticRegression(fit_intercept=False, C=c_eff, max_iter=1000)
-    model.fit(X, y)
+    with one_blas_thread():  # L-BFGS's matrix-vector products: 5x faster on one thread (alignscope.blas)
+        model.fit(X, y)
     return model.coef_.ravel().astype(np.float64)
 
 
@@ -242,7 +244,8 @@ def combine_margins(signals: dict[str, np.ndarray], fold_of: np.ndarray, *, seed
         scale[scale == 0] = 1.0
         sign = _signs(len(train), seed + 1000 + int(k))
         model = LogisticRegression(fit_intercept=False, C=C, max_iter=1000)
-        model.fit(np.where(sign[:, None], train, -train) / scale, sign.astype(np.int64))
+        with one_blas_thread():
+            model.fit(np.where(sign[:, None], train, -train) / scale, sign.astype(np.int64))
         w = model.coef_.ravel() / scale
         out[test] = F[test] @ w
         weights += model.coef_.ravel() / len(folds)

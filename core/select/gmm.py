@@ -53,6 +53,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
+from alignscope.blas import one_blas_thread
 from alignscope.errors import AlignscopeError
 from alignscope.models import ModelError, resolve_device
 
@@ -750,14 +751,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
 
 
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries, built once (~20 ms each time)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def _one_line(exc: Exception) -> str:
     return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
 
@@ -884,7 +877,7 @@ def _joint_transform(covariance_type: str, prec_chol):
     g = torch.linalg.solve_triangular(upper1, upper2, upper=True)
     # numpy's LAPACK eigh on one thread: torch's CPU eigh, and a multi-threaded OpenBLAS competing
     # with torch's spinning OpenMP workers, were both 50-100x slower on the 2-core test machine.
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         lam, vecs = np.linalg.eigh((g @ g.T).cpu().numpy())
     lam = torch.as_tensor(lam, dtype=upper1.dtype, device=upper1.device)
     vecs = torch.as_tensor(vecs, dtype=upper1.dtype, device=upper1.device)
