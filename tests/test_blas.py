@@ -1,5 +1,5 @@
 """alignscope.blas: one BLAS thread inside the context, the previous counts restored after."""
-import numpy  # noqa: F401 - loads numpy's BLAS, which the check below looks for
+import scipy.linalg  # noqa: F401 - loads numpy's and SciPy's BLAS, as one_blas_thread does
 from threadpoolctl import threadpool_info
 
 from alignscope.blas import one_blas_thread
