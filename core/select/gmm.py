@@ -750,7 +750,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self.precisions_ = pc ** 2
 
 
-
 def _one_line(exc: Exception) -> str:
     return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
 
