@@ -24,6 +24,7 @@ from alignscope.audit import search_pairs
 from alignscope.data.preferences import PreferenceData
 from alignscope.embed.embeddings import Embeddings
 from alignscope.embed.projection import project
+from alignscope.embed.regions import map_regions
 from alignscope.run_files import MAP_FILE
 
 SELECTION_KEY = "map_selection"    # {"fingerprint", "pairs", "rows" (None: every row of the pairs), "how"}
@@ -252,6 +253,29 @@ def _texts(fingerprint: str, _data: PreferenceData) -> str:
 def text_folder(data: PreferenceData) -> str:
     """The folder name of the data's tooltip texts under the served cache (written once per data set)."""
     return _texts(data.fingerprint, data)
+
+
+# ------------------------------------------------------------------------------------- regions
+@st.cache_resource(show_spinner="Naming the map's regions…", max_entries=8)
+def _regions(coords_key: str, fingerprint: str, _coords: np.ndarray, _embeddings: Embeddings,
+             _data: PreferenceData) -> list[dict]:
+    frame = _data.frame
+    rows = np.asarray(_embeddings.pair_index)
+    if _embeddings.label is None:  # one point per pair: its prompt says what it is about
+        texts = frame["prompt"].to_numpy()[rows]
+    else:
+        texts = np.where(np.asarray(_embeddings.label) == 1, frame["chosen"].to_numpy()[rows],
+                         frame["rejected"].to_numpy()[rows])
+    # Named on the drawn (normalised) coordinates, so the centres are where the browser draws the points.
+    found = map_regions(payload.normalise(_coords), texts)
+    return [{"x": float(x), "y": float(y), "text": label, "count": int(size)}
+            for (x, y), label, size in zip(found.centres, found.labels, found.sizes) if label]
+
+
+def regions(coords_key: str, coords: np.ndarray, embeddings: Embeddings, data: PreferenceData) -> list[dict]:
+    """The map's named regions (:func:`alignscope.embed.regions.map_regions`) as the WebGL map draws
+    them: ``{"x", "y"`` (normalised like the scene), ``"text", "count"}``, cached per map and data set."""
+    return _regions(coords_key, data.fingerprint, coords, embeddings, data)
 
 
 # ------------------------------------------------------------------------------- search, neighbours

@@ -187,6 +187,18 @@ def test_map_draws_every_point_and_colours(app):
     assert len(_legend_labels(at)) == 8
 
 
+def test_map_regions_are_named_and_can_be_hidden(app):
+    """The region labels: on by default, inside the map's coordinate box, named by the texts' words."""
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    regions = _map_args(at)["regions"]
+    assert 1 <= len(regions) <= 4  # 240 points: default_region_count gives 4 (unnamed ones are dropped)
+    assert all(-1.01 <= r["x"] <= 1.01 and -1.01 <= r["y"] <= 1.01 and r["text"] for r in regions)
+    assert sum(r["count"] for r in regions) <= 240
+    at.toggle(key="map_regions").set_value(False).run()
+    assert _map_args(at)["regions"] == []
+
+
 def test_the_plotly_map_stays_as_the_fallback(app):
     at, _ = app
     at.switch_page("views/map.py").run()

@@ -122,6 +122,13 @@ def test_the_map_draws_every_completion_offline(page):
     assert page.locator(".js-plotly-plot").count() == 0  # the WebGL map, not the Plotly fallback
     legend = frame(page).locator("#legend").inner_text()
     assert "chosen" in legend and "rejected" in legend
+    # Region labels: named by their texts' words, drawn over the map where their points are.
+    labels = frame(page).locator("#regions .region")
+    assert labels.count() == int(body(page, "regions")) >= 1
+    stage, first = frame(page).locator("#stage").bounding_box(), labels.first.bounding_box()
+    centre = (first["x"] + first["width"] / 2, first["y"] + first["height"] / 2)
+    assert stage["x"] <= centre[0] <= stage["x"] + stage["width"] and stage["y"] <= centre[1] <= stage["y"] + stage["height"]
+    assert re.fullmatch(r"[^\W\d_]{3,}( · [^\W\d_]{3,})*", labels.first.inner_text())
 
 
 def test_hover_shows_the_pairs_texts_as_text(page):

@@ -48,8 +48,11 @@ webgl_ok = scattermap.available() and not st.session_state.get(mapview.NO_WEBGL_
 use_plotly = controls[3].toggle("Plotly (sampled)", key="map_plotly", disabled=not webgl_ok,
                                 help="The WebGL map draws every point; the Plotly map draws a sample (set below) "
                                      "and is used automatically where the browser has no WebGL.") or not webgl_ok
-kept.update({name: st.session_state[name] for name in ("map_method", "map_view", "map_plotly", "map_max_points")
-             if name in st.session_state})
+show_regions = controls[3].toggle("Region labels", value=True, key="map_regions", disabled=use_plotly,
+                                  help="Names each region of the map by the words that set its texts apart "
+                                       "(k-means on the map, class-based TF-IDF of a sample of its texts).")
+kept.update({name: st.session_state[name] for name in ("map_method", "map_view", "map_plotly", "map_max_points",
+                                                        "map_regions") if name in st.session_state})
 if not webgl_ok:
     st.caption("The WebGL map is not available here (" + ("this browser reported no WebGL" if scattermap.available()
                else "its built files are missing from this installation") + "): the Plotly map draws a sample.")
@@ -207,9 +210,10 @@ if not use_plotly:
     focus_items = [] if not focus else (
         np.flatnonzero(item_pairs == focus["pair"]).tolist() if len(item_pairs) < 5_000_000 else [])
     selection_key = "" if not chosen else hashlib.blake2b(selected.tobytes(), digest_size=12).hexdigest()
+    region_labels = mapview.regions(coords_key, coords, embeddings, data) if show_regions else None
     scattermap.draw(scene, colours, key="map_webgl", height=620, selected=selected, selection_key=selection_key,
                     focus=focus_items, texts_folder=mapview.text_folder(data),
-                    view_key=f"{data.fingerprint}:{coords_key}")
+                    view_key=f"{data.fingerprint}:{coords_key}", regions=region_labels)
     st.caption("Drag to pan, scroll to zoom, hover a point for its texts, click it to open its pair below; "
                "Lasso/Box (or Shift-drag) select; legend entries hide a category.")
 else:

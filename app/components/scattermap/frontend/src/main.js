@@ -12,7 +12,8 @@
 //   legend {kind: "categorical", title, entries: [{label, colour, count}]}
 //        | {kind: "continuous", title, stops: [hex...], min, max, missing};
 //   selected uint32 items; focus [items]; texts {base, size} | null; height; data_key,
-//   colour_key, selection_key (what changed); view_key (the camera is remembered per view).
+//   colour_key, selection_key (what changed); view_key (the camera is remembered per view);
+//   regions [{x, y, text, count}]: labels drawn over the map at (x, y), in the same coordinates.
 // Every string from the data set reaches the page through textContent, never as HTML.
 
 import { Camera } from "./camera.js";
@@ -35,7 +36,7 @@ let eventCount = 0;
 const state = {
   mode: "points", n: 0, xy: null, codes: null, ids: null, sides: null, legend: null, hidden: new Set(),
   selected: null, selectedMask: null, focus: [], hover: -1, tool: "pan", keys: {}, texts: null,
-  viewKey: null, fullMs: 0, draws: 0, dark: false, height: 560,
+  viewKey: null, fullMs: 0, draws: 0, dark: false, height: 560, regions: [], regionsKey: "",
 };
 
 // ------------------------------------------------------------------------------------------ DOM
@@ -69,6 +70,7 @@ ink.setAttribute("id", "ink");
 stage.appendChild(ink);
 const inkPath = document.createElementNS("http://www.w3.org/2000/svg", "path");
 ink.appendChild(inkPath);
+const regionBox = element("div", { id: "regions", "aria-hidden": "true" }, stage);
 const legendBox = element("div", { id: "legend" }, stage);
 const tip = element("div", { id: "tip", role: "tooltip" }, stage);
 const message = element("div", { id: "message" }, stage);
@@ -131,6 +133,7 @@ function frame() {
   // frame takes; later frames do not block the page while the GPU draws.
   const measure = !lod && !state.calibrated;
   const ms = renderer.draw(camera, { lod, size, alpha, fade: selecting ? 0.22 : 1, overlays, measure });
+  placeRegions();
   if (measure) {
     state.calibrated = true;
     state.fullMs = ms;
@@ -144,6 +147,25 @@ function frame() {
     document.body.dataset.drawn = String(state.draws);
   }
   showStatus(lod);
+}
+
+// Region labels follow the camera: one translated node per label (textContent: dataset words, never HTML).
+function setRegions(regions) {
+  const key = JSON.stringify(regions || []);
+  if (key === state.regionsKey) return;
+  state.regionsKey = key;
+  regionBox.replaceChildren();
+  state.regions = (Array.isArray(regions) ? regions : [])
+    .filter((r) => r && Number.isFinite(r.x) && Number.isFinite(r.y) && typeof r.text === "string" && r.text)
+    .map((r) => ({ x: r.x, y: r.y, node: element("div", { class: "region", text: r.text }, regionBox) }));
+  document.body.dataset.regions = String(state.regions.length);
+}
+
+function placeRegions() {
+  for (const region of state.regions) {
+    const [px, py] = camera.toScreen(region.x, region.y);
+    region.node.style.transform = `translate(${px.toFixed(1)}px, ${py.toFixed(1)}px) translate(-50%, -50%)`;
+  }
 }
 
 function showStatus(lod) {
@@ -478,5 +500,6 @@ listen((args, theme) => {
   const textsSpec = args.texts && args.texts.base ? `${args.texts.base}|${args.texts.size}` : "";
   if (textsSpec !== state.keys.texts) texts = textsSpec ? new Texts(args.texts.base, Number(args.texts.size) || 500) : null;
   state.keys = { data: args.data_key, colour: args.colour_key, selection: args.selection_key, texts: textsSpec };
+  setRegions(args.regions);
   requestDraw(false);
 });
