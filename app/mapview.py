@@ -24,7 +24,7 @@ from alignscope.audit import search_pairs
 from alignscope.data.preferences import PreferenceData
 from alignscope.embed.embeddings import Embeddings
 from alignscope.embed.projection import project
-from alignscope.embed.regions import map_regions
+from alignscope.embed.regions import density_contours, map_regions
 from alignscope.run_files import MAP_FILE
 
 SELECTION_KEY = "map_selection"    # {"fingerprint", "pairs", "rows" (None: every row of the pairs), "how"}
@@ -276,6 +276,17 @@ def regions(coords_key: str, coords: np.ndarray, embeddings: Embeddings, data: P
     """The map's named regions (:func:`alignscope.embed.regions.map_regions`) as the WebGL map draws
     them: ``{"x", "y"`` (normalised like the scene), ``"text", "count"}``, cached per map and data set."""
     return _regions(coords_key, data.fingerprint, coords, embeddings, data)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _contours(coords_key: str, _coords: np.ndarray) -> list[dict]:
+    return density_contours(payload.normalise(_coords), box=(-1.0, -1.0, 1.0, 1.0))
+
+
+def contours(coords_key: str, coords: np.ndarray) -> list[dict]:
+    """The map's density contours (:func:`alignscope.embed.regions.density_contours`: the lines
+    around the densest parts holding 25/50/75 % of the points) in the scene's normalised coordinates."""
+    return _contours(coords_key, coords)
 
 
 # ------------------------------------------------------------------------------- search, neighbours

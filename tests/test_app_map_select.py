@@ -197,6 +197,10 @@ def test_map_regions_are_named_and_can_be_hidden(app):
     assert sum(r["count"] for r in regions) <= 240
     at.toggle(key="map_regions").set_value(False).run()
     assert _map_args(at)["regions"] == []
+    assert _map_args(at)["contours"] == []  # density contours: off until asked for
+    at.toggle(key="map_density").set_value(True).run()
+    shares = [c["share"] for c in _map_args(at)["contours"]]
+    assert shares == [0.25, 0.5, 0.75] and any(c["lines"] for c in _map_args(at)["contours"])
 
 
 def test_the_plotly_map_stays_as_the_fallback(app):

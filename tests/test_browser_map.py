@@ -129,6 +129,15 @@ def test_the_map_draws_every_completion_offline(page):
     centre = (first["x"] + first["width"] / 2, first["y"] + first["height"] / 2)
     assert stage["x"] <= centre[0] <= stage["x"] + stage["width"] and stage["y"] <= centre[1] <= stage["y"] + stage["height"]
     assert re.fullmatch(r"[^\W\d_]{3,}( · [^\W\d_]{3,})*", labels.first.inner_text())
+    # Density contours on request: SVG lines over the map, in its coordinates.
+    page.get_by_text("Density contours", exact=True).click()
+    page.wait_for_function("(sel) => { const f = document.querySelector(sel); const b = f && f.contentDocument"
+                           " && f.contentDocument.body; return b && Number(b.dataset.contours || 0) > 0; }",
+                           arg=FRAME, timeout=LONG)
+    settle(page)
+    assert frame(page).locator("svg#density path").count() >= 1
+    page.get_by_text("Density contours", exact=True).click()
+    settle(page)
 
 
 def test_hover_shows_the_pairs_texts_as_text(page):

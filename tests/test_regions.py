@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from alignscope.embed.regions import RegionError, default_region_count, map_regions
+from alignscope.embed.regions import RegionError, default_region_count, density_contours, map_regions
 
 TOPICS = {(-5.0, 0.0): "recipe flour butter oven bake dough", (5.0, 0.0): "python function list loop code variable",
           (0.0, 6.0): "planet orbit moon telescope star galaxy"}
@@ -59,3 +59,28 @@ def test_non_finite_points_and_wordless_texts():
 def test_bad_input_is_one_clear_error(xy, texts, k, message):
     with pytest.raises(RegionError, match=message):
         map_regions(xy, texts, n_regions=k)
+
+
+def test_density_contours_enclose_their_share_of_a_gaussian():
+    """For an isotropic Gaussian, the line holding a share p of the points is the circle of radius
+    sigma * sqrt(-2 ln(1 - p)); the traced lines sit there within 3 %."""
+    sigma = 0.2
+    xy = np.random.default_rng(0).normal(0.0, sigma, size=(200_000, 2))
+    contours = density_contours(xy, box=(-1, -1, 1, 1))
+    assert [c["share"] for c in contours] == [0.25, 0.5, 0.75]
+    for contour in contours:
+        assert len(contour["lines"]) == 1  # one blob, one closed line per share
+        vertices = np.asarray(contour["lines"][0]).reshape(-1, 2)
+        radius = np.hypot(*vertices.T) / sigma
+        assert abs(radius.mean() / np.sqrt(-2 * np.log(1 - contour["share"])) - 1) < 0.03
+        assert radius.std() / radius.mean() < 0.05
+
+
+def test_density_contours_keep_the_payload_small_and_refuse_bad_shares():
+    rng = np.random.default_rng(1)
+    xy = np.vstack([rng.normal(c, 0.05, size=(20_000, 2)) for c in rng.uniform(-0.8, 0.8, size=(30, 2))])
+    contours = density_contours(xy, max_vertices=600)
+    assert sum(len(line) // 2 for c in contours for line in c["lines"]) <= 600
+    assert density_contours(xy[:5]) == []
+    with pytest.raises(RegionError, match="between 0 and 1"):
+        density_contours(xy, shares=(0.5, 1.0))

@@ -51,8 +51,11 @@ use_plotly = controls[3].toggle("Plotly (sampled)", key="map_plotly", disabled=n
 show_regions = controls[3].toggle("Region labels", value=True, key="map_regions", disabled=use_plotly,
                                   help="Names each region of the map by the words that set its texts apart "
                                        "(k-means on the map, class-based TF-IDF of a sample of its texts).")
+show_density = controls[3].toggle("Density contours", value=False, key="map_density", disabled=use_plotly,
+                                  help="Lines around the densest parts of the map holding 25 %, 50 % and 75 % of "
+                                       "the points: where the mass is when points overlap.")
 kept.update({name: st.session_state[name] for name in ("map_method", "map_view", "map_plotly", "map_max_points",
-                                                        "map_regions") if name in st.session_state})
+                                                        "map_regions", "map_density") if name in st.session_state})
 if not webgl_ok:
     st.caption("The WebGL map is not available here (" + ("this browser reported no WebGL" if scattermap.available()
                else "its built files are missing from this installation") + "): the Plotly map draws a sample.")
@@ -213,7 +216,8 @@ if not use_plotly:
     region_labels = mapview.regions(coords_key, coords, embeddings, data) if show_regions else None
     scattermap.draw(scene, colours, key="map_webgl", height=620, selected=selected, selection_key=selection_key,
                     focus=focus_items, texts_folder=mapview.text_folder(data),
-                    view_key=f"{data.fingerprint}:{coords_key}", regions=region_labels)
+                    view_key=f"{data.fingerprint}:{coords_key}", regions=region_labels,
+                    contours=mapview.contours(coords_key, coords) if show_density else None)
     st.caption("Drag to pan, scroll to zoom, hover a point for its texts, click it to open its pair below; "
                "Lasso/Box (or Shift-drag) select; legend entries hide a category.")
 else:

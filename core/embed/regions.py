@@ -1,5 +1,5 @@
-"""Named regions of a 2-D map: k-means on the map's coordinates, each region labelled by the words
-that set its texts apart from the others' (class-based TF-IDF).
+"""Named regions of a 2-D map (k-means on the map's coordinates, each region labelled by the words
+that set its texts apart from the others': class-based TF-IDF) and its density contours.
 
 What a reader of a million-point map needs first is where the topics are. Embedding Atlas and
 BERTopic do it the same way in spirit: cluster, then name each cluster by its distinctive terms.
@@ -8,6 +8,11 @@ whatever the projection), and the terms come from class-based TF-IDF (Grootendor
 arXiv:2203.05794): a region's word counts, weighted by ``log(1 + A / f_t)`` with ``A`` the mean
 number of words per region and ``f_t`` the word's count over all regions. Only a seeded sample of at
 most ``texts_per_region`` texts per region is read, so the cost does not grow with the data.
+
+Density contours (:func:`density_contours`) are highest-density regions: on a smoothed 2-D
+histogram, the line around the densest cells that together hold 25 %, 50 % or 75 % of the points
+(so "50 %" reads as "half of the data lies inside"), traced by contourpy (matplotlib's contouring
+library). Where a million points overplot, they show where the mass is.
 
 Shapes: ``xy (n, 2)`` float, ``texts`` ``n`` strings; :class:`MapRegions` holds ``region (n,)``
 int32, ``centres (k, 2)``, ``sizes (k,)``, ``labels`` ``k`` strings.
@@ -21,7 +26,7 @@ import numpy as np
 
 from alignscope.errors import AlignscopeError
 
-__all__ = ["MapRegions", "RegionError", "map_regions", "default_region_count"]
+__all__ = ["MapRegions", "RegionError", "map_regions", "default_region_count", "density_contours"]
 
 _WORDS = r"(?u)\b[^\W\d_]{3,}\b"  # words of 3+ letters: no numbers, no code punctuation
 
@@ -102,3 +107,49 @@ def map_regions(xy: np.ndarray, texts: Sequence[str], *, n_regions: int | None =
         top = [int(j) for j in np.argsort(-weight[r], kind="stable")[:n_terms] if weight[r, j] > 0]
         terms.append([str(words[j]) for j in top])
     return MapRegions(region, model.cluster_centers_, sizes, [" · ".join(t) for t in terms], terms)
+
+
+def density_contours(xy: np.ndarray, *, shares: Sequence[float] = (0.25, 0.5, 0.75), grid: int = 128,
+                     smoothing: float = 2.0, box: tuple[float, float, float, float] | None = None,
+                     max_vertices: int = 4000) -> list[dict]:
+    """Highest-density contours of the points ``xy`` (``(n, 2)``): for each share ``p``, the
+    polylines around the densest cells of a ``grid x grid`` histogram over ``box`` (``(x0, y0, x1,
+    y1)``, default the points' extent), Gaussian-smoothed by ``smoothing`` cells, that together hold
+    ``p`` of the points. Returns ``[{"share": p, "lines": [[x0, y0, x1, y1, ...], ...]}, ...]`` in
+    ``xy``'s coordinates, the smallest share first; at most ``max_vertices`` vertices in all (the
+    longest lines are kept)."""
+    from contourpy import contour_generator
+    from scipy.ndimage import gaussian_filter
+
+    xy = np.asarray(xy, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise RegionError(f"map coordinates must have shape (n, 2), got {xy.shape}")
+    if not all(0 < float(p) < 1 for p in shares):
+        raise RegionError(f"every share must be between 0 and 1, got {list(shares)}")
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if len(xy) < 10:
+        return []
+    x0, y0, x1, y1 = box if box is not None else (*xy.min(axis=0), *xy.max(axis=0))
+    if not (x1 > x0 and y1 > y0):
+        return []
+    counts, x_edges, y_edges = np.histogram2d(xy[:, 0], xy[:, 1], bins=grid, range=[[x0, x1], [y0, y1]])
+    density = gaussian_filter(counts.T, smoothing)  # rows: y, columns: x (contourpy's z[y, x])
+    ordered = np.sort(density.ravel())[::-1]
+    held = np.cumsum(ordered) / max(ordered.sum(), 1e-300)
+    x_mid, y_mid = (x_edges[:-1] + x_edges[1:]) / 2, (y_edges[:-1] + y_edges[1:]) / 2
+    generator = contour_generator(x_mid, y_mid, density)
+    out = []
+    for share in sorted(float(p) for p in shares):
+        level = float(ordered[min(len(ordered) - 1, int(np.searchsorted(held, share)))])
+        lines = [line for line in generator.lines(level) if len(line) >= 3]
+        out.append({"share": share, "lines": lines})
+    # Keep the payload small: the longest lines first, until the vertex budget is spent.
+    ranked = sorted(((len(line), i, j) for i, c in enumerate(out) for j, line in enumerate(c["lines"])), reverse=True)
+    keep, spent = set(), 0
+    for size, i, j in ranked:
+        if spent + size > max_vertices:
+            continue
+        keep.add((i, j))
+        spent += size
+    return [{"share": c["share"], "lines": [np.round(line, 4).ravel().tolist() for j, line in enumerate(c["lines"])
+                                            if (i, j) in keep]} for i, c in enumerate(out)]

@@ -46,11 +46,13 @@ def _texts_component() -> str:
 
 def draw(scene: Scene, colours: Colours, *, key: str, height: int = 600, selected: np.ndarray | None = None,
          selection_key: str = "", focus: list[int] | None = None, texts_folder: str | None = None,
-         view_key: str = "", regions: list[dict] | None = None) -> dict | None:
+         view_key: str = "", regions: list[dict] | None = None, contours: list[dict] | None = None) -> dict | None:
     """Draw ``scene`` coloured by ``colours``; ``selected``: item indices shown as the selection;
     ``focus``: items ringed (a clicked pair); ``texts_folder``: the fingerprint folder of the text
     shards under :func:`texts_root` (None: tooltips show numbers only); ``regions``: labels drawn
-    over the map, ``{"x", "y"`` (the scene's normalised coordinates), ``"text", "count"}``."""
+    over the map, ``{"x", "y"`` (the scene's normalised coordinates), ``"text", "count"}``;
+    ``contours``: density lines, ``{"share", "lines": [[x0, y0, x1, y1, ...], ...]}`` in the same
+    coordinates."""
     component = components.declare_component("scattermap", path=str(STATIC))
     texts: dict[str, Any] | None = None
     if texts_folder:
@@ -61,4 +63,4 @@ def draw(scene: Scene, colours: Colours, *, key: str, height: int = 600, selecte
         data_key=scene.key,
         codes=colours.codes, legend=colours.legend, colour_key=colours.key, selected=chosen,
         selection_key=selection_key, focus=[int(i) for i in (focus or [])], texts=texts, height=int(height),
-        view_key=view_key, regions=regions or [], key=key, default=None)
+        view_key=view_key, regions=regions or [], contours=contours or [], key=key, default=None)

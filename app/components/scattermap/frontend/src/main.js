@@ -13,7 +13,8 @@
 //        | {kind: "continuous", title, stops: [hex...], min, max, missing};
 //   selected uint32 items; focus [items]; texts {base, size} | null; height; data_key,
 //   colour_key, selection_key (what changed); view_key (the camera is remembered per view);
-//   regions [{x, y, text, count}]: labels drawn over the map at (x, y), in the same coordinates.
+//   regions [{x, y, text, count}]: labels drawn over the map at (x, y), in the same coordinates;
+//   contours [{share, lines: [[x0, y0, x1, y1, ...]]}]: density lines, in the same coordinates.
 // Every string from the data set reaches the page through textContent, never as HTML.
 
 import { Camera } from "./camera.js";
@@ -36,7 +37,7 @@ let eventCount = 0;
 const state = {
   mode: "points", n: 0, xy: null, codes: null, ids: null, sides: null, legend: null, hidden: new Set(),
   selected: null, selectedMask: null, focus: [], hover: -1, tool: "pan", keys: {}, texts: null,
-  viewKey: null, fullMs: 0, draws: 0, dark: false, height: 560, regions: [], regionsKey: "",
+  viewKey: null, fullMs: 0, draws: 0, dark: false, height: 560, regions: [], regionsKey: "", contoursKey: "",
 };
 
 // ------------------------------------------------------------------------------------------ DOM
@@ -70,6 +71,13 @@ ink.setAttribute("id", "ink");
 stage.appendChild(ink);
 const inkPath = document.createElementNS("http://www.w3.org/2000/svg", "path");
 ink.appendChild(inkPath);
+const SVG = "http://www.w3.org/2000/svg";
+const density = document.createElementNS(SVG, "svg");
+density.setAttribute("id", "density");
+density.setAttribute("aria-hidden", "true");
+stage.appendChild(density);
+const densityGroup = document.createElementNS(SVG, "g");
+density.appendChild(densityGroup);
 const regionBox = element("div", { id: "regions", "aria-hidden": "true" }, stage);
 const legendBox = element("div", { id: "legend" }, stage);
 const tip = element("div", { id: "tip", role: "tooltip" }, stage);
@@ -157,15 +165,56 @@ function setRegions(regions) {
   regionBox.replaceChildren();
   state.regions = (Array.isArray(regions) ? regions : [])
     .filter((r) => r && Number.isFinite(r.x) && Number.isFinite(r.y) && typeof r.text === "string" && r.text)
-    .map((r) => ({ x: r.x, y: r.y, node: element("div", { class: "region", text: r.text }, regionBox) }));
+    .sort((a, b) => (Number(b.count) || 0) - (Number(a.count) || 0))  // the largest regions win overlaps
+    .map((r) => ({ x: r.x, y: r.y, w: 0, h: 0, node: element("div", { class: "region", text: r.text }, regionBox) }));
   document.body.dataset.regions = String(state.regions.length);
 }
 
-function placeRegions() {
-  for (const region of state.regions) {
-    const [px, py] = camera.toScreen(region.x, region.y);
-    region.node.style.transform = `translate(${px.toFixed(1)}px, ${py.toFixed(1)}px) translate(-50%, -50%)`;
+// Density lines: one path per share, drawn in data coordinates; one transform follows the camera.
+function setContours(contours) {
+  const key = JSON.stringify(contours || []);
+  if (key === state.contoursKey) return;
+  state.contoursKey = key;
+  densityGroup.replaceChildren();
+  let lines = 0;
+  for (const contour of Array.isArray(contours) ? contours : []) {
+    const parts = [];
+    for (const line of Array.isArray(contour.lines) ? contour.lines : []) {
+      if (!Array.isArray(line) || line.length < 4 || !line.every(Number.isFinite)) continue;
+      let d = `M${line[0]} ${line[1]}`;
+      for (let i = 2; i + 1 < line.length; i += 2) d += `L${line[i]} ${line[i + 1]}`;
+      parts.push(d);
+      lines += 1;
+    }
+    if (!parts.length) continue;
+    for (const kind of ["halo", "line"]) {  // a light halo under a dark line: readable over any colour
+      const path = document.createElementNS(SVG, "path");
+      path.setAttribute("d", parts.join(""));
+      path.setAttribute("class", kind);
+      path.setAttribute("data-share", String(contour.share));
+      densityGroup.appendChild(path);
+    }
   }
+  document.body.dataset.contours = String(lines);
+}
+
+function placeRegions() {
+  const k = camera.pixelsPerUnit;
+  densityGroup.setAttribute("transform",
+    `matrix(${k} 0 0 ${-k} ${camera.width / 2 - camera.cx * k} ${camera.height / 2 + camera.cy * k})`);
+  // A label that would cover a larger region's label (or leave the map) is hidden until there is room.
+  const placed = [];
+  for (const region of state.regions) {
+    if (!region.w) [region.w, region.h] = [region.node.offsetWidth, region.node.offsetHeight];
+    const [px, py] = camera.toScreen(region.x, region.y);
+    const box = { left: px - region.w / 2, top: py - region.h / 2, right: px + region.w / 2, bottom: py + region.h / 2 };
+    const inside = box.left >= 0 && box.top >= 0 && box.right <= camera.width && box.bottom <= camera.height;
+    const free = placed.every((o) => box.right < o.left || box.left > o.right || box.bottom < o.top || box.top > o.bottom);
+    region.node.style.visibility = inside && free ? "visible" : "hidden";
+    if (inside && free) placed.push(box);
+    region.node.style.transform = `translate(${box.left.toFixed(1)}px, ${box.top.toFixed(1)}px)`;
+  }
+  document.body.dataset.regionsShown = String(placed.length);
 }
 
 function showStatus(lod) {
@@ -501,5 +550,6 @@ listen((args, theme) => {
   if (textsSpec !== state.keys.texts) texts = textsSpec ? new Texts(args.texts.base, Number(args.texts.size) || 500) : null;
   state.keys = { data: args.data_key, colour: args.colour_key, selection: args.selection_key, texts: textsSpec };
   setRegions(args.regions);
+  setContours(args.contours);
   requestDraw(false);
 });
