@@ -247,6 +247,25 @@ def test_search_selects_pairs_that_become_the_active_selection(app):
     assert int(selection["selected"].sum()) == n_pairs == active["n_selected"]
 
 
+def test_the_selection_breaks_down_by_a_column_and_narrows(app):
+    """Linked metadata: the selected region's share per source beside all data; narrowing it to one
+    source keeps exactly the selected pairs of that source (on the map too)."""
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    at.text_input(key="map_search").set_value("the").run()
+    before = at.session_state["map_selection"]["pairs"]
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["layout"]["title"]["text"] == "Share per source: all data vs subset"
+    source = at.multiselect(key="map_sel_keep_source").options[0]
+    at.multiselect(key="map_sel_keep_source").set_value([source]).run()
+    at.button(key="map_narrow").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    after = at.session_state["map_selection"]
+    assert 0 < len(after["pairs"]) < len(before) and set(after["pairs"]) <= set(before)
+    assert after["how"] == f"search 'the', source in {source}"
+    assert _map_args(at)["selected"] == 4 * 2 * len(after["pairs"])
+
+
 def test_the_pair_view_draws_segments_coloured_by_the_audit(app):
     at, _ = app
     at.switch_page("views/map.py").run()

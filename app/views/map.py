@@ -269,6 +269,30 @@ if chosen:
     if cols[2].button("Clear the map's selection", key="map_clear"):
         mapview.clear_selection()
         st.rerun()
+    # Linked metadata: what the selected region holds, and narrowing it by a column's values.
+    groups = analysis.column_kinds(data)["groups"]
+    if groups:
+        in_selection = np.zeros(data.n_pairs, dtype=bool)
+        in_selection[chosen["pairs"]] = True
+        breakdown = st.columns([2, 3])
+        column = breakdown[0].selectbox("Break the selection down by", groups, key="map_sel_column",
+                                        index=groups.index("source") if "source" in groups else 0)
+        breakdown[1].plotly_chart(charts.share_bars(analysis.group_shares(data, column, in_selection), column),
+                                  key="map_sel_shares")
+        values = data.frame[column].astype(str).to_numpy()
+        present = sorted(set(values[chosen["pairs"]].tolist()))
+        keep_values = breakdown[0].multiselect(f"Keep only these {column} values", present, key=f"map_sel_keep_{column}")
+        if breakdown[0].button("Narrow the selection", key="map_narrow", disabled=not keep_values):
+            narrowed = chosen["pairs"][np.isin(values[chosen["pairs"]], keep_values)]
+            rows = chosen.get("rows")
+            if rows is not None:
+                rows = rows[np.isin(pair_index[rows], narrowed)]
+            mapview.set_selection(data, narrowed, f"{chosen['how']}, {column} in {', '.join(keep_values)}", rows=rows)
+            st.rerun()
+        if audit_table is not None:
+            flagged = analysis.first_flags(audit_table) != "no flag"
+            st.caption(f"Audit flags: {flagged[in_selection].mean():.1%} of the selected pairs, "
+                       f"{flagged.mean():.1%} of all pairs.")
 else:
     st.caption("Nothing selected: lasso or box a region, or search the texts.")
 
