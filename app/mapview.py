@@ -256,18 +256,30 @@ def text_folder(data: PreferenceData) -> str:
 
 
 # ------------------------------------------------------------------------------------- regions
+class _RowTexts:
+    """The text of each embedding row, looked up when read: the regions read a few thousand of them,
+    and gathering all 500,000 of a 250k-pair set first took 1.2 s. A completion row's text is its
+    answer; a pair row's is its prompt (what the pair is about)."""
+
+    def __init__(self, data: PreferenceData, embeddings: Embeddings):
+        self.pair_index = np.asarray(embeddings.pair_index)
+        self.label = None if embeddings.label is None else np.asarray(embeddings.label)
+        frame = data.frame
+        self.columns = {name: frame[name].to_numpy() for name in ("prompt", "chosen", "rejected")}
+
+    def __len__(self) -> int:
+        return len(self.pair_index)
+
+    def __getitem__(self, row: int) -> str:
+        name = "prompt" if self.label is None else "chosen" if self.label[row] == 1 else "rejected"
+        return self.columns[name][self.pair_index[row]]
+
+
 @st.cache_resource(show_spinner="Naming the map's regions…", max_entries=8)
 def _regions(coords_key: str, fingerprint: str, _coords: np.ndarray, _embeddings: Embeddings,
              _data: PreferenceData) -> list[dict]:
-    frame = _data.frame
-    rows = np.asarray(_embeddings.pair_index)
-    if _embeddings.label is None:  # one point per pair: its prompt says what it is about
-        texts = frame["prompt"].to_numpy()[rows]
-    else:
-        texts = np.where(np.asarray(_embeddings.label) == 1, frame["chosen"].to_numpy()[rows],
-                         frame["rejected"].to_numpy()[rows])
     # Named on the drawn (normalised) coordinates, so the centres are where the browser draws the points.
-    found = map_regions(payload.normalise(_coords), texts)
+    found = map_regions(payload.normalise(_coords), _RowTexts(_data, _embeddings))
     return [{"x": float(x), "y": float(y), "text": label, "count": int(size)}
             for (x, y), label, size in zip(found.centres, found.labels, found.sizes) if label]
 

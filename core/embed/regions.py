@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from alignscope.errors import AlignscopeError
 
@@ -81,26 +82,25 @@ def map_regions(xy: np.ndarray, texts: Sequence[str], *, n_regions: int | None =
     region = model.predict(xy).astype(np.int32)
     sizes = np.bincount(region, minlength=k)
 
-    # A seeded sample of each region's texts; one document of counts per region.
+    # A seeded sample of each region's texts, vectorised once; counts summed per region.
     sampled = [rng.permutation(np.flatnonzero(region == r))[:texts_per_region] for r in range(k)]
-    docs = [" ".join(str(texts[i])[:2000] for i in rows) for rows in sampled]
+    owner = np.repeat(np.arange(k), [len(rows) for rows in sampled])
     vectorizer = CountVectorizer(stop_words="english", token_pattern=_WORDS, lowercase=True, max_features=50_000)
     try:
-        counts = vectorizer.fit_transform(docs).toarray().astype(np.float64)  # (k, vocabulary)
+        per_text = vectorizer.fit_transform([str(texts[i])[:2000] for rows in sampled for i in rows])
     except ValueError:  # no word in any text (empty or non-alphabetic texts): regions without names
         return MapRegions(region, model.cluster_centers_, sizes, [""] * k, [[] for _ in range(k)])
+    by_region = sp.csr_matrix((np.ones(len(owner)), (owner, np.arange(len(owner)))), shape=(k, len(owner)))
+    counts = (by_region @ per_text).toarray().astype(np.float64)  # (k, vocabulary)
     words = vectorizer.get_feature_names_out()
     per_region = counts.sum(axis=1, keepdims=True)
     tf = counts / np.maximum(per_region, 1.0)
     mean_words = float(per_region.mean())
     idf = np.log1p(mean_words / np.maximum(counts.sum(axis=0), 1.0))
     weight = tf * idf[None, :]
-    # A term only one text uses is noise, not a topic.
-    present = np.zeros_like(counts, dtype=bool)
-    for r, rows in enumerate(sampled):
-        if len(rows):
-            doc_counts = (vectorizer.transform([str(texts[i])[:2000] for i in rows]) > 0).sum(axis=0)
-            present[r] = np.asarray(doc_counts).ravel() >= min(2, len(rows))
+    # A term only one text of the region uses is noise, not a topic.
+    texts_using = (by_region @ (per_text > 0).astype(np.float64)).toarray()
+    present = texts_using >= np.minimum(2, np.bincount(owner, minlength=k))[:, None]
     weight[~present] = 0.0
     terms = []
     for r in range(k):
