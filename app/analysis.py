@@ -33,7 +33,7 @@ from alignscope.embed.encoders import (
 )
 from alignscope.embed.tasks import load_embed_result, load_unit
 from alignscope.files import atomic_path
-from alignscope.select.cache import full_ranking
+from alignscope.select.cache import full_ranking, prefetch_ranking
 from alignscope.select.selection import Selection
 from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_codes
 
@@ -232,6 +232,16 @@ def _estimate(fingerprint: str, encoder: str, rates_stamp: tuple, _data: Prefere
 
 # ------------------------------------------------------------------------------------- ranking
 _THRESHOLDABLE = {"isa", "random"}  # their ranking does not depend on k: rank once, slide a cut-off
+# The Select page's ISA options at their defaults: what a prefetch ranks, so that the page finds it.
+ISA_PAGE_DEFAULTS = {"covariance_type": "full", "variant": "published"}
+
+
+def prefetch_isa_ranking(source: str) -> None:
+    """Start ranking the embeddings of ``source`` by ISA (the Select page's defaults, seed 0) in the
+    background, unless it is on disk or under way: the Map calls it once its map is drawn, so that
+    the Select page opens on a ranking already made (124k points: ~4 s of EM)."""
+    prefetch_ranking(_load_embedding(source, embedding_stamp(source)), "isa", seed=0, options=ISA_PAGE_DEFAULTS)
+
 
 
 @st.cache_data(show_spinner="Scoring every point…", max_entries=24)

@@ -247,6 +247,26 @@ def test_search_selects_pairs_that_become_the_active_selection(app):
     assert int(selection["selected"].sum()) == n_pairs == active["n_selected"]
 
 
+def test_the_map_prefetches_the_select_pages_ranking(app, embedded_home):
+    """After the Map is drawn, ISA's ranking at the Select page's defaults is made in the background;
+    the Select page then reads it (no second computation, no new cache file)."""
+    import shutil
+    import threading
+
+    rankings = embedded_home[0] / "cache" / "rankings"
+    shutil.rmtree(rankings, ignore_errors=True)
+    at, _ = app
+    at.switch_page("views/map.py").run()
+    for thread in threading.enumerate():
+        if thread.name.startswith("alignscope-prefetch-"):
+            thread.join(timeout=120)
+    made = {path.name: path.stat().st_mtime_ns for path in rankings.glob("isa-*.parquet")}
+    assert len(made) == 1
+    at.switch_page("views/select.py").run()
+    assert not at.exception and _metric(at, "Pairs kept") == "6 of 120"
+    assert {path.name: path.stat().st_mtime_ns for path in rankings.glob("*.parquet")} == made
+
+
 def test_the_selection_breaks_down_by_a_column_and_narrows(app):
     """Linked metadata: the selected region's share per source beside all data; narrowing it to one
     source keeps exactly the selected pairs of that source (on the map too)."""

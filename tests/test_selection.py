@@ -136,6 +136,36 @@ def test_full_ranking_is_kept_on_disk_and_read_back(tmp_path, monkeypatch):
     assert cache.ranking_cache_path(emb.path, emb.unit, "isa", 1, {}) != entry  # another seed, another entry
 
 
+def test_a_ranking_asked_for_twice_at_once_is_computed_once(tmp_path, monkeypatch):
+    """A prefetch and a page asking for the same ranking: one computation, the second caller reads
+    the first one's file; a prefetch of a ranking on disk starts nothing."""
+    import threading
+    import time
+
+    from alignscope.select import selectors
+
+    monkeypatch.setenv("ALIGNSCOPE_HOME", str(tmp_path / "home"))
+    emb = Embeddings.from_matrix(np.random.default_rng(2).normal(size=(80, 4)).astype(np.float32), "completion")
+    emb.save(tmp_path / "e.npy")
+    emb = Embeddings.load(tmp_path / "e.npy")
+    real_select, calls = selectors.select, []
+
+    def slow_select(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        time.sleep(0.5)  # long enough for the page's call to arrive while the prefetch computes
+        return real_select(*args, **kwargs)
+
+    monkeypatch.setattr("alignscope.select.selectors.select", slow_select)
+    thread = cache.prefetch_ranking(emb, "random", seed=0)
+    assert thread is not None and thread.name.startswith("alignscope-prefetch-")
+    time.sleep(0.1)
+    assert cache.prefetch_ranking(emb, "random", seed=0) is None  # under way: not started twice
+    ranked = cache.full_ranking(emb, "random", seed=0)  # waits for the prefetch, then reads its file
+    thread.join()
+    assert calls == [thread.name] and len(ranked) == 80
+    assert cache.prefetch_ranking(emb, "random", seed=0) is None  # on disk: nothing to do
+
+
 def test_full_ranking_survives_a_home_it_cannot_write(tmp_path, monkeypatch):
     """The ranking cache is best effort: an unwritable home still gives the ranking."""
     home = tmp_path / "home"

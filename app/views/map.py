@@ -220,6 +220,8 @@ if not use_plotly:
                     contours=mapview.contours(coords_key, coords) if show_density else None)
     st.caption("Drag to pan, scroll to zoom, hover a point for its texts, click it to open its pair below; "
                "Lasso/Box (or Shift-drag) select; legend entries hide a category.")
+    # While the user reads the map, the Select page's ISA ranking is made in the background.
+    analysis.prefetch_isa_ranking(source)
 else:
     # ----------------------------------------------------------------------- Plotly fallback
     st.session_state.setdefault("map_max_points", 50_000)

@@ -102,13 +102,17 @@ with st.expander("Method options"):
     seed = st.number_input("Seed", min_value=0, value=0, key="select_seed")
     if method == "isa":
         opt = st.columns(3)
-        options["covariance_type"] = opt[0].selectbox("GMM covariance", ["full", "diag", "tied", "spherical"],
-                                                      key="select_cov")
+        covariances = ["full", "diag", "tied", "spherical"]
+        options["covariance_type"] = opt[0].selectbox(
+            "GMM covariance", covariances, key="select_cov",
+            index=covariances.index(analysis.ISA_PAGE_DEFAULTS["covariance_type"]))
         pca = opt[1].number_input("PCA dimension before the GMM (0 = none)", min_value=0,
                                   max_value=int(embeddings.matrix.shape[1]), value=0, key="select_pca")
         if pca:
             options["pca_dim"] = int(pca)
-        options["variant"] = opt[2].selectbox("Variant", ["published", "renormalised"], key="select_variant",
+        variants = ["published", "renormalised"]
+        options["variant"] = opt[2].selectbox("Variant", variants, key="select_variant",
+                                              index=variants.index(analysis.ISA_PAGE_DEFAULTS["variant"]),
                                               help="renormalised p = p/Σp flips the ranking (keeps typical points); "
                                                    "the published rule is the default.")
     elif ranks_pairs:
