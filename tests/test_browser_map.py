@@ -163,6 +163,16 @@ def test_search_selects_the_pairs_that_contain_a_word(page):
     assert 0 < n_pairs <= 200
     page.wait_for_function("([sel, n]) => document.querySelector(sel).contentDocument.body.dataset.selected == n",
                            arg=[FRAME, str(2 * n_pairs)], timeout=LONG)
+    # Linked metadata: a click on a source's bar of the selection's breakdown narrows the selection to it.
+    settle(page)
+    subset_bars = page.locator(".js-plotly-plot", has_text="Share per source").locator(".trace.bars").nth(1)
+    subset_bars.locator("path").first.click(force=True)
+    narrowed = page.get_by_text(re.compile(r"Selected on the map \(search 'the', source in [\w-]+\): ([\d,]+) pairs")).first
+    narrowed.wait_for(timeout=LONG)
+    n_narrowed = int(re.search(r"([\d,]+) pairs", narrowed.inner_text()).group(1).replace(",", ""))
+    assert 0 < n_narrowed < n_pairs
+    page.wait_for_function("([sel, n]) => document.querySelector(sel).contentDocument.body.dataset.selected == n",
+                           arg=[FRAME, str(2 * n_narrowed)], timeout=LONG)
 
 
 def test_a_box_on_the_map_becomes_the_active_selection(page, map_app):

@@ -271,7 +271,8 @@ if chosen:
     if cols[2].button("Clear the map's selection", key="map_clear"):
         mapview.clear_selection()
         st.rerun()
-    # Linked metadata: what the selected region holds, and narrowing it by a column's values.
+    # Linked metadata: what the selected region holds; a click on a bar (or the list) narrows it to
+    # those values of the column, on the map too.
     groups = analysis.column_kinds(data)["groups"]
     if groups:
         in_selection = np.zeros(data.n_pairs, dtype=bool)
@@ -279,18 +280,32 @@ if chosen:
         breakdown = st.columns([2, 3])
         column = breakdown[0].selectbox("Break the selection down by", groups, key="map_sel_column",
                                         index=groups.index("source") if "source" in groups else 0)
-        breakdown[1].plotly_chart(charts.share_bars(analysis.group_shares(data, column, in_selection), column),
-                                  key="map_sel_shares")
         values = data.frame[column].astype(str).to_numpy()
-        present = sorted(set(values[chosen["pairs"]].tolist()))
-        keep_values = breakdown[0].multiselect(f"Keep only these {column} values", present, key=f"map_sel_keep_{column}")
-        if breakdown[0].button("Narrow the selection", key="map_narrow", disabled=not keep_values):
+
+        def _narrow(keep_values: list[str]) -> None:
             narrowed = chosen["pairs"][np.isin(values[chosen["pairs"]], keep_values)]
+            if not len(narrowed):
+                st.warning(f"No selected pair has {column} {' or '.join(keep_values)}: the selection stays as it is.")
+                return
             rows = chosen.get("rows")
             if rows is not None:
                 rows = rows[np.isin(pair_index[rows], narrowed)]
             mapview.set_selection(data, narrowed, f"{chosen['how']}, {column} in {', '.join(keep_values)}", rows=rows)
             st.rerun()
+
+        # Keyed by the selection: a new selection gets a fresh chart, never the last one's clicked bar.
+        selection_id = hashlib.blake2b(chosen["pairs"].tobytes(), digest_size=8).hexdigest()
+        clicked = breakdown[1].plotly_chart(
+            charts.share_bars(analysis.group_shares(data, column, in_selection), column),
+            key=f"map_sel_shares_{column}_{selection_id}", on_select="rerun", selection_mode="points")
+        picked = sorted({str(point["x"]) for point in (clicked.selection.points if clicked else [])})
+        if picked:
+            _narrow(picked)
+        present = sorted(set(values[chosen["pairs"]].tolist()))
+        keep_values = breakdown[0].multiselect(f"Keep only these {column} values", present, key=f"map_sel_keep_{column}",
+                                               help="Or click a bar of the chart.")
+        if breakdown[0].button("Narrow the selection", key="map_narrow", disabled=not keep_values):
+            _narrow(keep_values)
         if audit_table is not None:
             flagged = analysis.first_flags(audit_table) != "no flag"
             st.caption(f"Audit flags: {flagged[in_selection].mean():.1%} of the selected pairs, "
