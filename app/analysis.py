@@ -243,7 +243,6 @@ def prefetch_isa_ranking(source: str) -> None:
     prefetch_ranking(_load_embedding(source, embedding_stamp(source)), "isa", seed=0, options=ISA_PAGE_DEFAULTS)
 
 
-
 @st.cache_data(show_spinner="Scoring every point…", max_entries=24)
 def ranking(source: str, stamp: float, method: str, seed: int, options_json: str, k: int | None) -> Selection:
     """The method's selection for the embeddings of ``source``. For ISA and random the full
