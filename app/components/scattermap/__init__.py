@@ -1,7 +1,7 @@
 """The WebGL map as a Streamlit component: every completion or pair of a data set drawn in the
 browser with WebGL2, from binary payloads (:mod:`.payload`), offline.
 
-Its code is ``static/`` (``index.html`` and a 21 kB ``main.js``, committed; rebuilt from
+Its code is ``static/`` (``index.html`` and a 23 kB ``main.js``, committed; rebuilt from
 ``frontend/src`` by ``frontend/build.sh``, which needs node: users and tests never do), served by
 Streamlit from 127.0.0.1 like any component; nothing is fetched from elsewhere. The pairs' texts for
 the tooltips are gzipped JSON shards under ``ALIGNSCOPE_HOME/cache/map_texts/<fingerprint>/``, served
