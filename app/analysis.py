@@ -374,10 +374,16 @@ def _group_codes(fingerprint: str, column: str, _data: PreferenceData) -> tuple[
     return group_codes(_data.frame[column].to_numpy())
 
 
+def column_codes(data: PreferenceData, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`alignscope.select.stats.group_codes` of ``column`` (its distinct values as text, each
+    pair's index into them, pairs per value), computed once per data set for every session."""
+    return _group_codes(data.fingerprint, column, data)
+
+
 def group_shares(data: PreferenceData, column: str, kept: np.ndarray) -> pd.DataFrame:
     """``selection_stats.share_by_group(data.frame, column, kept)`` with the column's groups coded
     once per data set for every session: a slider move only counts the kept pairs per group."""
-    return shares_from_codes(*_group_codes(data.fingerprint, column, data), kept)
+    return shares_from_codes(*column_codes(data, column), kept)
 
 
 def pair_level(selection: Selection) -> Selection:

@@ -280,10 +280,12 @@ if chosen:
         breakdown = st.columns([2, 3])
         column = breakdown[0].selectbox("Break the selection down by", groups, key="map_sel_column",
                                         index=groups.index("source") if "source" in groups else 0)
-        values = data.frame[column].astype(str).to_numpy()
+        # The column's values as text and each pair's code, coded once per data set (as the chart's).
+        texts_of_values, codes, _ = analysis.column_codes(data, column)
+        selected_codes = codes[chosen["pairs"]]
 
         def _narrow(keep_values: list[str]) -> None:
-            narrowed = chosen["pairs"][np.isin(values[chosen["pairs"]], keep_values)]
+            narrowed = chosen["pairs"][np.isin(texts_of_values, keep_values)[selected_codes]]
             if not len(narrowed):
                 st.warning(f"No selected pair has {column} {' or '.join(keep_values)}: the selection stays as it is.")
                 return
@@ -301,7 +303,7 @@ if chosen:
         picked = sorted({str(point["x"]) for point in (clicked.selection.points if clicked else [])})
         if picked:
             _narrow(picked)
-        present = sorted(set(values[chosen["pairs"]].tolist()))
+        present = texts_of_values[np.unique(selected_codes)].tolist()  # sorted, as the values are
         keep_values = breakdown[0].multiselect(f"Keep only these {column} values", present, key=f"map_sel_keep_{column}",
                                                help="Or click a bar of the chart.")
         if breakdown[0].button("Narrow the selection", key="map_narrow", disabled=not keep_values):
