@@ -238,9 +238,21 @@ ISA_PAGE_DEFAULTS = {"covariance_type": "full", "variant": "published"}
 
 def prefetch_isa_ranking(source: str) -> None:
     """Start ranking the embeddings of ``source`` by ISA (the Select page's defaults, seed 0) in the
-    background, unless it is on disk or under way: the Map calls it once its map is drawn, so that
-    the Select page opens on a ranking already made (124k points: ~4 s of EM)."""
-    prefetch_ranking(_load_embedding(source, embedding_stamp(source)), "isa", seed=0, options=ISA_PAGE_DEFAULTS)
+    background, unless it is on disk or under way, so that the Select page opens on a ranking already
+    made (124k points: ~4 s of EM). The Data page calls it when the embeddings exist, the Map once its
+    map is drawn; the embeddings are read in the background too."""
+    path, unit = source.rsplit("#", 1)
+    stamp = embedding_stamp(source)
+    prefetch_ranking(path, unit, "isa", load=lambda: _load_embedding(source, stamp), seed=0,
+                     options=ISA_PAGE_DEFAULTS)
+
+
+def computed_source(data: PreferenceData) -> str | None:
+    """The embeddings source (``path#unit``) of ``data`` at the pages' shared encoder and unit, when
+    they are already computed; else None (nothing is started)."""
+    ctx = context()
+    path = cached_path(data, ctx["encoder"])
+    return None if path is None else f"{path}#{ctx['unit']}"
 
 
 @st.cache_data(show_spinner="Scoring every point…", max_entries=24)

@@ -31,6 +31,7 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -68,10 +69,19 @@ class ModelError(AlignscopeError):
 
 # ----------------------------------------------------------------------------------------- devices
 def default_device() -> str:
-    """``"cuda"`` when a CUDA GPU is visible, else ``"cpu"``."""
+    """``"cuda"`` when a CUDA GPU is visible, else ``"cpu"``. On a Linux machine with no GPU driver
+    (no ``/dev/nvidia*``, no ROCm ``/dev/kfd``) torch cannot see one: the answer comes without
+    importing torch (~1 s), so a page that only looks up a cache key stays quick."""
+    if "torch" not in sys.modules and sys.platform.startswith("linux") and not _gpu_driver_present():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _gpu_driver_present() -> bool:
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or Path("/proc/driver/nvidia").exists()
 
 
 def resolve_device(device: str | None = None) -> str:

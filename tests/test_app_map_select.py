@@ -247,16 +247,18 @@ def test_search_selects_pairs_that_become_the_active_selection(app):
     assert int(selection["selected"].sum()) == n_pairs == active["n_selected"]
 
 
-def test_the_map_prefetches_the_select_pages_ranking(app, embedded_home):
-    """After the Map is drawn, ISA's ranking at the Select page's defaults is made in the background;
-    the Select page then reads it (no second computation, no new cache file)."""
+@pytest.mark.parametrize("page", ["views/map.py", "views/data.py"])
+def test_a_page_prefetches_the_select_pages_ranking(app, embedded_home, page):
+    """After the Map is drawn, or on the Data page when the embeddings exist, ISA's ranking at the
+    Select page's defaults is made in the background; the Select page then reads it (no second
+    computation, no new cache file)."""
     import shutil
     import threading
 
     rankings = embedded_home[0] / "cache" / "rankings"
     shutil.rmtree(rankings, ignore_errors=True)
     at, _ = app
-    at.switch_page("views/map.py").run()
+    at.switch_page(page).run()
     for thread in threading.enumerate():
         if thread.name.startswith("alignscope-prefetch-"):
             thread.join(timeout=120)

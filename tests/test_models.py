@@ -201,6 +201,16 @@ def test_devices_and_the_cpu_bf16_trap():
     assert models.default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux") or models._gpu_driver_present(),
+                    reason="needs a Linux machine without a GPU driver")
+def test_the_default_device_of_a_machine_without_a_gpu_needs_no_torch():
+    """A page that only looks up a cache key (the Data page's prefetch) must not import torch (~1 s)."""
+    code = ("import sys; from alignscope.models import default_device; "
+            "print(default_device(), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["cpu", "False"]
+
+
 @pytest.mark.slow
 @needs_smollm2_package
 def test_smollm2_is_converted_from_the_packaged_gguf_into_a_plain_working_model():

@@ -156,14 +156,14 @@ def test_a_ranking_asked_for_twice_at_once_is_computed_once(tmp_path, monkeypatc
         return real_select(*args, **kwargs)
 
     monkeypatch.setattr("alignscope.select.selectors.select", slow_select)
-    thread = cache.prefetch_ranking(emb, "random", seed=0)
+    thread = cache.prefetch_ranking(emb.path, emb.unit, "random", load=lambda: emb, seed=0)
     assert thread is not None and thread.name.startswith("alignscope-prefetch-")
     time.sleep(0.1)
-    assert cache.prefetch_ranking(emb, "random", seed=0) is None  # under way: not started twice
+    assert cache.prefetch_ranking(emb.path, emb.unit, "random", load=lambda: emb, seed=0) is None  # under way: not started twice
     ranked = cache.full_ranking(emb, "random", seed=0)  # waits for the prefetch, then reads its file
     thread.join()
     assert calls == [thread.name] and len(ranked) == 80
-    assert cache.prefetch_ranking(emb, "random", seed=0) is None  # on disk: nothing to do
+    assert cache.prefetch_ranking(emb.path, emb.unit, "random", load=lambda: emb, seed=0) is None  # on disk: nothing to do
 
 
 def test_full_ranking_survives_a_home_it_cannot_write(tmp_path, monkeypatch):

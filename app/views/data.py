@@ -245,3 +245,9 @@ if tab_table.open:  # lazy: only the open tab is built
         st.caption(f"First {limit:,} rows; message lists rendered as role: content; texts cut at 500 characters "
                    "(the Pairs tab shows them whole).")
         st.dataframe(_preview(data.fingerprint, limit, data), hide_index=False, height=420)
+
+# While the user reads this page, the Select page's ISA ranking is made in the background, when the
+# embeddings it needs already exist (an `alignscope embed`, a sweep, an earlier session).
+computed = analysis.computed_source(data)
+if computed is not None:
+    analysis.prefetch_isa_ranking(computed)

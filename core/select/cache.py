@@ -17,7 +17,7 @@ import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from alignscope import settings
 from alignscope.select.selection import Selection
@@ -28,6 +28,7 @@ CACHE_VERSION = 1  # bump when a method's scores change for the same inputs
 MAX_ENTRIES = 64   # a 124k-point ranking is ~2 MB: the oldest go beyond this
 _LOCKS: dict[str, threading.Lock] = {}  # one per cache file: the computation runs once
 _LOCKS_GUARD = threading.Lock()
+_PREFETCHES: dict[str, threading.Thread] = {}  # the last prefetch of each cache file
 
 
 def _lock_for(path: Path) -> threading.Lock:
@@ -78,29 +79,34 @@ def full_ranking(embeddings, method: str, *, seed: int = 0, options: dict[str, A
     return ranked
 
 
-def prefetch_ranking(embeddings, method: str, *, seed: int = 0, options: dict[str, Any] | None = None
-                     ) -> threading.Thread | None:
-    """Start :func:`full_ranking` in a background thread unless its cache file exists or it is being
-    computed; returns the thread (None when nothing was started). Errors are left to the caller
-    that asks for the ranking itself (it computes again and reports them)."""
-    if embeddings.path is None:
-        return None
+def prefetch_ranking(embeddings_path: str | Path, unit: str, method: str, *, load: Callable[[], Any],
+                     seed: int = 0, options: dict[str, Any] | None = None) -> threading.Thread | None:
+    """Start :func:`full_ranking` of the embeddings in ``embeddings_path`` (as ``unit``) in a
+    background thread unless its cache file exists or it is being computed; returns the thread (None
+    when nothing was started). ``load()`` gives the embeddings, called in the thread: a page that
+    prefetches does not wait for the file to be read. Errors are left to the caller that asks for the
+    ranking itself (it computes again and reports them)."""
     try:
-        path = ranking_cache_path(embeddings.path, embeddings.unit, method, seed, dict(options or {}))
+        path = ranking_cache_path(embeddings_path, unit, method, seed, dict(options or {}))
     except OSError:
-        return None
-    if path.is_file() or _lock_for(path).locked():
         return None
 
     def run() -> None:
         try:
-            full_ranking(embeddings, method, seed=seed, options=options)
+            full_ranking(load(), method, seed=seed, options=options)
         except Exception:  # noqa: BLE001 - a failed prefetch is a miss, reported when the page asks
             pass
 
-    # Not a daemon: a process that exits while a daemon thread is inside torch aborts ("terminate
-    # called without an active exception"); exiting waits for the ranking to be done instead.
-    thread = threading.Thread(target=run, name=f"alignscope-prefetch-{method}", daemon=False)
+    if path.is_file() or _lock_for(path).locked():
+        return None
+    with _LOCKS_GUARD:  # one prefetch per ranking, even while it is still reading its embeddings
+        running = _PREFETCHES.get(str(path))
+        if running is not None and running.is_alive():
+            return None
+        # Not a daemon: a process that exits while a daemon thread is inside torch aborts ("terminate
+        # called without an active exception"); exiting waits for the ranking to be done instead.
+        thread = _PREFETCHES[str(path)] = threading.Thread(target=run, name=f"alignscope-prefetch-{method}",
+                                                           daemon=False)
     thread.start()
     return thread
 
