@@ -100,6 +100,26 @@ def test_conversational_without_prompt_column_extracts_shared_messages(tmp_path)
     assert data.frame["rejected"].tolist() == [r["rejected"] for r in CONVERSATIONAL_ROWS]
 
 
+def test_a_text_prompt_beside_message_lists_as_in_ultrafeedback(tmp_path):
+    """UltraFeedback (HuggingFaceH4/ultrafeedback_binarized): ``prompt`` a string, the answers whole
+    conversations that repeat it. The shared leading messages become the prompt, as TRL reads it; the
+    same pairs with answers holding only the replies load to the same rows and fingerprint."""
+    whole = [{"prompt": r["prompt"][-1]["content"], "chosen": r["prompt"] + r["chosen"],
+              "rejected": r["prompt"] + r["rejected"], "score_chosen": 8.0} for r in CONVERSATIONAL_ROWS[:1]]
+    replies = [{"prompt": r["prompt"][-1]["content"], "chosen": r["chosen"], "rejected": r["rejected"],
+                "score_chosen": 8.0} for r in CONVERSATIONAL_ROWS[:1]]
+    data = load_preferences(write_table(pd.DataFrame(whole), tmp_path / "train_prefs.parquet"))
+    assert data.format == "conversational" and data.report.n_kept == 1
+    assert data.frame["prompt"].tolist() == [CONVERSATIONAL_ROWS[0]["prompt"]]
+    assert data.frame["chosen"].tolist() == [CONVERSATIONAL_ROWS[0]["chosen"]]
+    assert data.metadata_columns == ["score_chosen"]
+    assert load_preferences(write_jsonl(tmp_path / "replies.jsonl", replies)).fingerprint == data.fingerprint
+    # A text answer among message lists is still refused, naming the row and column.
+    mixed = whole + [{"prompt": "Hi", "chosen": "Hello.", "rejected": "Go.", "score_chosen": 1.0}]
+    with pytest.raises(DataError, match=r"row 2, column 'chosen': a string, but row 1 is a message list"):
+        load_preferences(write_jsonl(tmp_path / "mixed.jsonl", mixed))
+
+
 def test_hh_implicit_prompt_is_split_at_the_last_assistant_marker(tmp_path):
     data = load_preferences(write_jsonl(tmp_path / "hh.jsonl", HH_ROWS))
     assert data.format == "implicit_prompt" and data.prompt_extracted

@@ -48,10 +48,11 @@ webgl_ok = scattermap.available() and not st.session_state.get(mapview.NO_WEBGL_
 use_plotly = controls[3].toggle("Plotly (sampled)", key="map_plotly", disabled=not webgl_ok,
                                 help="The WebGL map draws every point; the Plotly map draws a sample (set below) "
                                      "and is used automatically where the browser has no WebGL.") or not webgl_ok
-show_regions = controls[3].toggle("Region labels", value=True, key="map_regions", disabled=use_plotly,
+st.session_state.setdefault("map_regions", True)  # a default through the state: the kept choice sets it too
+show_regions = controls[3].toggle("Region labels", key="map_regions", disabled=use_plotly,
                                   help="Names each region of the map by the words that set its texts apart "
                                        "(k-means on the map, class-based TF-IDF of a sample of its texts).")
-show_density = controls[3].toggle("Density contours", value=False, key="map_density", disabled=use_plotly,
+show_density = controls[3].toggle("Density contours", key="map_density", disabled=use_plotly,
                                   help="Lines around the densest parts of the map holding 25 %, 50 % and 75 % of "
                                        "the points: where the mass is when points overlap.")
 kept.update({name: st.session_state[name] for name in ("map_method", "map_view", "map_plotly", "map_max_points",

@@ -4,7 +4,9 @@ Accepted inputs (see :func:`load_preferences`):
 
 * TRL's *standard* explicit-prompt format: string columns ``prompt``, ``chosen``, ``rejected``;
 * TRL's *conversational* format: the same columns as lists of ``{"role", "content"}`` messages
-  (with or without a ``prompt`` column; without one the prompt is the shared message prefix);
+  (with or without a ``prompt`` column; without one the prompt is the shared message prefix), and
+  UltraFeedback's mix of a text ``prompt`` beside whole conversations (the shared leading messages
+  are the prompt);
 * the *implicit-prompt* format of Anthropic HH: only ``chosen`` and ``rejected``, each a whole
   dialogue; the prompt is the shared prefix up to and including the last ``"\\n\\nAssistant:"``
   and the responses are what follows it, so ``prompt + chosen`` equals the original ``chosen``;

@@ -107,7 +107,7 @@ def validate_row(values: dict[str, Any], *, fmt: str, has_prompt: bool, first_ro
                 raise RowProblem(column, "no prompt here although other rows have one "
                                           "(mixed explicit- and implicit-prompt rows in one file)")
             raise RowProblem(column, "missing value (null or NaN)")
-        if conversational and kind == "text":
+        if conversational and kind == "text" and column != "prompt":  # a text prompt: see below
             raise RowProblem(column, f"a string, but row {first_row} is a message list "
                                       "(mixed standard and conversational rows in one file)")
         if not conversational and kind == "messages":
@@ -129,7 +129,9 @@ def validate_row(values: dict[str, Any], *, fmt: str, has_prompt: bool, first_ro
         raise RowProblem(largest, f"row has {total:,} characters, over the limit of "
                                    f"{max_row_chars:,} (raise it with --max-row-chars)")
 
-    if has_prompt:
+    if has_prompt and conversational and isinstance(values["prompt"], str):
+        prompt, chosen, rejected = _text_prompt_with_messages(values["prompt"], values["chosen"], values["rejected"])
+    elif has_prompt:
         prompt, chosen, rejected = values["prompt"], values["chosen"], values["rejected"]
     elif conversational:
         prompt, chosen, rejected = _split_shared_messages(values["chosen"], values["rejected"])
@@ -174,6 +176,16 @@ def _split_shared_messages(chosen: list, rejected: list) -> tuple[list, list, li
         if not reply:
             raise RowProblem(column, "no response messages after the shared prompt")
     return prompt, chosen_reply, rejected_reply
+
+
+def _text_prompt_with_messages(prompt: str, chosen: list, rejected: list) -> tuple[list, list, list]:
+    """A text prompt beside message-list answers, as in UltraFeedback (``HuggingFaceH4/
+    ultrafeedback_binarized``): the answers usually repeat the prompt as their first message, so the
+    shared leading messages are the prompt (what the model was shown); answers that hold only the
+    replies get the text as one user message."""
+    if chosen and rejected and chosen[0] == rejected[0]:
+        return _split_shared_messages(chosen, rejected)
+    return [{"role": "user", "content": prompt}], chosen, rejected
 
 
 def apply_column_map(frame: pd.DataFrame, columns: Mapping[str, str], name: str) -> pd.DataFrame:
