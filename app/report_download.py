@@ -5,6 +5,7 @@ pick) and the data set's finished training runs."""
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 from pathlib import Path
 
 import streamlit as st
@@ -25,14 +26,31 @@ def _inputs(data) -> dict:
     if link.get("sweep") and link.get("sweep_fp") == data.fingerprint:
         folder = settings.home() / "sweeps" / link["sweep"]
         sweep = folder if (folder / "sweep.json").exists() else None
-    runs = [job.run_dir for job in state.job_store().list_jobs(status="succeeded", kind="train", limit=200,
-                                                                reconcile=False)
-            if job.config.get("data", {}).get("fingerprint") == data.fingerprint
-            and (Path(job.run_dir) / EVAL_FILE).exists()][:MAX_RUNS]
+    store = state.job_store()
+    wal = store.path.with_name(store.path.name + "-wal")  # where SQLite's WAL mode writes first
+    runs = _finished_runs(str(store.path), data.fingerprint, _stamp(store.path), _stamp(wal))
     return {"audit": audit["table"] if audit and audit.get("fingerprint") == data.fingerprint else None,
             "selection": chosen["path"] if chosen and chosen.get("fingerprint") == data.fingerprint
             and Path(chosen["path"]).exists() else None,
             "sweep": sweep, "runs": runs[::-1]}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@lru_cache(maxsize=8)
+def _finished_runs(store_path: str, fingerprint: str, *stamps) -> list[str]:
+    """The newest finished training runs of the data set, read again only when the job database
+    changed (``stamps``): this button is on every page, and a query per rerun cost ~2 ms of each."""
+    return [job.run_dir for job in state.job_store().list_jobs(status="succeeded", kind="train", limit=200,
+                                                                reconcile=False)
+            if job.config.get("data", {}).get("fingerprint") == fingerprint
+            and (Path(job.run_dir) / EVAL_FILE).exists()][:MAX_RUNS]
 
 
 def _document(data, inputs: dict) -> str:

@@ -27,6 +27,7 @@ loser discards its copy). Weights are only ever read from safetensors, never fro
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import re
@@ -79,6 +80,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@functools.lru_cache(maxsize=1)
 def _gpu_driver_present() -> bool:
     dev = Path("/dev")
     return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or Path("/proc/driver/nvidia").exists()
