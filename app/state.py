@@ -322,6 +322,23 @@ def _restore_selection(data: PreferenceData, name: str) -> None:
                                        "fingerprint": data.fingerprint, "n_selected": selection.n_selected}
 
 
+KEPT_CHOICES_KEY = "alignscope_kept_choices"
+
+
+def keep_choices(*keys: str) -> None:
+    """Keep the values of widgets that are not drawn in every run: a page's pickers while another
+    page is shown, a lazy tab's while another tab is open. Streamlit drops a widget's value in a run
+    that does not draw it; each value is kept under one plain key and put back before its widget is
+    drawn again. Call at the top of the page, before the widgets, every run; such a widget takes its
+    default through ``st.session_state.setdefault``, not ``value=`` (Streamlit warns about both)."""
+    kept = st.session_state.setdefault(KEPT_CHOICES_KEY, {})
+    for key in keys:
+        if key in st.session_state:
+            kept[key] = st.session_state[key]
+        elif key in kept:
+            st.session_state[key] = kept[key]
+
+
 def seed_page_widgets() -> None:
     """Give the pages' pickers the link's choices when they have none yet (a widget's own key is
     dropped while its page is not shown; the link keeps the choice)."""

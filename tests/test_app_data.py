@@ -116,6 +116,14 @@ def test_pair_browser_moves_between_pairs(data_root):
     at = _load_path(_app(), "mine.jsonl")
     at.number_input(key="data_pair").set_value(3).run()
     assert "Capital of France?" in [t.value for t in at.text]
+    # The pair shown survives a visit to another tab and to another page.
+    at.session_state["data_tab"] = "Lengths"
+    at.run()
+    at.switch_page("views/scaling.py").run()
+    at.switch_page("views/data.py").run()
+    at.session_state["data_tab"] = "Pairs"
+    at.run()
+    assert at.number_input(key="data_pair").value == 3 and "Capital of France?" in [t.value for t in at.text]
 
 
 def test_real_hh_file_through_the_page(monkeypatch, hh_path):

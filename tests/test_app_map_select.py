@@ -85,9 +85,17 @@ def test_other_methods_and_comparison(app):
     assert not at.exception and _metric(at, "Pairs kept") == "6 of 120"
     assert not any("ISA anatomy" in h.value for h in at.subheader)
     assert not any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))  # off until asked for
+    # "Compare by" is chosen in the first tab, used by the Compare tab and kept while it is open.
+    group = at.selectbox(key="select_group")
+    other = next(option for option in group.options if option != group.value)
+    group.set_value(other).run()
     at.session_state["select_tab"] = "Compare methods"
     at.run()
     assert any("Jaccard" in str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert any(f"Share of each {other}" in c.value for c in at.caption)
+    at.session_state["select_tab"] = "What it keeps"
+    at.run()
+    assert at.selectbox(key="select_group").value == other
 
 
 @pytest.mark.slow

@@ -129,13 +129,19 @@ for what, count in report.warnings.items():
 
 # Lazy tabs: only the open tab's content is built and sent (the charts and the 1,000-row table of
 # the other tabs cost the browser ~0.4 s on every visit of this page; benchmarks/bench_pages).
+# The tabs' pickers keep their values while another tab (or page) is shown.
+state.keep_choices("data_pair", "data_log_lengths")
+if not 1 <= st.session_state.get("data_pair", 1) <= data.n_pairs:  # kept from a larger data set
+    st.session_state["data_pair"] = 1
+st.session_state.setdefault("data_pair", 1)
+st.session_state.setdefault("data_log_lengths", True)
 tab_pairs, tab_lengths, tab_meta, tab_table = st.tabs(["Pairs", "Lengths", "Metadata", "Table"], key="data_tab",
                                                       on_change="rerun")
 
 if tab_pairs.open:  # lazy: only the open tab is built
     with tab_pairs:
         st.caption("One pair at a time, chosen beside rejected.")
-        pick = st.number_input("Pair (1-based row)", min_value=1, max_value=data.n_pairs, value=1, key="data_pair")
+        pick = st.number_input("Pair (1-based row)", min_value=1, max_value=data.n_pairs, key="data_pair")
         row = data.frame.iloc[int(pick) - 1]
         with st.container(border=True):
             st.markdown("**Prompt**")
@@ -175,7 +181,7 @@ if tab_lengths.open:  # lazy: only the open tab is built
                        f"{int(lengths['rejected'].median())} words")
         cols[2].metric("Chosen longer than rejected", f"{longer:.1%}",
                        help="A share far from 50 % means length alone predicts the label (length bias).")
-        log_x = st.toggle("Log scale", value=True, key="data_log_lengths")
+        log_x = st.toggle("Log scale", key="data_log_lengths")
         st.plotly_chart(_length_figure(data.fingerprint, log_x, lengths), key="data_length_chart")
         st.dataframe(lengths.describe(percentiles=[0.5, 0.95]).T.round(1), key="data_length_stats")
 

@@ -32,10 +32,7 @@ pair_index, label, source = embeddings.pair_index, embeddings.label, analysis.so
 n_points = len(embeddings)
 
 # -------------------------------------------------------------------------------------- controls
-KEPT = "map_kept_choices"  # widget keys are dropped when the page is left; this plain key is not
-kept = st.session_state.setdefault(KEPT, {})
-for widget_key, choice in kept.items():
-    st.session_state.setdefault(widget_key, choice)
+state.keep_choices("map_method", "map_view", "map_plotly", "map_max_points", "map_regions", "map_density")
 controls = st.columns([2, 3, 3, 2])
 method = controls[0].radio("Map", ["PCA", "UMAP"], horizontal=True, key="map_method",
                            help="PCA is instant. UMAP shows local structure better; it runs as a background "
@@ -48,15 +45,13 @@ webgl_ok = scattermap.available() and not st.session_state.get(mapview.NO_WEBGL_
 use_plotly = controls[3].toggle("Plotly (sampled)", key="map_plotly", disabled=not webgl_ok,
                                 help="The WebGL map draws every point; the Plotly map draws a sample (set below) "
                                      "and is used automatically where the browser has no WebGL.") or not webgl_ok
-st.session_state.setdefault("map_regions", True)  # a default through the state: the kept choice sets it too
+st.session_state.setdefault("map_regions", True)  # a default through the state (state.keep_choices)
 show_regions = controls[3].toggle("Region labels", key="map_regions", disabled=use_plotly,
                                   help="Names each region of the map by the words that set its texts apart "
                                        "(k-means on the map, class-based TF-IDF of a sample of its texts).")
 show_density = controls[3].toggle("Density contours", key="map_density", disabled=use_plotly,
                                   help="Lines around the densest parts of the map holding 25 %, 50 % and 75 % of "
                                        "the points: where the mass is when points overlap.")
-kept.update({name: st.session_state[name] for name in ("map_method", "map_view", "map_plotly", "map_max_points",
-                                                        "map_regions", "map_density") if name in st.session_state})
 if not webgl_ok:
     st.caption("The WebGL map is not available here (" + ("this browser reported no WebGL" if scattermap.available()
                else "its built files are missing from this installation") + "): the Plotly map draws a sample.")

@@ -160,17 +160,19 @@ is_kept = table["selected"].to_numpy()
 groups = analysis.column_kinds(data)["groups"]  # scalar columns with 2–30 levels, cached per data set
 group = None
 if groups:
-    default_group = groups.index("source") if "source" in groups else 0
-    # The "Compare by" choice lives in the first tab; the Compare tab reuses it while it is set.
-    group = st.session_state.get("select_group")
-    group = group if group in groups else groups[default_group]
+    # The "Compare by" choice lives in the first tab (kept while another tab is open); the Compare
+    # tab uses it too.
+    state.keep_choices("select_group")
+    if st.session_state.get("select_group") not in groups:
+        st.session_state["select_group"] = "source" if "source" in groups else groups[0]
+    group = st.session_state["select_group"]
 
 # ------------------------------------------------------------------------- what is kept / dropped
 if tab_keeps.open:  # lazy: only the open tab is built
     with tab_keeps:
         cols = st.columns(2)
         if groups:
-            group = cols[0].selectbox("Compare by", groups, index=default_group, key="select_group")
+            group = cols[0].selectbox("Compare by", groups, key="select_group")
             shares = analysis.group_shares(data, group, kept)
             cols[0].plotly_chart(charts.share_bars(shares, group), key="select_shares")
         lengths = analysis.lengths(data)
