@@ -131,9 +131,8 @@ for what, count in report.warnings.items():
 # the other tabs cost the browser ~0.4 s on every visit of this page; benchmarks/bench_pages).
 # The tabs' pickers keep their values while another tab (or page) is shown.
 state.keep_choices("data_pair", "data_log_lengths")
-if not 1 <= st.session_state.get("data_pair", 1) <= data.n_pairs:  # kept from a larger data set
+if not 1 <= st.session_state.setdefault("data_pair", 1) <= data.n_pairs:  # kept from a larger data set
     st.session_state["data_pair"] = 1
-st.session_state.setdefault("data_pair", 1)
 st.session_state.setdefault("data_log_lengths", True)
 tab_pairs, tab_lengths, tab_meta, tab_table = st.tabs(["Pairs", "Lengths", "Metadata", "Table"], key="data_tab",
                                                       on_change="rerun")

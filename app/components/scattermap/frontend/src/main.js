@@ -66,12 +66,12 @@ const clearButton = element("button", { type: "button", id: "clear", title: "Cle
 const status = element("span", { id: "status", role: "status" }, bar);
 const stage = element("div", { id: "stage" }, document.body);
 const canvas = element("canvas", { id: "map", "aria-label": "map of the data set" }, stage);
-const ink = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+const SVG = "http://www.w3.org/2000/svg";
+const ink = document.createElementNS(SVG, "svg");
 ink.setAttribute("id", "ink");
 stage.appendChild(ink);
-const inkPath = document.createElementNS("http://www.w3.org/2000/svg", "path");
+const inkPath = document.createElementNS(SVG, "path");
 ink.appendChild(inkPath);
-const SVG = "http://www.w3.org/2000/svg";
 const density = document.createElementNS(SVG, "svg");
 density.setAttribute("id", "density");
 density.setAttribute("aria-hidden", "true");
@@ -141,7 +141,7 @@ function frame() {
   // frame takes; later frames do not block the page while the GPU draws.
   const measure = !lod && !state.calibrated;
   const ms = renderer.draw(camera, { lod, size, alpha, fade: selecting ? 0.22 : 1, overlays, measure });
-  placeRegions();
+  placeOverlays();
   if (measure) {
     state.calibrated = true;
     state.fullMs = ms;
@@ -198,7 +198,8 @@ function setContours(contours) {
   document.body.dataset.contours = String(lines);
 }
 
-function placeRegions() {
+// The overlays follow the camera: the density lines by one transform, each region label by its own.
+function placeOverlays() {
   const k = camera.pixelsPerUnit;
   densityGroup.setAttribute("transform",
     `matrix(${k} 0 0 ${-k} ${camera.width / 2 - camera.cx * k} ${camera.height / 2 + camera.cy * k})`);
