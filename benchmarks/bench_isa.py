@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_isa [--n 300000,1000000] [--d 384] [--fraction 0.05] [--repeat 3]
                                    [--covariance-type full] [--float32] [--fit-all] [--sklearn-max-iter 100]
+                                   [--embeddings E.npy] [--seeds 1,2]
 
 Writes ``benchmarks/results/isa_speed.json`` (``--suffix`` appends to the name) with the machine.
 
@@ -9,6 +10,10 @@ Data: synthetic float32 embeddings, ``n x d``, a 2-component Gaussian mixture (s
 anisotropic covariances with decaying spectra ``exp(-j/60) + 0.05`` (x0.7 for the second),
 independent random rotations, second mean a random N(0, 0.3^2 I) offset). Generated once per
 ``n`` (seed 0), saved to ``benchmarks/results/tmp/`` (git-ignored) and excluded from every timing.
+``--embeddings E.npy`` runs the same paths on real embeddings instead (e.g. the file of
+``alignscope embed ../shared/data/alpaca_eval_pairs.jsonl.gz --encoder static --out E.npy``):
+the synthetic mixture is ill-conditioned enough that the EM's bf16 E-step check keeps it float32,
+real sentence embeddings are not.
 
 Paths, each in its own fresh Python process (so each peak RSS is its own; it includes the
 ``n x d`` float32 input that every path holds):
@@ -20,11 +25,17 @@ Paths, each in its own fresh Python process (so each peak RSS is its own; it inc
   sample, k-means, EM on the sample), full-data step (the EM step on all rows), scoring (one pass
   over all rows + ISA's formula), table (ranking and the Selection table). On CPUs with native
   bfloat16 (AVX512-BF16/AMX) the M-step's scatter products run in bf16 in whitened coordinates
-  (``dtype="auto"`` picks ``"mixed"``; the E-steps and the scoring stay float32).
+  (``dtype="auto"`` picks ``"mixed"``), and so do the sample fit's E-step products where a check
+  on the first chunk allows it (``gmm.low_precision_iter`` in the figures); the full-data step
+  and the scoring stay float32.
 * ``product_float32`` (``--float32``): the same with ``dtype="float32"`` (every product in float32,
   the numerics of the previous version): the overlap of ``product`` with it is the check that
   the mixed-precision M-step leaves the selection unchanged.
 * ``product_fit_all`` (``--fit-all``): the same with ``fit_sample=None`` (EM on all rows).
+* ``--seeds 1,2``: ``product`` again with each of these seeds; ``seed_stability`` gives the
+  overlap of the subsets between seeds (and each with scikit-learn's): on real embeddings EM
+  lands in different, nearly equally likely optima, and an overlap with scikit-learn is read
+  against that spread.
 * ``sklearn``: ``sklearn.mixture.GaussianMixture(2, covariance_type=C, random_state=0).fit(X)``
   (its defaults: k-means init, tol 1e-3, max_iter 100, reg_covar 1e-6) + ``score_samples(X)``,
   then ISA's formula literally in float64: ``H(X) = -sum p log p`` and for every x
@@ -180,12 +191,15 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def spawn(path: str, data: Path, k: int, args: argparse.Namespace) -> tuple[dict, dict | None]:
+def spawn(path: str, data: Path, k: int, args: argparse.Namespace,
+          seed: int | None = None) -> tuple[dict, dict | None]:
+    seed = args.seed if seed is None else seed
     out = TMP / f"isa_{path}_{data.stem}.npz"
+    TMP.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.bench_isa", "--worker", path, "--data", str(data),
-           "--k", str(k), "--covariance-type", args.covariance_type, "--seed", str(args.seed),
+           "--k", str(k), "--covariance-type", args.covariance_type, "--seed", str(seed),
            "--sklearn-max-iter", str(args.sklearn_max_iter), "--out", str(out)]
-    print(f"  running {path} ...", flush=True)
+    print(f"  running {path} (seed {seed}) ...", flush=True)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
                               cwd=Path(__file__).resolve().parent.parent)
@@ -207,7 +221,7 @@ def spawn(path: str, data: Path, k: int, args: argparse.Namespace) -> tuple[dict
 def compare(n: int, args: argparse.Namespace) -> dict:
     from scipy.stats import spearmanr
 
-    data = data_file(n, args.d)
+    data = Path(args.embeddings) if args.embeddings else data_file(n, args.d)
     k = max(1, int(np.floor(args.fraction * n + 0.5)))
     print(f"n={n} d={args.d} k={k} ({args.covariance_type})", flush=True)
     paths = (["product"] + (["product_float32"] if args.float32 else [])
@@ -230,6 +244,7 @@ def compare(n: int, args: argparse.Namespace) -> dict:
                              "same_selection_every_run": all(
                                  np.array_equal(a["selected"], runs[0][1]["selected"]) for _, a in runs)}
     figures: dict = {"n": n, "d": args.d, "k": k, "fraction": args.fraction,
+                     "data": Path(args.embeddings).name if args.embeddings else "synthetic mixture",
                      "covariance_type": args.covariance_type, **results}
     ref = arrays.get("sklearn")
     if arrays.get("product") is not None and arrays.get("product_float32") is not None:
@@ -251,7 +266,30 @@ def compare(n: int, args: argparse.Namespace) -> dict:
             "overlap": round(overlap, 4),
             "spearman_loglik": round(float(rho), 6),
         }
+    if args.seeds and arrays.get("product") is not None:
+        figures["seed_stability"] = seed_stability(data, k, args, arrays["product"]["selected"], ref)
     return figures
+
+
+def seed_stability(data: Path, k: int, args: argparse.Namespace, first: np.ndarray,
+                   ref: dict | None) -> dict:
+    """The product's subset under other seeds: how far two equally valid EM fits (k-means starts,
+    fitting samples) move it. The scale against which an overlap with scikit-learn is read."""
+    selected = {args.seed: first}
+    for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
+        info, arrays = spawn("product", data, k, args, seed=seed)
+        if arrays is not None:
+            selected[seed] = arrays["selected"]
+    seeds = sorted(selected)
+    pairs = {f"{a}-{b}": round(len(np.intersect1d(selected[a], selected[b])) / k, 4)
+             for i, a in enumerate(seeds) for b in seeds[i + 1:]}
+    out = {"seeds": seeds, "overlap_between_seeds": pairs,
+           "overlap_between_seeds_min": min(pairs.values(), default=None)}
+    if ref is not None:
+        out["overlap_with_sklearn"] = {str(seed): round(len(np.intersect1d(selected[seed], ref["selected"])) / k, 4)
+                                       for seed in seeds}
+    print(f"  seed stability: {out}", flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=0.05)
     parser.add_argument("--covariance-type", default="full")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="",
+                        help="also run the product with these seeds (e.g. 1,2): overlaps between seeds")
     parser.add_argument("--fit-all", action="store_true", help="also run the product with fit_sample=None")
     parser.add_argument("--float32", action="store_true",
                         help="also run the product with dtype='float32' (the previous numerics; overlap reported)")
@@ -271,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per path")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated .npy files")
     parser.add_argument("--suffix", default="", help="results file isa_speed<suffix>.json")
+    parser.add_argument("--embeddings", help="an (n, d) .npy of real embeddings instead of the synthetic mixture")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, help=argparse.SUPPRESS)
@@ -278,11 +319,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.embeddings:
+        shape = np.load(args.embeddings, mmap_mode="r").shape
+        if len(shape) != 2:
+            parser.error(f"--embeddings must hold an (n, d) matrix, got shape {shape}")
+        args.n, args.d = str(shape[0]), shape[1]
     sizes = [int(s) for s in args.n.split(",") if s.strip()]
     runs = [compare(n, args) for n in sizes]
     figures = {"runs": runs, "targets": TARGETS, "verdict": _verdict(runs)}
     write_result("isa_speed", figures, suffix=args.suffix)
-    if not args.keep_data:
+    if not args.keep_data and not args.embeddings:
         for n in sizes:
             (TMP / f"isa_mixture_{n}x{args.d}.npy").unlink(missing_ok=True)
     return 0

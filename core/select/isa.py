@@ -232,6 +232,8 @@ class ISASelector(Selector):
         if self.backend == "torch":
             info.update(fit_rows=int(gmm.fit_rows_), compute_dtype=str(gmm.compute_dtype_).replace("torch.", ""),
                         scatter_dtype=str(gmm.scatter_dtype_).replace("torch.", ""),
+                        low_precision_iter=int(gmm.low_precision_iter_),
+                        low_precision_error=gmm.low_precision_error_,
                         device=str(gmm.device_))
         return {"gmm": info}
 
