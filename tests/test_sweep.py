@@ -107,6 +107,7 @@ def test_checkpoint_steps_cover_the_run_once():
     assert checkpoint_steps([0.01, 1.0], 10) == {1: 0.01, 10: 1.0}  # never step 0
 
 
+@pytest.mark.slow  # ~45 s on 2 cores; the checkpoint evaluations alone: tests/test_train.py
 def test_checkpoint_mode_evaluates_one_full_data_run_as_it_trains(tmp_path):
     """The ISA paper's measurement: one tiny DPO run on all training pairs, evaluated at 4 checkpoints;
     each evaluation is a point (fraction = share of the training pairs seen) and the plateau is fitted."""

@@ -139,6 +139,24 @@ def test_dpo_on_a_200_pair_selection_trains_logs_evaluates_and_never_sees_test_p
         "trained 4 steps · saving the model", "trained 4 steps · evaluating on 24 of the 50 held-out pairs"]
 
 
+def test_eval_checkpoints_evaluate_the_run_as_it_trains(tmp_path, tiny):
+    """The ISA paper's measurement inside one run (what `sweep --mode checkpoints` runs in its worker,
+    tested end to end in tests/test_sweep.py, marked slow): an evaluation at each checkpoint, each
+    line streamed to on_checkpoint as written; the last one is the final evaluation."""
+    streamed: list[dict] = []
+    config = train_config("dpo", model=tiny, eval_checkpoints=[0.5, 1.0], **FAST)
+    train(load_preferences("demo:60"), config=config, run_dir=tmp_path / "run", progress_bar=False,
+          on_checkpoint=streamed.append)
+    logged = read_jsonl(tmp_path / "run" / "checkpoints.jsonl")
+    assert logged == streamed and [row["step"] for row in logged] == [2, 4]
+    assert [row["pairs_seen"] for row in logged] == [16, 32]  # batch 8: pairs seen so far
+    for row in logged:
+        low, high = row["accuracy_ci95"]
+        assert 0 <= low <= row["accuracy"] <= high <= 1 and low < high
+        assert row["n_pairs"] == 12 and row["length_baseline"] is not None
+    assert logged[-1]["accuracy"] == check_eval(tmp_path / "run", 12)["accuracy"]
+
+
 def test_kto_job_on_a_completion_level_selection_runs_in_a_worker(tmp_path, tiny):
     data = load_preferences("demo:250")
     selection = completion_selection(data, tmp_path / "sel.parquet")
