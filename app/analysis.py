@@ -33,7 +33,7 @@ from alignscope.embed.encoders import (
 )
 from alignscope.embed.tasks import load_embed_result, load_unit
 from alignscope.files import atomic_path
-from alignscope.select.cache import full_ranking, prefetch_ranking
+from alignscope.select.cache import full_ranking, prefetch_ranking, ranking_cache_path
 from alignscope.select.selection import Selection
 from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_codes
 
@@ -320,6 +320,29 @@ def _pair_first_rank(source: str, stamp: float, method: str, seed: int, options_
     np.minimum.at(first, pairs, rank)
     first.setflags(write=False)
     return first
+
+
+def ranking_on_disk(source: str, method: str, seed: int, options: dict | None = None) -> bool:
+    """Whether the full ranking of ``source`` by ``method`` at ``seed`` is in the ranking cache
+    (reading it takes a fraction of a second; computing it, ISA's EM)."""
+    path, unit = source.rsplit("#", 1)
+    try:
+        return ranking_cache_path(path, unit, method, int(seed), dict(options or {})).is_file()
+    except OSError:
+        return False
+
+
+def seed_first_ranks(source: str, method: str, seeds, n_pairs: int, *, options: dict | None = None,
+                     on_seed=None) -> dict[int, np.ndarray]:
+    """Each pair's best rank under each of ``seeds`` (the rankings computed once and cached like the
+    page's own); ``on_seed(i, seed)`` is called before each one, for a progress bar."""
+    stamp, options_json = embedding_stamp(source), json.dumps(options or {}, sort_keys=True)
+    ranks = {}
+    for i, seed in enumerate(seeds):
+        if on_seed is not None:
+            on_seed(i, int(seed))
+        ranks[int(seed)] = _pair_first_rank(source, stamp, method, int(seed), options_json, n_pairs)
+    return ranks
 
 
 def kept_pairs_at(source: str, method: str, k: int, n_pairs: int, *, seed: int = 0,

@@ -208,6 +208,30 @@ def schedule_strip(log: pd.DataFrame, max_points: int = 50_000) -> go.Figure:
     return fig
 
 
+def seed_agreement_chart(curve: pd.DataFrame, current_share: float) -> go.Figure:
+    """:func:`alignscope.select.stats.seed_agreement` over subset sizes: the share of a subset kept
+    under every seed and the range over two seeds, each beside independent random subsets."""
+    x = curve["share"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=curve["pairwise_max"], mode="lines", line=dict(width=0), showlegend=False,
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=curve["pairwise_min"], mode="lines", line=dict(width=0), fill="tonexty",
+                             fillcolor="rgba(31,119,180,0.2)", name="two seeds (range)",
+                             hovertemplate="%{x:.1%} of pairs · two seeds share at least %{y:.1%}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=x, y=curve["kept_by_all"], mode="lines", line=dict(color=KEPT, width=2),
+                             name="every seed",
+                             hovertemplate="%{x:.1%} of pairs · %{y:.1%} kept under every seed<extra></extra>"))
+    fig.add_trace(go.Scatter(x=x, y=curve["random_pairwise"], mode="lines", line=dict(color="#555", dash="dot"),
+                             name="random subsets: two"))
+    fig.add_trace(go.Scatter(x=x, y=curve["random_all"], mode="lines", line=dict(color="#555", dash="dash"),
+                             name="random subsets: every one"))
+    fig.add_vline(x=current_share, line_dash="dash", annotation_text="this size", annotation_position="top")
+    fig.update_layout(title="Share of the subset that does not depend on the seed", xaxis_title="subset size "
+                      "(share of pairs)", yaxis_title="share of the subset", xaxis_tickformat=".0%",
+                      yaxis_tickformat=".0%", yaxis_range=[0, 1.02], height=330, margin=dict(t=50, b=40))
+    return fig
+
+
 def rate_bars(rates: pd.DataFrame, *, title: str, x_title: str, baseline: float | None = None) -> go.Figure:
     """Selection rate per group (``group, seen, selected, rate``) with the expected rate ρ."""
     fig = go.Figure(go.Bar(x=rates["group"].astype(str), y=rates["rate"], marker_color=KEPT,

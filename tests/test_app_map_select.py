@@ -78,6 +78,37 @@ def test_select_slider_updates_counts_and_anatomy(app):
     assert not any(m.label == "Points kept" for m in at.metric)
 
 
+def test_the_isa_subset_says_how_much_of_it_depends_on_the_seed(app):
+    """Two more seeds on a click (then kept on disk: a new session shows it at once), the share of the
+    subset every seed keeps, the range over two seeds, random subsets of the same size beside them."""
+    import re
+
+    at, _ = app
+    at.switch_page("views/select.py").run()
+    at.session_state["select_tab"] = "Score anatomy"
+    at.run()
+    assert not any("kept under all" in m.value for m in at.markdown)
+    at.button(key="select_seed_check").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    found = next(m.value for m in at.markdown if "kept under all" in m.value)
+    every, low, high = map(int, re.search(r"\*\*(\d+)% of the subset is kept under all three seeds\*\* \(0, 1, 2\);"
+                                           r" any two of them share (\d+)%–(\d+)%", found).groups())
+    assert 0 <= every <= low <= high <= 100
+    assert "Independent random subsets of this size would share" in found
+    titles = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
+    assert "does not depend on the seed" in titles
+    at.slider(key="select_percent").set_value(100.0).run()  # every pair: every seed keeps the whole subset
+    assert "**100% of the subset is kept under all three seeds**" in next(
+        m.value for m in at.markdown if "kept under all" in m.value)
+
+    again = AppTest.from_file(MAIN, default_timeout=120).run()
+    again.switch_page("views/select.py").run()
+    again.session_state["select_tab"] = "Score anatomy"
+    again.run()
+    assert not any(b.key == "select_seed_check" for b in again.button)  # read from the cache, no click
+    assert any("kept under all three seeds" in m.value for m in again.markdown)
+
+
 def test_other_methods_and_comparison(app):
     at, _ = app
     at.switch_page("views/select.py").run()

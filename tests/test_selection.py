@@ -176,3 +176,35 @@ def test_full_ranking_survives_a_home_it_cannot_write(tmp_path, monkeypatch):
     emb.save(tmp_path / "e.npy")
     ranked = cache.full_ranking(Embeddings.load(tmp_path / "e.npy"), "random", seed=0)
     assert len(ranked) == 60 and sorted(ranked["rank"]) == list(range(1, 61))
+
+
+def test_seed_agreement_counts_the_pairs_every_seed_keeps_at_every_size():
+    """Against a direct count of the kept sets at each size, with random subsets as the baseline."""
+    from alignscope.select.stats import seed_agreement
+
+    rng = np.random.default_rng(0)
+    n = 500
+    base = rng.permutation(n).astype(float)
+    near = base.copy()
+    near[:50] = rng.permutation(base[:50])  # the same ranking with 50 pairs shuffled among themselves
+    other = rng.permutation(n).astype(float)
+    other[7] = np.inf  # a pair without a point comes last
+    ranks = {0: base, 1: near, 2: other}
+    sizes = [1, 10, 125, 250, 499, 500]
+    curve = seed_agreement(ranks, sizes)
+    top = {seed: lambda k, r=r: set(np.argsort(r, kind="stable")[:k]) for seed, r in ranks.items()}
+    for row in curve.itertuples():
+        k = row.size
+        sets = [top[s](k) for s in ranks]
+        assert row.kept_by_all == pytest.approx(len(sets[0] & sets[1] & sets[2]) / k)
+        pairwise = [len(a & b) / k for i, a in enumerate(sets) for b in sets[i + 1:]]
+        assert (row.pairwise_min, row.pairwise_max) == pytest.approx((min(pairwise), max(pairwise)))
+        assert row.random_pairwise == pytest.approx(k / n) and row.random_all == pytest.approx((k / n) ** 2)
+    assert curve["kept_by_all"].iloc[-1] == 1.0
+    # two equal rankings agree everywhere; a random one near k/n
+    assert (seed_agreement({0: base, 1: base.copy()}, sizes)["kept_by_all"] == 1.0).all()
+    assert abs(curve.loc[curve["size"] == 250, "pairwise_min"].iloc[0] - 0.5) < 0.1
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_agreement({0: base}, sizes)
+    with pytest.raises(ValueError, match="ranks for 500 pairs"):
+        seed_agreement({0: base, 1: base[:10]}, sizes)

@@ -64,3 +64,41 @@ def overlap_matrix(selections: Mapping[str, np.ndarray]) -> pd.DataFrame:
             union = np.logical_or(selections[a], selections[b]).sum()
             values[i, j] = np.logical_and(selections[a], selections[b]).sum() / union if union else 1.0
     return pd.DataFrame(values, index=names, columns=names)
+
+
+def seed_agreement(first_ranks: Mapping[int, np.ndarray], sizes) -> pd.DataFrame:
+    """How much of a ranking method's subset survives a change of seed, at every subset size.
+
+    ``first_ranks``: for each seed, each pair's best rank over its points, shape ``(n_pairs,)``
+    (``inf`` for a pair without a point); the subset of size k is the k pairs ranked first (pair rule
+    ``any``). Returns one row per size in ``sizes`` (pairs): ``share`` (k / n), ``kept_by_all`` (the
+    share of a subset kept under every seed), ``pairwise_min`` / ``pairwise_mean`` / ``pairwise_max``
+    (|A_k ∩ B_k| / k over every two seeds) and the same two read for independent random subsets of
+    the same size, their baselines: ``random_pairwise`` = k / n and ``random_all`` = (k / n)^(S-1)
+    for S seeds (expected values)."""
+    seeds = list(first_ranks)
+    if len(seeds) < 2:
+        raise ValueError(f"seed agreement needs at least 2 seeds, got {len(seeds)}")
+    n = len(first_ranks[seeds[0]])
+    sizes = np.clip(np.asarray(sizes, dtype=np.int64), 1, n)
+    # each pair's position in each seed's pair order (0 = kept first); two subsets of size k share
+    # exactly the pairs whose later position is below k, so one cumulative count serves every size
+    position = {}
+    for seed in seeds:
+        ranks = np.asarray(first_ranks[seed], dtype=np.float64)
+        if ranks.shape != (n,):
+            raise ValueError(f"seed {seed}: {ranks.shape} ranks for {n} pairs")
+        position[seed] = np.empty(n, dtype=np.int64)
+        position[seed][np.argsort(ranks, kind="stable")] = np.arange(n)
+
+    def shared(later: np.ndarray) -> np.ndarray:
+        return np.cumsum(np.bincount(later, minlength=n))[sizes - 1] / sizes
+
+    pairwise = np.array([shared(np.maximum(position[a], position[b]))
+                         for i, a in enumerate(seeds) for b in seeds[i + 1:]])
+    share = sizes / n
+    return pd.DataFrame({"size": sizes, "share": share,
+                         "kept_by_all": shared(np.max([position[s] for s in seeds], axis=0)),
+                         "pairwise_min": pairwise.min(axis=0), "pairwise_mean": pairwise.mean(axis=0),
+                         "pairwise_max": pairwise.max(axis=0),
+                         "random_pairwise": share, "random_all": share ** (len(seeds) - 1)})
