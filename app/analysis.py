@@ -35,7 +35,7 @@ from alignscope.embed.tasks import load_embed_result, load_unit
 from alignscope.files import atomic_path
 from alignscope.select.cache import full_ranking, prefetch_ranking, ranking_cache_path
 from alignscope.select.selection import Selection
-from alignscope.select.stats import group_codes, kept_pairs_mask, shares_from_codes
+from alignscope.select.stats import group_codes, kept_pairs_mask, pair_first_rank, shares_from_codes
 
 ENCODERS = ["static", "minilm", "lm-last-token:tiny", "lm-last-token:smollm2-135m"]
 CONTEXT_KEY = "alignscope_analysis"  # plain session keys survive page switches; widget keys do not
@@ -313,11 +313,7 @@ def _pair_first_rank(source: str, stamp: float, method: str, seed: int, options_
     shape (n_pairs,) (``inf`` for a pair without a point), so that the pairs kept at any subset
     size k are ``first_rank <= k``: a slider move reads this instead of re-deriving pairs from 124k
     ranked points (pair rule ``any``; 0.2 s per move at AlpacaEval's size)."""
-    ranked = ranking(source, stamp, method, seed, options_json, None)
-    rank = ranked["rank"].to_numpy(dtype=np.float64)
-    pairs = ranked["pair_index" if "pair_index" in ranked.table.columns else "index"].to_numpy(dtype=np.int64)
-    first = np.full(n_pairs, np.inf)
-    np.minimum.at(first, pairs, rank)
+    first = pair_first_rank(ranking(source, stamp, method, seed, options_json, None).table, n_pairs)
     first.setflags(write=False)
     return first
 

@@ -52,6 +52,32 @@ def test_select_isa_from_data_and_from_raw_embeddings_agree(embedded):
     assert a.config["method"] == "isa"
 
 
+def test_check_seeds_reports_how_much_of_the_subset_other_seeds_keep(embedded):
+    """--check-seeds: the file is --seed's selection; the report counts the kept pairs every seed's
+    selection of the same size keeps, checked here against the three selections made directly."""
+    from alignscope.embed.embeddings import Embeddings
+    from alignscope.select.selectors import select
+
+    folder, env, _ = embedded
+    result = run_cli("select", "--embeddings", folder / "emb.npy", "--method", "isa", "--k", "24", "--check-seeds",
+                     "1,2", "--out", folder / "checked.parquet", "--force", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    agreement = json.loads(result.stdout)["seed_agreement"]
+    embeddings = Embeddings.load(folder / "emb.npy")
+    kept = {seed: set(t.table.loc[t.selected, "pair_index"]) for seed in (0, 1, 2)
+            for t in [select(embeddings, "isa", k=24, seed=seed)]}
+    written = Selection.read(folder / "checked.parquet")
+    assert set(written.table.loc[written.selected, "pair_index"]) == kept[0]
+    assert agreement["seeds"] == [0, 1, 2] and agreement["counted"] == "pairs"
+    assert agreement["n_kept"] == len(kept[0])
+    # the other seeds' subsets hold as many pairs as seed 0's: cut their own rankings at that count
+    assert agreement["kept_by_all"] <= agreement["pairwise_min"] <= agreement["pairwise_max"] <= 1
+    assert agreement["random_pairwise"] == pytest.approx(len(kept[0]) / 120, abs=1e-4)
+    text = run_cli("select", "--embeddings", folder / "emb.npy", "--method", "random", "--k", "24", "--check-seeds",
+                   "4", "--out", folder / "checked2.parquet", "--force", env=env)
+    assert text.returncode == 0 and "seeds 0, 4:" in text.stdout and "kept under every seed" in text.stdout
+
+
 @pytest.mark.parametrize("method", ["random", "density", "kcenter"])
 def test_baselines_are_seeded(embedded, method):
     folder, env, _ = embedded
@@ -89,6 +115,8 @@ def test_export_formats_load_back_in_trl_shape(embedded):
     (["--method", "nope", "--k", "3"], "invalid choice"),
     (["--method", "isa"], "exactly one of --k or --fraction"),
     (["--method", "density", "--k", "3", "--pca-dim", "4"], "apply to --method isa only"),
+    (["--method", "isa", "--k", "3", "--check-seeds", "0"], "at least one seed other than --seed"),
+    (["--method", "isa", "--k", "3", "--check-seeds", "one"], "comma-separated integers"),
 ])
 def test_bad_select_arguments_exit_2_and_write_nothing(embedded, args, fragment):
     folder, env, _ = embedded

@@ -35,6 +35,10 @@ def add_select_commands(commands: Any) -> None:
     size.add_argument("--k", type=int, help="number of points to keep")
     size.add_argument("--fraction", type=float, help="share of points to keep, in (0, 1]")
     select_cmd.add_argument("--seed", type=int, default=0)
+    select_cmd.add_argument("--check-seeds", metavar="S1,S2,...",
+                            help="also select with these seeds and report how much of the subset they keep too "
+                                 "(ISA's EM ends in different, equally good mixtures from different starts); "
+                                 "the file written is --seed's")
     add_source_options(select_cmd)
     add_encoder_options(select_cmd)
     select_cmd.add_argument("--covariance-type", choices=["full", "diag", "tied", "spherical"],
@@ -142,6 +146,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     elif any(v is not None for v in (args.covariance_type, args.pca_dim, args.n_init, args.variant)):
         raise UsageError("--covariance-type/--pca-dim/--n-init/--variant apply to --method isa only")
     options.update(pair_method_fields(args, args.method))
+    check_seeds = _parse_seeds(args.check_seeds, args.seed) if args.check_seeds else []
     common = {"k": args.k, "fraction": args.fraction, "seed": args.seed}
     if args.embeddings:
         if args.data:
@@ -151,14 +156,21 @@ def cmd_select(args: argparse.Namespace) -> int:
         # `alignscope embed` leaves EMB.npy.json beside the matrix: it says what the rows are; a
         # .npy made elsewhere has rows of the unit --unit says (or plain points without it).
         embeddings = Embeddings.load(args.embeddings, unit=args.unit)
-        table = select(embeddings, args.method, **common, **options)
+
+        def run(seed: int):
+            return select(embeddings, args.method, **{**common, "seed": seed}, **options)
     else:
         if not args.data:
             raise UsageError("give DATA (or --embeddings EMB.npy)")
         args.path = args.data
-        table = select_data(load_data(args), args.method, encoder=args.encoder, unit=args.unit,
-                            layer=args.layer, batch_size=args.batch_size, progress=not args.json, **common,
-                            **options)
+        data = load_data(args)
+
+        def run(seed: int):
+            return select_data(data, args.method, encoder=args.encoder, unit=args.unit, layer=args.layer,
+                               batch_size=args.batch_size, progress=not args.json, **{**common, "seed": seed},
+                               **options)
+    table = run(args.seed)
+    agreement = _seed_agreement({args.seed: table, **{seed: run(seed) for seed in check_seeds}}) if check_seeds else None
     table.write(out)
     summary = {"out": str(out), "method": args.method, "unit": table.unit,
                "n_points": int(len(table)), "n_selected": table.n_selected,
@@ -167,6 +179,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         summary["n_pairs_selected"] = int(len(table.pairs("any")))
     if "circular" in table.config:
         summary["circular"] = table.config["circular"]
+    if agreement is not None:
+        summary["seed_agreement"] = agreement
     if args.json:
         print(json.dumps(summary, default=str))
     else:
@@ -175,7 +189,43 @@ def cmd_select(args: argparse.Namespace) -> int:
               f"with {args.method}{extra} → {out}")
         if table.config.get("circular_note"):
             print(f"note: {table.config['circular_note']}")
+        if agreement is not None:
+            a, what = agreement, agreement["counted"]
+            print(f"seeds {', '.join(map(str, a['seeds']))}: {a['kept_by_all']:.1%} of the kept {what} are kept "
+                  f"under every seed; two seeds share {a['pairwise_min']:.1%}–{a['pairwise_max']:.1%} "
+                  f"(random subsets of this size: {a['random_all']:.1%} and {a['random_pairwise']:.1%})")
     return EXIT_OK
+
+
+def _parse_seeds(text: str, seed: int) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--check-seeds takes comma-separated integers, e.g. 1,2; got {text!r}") from None
+    seeds = [s for s in dict.fromkeys(seeds) if s != seed]
+    if not seeds:
+        raise UsageError(f"--check-seeds needs at least one seed other than --seed ({seed})")
+    return seeds
+
+
+def _seed_agreement(tables: dict) -> dict[str, Any]:
+    """The share of the first selection's kept pairs (points, without pairs) that the selections of
+    the other seeds keep too, at the same number kept (:func:`alignscope.select.stats.seed_agreement`)."""
+    import numpy as np
+
+    from alignscope.select.stats import pair_first_rank, seed_agreement
+
+    table = next(iter(tables.values()))
+    by_pair = "pair_index" in table.table.columns
+    n = int(table.table["pair_index"].max()) + 1 if by_pair else len(table)
+    ranks = {seed: pair_first_rank(t.table, n) for seed, t in tables.items()}
+    present = np.isfinite(next(iter(ranks.values())))  # pairs with a point (a subset's embeddings may skip some)
+    ranks = {seed: r[present] for seed, r in ranks.items()}
+    kept = int(np.sum(next(iter(ranks.values())) <= table.n_selected))
+    row = seed_agreement(ranks, [kept]).iloc[0]
+    return {"seeds": list(ranks), "counted": "pairs" if by_pair or table.unit == "pair" else "points",
+            "n_kept": kept, **{key: round(float(row[key]), 4) for key in
+                               ("kept_by_all", "pairwise_min", "pairwise_max", "random_all", "random_pairwise")}}
 
 
 def cmd_export(args: argparse.Namespace) -> int:

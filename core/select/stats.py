@@ -66,6 +66,17 @@ def overlap_matrix(selections: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(values, index=names, columns=names)
 
 
+def pair_first_rank(table: pd.DataFrame, n_pairs: int) -> np.ndarray:
+    """Each pair's best (smallest) rank over its points in a full ranking table (``rank`` and
+    ``pair_index``, or ``index`` for pair rows), shape ``(n_pairs,)``, ``inf`` for a pair without a
+    point: the pairs a top-k cut keeps (rule ``any``) are those with ``first_rank <= k``."""
+    rank = table["rank"].to_numpy(dtype=np.float64)
+    pairs = table["pair_index" if "pair_index" in table.columns else "index"].to_numpy(dtype=np.int64)
+    first = np.full(n_pairs, np.inf)
+    np.minimum.at(first, pairs, rank)
+    return first
+
+
 def seed_agreement(first_ranks: Mapping[int, np.ndarray], sizes) -> pd.DataFrame:
     """How much of a ranking method's subset survives a change of seed, at every subset size.
 
