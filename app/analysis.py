@@ -567,6 +567,12 @@ def column_kinds(data: PreferenceData) -> dict[str, list[str]]:
     return _column_kinds(data.fingerprint, data)
 
 
+def default_group(groups: list[str]) -> str:
+    """The group column a page compares by until the user picks one: ``source`` when the data has
+    it (where the pairs come from is what people compare first), else the first."""
+    return "source" if "source" in groups else groups[0]
+
+
 # ------------------------------------------------------------------------------------ the audit
 AUDIT_FLAGS_KEY = "alignscope_audit_flags"  # set by the Audit page: {fingerprint, issue}
 AUDIT_CONFIG_KEY = "alignscope_audit_config"  # the Audit page's options: what the Map's audit colours read

@@ -275,7 +275,7 @@ if chosen:
         in_selection[chosen["pairs"]] = True
         breakdown = st.columns([2, 3])
         column = breakdown[0].selectbox("Break the selection down by", groups, key="map_sel_column",
-                                        index=groups.index("source") if "source" in groups else 0)
+                                        index=groups.index(analysis.default_group(groups)))
         # The column's values as text and each pair's code, coded once per data set (as the chart's).
         texts_of_values, codes, _ = analysis.column_codes(data, column)
         selected_codes = codes[chosen["pairs"]]

@@ -164,7 +164,7 @@ if groups:
     # tab uses it too.
     state.keep_choices("select_group")
     if st.session_state.get("select_group") not in groups:
-        st.session_state["select_group"] = "source" if "source" in groups else groups[0]
+        st.session_state["select_group"] = analysis.default_group(groups)
     group = st.session_state["select_group"]
 
 # ------------------------------------------------------------------------- what is kept / dropped

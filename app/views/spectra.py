@@ -26,7 +26,7 @@ encoder = top[0].selectbox("Encoder", analysis.ENCODERS, key="spectra_encoder",
 ctx["encoder"] = encoder
 columns = analysis.column_kinds(data)["groups"]  # cached per data set
 choices = ["label"] + columns + ["component"]
-grouping = top[1].selectbox("Groups", choices, index=choices.index("source") if "source" in choices else 0,
+grouping = top[1].selectbox("Groups", choices, index=choices.index(analysis.default_group(choices)),
                             key="spectra_groups",
                             format_func=lambda c: {"label": "chosen vs rejected",
                                                    "component": "GMM component (ISA)"}.get(c, c))
