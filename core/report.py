@@ -36,6 +36,7 @@ from alignscope.audit import AuditError, audit_summary
 from alignscope.errors import AlignscopeError
 from alignscope.files import atomic_write
 from alignscope.scaling.recommend import size_text
+from alignscope.select.stats import seed_agreement_text
 
 __all__ = ["ReportError", "ReportContent", "length_pattern", "scaling_answer", "report_content", "render_html",
            "build_report", "write_report", "reproduce_commands"]
@@ -152,7 +153,7 @@ def _selection_section(data: Any, selection: Any) -> dict[str, Any]:
             "n_selected": int(selection.n_selected), "pairs_kept": int(len(np.unique(pairs))),
             "share_of_pairs": len(np.unique(pairs)) / data.n_pairs if data.n_pairs else math.nan,
             "seed": config.get("seed"), "encoder": config.get("encoder"), "fraction": config.get("fraction"),
-            "name": config.get("name"), "config": config}
+            "name": config.get("name"), "seed_agreement": config.get("seed_agreement"), "config": config}
 
 
 def scaling_answer(recommendation: Mapping[str, Any]) -> dict[str, Any]:
@@ -555,6 +556,8 @@ def _render_selection(content: ReportContent) -> str:
     items = [("method", sel["method"]), ("pairs kept", f"{sel['pairs_kept']:,} ({sel['share_of_pairs']:.1%} of the pairs)"),
              ("points selected", f"{sel['n_selected']:,} of {sel['n_points']:,} {sel['unit']}s"),
              ("seed", sel["seed"]), ("encoder", sel["encoder"])]
+    if sel.get("seed_agreement"):
+        items.append(("other seeds", seed_agreement_text(sel["seed_agreement"])))
     provenance = json.dumps(sel["config"], indent=1, default=str, ensure_ascii=False)
     return (f"<h2 id='selection'>Selection</h2>{_dl(items)}<details><summary>Provenance (the selection's recorded "
             f"config)</summary><pre>{_e(_cut(provenance, 6000))}</pre></details>")

@@ -115,6 +115,23 @@ def test_the_report_shows_the_inputs_numbers(made):
     assert document.count("<script type='text/javascript'>") == 1
 
 
+def test_a_selection_checked_against_other_seeds_says_so(made, tmp_path):
+    """`select --check-seeds` and the Select page keep the seed agreement in the selection's config;
+    the report's Selection section reads it as a sentence."""
+    from alignscope.select.selection import Selection
+    from alignscope.select.stats import seed_agreement_at
+
+    data = made["data"]
+    selection = Selection.read(made["folder"] / "clean.parquet")
+    rng = np.random.default_rng(1)
+    record = seed_agreement_at({0: rng.permutation(data.n_pairs), 1: rng.permutation(data.n_pairs)}, 48)
+    selection.replace(config={**selection.config, "seed_agreement": record}).write(tmp_path / "checked.parquet")
+    document = render_html(report_content(data, selection=tmp_path / "checked.parquet"))
+    assert f"{record['kept_by_all']:.1%} of the 48 kept pairs are kept under every seed (0, 1)" in document
+    assert "random subsets of this size" in document
+    assert "kept under every seed" not in render_html(report_content(data, selection=made["folder"] / "clean.parquet"))
+
+
 def test_the_data_sets_text_is_escaped_and_nothing_is_fetched(made):
     document = render_html(report_content(made["data"], audit=made["table"]))
     assert HOSTILE not in document and "<img src=x" not in document

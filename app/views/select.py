@@ -17,7 +17,7 @@ from alignscope.files import PathOutsideRootError, resolve_in_root
 from alignscope.options import field_kind
 from alignscope.run_files import SELECTION_FILE
 from alignscope.select.pair_options import PAIR_METHODS, method_options
-from alignscope.select.stats import defect_rates, overlap_matrix, seed_agreement
+from alignscope.select.stats import defect_rates, overlap_matrix, seed_agreement, seed_agreement_at
 
 # The column each pair method's histogram shows, its label, and what it means (papers on the estimators).
 PAIR_DETAIL = {
@@ -133,6 +133,14 @@ try:
 except (ValueError, PathOutsideRootError) as err:  # selection errors are one-line ValueErrors
     st.error(str(err))
     st.stop()
+# ISA's subset under two more seeds, once their rankings exist (the button in Score anatomy makes
+# them): a few ms a move from the cached ranks, kept in the selection's config (export, report).
+check_seeds = [int(seed), int(seed) + 1, int(seed) + 2]
+seed_ranks = None
+if method == "isa" and all(analysis.ranking_on_disk(source, "isa", s, options) for s in check_seeds):
+    seed_ranks = analysis.seed_first_ranks(source, "isa", check_seeds, data.n_pairs, options=options)
+    selection = selection.replace(config={**selection.config,
+                                          "seed_agreement": seed_agreement_at(seed_ranks, k_pairs)})
 table = selection.table
 # Read from the ranking's cached per-pair best rank (ISA, random), not re-derived per move.
 kept = analysis.kept_pairs_for(source, method, k_pairs, data.n_pairs, seed=int(seed), options=options,
@@ -217,26 +225,27 @@ if tab_score.open and method == "isa":
         # EM ends in different, nearly equally likely mixtures from different starts: on AlpacaEval
         # about one pair in ten of a 5 % subset changes with the seed (benchmarks/bench_isa --seeds).
         st.markdown("**Does the subset depend on the seed?**")
-        seeds = [int(seed), int(seed) + 1, int(seed) + 2]
-        ready = all(analysis.ranking_on_disk(source, "isa", s, options) for s in seeds)
-        if ready or st.button(f"Rank with seeds {seeds[1]} and {seeds[2]} too", key="select_seed_check",
-                              help="Fits ISA's mixture twice more (as long as the first fit took), kept for "
-                                   "later visits."):
+        if seed_ranks is None and st.button(
+                f"Rank with seeds {check_seeds[1]} and {check_seeds[2]} too", key="select_seed_check",
+                help="Fits ISA's mixture twice more (as long as the first fit took), kept for later visits."):
             bar = st.progress(0.0, "ranking with other seeds…")
-            ranks = analysis.seed_first_ranks(
-                source, "isa", seeds, data.n_pairs, options=options,
-                on_seed=lambda i, s: bar.progress(i / len(seeds), f"ranking with seed {s} ({i + 1} of {len(seeds)})…"))
+            seed_ranks = analysis.seed_first_ranks(
+                source, "isa", check_seeds, data.n_pairs, options=options,
+                on_seed=lambda i, s: bar.progress(i / len(check_seeds),
+                                                  f"ranking with seed {s} ({i + 1} of {len(check_seeds)})…"))
             bar.empty()
-            sizes = np.unique(np.r_[np.linspace(1, data.n_pairs, 101).round().astype(np.int64), k_pairs])
-            curve = seed_agreement(ranks, sizes)
-            here = curve.loc[curve["size"] == k_pairs].iloc[0]
+            st.rerun()  # from the top: the selection's config takes the agreement too
+        if seed_ranks is not None:
+            here = selection.config["seed_agreement"]
             st.markdown(
                 f"At this size ({k_pairs:,} pairs), **{here['kept_by_all']:.0%} of the subset is kept under all "
-                f"three seeds** ({', '.join(map(str, seeds))}); any two of them share {here['pairwise_min']:.0%}–"
-                f"{here['pairwise_max']:.0%}. Independent random subsets of this size would share "
-                f"{here['random_all']:.1%} and {here['random_pairwise']:.1%}. What the seed changes is EM's start: "
-                f"read the other {1 - here['kept_by_all']:.0%} as one draw among equally good fits.")
-            st.plotly_chart(charts.seed_agreement_chart(curve, k_pairs / data.n_pairs), key="select_seed_curve")
+                f"three seeds** ({', '.join(map(str, check_seeds))}); any two of them share "
+                f"{here['pairwise_min']:.0%}–{here['pairwise_max']:.0%}. Independent random subsets of this size "
+                f"would share {here['random_all']:.1%} and {here['random_pairwise']:.1%}. What the seed changes is "
+                f"EM's start: read the other {1 - here['kept_by_all']:.0%} as one draw among equally good fits.")
+            sizes = np.unique(np.r_[np.linspace(1, data.n_pairs, 101).round().astype(np.int64), k_pairs])
+            st.plotly_chart(charts.seed_agreement_chart(seed_agreement(seed_ranks, sizes), k_pairs / data.n_pairs),
+                            key="select_seed_curve")
 
 if tab_score.open and ranks_pairs:
     with tab_score:

@@ -170,7 +170,10 @@ def cmd_select(args: argparse.Namespace) -> int:
                                batch_size=args.batch_size, progress=not args.json, **{**common, "seed": seed},
                                **options)
     table = run(args.seed)
-    agreement = _seed_agreement({args.seed: table, **{seed: run(seed) for seed in check_seeds}}) if check_seeds else None
+    agreement = None
+    if check_seeds:  # kept in the file's config: the report and later readers see it
+        agreement = _seed_agreement({args.seed: table, **{seed: run(seed) for seed in check_seeds}})
+        table = table.replace(config={**table.config, "seed_agreement": agreement})
     table.write(out)
     summary = {"out": str(out), "method": args.method, "unit": table.unit,
                "n_points": int(len(table)), "n_selected": table.n_selected,
@@ -190,10 +193,9 @@ def cmd_select(args: argparse.Namespace) -> int:
         if table.config.get("circular_note"):
             print(f"note: {table.config['circular_note']}")
         if agreement is not None:
-            a, what = agreement, agreement["counted"]
-            print(f"seeds {', '.join(map(str, a['seeds']))}: {a['kept_by_all']:.1%} of the kept {what} are kept "
-                  f"under every seed; two seeds share {a['pairwise_min']:.1%}–{a['pairwise_max']:.1%} "
-                  f"(random subsets of this size: {a['random_all']:.1%} and {a['random_pairwise']:.1%})")
+            from alignscope.select.stats import seed_agreement_text
+
+            print(f"seeds: {seed_agreement_text(agreement)}")
     return EXIT_OK
 
 
@@ -213,7 +215,7 @@ def _seed_agreement(tables: dict) -> dict[str, Any]:
     the other seeds keep too, at the same number kept (:func:`alignscope.select.stats.seed_agreement`)."""
     import numpy as np
 
-    from alignscope.select.stats import pair_first_rank, seed_agreement
+    from alignscope.select.stats import pair_first_rank, seed_agreement_at
 
     table = next(iter(tables.values()))
     by_pair = "pair_index" in table.table.columns
@@ -222,10 +224,7 @@ def _seed_agreement(tables: dict) -> dict[str, Any]:
     present = np.isfinite(next(iter(ranks.values())))  # pairs with a point (a subset's embeddings may skip some)
     ranks = {seed: r[present] for seed, r in ranks.items()}
     kept = int(np.sum(next(iter(ranks.values())) <= table.n_selected))
-    row = seed_agreement(ranks, [kept]).iloc[0]
-    return {"seeds": list(ranks), "counted": "pairs" if by_pair or table.unit == "pair" else "points",
-            "n_kept": kept, **{key: round(float(row[key]), 4) for key in
-                               ("kept_by_all", "pairwise_min", "pairwise_max", "random_all", "random_pairwise")}}
+    return seed_agreement_at(ranks, kept, counted="pairs" if by_pair or table.unit == "pair" else "points")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -113,3 +113,20 @@ def seed_agreement(first_ranks: Mapping[int, np.ndarray], sizes) -> pd.DataFrame
                          "pairwise_min": pairwise.min(axis=0), "pairwise_mean": pairwise.mean(axis=0),
                          "pairwise_max": pairwise.max(axis=0),
                          "random_pairwise": share, "random_all": share ** (len(seeds) - 1)})
+
+
+def seed_agreement_at(first_ranks: Mapping[int, np.ndarray], size: int, *, counted: str = "pairs") -> dict:
+    """:func:`seed_agreement` at one subset size, as the plain record a selection's config keeps
+    (``seed_agreement``: the CLI's ``--check-seeds``, the Select page, the report)."""
+    row = seed_agreement(first_ranks, [size]).iloc[0]
+    return {"seeds": [int(seed) for seed in first_ranks], "counted": counted, "n_kept": int(row["size"]),
+            **{key: round(float(row[key]), 4) for key in
+               ("kept_by_all", "pairwise_min", "pairwise_max", "random_all", "random_pairwise")}}
+
+
+def seed_agreement_text(record: Mapping) -> str:
+    """One sentence for a ``seed_agreement`` record (CLI output, report)."""
+    return (f"{record['kept_by_all']:.1%} of the {record['n_kept']:,} kept {record['counted']} are kept under every "
+            f"seed ({', '.join(map(str, record['seeds']))}); two seeds share {record['pairwise_min']:.1%}–"
+            f"{record['pairwise_max']:.1%} (random subsets of this size: {record['random_all']:.1%} and "
+            f"{record['random_pairwise']:.1%})")
