@@ -1,5 +1,6 @@
 """What a selection kept, in numbers people compare: shares per group, planted-defect rates,
-lengths, and the overlap between methods. Pure pandas/numpy; the Select page draws these."""
+lengths, the overlap between methods and between seeds of one method. Pure pandas/numpy; the
+Select page draws these."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -84,9 +85,9 @@ def seed_agreement(first_ranks: Mapping[int, np.ndarray], sizes) -> pd.DataFrame
     (``inf`` for a pair without a point); the subset of size k is the k pairs ranked first (pair rule
     ``any``). Returns one row per size in ``sizes`` (pairs): ``share`` (k / n), ``kept_by_all`` (the
     share of a subset kept under every seed), ``pairwise_min`` / ``pairwise_mean`` / ``pairwise_max``
-    (|A_k ∩ B_k| / k over every two seeds) and the same two read for independent random subsets of
-    the same size, their baselines: ``random_pairwise`` = k / n and ``random_all`` = (k / n)^(S-1)
-    for S seeds (expected values)."""
+    (|A_k ∩ B_k| / k over every two seeds) and, as their baselines, what independent random subsets
+    of the same size share in expectation: ``random_pairwise`` = k / n and ``random_all`` =
+    (k / n)^(S-1) for S seeds."""
     seeds = list(first_ranks)
     if len(seeds) < 2:
         raise ValueError(f"seed agreement needs at least 2 seeds, got {len(seeds)}")
