@@ -117,7 +117,7 @@ def test_export_formats_load_back_in_trl_shape(embedded):
     (["--method", "isa"], "exactly one of --k or --fraction"),
     (["--method", "density", "--k", "3", "--pca-dim", "4"], "apply to --method isa only"),
     (["--method", "isa", "--k", "3", "--check-seeds", "0"], "at least one seed other than --seed"),
-    (["--method", "isa", "--k", "3", "--check-seeds", "one"], "comma-separated integers"),
+    (["--method", "isa", "--k", "3", "--check-seeds", "one"], "not a comma-separated list of integers"),
 ])
 def test_bad_select_arguments_exit_2_and_write_nothing(embedded, args, fragment):
     folder, env, _ = embedded

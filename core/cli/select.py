@@ -10,7 +10,7 @@ from alignscope.cli.common import EXIT_OK, UsageError, add_source_options, check
 from alignscope.cli.config_flags import flag_help
 from alignscope.cli.embed import add_encoder_options
 from alignscope.embed.embeddings import Embeddings
-from alignscope.options import field_kind, flag_name
+from alignscope.options import field_kind, flag_name, parse_list
 from alignscope.select.pair_options import PAIR_METHODS, method_options
 from alignscope.select.selection import PAIR_RULES
 
@@ -201,9 +201,9 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def _parse_seeds(text: str, seed: int) -> list[int]:
     try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--check-seeds takes comma-separated integers, e.g. 1,2; got {text!r}") from None
+        seeds = parse_list(text, int)
+    except ValueError as err:
+        raise UsageError(f"--check-seeds: {err} (e.g. 1,2)") from None
     seeds = [s for s in dict.fromkeys(seeds) if s != seed]
     if not seeds:
         raise UsageError(f"--check-seeds needs at least one seed other than --seed ({seed})")
