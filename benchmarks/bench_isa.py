@@ -65,6 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alignscope.options import parse_list
 from benchmarks.common import RESULTS, write_result
 
 TMP = RESULTS / "tmp"
@@ -276,7 +277,7 @@ def seed_stability(data: Path, k: int, args: argparse.Namespace, first: np.ndarr
     """The product's subset under other seeds: how far two equally valid EM fits (k-means starts,
     fitting samples) move it. The scale against which an overlap with scikit-learn is read."""
     selected = {args.seed: first}
-    for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
+    for seed in parse_list(args.seeds, int):
         info, arrays = spawn("product", data, k, args, seed=seed)
         if arrays is not None:
             selected[seed] = arrays["selected"]

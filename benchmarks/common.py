@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from alignscope.models import cpu_bf16_flags
+
 RESULTS = Path(__file__).resolve().parent / "results"
 # ../shared/data beside the checkout (a git worktree sits one folder deeper: ../../shared/data).
 _REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +32,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": _cpu_model(),
         # the same "AMD EPYC" name covers CPUs with and without native bf16 products, which
         # decide the mixed-precision paths (gmm.py, encoders.py): record the flags
-        "cpu_bf16": _cpu_bf16_flags(),
+        "cpu_bf16": sorted(cpu_bf16_flags()),
         "cpu_count": os.cpu_count(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
@@ -54,16 +56,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def _cpu_bf16_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(set(line.split(":", 1)[1].split()) & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return []
 
 
 def peak_rss_mib() -> float:

